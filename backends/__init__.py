@@ -1,0 +1,1 @@
+"""How gpuctl reaches things: SSH transport, the remote agent, GPU readers, the local machine."""

@@ -1,0 +1,1 @@
+"""The domain: config, pods, snapshots and the Fleet that ties them together."""
