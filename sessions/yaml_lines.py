@@ -1,0 +1,237 @@
+"""YAML read as a node tree that remembers where every key and value came from.
+
+`yaml.safe_load` returns plain dicts and lists, which forget their line numbers and
+silently keep the last of two duplicate keys. Config messages must say "line 12,
+column 5", so the config reader works on the composed node tree instead, and this
+module holds the few node helpers it needs: composing with a readable syntax error,
+positions, mapping entries (with duplicate keys reported and `<<` merge keys applied),
+scalar values, and a plain frozen conversion for sections kept raw.
+
+Nothing here knows the config schema; it reports `Issue`s (node, message, key) and lets
+the caller word the field path.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+NULL_TAG = "tag:yaml.org,2002:null"
+BOOL_TAG = "tag:yaml.org,2002:bool"
+INT_TAG = "tag:yaml.org,2002:int"
+FLOAT_TAG = "tag:yaml.org,2002:float"
+STR_TAG = "tag:yaml.org,2002:str"
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class Issue(NamedTuple):
+    """Something wrong found while reading nodes.
+
+    Attributes:
+        node: where it is.
+        message: what is wrong.
+        key: the mapping key it concerns (for the field path), or None.
+    """
+
+    node: Node
+    message: str
+    key: str | None = None
+
+
+class YamlSyntaxError(Exception):
+    """The text is not valid YAML.
+
+    Attributes:
+        message: what the parser objected to, in one line.
+        line: 1-based line of the problem, or None when the parser gave no position.
+        column: 1-based column, or None.
+    """
+
+    def __init__(self, message: str, line: int | None, column: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+
+
+def compose(text: str) -> Node | None:
+    """Parse `text` into a node tree (None for an empty or comment-only document).
+
+    Raises:
+        YamlSyntaxError: with the parser's own position, so the message can point at
+            the exact line and column instead of dumping PyYAML's multi-line report.
+    """
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        raise _syntax_error(exc) from None
+    except yaml.reader.ReaderError as exc:
+        # Raised for characters YAML forbids (control characters); it carries a
+        # character offset rather than a mark.
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise YamlSyntaxError(
+            f"character {exc.character!r} is not allowed in YAML ({exc.reason})", line, column
+        ) from None
+    except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises the two above
+        raise YamlSyntaxError(str(exc).replace("\n", " "), None, None) from None
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError) -> YamlSyntaxError:
+    """Word a PyYAML error as one line and add hints for the mistakes people make."""
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or exc.context or "invalid YAML"
+    message = problem
+    if exc.context and exc.problem and exc.context_mark is not None:
+        message = f"{problem} ({exc.context} on line {exc.context_mark.line + 1})"
+    if "'\\t'" in problem:
+        message += "; YAML does not allow tabs for indentation, use spaces"
+    elif "expected a single document" in (exc.context or "") + problem:
+        message = "the file holds more than one YAML document (a second '---'); gpuctl reads one"
+    elif problem.startswith("mapping values are not allowed"):
+        message += "; check the indentation, or quote a value that contains ': '"
+    line = mark.line + 1 if mark is not None else None
+    column = mark.column + 1 if mark is not None else None
+    return YamlSyntaxError(message, line, column)
+
+
+def line_of(node: Node) -> int:
+    """1-based line where `node` starts."""
+    return node.start_mark.line + 1
+
+
+def column_of(node: Node) -> int:
+    """1-based column where `node` starts."""
+    return node.start_mark.column + 1
+
+
+def is_null(node: Node) -> bool:
+    """True for an empty value, `~` or `null`: the config treats it as "not set"."""
+    return isinstance(node, ScalarNode) and node.tag == NULL_TAG
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One `key: value` pair of a mapping node.
+
+    Attributes:
+        key: the key's text exactly as written (`on:` stays "on", not True).
+        key_node: the key's node, for messages about the key itself.
+        value: the value's node.
+    """
+
+    key: str
+    key_node: Node
+    value: Node
+
+
+def mapping_entries(
+    node: MappingNode, _active: frozenset[int] = frozenset()
+) -> tuple[list[Entry], list[Issue]]:
+    """The entries of a mapping, plus issues found on the way.
+
+    Keys are taken as written text, because every mapping in the config has string
+    keys (env names, key bindings, field names) and YAML 1.1 would otherwise turn
+    `on:` or `yes:` into booleans. A duplicate key is an issue at its second
+    occurrence: PyYAML keeps only the last, which hides a typo'd copy-paste. `<<`
+    merge keys are applied the way PyYAML applies them (explicit keys win; earlier
+    merged mappings win over later ones), without calling that a duplicate.
+
+    Returns:
+        (entries in document order, [Issue, ...]). An issue inside a merged
+        mapping may be reported once per merge; callers drop repeated issues.
+    """
+    active = _active | {id(node)}
+    issues: list[Issue] = []
+    explicit: list[Entry] = []
+    merged: list[Entry] = []
+    seen: dict[str, Node] = {}
+    for key_node, value_node in node.value:
+        if key_node.tag == MERGE_TAG:
+            merged.extend(_merge_entries(value_node, issues, active))
+            continue
+        if not isinstance(key_node, ScalarNode):
+            issues.append(Issue(key_node, "a key must be plain text, not a list or a mapping"))
+            continue
+        key = key_node.value
+        if key in seen:
+            issues.append(
+                Issue(
+                    key_node,
+                    f"duplicate key {key!r} (first set on line {line_of(seen[key])}); "
+                    "YAML would silently keep only the last one",
+                    key,
+                )
+            )
+            continue
+        seen[key] = key_node
+        explicit.append(Entry(key, key_node, value_node))
+    for entry in merged:
+        if entry.key not in seen:
+            seen[entry.key] = entry.key_node
+            explicit.append(entry)
+    return explicit, issues
+
+
+def _merge_entries(value: Node, issues: list[Issue], active: frozenset[int]) -> list[Entry]:
+    """Entries brought in by a `<<: *anchor` (or `<<: [*a, *b]`) merge key."""
+    sources = value.value if isinstance(value, SequenceNode) else [value]
+    out: list[Entry] = []
+    for source in sources:
+        if not isinstance(source, MappingNode):
+            issues.append(Issue(source, "a '<<' merge key needs a mapping (or a list of mappings)"))
+            continue
+        if id(source) in active:
+            issues.append(Issue(source, "a '<<' merge refers to itself"))
+            continue
+        entries, more = mapping_entries(source, active)
+        issues.extend(more)
+        out.extend(entries)
+    return out
+
+
+class ScalarError(ValueError):
+    """A scalar YAML cannot turn into a value (an unknown `!tag`, `!!int abc`)."""
+
+
+def scalar_value(node: ScalarNode) -> Any:
+    """The Python value YAML's safe loader gives a scalar: str, int, float, bool, None...
+
+    Raises:
+        ScalarError: for a tag the safe loader does not know or a value its tag rejects.
+    """
+    constructor = yaml.constructor.SafeConstructor()
+    try:
+        return constructor.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
+        if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+            raise ScalarError(exc.problem) from None
+        raise ScalarError(f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}") from None
+
+
+def frozen_value(node: Node, issues: list[Issue], _active: frozenset[int] = frozenset()) -> Any:
+    """Convert a node to plain immutable data: mappings become read-only mappings,
+    lists become tuples, scalars their YAML value.
+
+    Used for sections the config keeps raw for a later validator (`policies`,
+    provider options): they stay immutable like the rest of the config.
+    """
+    if id(node) in _active:
+        issues.append(Issue(node, "this alias refers to itself; recursive structures are not allowed"))
+        return None
+    active = _active | {id(node)}
+    if isinstance(node, MappingNode):
+        entries, more = mapping_entries(node)
+        issues.extend(more)
+        return types.MappingProxyType({e.key: frozen_value(e.value, issues, active) for e in entries})
+    if isinstance(node, SequenceNode):
+        return tuple(frozen_value(item, issues, active) for item in node.value)
+    try:
+        return scalar_value(node)  # type: ignore[arg-type]
+    except ScalarError as exc:
+        issues.append(Issue(node, str(exc)))
+        return None
