@@ -37,7 +37,8 @@ GPU keys are nvidia-smi's own field names. A number is formatted as nvidia-smi d
 ``"[N/A]"``, ``"[Not Supported]"`` or ``"[Insufficient Permissions]"`` come out as the
 real tool prints them. A missing key prints ``[N/A]``; a missing ``index`` is the GPU's
 position in the list. ``fail: "driver"`` prints the driver message and exits 9;
-``fail: "no-devices"`` prints ``No devices were found`` and exits 6.
+``fail: "no-devices"`` (or an empty ``gpus`` list) prints ``No devices were found`` and
+exits 6, as nvidia-smi does on a machine without GPUs.
 
 When ``$GPUCTL_SIM_GPU_STATE`` is unset or names a file that does not exist, the tool
 behaves as one healthy, busy A100 (``DEFAULT_STATE``), so a demo works with no setup.
@@ -250,18 +251,24 @@ def render_table(state: dict, now: float | None = None) -> str:
         name = format_value(value("name"), "name")
         lines.append(_row(
             ("%3s  %s" % (value("index"), name)).ljust(36)[:36] + "On ",
-            "%s Off" % format_value(value("pci.bus_id"), "pci.bus_id"),
+            "%s Off" % _plain(value("pci.bus_id")),
             "0",
         ))
         power = "%s / %5s" % (_short(value("power.draw"), "W"), _short(value("power.limit"), "W"))
         lines.append(_row(
             "%3s  %4s    %-4s" % (_short(value("fan.speed"), "%"), _short(value("temperature.gpu"), "C"),
-                                  format_value(value("pstate"), "pstate")) + power.rjust(22),
+                                  _plain(value("pstate"))[:4]) + power.rjust(22),
             "%9s / %9s" % (_short(value("memory.used"), "MiB"), _short(value("memory.total"), "MiB")),
             "%7s      Default" % _short(value("utilization.gpu"), "%"),
         ))
         lines.append(_RULE)
     return "".join(line + "\n" for line in lines)
+
+
+def _plain(value):
+    """A text cell: the table shows placeholders as a bare ``N/A``."""
+    text = format_value(value, "name")
+    return "N/A" if text.startswith("[") else text
 
 
 def _short(value, unit):
