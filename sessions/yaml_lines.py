@@ -92,6 +92,11 @@ def _syntax_error(exc: yaml.MarkedYAMLError) -> YamlSyntaxError:
         message += "; YAML does not allow tabs for indentation, use spaces"
     elif "expected a single document" in (exc.context or "") + problem:
         message = "the file holds more than one YAML document (a second '---'); gpuctl reads one"
+    elif problem.startswith("found unknown escape character"):
+        message += (
+            "; inside double quotes YAML reads backslashes as escapes, so write regular"
+            " expressions and Windows paths in single quotes"
+        )
     elif problem.startswith("mapping values are not allowed"):
         message += "; check the indentation, or quote a value that contains ': '"
     line = mark.line + 1 if mark is not None else None
