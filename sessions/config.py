@@ -9,7 +9,8 @@ problem becomes a `ConfigProblem` with file, line, column and field, collected i
 The pieces live in small modules, all re-exported here so callers import only
 `sessions.config`:
 * `config_model`: the frozen dataclasses and the error types;
-* `config_schema`: the validators that turn a YAML node tree into a `Config`;
+* `config_schema`: the section tables that turn a YAML node tree into a `Config`;
+* `config_fields`: one validator per kind of value (port, host, regex, ...);
 * `yaml_lines`: YAML nodes with line numbers (what `yaml.safe_load` throws away).
 """
 
@@ -101,15 +102,16 @@ def load_config(path: str | os.PathLike[str] | ConfigLocation) -> Config:
     Args:
         path: the file, or a `ConfigLocation` from `locate_config` (preferred by the
             CLI: a missing file's message then says whether the path came from
-            `--config`, `GPUCTL_CONFIG` or the default location).
+            `--config`, `GPUCTL_CONFIG` or the default location; for a bare path
+            that is guessed from the environment).
 
     Raises:
         ConfigNotFound: no file there; the message shows where gpuctl looked and an
             example config to paste.
         ConfigError: unreadable, not UTF-8, not YAML, or not a valid config.
     """
-    location = path if isinstance(path, ConfigLocation) else ConfigLocation(
-        Path(os.path.expanduser(os.fspath(path)))
+    location = path if isinstance(path, ConfigLocation) else _guess_source(
+        Path(os.path.expanduser(os.fspath(path))), os.environ
     )
     file = location.path
     if not file.exists():
@@ -132,6 +134,20 @@ def load_config(path: str | os.PathLike[str] | ConfigLocation) -> Config:
         problem = ConfigProblem(file, line, column, "", f"is not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8")
         raise ConfigError([problem]) from None
     return parse_config(text, file)
+
+
+def _guess_source(path: Path, environ: Mapping[str, str]) -> ConfigLocation:
+    """Where a bare path most likely came from, for the "not found" message.
+
+    Callers that pass `resolve_config_path(...)` lose the source; matching the path
+    against `GPUCTL_CONFIG` and the default location recovers it in practice.
+    """
+    from_env = environ.get(ENV_VAR, "")
+    if from_env and Path(os.path.expanduser(from_env)) == path:
+        return ConfigLocation(path, SOURCE_ENV)
+    if path == default_config_path():
+        return ConfigLocation(path, SOURCE_DEFAULT)
+    return ConfigLocation(path, SOURCE_GIVEN)
 
 
 def parse_config(text: str, path: str | os.PathLike[str]) -> Config:
