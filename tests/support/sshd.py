@@ -19,14 +19,17 @@ bash 5.2, as root):
   ``SSH_SOURCE_BASHRC``: a non-interactive ``bash -c`` started by sshd *does* read
   ``~/.bashrc`` when ``SHLVL`` is unset. Root's ``~/.bashrc`` on this machine has no
   "interactive only" guard; it runs ``pyenv init``/``pyenv virtualenv-init`` and
-  sources ``~/.cargo/env``: it puts pyenv shims (so a ``python3``) in front of
-  ``PATH`` and costs tens of ms per exec (PERF-NOTES' "bashrc tax"). That would break
+  sources ``~/.cargo/env``: it puts pyenv shims (so a ``python3``) and cargo in front
+  of ``PATH``, and an exec of ``true`` over an open asyncssh connection takes 128 ms
+  instead of 2.8 ms (median of 20; PERF-NOTES' "bashrc tax"). That would break
   ``python=False`` and make timings depend on whoever's home directory runs the tests.
 * Fix: ``SetEnv SHLVL=1``. bash only reads ``~/.bashrc`` for sshd when it is a
   top-level shell (``shell_level < 2``); inheriting ``SHLVL=1`` makes it level 2.
   This covers exec channels, subsystems (sftp-server runs via the shell too) and
   ``tmux new-session -d CMD`` (tmux runs ``$SHELL -c CMD`` and inherits ``SHLVL``).
   Pass ``isolate_rc=False`` to get the user's real startup files back.
+* ``python=False`` is a PATH-level simulation: ``/usr/bin/python3`` still exists on
+  the machine, so only code that finds python3 through ``PATH`` sees a bare pod.
 * Not covered, by design: a *login* shell (a shell channel with no command, or an
   interactive tmux pane) reads ``/etc/profile``, which resets ``PATH`` to the system
   dirs, and ``~/.profile`` -> ``~/.bashrc``. gpuctl uses exec channels; tests should too.
