@@ -1,0 +1,166 @@
+"""One asyncio task per pod: connect, stream telemetry, reconnect, publish snapshots.
+
+A monitor never raises out of `run()`: every failure becomes a state (`offline` with a
+reason, `reconnecting`) on the snapshot it publishes, and it keeps retrying with
+backoff, so one broken pod never disturbs the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+import asyncssh
+
+from backends.agent import AgentChannel, AgentUnavailable, probe_once
+from backends.ssh import Backoff, FailureKind, SshFailure, connect
+from sessions import pods
+from sessions.config import Defaults, PodConfig
+from sessions.snapshot import PodSnapshot, PodState, apply_sample, with_state
+
+# A connection that stayed up this long resets the backoff: the next drop is news,
+# not part of a flapping streak.
+_STABLE_AFTER_S = 30.0
+
+
+class PodMonitor:
+    """Follows one pod and publishes a new `PodSnapshot` whenever something changes.
+
+    Attributes:
+        settled: set once the first attempt has an outcome (a first sample, or a
+            failure), so one-shot commands like `gpuctl status` know when to print.
+    """
+
+    def __init__(self, pod: PodConfig, defaults: Defaults, publish: Callable[[PodSnapshot], None]):
+        self.pod = pod
+        self._defaults = defaults
+        self._publish_cb = publish
+        self._interval = pods.interval(pod, defaults)
+        self._agent: AgentChannel | None = None
+        self._ever_online = False
+        self.settled = asyncio.Event()
+        host = pod.host
+        self._target = None
+        if not pods.is_local(pod):
+            self._target = pods.ssh_target(pod, defaults)
+            host = self._target.display
+        self.snapshot = PodSnapshot(name=pod.name, host=host, price_per_hour=pod.price_per_hour)
+
+    # -- publishing ---------------------------------------------------------------
+
+    def _publish(self, snapshot: PodSnapshot) -> None:
+        self.snapshot = snapshot
+        self._publish_cb(snapshot)
+
+    def _set_state(self, state: str, **changes: Any) -> None:
+        self._publish(with_state(self.snapshot, state=state, **changes))
+
+    def _on_sample(self, sample: dict[str, Any], transport: str) -> None:
+        snap = apply_sample(self.snapshot, sample)
+        self._ever_online = True
+        self._publish(with_state(snap, state=PodState.ONLINE, error=None, error_kind=None, transport=transport))
+        self.settled.set()
+
+    def _on_failure(self, failure: SshFailure) -> None:
+        self._set_state(PodState.OFFLINE, error=failure.message, error_kind=failure.kind)
+        self.settled.set()
+
+    # -- control ------------------------------------------------------------------
+
+    def set_interval(self, seconds: float) -> None:
+        """Change the telemetry interval; takes effect on the agent immediately."""
+        self._interval = seconds
+        if self._agent is not None:
+            try:
+                self._agent.send({"cmd": "interval", "seconds": seconds})
+            except (OSError, asyncssh.Error):
+                pass  # the reader notices the dead channel and reconnects
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow the pod until cancelled."""
+        if self._target is None:
+            await self._run_local()
+            return
+        backoff = Backoff(base=1.0, cap=60.0)
+        while True:
+            attempts = self.snapshot.attempts + 1
+            state = PodState.RECONNECTING if self._ever_online else PodState.CONNECTING
+            if self.snapshot.state == PodState.OFFLINE:
+                state = PodState.OFFLINE  # keep showing why while we retry
+            self._set_state(state, attempts=attempts)
+            started = time.monotonic()
+            try:
+                conn = await connect(self._target)
+            except SshFailure as failure:
+                self._on_failure(failure)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            try:
+                async with conn:
+                    await self._stream(conn)
+                failure = SshFailure(FailureKind.LOST, "the agent stopped (channel closed)")
+            except SshFailure as exc:
+                failure = exc
+            except (asyncssh.Error, OSError) as exc:
+                failure = SshFailure(FailureKind.LOST, f"connection lost: {exc}")
+            finally:
+                self._agent = None
+            if time.monotonic() - started > _STABLE_AFTER_S:
+                backoff.reset()
+            if self._ever_online:
+                self._set_state(PodState.RECONNECTING, error=failure.message, error_kind=failure.kind)
+            else:
+                self._on_failure(failure)
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _stream(self, conn: asyncssh.SSHClientConnection) -> None:
+        options = {"interval": self._interval, "disk_path": pods.disk_path(self.pod)}
+        timeout = self._target.command_timeout
+        try:
+            agent = await AgentChannel.start(conn, options, timeout=timeout)
+        except AgentUnavailable:
+            await self._poll_with_probe(conn)
+            return
+        self._agent = agent
+        try:
+            while True:
+                # A healthy agent speaks every interval; silence for several intervals
+                # means a hung pod or a half-open TCP connection.
+                silence_limit = max(10.0, 5 * self._interval)
+                try:
+                    message = await asyncio.wait_for(agent.read(), silence_limit)
+                except (asyncio.TimeoutError, TimeoutError):
+                    raise SshFailure(FailureKind.TIMEOUT, f"no telemetry for {silence_limit:g}s") from None
+                if message is None:
+                    return
+                if message.get("kind") == "sample":
+                    self._on_sample(message, "agent")
+        finally:
+            agent.close()
+
+    async def _poll_with_probe(self, conn: asyncssh.SSHClientConnection) -> None:
+        """No python3 on the pod: one exec of the shell probe per tick."""
+        disk = pods.disk_path(self.pod)
+        while True:
+            tick = time.monotonic()
+            sample = await probe_once(conn, disk, timeout=self._target.command_timeout)
+            self._on_sample(sample, "exec")
+            await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - tick)))
+
+    async def _run_local(self) -> None:
+        """`host: local`: read NVML / nvidia-smi and tmux on this machine, no SSH."""
+        from backends.local import LocalSampler
+
+        sampler = LocalSampler(disk_path=pods.disk_path(self.pod))
+        while True:
+            tick = time.monotonic()
+            try:
+                sample = await asyncio.to_thread(sampler.sample)
+            except Exception as exc:  # noqa: BLE001 - a sampling bug must not kill the monitor
+                self._on_failure(SshFailure(FailureKind.OTHER, f"local sampling failed: {exc}"))
+            else:
+                self._on_sample(sample, "local")
+            await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - tick)))
