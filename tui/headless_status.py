@@ -1,0 +1,80 @@
+"""`gpuctl status`: connect to every pod at once, print one table (or JSON), exit.
+
+Exit status 0 when every pod answered, 1 when any did not: cron jobs and CI can act
+on it without parsing. `--watch` keeps printing until interrupted: in place on a
+terminal (no flicker), one document per interval otherwise (JSON lines with --json).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import TextIO
+
+from sessions.config import Config
+from sessions.fleet import Fleet
+from sessions.snapshot import FleetSnapshot, PodState
+from tui.status_json import fleet_json
+from tui.status_table import render_plain, render_rich
+
+
+def exit_code(fleet: FleetSnapshot) -> int:
+    """0 when every pod is online, else 1."""
+    return 0 if all(p.state == PodState.ONLINE for p in fleet.pods) else 1
+
+
+def _settle_timeout(config: Config) -> float:
+    # Each pod's first attempt is bounded by its connect timeout plus the agent's
+    # start; this outer bound only guards against a bug leaving a pod unsettled.
+    longest = max((p.connect_timeout or config.defaults.connect_timeout for p in config.pods), default=10.0)
+    return longest + config.defaults.command_timeout + 5
+
+
+def print_snapshot(fleet: FleetSnapshot, *, as_json: bool, out: TextIO) -> None:
+    """One rendering of the fleet in the requested form."""
+    if as_json:
+        out.write(json.dumps(fleet_json(fleet)) + "\n")
+    elif out.isatty():
+        from rich.console import Console
+
+        render_rich(fleet, Console(file=out))
+    else:
+        out.write(render_plain(fleet))
+    out.flush()
+
+
+async def run_status(config: Config, *, as_json: bool, watch: bool, interval: float,
+                     pod_names: list[str] | None = None, out: TextIO | None = None) -> int:
+    """Run `gpuctl status`; returns the exit status."""
+    out = out or sys.stdout
+    async with Fleet(config, pod_names) as fleet:
+        snapshot = await fleet.wait_settled(timeout=_settle_timeout(config))
+        if not watch:
+            print_snapshot(snapshot, as_json=as_json, out=out)
+            return exit_code(snapshot)
+        try:
+            if out.isatty() and not as_json:
+                await _watch_live(fleet, interval, out)
+            else:
+                while True:
+                    print_snapshot(fleet.snapshot(), as_json=as_json, out=out)
+                    if not as_json:
+                        out.write("\n")
+                    await asyncio.sleep(interval)
+        except asyncio.CancelledError:
+            pass
+        return exit_code(fleet.snapshot())
+
+
+async def _watch_live(fleet: Fleet, interval: float, out: TextIO) -> None:
+    """Redraw in place with rich Live: the terminal never flickers or scrolls."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from tui.status_table import rich_renderable
+
+    with Live(rich_renderable(fleet.snapshot()), console=Console(file=out), auto_refresh=False) as live:
+        while True:
+            await asyncio.sleep(interval)
+            live.update(rich_renderable(fleet.snapshot()), refresh=True)

@@ -1,0 +1,48 @@
+"""Short human forms of numbers for tables: sizes, durations, percentages."""
+
+from __future__ import annotations
+
+
+def size(num_bytes: float | None) -> str:
+    """1536 -> '1.5K'; binary units, one decimal below 10."""
+    if num_bytes is None:
+        return "-"
+    value = float(num_bytes)
+    for unit in ("B", "K", "M", "G", "T", "P"):
+        if abs(value) < 1024 or unit == "P":
+            if unit == "B":
+                return f"{int(value)}B"
+            return f"{value:.1f}{unit}" if abs(value) < 10 else f"{value:.0f}{unit}"
+        value /= 1024
+    return f"{value:.0f}P"  # pragma: no cover - loop always returns
+
+
+def mib(value: float | None) -> str:
+    """Memory in MiB as nvidia-smi reports it, shown in GiB: 81920 -> '80.0G'."""
+    if value is None:
+        return "-"
+    return f"{value / 1024:.1f}G"
+
+
+def duration(seconds: float | None) -> str:
+    """3725 -> '1h02m'; 90061 -> '1d01h'."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    days, rest = divmod(s, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def number(value: float | None, unit: str = "", digits: int = 0) -> str:
+    """A number with a unit, or '-' when unknown."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}{unit}"

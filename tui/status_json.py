@@ -1,0 +1,59 @@
+"""The `gpuctl status --json` document: a stable contract for users' scripts.
+
+Keys named in the foundation issue never change names; new keys may be added.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, TmuxSession
+
+
+def gpu_json(gpu: GpuSample) -> dict[str, Any]:
+    return {
+        "index": gpu.index,
+        "name": gpu.name,
+        "uuid": gpu.uuid,
+        "temp_c": gpu.temp_c,
+        "util_pct": gpu.util_pct,
+        "mem_used_mib": gpu.mem_used_mib,
+        "mem_total_mib": gpu.mem_total_mib,
+        "power_w": gpu.power_w,
+        "power_limit_w": gpu.power_limit_w,
+    }
+
+
+def session_json(session: TmuxSession) -> dict[str, Any]:
+    return {
+        "name": session.name,
+        "state": "running",
+        "attached": session.attached,
+        "windows": session.windows,
+        "created": session.created,
+    }
+
+
+def pod_json(pod: PodSnapshot) -> dict[str, Any]:
+    disk = pod.disk
+    return {
+        "name": pod.name,
+        "state": pod.state,
+        "error": pod.error,
+        "error_kind": pod.error_kind,
+        "host": pod.host,
+        "transport": pod.transport,
+        "sampled_at": pod.sampled_at,
+        "gpu_status": pod.gpu_status,
+        "gpu_error": pod.gpu_error,
+        "gpus": [gpu_json(g) for g in pod.gpus],
+        "disk": {"path": disk.path, "used_bytes": disk.used_bytes, "total_bytes": disk.total_bytes} if disk else None,
+        "load": list(pod.load) if pod.load else None,
+        "uptime_s": pod.uptime_s,
+        "price_per_hour": pod.price_per_hour,
+        "sessions": [session_json(s) for s in pod.sessions],
+    }
+
+
+def fleet_json(fleet: FleetSnapshot) -> dict[str, Any]:
+    return {"pods": [pod_json(p) for p in fleet.pods]}

@@ -1,0 +1,149 @@
+"""`gpuctl status` as a table: rich with colour on a terminal, plain aligned text otherwise.
+
+One row per GPU, pod-level columns (state, disk, load, uptime, price) only on a pod's
+first row so the eye groups them. Colour carries meaning only: connection state and
+temperature. Why a pod is not online is printed under the table in full, because
+such messages are long and a person must be able to act on them.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, PodState
+from tui import humanize
+
+COLUMNS = ("POD", "STATE", "GPU", "TEMP", "UTIL", "MEMORY", "POWER", "DISK", "LOAD", "UP", "$/H")
+
+STATE_STYLE = {
+    PodState.ONLINE: "green",
+    PodState.CONNECTING: "dim",
+    PodState.RECONNECTING: "yellow",
+    PodState.OFFLINE: "bold red",
+}
+
+HOT_C = 85
+WARM_C = 75
+
+
+def temp_style(temp_c: float | None) -> str:
+    """Red at or over 85 °C (the default alert threshold), yellow from 75 °C."""
+    if temp_c is None:
+        return "dim"
+    if temp_c >= HOT_C:
+        return "bold red"
+    if temp_c >= WARM_C:
+        return "yellow"
+    return ""
+
+
+def _gpu_cells(gpu: GpuSample) -> list[str]:
+    mem = f"{humanize.mib(gpu.mem_used_mib)}/{humanize.mib(gpu.mem_total_mib)}"
+    if gpu.power_w is None:
+        power = "-"
+    elif gpu.power_limit_w:
+        power = f"{gpu.power_w:.0f}/{gpu.power_limit_w:.0f}W"
+    else:
+        power = f"{gpu.power_w:.0f}W"
+    name = f"{gpu.index}: {short_gpu_name(gpu.name)}" if gpu.index is not None else short_gpu_name(gpu.name)
+    return [name, humanize.number(gpu.temp_c, "°C"), humanize.number(gpu.util_pct, "%"), mem, power]
+
+
+def short_gpu_name(name: str | None) -> str:
+    """'NVIDIA A100-SXM4-80GB' -> 'A100-SXM4-80GB': the vendor prefix is noise here."""
+    if not name:
+        return "?"
+    for prefix in ("NVIDIA GeForce ", "NVIDIA "):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def _pod_cells(pod: PodSnapshot) -> list[str]:
+    disk = "-"
+    if pod.disk and pod.disk.total_bytes:
+        disk = f"{humanize.size(pod.disk.used_bytes)}/{humanize.size(pod.disk.total_bytes)}"
+    load = f"{pod.load[0]:.2f}" if pod.load else "-"
+    price = f"{pod.price_per_hour:.2f}" if pod.price_per_hour is not None else "-"
+    return [disk, load, humanize.duration(pod.uptime_s), price]
+
+
+def _no_gpu_cell(pod: PodSnapshot) -> str:
+    if pod.state != PodState.ONLINE and not pod.gpus:
+        return "-"
+    if pod.gpu_status == "none":
+        return "no GPU"
+    if pod.gpu_status == "error":
+        return "GPU error"
+    return "-"
+
+
+def rows(pod: PodSnapshot) -> Iterable[tuple[list[str], GpuSample | None]]:
+    """The table rows of one pod: cells as text, with the GPU each row shows."""
+    pod_cells = _pod_cells(pod)
+    blank_pod = [""] * len(pod_cells)
+    if not pod.gpus:
+        yield [pod.name, pod.state, _no_gpu_cell(pod), "", "", "", "", *pod_cells], None
+        return
+    for i, gpu in enumerate(pod.gpus):
+        head = [pod.name, pod.state] if i == 0 else ["", ""]
+        yield [*head, *_gpu_cells(gpu), *(pod_cells if i == 0 else blank_pod)], gpu
+
+
+def problems(fleet: FleetSnapshot) -> list[tuple[PodSnapshot, str]]:
+    """(pod, message) for every pod that is not fully well, in config order."""
+    found = []
+    for pod in fleet.pods:
+        if pod.error and pod.state != PodState.ONLINE:
+            found.append((pod, pod.error))
+        elif pod.gpu_status == "error" and pod.gpu_error:
+            found.append((pod, f"GPU: {pod.gpu_error}"))
+    return found
+
+
+def rich_renderable(fleet: FleetSnapshot) -> RenderableType:
+    """The coloured table with the problems under it, for printing or `rich.live`."""
+    table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
+    for col in COLUMNS:
+        justify = "right" if col in ("TEMP", "UTIL", "MEMORY", "POWER", "DISK", "LOAD", "UP", "$/H") else "left"
+        table.add_column(col, justify=justify, no_wrap=True)
+    for pod in fleet.pods:
+        for cells, gpu in rows(pod):
+            styled = [Text(c) for c in cells]
+            styled[0].stylize("bold")
+            styled[1].stylize(STATE_STYLE.get(pod.state, ""))
+            if gpu is not None:
+                styled[3].stylize(temp_style(gpu.temp_c))
+            elif cells[2] in ("no GPU", "-"):
+                styled[2].stylize("dim")
+            elif cells[2] == "GPU error":
+                styled[2].stylize("red")
+            table.add_row(*styled)
+    parts: list[RenderableType] = [table]
+    for pod, message in problems(fleet):
+        line = Text()
+        line.append(f"{pod.name}: ", style="bold")
+        style = "bold red" if pod.error_kind == "host-key-changed" else "red"
+        line.append(message, style=style)
+        parts.append(line)
+    return Group(*parts)
+
+
+def render_rich(fleet: FleetSnapshot, console: Console) -> None:
+    """Print the coloured table and the problems under it."""
+    console.print(rich_renderable(fleet))
+
+
+def render_plain(fleet: FleetSnapshot) -> str:
+    """Aligned plain text, for pipes and logs: no colour, no box characters."""
+    table = [list(COLUMNS)]
+    for pod in fleet.pods:
+        table.extend(cells for cells, _ in rows(pod))
+    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table]
+    lines += [f"{pod.name}: {message}" for pod, message in problems(fleet)]
+    return "\n".join(lines) + "\n"
