@@ -1,0 +1,696 @@
+"""The remote agent: its parsers, its protocol, and the real process as a pod runs it.
+
+Process tests start the agent exactly as gpuctl does (``build_agent_command`` through
+``sh -c``), with a PATH holding only a temp folder: the simulated ``nvidia-smi`` (or
+none), and a ``python3`` that runs with ``-S`` so the venv's pynvml cannot take over
+on a machine that happens to have a GPU.
+"""
+
+from __future__ import annotations
+
+import ast
+import glob
+import json
+import os
+import select
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import types
+import zlib
+import base64
+from pathlib import Path
+
+import pytest
+
+from backends import agent_command, agent_script
+from backends.agent_script import (
+    Agent,
+    AgentState,
+    classify_nvidia_smi_result,
+    classify_tmux_result,
+    collect_sample,
+    next_deadline,
+    parse_nvidia_smi_csv,
+    parse_tmux_sessions,
+)
+from backends.sim_nvidia_smi import install_wrapper
+
+DATA = Path(__file__).parent / "data" / "nvidia_smi"
+AGENT_SOURCE = Path(agent_script.__file__).read_text()
+SAMPLE_KEYS = [
+    "kind", "v", "t", "seq", "gpu_status", "gpu_error", "gpu_source", "gpus", "disk",
+    "load", "uptime_s", "tmux_status", "tmux_error", "tmux",
+]
+GPU_KEYS = [
+    "index", "uuid", "name", "temp_c", "util_pct", "mem_used_mib", "mem_total_mib",
+    "power_w", "power_limit_w",
+]
+DRIVER_MESSAGE = (
+    "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
+    "Make sure that the latest NVIDIA driver is installed and running."
+)
+
+
+def gpu(index, uuid, name, temp, util, used, total, power, limit):
+    return dict(zip(GPU_KEYS, (index, uuid, name, temp, util, used, total, power, limit)))
+
+
+# ------------------------------------------------------------------ parsers
+
+
+@pytest.mark.parametrize(
+    ("capture", "count", "checks"),
+    [
+        ("a100x8_noheader_nounits.csv", 8, {
+            0: gpu(0, "GPU-6b1e6a5e-7c8f-2d3a-9b4c-1e2f3a4b5c60", "NVIDIA A100-SXM4-80GB",
+                   61, 100, 78923, 81920, 389.12, 400.0),
+            7: gpu(7, "GPU-6b1e6a5e-7c8f-2d3a-9b4c-1e2f3a4b5c67", "NVIDIA A100-SXM4-80GB",
+                   64, 100, 78925, 81920, 398.01, 400.0)}),
+        # A header and units, as a user's own nvidia-smi call prints them.
+        ("h100x2_header_units.csv", 2, {
+            1: gpu(1, "GPU-8c2e7d13-5d22-4c9b-8f3e-6e5a2b1b44f2", "NVIDIA H100 80GB HBM3",
+                   71, 99, 79811, 81559, 688.73, 700.0)}),
+        ("rtx_laptop_header_nounits_na_power.csv", 1, {
+            0: gpu(0, "GPU-0d4c3b2a-1908-4f7e-a6d5-c4b3a2918070", "NVIDIA GeForce RTX 3060 Laptop GPU",
+                   52, 12, 1024, 6144, None, None)}),
+        ("old_geforce_not_supported.csv", 2, {
+            0: gpu(0, "GPU-1f2e3d4c-5b6a-7980-a1b2-c3d4e5f60718", "GeForce GTX 750 Ti",
+                   38, None, 1630, 2000, None, None),
+            1: gpu(1, "GPU-2a3b4c5d-6e7f-8091-a2b3-c4d5e6f70829", "Quadro RTX 6000",
+                   41, 7, 517, 24576, 31.52, 260.0)}),
+        # MIG mode on: the whole card's utilization is [N/A] (it lives per MIG device).
+        ("a100_mig_host.csv", 2, {
+            0: gpu(0, "GPU-838f60d9-651f-9166-ea42-f9da674a6947", "NVIDIA A100-SXM4-40GB",
+                   33, None, 36537, 40960, 87.41, 400.0)}),
+        # Inside a container given one MIG slice, card memory is [Insufficient Permissions].
+        ("a100_mig_container.csv", 1, {
+            0: gpu(0, "GPU-9c73eb7b-8d6d-6c0e-dc13-97873e2ede40", "NVIDIA A100-SXM4-80GB",
+                   30, None, None, None, 85.12, 400.0)}),
+        # Unified memory (DGX Spark): no card memory to report, no power limit.
+        ("gb10_unified_memory.csv", 1, {
+            0: gpu(0, "GPU-aa11bb22-cc33-dd44-ee55-ff6677889900", "NVIDIA GB10",
+                   39, 0, None, None, 5.04, None)}),
+        # A warning line and a truncated row are skipped; [Unknown Error] cells are null.
+        ("v100_warning_and_broken_rows.csv", 2, {
+            0: gpu(0, "GPU-5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9", "Tesla V100-SXM2-32GB",
+                   40, 88, 30000, 32768, 250.0, 300.0),
+            1: gpu(2, "GPU-7a8b9c0d-1e2f-4a3b-c4d5-e6f7a8b9c0d1", "Tesla V100-SXM2-32GB",
+                   None, None, 12, 32768, None, 300.0)}),
+    ],
+)
+def test_parse_nvidia_smi_csv_captures(capture, count, checks):
+    gpus = parse_nvidia_smi_csv((DATA / capture).read_text())
+    assert len(gpus) == count
+    for position, expected in checks.items():
+        assert gpus[position] == expected
+    for row in gpus:
+        assert list(row) == GPU_KEYS
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("0, GPU-a, Odd, Name, With Commas, 1, 2, 3, 4, 5.5, 6",
+         gpu(0, "GPU-a", "Odd, Name, With Commas", 1, 2, 3, 4, 5.5, 6.0)),
+        ("0, [N/A], , [Unknown Error], nan, inf, 4, 5.555, 6",
+         gpu(0, None, None, None, None, None, 4, 5.55, 6.0)),
+        ("3,GPU-b,T4,45,97,10,15360,70.1,70", gpu(3, "GPU-b", "T4", 45, 97, 10, 15360, 70.1, 70.0)),
+        ("  1 , GPU-c , A10G , 44.0 , 1 , 2 , 3 , 4 , 5 \r", gpu(1, "GPU-c", "A10G", 44, 1, 2, 3, 4.0, 5.0)),
+    ],
+    ids=["comma-in-name", "placeholders", "no-spaces", "padding-and-cr"],
+)
+def test_parse_nvidia_smi_csv_cells(line, expected):
+    assert parse_nvidia_smi_csv(line + "\n") == [expected]
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "garbage\n", "1, 2, 3\n"])
+def test_parse_nvidia_smi_csv_ignores_junk(text):
+    assert parse_nvidia_smi_csv(text) == []
+
+
+@pytest.mark.parametrize(
+    ("rc", "stdout", "stderr", "expected"),
+    [
+        (0, "0, GPU-a, T4, 1, 2, 3, 4, 5, 6\n", "", ("ok", None, 1)),
+        (6, "No devices were found\n", "", ("none", None, 0)),
+        (9, DRIVER_MESSAGE + "\n\n", "", ("error", DRIVER_MESSAGE, 0)),
+        (18, "", "Failed to initialize NVML: Driver/library version mismatch\n",
+         ("error", "Failed to initialize NVML: Driver/library version mismatch", 0)),
+        (3, "", "", ("error", "nvidia-smi exited with status 3", 0)),
+        (0, "", "", ("ok", None, 0)),
+    ],
+    ids=["ok", "no-devices", "driver", "mismatch", "silent-failure", "empty"],
+)
+def test_classify_nvidia_smi_result(rc, stdout, stderr, expected):
+    status, error, gpus = classify_nvidia_smi_result(rc, stdout, stderr)
+    assert (status, error, len(gpus)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("train\t1700000000\t1\t3\n", [{"name": "train", "created": 1700000000, "attached": 1, "windows": 3}]),
+        ("my run\t1700000000\t0\t1\neval\t1700000100\t0\t2\n",
+         [{"name": "my run", "created": 1700000000, "attached": 0, "windows": 1},
+          {"name": "eval", "created": 1700000100, "attached": 0, "windows": 2}]),
+        # tmux prints a tab inside a name as the two characters backslash-t.
+        ("a\\tb\t1700000000\t0\t1\n", [{"name": "a\\tb", "created": 1700000000, "attached": 0, "windows": 1}]),
+        ("broken line\n\tx\t1\t2\n", []),
+        ("odd\tsoon\t0\t1\n", [{"name": "odd", "created": None, "attached": 0, "windows": 1}]),
+    ],
+    ids=["one", "two-with-space", "escaped-tab", "junk", "bad-number"],
+)
+def test_parse_tmux_sessions(text, expected):
+    assert parse_tmux_sessions(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("rc", "stdout", "stderr", "expected"),
+    [
+        (0, "t\t1\t0\t1\n", "", ("ok", None, 1)),
+        (1, "", "no server running on /tmp/tmux-1000/default\n", ("ok", None, 0)),
+        (1, "", "error connecting to /tmp/tmux-0/default (No such file or directory)\n", ("ok", None, 0)),
+        (1, "", "no sessions\n", ("ok", None, 0)),
+        (1, "", "open terminal failed: not a terminal\n", ("error", "open terminal failed: not a terminal", 0)),
+        (2, "", "", ("error", "tmux exited with status 2", 0)),
+    ],
+)
+def test_classify_tmux_result(rc, stdout, stderr, expected):
+    status, error, sessions = classify_tmux_result(rc, stdout, stderr)
+    assert (status, error, len(sessions)) == expected
+
+
+@pytest.mark.parametrize(
+    ("deadline", "interval", "now", "expected"),
+    [
+        (10.0, 1.0, 10.2, 11.0),  # on time: the next grid point
+        (10.0, 1.0, 11.0, 12.0),  # exactly on the next point: skip to the one after
+        (10.0, 1.0, 13.5, 14.0),  # three ticks late: skip them, no burst
+        (10.0, 0.5, 10.0, 10.5),
+    ],
+)
+def test_next_deadline_skips_missed_ticks_without_drift(deadline, interval, now, expected):
+    assert next_deadline(deadline, interval, now) == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------ python 3.8 rules
+
+
+def test_agent_parses_as_python_3_8():
+    tree = ast.parse(AGENT_SOURCE, feature_version=(3, 8))
+    future = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
+    assert future and any(a.name == "annotations" for a in future[0].names), (
+        "annotations must stay unevaluated: `list[str]` and `X | None` fail at runtime on 3.8"
+    )
+
+
+# Names that exist only from 3.9+ (str/bytes/dict/pathlib/functools/math/random...).
+PY39_PLUS = {
+    "removeprefix", "removesuffix", "cache", "is_relative_to", "with_stem", "readlink",
+    "lcm", "nextafter", "ulp", "randbytes", "bit_count", "to_thread", "waitstatus_to_exitcode",
+    "pidfd_open", "zoneinfo", "graphlib", "tomllib", "pairwise", "aiter", "anext", "batched",
+    "BooleanOptionalAction", "isascii_", "TypeAlias", "ParamSpec",
+}
+
+
+def test_agent_uses_no_3_9_plus_apis_and_only_the_stdlib():
+    tree = ast.parse(AGENT_SOURCE)
+    names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert not names & PY39_PLUS
+    assert not [n for n in ast.walk(tree) if type(n).__name__ in ("Match", "TryStar")]
+    # Runtime `X | Y` between names (type unions) is 3.10+; bitwise | on ints is fine,
+    # and the agent has none of either.
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr)]
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported - {"pynvml"} <= set(sys.stdlib_module_names)
+
+
+def test_importing_the_agent_has_no_side_effects():
+    """The local backend imports it: no hello, no loop, no reading stdin."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import backends.agent_script"], stdin=subprocess.PIPE,
+        capture_output=True, text=True, cwd=Path(agent_script.__file__).parent.parent, timeout=10,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+# ------------------------------------------------------------------ agent_command
+
+
+def test_build_agent_command_round_trips_through_the_shell():
+    options = {"interval": 0.5, "disk_path": "~/it's a dir", "tmux": False}
+    argv = shlex.split(agent_command.build_agent_command(options, python="/opt/py 3/bin/python3"))
+    assert argv[:3] == ["/opt/py 3/bin/python3", "-u", "-c"]
+    assert json.loads(argv[4]) == options
+    payload = argv[3].split('b64decode("', 1)[1].split('")', 1)[0]
+    assert zlib.decompress(base64.b64decode(payload)).decode() == AGENT_SOURCE
+    assert argv[3] == 'import base64,zlib;exec(zlib.decompress(base64.b64decode("%s")))' % payload
+
+
+def test_protocol_versions_agree():
+    assert agent_command.AGENT_PROTOCOL_VERSION == agent_script.AGENT_PROTOCOL_VERSION == 1
+
+
+def test_payload_is_built_once():
+    agent_command.build_agent_command({})
+    agent_command.build_agent_command({"interval": 2})
+    assert agent_command.agent_payload.cache_info().misses <= 1
+    assert agent_command.agent_source.cache_info().misses <= 1
+
+
+# ------------------------------------------------------------------ in-process pieces
+
+
+class FakeNVMLError(Exception):
+    pass
+
+
+def fake_pynvml(fail=()):
+    """A pynvml stand-in with two GPUs; methods named in ``fail`` raise NVMLError."""
+    module = types.ModuleType("pynvml")
+    module.NVMLError = FakeNVMLError
+    module.NVML_TEMPERATURE_GPU = 0
+    module.shutdowns = 0
+
+    def method(name, result):
+        def call(*args):
+            if name in fail:
+                raise FakeNVMLError(name)
+            return result(*args) if callable(result) else result
+        setattr(module, name, call)
+
+    method("nvmlInit", None)
+    method("nvmlDeviceGetCount", 2)
+    method("nvmlDeviceGetHandleByIndex", lambda i: ("handle", i))
+    method("nvmlDeviceGetName", lambda h: b"NVIDIA A100-SXM4-80GB" if h[1] else "NVIDIA A100-SXM4-80GB")
+    method("nvmlDeviceGetUUID", lambda h: "GPU-%d" % h[1])
+    method("nvmlDeviceGetTemperature", lambda h, sensor: 40 + h[1])
+    method("nvmlDeviceGetUtilizationRates", types.SimpleNamespace(gpu=97, memory=40))
+    method("nvmlDeviceGetMemoryInfo", types.SimpleNamespace(used=61234 * 2**20 + 5, total=81920 * 2**20))
+    method("nvmlDeviceGetPowerUsage", 312500)
+    method("nvmlDeviceGetPowerManagementLimit", 400000)
+
+    def shutdown():
+        module.shutdowns += 1
+
+    module.nvmlShutdown = shutdown
+    return module
+
+
+def test_pynvml_is_preferred_and_a_failing_field_is_null(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(fail={"nvmlDeviceGetPowerUsage"}))
+    state = AgentState(disk_path="/", tmux=False)
+    sample = collect_sample(state)
+    assert (sample["gpu_status"], sample["gpu_source"]) == ("ok", "pynvml")
+    assert sample["gpus"] == [
+        gpu(0, "GPU-0", "NVIDIA A100-SXM4-80GB", 40, 97, 61234, 81920, None, 400.0),
+        gpu(1, "GPU-1", "NVIDIA A100-SXM4-80GB", 41, 97, 61234, 81920, None, 400.0),
+    ]
+    state.close()
+    assert sys.modules["pynvml"].shutdowns == 1
+
+
+def test_pynvml_that_will_not_init_falls_back_to_nvidia_smi(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(fail={"nvmlInit"}))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    install_wrapper(str(tmp_path))
+    state = AgentState(disk_path="/", tmux=False)
+    assert state.gpu.source == "nvidia-smi"
+
+
+def test_collect_sample_shape_and_sequence(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi, no tmux
+    state = AgentState(disk_path=str(tmp_path / "missing"), use_nvml=False)
+    first, second = collect_sample(state), collect_sample(state)
+    assert list(first) == SAMPLE_KEYS
+    assert (first["seq"], second["seq"]) == (0, 1)
+    assert (first["gpu_status"], first["gpu_error"], first["gpu_source"], first["gpus"]) == ("none", None, None, [])
+    assert (first["tmux_status"], first["tmux"]) == ("none", [])
+    assert first["disk"]["path"] == os.path.expanduser("~"), "a missing path falls back to home"
+    assert first["disk"]["total_bytes"] >= first["disk"]["used_bytes"] > 0
+    assert len(first["load"]) == 3 and isinstance(first["uptime_s"], float)
+    json.dumps(first, allow_nan=False)
+
+
+def test_which_is_cached_and_rechecked_only_when_due(monkeypatch):
+    calls = []
+    monkeypatch.setattr(agent_script.shutil, "which", lambda name: calls.append(name))
+    locator = agent_script.ToolLocator("nvidia-smi", recheck_s=30)
+    for now in (0.0, 1.0, 29.0):
+        assert locator.get(now) is None
+    assert len(calls) == 1
+    locator.get(30.0)
+    assert len(calls) == 2
+
+
+def test_a_hung_nvidia_smi_is_an_error_and_is_not_asked_again_at_once(monkeypatch, tmp_path):
+    state_file = tmp_path / "gpus.json"
+    state_file.write_text(json.dumps({"gpus": [{"name": "T4"}], "delay_s": 3}))
+    monkeypatch.setenv("GPUCTL_SIM_GPU_STATE", str(state_file))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    install_wrapper(str(tmp_path))
+    reader = agent_script.GpuReader(use_nvml=False, timeout=0.3)
+    started = time.monotonic()
+    assert reader.read() == ("error", "nvidia-smi did not answer within 0.3 s", [])
+    assert reader.read()[0] == "error"
+    assert time.monotonic() - started < 2.0, "the second read must back off, not wait again"
+
+
+@pytest.fixture
+def agent_pipe():
+    """An in-process Agent writing to a pipe; returns (agent, read_lines)."""
+    read_fd, write_fd = os.pipe()
+    state = AgentState(disk_path="/", tmux=False, use_nvml=False)
+    agent = Agent(state, interval=1.0, in_fd=-1, out_fd=write_fd)
+
+    def lines():
+        os.set_blocking(read_fd, False)
+        try:
+            data = os.read(read_fd, 1 << 20)
+        except BlockingIOError:
+            return []
+        return [json.loads(line) for line in data.decode().splitlines()]
+
+    yield agent, lines
+    os.close(read_fd)
+    os.close(write_fd)
+
+
+@pytest.mark.parametrize(
+    ("line", "interval", "error"),
+    [
+        ('{"cmd": "interval", "seconds": 2.5}', 2.5, None),
+        ('{"cmd": "interval", "seconds": 0.001}', 0.1, None),
+        ('{"cmd": "interval", "seconds": 1e9}', 3600.0, None),
+        ('{"cmd": "interval", "seconds": "fast"}', 1.0, "interval needs a number of seconds, got 'fast'"),
+        ('{"cmd": "interval", "seconds": true}', 1.0, "interval needs a number of seconds, got True"),
+        ('{"cmd": "interval", "seconds": NaN}', 1.0, "interval needs a number of seconds, got nan"),
+        ('{"cmd": "reboot"}', 1.0, "unknown command 'reboot'"),
+        ('["sample"]', 1.0, "a command is a JSON object with a string 'cmd'"),
+        ('{"seconds": 1}', 1.0, "a command is a JSON object with a string 'cmd'"),
+        ("{nope", 1.0, "malformed command (not JSON): "),
+    ],
+)
+def test_command_dispatch(agent_pipe, line, interval, error):
+    agent, lines = agent_pipe
+    agent.handle_line(line)
+    assert agent.interval == interval
+    out = lines()
+    if error is None:
+        assert out == []
+    else:
+        assert len(out) == 1 and out[0]["kind"] == "error" and out[0]["v"] == 1
+        assert out[0]["message"].startswith(error)
+
+
+def test_sample_command_and_handler_table_is_extensible(agent_pipe):
+    agent, lines = agent_pipe
+    agent.commands["ping"] = lambda a, message: a.emit({"kind": "pong", "v": 1})
+    agent.handle_line('{"cmd": "sample"}')
+    agent.handle_line('{"cmd": "ping"}')
+    out = lines()
+    assert [o["kind"] for o in out] == ["sample", "pong"]
+    assert out[0]["seq"] == 0
+    assert "ping" not in agent_script.COMMANDS, "extending one agent leaves the module table alone"
+
+
+def test_split_and_oversized_command_lines(agent_pipe, monkeypatch):
+    agent, lines = agent_pipe
+    agent._feed(b'{"cmd": "inter')
+    agent._feed(b'val", "seconds": 3}\n\n')
+    assert agent.interval == 3.0
+    monkeypatch.setattr(agent_script, "MAX_COMMAND_BYTES", 64)
+    agent._feed(b"x" * 100)
+    agent._feed(b'yyy\n{"cmd": "interval", "seconds": 4}\n')
+    assert agent.interval == 4.0
+    out = lines()
+    assert [o["message"] for o in out] == ["command line longer than 64 bytes, ignored"]
+
+
+# ------------------------------------------------------------------ the real process
+
+
+def interpreters():
+    """The test interpreter, plus a python3.8 where one is installed (the oldest pods)."""
+    found = [("py%d%d" % sys.version_info[:2], sys.executable)]
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8")))
+    candidates += [c for c in [shutil.which("python3.8")] if c]
+    for candidate in candidates:
+        # Ask it for its real path: a pyenv shim is a bash script the test PATH lacks.
+        done = subprocess.run([candidate, "-c", "import sys; print(sys.executable)"],
+                              capture_output=True, text=True)
+        if done.returncode == 0 and done.stdout.strip():
+            found.append(("py38", done.stdout.strip()))
+            break
+    return found
+
+
+INTERPRETERS = interpreters()
+
+
+class FakePod:
+    """A temp 'pod': bin/ on PATH, a GPU state file, a home, a private tmux socket dir."""
+
+    def __init__(self, root: Path, python: str = sys.executable):
+        self.root = root
+        self.bin = root / "bin"
+        self.home = root / "home"
+        for folder in (self.bin, self.home, root / "tmux"):
+            folder.mkdir()
+        self.python = self.bin / "python3"
+        # -S: no site-packages, so no pynvml; the agent must live on the stdlib alone.
+        self.python.write_text("#!/bin/sh\nexec %s -S \"$@\"\n" % shlex.quote(python))
+        self.python.chmod(0o755)
+        self.state_path = root / "gpus.json"
+        self.env = {
+            "PATH": str(self.bin), "HOME": str(self.home), "TMUX_TMPDIR": str(root / "tmux"),
+            "GPUCTL_SIM_GPU_STATE": str(self.state_path),
+        }
+
+    def set_gpus(self, gpus, fail=None):
+        self.state_path.write_text(json.dumps({"gpus": gpus, "fail": fail}))
+        install_wrapper(str(self.bin), python=sys.executable)
+
+    def add_tool(self, name):
+        os.symlink(shutil.which(name), self.bin / name)
+
+    def start(self, options):
+        return AgentProcess(agent_command.build_agent_command(options, python=str(self.python)), self.env)
+
+
+class AgentProcess:
+    """The agent under ``sh -c``, read line by line with timeouts."""
+
+    def __init__(self, command, env):
+        # Own process group: cleanup kills the agent too, even where sh forked it.
+        self.proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                     start_new_session=True)
+        self._buffer = b""
+
+    def read(self, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, left))
+            if not ready:
+                raise AssertionError("no line from the agent within %s s" % timeout)
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                raise AssertionError("agent exited: %s" % self.proc.stderr.read().decode())
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def read_kind(self, kind, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.read(max(0.01, deadline - time.monotonic()))
+            if message["kind"] == kind:
+                return message
+
+    def send(self, line):
+        self.proc.stdin.write((line if isinstance(line, str) else json.dumps(line)).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def close(self):
+        try:
+            os.killpg(self.proc.pid, 9)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(5)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            stream.close()
+
+
+@pytest.fixture
+def pod(tmp_path):
+    return FakePod(tmp_path)
+
+
+@pytest.fixture
+def started(pod):
+    agents = []
+
+    def start(options):
+        agents.append(pod.start(options))
+        return agents[-1]
+
+    yield start
+    for agent in agents:
+        agent.close()
+
+
+TWO_GPUS = [
+    {"index": 0, "uuid": "GPU-0", "name": "NVIDIA A100-SXM4-80GB", "temperature.gpu": 45,
+     "utilization.gpu": 97, "memory.used": 61234, "memory.total": 81920, "power.draw": 312.5,
+     "power.limit": 400.0},
+    {"index": 1, "uuid": "GPU-1", "name": "NVIDIA A100-SXM4-80GB", "temperature.gpu": 52,
+     "utilization.gpu": "[Not Supported]", "memory.used": 10, "memory.total": 81920,
+     "power.draw": "[N/A]", "power.limit": 400.0},
+]
+
+
+@pytest.mark.parametrize("python", [p for _, p in INTERPRETERS], ids=[i for i, _ in INTERPRETERS])
+def test_hello_then_samples(tmp_path, python):
+    pod = FakePod(tmp_path, python=python)
+    pod.set_gpus(TWO_GPUS)
+    agent = pod.start({"interval": 0.2, "disk_path": "~", "tmux": True})
+    try:
+        hello = agent.read()
+        assert list(hello) == ["kind", "v", "python", "hostname", "pid", "gpu_source"]
+        assert (hello["kind"], hello["v"], hello["gpu_source"]) == ("hello", 1, "nvidia-smi")
+        assert hello["python"] == subprocess.run(
+            [python, "-c", "import platform; print(platform.python_version())"],
+            capture_output=True, text=True).stdout.strip()
+        samples = [agent.read() for _ in range(3)]
+        assert [s["seq"] for s in samples] == [0, 1, 2]
+        first = samples[0]
+        assert list(first) == SAMPLE_KEYS
+        assert (first["gpu_status"], first["gpu_error"], first["gpu_source"]) == ("ok", None, "nvidia-smi")
+        assert first["gpus"] == [
+            gpu(0, "GPU-0", "NVIDIA A100-SXM4-80GB", 45, 97, 61234, 81920, 312.5, 400.0),
+            gpu(1, "GPU-1", "NVIDIA A100-SXM4-80GB", 52, None, 10, 81920, None, 400.0),
+        ]
+        assert first["disk"]["path"] == str(pod.home)
+        assert (first["tmux_status"], first["tmux"]) == ("none", []), "no tmux on this PATH"
+        gaps = [b["t"] - a["t"] for a, b in zip(samples, samples[1:])]
+        assert all(0.1 < gap < 0.5 for gap in gaps), gaps
+    finally:
+        agent.close()
+
+
+def test_interval_command_takes_effect(pod, started):
+    pod.set_gpus(TWO_GPUS)
+    agent = started({"interval": 30})
+    agent.read_kind("hello")
+    assert agent.read()["seq"] == 0
+    agent.send({"cmd": "interval", "seconds": 0.2})
+    begun = time.monotonic()
+    seqs = [agent.read(timeout=2)["seq"] for _ in range(3)]
+    assert seqs == [1, 2, 3]
+    assert time.monotonic() - begun < 1.5
+
+
+def test_sample_command_answers_at_once(pod, started):
+    agent = started({"interval": 3600})
+    agent.read_kind("hello")
+    agent.read()
+    agent.send({"cmd": "sample"})
+    assert agent.read(timeout=2)["seq"] == 1
+
+
+def test_bad_commands_give_error_lines_and_the_agent_lives_on(pod, started):
+    agent = started({"interval": 3600})
+    agent.read_kind("hello")
+    agent.read()
+    agent.send("this is not json")
+    agent.send({"cmd": "explode"})
+    first, second = agent.read(), agent.read()
+    assert first["kind"] == second["kind"] == "error"
+    assert first["message"].startswith("malformed command")
+    assert second["message"] == "unknown command 'explode'"
+    agent.send({"cmd": "sample"})
+    assert agent.read()["kind"] == "sample"
+
+
+def test_bad_options_are_reported_after_hello(pod, started):
+    command = agent_command.build_agent_command({}, python=str(pod.python))
+    agent = AgentProcess(command[: command.rindex(" ")] + " " + shlex.quote("{oops"), pod.env)
+    try:
+        assert agent.read()["kind"] == "hello"
+        error = agent.read()
+        assert error["kind"] == "error" and error["message"].startswith("options are not JSON")
+        assert agent.read()["kind"] == "sample"
+    finally:
+        agent.close()
+
+
+def test_exits_when_stdin_closes(pod, started):
+    agent = started({"interval": 3600})
+    agent.read_kind("hello")
+    agent.proc.stdin.close()
+    assert agent.proc.wait(timeout=2) == 0
+
+
+def test_exits_when_stdout_breaks(pod, started):
+    agent = started({"interval": 0.1})
+    agent.read_kind("hello")
+    agent.proc.stdout.close()
+    assert agent.proc.wait(timeout=2) == 0
+    assert b"Traceback" not in agent.proc.stderr.read()
+    agent.proc.stdout = open(os.devnull, "rb")  # for the fixture's cleanup
+
+
+@pytest.mark.parametrize(
+    ("gpus", "fail", "expected"),
+    [
+        (None, None, ("none", None, None)),  # no nvidia-smi on PATH at all
+        ([], "no-devices", ("none", None, "nvidia-smi")),
+        (TWO_GPUS, "driver", ("error", DRIVER_MESSAGE, "nvidia-smi")),
+    ],
+    ids=["no-nvidia-smi", "no-devices", "driver-failure"],
+)
+def test_gpu_states(pod, started, gpus, fail, expected):
+    if gpus is not None:
+        pod.set_gpus(gpus, fail)
+    agent = started({"interval": 3600})
+    assert agent.read_kind("hello")["gpu_source"] == expected[2]
+    sample = agent.read()
+    assert (sample["gpu_status"], sample["gpu_error"], sample["gpu_source"]) == expected
+    assert sample["gpus"] == []
+
+
+@pytest.mark.requires_tools("tmux")
+def test_reports_real_tmux_sessions(pod, started):
+    pod.add_tool("tmux")
+    tmux = [str(pod.bin / "tmux")]
+    agent = started({"interval": 3600})
+    agent.read_kind("hello")
+    assert agent.read()["tmux_status"] == "ok", "no server yet: ok, empty"
+    subprocess.run(tmux + ["new-session", "-d", "-s", "train run", shutil.which("sleep") + " 60"], env=pod.env, check=True)
+    try:
+        agent.send({"cmd": "sample"})
+        sample = agent.read()
+        assert (sample["tmux_status"], sample["tmux_error"]) == ("ok", None)
+        [session] = sample["tmux"]
+        assert (session["name"], session["attached"], session["windows"]) == ("train run", 0, 1)
+        assert abs(session["created"] - time.time()) < 60
+    finally:
+        subprocess.run(tmux + ["kill-server"], env=pod.env)
+
+
+def test_tmux_can_be_turned_off(pod, started):
+    agent = started({"interval": 3600, "tmux": False})
+    agent.read_kind("hello")
+    sample = agent.read()
+    assert (sample["tmux_status"], sample["tmux"]) == ("none", [])
