@@ -56,6 +56,7 @@ MAX_INTERVAL_S = 3600.0
 MAX_COMMAND_BYTES = 1 << 20
 
 _MIB = 1024 * 1024
+_NVML_TEMPERATURE_GPU = 0  # pynvml.NVML_TEMPERATURE_GPU, the only sensor NVML defines
 # Messages on which nvidia-smi / tmux say "nothing here", which is a state, not an error.
 _NO_GPU_MARKERS = ("No devices were found",)
 _NO_TMUX_SERVER_MARKERS = (
@@ -208,8 +209,12 @@ def run_command(argv, timeout):
         list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, timeout=timeout,
     )
-    decode = lambda data: data.decode("utf-8", "replace")  # noqa: E731
-    return done.returncode, decode(done.stdout), decode(done.stderr)
+    return done.returncode, _decode(done.stdout), _decode(done.stderr)
+
+
+def _decode(data):
+    """Tools print in the pod's locale; a stray byte must not cost the tick."""
+    return data.decode("utf-8", "replace")
 
 
 class ToolLocator:
@@ -290,7 +295,7 @@ class NvmlReader:
                 "index": index,
                 "uuid": uuid,
                 "name": name,
-                "temp_c": field(nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU),
+                "temp_c": field(nvml.nvmlDeviceGetTemperature, handle, _NVML_TEMPERATURE_GPU),
                 "util_pct": getattr(util, "gpu", None),
                 "mem_used_mib": _mib(getattr(memory, "used", None)),
                 "mem_total_mib": _mib(getattr(memory, "total", None)),
@@ -344,7 +349,8 @@ class GpuReader:
     def read(self):
         """Return ``(gpu_status, gpu_error, gpus)`` for this tick."""
         if self.nvml is not None:
-            return "ok", None, self.nvml.read()
+            gpus = self.nvml.read()
+            return ("ok", None, gpus) if gpus else ("none", None, [])
         now = time.monotonic()
         if self._backoff_until is not None and now < self._backoff_until:
             return "error", self._hung_message(), []

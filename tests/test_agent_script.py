@@ -319,6 +319,14 @@ def test_pynvml_is_preferred_and_a_failing_field_is_null(monkeypatch):
     assert sys.modules["pynvml"].shutdowns == 1
 
 
+def test_pynvml_with_no_devices_is_no_gpu(monkeypatch):
+    module = fake_pynvml()
+    module.nvmlDeviceGetCount = lambda: 0
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    sample = collect_sample(AgentState(disk_path="/", tmux=False))
+    assert (sample["gpu_status"], sample["gpu_source"], sample["gpus"]) == ("none", "pynvml", [])
+
+
 def test_pynvml_that_will_not_init_falls_back_to_nvidia_smi(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(fail={"nvmlInit"}))
     monkeypatch.setenv("PATH", str(tmp_path))
