@@ -341,7 +341,7 @@ class GpuReader:
 
     @property
     def source(self):
-        """"pynvml", "nvidia-smi" or None, as the protocol's ``gpu_source``."""
+        """The protocol's ``gpu_source``: "pynvml", "nvidia-smi" or None."""
         if self.nvml is not None:
             return "pynvml"
         return "nvidia-smi" if self._smi.get(time.monotonic()) else None
