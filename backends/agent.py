@@ -113,13 +113,10 @@ class AgentChannel:
         self._process.close()
 
 
-async def probe_once(conn: asyncssh.SSHClientConnection, disk_path: str, *, timeout: float) -> dict[str, Any]:
+async def probe_once(conn: asyncssh.SSHClientConnection, disk_path: str, *, seq: int, timeout: float) -> dict[str, Any]:
     """One sample through the shell probe (for pods without python3).
 
-    Returns a dict shaped like the agent's `sample` message.
+    Returns a dict shaped like the agent's `sample` message, numbered `seq`.
     """
     result = await run_command(conn, probe_command(disk_path), timeout=timeout, check=False)
-    sample = parse_probe_output(str(result.stdout or ""))
-    sample.setdefault("kind", "sample")
-    sample["t"] = time.time()
-    return sample
+    return parse_probe_output(str(result.stdout or ""), seq=seq, t=time.time())

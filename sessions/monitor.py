@@ -144,9 +144,11 @@ class PodMonitor:
     async def _poll_with_probe(self, conn: asyncssh.SSHClientConnection) -> None:
         """No python3 on the pod: one exec of the shell probe per tick."""
         disk = pods.disk_path(self.pod)
+        seq = 0
         while True:
             tick = time.monotonic()
-            sample = await probe_once(conn, disk, timeout=self._target.command_timeout)
+            sample = await probe_once(conn, disk, seq=seq, timeout=self._target.command_timeout)
+            seq += 1
             self._on_sample(sample, "exec")
             await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - tick)))
 

@@ -105,6 +105,17 @@ def problems(fleet: FleetSnapshot) -> list[tuple[PodSnapshot, str]]:
     return found
 
 
+def summary(fleet: FleetSnapshot) -> str:
+    """'2/3 pods online · 10 GPUs · $4.87/h': the first thing the eye should find."""
+    online = [p for p in fleet.pods if p.state == PodState.ONLINE]
+    gpus = sum(len(p.gpus) for p in online)
+    prices = [p.price_per_hour for p in online if p.price_per_hour is not None]
+    parts = [f"{len(online)}/{len(fleet.pods)} pods online", f"{gpus} GPU{'s' if gpus != 1 else ''}"]
+    if prices:
+        parts.append(f"${sum(prices):.2f}/h")
+    return " · ".join(parts)
+
+
 def rich_renderable(fleet: FleetSnapshot) -> RenderableType:
     """The coloured table with the problems under it, for printing or `rich.live`."""
     table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
@@ -123,7 +134,7 @@ def rich_renderable(fleet: FleetSnapshot) -> RenderableType:
             elif cells[2] == "GPU error":
                 styled[2].stylize("red")
             table.add_row(*styled)
-    parts: list[RenderableType] = [table]
+    parts: list[RenderableType] = [Text(summary(fleet), style="bold"), Text(""), table]
     for pod, message in problems(fleet):
         line = Text()
         line.append(f"{pod.name}: ", style="bold")

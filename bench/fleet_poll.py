@@ -1,0 +1,253 @@
+"""How much does following N pods at 1 Hz cost, against a bare exec-per-poll loop?
+
+Usage: .venv/bin/python bench/fleet_poll.py [--pods 10,50,200] [--seconds 20]
+
+For each N, in one run and against the same loopback OpenSSH sshd:
+  * gpuctl: one process running `sessions.Fleet` over N pods (one persistent agent
+    channel each, 1 Hz), reading fleet snapshots every 100 ms;
+  * baseline: one process with a bare asyncssh loop running
+    `conn.run("nvidia-smi --query-gpu=...")` per pod per second.
+Reported per mode: the client process's CPU (% of one core) over a steady window,
+its RSS growth per pod, the p50/p99 age of a pod's data when read, and the pod-side
+CPU (every process under the sshd: connection handlers, shells, agents, nvidia-smi).
+
+nvidia-smi here is a tiny shell script printing a fixed CSV line, so the figures
+measure transport and agent overhead rather than a Python fake's start-up.
+Targets (foundation issue): 200 pods under 15 % of one core for gpuctl, p99 age under
+1.5 s, and less pod-side CPU than the exec baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.sshd import SshdServer  # noqa: E402
+
+NVSMI_QUERY = (
+    "nvidia-smi --query-gpu=index,uuid,name,temperature.gpu,utilization.gpu,"
+    "memory.used,memory.total,power.draw,power.limit --format=csv,noheader,nounits"
+)
+FAST_NVIDIA_SMI = """#!/bin/sh
+echo '0, GPU-8e5c0a6e-6d1b-4b0a-9c1e-000000000000, NVIDIA A100-SXM4-80GB, 61, 97, 61234, 81920, 312.55, 400.00'
+"""
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- pod-side CPU: every process under the sshd listener -----------------------------
+
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid -> (ppid, cpu seconds incl. reaped children)."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()
+        ppid = int(fields[1])
+        utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+        table[int(entry)] = (ppid, (utime + stime + cutime + cstime) / CLK_TCK)
+    return table
+
+
+def tree_cpu(root_pid: int) -> float:
+    """CPU seconds of root_pid's descendants (not the listener itself)."""
+    table = _proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total, stack = 0.0, list(children.get(root_pid, []))
+    while stack:
+        pid = stack.pop()
+        total += table[pid][1]
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+# -- the two workers (each in its own process) ---------------------------------------
+
+async def _measure(ages_of, n: int, seconds: float, ready) -> dict:
+    await ready()
+    await asyncio.sleep(2)  # let start-up bursts pass
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    print("WINDOW-START", flush=True)
+    ages: list[float] = []
+    while time.monotonic() - wall0 < seconds:
+        await asyncio.sleep(0.1 + random.random() * 0.01)
+        ages.extend(ages_of())
+    cpu = time.process_time() - cpu0
+    wall = time.monotonic() - wall0
+    print("WINDOW-END", flush=True)
+    # Keep every connection open until the driver has read the pod-side CPU:
+    # closing them first would take their sshd processes' CPU out of the sum.
+    await asyncio.to_thread(sys.stdin.readline)
+    return {"cpu_pct": 100 * cpu / wall, "p50_age": percentile(ages, 0.5), "p99_age": percentile(ages, 0.99),
+            "rss_kib": rss_kib(), "samples": len(ages)}
+
+
+async def worker_gpuctl(spec: dict) -> dict:
+    from sessions.config import parse_config
+    from sessions.fleet import Fleet
+
+    n = spec["n"]
+    pods = "\n".join(
+        f"  - {{name: p{i}, host: 127.0.0.1, port: {spec['port']}, user: {spec['user']}, "
+        f"identity: {spec['key']}, connect_timeout: 60}}" for i in range(n)
+    )
+    os.environ["XDG_DATA_HOME"] = spec["data_home"]
+    config = parse_config(f"pods:\n{pods}\n", Path(spec["data_home"]) / "bench.yaml")
+    rss0 = rss_kib()
+    async with Fleet(config) as fleet:
+        async def ready():
+            while sum(p.state == "online" for p in fleet.snapshot().pods) < n:
+                await asyncio.sleep(0.2)
+
+        def ages():
+            now = time.time()
+            return [now - p.sampled_at for p in fleet.snapshot().pods if p.sampled_at]
+
+        result = await _measure(ages, n, spec["seconds"], ready)
+    result["rss_per_pod_kib"] = (result["rss_kib"] - rss0) / n
+    return result
+
+
+async def worker_exec(spec: dict) -> dict:
+    import asyncssh
+
+    n = spec["n"]
+    last_done: dict[int, float] = {}
+    rss0 = rss_kib()
+    sem = asyncio.Semaphore(20)
+
+    async def open_one(i):
+        async with sem:
+            return await asyncssh.connect("127.0.0.1", port=spec["port"], username=spec["user"],
+                                          client_keys=[spec["key"]], known_hosts=spec["known_hosts"])
+
+    conns = await asyncio.gather(*(open_one(i) for i in range(n)))
+
+    async def poll(i, conn):
+        await asyncio.sleep(random.random())
+        while True:
+            tick = time.monotonic()
+            await conn.run(NVSMI_QUERY, check=True)
+            last_done[i] = time.time()
+            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+
+    tasks = [asyncio.create_task(poll(i, c)) for i, c in enumerate(conns)]
+
+    async def ready():
+        while len(last_done) < n:
+            await asyncio.sleep(0.2)
+
+    def ages():
+        now = time.time()
+        return [now - t for t in last_done.values()]
+
+    result = await _measure(ages, n, spec["seconds"], ready)
+    for t in tasks:
+        t.cancel()
+    for c in conns:
+        c.close()
+    result["rss_per_pod_kib"] = (result["rss_kib"] - rss0) / n
+    return result
+
+
+# -- the driver ----------------------------------------------------------------------
+
+def run_mode(mode: str, spec: dict, sshd_pid: int) -> dict:
+    proc = subprocess.Popen([sys.executable, __file__, "--worker", mode, json.dumps(spec)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    pod_cpu0 = None
+    result = None
+    for line in proc.stdout:
+        if line.startswith("WINDOW-START"):
+            pod_cpu0, t0 = tree_cpu(sshd_pid), time.monotonic()
+        elif line.startswith("WINDOW-END"):
+            pod_cpu = tree_cpu(sshd_pid) - pod_cpu0
+            pod_pct = 100 * pod_cpu / (time.monotonic() - t0)
+            proc.stdin.write("measured\n")
+            proc.stdin.flush()
+        elif line.startswith("RESULT "):
+            result = json.loads(line[7:])
+    proc.wait()
+    if result is None:
+        raise SystemExit(f"{mode} worker failed")
+    result["pod_cpu_pct"] = pod_pct
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pods", default="10,50,200")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--worker", nargs=2, metavar=("MODE", "SPEC"))
+    args = parser.parse_args()
+    if args.worker:
+        mode, spec = args.worker[0], json.loads(args.worker[1])
+        fn = worker_gpuctl if mode == "gpuctl" else worker_exec
+        print("RESULT " + json.dumps(asyncio.run(fn(spec))), flush=True)
+        return
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 200 connections need more than 1024 fds
+    counts = [int(x) for x in args.pods.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        server = SshdServer()
+        server.start()
+        try:
+            nvsmi = Path(server.bin_dir) / "nvidia-smi"
+            nvsmi.unlink(missing_ok=True)
+            nvsmi.write_text(FAST_NVIDIA_SMI)
+            nvsmi.chmod(0o755)
+            known = Path(tmp) / "known_hosts"
+            server.write_known_hosts(known)
+            data_home = Path(tmp) / "data"
+            (data_home / "gpuctl").mkdir(parents=True)
+            server.write_known_hosts(data_home / "gpuctl" / "known_hosts")
+            print(f"{'pods':>5} {'mode':>8} {'client CPU%':>12} {'RSS/pod KiB':>12} {'p50 age s':>10} "
+                  f"{'p99 age s':>10} {'pod CPU%':>9}")
+            for n in counts:
+                spec = {"n": n, "port": server.port, "user": server.user, "key": str(server.client_key),
+                        "known_hosts": str(known), "seconds": args.seconds, "data_home": str(data_home)}
+                rows = {}
+                for mode in ("gpuctl", "exec"):
+                    rows[mode] = r = run_mode(mode, spec, server.pid)
+                    print(f"{n:>5} {mode:>8} {r['cpu_pct']:>12.1f} {r['rss_per_pod_kib']:>12.0f} "
+                          f"{r['p50_age']:>10.2f} {r['p99_age']:>10.2f} {r['pod_cpu_pct']:>9.1f}", flush=True)
+                g, e = rows["gpuctl"], rows["exec"]
+                print(f"{n:>5}   ratio gpuctl/exec: client CPU {g['cpu_pct'] / e['cpu_pct']:.2f}x, "
+                      f"pod CPU {g['pod_cpu_pct'] / e['pod_cpu_pct']:.2f}x", flush=True)
+        finally:
+            server.close()
+
+
+if __name__ == "__main__":
+    main()
