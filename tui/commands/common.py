@@ -1,0 +1,38 @@
+"""Helpers every headless command shares: loading config, running a coroutine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any, Callable
+
+EXIT_USAGE = 2
+
+
+def load_config_or_explain(args: argparse.Namespace):
+    """The validated config, or None after printing why not (to stderr)."""
+    from sessions.config import ConfigError, load_config, locate_config
+
+    try:
+        return load_config(locate_config(args.config))
+    except ConfigError as exc:
+        print(f"gpuctl: {exc}", file=sys.stderr)
+        return None
+
+
+def find_pod_or_explain(config: Any, name: str):
+    """The pod's config entry, or None after a did-you-mean message."""
+    try:
+        return config.pod(name)
+    except KeyError as exc:
+        print(f"gpuctl: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return None
+
+
+def run_async(make_coro: Callable) -> int:
+    """Run a command's coroutine; Ctrl-C ends it quietly with status 130."""
+    try:
+        return asyncio.run(make_coro())
+    except KeyboardInterrupt:
+        return 130
