@@ -268,6 +268,11 @@ def seconds(ck: Checker, node: Node, field: str) -> Any:
                   integer=False, low=0, above=True)
 
 
+def minutes(ck: Checker, node: Node, field: str) -> Any:
+    return number(ck, node, field, what="a number of minutes greater than 0",
+                  integer=False, low=0, above=True)
+
+
 def positive_int(ck: Checker, node: Node, field: str) -> Any:
     return number(ck, node, field, what="a whole number greater than 0", integer=True, low=0, above=True)
 

@@ -91,6 +91,8 @@ class SessionConfig:
         progress: user regex with named groups among step, total, loss, rate.
         resume: command template filled with the newest checkpoint.
         checkpoints: glob patterns locating checkpoints (empty: built-in patterns).
+        stall_minutes: minutes without a new step before the session counts as
+            stalled (None: gpuctl's default, 15).
         line: 1-based line of the entry in the config file.
     """
 
@@ -103,6 +105,7 @@ class SessionConfig:
     progress: str | None = None
     resume: str | None = None
     checkpoints: tuple[str, ...] = ()
+    stall_minutes: float | None = None
     line: int | None = None
 
 

@@ -31,6 +31,7 @@ from sessions.config_fields import (
     host_key,
     identity,
     join,
+    minutes,
     name,
     nonempty,
     port,
@@ -88,6 +89,7 @@ KEY_ALIASES: Mapping[str, str] = {
 SESSION_FIELDS: dict[str, Validator] = {
     "name": name, "command": nonempty, "workdir": nonempty, "env": env, "log": nonempty,
     "total_steps": positive_int, "progress": progress, "resume": nonempty, "checkpoints": globs,
+    "stall_minutes": minutes,
 }
 POD_FIELDS: dict[str, Validator] = {
     "name": name, "host": host, "port": port, "user": user, "identity": identity,

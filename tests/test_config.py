@@ -434,3 +434,11 @@ def test_describe_without_defaults_names_the_fallbacks() -> None:
     assert "  port        from ~/.ssh/config, else 22" in text
     assert "  host key    strict (built-in default)" in text
     assert "1 pod:" in text
+
+
+def test_stall_minutes_is_a_positive_number_of_minutes(tmp_path):
+    ok = parse_config("pods:\n  - name: a\n    host: h\n    sessions:\n      - {name: t, stall_minutes: 2.5}\n", tmp_path / "c.yaml")
+    assert ok.pods[0].sessions[0].stall_minutes == 2.5
+    with pytest.raises(ConfigError) as err:
+        parse_config("pods:\n  - name: a\n    host: h\n    sessions:\n      - {name: t, stall_minutes: 0}\n", tmp_path / "c.yaml")
+    assert ":5:" in str(err.value) and "minutes greater than 0" in str(err.value)
