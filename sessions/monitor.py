@@ -17,11 +17,16 @@ from backends.agent import AgentChannel, AgentUnavailable, probe_once
 from backends.ssh import Backoff, FailureKind, SshFailure, connect
 from sessions import pods
 from sessions.config import Defaults, PodConfig
+from sessions.session_book import SessionBook
 from sessions.snapshot import PodSnapshot, PodState, apply_sample, with_state
 
 # A connection that stayed up this long resets the backoff: the next drop is news,
 # not part of a flapping streak.
 _STABLE_AFTER_S = 30.0
+# Lines of each log read at first connect, so progress (step, rate, loss) shows at once.
+_INITIAL_TAIL_LINES = 400
+# One-shot commands wait this long after the first sample for logs to answer.
+_LOG_GRACE_S = 3.0
 
 
 class PodMonitor:
@@ -38,6 +43,7 @@ class PodMonitor:
         self._publish_cb = publish
         self._interval = pods.interval(pod, defaults)
         self._agent: AgentChannel | None = None
+        self.book = SessionBook(pod)
         self._ever_online = False
         self.settled = asyncio.Event()
         host = pod.host
@@ -57,10 +63,32 @@ class PodMonitor:
         self._publish(with_state(self.snapshot, state=state, **changes))
 
     def _on_sample(self, sample: dict[str, Any], transport: str) -> None:
+        self.book.on_tmux(sample.get("tmux") or [])
+        self._request_follows()
         snap = apply_sample(self.snapshot, sample)
         self._ever_online = True
-        self._publish(with_state(snap, state=PodState.ONLINE, error=None, error_kind=None, transport=transport))
-        self.settled.set()
+        self._publish(with_state(
+            snap, state=PodState.ONLINE, error=None, error_kind=None, transport=transport,
+            sessions=self.book.view(time.time()),
+        ))
+        if not self.settled.is_set():
+            if self.book.waiting_for_first_log():
+                asyncio.get_running_loop().call_later(_LOG_GRACE_S, self.settled.set)
+            else:
+                self.settled.set()
+
+    def _on_log(self, message: dict[str, Any]) -> None:
+        if self.book.on_log(message, time.time()) is None:
+            return
+        self._publish(with_state(self.snapshot, sessions=self.book.view(time.time())))
+        if self._ever_online and not self.book.waiting_for_first_log():
+            self.settled.set()
+
+    def _request_follows(self) -> None:
+        if self._agent is None:
+            return
+        for command in self.book.follow_requests(_INITIAL_TAIL_LINES):
+            self._agent.send(command)
 
     def _on_failure(self, failure: SshFailure) -> None:
         self._set_state(PodState.OFFLINE, error=failure.message, error_kind=failure.kind)
@@ -125,6 +153,8 @@ class PodMonitor:
             await self._poll_with_probe(conn)
             return
         self._agent = agent
+        self.book.agent_restarted()
+        self._request_follows()
         try:
             while True:
                 # A healthy agent speaks every interval; silence for several intervals
@@ -136,8 +166,11 @@ class PodMonitor:
                     raise SshFailure(FailureKind.TIMEOUT, f"no telemetry for {silence_limit:g}s") from None
                 if message is None:
                     return
-                if message.get("kind") == "sample":
+                kind = message.get("kind")
+                if kind == "sample":
                     self._on_sample(message, "agent")
+                elif kind == "log":
+                    self._on_log(message)
         finally:
             agent.close()
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sessions.progress import Progress
+
 
 class PodState:
     """Connection states, as the strings `status --json` prints."""
@@ -64,14 +66,39 @@ class DiskUsage:
         return 100.0 * self.used_bytes / self.total_bytes if self.total_bytes else None
 
 
+class SessionState:
+    """A training session's state, as `status --json` prints it."""
+
+    RUNNING = "running"
+    EXITED = "exited"   # the command ended; its pane is kept (remain-on-exit)
+    ABSENT = "absent"   # configured, but no tmux session of that name exists
+
+
 @dataclass(frozen=True, slots=True)
-class TmuxSession:
-    """A tmux session seen on the pod (sessions issue adds progress and state)."""
+class SessionSnapshot:
+    """A training session: its tmux state, where its log is, and what the log says.
+
+    Attributes:
+        state: a `SessionState` value.
+        exit_status: the command's exit status once it has exited, else None.
+        configured: declared in config (else adopted: started by hand in tmux).
+        log: the remote log path gpuctl follows for it.
+        progress: step, rate, loss, ETA... read from the log; None when the log
+            shows no progress gpuctl recognises.
+        stalled: running, but the step has not advanced for `stall_minutes`.
+    """
 
     name: str
-    created: int | None = None
+    state: str = SessionState.ABSENT
+    exit_status: int | None = None
+    pid: int | None = None
     attached: int = 0
     windows: int | None = None
+    created: int | None = None
+    configured: bool = False
+    log: str | None = None
+    progress: Progress | None = None
+    stalled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +128,7 @@ class PodSnapshot:
     load: tuple[float, float, float] | None = None
     uptime_s: float | None = None
     price_per_hour: float | None = None
-    sessions: tuple[TmuxSession, ...] = ()
+    sessions: tuple[SessionSnapshot, ...] = ()
     attempts: int = 0
 
 
@@ -119,7 +146,11 @@ class FleetSnapshot:
 
 
 def apply_sample(pod: PodSnapshot, sample: dict[str, Any]) -> PodSnapshot:
-    """A new snapshot of `pod` with the telemetry of one agent/probe sample."""
+    """A new snapshot of `pod` with the telemetry of one agent/probe sample.
+
+    Sessions are not taken from here: the monitor's `SessionBook` merges the sample's
+    tmux list with config and logs.
+    """
     disk_raw = sample.get("disk")
     disk = (
         DiskUsage(disk_raw["path"], int(disk_raw["used_bytes"]), int(disk_raw["total_bytes"]))
@@ -127,10 +158,6 @@ def apply_sample(pod: PodSnapshot, sample: dict[str, Any]) -> PodSnapshot:
         else None
     )
     load = sample.get("load")
-    tmux = tuple(
-        TmuxSession(name=s.get("name", "?"), created=s.get("created"), attached=s.get("attached") or 0, windows=s.get("windows"))
-        for s in sample.get("tmux") or ()
-    )
     return _replace(
         pod,
         sampled_at=sample.get("t"),
@@ -140,7 +167,6 @@ def apply_sample(pod: PodSnapshot, sample: dict[str, Any]) -> PodSnapshot:
         disk=disk,
         load=tuple(load) if load else None,
         uptime_s=sample.get("uptime_s"),
-        sessions=tmux,
     )
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, TmuxSession
+from sessions.progress import Progress
+from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, SessionSnapshot
 
 
 def gpu_json(gpu: GpuSample) -> dict[str, Any]:
@@ -24,13 +25,21 @@ def gpu_json(gpu: GpuSample) -> dict[str, Any]:
     }
 
 
-def session_json(session: TmuxSession) -> dict[str, Any]:
+def session_json(session: SessionSnapshot) -> dict[str, Any]:
+    """A session with the `gpuctl progress --json` keys merged in (null when unknown)."""
+    progress = (session.progress or Progress()).to_json()
     return {
         "name": session.name,
-        "state": "running",
+        "state": session.state,
+        "exit_status": session.exit_status,
+        "stalled": session.stalled,
+        "log": session.log,
+        **progress,
+        "configured": session.configured,
         "attached": session.attached,
         "windows": session.windows,
         "created": session.created,
+        "pid": session.pid,
     }
 
 

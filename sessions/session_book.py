@@ -1,0 +1,188 @@
+"""What one pod's monitor knows about its training sessions.
+
+Three sources meet here: the sessions declared in config, the tmux sessions the agent
+lists each tick (including ones started by hand, which gpuctl adopts), and the log
+deltas the agent streams for each of them. From those the book builds immutable
+`SessionSnapshot`s with progress (step, rate, loss, ETA) and the stalled flag.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sessions.config_model import PodConfig, SessionConfig
+from sessions.progress import Progress, ProgressTracker
+from sessions.session_logs import default_log_path, log_path_for
+from sessions.snapshot import SessionSnapshot, SessionState
+
+DEFAULT_STALL_MINUTES = 15.0
+RECENT_BYTES = 256 * 1024
+"""Recent log text kept per session for viewers (the TUI's log pane, `logs -f` late
+joiners); older text is dropped, so a chatty log cannot grow memory."""
+
+LogListener = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class FollowedLog:
+    """One followed log: where it is, how far we have read, its recent text."""
+
+    path: str
+    tracker: ProgressTracker
+    offset: int | None = None
+    requested: bool = False
+    first_seen: bool = False
+    recent: deque[str] = field(default_factory=deque)
+    recent_bytes: int = 0
+
+    def remember(self, text: str) -> None:
+        self.recent.append(text)
+        self.recent_bytes += len(text)
+        while self.recent_bytes > RECENT_BYTES and len(self.recent) > 1:
+            self.recent_bytes -= len(self.recent.popleft())
+
+
+class SessionBook:
+    """Sessions of one pod: config + tmux + logs -> `SessionSnapshot`s."""
+
+    def __init__(self, pod: PodConfig):
+        self._configured: dict[str, SessionConfig] = {s.name: s for s in pod.sessions}
+        self._tmux: dict[str, dict[str, Any]] = {}
+        self._logs: dict[str, FollowedLog] = {}
+        self._listeners: dict[str, set[LogListener]] = {}
+        for session in pod.sessions:
+            self._ensure_log(session.name)
+
+    # -- inputs -------------------------------------------------------------------
+
+    def _ensure_log(self, name: str) -> FollowedLog:
+        log = self._logs.get(name)
+        if log is None:
+            config = self._configured.get(name)
+            path = log_path_for(config) if config else default_log_path(name)
+            log = FollowedLog(path=path, tracker=ProgressTracker(config.progress if config else None))
+            self._logs[name] = log
+        return log
+
+    def on_tmux(self, entries: list[dict[str, Any]]) -> list[str]:
+        """Take the agent's tmux list; returns names of sessions seen for the first time."""
+        fresh = [e["name"] for e in entries if e.get("name") and e["name"] not in self._tmux]
+        self._tmux = {e["name"]: e for e in entries if e.get("name")}
+        for name in self._tmux:
+            self._ensure_log(name)
+        return fresh
+
+    def on_log(self, message: dict[str, Any], now: float) -> str | None:
+        """Take one `log` message from the agent; returns the session name it was for."""
+        name = message.get("id")
+        log = self._logs.get(name) if isinstance(name, str) else None
+        if log is None:
+            return None
+        if message.get("event") in ("truncated", "rotated"):
+            # A new file is a new run (or a cleared log): old progress must not linger.
+            log.tracker = ProgressTracker(self._configured[name].progress if name in self._configured else None)
+        data = message.get("data") or ""
+        if data:
+            log.tracker.feed(data, now)
+            log.remember(data)
+        log.offset = message.get("offset", log.offset)
+        log.first_seen = True
+        for listener in tuple(self._listeners.get(name, ())):
+            listener(message)
+        return name
+
+    # -- what the monitor must ask the agent ------------------------------------------
+
+    def follow_requests(self, tail_lines: int) -> list[dict[str, Any]]:
+        """`follow` commands for logs not yet requested on this agent.
+
+        After a reconnect, a log already read continues from its byte offset, so
+        nothing is parsed twice and nothing in between is lost.
+        """
+        commands = []
+        for name, log in self._logs.items():
+            if log.requested:
+                continue
+            log.requested = True
+            command: dict[str, Any] = {"cmd": "follow", "id": name, "path": log.path}
+            if log.offset is not None:
+                command["from_offset"] = log.offset
+            else:
+                command["tail_lines"] = tail_lines
+            commands.append(command)
+        return commands
+
+    def agent_restarted(self) -> None:
+        """A new agent knows nothing we asked its predecessor."""
+        for log in self._logs.values():
+            log.requested = False
+
+    def waiting_for_first_log(self) -> bool:
+        """Whether some followed log has not answered yet (one-shot status waits a bit)."""
+        return any(log.requested and not log.first_seen for log in self._logs.values())
+
+    def uses_default_log(self, name: str) -> bool:
+        """Whether gpuctl must capture this session's pane itself (no `log:` configured)."""
+        config = self._configured.get(name)
+        return config is None or not config.log
+
+    # -- listeners ----------------------------------------------------------------
+
+    def add_listener(self, name: str, listener: LogListener) -> None:
+        self._listeners.setdefault(name, set()).add(listener)
+
+    def remove_listener(self, name: str, listener: LogListener) -> None:
+        self._listeners.get(name, set()).discard(listener)
+
+    def recent_text(self, name: str) -> str:
+        log = self._logs.get(name)
+        return "".join(log.recent) if log else ""
+
+    def log_path(self, name: str) -> str | None:
+        log = self._logs.get(name)
+        return log.path if log else None
+
+    # -- output -------------------------------------------------------------------
+
+    def view(self, now: float) -> tuple[SessionSnapshot, ...]:
+        """Configured sessions first (config order), then adopted ones by name."""
+        names = list(self._configured) + sorted(n for n in self._tmux if n not in self._configured)
+        return tuple(self._snapshot(name, now) for name in names)
+
+    def _snapshot(self, name: str, now: float) -> SessionSnapshot:
+        tmux = self._tmux.get(name)
+        config = self._configured.get(name)
+        log = self._logs.get(name)
+        progress = log.tracker.progress() if log else None
+        if progress is not None and config is not None and config.total_steps and progress.total is None:
+            progress = _with_total(progress, config.total_steps)
+        state = SessionState.ABSENT
+        if tmux is not None:
+            state = SessionState.EXITED if tmux.get("state") == "exited" else SessionState.RUNNING
+        stall_s = 60.0 * ((config.stall_minutes if config else None) or DEFAULT_STALL_MINUTES)
+        stalled = bool(state == SessionState.RUNNING and log and log.tracker.stalled(now, stall_s))
+        return SessionSnapshot(
+            name=name,
+            state=state,
+            exit_status=tmux.get("exit_status") if tmux else None,
+            pid=tmux.get("pid") if tmux else None,
+            attached=(tmux.get("attached") or 0) if tmux else 0,
+            windows=tmux.get("windows") if tmux else None,
+            created=tmux.get("created") if tmux else None,
+            configured=config is not None,
+            log=log.path if log else None,
+            progress=progress if progress and progress.format else None,
+            stalled=stalled,
+        )
+
+
+def _with_total(progress: Progress, total: int) -> Progress:
+    """The configured total_steps where the log does not print one, with its ETA."""
+    eta = progress.eta_s
+    if eta is None and progress.step is not None and progress.rate:
+        eta = max(total - progress.step, 0) / progress.rate
+    values = progress.to_json()
+    values.update(total=total, eta_s=eta)
+    return Progress(**values)
