@@ -17,6 +17,7 @@ from typing import Sequence
 # Order here is the order in `gpuctl --help`.
 COMMAND_MODULES = (
     "tui.commands.status_cmd",
+    "tui.commands.logs_cmds",
     "tui.commands.config_cmd",
 )
 

@@ -1,0 +1,115 @@
+"""`gpuctl sessions POD`, `gpuctl logs POD SESSION [-n N] [-f]`, `gpuctl progress FILE`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tui.commands.common import EXIT_USAGE, find_pod_or_explain, load_config_or_explain, run_async
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sessions = sub.add_parser("sessions", help="list a pod's training sessions with progress")
+    sessions.add_argument("pod", metavar="POD")
+    sessions.add_argument("--json", action="store_true", help="print JSON")
+    sessions.set_defaults(handler=_sessions)
+
+    logs = sub.add_parser("logs", help="print (and follow) a session's log")
+    logs.add_argument("pod", metavar="POD")
+    logs.add_argument("session", metavar="SESSION")
+    logs.add_argument("-n", "--lines", type=int, default=50, metavar="N", help="last N lines (default 50)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines, like tail -F")
+    logs.set_defaults(handler=_logs)
+
+    progress = sub.add_parser("progress", help="show what gpuctl reads from a local log file")
+    progress.add_argument("file", metavar="FILE")
+    progress.add_argument("--json", action="store_true", help="print JSON")
+    progress.set_defaults(handler=_progress)
+
+
+def _progress(args: argparse.Namespace) -> int:
+    from sessions.progress import parse_log
+    from tui.sessions_table import render_progress
+
+    try:
+        with open(args.file, "rb") as fh:
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError as exc:
+        print(f"gpuctl: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    progress = parse_log(text)
+    if args.json:
+        print(json.dumps(progress.to_json()))
+    else:
+        sys.stdout.write(render_progress(progress, args.file))
+    return 0
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    config = load_config_or_explain(args)
+    if config is None:
+        return EXIT_USAGE
+    pod = find_pod_or_explain(config, args.pod)
+    if pod is None:
+        return EXIT_USAGE
+    return run_async(lambda: _sessions_async(config, pod.name, args.json))
+
+
+async def _sessions_async(config, name: str, as_json: bool) -> int:
+    from sessions.fleet import Fleet
+    from tui.sessions_table import render_sessions_plain
+    from tui.status_json import session_json
+
+    async with Fleet(config, [name]) as fleet:
+        snapshot = (await fleet.wait_settled()).pod(name)
+    if as_json:
+        print(json.dumps({"pod": name, "state": snapshot.state, "error": snapshot.error,
+                          "sessions": [session_json(s) for s in snapshot.sessions]}))
+    elif snapshot.state != "online":
+        print(f"gpuctl: {name}: {snapshot.error or snapshot.state}", file=sys.stderr)
+    elif not snapshot.sessions:
+        print(f"no sessions on {name} (configure some under the pod's `sessions:`, or start one in tmux)")
+    else:
+        sys.stdout.write(render_sessions_plain(snapshot.sessions))
+    return 0 if snapshot.state == "online" else 1
+
+
+def _logs(args: argparse.Namespace) -> int:
+    config = load_config_or_explain(args)
+    if config is None:
+        return EXIT_USAGE
+    pod = find_pod_or_explain(config, args.pod)
+    if pod is None:
+        return EXIT_USAGE
+    from sessions.config_fields import NAME_PATTERN
+    from sessions.session_logs import default_log_path, log_path_for
+
+    configured = {s.name: s for s in pod.sessions}
+    if args.session in configured:
+        path = log_path_for(configured[args.session])
+    elif NAME_PATTERN.fullmatch(args.session):
+        path = default_log_path(args.session)  # an adopted session, captured by pipe-pane
+    else:
+        print(f"gpuctl: {args.session!r} is not a valid session name", file=sys.stderr)
+        return EXIT_USAGE
+    return run_async(lambda: _logs_async(config, pod, path, args.lines, args.follow))
+
+
+async def _logs_async(config, pod, path: str, lines: int, follow: bool) -> int:
+    from backends.ssh import SshFailure
+    from sessions.log_stream import stream_log
+
+    out = sys.stdout.buffer
+
+    def notice(message: str) -> None:
+        print(f"gpuctl: {message}", file=sys.stderr, flush=True)
+
+    try:
+        async for chunk in stream_log(pod, config.defaults, path, lines=lines, follow=follow, on_notice=notice):
+            out.write(chunk)
+            out.flush()
+    except SshFailure as failure:
+        print(f"gpuctl: {pod.name}: {failure.message}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,74 @@
+"""Training sessions as text: the `gpuctl sessions` table and the `gpuctl progress` report."""
+
+from __future__ import annotations
+
+from sessions.progress import Progress
+from sessions.snapshot import SessionSnapshot, SessionState
+from tui import humanize
+
+COLUMNS = ("SESSION", "STATE", "STEP", "RATE", "LOSS", "ETA", "LOG")
+
+
+def step_text(progress: Progress | None) -> str:
+    if progress is None or progress.step is None:
+        return "-"
+    return f"{progress.step}/{progress.total}" if progress.total else str(progress.step)
+
+
+def rate_text(progress: Progress | None) -> str:
+    """Steps per second, or seconds per step when slower than one a second."""
+    if progress is None or not progress.rate:
+        return "-"
+    if progress.rate >= 1:
+        return f"{progress.rate:.2f} it/s"
+    return f"{1 / progress.rate:.2f} s/it"
+
+
+def state_text(session: SessionSnapshot) -> str:
+    if session.state == SessionState.EXITED:
+        return f"exited {session.exit_status}" if session.exit_status is not None else "exited"
+    if session.stalled:
+        return "stalled"
+    if session.state == SessionState.RUNNING and not session.configured:
+        return "running (adopted)"
+    return session.state
+
+
+def session_rows(sessions: tuple[SessionSnapshot, ...]) -> list[list[str]]:
+    rows = []
+    for s in sessions:
+        p = s.progress
+        loss = f"{p.loss:.4g}" if p and p.loss is not None else "-"
+        eta = humanize.duration(p.eta_s) if p and p.eta_s is not None else "-"
+        rows.append([s.name, state_text(s), step_text(p), rate_text(p), loss, eta, s.log or "-"])
+    return rows
+
+
+def render_sessions_plain(sessions: tuple[SessionSnapshot, ...]) -> str:
+    table = [list(COLUMNS), *session_rows(sessions)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table) + "\n"
+
+
+def render_progress(progress: Progress, source: str) -> str:
+    """What `gpuctl progress FILE` prints for a person, with a hint when empty."""
+    if progress.format is None:
+        return (
+            f"gpuctl recognised no training progress in {source}.\n"
+            "It reads tqdm / Hugging Face Trainer / Lightning (tqdm and Rich) / Keras bars, "
+            "DeepSpeed, nanoGPT, Megatron and `step N | loss X` lines, and JSON lines.\n"
+            "For another format, give the session a `progress:` regex in config with named "
+            "groups step, total, loss, rate.\n"
+        )
+    unit = {"it/s": "printed as it/s", "s/it": "printed as s/it", "derived": "derived from steps over time"}
+    rows = [
+        ("format", progress.format),
+        ("step", step_text(progress)),
+        ("rate", f"{progress.rate:.4g} steps/s ({unit.get(progress.rate_unit or '', '?')})" if progress.rate else "-"),
+        ("loss", f"{progress.loss:.6g}" if progress.loss is not None else "-"),
+        ("lr", f"{progress.lr:.3g}" if progress.lr is not None else "-"),
+        ("tokens/s", f"{progress.tokens_per_s:,.0f}" if progress.tokens_per_s is not None else "-"),
+        ("epoch", f"{progress.epoch:.3g}" if progress.epoch is not None else "-"),
+        ("eta", humanize.duration(progress.eta_s) if progress.eta_s is not None else "-"),
+    ]
+    return "".join(f"{k:<9} {v}\n" for k, v in rows)
