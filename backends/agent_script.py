@@ -16,6 +16,14 @@ Protocol v1 (stdout, one JSON object per line, flushed):
 Commands arrive on stdin as JSON lines (``{"cmd": "interval", "seconds": 2.0}``,
 ``{"cmd": "sample"}``), dispatched through ``COMMANDS``. The agent exits when stdin
 reaches EOF or stdout breaks: the SSH channel is gone and no orphan may stay behind.
+
+Options (the one JSON argument): ``interval`` (s), ``disk_path``, ``tmux`` (bool),
+``gpu_loop`` (bool, default true: one resident ``nvidia-smi -lms`` instead of an exec per
+tick) and ``gpu_loop_retry_s`` (first wait before loop mode is retried after a failure).
+
+Cost per tick is the point of the design: an exec of nvidia-smi costs NVML's start every
+time (tens of ms on a GPU box), so nvidia-smi stays resident in loop mode; tmux is exec'd
+only while its server's socket exists, and then once (``list-panes -a``) for everything.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import math
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -41,14 +50,36 @@ NVIDIA_SMI_QUERY_ARGS = (
     "--query-gpu=" + ",".join(NVIDIA_SMI_FIELDS),
     "--format=csv,noheader,nounits",
 )
-#: Tab-separated, because session names may hold spaces (tmux escapes tabs in names).
-TMUX_FORMAT = "#{session_name}\t#{session_created}\t#{session_attached}\t#{session_windows}"
-TMUX_LIST_ARGS = ("list-sessions", "-F", TMUX_FORMAT)
+#: Loop mode asks for ``count`` too, after the usual fields: every row then says how many
+#: rows make one batch, so a batch is known complete the moment its last row arrives.
+NVIDIA_SMI_LOOP_FIELDS = NVIDIA_SMI_FIELDS + ("count",)
+#: One row per pane, tab-separated (session names may hold spaces; tmux escapes tabs in
+#: names). ``parse_tmux_sessions`` folds the panes into one entry per session. One
+#: ``list-panes -a`` gives what ``list-sessions`` gave plus whether each pane's program
+#: still runs, its exit status (kept by ``remain-on-exit``) and its pid.
+TMUX_FIELDS = (
+    "session_name", "session_created", "session_attached", "session_windows",
+    "window_index", "pane_index", "pane_dead", "pane_dead_status", "pane_pid",
+)
+TMUX_FORMAT = "\t".join("#{%s}" % field for field in TMUX_FIELDS)
+TMUX_LIST_ARGS = ("list-panes", "-a", "-F", TMUX_FORMAT)
 
 NVIDIA_SMI_TIMEOUT_S = 5.0
 TMUX_TIMEOUT_S = 5.0
 #: A hung nvidia-smi is not asked again for this long, so the agent stays responsive.
 NVIDIA_SMI_BACKOFF_S = 15.0
+#: After the resident nvidia-smi (loop mode) failed, exec per tick and try the loop again
+#: after this long, doubling per consecutive failure up to ``NVIDIA_SMI_LOOP_RETRY_MAX_S``.
+NVIDIA_SMI_LOOP_RETRY_S = 30.0
+NVIDIA_SMI_LOOP_RETRY_MAX_S = 600.0
+#: Above this interval the agent execs nvidia-smi per tick instead of keeping one resident:
+#: an exec every 10 s or more costs little, and a resident nvidia-smi orphaned by a
+#: SIGKILLed agent dies on its next write (EPIPE), so it outlives the agent at most this long.
+NVIDIA_SMI_LOOP_MAX_INTERVAL_S = 10.0
+#: A loop that printed no complete batch for this many intervals (and at least
+#: ``NVIDIA_SMI_LOOP_STALL_MIN_S``) has stalled: it is killed and the agent falls back.
+NVIDIA_SMI_LOOP_STALL_INTERVALS = 3
+NVIDIA_SMI_LOOP_STALL_MIN_S = 3.0
 #: A tool missing from PATH is looked for again this often (it may get installed).
 WHICH_RECHECK_S = 30.0
 MIN_INTERVAL_S = 0.1
@@ -103,6 +134,34 @@ def _to_float(text):
 # Parsers shared with the shell fallback.
 
 
+def parse_nvidia_smi_row(line: str, trailing: int = 0):
+    """Parse one CSV row of ``NVIDIA_SMI_FIELDS`` followed by ``trailing`` more cells.
+
+    Returns:
+        ``(gpu, extra_cells)``, or None for a header, warning or truncated line.
+    """
+    cells = line.split(",")
+    width = len(NVIDIA_SMI_FIELDS) + trailing
+    if len(cells) < width or cells[0].strip() == "index":
+        return None
+    # nvidia-smi does not quote: a name holding a comma spans several cells.
+    extra = len(cells) - width
+    name = ",".join(cells[2:3 + extra])
+    rest = cells[3 + extra:]
+    gpu = {
+        "index": _to_int(cells[0]),
+        "uuid": _clean(cells[1]),
+        "name": _clean(name),
+        "temp_c": _to_int(rest[0]),
+        "util_pct": _to_int(rest[1]),
+        "mem_used_mib": _to_int(rest[2]),
+        "mem_total_mib": _to_int(rest[3]),
+        "power_w": _to_float(rest[4]),
+        "power_limit_w": _to_float(rest[5]),
+    }
+    return gpu, rest[6:]
+
+
 def parse_nvidia_smi_csv(text: str) -> list:
     """Parse the output of ``nvidia-smi`` with ``NVIDIA_SMI_QUERY_ARGS``.
 
@@ -116,28 +175,8 @@ def parse_nvidia_smi_csv(text: str) -> list:
     Returns:
         One dict per GPU with the protocol's keys; unknown values are None.
     """
-    gpus = []
-    width = len(NVIDIA_SMI_FIELDS)
-    for line in text.splitlines():
-        cells = line.split(",")
-        if len(cells) < width or cells[0].strip() == "index":
-            continue
-        # nvidia-smi does not quote: a name holding a comma spans several cells.
-        extra = len(cells) - width
-        name = ",".join(cells[2:3 + extra])
-        rest = cells[3 + extra:]
-        gpus.append({
-            "index": _to_int(cells[0]),
-            "uuid": _clean(cells[1]),
-            "name": _clean(name),
-            "temp_c": _to_int(rest[0]),
-            "util_pct": _to_int(rest[1]),
-            "mem_used_mib": _to_int(rest[2]),
-            "mem_total_mib": _to_int(rest[3]),
-            "power_w": _to_float(rest[4]),
-            "power_limit_w": _to_float(rest[5]),
-        })
-    return gpus
+    rows = (parse_nvidia_smi_row(line) for line in text.splitlines())
+    return [row[0] for row in rows if row is not None]
 
 
 def classify_nvidia_smi_result(returncode: int, stdout: str, stderr: str = "") -> tuple:
@@ -156,21 +195,44 @@ def classify_nvidia_smi_result(returncode: int, stdout: str, stderr: str = "") -
 
 
 def parse_tmux_sessions(text: str) -> list:
-    """Parse ``tmux list-sessions -F TMUX_FORMAT``; malformed rows are skipped."""
-    sessions = []
+    """Parse ``tmux list-panes -a -F TMUX_FORMAT`` into one entry per session.
+
+    Each entry has ``name``, ``created``, ``attached``, ``windows``, then ``state``
+    ("running" while any pane's program runs, else "exited": only ``remain-on-exit``
+    keeps a session whose panes all died), ``exit_status`` (the exited session's status,
+    taken from its first window's first pane; None while running, or when a signal
+    ended it) and ``pid`` (the first pane's). Sessions keep tmux's order; malformed
+    rows are skipped.
+    """
+    panes = {}
     for line in text.splitlines():
-        cells = line.rsplit("\t", 3)
-        if len(cells) != 4 or not cells[0]:
+        cells = line.rsplit("\t", len(TMUX_FIELDS) - 1)
+        if len(cells) != len(TMUX_FIELDS) or not cells[0]:
             continue
-        created, attached, windows = (_to_int(cell) for cell in cells[1:])
-        sessions.append(
-            {"name": cells[0], "created": created, "attached": attached, "windows": windows}
-        )
+        created, attached, windows, window, pane = (_to_int(cell) for cell in cells[1:6])
+        # Unknown indexes sort last; the first pane is the lowest (window, pane).
+        where = (_INF if window is None else window, _INF if pane is None else pane)
+        session = panes.setdefault(cells[0], {"head": (created, attached, windows), "panes": []})
+        session["panes"].append((where, cells[6].strip() == "1", _to_int(cells[7]), _to_int(cells[8])))
+    sessions = []
+    for name, session in panes.items():
+        created, attached, windows = session["head"]
+        _, first_dead, first_status, first_pid = min(session["panes"], key=lambda p: p[0])
+        running = not all(dead for _, dead, _, _ in session["panes"])
+        sessions.append({
+            "name": name, "created": created, "attached": attached, "windows": windows,
+            "state": "running" if running else "exited",
+            "exit_status": None if running or not first_dead else first_status,
+            "pid": first_pid,
+        })
     return sessions
 
 
+_INF = float("inf")
+
+
 def classify_tmux_result(returncode: int, stdout: str, stderr: str = "") -> tuple:
-    """Turn one ``tmux list-sessions`` run into ``(tmux_status, tmux_error, sessions)``.
+    """Turn one ``tmux list-panes`` run into ``(tmux_status, tmux_error, sessions)``.
 
     No tmux server (or a stale socket) means no sessions: "ok" with an empty list.
     """
@@ -324,19 +386,138 @@ def _quietly(fn):
         pass
 
 
+def nvidia_smi_loop_args(interval):
+    """Arguments after ``nvidia-smi`` for loop mode: query every ``interval`` seconds."""
+    return (
+        "--query-gpu=" + ",".join(NVIDIA_SMI_LOOP_FIELDS), NVIDIA_SMI_QUERY_ARGS[1],
+        "-lms", str(max(1, int(round(interval * 1000)))),
+    )
+
+
+class SmiLoop:
+    """One resident ``nvidia-smi ... -lms N``: it re-queries by itself, we read its lines.
+
+    An exec per tick pays nvidia-smi's start (NVML init: tens of ms on a real GPU box) every
+    tick; a resident one pays it once. Its stdout is non-blocking: ``pump`` takes whatever
+    is there (the agent calls it when ``select`` says the fd is readable, and before each
+    tick) and ``batch`` is the newest complete batch, one row per GPU. A batch is complete
+    when it holds ``count`` rows (the extra last column), or, should ``count`` be unknown,
+    when the index sequence restarts.
+
+    No orphan is left on the pod: ``close`` (on every agent exit path) terminates it, and
+    if the agent is killed outright the loop's next write fails (EPIPE, or SIGPIPE, whose
+    default action ``subprocess`` restores in the child) because the agent held the pipe's
+    only read end (``close_fds``: no other child inherits it).
+    """
+
+    def __init__(self, path, interval):
+        self.interval = interval
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [path] + list(nvidia_smi_loop_args(interval)), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, close_fds=True,
+        )
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self.batch = None  # (monotonic time, gpus) of the newest complete batch
+        self.eof = False
+        self._partial = b""
+        self._rows = []
+        self._expected = None
+
+    def pump(self):
+        """Read everything nvidia-smi has printed so far, without blocking."""
+        while not self.eof:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.eof = True
+                return
+            self._feed(chunk)
+
+    def _feed(self, chunk):
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) > 65536:  # not nvidia-smi's CSV; do not let it grow
+            self._partial = b""
+        for line in lines:
+            row = parse_nvidia_smi_row(_decode(line), trailing=1)
+            if row is None:
+                continue  # a warning line; an error that ends the loop shows as EOF
+            gpu, (count,) = row
+            last = self._rows[-1]["index"] if self._rows else None
+            if last is not None and gpu["index"] is not None and gpu["index"] <= last:
+                self._finish()  # the index restarted: the previous batch is complete
+            if not self._rows:
+                self._expected = _to_int(count)
+            self._rows.append(gpu)
+            if self._expected is not None and len(self._rows) >= self._expected:
+                self._finish()
+
+    def _finish(self):
+        if self._rows:
+            self.batch = (time.monotonic(), self._rows)
+        self._rows = []
+
+    def wait_for_batch(self, deadline):
+        """Block until a first batch arrives, the loop ends, or ``deadline`` passes."""
+        while self.batch is None and not self.eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            select.select([self.fd], [], [], left)
+            self.pump()
+
+    def alive(self):
+        return not self.eof and self.proc.poll() is None
+
+    def close(self):
+        """Stop nvidia-smi and reap it; safe to call twice."""
+        if self.proc.poll() is None:
+            _quietly(self.proc.terminate)
+            try:
+                self.proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                _quietly(self.proc.kill)
+                _quietly(self.proc.wait)
+        _quietly(self.proc.stdout.close)
+        self.eof = True
+
+
 class GpuReader:
     """Chooses pynvml when usable, else nvidia-smi, else reports "no GPU".
+
+    With nvidia-smi, loop mode is the default: one resident ``nvidia-smi -lms`` (see
+    ``SmiLoop``), restarted when the interval changes. When it fails (exits, prints an
+    error such as a driver failure or "No devices were found", or stalls) the reader falls
+    back to one exec per tick, which reports the failure exactly as before, and tries loop
+    mode again later with backoff.
 
     Args:
         use_nvml: try pynvml first. Tests and pods with a broken pynvml turn it off.
         timeout: seconds before an nvidia-smi call counts as hung.
+        loop: use loop mode (False: one exec per tick, always).
+        interval: seconds between ticks, the loop's period (see ``set_interval``).
+        loop_retry_s: first wait before loop mode is tried again after a failure.
     """
 
-    def __init__(self, use_nvml=True, timeout=NVIDIA_SMI_TIMEOUT_S):
+    def __init__(self, use_nvml=True, timeout=NVIDIA_SMI_TIMEOUT_S, loop=True, interval=1.0,
+                 loop_retry_s=NVIDIA_SMI_LOOP_RETRY_S):
         self.nvml = NvmlReader.open() if use_nvml else None
         self.timeout = timeout
+        self.loop_enabled = bool(loop)
+        self.interval = interval
+        self.loop_retry_s = loop_retry_s
         self._smi = ToolLocator("nvidia-smi")
         self._backoff_until = None
+        self._loop = None
+        self._latest = None  # (monotonic time, gpus) of the newest batch from any loop
+        self._loop_failures = 0
+        self._loop_retry_at = None
         self._smi.get(time.monotonic())
 
     @property
@@ -345,6 +526,33 @@ class GpuReader:
         if self.nvml is not None:
             return "pynvml"
         return "nvidia-smi" if self._smi.get(time.monotonic()) else None
+
+    @property
+    def mode(self):
+        """How GPUs are read right now: "pynvml", "loop", "exec" or None (no tool)."""
+        if self.nvml is not None:
+            return "pynvml"
+        if self._loop is not None and self._loop.alive():
+            return "loop"
+        return "exec" if self._smi.get(time.monotonic()) else None
+
+    def set_interval(self, seconds):
+        """New tick period: a running loop is restarted at the next read."""
+        self.interval = seconds
+        if self._loop is not None and self._loop.interval != seconds:
+            self._loop.close()
+            self._loop = None
+
+    def fileno(self):
+        """The loop's stdout while it may still print (for the agent's select), else None."""
+        if self._loop is None or self._loop.eof:
+            return None
+        return self._loop.fd
+
+    def pump(self):
+        """Drain the loop's output now (its fd was readable)."""
+        if self._loop is not None:
+            self._loop.pump()
 
     def read(self):
         """Return ``(gpu_status, gpu_error, gpus)`` for this tick."""
@@ -356,7 +564,67 @@ class GpuReader:
             return "error", self._hung_message(), []
         path = self._smi.get(now)
         if path is None:
+            self._stop_loop()
             return "none", None, []
+        if self._loop_wanted(now):
+            result = self._read_loop(path)
+            if result is not None:
+                return result
+        return self._read_exec(path, time.monotonic())
+
+    def _loop_wanted(self, now):
+        if not self.loop_enabled or self.interval > NVIDIA_SMI_LOOP_MAX_INTERVAL_S:
+            self._stop_loop()
+            return False
+        return self._loop_retry_at is None or now >= self._loop_retry_at
+
+    def _read_loop(self, path):
+        """The newest batch from the loop, or None to exec this tick instead."""
+        if self._loop is None:
+            try:
+                self._loop = SmiLoop(path, self.interval)
+            except OSError:
+                self._loop_failed()
+                return None
+        loop = self._loop
+        loop.pump()
+        stall = max(NVIDIA_SMI_LOOP_STALL_MIN_S, NVIDIA_SMI_LOOP_STALL_INTERVALS * self.interval)
+        if loop.batch is None and not self._fresh(self._latest, stall):
+            # A new loop: wait for its first batch as long as an exec would be waited for.
+            loop.wait_for_batch(loop.started + self.timeout)
+            if loop.batch is None and loop.alive():
+                self._loop_failed()
+                self._backoff_until = time.monotonic() + NVIDIA_SMI_BACKOFF_S
+                return "error", self._hung_message(), []
+        if loop.batch is not None:
+            self._latest = loop.batch
+            self._loop_failures = 0
+        since = loop.batch[0] if loop.batch is not None else loop.started
+        if not loop.alive() or time.monotonic() - since > stall:
+            # It ended (a driver failure, "No devices were found", killed) or stalled:
+            # the exec this tick reports why, in nvidia-smi's own words, as it always did.
+            self._loop_failed()
+            return None
+        return "ok", None, self._latest[1]
+
+    @staticmethod
+    def _fresh(batch, limit):
+        return batch is not None and time.monotonic() - batch[0] <= limit
+
+    def _loop_failed(self):
+        self._stop_loop()
+        self._latest = None
+        self._loop_failures += 1
+        wait = self.loop_retry_s * (2 ** min(self._loop_failures - 1, 10))
+        self._loop_retry_at = time.monotonic() + min(NVIDIA_SMI_LOOP_RETRY_MAX_S, wait)
+
+    def _stop_loop(self):
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+
+    def _read_exec(self, path, now):
+        """One nvidia-smi run for this tick (the pre-loop way, and the fallback)."""
         try:
             result = run_command((path,) + NVIDIA_SMI_QUERY_ARGS, self.timeout)
         except subprocess.TimeoutExpired:
@@ -374,16 +642,38 @@ class GpuReader:
         return "nvidia-smi did not answer within %g s" % self.timeout
 
     def close(self):
+        """Stop the loop and release NVML; the agent calls this on every exit path."""
+        self._stop_loop()
         if self.nvml is not None:
             self.nvml.close()
             self.nvml = None
 
 
+def tmux_socket_path(environ=None):
+    """Where tmux's default server listens, found the way the tmux client finds it.
+
+    ``$TMUX`` (set inside a tmux session) names the socket before its first comma;
+    otherwise it is ``$TMUX_TMPDIR`` (or ``/tmp``) ``/tmux-<uid>/default``.
+    """
+    environ = os.environ if environ is None else environ
+    inside = environ.get("TMUX", "")
+    if inside and not inside.startswith(","):
+        return inside.split(",", 1)[0]
+    base = environ.get("TMUX_TMPDIR") or "/tmp"
+    return os.path.join(base, "tmux-%d" % os.getuid(), "default")
+
+
 def read_tmux(locator, now, timeout=TMUX_TIMEOUT_S):
-    """Return ``(tmux_status, tmux_error, sessions)``; "none" when tmux is not installed."""
+    """Return ``(tmux_status, tmux_error, sessions)``; "none" when tmux is not installed.
+
+    No server socket means no sessions, known without an exec: most ticks on a pod
+    without tmux sessions then cost one stat instead of a process.
+    """
     path = locator.get(now)
     if path is None:
         return "none", None, []
+    if not os.path.exists(tmux_socket_path()):
+        return "ok", None, []
     try:
         result = run_command((path,) + TMUX_LIST_ARGS, timeout)
     except subprocess.TimeoutExpired:
@@ -456,13 +746,19 @@ class AgentState:
         tmux: report tmux sessions (False reports ``tmux_status`` "none").
         use_nvml: try pynvml before nvidia-smi.
         nvidia_smi_timeout: seconds before nvidia-smi counts as hung.
+        gpu_loop: keep one nvidia-smi resident in loop mode (False: exec per tick).
+        interval: the tick period, which a loop-mode nvidia-smi queries at; the agent
+            keeps it current through ``self.gpu.set_interval``.
+        gpu_loop_retry_s: first wait before loop mode is retried after a failure.
     """
 
     def __init__(self, disk_path="~", tmux=True, use_nvml=True,
-                 nvidia_smi_timeout=NVIDIA_SMI_TIMEOUT_S):
+                 nvidia_smi_timeout=NVIDIA_SMI_TIMEOUT_S, gpu_loop=True, interval=1.0,
+                 gpu_loop_retry_s=NVIDIA_SMI_LOOP_RETRY_S):
         self.disk_path = os.path.abspath(os.path.expanduser(disk_path or "~"))
         self.tmux_enabled = bool(tmux)
-        self.gpu = GpuReader(use_nvml=use_nvml, timeout=nvidia_smi_timeout)
+        self.gpu = GpuReader(use_nvml=use_nvml, timeout=nvidia_smi_timeout, loop=gpu_loop,
+                             interval=interval, loop_retry_s=gpu_loop_retry_s)
         self.tmux = ToolLocator("tmux")
         self.seq = 0
 
@@ -578,6 +874,7 @@ class Agent:
         self._discarding = False
         self._last_tick = None
         self._deadline = time.monotonic()
+        state.gpu.set_interval(self.interval)
 
     def emit(self, obj):
         write_line(self.out_fd, obj)
@@ -588,6 +885,7 @@ class Agent:
     def set_interval(self, seconds):
         """Change the cadence: the next tick comes one new interval after the last one."""
         self.interval = clamp_interval(seconds)
+        self.state.gpu.set_interval(self.interval)
         if self._last_tick is not None:
             self._deadline = max(self._last_tick + self.interval, time.monotonic())
 
@@ -610,8 +908,15 @@ class Agent:
             self.state.close()
 
     def _wait_for_input(self, timeout):
-        readable, _, _ = select.select([self.in_fd], [], [], max(0.0, timeout))
-        if not readable:
+        """Sleep until a command arrives or ``timeout``; drain nvidia-smi's loop meanwhile."""
+        fds = [self.in_fd]
+        smi = self.state.gpu.fileno()
+        if smi is not None:
+            fds.append(smi)
+        readable, _, _ = select.select(fds, [], [], max(0.0, timeout))
+        if smi is not None and smi in readable:
+            self.state.gpu.pump()
+        if self.in_fd not in readable:
             return
         chunk = os.read(self.in_fd, 65536)
         if not chunk:
@@ -677,11 +982,26 @@ def main(argv):
     if not isinstance(disk_path, str):
         notices.append("disk_path must be a string; using ~")
         disk_path = "~"
-    state = AgentState(disk_path=disk_path, tmux=bool(options.get("tmux", True)))
+    retry = options.get("gpu_loop_retry_s", NVIDIA_SMI_LOOP_RETRY_S)
+    if isinstance(retry, bool) or not isinstance(retry, (int, float)) or not retry > 0:
+        notices.append("gpu_loop_retry_s must be a positive number; using %g" % NVIDIA_SMI_LOOP_RETRY_S)
+        retry = NVIDIA_SMI_LOOP_RETRY_S
+    state = AgentState(
+        disk_path=disk_path, tmux=bool(options.get("tmux", True)),
+        gpu_loop=bool(options.get("gpu_loop", True)), gpu_loop_retry_s=retry,
+    )
+    # SIGTERM/SIGHUP unwind through Agent.run's finally, which stops the resident
+    # nvidia-smi; a SIGKILLed agent relies on that child's EPIPE instead (see SmiLoop).
+    for name in ("SIGTERM", "SIGHUP"):
+        signal.signal(getattr(signal, name), _stop_on_signal)
     try:
         return Agent(state, interval=interval, notices=notices).run()
     except KeyboardInterrupt:
         return 130
+
+
+def _stop_on_signal(signum, frame):
+    raise ChannelClosed()
 
 
 if __name__ == "__main__":

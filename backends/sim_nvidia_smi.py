@@ -10,7 +10,13 @@ Supported calls:
 * ``--query-gpu=FIELDS --format=csv[,noheader][,nounits]`` (``FIELDS`` from
   ``QUERY_FIELDS``, comma-separated, any order; an unknown one fails like the real tool);
 * ``-L`` / ``--list-gpus`` (MIG devices listed under their GPU);
-* no arguments: a short version of the usual table.
+* no arguments: a short version of the usual table;
+* loop mode, with a query: ``-l SEC`` / ``--loop=SEC`` or ``-lms MS`` / ``--loop-ms=MS``
+  prints a batch (one row per GPU; the header, if asked for, only once), sleeps, and
+  does it again until killed, as the real tool does. The state file is read again for
+  every batch, so a test changes the GPUs while it loops; a failure in the state ends
+  the loop with the real message and exit status. It exits quietly (status 0) when its
+  reader goes away (EPIPE), which is what keeps a loop from outliving gpuctl's agent.
 
 State file
 ----------
@@ -22,7 +28,8 @@ half a file)::
       "driver_version": "550.54.15",      # optional, shown by the table
       "cuda_version": "12.4",             # optional, shown by the table
       "fail": null,                       # null | "driver" | "no-devices"
-      "delay_s": 0,                       # optional: sleep first (to test timeouts)
+      "delay_s": 0,                       # optional: sleep first (to test timeouts),
+                                          # before every batch in loop mode
       "gpus": [
         {"index": 0, "uuid": "GPU-...", "name": "NVIDIA A100-SXM4-80GB",
          "temperature.gpu": 45, "utilization.gpu": 97,
@@ -321,6 +328,76 @@ def run(argv, state: dict) -> tuple:
     return 0, render_table(state)
 
 
+def loop_seconds(argv):
+    """The loop period asked for by ``-l``/``--loop`` or ``-lms``/``--loop-ms``, else None.
+
+    Raises:
+        ValueError: the period is not a positive number (the real tool refuses it too).
+    """
+    for name, scale in (("-lms", 0.001), ("--loop-ms", 0.001), ("-l", 1.0), ("--loop", 1.0)):
+        value = _option(argv, name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            seconds = 0.0
+        if not seconds > 0:
+            raise ValueError("Invalid combination of input arguments. Please run 'nvidia-smi -h' for help.")
+        return seconds
+    return None
+
+
+def _without_loop(argv):
+    """``argv`` less its loop options, so ``run`` answers one batch of the query."""
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("-l", "--loop", "-lms", "--loop-ms"):
+            skip = True
+        elif not arg.startswith(("--loop=", "--loop-ms=")):
+            rest.append(arg)
+    return rest
+
+
+def _write(text):
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _delay(state):
+    delay = state.get("delay_s") or 0
+    if _is_number(delay) and delay > 0:
+        time.sleep(delay)
+
+
+def run_loop(argv, seconds: float, state: dict) -> int:
+    """Print a batch every ``seconds`` until killed or a failure; returns the exit status.
+
+    A state file caught half-written (a test that rewrote it in place) keeps the previous
+    state for that batch rather than ending the loop over a test artefact.
+    """
+    argv = _without_loop(argv)
+    header = "noheader" not in (_option(argv, "--format") or "")
+    first = True
+    while True:
+        _delay(state)
+        status, text = run(argv, state)
+        if status != 0:
+            _write(text)
+            return status
+        if not first:
+            text = text.split("\n", 1)[1] if header else text
+        _write(text)
+        first = False
+        time.sleep(seconds)
+        try:
+            state = load_state()
+        except (OSError, ValueError):
+            pass
+
+
 def main(argv=None) -> int:
     """Command-line entry: print like nvidia-smi, return its exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -329,13 +406,25 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as exc:
         sys.stderr.write("sim nvidia-smi: bad state file: %s\n" % exc)
         return EXIT_BAD_ARGUMENTS
-    delay = state.get("delay_s") or 0
-    if _is_number(delay) and delay > 0:
-        time.sleep(delay)
-    status, text = run(argv, state)
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    return status
+    try:
+        seconds = loop_seconds(argv)
+    except ValueError as exc:
+        _write("%s\n\n" % exc)
+        return EXIT_BAD_ARGUMENTS
+    try:
+        if seconds is not None and _option(argv, "--query-gpu") is not None:
+            return run_loop(argv, seconds, state)
+        _delay(state)
+        status, text = run(argv, state)
+        _write(text)
+        return status
+    except BrokenPipeError:
+        # The reader is gone (the agent exited): stop quietly. Point stdout at /dev/null
+        # so the interpreter's final flush does not complain about the broken pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 0
 
 
 def install_wrapper(bin_dir: str, python: str | None = None) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.procs import alive
 from backends import agent_command, agent_script
 from backends.agent_script import (
     Agent,
@@ -149,19 +150,51 @@ def test_classify_nvidia_smi_result(rc, stdout, stderr, expected):
     assert (status, error, len(gpus)) == expected
 
 
+def pane(name, created=1700000000, attached=0, windows=1, window=0, index=0, dead=0, status="", pid=4242):
+    """One ``list-panes -a -F TMUX_FORMAT`` row, as tmux prints it."""
+    return "\t".join(str(cell) for cell in (name, created, attached, windows, window, index, dead, status, pid)) + "\n"
+
+
+def session(name, created=1700000000, attached=0, windows=1, state="running", exit_status=None, pid=4242):
+    return {"name": name, "created": created, "attached": attached, "windows": windows,
+            "state": state, "exit_status": exit_status, "pid": pid}
+
+
+def test_tmux_format_asks_for_every_field_in_order():
+    assert agent_script.TMUX_LIST_ARGS[:3] == ("list-panes", "-a", "-F")
+    assert agent_script.TMUX_FORMAT == (
+        "#{session_name}\t#{session_created}\t#{session_attached}\t#{session_windows}\t"
+        "#{window_index}\t#{pane_index}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_pid}"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("train\t1700000000\t1\t3\n", [{"name": "train", "created": 1700000000, "attached": 1, "windows": 3}]),
-        ("my run\t1700000000\t0\t1\neval\t1700000100\t0\t2\n",
-         [{"name": "my run", "created": 1700000000, "attached": 0, "windows": 1},
-          {"name": "eval", "created": 1700000100, "attached": 0, "windows": 2}]),
+        (pane("train", attached=1, windows=3), [session("train", attached=1, windows=3)]),
+        (pane("my run") + pane("eval", created=1700000100, windows=2, pid=7),
+         [session("my run"), session("eval", created=1700000100, windows=2, pid=7)]),
         # tmux prints a tab inside a name as the two characters backslash-t.
-        ("a\\tb\t1700000000\t0\t1\n", [{"name": "a\\tb", "created": 1700000000, "attached": 0, "windows": 1}]),
-        ("broken line\n\tx\t1\t2\n", []),
-        ("odd\tsoon\t0\t1\n", [{"name": "odd", "created": None, "attached": 0, "windows": 1}]),
+        (pane("a\\tb"), [session("a\\tb")]),
+        ("broken line\n\tx\t1\t2\n" + "a\t1\t0\t1\n", []),
+        (pane("odd", created="soon"), [session("odd", created=None)]),
+        # remain-on-exit kept a dead pane: the session exited with its status.
+        (pane("done", dead=1, status=3, pid=99), [session("done", state="exited", exit_status=3, pid=99)]),
+        # Killed by a signal: dead, but no exit status to show.
+        (pane("killed", dead=1, status=""), [session("killed", state="exited")]),
+        # One live pane keeps a session running; its dead pane's status is not the session's.
+        (pane("mixed", windows=2, window=0, dead=1, status=1, pid=10) + pane("mixed", windows=2, window=1, pid=11),
+         [session("mixed", windows=2, pid=10)]),
+        # All dead: status and pid come from the first window's first pane, whatever the order.
+        (pane("multi", windows=2, window=2, index=0, dead=1, status=7, pid=12)
+         + pane("multi", windows=2, window=1, index=1, dead=1, status=5, pid=13)
+         + pane("multi", windows=2, window=1, index=0, dead=1, status=2, pid=14),
+         [session("multi", windows=2, state="exited", exit_status=2, pid=14)]),
+        # An old tmux without pane_dead_status prints an empty cell.
+        (pane("old", dead=1, status="", pid=""), [session("old", state="exited", pid=None)]),
     ],
-    ids=["one", "two-with-space", "escaped-tab", "junk", "bad-number"],
+    ids=["one", "two-with-space", "escaped-tab", "junk", "bad-number", "exited", "signalled",
+         "one-pane-alive", "first-pane-wins", "old-tmux"],
 )
 def test_parse_tmux_sessions(text, expected):
     assert parse_tmux_sessions(text) == expected
@@ -170,7 +203,7 @@ def test_parse_tmux_sessions(text, expected):
 @pytest.mark.parametrize(
     ("rc", "stdout", "stderr", "expected"),
     [
-        (0, "t\t1\t0\t1\n", "", ("ok", None, 1)),
+        (0, pane("t"), "", ("ok", None, 1)),
         (1, "", "no server running on /tmp/tmux-1000/default\n", ("ok", None, 0)),
         (1, "", "error connecting to /tmp/tmux-0/default (No such file or directory)\n", ("ok", None, 0)),
         (1, "", "no sessions\n", ("ok", None, 0)),
@@ -389,6 +422,7 @@ def agent_pipe():
         return [json.loads(line) for line in data.decode().splitlines()]
 
     yield agent, lines
+    state.close()
     os.close(read_fd)
     os.close(write_fd)
 
@@ -484,9 +518,13 @@ class FakePod:
             "GPUCTL_SIM_GPU_STATE": str(self.state_path),
         }
 
-    def set_gpus(self, gpus, fail=None):
-        self.state_path.write_text(json.dumps({"gpus": gpus, "fail": fail}))
-        install_wrapper(str(self.bin), python=sys.executable)
+    def set_gpus(self, gpus, fail=None, **extra):
+        # Write and rename: a looping nvidia-smi re-reads the file and must never see half.
+        scratch = self.root / "gpus.json.new"
+        scratch.write_text(json.dumps(dict({"gpus": gpus, "fail": fail}, **extra)))
+        os.replace(scratch, self.state_path)
+        if not (self.bin / "nvidia-smi").exists():
+            install_wrapper(str(self.bin), python=sys.executable)
 
     def add_tool(self, name):
         os.symlink(shutil.which(name), self.bin / name)
@@ -702,3 +740,247 @@ def test_tmux_can_be_turned_off(pod, started):
     agent.read_kind("hello")
     sample = agent.read()
     assert (sample["tmux_status"], sample["tmux"]) == ("none", [])
+
+
+# ------------------------------------------------------------------ nvidia-smi loop mode
+
+
+def children(pid):
+    """``{child_pid: argv}`` of the processes whose parent is ``pid``."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path("/proc/%s/stat" % entry).read_bytes()
+            argv = Path("/proc/%s/cmdline" % entry).read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat[stat.rfind(b")") + 2:].split()[1]) == pid:
+            found[int(entry)] = [arg.decode() for arg in argv if arg]
+    return found
+
+
+def smi_loops(agent_pid):
+    """Pids of the resident (looping) nvidia-smi children of the agent."""
+    return [pid for pid, argv in children(agent_pid).items() if "-lms" in argv]
+
+
+def wait_for(condition, timeout=5.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for %s" % what)
+        time.sleep(0.02)
+
+
+def until_sample(agent, predicate, timeout=5.0):
+    """Read samples until one satisfies ``predicate``; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sample = agent.read_kind("sample", timeout=max(0.05, deadline - time.monotonic()))
+        if predicate(sample):
+            return sample
+        if time.monotonic() > deadline:
+            raise AssertionError("no matching sample within %s s; last: %r" % (timeout, sample))
+
+
+def test_loop_arguments_ask_for_the_count_and_the_period_in_ms():
+    assert agent_script.nvidia_smi_loop_args(0.25) == (
+        "--query-gpu=" + ",".join(agent_script.NVIDIA_SMI_FIELDS) + ",count",
+        "--format=csv,noheader,nounits", "-lms", "250",
+    )
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        # Two GPUs per batch: complete when the count is reached, even mid-chunk.
+        ([b"0, G0, T4, 1, 2, 3, 4, 5, 6, 2\n1, G1, T4, 1, 2, 3, 4, 5, 6, 2\n"], [0, 1]),
+        # A row torn across reads waits for its end.
+        ([b"0, G0, T4, 1, 2, 3, 4, 5, 6, 2\n1, G1, T4", b", 1, 2, 3, 4, 5, 6, 2\n"], [0, 1]),
+        ([b"0, G0, T4, 1, 2, 3, 4, 5, 6, 2\n"], None),
+        # count unknown: the batch ends when the index restarts.
+        ([b"0, G0, T4, 1, 2, 3, 4, 5, 6, [N/A]\n1, G1, T4, 1, 2, 3, 4, 5, 6, [N/A]\n"
+          b"0, G0, T4, 1, 2, 3, 4, 5, 6, [N/A]\n"], [0, 1]),
+        # A warning line between rows is skipped; the newest batch wins.
+        ([b"0, G0, T4, 1, 2, 3, 4, 5, 6, 1\nWARNING: infoROM is corrupted at gpu 0000:07:00.0\n"
+          b"0, G0, T4, 9, 2, 3, 4, 5, 6, 1\n"], [0]),
+    ],
+    ids=["complete", "torn", "incomplete", "index-restart", "warning"],
+)
+def test_loop_batches(chunks, expected):
+    loop = agent_script.SmiLoop.__new__(agent_script.SmiLoop)
+    loop.batch, loop._partial, loop._rows, loop._expected = None, b"", [], None
+    for chunk in chunks:
+        loop._feed(chunk)
+    got = None if loop.batch is None else [g["index"] for g in loop.batch[1]]
+    assert got == expected
+    if "warning" in str(chunks):
+        assert loop.batch[1][0]["temp_c"] == 9
+
+
+def test_loop_mode_keeps_one_nvidia_smi_and_follows_gpu_changes(pod, started):
+    pod.set_gpus(TWO_GPUS)
+    agent = started({"interval": 0.2, "tmux": False})
+    pid = agent.read_kind("hello")["pid"]
+    first = agent.read_kind("sample")
+    assert first["gpus"][0]["temp_c"] == 45 and len(first["gpus"]) == 2
+    [loop] = wait_for(lambda: smi_loops(pid), what="a resident nvidia-smi")
+    assert children(pid)[loop][-2:] == ["-lms", "200"]
+    changed = [dict(TWO_GPUS[0], **{"temperature.gpu": 77}), TWO_GPUS[1]]
+    pod.set_gpus(changed)
+    sample = until_sample(agent, lambda s: s["gpus"][0]["temp_c"] == 77)
+    assert (sample["gpu_status"], sample["gpu_error"], sample["gpu_source"]) == ("ok", None, "nvidia-smi")
+    pod.set_gpus(changed[:1])  # a GPU falls off: the batch shrinks with the count
+    until_sample(agent, lambda s: len(s["gpus"]) == 1)
+    assert smi_loops(pid) == [loop], "the same resident nvidia-smi all along"
+
+
+def test_interval_change_restarts_the_loop_at_the_new_period(pod, started):
+    pod.set_gpus(TWO_GPUS)
+    agent = started({"interval": 0.2, "tmux": False})
+    pid = agent.read_kind("hello")["pid"]
+    [old] = wait_for(lambda: smi_loops(pid), what="a resident nvidia-smi")
+    agent.send({"cmd": "interval", "seconds": 0.3})
+    [new] = wait_for(lambda: [p for p in smi_loops(pid) if p != old], what="a restarted loop")
+    assert children(pid)[new][-2:] == ["-lms", "300"]
+    wait_for(lambda: not alive(old), what="the old loop to stop")
+    assert until_sample(agent, lambda s: s["gpu_status"] == "ok")
+
+
+def test_long_intervals_exec_per_tick_instead(pod, started):
+    pod.set_gpus(TWO_GPUS)
+    agent = started({"interval": 60, "tmux": False})
+    pid = agent.read_kind("hello")["pid"]
+    assert agent.read_kind("sample")["gpu_status"] == "ok"
+    assert smi_loops(pid) == []
+
+
+def test_loop_failure_reports_as_before_then_falls_back_and_retries(pod, started):
+    pod.set_gpus(TWO_GPUS, fail="driver")
+    agent = started({"interval": 0.2, "tmux": False, "gpu_loop_retry_s": 0.5})
+    pid = agent.read_kind("hello")["pid"]
+    sample = agent.read_kind("sample")
+    assert (sample["gpu_status"], sample["gpu_error"], sample["gpus"]) == ("error", DRIVER_MESSAGE, [])
+    # The driver comes back: the exec fallback sees it on the next tick...
+    pod.set_gpus(TWO_GPUS)
+    until_sample(agent, lambda s: s["gpu_status"] == "ok")
+    # ...and loop mode is tried again after the retry wait, and sticks.
+    wait_for(lambda: smi_loops(pid), what="loop mode to come back")
+    until_sample(agent, lambda s: s["gpu_status"] == "ok" and s["gpus"][0]["temp_c"] == 45)
+
+
+def test_no_devices_in_loop_mode_is_no_gpu(pod, started):
+    pod.set_gpus([], fail="no-devices")
+    agent = started({"interval": 0.2, "tmux": False})
+    agent.read_kind("hello")
+    for _ in range(3):
+        sample = agent.read_kind("sample")
+        assert (sample["gpu_status"], sample["gpu_error"], sample["gpus"]) == ("none", None, [])
+
+
+def test_a_stalled_loop_is_dropped_for_exec(monkeypatch, tmp_path):
+    """A loop that stops printing is killed; the exec fallback reports the hang as before."""
+    monkeypatch.setattr(agent_script, "NVIDIA_SMI_LOOP_STALL_MIN_S", 0.3)
+    pod = FakePod(tmp_path)
+    pod.set_gpus(TWO_GPUS)
+    monkeypatch.setenv("PATH", str(pod.bin))
+    monkeypatch.setenv("GPUCTL_SIM_GPU_STATE", str(pod.state_path))
+    reader = agent_script.GpuReader(use_nvml=False, timeout=0.4, interval=0.1, loop_retry_s=60)
+    try:
+        assert reader.read()[0] == "ok" and reader.mode == "loop"
+        pod.set_gpus(TWO_GPUS, delay_s=30)
+        result = wait_for(lambda: (lambda r: r if r[0] == "error" else None)(reader.read()),
+                          what="the stall to be noticed")
+        assert result == ("error", "nvidia-smi did not answer within 0.4 s", [])
+        assert reader.mode == "exec"
+    finally:
+        reader.close()
+
+
+def test_the_loop_does_not_outlive_the_agent(pod, started):
+    pod.set_gpus(TWO_GPUS)
+    agent = started({"interval": 0.2, "tmux": False})
+    pid = agent.read_kind("hello")["pid"]
+    [loop] = wait_for(lambda: smi_loops(pid), what="a resident nvidia-smi")
+    agent.proc.stdin.close()  # the channel closes: the agent stops its loop on the way out
+    assert agent.proc.wait(timeout=3) == 0
+    wait_for(lambda: not alive(loop), timeout=3, what="the loop to stop with the agent")
+
+
+def test_a_killed_agents_loop_dies_on_its_next_write(pod, started):
+    """SIGKILL skips every cleanup; the loop then writes into a pipe nobody reads (EPIPE)."""
+    pod.set_gpus(TWO_GPUS)
+    agent = started({"interval": 0.2, "tmux": False})
+    pid = agent.read_kind("hello")["pid"]
+    [loop] = wait_for(lambda: smi_loops(pid), what="a resident nvidia-smi")
+    os.kill(pid, 9)
+    wait_for(lambda: not alive(loop), timeout=3, what="the orphaned loop to exit")
+
+
+# ------------------------------------------------------------------ tmux without an exec
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, "/tmp/tmux-{uid}/default"),
+        ({"TMUX_TMPDIR": "/run/x"}, "/run/x/tmux-{uid}/default"),
+        ({"TMUX_TMPDIR": ""}, "/tmp/tmux-{uid}/default"),
+        ({"TMUX": "/tmp/tmux-5/work,123,0", "TMUX_TMPDIR": "/run/x"}, "/tmp/tmux-5/work"),
+    ],
+)
+def test_tmux_socket_path(environ, expected):
+    assert agent_script.tmux_socket_path(environ) == expected.format(uid=os.getuid())
+
+
+@pytest.fixture
+def tmux_pod(pod):
+    """The pod with a tmux that logs each call, and a private server killed afterwards."""
+    pod.calls = pod.root / "tmux-calls"
+    wrapper = pod.bin / "tmux"
+    wrapper.write_text("#!/bin/sh\necho \"$1\" >> %s\nexec %s \"$@\"\n"
+                       % (shlex.quote(str(pod.calls)), shlex.quote(shutil.which("tmux"))))
+    wrapper.chmod(0o755)
+    pod.tmux = lambda *args: subprocess.run([str(wrapper), *args], env=pod.env, check=True)
+    yield pod
+    subprocess.run([str(wrapper), "kill-server"], env=pod.env, capture_output=True)
+
+
+@pytest.mark.requires_tools("tmux")
+def test_no_tmux_server_costs_no_exec(tmux_pod, started):
+    agent = started({"interval": 0.1})
+    agent.read_kind("hello")
+    for _ in range(5):
+        sample = agent.read_kind("sample")
+        assert (sample["tmux_status"], sample["tmux_error"], sample["tmux"]) == ("ok", None, [])
+    assert not tmux_pod.calls.exists(), "tmux was exec'd although no server runs"
+    tmux_pod.tmux("new-session", "-d", "-s", "train", shutil.which("sleep") + " 60")
+    sample = until_sample(agent, lambda s: s["tmux"])
+    assert [s["name"] for s in sample["tmux"]] == ["train"]
+    assert "list-panes" in tmux_pod.calls.read_text().split()
+
+
+@pytest.mark.requires_tools("tmux")
+def test_exited_pane_reports_state_and_exit_status(tmux_pod, started):
+    sleep = shutil.which("sleep")
+    tmux_pod.tmux("new-session", "-d", "-s", "keep", sleep + " 60")
+    tmux_pod.tmux("set-option", "-g", "remain-on-exit", "on")
+    tmux_pod.tmux("new-session", "-d", "-s", "job", "exit 3")
+    tmux_pod.tmux("new-window", "-t", "keep", sleep + " 60")
+    agent = started({"interval": 0.1})
+    agent.read_kind("hello")
+    sample = until_sample(agent, lambda s: any(x["state"] == "exited" for x in s["tmux"]))
+    sessions = {x["name"]: x for x in sample["tmux"]}
+    assert sample["tmux_status"] == "ok"
+    assert list(sessions) == ["job", "keep"]
+    job, keep = sessions["job"], sessions["keep"]
+    assert (job["state"], job["exit_status"], job["windows"]) == ("exited", 3, 1)
+    assert (keep["state"], keep["exit_status"], keep["windows"]) == ("running", None, 2)
+    assert list(keep) == ["name", "created", "attached", "windows", "state", "exit_status", "pid"]
+    # pid is the first pane's program: the sleep of keep's first window.
+    assert Path("/proc/%d/cmdline" % keep["pid"]).read_bytes().split(b"\0")[:2] == [sleep.encode(), b"60"]

@@ -39,16 +39,19 @@ GPUS = [
      "utilization.gpu": "[Not Supported]", "memory.used": 412, "memory.total": 81559,
      "power.draw": "[N/A]", "power.limit": 700.0},
 ]
-# A fake tmux: the real format, a session name with a space, and how tmux says "none".
+# A fake tmux: the real list-panes format (a session name with a space, two windows, an
+# exited pane kept by remain-on-exit), and how tmux says "none".
 FAKE_TMUX = """#!/bin/sh
 case "$*" in
-  *session_name*) ;;
+  "list-panes -a -F #{session_name}"*"#{pane_pid}") ;;
   *) echo "fake tmux: unexpected arguments: $*" >&2; exit 2 ;;
 esac
 if [ -n "$FAKE_TMUX_NO_SERVER" ]; then
   echo "no server running on /tmp/tmux-1000/default" >&2; exit 1
 fi
-printf 'train run\\t1700000000\\t1\\t2\\neval\\t1700000100\\t0\\t1\\n'
+printf 'train run\\t1700000000\\t1\\t2\\t0\\t0\\t0\\t\\t4001\\n'
+printf 'train run\\t1700000000\\t1\\t2\\t1\\t0\\t0\\t\\t4002\\n'
+printf 'eval\\t1700000100\\t0\\t1\\t0\\t0\\t1\\t3\\t4003\\n'
 """
 
 
@@ -63,7 +66,12 @@ class Pod:
         for tool in ("sh", "df", "cat", "timeout"):
             os.symlink(shutil.which(tool), self.bin / tool)
         self.state = root / "gpus.json"
-        self.env = {"PATH": str(self.bin), "HOME": str(self.home),
+        # The agent lists tmux only when the server's socket exists: give the fake a
+        # stand-in socket where tmux would look, so both sides ask it.
+        socket = root / "tmux" / ("tmux-%d" % os.getuid()) / "default"
+        socket.parent.mkdir(parents=True)
+        socket.touch()
+        self.env = {"PATH": str(self.bin), "HOME": str(self.home), "TMUX_TMPDIR": str(root / "tmux"),
                     "GPUCTL_SIM_GPU_STATE": str(self.state)}
 
     def with_gpus(self, gpus, fail=None):
@@ -93,9 +101,14 @@ def test_probe_sample_has_the_agents_shape_and_values(pod, monkeypatch):
     sample = parse_probe_output(pod.probe(), seq=7, t=123.0)
 
     # The agent, reading the same pod in-process, must agree key for key.
+    monkeypatch.delenv("TMUX", raising=False)  # inside tmux, $TMUX would name another socket
     for name, value in pod.env.items():
         monkeypatch.setenv(name, value)
-    agent_sample = collect_sample(AgentState(disk_path="~", use_nvml=False))
+    state = AgentState(disk_path="~", use_nvml=False)
+    try:
+        agent_sample = collect_sample(state)
+    finally:
+        state.close()  # stops the resident nvidia-smi it started
     assert list(sample) == list(agent_sample)
     for key in ("gpu_status", "gpu_error", "gpu_source", "gpus", "tmux_status", "tmux_error", "tmux"):
         assert sample[key] == agent_sample[key], key
@@ -109,8 +122,10 @@ def test_probe_sample_has_the_agents_shape_and_values(pod, monkeypatch):
         "power_limit_w": 700.0,
     }
     assert sample["tmux"] == [
-        {"name": "train run", "created": 1700000000, "attached": 1, "windows": 2},
-        {"name": "eval", "created": 1700000100, "attached": 0, "windows": 1},
+        {"name": "train run", "created": 1700000000, "attached": 1, "windows": 2,
+         "state": "running", "exit_status": None, "pid": 4001},
+        {"name": "eval", "created": 1700000100, "attached": 0, "windows": 1,
+         "state": "exited", "exit_status": 3, "pid": 4003},
     ]
     assert len(sample["load"]) == 3 and sample["uptime_s"] > 0
 

@@ -8,8 +8,11 @@ into a format only gpuctl's own parser accepts.
 from __future__ import annotations
 
 import json
+import os
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -200,8 +203,104 @@ def test_runs_as_a_plain_script():
 
 
 def test_delay_lets_tests_simulate_a_hung_tool(smi):
-    import time
-
     started = time.monotonic()
     rc, _, _ = smi(["-L"], {"gpus": H100["gpus"], "delay_s": 0.3})
     assert rc == 0 and time.monotonic() - started >= 0.3
+
+
+# ------------------------------------------------------------------ loop mode
+
+
+@pytest.mark.parametrize(
+    ("argv", "seconds"),
+    [(["-l", "2"], 2.0), (["--loop=3"], 3.0), (["--loop", "1.5"], 1.5), (["-lms", "250"], 0.25),
+     (["--loop-ms=100"], 0.1), (["--loop-ms", "40"], 0.04), ([], None), (["-L"], None)],
+)
+def test_loop_seconds(argv, seconds):
+    assert sim.loop_seconds(["--query-gpu=index", "--format=csv"] + argv) == seconds
+
+
+@pytest.mark.parametrize("argv", [["-l", "0"], ["-lms", "x"], ["--loop=-1"]])
+def test_loop_seconds_rejects(argv):
+    with pytest.raises(ValueError):
+        sim.loop_seconds(argv)
+
+
+def start_loop(tmp_path, state, *args):
+    """Start the installed wrapper looping; returns (process, state_path, read_line)."""
+    wrapper = sim.install_wrapper(str(tmp_path))
+    state_path = tmp_path / "state.json"
+    state_path.write_text(json.dumps(state))
+    proc = subprocess.Popen([wrapper, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={"PATH": "/usr/bin:/bin", sim.STATE_ENV: str(state_path)})
+    buffer = [b""]
+
+    def read_line(timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in buffer[0]:
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, "no line within %s s" % timeout
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                return None
+            buffer[0] += chunk
+        line, buffer[0] = buffer[0].split(b"\n", 1)
+        return line.decode()
+
+    return proc, state_path, read_line
+
+
+def rewrite(path, state):
+    """Replace the state file atomically, as the docstring asks."""
+    scratch = path.with_suffix(".new")
+    scratch.write_text(json.dumps(state))
+    os.replace(scratch, path)
+
+
+def test_loop_prints_batches_and_rereads_the_state(tmp_path):
+    proc, state_path, read_line = start_loop(
+        tmp_path, H100, "--query-gpu=index,temperature.gpu,count", "--format=csv,nounits", "-lms", "50")
+    try:
+        assert read_line() == "index, temperature.gpu, count"
+        assert [read_line(), read_line()] == ["0, 34, 2", "1, 71, 2"]
+        hotter = {"gpus": [dict(H100["gpus"][0], **{"temperature.gpu": 90})]}
+        rewrite(state_path, hotter)
+        seen = [read_line() for _ in range(20)]
+        assert "0, 90, 1" in seen, seen
+        assert "index, temperature.gpu, count" not in seen, "the header is printed once"
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_loop_ends_with_the_real_failure(tmp_path):
+    proc, state_path, read_line = start_loop(
+        tmp_path, H100, "--query-gpu=index", "--format=csv,noheader", "--loop-ms=50")
+    try:
+        assert read_line() == "0"
+        rewrite(state_path, {"gpus": H100["gpus"], "fail": "driver"})
+        lines = []
+        while (line := read_line()) is not None:
+            lines.append(line)
+        assert sim.DRIVER_FAILURE_MESSAGE in lines
+        assert proc.wait(5) == sim.EXIT_DRIVER_FAILURE
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_loop_exits_quietly_when_its_reader_goes_away(tmp_path):
+    proc, _, read_line = start_loop(tmp_path, H100, "--query-gpu=index", "--format=csv,noheader", "-lms", "20")
+    assert read_line() == "0"
+    proc.stdout.close()  # the agent is gone: the next write fails with EPIPE
+    assert proc.wait(5) == 0
+    assert proc.stderr.read() == b""
+    proc.stderr.close()
+
+
+def test_a_failing_state_fails_a_loop_at_once(smi):
+    rc, out, _ = smi(QUERY + ["-lms", "100"], {"gpus": [], "fail": "no-devices"})
+    assert (rc, out) == (6, "No devices were found\n")
