@@ -1,0 +1,199 @@
+"""Progress bars drawn by tqdm, Rich and Keras: which one is training, and its step.
+
+Why a module: bars carry most of the judgement in progress parsing. A log holds many
+bars (dataset `map`, shard writing, evaluation, Lightning's sanity check) and only one
+is the training loop; epoch bars count batches, not steps; a resumed Trainer's bar jumps
+and then lies about its pace. `BarReader` is the part of `ProgressTracker` that knows
+this; it is a mixin so that the per-redraw hot path stays plain method calls on one
+object (a redraw costs one regex search and a few attribute updates).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+from sessions import progress_formats as pf
+from sessions.progress_rate import derived_rate, jump_pace, printed_rate
+
+RATE_SAMPLES = 5
+"""Printed rates kept for the median (see `progress_rate.printed_rate`)."""
+
+
+class Bar:
+    """The training bar's lineage: one bar identity (description, total) over time."""
+
+    __slots__ = ("fmt", "kind", "dkey", "total_s", "total", "epochs", "ep_base", "step", "updates", "rates",
+                 "remaining", "clock_eta", "start", "jump", "jump_t", "last_el", "series",
+                 "post")
+
+    def __init__(self, fmt: str, kind: str, dkey: str, total_s: str | None, total: int | None,
+                 epochs: int | None):
+        self.fmt = fmt  # the format reported
+        self.kind = kind  # which matcher drew it: tqdm, rich, keras
+        self.dkey = dkey  # its description, epoch number left out
+        self.total_s = total_s  # its total as printed
+        self.total = total  # bar total (per epoch for epoch bars)
+        self.epochs = epochs  # number of epochs when the log says it
+        self.ep_base: int | None = None
+        self.step: int | None = None
+        self.updates = 0
+        self.rates: deque[tuple[str, str]] = deque(maxlen=RATE_SAMPLES)
+        self.remaining: str | None = None
+        self.clock_eta = True  # the bar's remaining time is the run's
+        self.start: tuple[int, str | None] | None = None
+        self.jump: tuple[int, str | None] | None = None
+        self.jump_t: float | None = None
+        self.last_el: str | None = None
+        self.series: deque[tuple[float, int]] = deque(maxlen=64)
+        self.post = ""
+
+
+class BarReader:
+    """The bar half of `ProgressTracker` (see there for the state it shares)."""
+
+    _bar: Bar | None
+    _desc_info: dict[str, tuple[bool, str, int | None, int | None, str, int]]
+    _keras_epoch: tuple[int, int] | None
+    _epoch: float | None
+    _post_fresh: bool
+
+    def _describe(self, head: str) -> tuple[bool, str, int | None, int | None, str, int]:
+        """What a bar's head (the text before its count, percentage stripped) says:
+        (is training, identity without the epoch number, epoch, epoch of, format, epoch
+        base). Cached: a log has few distinct heads, and this runs on every redraw."""
+        info = self._desc_info.get(head)
+        if info is None:
+            if len(self._desc_info) > 256:
+                self._desc_info.clear()
+            desc = pf.bar_description(head)
+            em = pf.EPOCH_DESC_RE.search(desc)
+            if em is not None:  # Lightning `Epoch 3` (0-based) or a loop's `epoch 2/10`
+                ep, ep_of = int(em[1]), int(em[2]) if em[2] else None
+                key = desc[: em.start()] + "epoch" + desc[em.end():]
+                info = (True, key, ep, ep_of, "lightning" if ep_of is None else "tqdm",
+                        0 if ep_of is None or ep == 0 else 1)
+            else:
+                info = (pf.NON_TRAINING_DESC_RE.search(desc) is None, desc, None, None, "tqdm", 0)
+            self._desc_info[head] = info
+        return info
+
+    def _on_tqdm(self, line: str, m: re.Match[str], now: float | None) -> None:
+        n, total_s, _unit, elapsed, remaining, rate, rate_unit, post = m.groups()
+        if rate_unit not in pf.TRAIN_RATE_UNITS:
+            return  # dataset map (`examples/s`), downloads (`B/s`) ...
+        start = m.start()
+        i = line.find("%|", 0, start)
+        head = line[:i].rstrip("0123456789. ") if i >= 0 else line[:start]
+        info = self._desc_info.get(head) or self._describe(head)
+        if not info[0]:
+            return
+        bar = self._bar
+        if bar is None or bar.kind != "tqdm" or bar.dkey != info[1] or bar.total_s != total_s:
+            total = int(total_s) if total_s and total_s != "?" else None
+            bar = self._adopt("tqdm", info[1], total_s, total, info[4], info[3], info[2] is not None)
+            if bar is None:
+                return
+        self._bar_update(bar, int(n), info[2], info[5], rate, rate_unit, elapsed, remaining,
+                         post, now)
+
+    def _adopt(self, kind: str, dkey: str, total_s: str | None, total: int | None, fmt: str,
+               epochs: int | None, epoch_bar: bool) -> Bar | None:
+        """The training bar for this update, or None for a secondary bar.
+
+        The first training-looking bar is adopted. Another one replaces it only when it
+        is an epoch bar (Lightning, Keras), or has a larger total: an evaluation bar
+        drawn mid-run (no description, a smaller total) must not take the step.
+        """
+        bar = self._bar
+        if bar is not None and bar.kind == kind and bar.dkey == dkey and bar.total_s == total_s:
+            return bar
+        if bar is not None and not epoch_bar and (total is None or (bar.total is not None and total <= bar.total)):
+            return None
+        self._bar = Bar(fmt, kind, dkey, total_s, total, epochs)
+        return self._bar
+
+    def _bar_update(self, bar: Bar, n: int, ep: int | None, base: int, rate: str | None,
+                    unit: str | None, elapsed: str | None, remaining: str | None, post: str,
+                    now: float | None) -> None:
+        if ep is not None:
+            if bar.ep_base is None or ep < bar.ep_base:
+                bar.ep_base = min(base, ep)
+            step = (ep - bar.ep_base) * bar.total + n if bar.total else n
+            bar.clock_eta = False  # the bar's clock is this epoch's, not the run's
+            self._epoch = ep - bar.ep_base + (n / bar.total if bar.total else 0.0)
+        else:
+            step = n
+        bar.updates += 1
+        if step != bar.step:
+            if bar.start is None:
+                bar.start = (step, elapsed)
+            elif bar.jump is None:
+                bar.jump, bar.jump_t = (step, elapsed), now
+            if rate and rate != "?":
+                bar.rates.append((rate, unit or ""))
+            bar.step = step
+        bar.last_el = elapsed
+        bar.remaining = remaining
+        if post:
+            bar.post = post
+            self._post_fresh = True
+
+    def _on_drawn_bar(self, line: str, now: float | None) -> None:
+        """Rich (Lightning's RichProgressBar), Keras bars and Keras's `Epoch k/K`."""
+        km = pf.KERAS_RE.match(line)
+        if km is not None:
+            self._on_keras(km, now)
+            return
+        em = pf.KERAS_EPOCH_RE.match(line)
+        if em is not None:
+            self._keras_epoch = (int(em["e"]), int(em["of"]))
+            return
+        rm = pf.RICH_RE.match(line)
+        if rm is None:
+            return
+        train, key, ep, ep_of, _fmt, _base = self._describe(rm["desc"].strip())
+        if not train:
+            return
+        total = int(rm["total"]) if rm["total"] != "?" else None
+        # Lightning's Rich bar says `Epoch k/K` with K = max_epochs - 1, from 0.
+        epochs = ep_of + 1 if ep_of is not None else None
+        bar = self._adopt("rich", key, rm["total"], total, "rich", epochs, ep is not None)
+        if bar is not None:
+            self._bar_update(bar, int(rm["n"]), ep, 0, rm["rate"], rm["rate_unit"],
+                             rm["elapsed"], rm["remaining"], rm["postfix"], now)
+
+    def _on_keras(self, km: re.Match[str], now: float | None) -> None:
+        rest = km["rest"]
+        per = pf.KERAS_PER_STEP_RE.search(rest)
+        if per is None and "ETA" not in rest and " - " not in rest:
+            return  # some other `a/b ...` line
+        total = int(km["total"])
+        e, of = self._keras_epoch or (None, None)
+        bar = self._adopt("keras", "", km["total"], total, "keras", of, e is not None)
+        if bar is None:
+            return
+        rate = unit = None
+        if per is not None:
+            secs = float(per["v"]) * {"s": 1.0, "ms": 1e-3}.get(per["u"], 1e-6)
+            rate, unit = repr(secs), "s/it"
+        self._bar_update(bar, int(km["n"]), e, 1, rate, unit, None, None, rest, now)
+
+    def _bar_rate(self, bar: Bar) -> tuple[float | None, str | None, float | None]:
+        """(rate, unit, eta from the bar's clock) for the training bar."""
+        if bar.start is not None and bar.jump is not None and bar.step is not None:
+            after = derived_rate(bar.series, since=bar.jump_t) if bar.jump_t is not None else None
+            pace = jump_pace(
+                (bar.start[0], pf.clock_seconds(bar.start[1]) if bar.start[1] else 0.0),
+                (bar.jump[0], pf.clock_seconds(bar.jump[1]) if bar.jump[1] else None),
+                (bar.step, pf.clock_seconds(bar.last_el)),
+                after,
+            )
+            if pace is not None:
+                return pace, "derived", None
+        rate, unit = printed_rate(bar.rates)
+        if rate is None:
+            rate = derived_rate(bar.series)
+            unit = "derived" if rate is not None else None
+        eta = pf.clock_seconds(bar.remaining) if bar.clock_eta else None
+        return rate, unit, eta

@@ -1,0 +1,135 @@
+"""Progress from plain log lines: key/value step reports, Trainer dicts, JSON lines.
+
+Why a module: these formats say `step N` in words (torchrun-style loops, nanoGPT,
+DeepSpeed, Megatron, torchtitan) or in dicts (Trainer, JSON lines), each with its own
+way of giving loss, lr, throughput and time per step, and its own numbering (nanoGPT's
+`iter 0` is one completed step). `LineReader` is the part of `ProgressTracker` that
+reads them; a mixin, like `progress_bars.BarReader`, to keep one object's state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+from sessions import progress_formats as pf
+
+
+class LineReader:
+    """The line half of `ProgressTracker` (see there for the state it shares)."""
+
+    _k_fmt: str | None
+    _k_step: int | None
+    _k_total: int | None
+    _k_zero: bool | None
+    _k_updates: int
+    _k_rates: deque[tuple[str, str]]
+    _k_series: deque[tuple[float, int]]
+    _u_step: int | None
+    _u_total: int | None
+    _u_rate: float | None
+    _loss: float | None
+    _hf: bool
+    _epoch: float | None
+    _rate_hint: float | None
+    # also used: `_on_keras` (BarReader), `_materialize_post`, `_apply_metrics` (ProgressTracker)
+
+    def _on_kv(self, line: str, now: float | None) -> None:
+        """torchrun-style `step N | loss X | lr Y | tok/s Z`, nanoGPT, DeepSpeed, Megatron."""
+        low = line.lower()
+        sm = pf.step_match(low)
+        if sm is None:
+            km = pf.KERAS_RE.match(line)  # Keras verbose=2: `16/16 - 1s - 37ms/step - ...`
+            if km is not None:
+                self._on_keras(km, now)
+            return
+        if pf.is_eval_line(low):
+            return
+        loss, lr, tok, rate, epoch = pf.line_metrics(low)
+        if loss is None and lr is None and tok is None and rate is None:
+            return  # `Total optimization steps = 40`, a config dump: not a step report
+        key = sm["key"]
+        if key.startswith("iter") and "mfu" in low:
+            fmt = "nanogpt"
+        elif "samples/sec" in low or "skipped=" in low:
+            fmt = "deepspeed"
+        elif key == "iteration" and "consumed" in low:
+            fmt = "megatron"
+        else:
+            fmt = "torchrun"
+        self._materialize_post()
+        self._apply_metrics(loss, lr, tok, epoch)
+        if rate is not None:
+            self._k_rates.append(rate)
+        total = int(sm["total"]) if sm["total"] else None
+        self._k_step_update(fmt, int(sm["step"]), total, line, now)
+
+    def _on_loss_line(self, line: str, now: float | None) -> None:
+        """A line that logs a loss and no step (DeepSpeedExamples' `[Rank 0] Loss: X`)."""
+        low = line.lower()
+        if pf.step_match(low) is not None:
+            self._on_kv(line, now)
+            return
+        m = pf.LOSS_RE.search(low)
+        if m is not None and not pf.is_eval_line(low):
+            self._materialize_post()
+            self._loss = pf.to_float(m["v"])
+
+    def _k_step_update(self, fmt: str, step: int, total: int | None, line: str,
+                       now: float | None) -> None:
+        if self._k_zero is None:
+            self._k_zero = fmt == "nanogpt" or step == 0
+        elif step == 0:
+            self._k_zero = True
+        self._k_fmt = fmt
+        done = step + 1 if self._k_zero else step
+        if now is None and done != self._k_step:
+            ts = pf.TIMESTAMP_RE.match(line)
+            if ts is not None:
+                self._k_series.append((pf.timestamp_seconds(ts), done))
+        self._k_step = done
+        if total is not None:
+            self._k_total = total
+        self._k_updates += 1
+
+    def _on_dict(self, line: str, now: float | None) -> None:
+        """Trainer/Axolotl/TRL `{'loss': .., 'learning_rate': .., 'epoch': ..}` dicts
+        and JSON-lines metrics."""
+        items = pf.dict_items(line)
+        if not items:
+            return
+        self._materialize_post()
+        epoch = pf.first(items, pf.EPOCH_KEYS)
+        if epoch is not None:
+            self._epoch = pf.to_float(epoch)
+        if "train_runtime" in items:  # the Trainer's closing summary: averages, not latest
+            self._rate_hint = pf.to_float(items.get("train_steps_per_second"))
+            self._hf = True
+            return
+        step = pf.first(items, pf.STEP_KEYS)
+        for keys, attr in ((pf.LOSS_KEYS, "_loss"), (pf.LR_KEYS, "_lr"), (pf.TOKENS_KEYS, "_tokens")):
+            v = pf.to_float(pf.first(items, keys))
+            if v is not None:
+                setattr(self, attr, v)
+        if step is None:
+            self._hf = self._hf or "loss" in items or "eval_loss" in items or "learning_rate" in items
+            return
+        st = pf.to_float(pf.first(items, pf.STEP_TIME_KEYS))
+        if st:
+            self._k_rates.append((repr(st), "s/it"))
+        total = pf.to_float(pf.first(items, pf.TOTAL_KEYS))
+        step_f = pf.to_float(step)
+        if step_f is not None:
+            self._k_step_update("jsonl", int(step_f), int(total) if total else None, line, now)
+
+    def _on_user(self, um: re.Match[str]) -> None:
+        g = um.groupdict()
+        if g.get("step") is not None:
+            self._u_step = int(pf.to_float(g["step"]) or 0)
+        if g.get("total") is not None:
+            self._u_total = int(pf.to_float(g["total"]) or 0)
+        if g.get("loss") is not None:
+            self._materialize_post()
+            self._loss = pf.to_float(g["loss"])
+        if g.get("rate") is not None:
+            self._u_rate = pf.to_float(g["rate"])
