@@ -1,0 +1,218 @@
+"""What does one agent tick cost the pod, against one exec of nvidia-smi per tick?
+
+Usage: .venv/bin/python bench/agent_tick.py [--ticks 50] [--interval 0.1] [--old-ref REF]
+
+Each measurement runs in a fresh driver process that starts the agent exactly as gpuctl
+does (``build_agent_command`` under ``sh -c``), reads its samples, closes its stdin and
+reaps it; the driver's ``RUSAGE_CHILDREN`` then holds the CPU of the agent and of every
+process it ran and reaped (nvidia-smi execs, the resident loop, tmux). A short run and a
+long run are taken per mode and subtracted, so start-up (python, unpacking the agent,
+the first NVML/loop start) drops out and what remains is CPU per tick. Modes, all in
+one run, side by side:
+
+* ``exec``: ``gpu_loop`` off, one nvidia-smi exec per tick (the agent before loop mode);
+* ``loop``: one resident ``nvidia-smi -lms`` read each tick (the default);
+* each without a tmux server (no tmux exec at all) and with one (a private server under
+  a temp ``TMUX_TMPDIR`` with two sessions, one ``list-panes -a`` exec per tick);
+* ``old agent`` (optional, ``--old-ref``, default the commit before loop mode): that
+  commit's agent, which exec'd nvidia-smi and ``tmux list-sessions`` every tick;
+* baseline: one ``sh -c 'nvidia-smi --query-gpu=...'`` per tick, what an exec-per-poll
+  monitor costs the pod before its SSH session costs (see bench/fleet_poll.py for those).
+
+nvidia-smi is a stand-in, chosen to flatter the exec modes: for exec it is a ``#!/bin/sh``
+script echoing a fixed CSV line (cheaper per exec than any real nvidia-smi, which loads
+NVML each time: tens of ms on a GPU box); for loop mode it is the python simulator
+(``backends/sim_nvidia_smi.py -lms``), which re-reads a JSON state file and formats each
+batch. The real tool is resident in loop mode too and sleeps in-process between batches,
+so on a real GPU box the gap between exec and loop only widens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import select
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from backends import agent_command  # noqa: E402
+from backends.agent_script import NVIDIA_SMI_QUERY_ARGS  # noqa: E402
+from backends.sim_nvidia_smi import install_wrapper  # noqa: E402
+
+FAST_NVIDIA_SMI = """#!/bin/sh
+echo '0, GPU-8e5c0a6e-6d1b-4b0a-9c1e-000000000000, NVIDIA A100-SXM4-80GB, 61, 97, 61234, 81920, 312.55, 400.00'
+"""
+BASELINE_COMMAND = "nvidia-smi " + " ".join(shlex.quote(arg) for arg in NVIDIA_SMI_QUERY_ARGS)
+OLD_REF = "ac33f37"  # the agent as it was before loop mode: exec nvidia-smi + tmux list-sessions
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- driver (runs in its own process, so RUSAGE_CHILDREN holds one measurement only) --
+
+
+def drive_agent(spec: dict) -> dict:
+    """Start the agent, read ``spec['ticks']`` samples, stop it; report children's CPU."""
+    proc = subprocess.Popen(["/bin/sh", "-c", spec["command"]], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=spec["env"])
+    buffer, samples, errors = b"", 0, []
+    deadline = time.monotonic() + 30 + spec["ticks"] * spec["interval"] * 3
+    while samples < spec["ticks"]:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(proc.stdout.fileno(), 1 << 16) if ready else b""
+        if not chunk:
+            raise SystemExit("the agent stopped or went silent after %d samples" % samples)
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            message = json.loads(line)
+            if message["kind"] == "sample":
+                samples += 1
+                if message["gpu_status"] != "ok":
+                    errors.append(message["gpu_error"])
+    proc.stdin.close()
+    proc.wait(10)
+    proc.stdout.close()
+    return {"cpu_s": children_cpu(), "samples": samples, "gpu_errors": errors[:3]}
+
+
+def drive_baseline(spec: dict) -> dict:
+    """One ``sh -c 'nvidia-smi ...'`` per tick, as an exec-per-poll monitor runs it."""
+    for _ in range(spec["ticks"]):
+        subprocess.run(["/bin/sh", "-c", BASELINE_COMMAND], env=spec["env"], stdout=subprocess.DEVNULL, check=True)
+    return {"cpu_s": children_cpu(), "samples": spec["ticks"], "gpu_errors": []}
+
+
+def measure(spec: dict) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--driver", json.dumps(spec)],
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise SystemExit("driver failed: %s" % (done.stderr.strip() or done.stdout.strip()))
+    return json.loads(done.stdout)
+
+
+def per_tick_ms(spec: dict, short: int, long: int) -> tuple[float, list]:
+    """CPU ms per tick: (long run - short run) / (extra ticks), start-up cancelled out."""
+    a = measure(dict(spec, ticks=short))
+    b = measure(dict(spec, ticks=long))
+    return 1000.0 * (b["cpu_s"] - a["cpu_s"]) / (b["samples"] - a["samples"]), b["gpu_errors"]
+
+
+# -- the pod ---------------------------------------------------------------------------
+
+
+class Pod:
+    """Temp folders: a PATH for exec mode, one for loop mode, a private tmux socket dir."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.exec_bin, self.loop_bin, self.tmux_dir = root / "exec-bin", root / "loop-bin", root / "tmux"
+        for folder in (self.exec_bin, self.loop_bin, self.tmux_dir):
+            folder.mkdir()
+        smi = self.exec_bin / "nvidia-smi"
+        smi.write_text(FAST_NVIDIA_SMI)
+        smi.chmod(0o755)
+        install_wrapper(str(self.loop_bin))
+        self.python = root / "python3"
+        # -S: no site-packages, so a pynvml in this venv cannot take over on a GPU machine.
+        self.python.write_text("#!/bin/sh\nexec %s -S \"$@\"\n" % shlex.quote(sys.executable))
+        self.python.chmod(0o755)
+        self.tmux = shutil.which("tmux")
+
+    def env(self, loop: bool) -> dict:
+        bin_dir = self.loop_bin if loop else self.exec_bin
+        return {"PATH": "%s:/usr/bin:/bin" % bin_dir, "HOME": str(self.root), "TMUX_TMPDIR": str(self.tmux_dir),
+                "GPUCTL_SIM_GPU_STATE": str(self.root / "no-state.json")}
+
+    def tmux_server(self, running: bool) -> None:
+        if not self.tmux:
+            return
+        env = self.env(False)
+        if running:
+            sleep = shutil.which("sleep")
+            for name in ("train", "eval"):
+                subprocess.run([self.tmux, "new-session", "-d", "-s", name, "%s 3600" % sleep], env=env, check=True)
+        else:
+            subprocess.run([self.tmux, "kill-server"], env=env, capture_output=True)
+
+
+def old_agent_command(ref: str, options: dict, python: str) -> str | None:
+    """The agent of commit ``ref``, packed as gpuctl packs it, or None without git."""
+    import base64
+    import zlib
+
+    try:
+        source = subprocess.run(["git", "show", "%s:backends/agent_script.py" % ref], cwd=ROOT,
+                                capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    payload = base64.b64encode(zlib.compress(source, 9)).decode("ascii")
+    code = agent_command._BOOTSTRAP.format(payload=payload)
+    argument = json.dumps(options, separators=(",", ":"), sort_keys=True)
+    return " ".join(shlex.quote(part) for part in (python, "-u", "-c", code, argument))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ticks", type=int, default=50, help="extra ticks of the long run (default 50)")
+    parser.add_argument("--interval", type=float, default=0.1, help="agent interval in seconds (default 0.1)")
+    parser.add_argument("--old-ref", default=OLD_REF, help="git ref of an older agent to compare ('' to skip)")
+    parser.add_argument("--driver", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.driver:
+        spec = json.loads(args.driver)
+        print(json.dumps(drive_baseline(spec) if spec.get("baseline") else drive_agent(spec)))
+        return
+
+    short, long = 3, 3 + args.ticks
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gpuctl-agent-tick-") as tmp:
+        pod = Pod(Path(tmp))
+        base = {"interval": args.interval, "disk_path": "~", "tmux": True}
+        ms, _ = per_tick_ms({"baseline": True, "env": pod.env(False)}, short, long)
+        rows.append(("baseline: sh -c 'nvidia-smi ...' per tick", ms, []))
+        try:
+            for server in (False, True):
+                pod.tmux_server(server)
+                where = "tmux server" if server else "no tmux server"
+                if server and not pod.tmux:
+                    print("tmux is not installed: the tmux-server rows are skipped", file=sys.stderr)
+                    break
+                for label, loop in (("exec per tick", False), ("loop mode", True)):
+                    options = dict(base, gpu_loop=loop)
+                    command = agent_command.build_agent_command(options, python=str(pod.python))
+                    spec = {"command": command, "env": pod.env(loop), "interval": args.interval}
+                    ms, errors = per_tick_ms(spec, short, long)
+                    rows.append(("agent, %s, %s" % (label, where), ms, errors))
+                old = old_agent_command(args.old_ref, base, str(pod.python)) if args.old_ref else None
+                if old is not None:
+                    spec = {"command": old, "env": pod.env(False), "interval": args.interval}
+                    ms, errors = per_tick_ms(spec, short, long)
+                    rows.append(("old agent %s (exec + list-sessions), %s" % (args.old_ref, where), ms, errors))
+        finally:
+            pod.tmux_server(False)
+
+    baseline = rows[0][1]
+    print("CPU per tick on the pod (agent + its children), %d ticks at %g s, one run:" % (args.ticks, args.interval))
+    print("%-58s %9s %12s" % ("mode", "ms/tick", "x baseline"))
+    for label, ms, errors in rows:
+        print("%-58s %9.3f %11.2fx" % (label, ms, ms / baseline))
+        if errors:
+            print("    (gpu errors seen: %s)" % "; ".join(str(e) for e in errors))
+
+
+if __name__ == "__main__":
+    main()
