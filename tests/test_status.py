@@ -285,3 +285,52 @@ def test_a_malformed_config_is_exit_2_with_file_and_line(tmp_path, capsys):
     assert main(["--config", str(path), "status"]) == 2
     err = capsys.readouterr().err
     assert f"{path}:4" in err and "did you mean 'port'" in err
+
+
+def _agent_pids(server: SshdServer) -> set[int]:
+    """PIDs of gpuctl agents running under this sshd (its process tree)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            parents[int(entry.name)] = (int(stat[stat.rindex(")") + 2:].split()[1]), cmdline)
+    def under_sshd(pid):
+        while pid in parents:
+            if pid == server.pid:
+                return True
+            pid = parents[pid][0]
+        return False
+    ours = (b"b64decode", b"sim_nvidia_smi")  # the agent, and the nvidia-smi loop it keeps
+    return {pid for pid, (_, cmd) in parents.items() if any(o in cmd for o in ours) and under_sshd(pid)}
+
+
+async def test_no_agent_is_left_running_on_the_pod_after_disconnect(sshd_fresh, tmp_path):
+    trust(sshd_fresh)
+    config = parse_config(yaml.safe_dump({"pods": [sshd_fresh.pod_entry("p")]}), tmp_path / "c.yaml")
+    async with Fleet(config) as fleet:
+        first = await wait_for(fleet, "p", lambda p: p.state == "online")
+        await wait_for(fleet, "p", lambda p: p.sampled_at > first.sampled_at)
+        agents = _agent_pids(sshd_fresh)
+        assert len(agents) == 2, "the agent and its resident nvidia-smi loop"
+    deadline = asyncio.get_running_loop().time() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in agents):
+        assert asyncio.get_running_loop().time() < deadline, "the agent outlived its channel"
+        await asyncio.sleep(0.1)
+
+
+def test_status_json_watch_prints_one_document_per_line(sshd, tmp_path):
+    trust(sshd)
+    config = write_config(tmp_path, [sshd.pod_entry("p")])
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "--config", str(config), "status", "--json",
+                             "--watch", "--interval", "0.5"], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        docs = [json.loads(proc.stdout.readline()) for _ in range(3)]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert all(d["pods"][0]["state"] == "online" for d in docs)
+    assert docs[-1]["pods"][0]["sampled_at"] > docs[0]["pods"][0]["sampled_at"]
