@@ -10,12 +10,25 @@ house ~400 lines, because it is shipped to the pod as one source string.
 Protocol v1 (stdout, one JSON object per line, flushed):
 
 * ``{"kind": "hello", "v": 1, "python", "hostname", "pid", "gpu_source"}`` once, first;
-* ``{"kind": "sample", ...}`` every tick, see ``make_sample`` for the keys;
-* ``{"kind": "error", "v": 1, "message"}`` when a command on stdin is wrong.
+* ``{"kind": "sample", ...}`` every tick, see ``make_sample`` for the keys; each entry
+  of ``tmux`` is ``{"name", "created", "attached", "windows", "state", "exit_status",
+  "pid"}`` (see ``parse_tmux_sessions``);
+* ``{"kind": "log", "v": 1, "id", "path", "data", "offset", "skipped", "event"}`` for a
+  followed file: ``data`` is text (UTF-8, errors replaced, ``\\r`` and ANSI untouched),
+  ``offset`` the byte offset just after it (resume there with ``from_offset``),
+  ``skipped`` the bytes dropped to honour ``max_bytes`` (0 normally), ``event`` null or
+  "opened" (the first message, or the file appeared), "missing", "truncated", "rotated";
+* ``{"kind": "tail", "v": 1, "id", "path", "data", "size", "error"}`` answers ``tail``;
+* ``{"kind": "error", "v": 1, "message"}`` (plus ``"id"`` when the command had one)
+  when a command on stdin is wrong or failed.
 
-Commands arrive on stdin as JSON lines (``{"cmd": "interval", "seconds": 2.0}``,
-``{"cmd": "sample"}``), dispatched through ``COMMANDS``. The agent exits when stdin
-reaches EOF or stdout breaks: the SSH channel is gone and no orphan may stay behind.
+Commands arrive on stdin as JSON lines, dispatched through ``COMMANDS``:
+``{"cmd": "interval", "seconds": 2.0}``, ``{"cmd": "sample"}``,
+``{"cmd": "follow", "id", "path", "tail_lines"?: 0, "from_offset"?, "max_bytes"?: 262144}``,
+``{"cmd": "unfollow", "id"}``, ``{"cmd": "follow_interval", "seconds"}`` (default 0.25,
+independent of the telemetry interval) and ``{"cmd": "tail", "id", "path", "lines",
+"max_bytes"?}``. The agent exits when stdin reaches EOF or stdout breaks: the SSH
+channel is gone and no orphan may stay behind.
 
 Options (the one JSON argument): ``interval`` (s), ``disk_path``, ``tmux`` (bool),
 ``gpu_loop`` (bool, default true: one resident ``nvidia-smi -lms`` instead of an exec per
@@ -28,12 +41,14 @@ only while its server's socket exists, and then once (``list-panes -a``) for eve
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -85,6 +100,16 @@ WHICH_RECHECK_S = 30.0
 MIN_INTERVAL_S = 0.1
 MAX_INTERVAL_S = 3600.0
 MAX_COMMAND_BYTES = 1 << 20
+#: Log following: how often followed files are looked at (its own cadence, not the
+#: telemetry interval), the most bytes one file may send per look, and limits.
+FOLLOW_INTERVAL_S = 0.25
+MIN_FOLLOW_INTERVAL_S = 0.05
+MAX_FOLLOW_INTERVAL_S = 60.0
+FOLLOW_MAX_BYTES = 256 * 1024
+MAX_FOLLOW_MAX_BYTES = 16 * 1024 * 1024
+MAX_FOLLOWS = 256
+MAX_TAIL_LINES = 1000000
+TAIL_BLOCK = 64 * 1024
 
 _MIB = 1024 * 1024
 _NVML_TEMPERATURE_GPU = 0  # pynvml.NVML_TEMPERATURE_GPU, the only sensor NVML defines
@@ -720,6 +745,287 @@ def read_uptime():
 
 
 # ---------------------------------------------------------------------------------------
+# Logs: tail -F by byte offset, deltas capped per check, never a whole file in memory.
+
+
+class FileProblem(Exception):
+    """A log file that cannot be read, in plain words (``str(exc)``)."""
+
+
+def _problem(exc, path):
+    """Plain words for an OSError met opening or reading ``path``."""
+    if isinstance(exc, FileNotFoundError):
+        return FileProblem("no such file: %s" % path)
+    if isinstance(exc, PermissionError):
+        return FileProblem("permission denied: %s" % path)
+    if isinstance(exc, (IsADirectoryError, NotADirectoryError)):
+        return FileProblem("not a regular file: %s" % path)
+    return FileProblem("cannot read %s: %s" % (path, exc.strerror or exc))
+
+
+def open_log(path):
+    """Open a regular file for reading; returns ``(fd, os.stat_result)``.
+
+    Raises:
+        FileNotFoundError: nothing at ``path`` (a state when following: "missing").
+        FileProblem: anything else that stops reading it (permissions, a directory...).
+    """
+    try:
+        # O_NONBLOCK: a FIFO at the path must not hang the agent in open(). (+ rather
+        # than |, which the 3.8 AST check bans; the flags are distinct bits.)
+        fd = os.open(path, os.O_RDONLY + getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise _problem(exc, path)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise FileProblem("not a regular file: %s" % path)
+    return fd, st
+
+
+def tail_start(fd, size, lines, limit):
+    """Where the last ``lines`` lines of the file end at ``size`` begin.
+
+    Reads backwards in blocks from the end and never further than ``limit`` bytes, so a
+    2 GB log (or a sparse file) costs a few small reads. A last line without its newline
+    counts as a line, as with ``tail -n``.
+
+    Returns:
+        ``(offset, capped)``; ``capped`` is True when the lines reach past ``limit``:
+        then ``offset`` is ``size - limit`` and the caller moves it to a line start.
+    """
+    if lines <= 0 or size <= 0:
+        return size, False
+    floor = max(0, size - limit)
+    end, pos, needed = size, size, lines
+    while pos > floor:
+        block = min(TAIL_BLOCK, pos - floor)
+        pos -= block
+        data = os.pread(fd, block, pos)
+        stop = len(data)
+        if pos + stop == size and data.endswith(b"\n"):
+            stop -= 1  # the last line's own newline does not start a line
+        while True:
+            newline = data.rfind(b"\n", 0, stop)
+            if newline < 0:
+                break
+            needed -= 1
+            if needed == 0:
+                return pos + newline + 1, False
+            stop = newline
+        end = pos
+    return (0, False) if floor == 0 else (floor, True)
+
+
+def read_window(fd, start, end, cap, align=False):
+    """Read ``[start, end)`` but at most its newest ``cap`` bytes.
+
+    When that cuts the front off (or ``align`` says ``start`` may be mid-line), the data
+    begins after the first newline inside the window, so text never starts mid-line
+    (or mid-character); a window without a newline is kept whole.
+
+    Returns:
+        ``(data, data_start)``; ``data_start - start`` bytes were skipped.
+    """
+    if end - start > cap:
+        start, align = end - cap, True
+    if end <= start:
+        return b"", start
+    if not align or start == 0:
+        return os.pread(fd, end - start, start), start
+    data = os.pread(fd, end - start + 1, start - 1)  # one byte more: is start a line start?
+    if data[:1] == b"\n":
+        return data[1:], start
+    newline = data.find(b"\n", 1)
+    if newline < 0 or newline == len(data) - 1:
+        return data[1:], start
+    return data[newline + 1:], start - 1 + newline + 1
+
+
+def _new_decoder():
+    return codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+
+def make_log(follow, data, offset, skipped, event):
+    return {
+        "kind": "log", "v": AGENT_PROTOCOL_VERSION, "id": follow.id, "path": follow.path,
+        "data": data, "offset": offset, "skipped": skipped, "event": event,
+    }
+
+
+class Follow:
+    """One followed file, ``tail -F`` style: by path, surviving rotation and truncation.
+
+    Attributes:
+        id: the client's name for this follow, echoed in every message.
+        path: the path as the client gave it (``~`` expanded only for opening).
+        max_bytes: most bytes read per check; more pending skips to the newest ones.
+    """
+
+    def __init__(self, follow_id, path, max_bytes):
+        self.id = follow_id
+        self.path = path
+        self.real = os.path.abspath(os.path.expanduser(path))
+        self.max_bytes = max_bytes
+        self.fd = None
+        self.ident = None  # (st_dev, st_ino) of the open file
+        self.offset = 0  # bytes consumed from the open file
+        self.decoder = _new_decoder()
+        self.missing = False
+        self.problem = None  # the last FileProblem reported, so it is said once
+
+    def start(self, tail_lines=0, from_offset=None):
+        """Open the file and return the first message (tail, or data from an offset).
+
+        Raises:
+            FileProblem: the file exists but cannot be followed.
+        """
+        try:
+            self._open()
+        except FileNotFoundError:
+            self.missing = True
+            return make_log(self, "", 0, 0, "missing")
+        size = os.fstat(self.fd).st_size
+        if from_offset is not None:
+            if from_offset > size:  # shorter than when the client last read it
+                return self._delta(size, "truncated")
+            self.offset = from_offset
+            return self._delta(size, "opened")
+        start, capped = tail_start(self.fd, size, tail_lines, self.max_bytes)
+        data, start = read_window(self.fd, start, size, self.max_bytes, align=capped)
+        self.offset = start + len(data)
+        return make_log(self, self._decode(data), self._reported_offset(), 0, "opened")
+
+    def check(self):
+        """Look at the file once; return the messages to send (often none).
+
+        Raises:
+            FileProblem: the file can no longer be read (said once per problem).
+        """
+        try:
+            st = os.stat(self.real)
+        except OSError:
+            st = None
+        if self.fd is None:
+            return self._reopen(st, "opened")
+        if st is None or (st.st_dev, st.st_ino) != self.ident:
+            # Renamed or removed: what was written to the old file before it went still
+            # belongs to the log, then the path's new file (if any) is read from its start.
+            messages = self._drain_old()
+            self.close()
+            if st is None:
+                self.missing = True
+                return messages + [make_log(self, "", 0, 0, "missing")]
+            try:
+                return messages + self._reopen(st, "rotated")
+            except FileProblem as exc:  # the new file is unreadable: still send the old tail
+                return messages + [make_error(str(exc), self.id)]
+        if st.st_size < self.offset:
+            self.offset = 0
+            self.decoder = _new_decoder()
+            return [self._delta(st.st_size, "truncated")]
+        if st.st_size > self.offset:
+            message = self._delta(st.st_size, None)
+            if message["data"] or message["skipped"]:
+                return [message]
+        return []
+
+    def _reopen(self, st, event):
+        if st is None:
+            return []
+        try:
+            opened = self._open()
+        except FileNotFoundError:  # gone again between stat and open
+            if self.missing:
+                return []
+            self.missing = True
+            return [make_log(self, "", 0, 0, "missing")]
+        if not opened:
+            return []
+        if self.missing:
+            event = "opened"
+        self.missing = False
+        return [self._delta(os.fstat(self.fd).st_size, event)]
+
+    def _open(self):
+        """Open the path; False if it failed for a reason already reported.
+
+        Raises:
+            FileNotFoundError: nothing at the path.
+            FileProblem: a new reason it cannot be read (reported once by the caller).
+        """
+        try:
+            self.fd, st = open_log(self.real)
+        except FileProblem as exc:
+            if self.problem == str(exc):
+                return False
+            self.problem = str(exc)
+            raise
+        self.problem = None
+        self.ident = (st.st_dev, st.st_ino)
+        self.offset = 0
+        self.decoder = _new_decoder()
+        return True
+
+    def _drain_old(self):
+        try:
+            size = os.fstat(self.fd).st_size
+        except OSError:
+            return []
+        if size <= self.offset:
+            return []
+        message = self._delta(size, None)
+        return [message] if message["data"] or message["skipped"] else []
+
+    def _delta(self, size, event):
+        """Read from ``offset`` to ``size`` (capped) and build the message."""
+        data, start = read_window(self.fd, self.offset, size, self.max_bytes)
+        skipped = start - self.offset
+        if skipped:
+            self.decoder = _new_decoder()  # bytes of a split character were skipped too
+        self.offset = start + len(data)
+        return make_log(self, self._decode(data), self._reported_offset(), skipped, event)
+
+    def _decode(self, data):
+        return self.decoder.decode(data)
+
+    def _reported_offset(self):
+        """Bytes consumed, less a character's first bytes the decoder still holds: the
+        offset a client resumes from (``from_offset``) then re-reads that character whole."""
+        return self.offset - len(self.decoder.getstate()[0])
+
+    def close(self):
+        if self.fd is not None:
+            _quietly(lambda: os.close(self.fd))
+            self.fd = None
+            self.ident = None
+
+
+def read_tail(path, lines, max_bytes):
+    """One-shot tail: ``(data, size)``.
+
+    Raises:
+        FileProblem: missing or unreadable, in plain words.
+    """
+    real = os.path.abspath(os.path.expanduser(path))
+    try:
+        fd, st = open_log(real)
+    except FileNotFoundError as exc:
+        raise _problem(exc, path)
+    try:
+        start, capped = tail_start(fd, st.st_size, lines, max_bytes)
+        data, _ = read_window(fd, start, st.st_size, max_bytes, align=capped)
+    except OSError as exc:
+        raise _problem(exc, path)
+    finally:
+        os.close(fd)
+    # A character cut at the very end (being written right now) is left out, not garbled.
+    return _new_decoder().decode(data), st.st_size
+
+
+# ---------------------------------------------------------------------------------------
 # Samples.
 
 
@@ -799,8 +1105,12 @@ def make_hello(state):
     }
 
 
-def make_error(message):
-    return {"kind": "error", "v": AGENT_PROTOCOL_VERSION, "message": message}
+def make_error(message, command_id=None):
+    """An error line; it carries the failed command's ``id`` when the command had one."""
+    error = {"kind": "error", "v": AGENT_PROTOCOL_VERSION, "message": message}
+    if command_id is not None:
+        error["id"] = command_id
+    return error
 
 
 # ---------------------------------------------------------------------------------------
@@ -837,6 +1147,31 @@ def next_deadline(deadline, interval, now):
     return deadline
 
 
+class CommandError(Exception):
+    """A command's arguments are wrong; the message goes back as an error line."""
+
+
+def _number_arg(message, key, default=None):
+    value = message.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise CommandError("%s needs a number, got %r" % (key, value))
+    return value
+
+
+def _int_arg(message, key, default, low, high):
+    value = message.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CommandError("%s must be a whole number from %d to %d, got %r" % (key, low, high, value))
+    return value
+
+
+def _str_arg(message, key):
+    value = message.get(key)
+    if not isinstance(value, str) or not value:
+        raise CommandError("%s needs a non-empty string, got %r" % (key, value))
+    return value
+
+
 def _cmd_interval(agent, message):
     seconds = message.get("seconds")
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
@@ -849,8 +1184,60 @@ def _cmd_sample(agent, message):
     agent.emit_sample()
 
 
+def _cmd_follow(agent, message):
+    """``{"cmd": "follow", "id", "path", "tail_lines"?, "from_offset"?, "max_bytes"?}``."""
+    follow_id, path = _str_arg(message, "id"), _str_arg(message, "path")
+    tail_lines = _int_arg(message, "tail_lines", 0, 0, MAX_TAIL_LINES)
+    from_offset = message.get("from_offset")
+    if from_offset is not None:
+        from_offset = _int_arg(message, "from_offset", None, 0, 1 << 62)
+    max_bytes = _int_arg(message, "max_bytes", FOLLOW_MAX_BYTES, 64, MAX_FOLLOW_MAX_BYTES)
+    if follow_id not in agent.follows and len(agent.follows) >= MAX_FOLLOWS:
+        raise CommandError("already following %d files; unfollow some first" % MAX_FOLLOWS)
+    follow = Follow(follow_id, path, max_bytes)
+    try:
+        first = follow.start(tail_lines=tail_lines, from_offset=from_offset)
+    except FileProblem as exc:
+        follow.close()
+        raise CommandError(str(exc))
+    agent.add_follow(follow)
+    agent.emit(first)
+
+
+def _cmd_unfollow(agent, message):
+    """``{"cmd": "unfollow", "id"}``: no more messages for that id."""
+    follow = agent.follows.pop(_str_arg(message, "id"), None)
+    if follow is None:
+        raise CommandError("not following anything with id %r" % message["id"])
+    follow.close()
+
+
+def _cmd_follow_interval(agent, message):
+    """``{"cmd": "follow_interval", "seconds"}``: how often followed files are looked at."""
+    agent.set_follow_interval(_number_arg(message, "seconds"))
+
+
+def _cmd_tail(agent, message):
+    """``{"cmd": "tail", "id", "path", "lines", "max_bytes"?}``: one answer, never a crash."""
+    tail_id, path = _str_arg(message, "id"), _str_arg(message, "path")
+    lines = _int_arg(message, "lines", None, 0, MAX_TAIL_LINES)
+    max_bytes = _int_arg(message, "max_bytes", FOLLOW_MAX_BYTES, 64, MAX_FOLLOW_MAX_BYTES)
+    try:
+        data, size = read_tail(path, lines, max_bytes)
+        error = None
+    except FileProblem as exc:
+        data, size, error = "", None, str(exc)
+    agent.emit({
+        "kind": "tail", "v": AGENT_PROTOCOL_VERSION, "id": tail_id, "path": path,
+        "data": data, "size": size, "error": error,
+    })
+
+
 #: Command name -> handler(agent, message). Later protocol additions register here.
-COMMANDS = {"interval": _cmd_interval, "sample": _cmd_sample}
+COMMANDS = {
+    "interval": _cmd_interval, "sample": _cmd_sample, "follow": _cmd_follow,
+    "unfollow": _cmd_unfollow, "follow_interval": _cmd_follow_interval, "tail": _cmd_tail,
+}
 
 
 class Agent:
@@ -875,6 +1262,9 @@ class Agent:
         self._last_tick = None
         self._deadline = time.monotonic()
         state.gpu.set_interval(self.interval)
+        self.follows = {}  # id -> Follow, in the order they were asked for
+        self.follow_interval = FOLLOW_INTERVAL_S
+        self._follow_deadline = None
 
     def emit(self, obj):
         write_line(self.out_fd, obj)
@@ -889,6 +1279,34 @@ class Agent:
         if self._last_tick is not None:
             self._deadline = max(self._last_tick + self.interval, time.monotonic())
 
+    def add_follow(self, follow):
+        """Start (or restart, for a known id) following; checks begin one interval on."""
+        old = self.follows.pop(follow.id, None)
+        if old is not None:
+            old.close()
+        self.follows[follow.id] = follow
+        if self._follow_deadline is None or len(self.follows) == 1:
+            self._follow_deadline = time.monotonic() + self.follow_interval
+
+    def set_follow_interval(self, seconds):
+        self.follow_interval = min(MAX_FOLLOW_INTERVAL_S, max(MIN_FOLLOW_INTERVAL_S, float(seconds)))
+        if self._follow_deadline is not None:
+            self._follow_deadline = min(self._follow_deadline, time.monotonic() + self.follow_interval)
+
+    def check_follows(self):
+        """Look at every followed file once and send what changed."""
+        for follow in list(self.follows.values()):
+            try:
+                messages = follow.check()
+            except FileProblem as exc:
+                messages = [make_error(str(exc), follow.id)]
+            except OSError as exc:  # a read error mid-file: say it, keep following
+                messages = [make_error(str(_problem(exc, follow.path)), follow.id)]
+            except Exception as exc:  # a bug must cost this check, not the agent
+                messages = [make_error("following failed: %s: %s" % (type(exc).__name__, exc), follow.id)]
+            for message in messages:
+                self.emit(message)
+
     def run(self):
         """Emit hello, then tick until the channel closes. Returns an exit status."""
         try:
@@ -901,10 +1319,19 @@ class Agent:
                     self._last_tick = self._deadline
                     self.emit_sample()
                     self._deadline = next_deadline(self._deadline, self.interval, time.monotonic())
-                self._wait_for_input(self._deadline - time.monotonic())
+                wake = self._deadline
+                if self.follows:
+                    if time.monotonic() >= self._follow_deadline:
+                        self.check_follows()
+                        self._follow_deadline = next_deadline(
+                            self._follow_deadline, self.follow_interval, time.monotonic())
+                    wake = min(wake, self._follow_deadline)
+                self._wait_for_input(wake - time.monotonic())
         except ChannelClosed:
             return 0
         finally:
+            for follow in self.follows.values():
+                follow.close()
             self.state.close()
 
     def _wait_for_input(self, timeout):
@@ -946,11 +1373,19 @@ class Agent:
         if not isinstance(message, dict) or not isinstance(message.get("cmd"), str):
             self.emit(make_error("a command is a JSON object with a string 'cmd'"))
             return
+        command_id = message.get("id") if isinstance(message.get("id"), str) else None
         handler = self.commands.get(message["cmd"])
         if handler is None:
-            self.emit(make_error("unknown command %r" % message["cmd"]))
+            self.emit(make_error("unknown command %r" % message["cmd"], command_id))
             return
-        handler(self, message)
+        try:
+            handler(self, message)
+        except ChannelClosed:
+            raise
+        except CommandError as exc:
+            self.emit(make_error("%s: %s" % (message["cmd"], exc), command_id))
+        except Exception as exc:  # a bug in one command must not end the agent
+            self.emit(make_error("%s failed: %s: %s" % (message["cmd"], type(exc).__name__, exc), command_id))
 
 
 def clamp_interval(seconds):
