@@ -24,6 +24,7 @@ both, the family with more step updates sets the step; a user pattern always win
 
 from __future__ import annotations
 
+import os
 import re
 from collections import deque
 from dataclasses import dataclass, fields
@@ -167,7 +168,7 @@ class ProgressTracker(BarReader, LineReader):
     def _lines(self, lines: list[str], now: float | None) -> None:
         # The hot loop: most lines of a busy log are tqdm redraws, so those cost one
         # substring test and one regex; everything else one literal-only prefilter.
-        tqdm_search = pf.TQDM_RE.search
+        tqdm_search, tqdm_match = pf.TQDM_RE.search, pf.TQDM_RE.match
         pre_search = pf.PREFILTER_RE.search
         kinds = pf.PREFILTER_KIND
         user = self._user.search if self._user is not None else None
@@ -179,8 +180,11 @@ class ProgressTracker(BarReader, LineReader):
                     continue
             i = line.find(" [")
             if i >= 0:
-                # a bar's `n/total unit` sits right before its ` [`: start there
-                m = tqdm_search(line, i - 40 if i > 40 else 0)
+                # A bar's `n/total unit` is the word right before its ` [`: try there
+                # first, one regex attempt; else search (a ` [` earlier in the line).
+                m = tqdm_match(line, max(line.rfind(" ", 0, i), line.rfind("|", 0, i)) + 1)
+                if m is None:
+                    m = tqdm_search(line, i - 40 if i > 40 else 0)
                 if m is not None:
                     self._on_tqdm(line, m, now)
                     continue
@@ -240,6 +244,13 @@ class ProgressTracker(BarReader, LineReader):
             return self._bar.step  # type: ignore[union-attr]
         return self._k_step if fam == "kv" else None
 
+    def _finish(self) -> Progress:
+        """The reading at the end of a whole file: its unterminated tail is a line."""
+        if self._pending:
+            self._lines([self._pending], None)
+            self._pending = ""
+        return self.progress()
+
     def stalled(self, now: float, after_s: float) -> bool:
         """Whether the step has not advanced for `after_s` seconds at `now`.
 
@@ -283,7 +294,7 @@ class ProgressTracker(BarReader, LineReader):
                         self._epoch, eta)
 
 def parse_log(text: str) -> Progress:
-    """What a whole log file says (for `gpuctl progress FILE`).
+    """What a whole log says (for `gpuctl progress FILE`).
 
     There is no arrival time in a file: rates are the ones the log prints (the median
     of the last few updates, so a finished run shows its recent pace, not its last
@@ -292,7 +303,18 @@ def parse_log(text: str) -> Progress:
     tracker = ProgressTracker()
     for i in range(0, len(text), PARSE_CHUNK):  # chunks keep copies of a big file small
         tracker._feed(text[i:i + PARSE_CHUNK], None)
-    if tracker._pending:
-        tracker._lines([tracker._pending], None)
-        tracker._pending = ""
-    return tracker.progress()
+    return tracker._finish()
+
+
+def parse_file(path: str | os.PathLike[str]) -> Progress:
+    """`parse_log` of a file on disk, read in pieces: a multi-gigabyte log never sits in
+    memory whole (one emoji in it would make a whole-file `str` four bytes a character).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    tracker = ProgressTracker()
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        while chunk := f.read(PARSE_CHUNK):
+            tracker._feed(chunk, None)
+    return tracker._finish()

@@ -28,10 +28,11 @@ The pattern starts with the literal ESC, so the regex engine skips plain text fa
 
 
 def strip_controls(text: str) -> str:
-    """`text` without ANSI escapes and backspaces (Keras ends each redraw with a run of
-    them). The `in` tests skip the work for the usual chunk, which has neither."""
-    if "\x08" in text:
-        text = text.replace("\x08", "")
+    """`text` without ANSI escapes. The `in` test skips the work for the usual chunk.
+
+    Backspaces stay: Keras ends each redraw with a run of them before its `\r`, where
+    they do no harm (no pattern reads past a value into them), and removing them costs
+    as much as everything else a Keras line needs."""
     if "\x1b" in text:
         text = ANSI_RE.sub("", text)
     return text
@@ -120,23 +121,30 @@ PREFILTER_KIND = {"━": "drawn", "╸": "drawn", "╺": "drawn", "]": "drawn", 
                   "l": "loss", "L": "loss"}
 
 # The key/value patterns below run on the lower-cased line (no IGNORECASE, which
-# would defeat the engine's literal scans), and only when a substring test says the key
-# is there at all: long Megatron or torchtitan lines make every needless search count.
+# would defeat the engine's literal scans).
 
 STEP_RE = re.compile(
-    r"(?<![\w.])(?P<key>global[_ ]step|steps?|iter(?:ation)?)(?![\w/])"
+    r"(?P<key>global[_ ]step|steps?|iter(?:ation)?)(?![\w/])"
     r"\s*[:=#]?\s*\[?\s*(?P<step>\d+)(?:\s*/\s*(?P<total>\d+))?"
 )
 """`step 120`, `step: 120`, `step=120`, `step [120/5000]`, `iter 120`, `iteration 120/
 5000`, `global_step=120` (not `micro_step=`, `warmup_steps:`, `max_steps=`)."""
 
 _NUM = r"[-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?|\.\d+|nan|inf)"
-LOSS_RE = re.compile(
-    r"(?<![\w/])(?<!val )(?<!eval )(?<!test )(?:train(?:ing)?[_/ ]|lm |avg |mean )?loss"
-    r"(?:_step)?(?![\w/])\s*[:=]?\s*(?P<v>" + _NUM + r")"
-)
-"""A training loss in a key/value line or bar postfix (`loss 2.3`, `loss: 2.3`,
-`train_loss=0.3`, `lm loss: 5.9e+00`), never `val_loss` or `eval loss`."""
+_THOUSANDS = r"\d{1,3}(?:[,_' ]\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+
+# Each metric pattern is matched *at* a place where `str.find` found its key, after a
+# check of the character before it (`key_match`): no pattern opens with a lookbehind
+# or a `search`, which on a 400-character Megatron line would try every position.
+
+LOSS_AT_RE = re.compile(r"loss(?:_step)?(?![\w/])\s*[:=]?\s*(?P<v>" + _NUM + r")")
+"""A training loss at its key (`loss 2.3`, `loss: 2.3`, `loss=2.3`, `lm loss: 5.9e+00`,
+`train_loss=0.3`); `loss_value` checks what precedes it."""
+
+LOSS_PREFIXES_OK = ("train_", "train/", "training_", "training/")
+"""Joined to `loss` by `_` or `/`, only these name the training loss (not `val_loss`)."""
+LOSS_WORDS_NOT = ("val ", "eval ", "test ", "valid ", "validation ")
+"""`val loss 2.1` and its kind report evaluation."""
 
 EVAL_LINE_RE = re.compile(
     r"\b(?:val|eval|valid|validation|test)[_ ]?loss|\b(?:validat|eval)\w*\s+step"
@@ -145,13 +153,10 @@ EVAL_LINE_RE = re.compile(
 torchtitan's `validate step: 40  loss: ...`): its step and "train loss" come from an
 evaluation pass, not from an optimizer step."""
 
-LR_RE = re.compile(
-    r"(?<![\w/])(?:lr|learning[_ ]rate)(?![\w/])\s*[:=]?\s*\[?\s*(?P<v>" + _NUM + r")"
-)
-_THOUSANDS = r"\d{1,3}(?:[,_' ]\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
-TOKENS_RE = re.compile(
-    r"(?<![\w/])(?:tok(?:en)?s?/s(?:ec)?|tokens?[_ ]per[_ ]s(?:ec(?:ond)?)?|tps|wps|tok_per_sec)"
-    r"(?![\w/])\s*[:=]?\s*(?P<v>" + _THOUSANDS + r")\s*(?P<k>[km](?![\w]))?"
+LR_AT_RE = re.compile(r"(?:lr|learning[_ ]rate)(?![\w/])\s*[:=]?\s*\[?\s*(?P<v>" + _NUM + r")")
+TOKENS_AT_RE = re.compile(
+    r"(?:tok(?:en)?s?/s(?:ec)?|tokens?[_ ]per[_ ]s(?:ec(?:ond)?)?|tps|wps|tok_per_sec)"
+    r"(?![\w/])\s*[:=]?\s*(?P<v>" + _THOUSANDS + r")\s*(?P<k>[km](?!\w))?"
 )
 TOKENS_AFTER_RE = re.compile(
     r"(?P<v>" + _THOUSANDS + r")\s*(?P<k>[km])?\s*tok(?:en)?s?/s(?:ec)?(?![\w])"
@@ -159,32 +164,66 @@ TOKENS_AFTER_RE = re.compile(
 """Tokens per second with optional thousands separators or k/M suffix, the key before
 (`tok/s 123,456`, `tps: 1,234`) or after the value (`518,823 tok/s`, `12.3k tokens/s`)."""
 
-TIME_RE = re.compile(
-    r"(?<![\w/])(?:iter(?:ation)? time|time per iteration|step[_ ]time|time|dt)"
-    r"\s*(?:\((?P<u1>ms|s)\))?\s*[:=]?\s*(?P<v>\d+(?:\.\d+)?)\s*(?P<u2>ms|s)?(?![\w/])"
-    r"|\((?P<v3>\d+(?:\.\d+)?)\s*(?P<u3>ms)\b"
+TIME_AT_RE = re.compile(
+    r"(?:time per iteration|time|dt)\s*(?:\((?P<u1>ms|s)\))?\s*[:=]?\s*(?P<v>\d+(?:\.\d+)?)"
+    r"\s*(?P<u2>ms|s)?(?![\w/])"
 )
-"""Time per step: nanoGPT `time 45.20ms`, DeepSpeed `iter time (s): 0.512`, Megatron
-`elapsed time per iteration (ms): 14287.5`, llm.c `| (1010.52 ms | 518,823 tok/s)`."""
+"""Time per step at its key: nanoGPT `time 45.20ms`, DeepSpeed `iter time (s): 0.512`,
+`step_time: 0.3`, Megatron `elapsed time per iteration (ms): 14287.5`."""
+PAREN_MS_RE = re.compile(r"\((?P<v>\d+(?:\.\d+)?)\s*ms\b")
+"""llm.c's step time: `| (1010.52 ms | 518823 tok/s)`."""
 
 RATE_RE = re.compile(r"(?P<v>\d+(?:\.\d+)?)\s*(?:it|steps?)/s(?![\w/])")
-EPOCH_KV_RE = re.compile(r"(?<![\w/])epoch\s*[:=]?\s*\[?\s*(?P<v>\d+(?:\.\d+)?)")
+EPOCH_AT_RE = re.compile(r"epoch\s*[:=]?\s*\[?\s*(?P<v>\d+(?:\.\d+)?)")
 
 
 def search_near(rx: re.Pattern[str], low: str, key: str, back: int, ahead: int = 48) -> re.Match[str] | None:
-    """`rx.search` confined to a window around each occurrence of `key`, first one first.
-
-    The key/value patterns open with lookbehinds, so a plain search tries every
-    position of a long line; `str.find` gets to the few places worth trying in C.
-    `back` is how much prefix the pattern may have before the key (`train_`, `elapsed `,
-    a value before `tok/s`), `ahead` how far its value may follow the key.
-    """
+    """`rx.search` confined to a window around each occurrence of `key`, first one first,
+    for the few patterns whose match starts before their key (a value before `tok/s`)."""
     i = low.find(key)
     while i >= 0:
         m = rx.search(low, i - back if i > back else 0, i + len(key) + ahead)
         if m is not None:
             return m
         i = low.find(key, i + 1)
+    return None
+
+
+def key_match(low: str, key: str, rx: re.Pattern[str], joined_ok: tuple[str, ...] = ()) -> re.Match[str] | None:
+    """`rx.match` at the first occurrence of `key` that starts a word of its own.
+
+    Args:
+        low: the lower-cased line.
+        key: the literal the pattern starts with.
+        rx: the pattern, matched at the key.
+        joined_ok: endings of the text before the key that may run into it anyway
+            (`step_` before `time`).
+    """
+    i = low.find(key)
+    while i >= 0:
+        c = low[i - 1] if i else " "
+        if not (c.isalnum() or c in "_/.") or (joined_ok and low.endswith(joined_ok, 0, i)):
+            m = rx.match(low, i)
+            if m is not None:
+                return m
+        i = low.find(key, i + 1)
+    return None
+
+
+def loss_value(low: str) -> float | None:
+    """The training loss in a lower-cased line or postfix, never an evaluation loss."""
+    i = low.find("loss")
+    while i >= 0:
+        c = low[i - 1] if i else " "
+        if c in "_/":
+            ok = low.endswith(LOSS_PREFIXES_OK, 0, i)
+        else:
+            ok = not c.isalnum() and not low.endswith(LOSS_WORDS_NOT, 0, i)
+        if ok:
+            m = LOSS_AT_RE.match(low, i)
+            if m is not None:
+                return to_float(m["v"])
+        i = low.find("loss", i + 4)
     return None
 
 
@@ -195,13 +234,22 @@ def is_eval_line(low: str) -> bool:
 
 
 def step_match(low: str) -> re.Match[str] | None:
-    """The first `STEP_RE` match of a lower-cased line (`step 12`, `iter 12`, ...)."""
-    m = search_near(STEP_RE, low, "step", 7, 24) if "step" in low else None
-    if "iter" in low:
-        m2 = search_near(STEP_RE, low, "iter", 0, 28)
-        if m2 is not None and (m is None or m2.start() < m.start()):
-            return m2
-    return m
+    """The first step report of a lower-cased line: `STEP_RE` matched where its key
+    starts a word (`global_step` and `/global_step` yes, `micro_step` or
+    `warmup_steps` no)."""
+    best = None
+    for key in ("step", "iter"):
+        i = low.find(key)
+        while i >= 0 and (best is None or i < best.start()):
+            j = i - 7 if key == "step" and low.endswith(("global_", "global "), 0, i) else i
+            c = low[j - 1] if j else " "
+            if not (c.isalnum() or c in "_."):
+                m = STEP_RE.match(low, j)
+                if m is not None:
+                    best = m
+                    break
+            i = low.find(key, i + 1)
+    return best
 
 
 Metrics = tuple[float | None, float | None, float | None, tuple[str, str] | None, float | None]
@@ -212,39 +260,35 @@ def line_metrics(low: str) -> Metrics:
     """(loss, lr, tokens/s, rate, epoch) from a lower-cased text, None where absent; the
     rate as printed, `(text, "it/s" | "s/it")`. Used on key/value lines and postfixes.
     Each key is tested with `in` first: most lines name only two or three of them."""
-    loss = lr = tokens = rate = epoch = None
-    if "loss" in low:
-        m = search_near(LOSS_RE, low, "loss", 9)
-        if m is not None:
-            loss = to_float(m["v"])
+    lr = tokens = rate = epoch = None
+    loss = loss_value(low) if "loss" in low else None
     if "lr" in low or "learning" in low:
-        m = search_near(LR_RE, low, "lr", 1) or search_near(LR_RE, low, "learning", 1, 64)
+        m = key_match(low, "lr", LR_AT_RE) or key_match(low, "learning", LR_AT_RE)
         if m is not None:
             lr = to_float(m["v"])
     if "tok" in low or "tps" in low or "wps" in low:
-        for key in ("tok", "tps", "wps"):
-            m = search_near(TOKENS_RE, low, key, 1) or search_near(TOKENS_AFTER_RE, low, key, 24, 12)
-            if m is not None:
-                tokens = to_float(m["v"])
-                if tokens is not None and m["k"]:
-                    tokens *= 1e6 if m["k"] == "m" else 1e3
-                break
-    m = None
-    if "time" in low:
-        m = search_near(TIME_RE, low, "time", 16)
-    if m is None and "ms" in low:
-        m = search_near(TIME_RE, low, "ms", 16, 4)
+        m = key_match(low, "tok", TOKENS_AT_RE) or key_match(low, "tps", TOKENS_AT_RE) \
+            or key_match(low, "wps", TOKENS_AT_RE) or search_near(TOKENS_AFTER_RE, low, "tok", 24, 12)
+        if m is not None:
+            tokens = to_float(m["v"])
+            if tokens is not None and m["k"]:
+                tokens *= 1e6 if m["k"] == "m" else 1e3
+    m = key_match(low, "time", TIME_AT_RE, ("_",)) if "time" in low else None
     if m is None and "dt" in low:
-        m = search_near(TIME_RE, low, "dt", 1)
+        m = key_match(low, "dt", TIME_AT_RE)
     if m is not None:
-        v = m["v"] or m["v3"]
-        rate = (repr(float(v) / 1000.0) if (m["u1"] or m["u2"] or m["u3"]) == "ms" else v, "s/it")
-    elif "/s" in low:
+        v = m["v"]
+        rate = (repr(float(v) / 1000.0) if (m["u1"] or m["u2"]) == "ms" else v, "s/it")
+    elif " ms" in low:
+        m = search_near(PAREN_MS_RE, low, " ms", 12, 3)
+        if m is not None:
+            rate = (repr(float(m["v"]) / 1000.0), "s/it")
+    if rate is None and ("it/s" in low or "step/s" in low or "steps/s" in low):
         m = search_near(RATE_RE, low, "/s", 24, 2)
         if m is not None:
             rate = (m["v"], "it/s")
     if "epoch" in low:
-        m = search_near(EPOCH_KV_RE, low, "epoch", 1, 24)
+        m = key_match(low, "epoch", EPOCH_AT_RE)
         if m is not None:
             epoch = to_float(m["v"])
     return loss, lr, tokens, rate, epoch

@@ -70,10 +70,10 @@ class LineReader:
         if pf.step_match(low) is not None:
             self._on_kv(line, now)
             return
-        m = pf.LOSS_RE.search(low)
-        if m is not None and not pf.is_eval_line(low):
+        loss = pf.loss_value(low)
+        if loss is not None and not pf.is_eval_line(low):
             self._materialize_post()
-            self._loss = pf.to_float(m["v"])
+            self._loss = loss
 
     def _k_step_update(self, fmt: str, step: int, total: int | None, line: str,
                        now: float | None) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions.progress import Progress, ProgressTracker, parse_log
+from sessions.progress import Progress, ProgressTracker, parse_file, parse_log
 
 LOGS = Path(__file__).parent / "data" / "logs"
 approx = pytest.approx
@@ -67,6 +67,11 @@ def test_logs(name, fmt, step, total, loss, rate, unit, extra):
     assert p.rate == rate
     for key, want in extra.items():
         assert getattr(p, key) == want, key
+
+
+def test_parse_file_reads_in_pieces_to_the_same_result():
+    for name in ("hf_trainer.tty.log", "keras.tty.log", "deepspeed_engine.log"):
+        assert parse_file(LOGS / name) == parse_log(read(name))
 
 
 def test_every_log_file_is_in_the_table():
