@@ -1,7 +1,8 @@
 """Training progress from log text: step, total, rate, loss, lr, tokens/s, epoch, ETA.
 
-Pure functions and one stateful tracker, no I/O: the agent streams log deltas, the
-tracker is fed them as they arrive, and `gpuctl progress FILE` parses a whole file.
+One stateful tracker and pure helpers, no I/O (but `parse_file`, which only reads):
+the agent streams log deltas and the tracker is fed them as they arrive; `gpuctl
+progress FILE` parses a whole file.
 
 Real logs are messier than their formats, and that is what the state here is for:
 
@@ -36,7 +37,8 @@ from sessions.progress_lines import LineReader
 from sessions.progress_rate import derived_rate, printed_rate
 
 PARSE_CHUNK = 1 << 16
-"""`parse_log` feeds a file in pieces of this many characters, as the agent would."""
+"""`parse_log` and `parse_file` feed a file in pieces of this many characters, as the
+agent would: small pieces stay in the CPU cache, and a big file is never copied whole."""
 
 MAX_PENDING = 65536
 """An unterminated tail longer than this is dropped: a log that never ends a line is
@@ -94,7 +96,7 @@ class ProgressTracker(BarReader, LineReader):
         self._user = re.compile(user_pattern) if user_pattern else None
         self._pending = ""
         self._bar: Bar | None = None
-        self._desc_info: dict[str, tuple[bool, str, int | None, int | None]] = {}
+        self._desc_info: dict[str, tuple[bool, str, int | None, int | None, str, int]] = {}
         self._keras_epoch: tuple[int, int] | None = None
         # the line family (key/value, JSON lines) and the user pattern
         self._k_fmt: str | None = None
@@ -182,7 +184,7 @@ class ProgressTracker(BarReader, LineReader):
             if i >= 0:
                 # A bar's `n/total unit` is the word right before its ` [`: try there
                 # first, one regex attempt; else search (a ` [` earlier in the line).
-                m = tqdm_match(line, max(line.rfind(" ", 0, i), line.rfind("|", 0, i)) + 1)
+                m = tqdm_match(line, line.rfind(" ", 0, i) + 1)
                 if m is None:
                     m = tqdm_search(line, i - 40 if i > 40 else 0)
                 if m is not None:

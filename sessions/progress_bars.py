@@ -94,8 +94,26 @@ class BarReader:
             bar = self._adopt("tqdm", info[1], total_s, total, info[4], info[3], info[2] is not None)
             if bar is None:
                 return
-        self._bar_update(bar, int(n), info[2], info[5], rate, rate_unit, elapsed, remaining,
-                         post, now)
+        if info[2] is not None:
+            self._bar_update(bar, int(n), info[2], info[5], rate, rate_unit, elapsed, remaining,
+                             post, now)
+            return
+        # `_bar_update` inlined for a plain bar: this runs on most lines of a busy log
+        step = int(n)
+        bar.updates += 1
+        if step != bar.step:
+            if bar.start is None:
+                bar.start = (step, elapsed)
+            elif bar.jump is None:
+                bar.jump, bar.jump_t = (step, elapsed), now
+            if rate != "?":
+                bar.rates.append((rate, rate_unit))
+            bar.step = step
+        bar.last_el = elapsed
+        bar.remaining = remaining
+        if post:
+            bar.post = post
+            self._post_fresh = True
 
     def _adopt(self, kind: str, dkey: str, total_s: str | None, total: int | None, fmt: str,
                epochs: int | None, epoch_bar: bool) -> Bar | None:
