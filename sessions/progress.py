@@ -103,6 +103,7 @@ class ProgressTracker(BarReader, LineReader):
         self._k_step: int | None = None
         self._k_total: int | None = None
         self._k_zero: bool | None = None
+        self._k_ep_base: int | None = None
         self._k_updates = 0
         self._k_rates: deque[tuple[str, str]] = deque(maxlen=RATE_SAMPLES)
         self._k_series: deque[tuple[float, int]] = deque(maxlen=64)
@@ -256,9 +257,13 @@ class ProgressTracker(BarReader, LineReader):
     def stalled(self, now: float, after_s: float) -> bool:
         """Whether the step has not advanced for `after_s` seconds at `now`.
 
-        False while no step has been seen: a log without progress is unknown, not stalled.
+        False while no step has been seen (a log without progress is unknown, not
+        stalled) and once the step reached the total (a finished run is not stuck).
         """
-        return self._advanced_at is not None and now - self._advanced_at >= after_s
+        if self._advanced_at is None or now - self._advanced_at < after_s:
+            return False
+        p = self.progress()
+        return not (p.total is not None and p.step is not None and p.step >= p.total)
 
     def progress(self) -> Progress:
         """The current reading; cheap enough to call after every chunk."""

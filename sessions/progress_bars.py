@@ -48,6 +48,13 @@ class Bar:
         self.series: deque[tuple[float, int]] = deque(maxlen=64)
         self.post = ""
 
+    def restart(self) -> None:
+        """The same bar went back: a new run in the same log (a resume after a crash,
+        appended to the tmux log). Its pace and resume jump are its own."""
+        self.start = self.jump = self.jump_t = None
+        self.rates.clear()
+        self.series.clear()
+
 
 class BarReader:
     """The bar half of `ProgressTracker` (see there for the state it shares)."""
@@ -57,6 +64,7 @@ class BarReader:
     _keras_epoch: tuple[int, int] | None
     _epoch: float | None
     _post_fresh: bool
+    # also used: `_on_loss_line` (LineReader)
 
     def _describe(self, head: str) -> tuple[bool, str, int | None, int | None, str, int]:
         """What a bar's head (the text before its count, percentage stripped) says:
@@ -102,6 +110,8 @@ class BarReader:
         step = int(n)
         bar.updates += 1
         if step != bar.step:
+            if bar.step is not None and step < bar.step:
+                bar.restart()
             if bar.start is None:
                 bar.start = (step, elapsed)
             elif bar.jump is None:
@@ -144,6 +154,8 @@ class BarReader:
             step = n
         bar.updates += 1
         if step != bar.step:
+            if bar.step is not None and step < bar.step:
+                bar.restart()
             if bar.start is None:
                 bar.start = (step, elapsed)
             elif bar.jump is None:
@@ -168,7 +180,8 @@ class BarReader:
             self._keras_epoch = (int(em["e"]), int(em["of"]))
             return
         rm = pf.RICH_RE.match(line)
-        if rm is None:
+        if rm is None:  # `Epoch [2/10], Step [100/600], Loss: 0.12` and other plain lines
+            self._on_loss_line(line, now)
             return
         train, key, ep, ep_of, _fmt, _base = self._describe(rm["desc"].strip())
         if not train:

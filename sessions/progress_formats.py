@@ -183,6 +183,8 @@ PAREN_MS_RE = _rx(r"\((?P<v>\d+(?:\.\d+)?)\s*ms\b")
 
 RATE_RE = _rx(r"(?P<v>\d+(?:\.\d+)?)\s*(?:it|steps?)/s(?![\w/])")
 EPOCH_AT_RE = _rx(r"epoch\s*[:=]?\s*\[?\s*(?P<v>\d+(?:\.\d+)?)")
+EPOCH_OF_RE = _rx(r"epoch\s*[:=]?\s*\[?\s*(?P<e>\d+)\s*/\s*(?P<of>\d+)")
+"""`Epoch [2/10]` beside `Step [100/600]`: the step counts within the epoch."""
 
 
 def search_near(rx: re.Pattern[str], low: str, key: str, back: int, ahead: int = 48) -> re.Match[str] | None:

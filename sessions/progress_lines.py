@@ -22,6 +22,7 @@ class LineReader:
     _k_step: int | None
     _k_total: int | None
     _k_zero: bool | None
+    _k_ep_base: int | None
     _k_updates: int
     _k_rates: deque[tuple[str, str]]
     _k_series: deque[tuple[float, int]]
@@ -61,8 +62,16 @@ class LineReader:
         self._apply_metrics(loss, lr, tok, epoch)
         if rate is not None:
             self._k_rates.append(rate)
-        total = int(sm["total"]) if sm["total"] else None
-        self._k_step_update(fmt, int(sm["step"]), total, line, now)
+        step, total = int(sm["step"]), int(sm["total"]) if sm["total"] else None
+        if total and "epoch" in low:  # `Epoch [2/10], Step [100/600]`: steps per epoch
+            em = pf.key_match(low, "epoch", pf.EPOCH_OF_RE)
+            if em is not None:
+                e, of = int(em["e"]), int(em["of"])
+                if self._k_ep_base is None or e < self._k_ep_base:
+                    self._k_ep_base = min(e, 1)  # 1-based, unless an epoch 0 shows
+                self._epoch = e - self._k_ep_base + step / total
+                step, total = (e - self._k_ep_base) * total + step, of * total
+        self._k_step_update(fmt, step, total, line, now)
 
     def _on_loss_line(self, line: str, now: float | None) -> None:
         """A line that logs a loss and no step (DeepSpeedExamples' `[Rank 0] Loss: X`)."""

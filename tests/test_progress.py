@@ -161,6 +161,16 @@ def test_resumed_bar_in_a_file_uses_the_bars_own_clock():
     assert (p.step, p.rate_unit, p.rate) == (39, "derived", approx(0.5))
 
 
+def test_a_second_run_appended_to_the_same_log_is_read_afresh():
+    """A crash, then a resumed run appending to the same tmux log: the bar goes back to
+    0 and jumps; the first run's rates and start must not hide that jump."""
+    first = "".join(bar(n, 100, "1.00it/s", el=f"00:{n:02d}") for n in range(0, 25))
+    second = bar(0, 100, "?it/s", el="00:00", rem="?") + "".join(
+        bar(n, 100, "40.0it/s", el=f"00:{(n - 20) * 2:02d}") for n in range(20, 30))
+    p = parse_log(first + "\nTraceback (most recent call last):\n" + second)
+    assert (p.step, p.rate_unit, p.rate) == (29, "derived", approx(0.5))
+
+
 def test_a_fresh_fast_bar_is_not_mistaken_for_a_resume():
     text = bar(0, 1000, "?it/s", el="00:00", rem="?") + "".join(
         bar(n, 1000, "100.0it/s", el=f"00:{n // 100:02d}") for n in range(10, 600, 10))
@@ -253,6 +263,17 @@ def test_stalled_after_the_step_stops_advancing():
     assert t.stalled(now=70.0, after_s=60)
     t.feed("step 3 | loss 2.8\n", now=80.0)
     assert not t.stalled(now=100.0, after_s=60)
+
+
+def test_a_finished_run_is_not_stalled():
+    t = ProgressTracker()
+    t.feed(bar(40, 40, "5.00it/s", rem="00:00") + "\n", now=0.0)
+    assert not t.stalled(now=3600.0, after_s=60)
+
+
+def test_per_epoch_steps_in_plain_lines():
+    p = parse_log("Epoch [1/10], Step [100/600], Loss: 0.2345\nEpoch [2/10], Step [300/600], Loss: 0.1234\n")
+    assert (p.step, p.total, p.epoch, p.loss) == (900, 6000, 1.5, 0.1234)
 
 
 def test_user_pattern_reads_a_custom_format_and_wins():
