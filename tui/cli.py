@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "tui.commands.status_cmd",
     "tui.commands.logs_cmds",
     "tui.commands.config_cmd",
+    "tui.commands.session_cmds",
 )
 
 

@@ -1,0 +1,215 @@
+"""`gpuctl launch|kill|attach POD SESSION`: a pod's tmux sessions from the shell.
+
+Exit status: 0 done (and `kill` of a session that is not there: nothing to do);
+1 the pod refused or could not be reached (already running, tmux missing, SSH
+failure); 2 the command line or config is wrong (unknown pod or session, no
+`command:`, `kill` without `--yes` and no terminal to ask on, `read_only` config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from typing import Any, Awaitable, Callable, Sequence
+
+from tui.commands.common import EXIT_USAGE, find_pod_or_explain, load_config_or_explain, run_async
+
+EXIT_FAILED = 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    launch = sub.add_parser("launch", help="start a configured session in tmux on a pod")
+    launch.add_argument("pod", metavar="POD")
+    launch.add_argument("session", metavar="SESSION")
+    launch.set_defaults(handler=_launch)
+
+    attach = sub.add_parser("attach", help="attach this terminal to a session (detach: C-b d)")
+    attach.add_argument("pod", metavar="POD")
+    attach.add_argument("session", metavar="SESSION")
+    attach.set_defaults(handler=_attach)
+
+    kill = sub.add_parser("kill", help="kill a session's tmux session (asks first)")
+    kill.add_argument("pod", metavar="POD")
+    kill.add_argument("session", metavar="SESSION")
+    kill.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    kill.set_defaults(handler=_kill)
+
+
+def _err(message: str) -> None:
+    print(f"gpuctl: {message}", file=sys.stderr)
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    config = load_config_or_explain(args)
+    if config is None:
+        return None
+    pod = find_pod_or_explain(config, args.pod)
+    return None if pod is None else (config, pod)
+
+
+def _refuse_read_only(config: Any, verb: str) -> bool:
+    if config.read_only:
+        _err(f"{config.path} sets read_only: true, so gpuctl {verb} does not change pods")
+    return bool(config.read_only)
+
+
+async def _on_pod(config: Any, pod: Any, action: Callable[[Any], Awaitable[int]]) -> int:
+    """Connect, run `action(runner)`, and print pod and session errors plainly."""
+    from backends.ssh import SshFailure
+    from sessions.pod_access import open_runner
+    from sessions.session_control import SessionError
+
+    try:
+        async with open_runner(pod, config.defaults) as runner:
+            return await action(runner)
+    except SshFailure as exc:
+        _err(f"pod {pod.name!r}: {exc.message}")
+    except SessionError as exc:
+        _err(str(exc))
+    return EXIT_FAILED
+
+
+# ------------------------------------------------------------------------ launch
+
+
+def _launch(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return EXIT_USAGE
+    config, pod = loaded
+    if _refuse_read_only(config, "launch"):
+        return EXIT_USAGE
+    from sessions import session_control as sc
+
+    try:  # before connecting: no pod can fix the config
+        session = sc.launchable(pod, args.session)
+    except KeyError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except sc.NoCommand as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+
+    async def action(runner: Any) -> int:
+        result = await sc.launch(runner, pod, session)
+        replaced = ""
+        if result.replaced:
+            status = result.previous_exit_status
+            how = f"exited with status {status}" if status is not None else "exited"
+            replaced = f", replacing the one that had {how}"
+        print(f"launched session {result.name!r} on pod {pod.name!r}{replaced}")
+        print(f"  log:    {result.log_path}")
+        print(f"  attach: gpuctl attach {pod.name} {result.name}")
+        return 0
+
+    return run_async(lambda: _on_pod(config, pod, action))
+
+
+# -------------------------------------------------------------------------- kill
+
+
+def _ask(question: str) -> bool:
+    """Ask on the terminal; only `y`/`yes` is a yes. The question goes to stderr."""
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _kill(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return EXIT_USAGE
+    config, pod = loaded
+    if _refuse_read_only(config, "kill"):
+        return EXIT_USAGE
+    if not args.yes and not sys.stdin.isatty():
+        _err(f"not killing session {args.session!r} on pod {pod.name!r} without confirmation: "
+             "pass --yes to kill without a prompt")
+        return EXIT_USAGE
+    from sessions import session_control as sc
+
+    configured = {s.name: s.command for s in pod.sessions}
+
+    async def action(runner: Any) -> int:
+        state = await sc.session_state(runner, args.session, pod_name=pod.name)
+        if not state.exists:
+            _err(f"no session {args.session!r} on pod {pod.name!r}; nothing to kill")
+            return 0
+        if not args.yes:
+            if state.running:
+                what = f"running: {configured.get(args.session) or state.current_command or 'unknown'}"
+            else:
+                status = state.exit_status
+                what = f"exited with status {status}" if status is not None else "exited"
+            if not _ask(f"Kill session {args.session!r} on pod {pod.name!r} ({what})?"):
+                _err("not killed")
+                return EXIT_FAILED
+        result = await sc.kill(runner, args.session, pod_name=pod.name)
+        if not result.existed:
+            _err(f"session {args.session!r} on pod {pod.name!r} ended by itself; nothing to kill")
+            return 0
+        print(f"killed session {args.session!r} on pod {pod.name!r}")
+        return 0
+
+    return run_async(lambda: _on_pod(config, pod, action))
+
+
+# ------------------------------------------------------------------------ attach
+
+
+def run_attach(argv: Sequence[str], *, replace_process: bool = True, env: dict[str, str] | None = None) -> int:
+    """Hand the terminal to `argv` (ssh -t ... tmux attach).
+
+    With `replace_process` (the CLI), gpuctl execs it: no Python stays between the
+    terminal and ssh, and when the user detaches, ssh exits and they are back in
+    their shell with ssh's status. Tests pass False to run it as a child instead.
+    """
+    if not replace_process:
+        return subprocess.run(list(argv), env=env).returncode
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        if env is None:
+            os.execvp(argv[0], list(argv))
+        else:
+            os.execvpe(argv[0], list(argv), env)
+    except OSError as exc:  # only returns on failure
+        _err(f"cannot run {argv[0]}: {exc.strerror or exc}")
+    return EXIT_FAILED
+
+
+def _attach(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return EXIT_USAGE
+    config, pod = loaded
+    from sessions import pods, session_control as sc
+    from sessions.tmux import attach_argv
+
+    configured = {s.name for s in pod.sessions}
+    found: dict[str, Any] = {}
+
+    async def action(runner: Any) -> int:
+        found["state"] = await sc.session_state(runner, args.session, pod_name=pod.name)
+        return 0
+
+    code = run_async(lambda: _on_pod(config, pod, action))
+    if code != 0:
+        return code
+    state = found["state"]
+    if not state.exists:
+        hint = f" (start it: gpuctl launch {pod.name} {args.session})" if args.session in configured else ""
+        _err(f"no tmux session {args.session!r} on pod {pod.name!r}{hint}")
+        return EXIT_FAILED
+    if not sys.stdin.isatty():
+        _err("gpuctl attach needs a terminal: stdin is not one (run it from an interactive shell)")
+        return EXIT_USAGE
+    if not state.running:
+        status = f" with status {state.exit_status}" if state.exit_status is not None else ""
+        _err(f"session {args.session!r} has exited{status}; attaching shows its last screen")
+    if pods.is_local(pod):
+        inside = bool(os.environ.get("TMUX"))
+        return run_attach(attach_argv(None, args.session, inside_tmux=inside))
+    return run_attach(attach_argv(pods.ssh_target(pod, config.defaults), args.session))
