@@ -103,33 +103,34 @@ class LineReader:
 
     def _on_dict(self, line: str, now: float | None) -> None:
         """Trainer/Axolotl/TRL `{'loss': .., 'learning_rate': .., 'epoch': ..}` dicts
-        and JSON-lines metrics."""
+        and JSON-lines metrics: a line that is one flat dict."""
+        head = line.lstrip()[:2]
+        if head not in ("{'", '{"'):
+            self._on_loss_line(line, now)  # a dict quoted inside prose: read as plain text
+            return
         items = pf.dict_items(line)
-        if not items:
-            return
+        values = {attr: pf.to_float(pf.first(items, keys)) for keys, attr in (
+            (pf.LOSS_KEYS, "_loss"), (pf.LR_KEYS, "_lr"), (pf.TOKENS_KEYS, "_tokens"),
+            (pf.EPOCH_KEYS, "_epoch"))}
+        summary = "train_runtime" in items  # the Trainer's closing summary: run averages
+        found = {k: v for k, v in values.items() if v is not None}
+        if not found and not summary and pf.to_float(items.get("eval_loss")) is None:
+            return  # a config dump or some other dict
         self._materialize_post()
-        epoch = pf.first(items, pf.EPOCH_KEYS)
-        if epoch is not None:
-            self._epoch = pf.to_float(epoch)
-        if "train_runtime" in items:  # the Trainer's closing summary: averages, not latest
+        if summary:
             self._rate_hint = pf.to_float(items.get("train_steps_per_second"))
-            self._hf = True
-            return
-        step = pf.first(items, pf.STEP_KEYS)
-        for keys, attr in ((pf.LOSS_KEYS, "_loss"), (pf.LR_KEYS, "_lr"), (pf.TOKENS_KEYS, "_tokens")):
-            v = pf.to_float(pf.first(items, keys))
-            if v is not None:
-                setattr(self, attr, v)
+            found = {"_epoch": found["_epoch"]} if "_epoch" in found else {}
+        for attr, v in found.items():
+            setattr(self, attr, v)
+        step = pf.to_float(pf.first(items, pf.STEP_KEYS))
         if step is None:
-            self._hf = self._hf or "loss" in items or "eval_loss" in items or "learning_rate" in items
+            self._hf = self._hf or head == "{'"  # a Python dict repr: the Trainer's log
             return
         st = pf.to_float(pf.first(items, pf.STEP_TIME_KEYS))
         if st:
             self._k_rates.append((repr(st), "s/it"))
         total = pf.to_float(pf.first(items, pf.TOTAL_KEYS))
-        step_f = pf.to_float(step)
-        if step_f is not None:
-            self._k_step_update("jsonl", int(step_f), int(total) if total else None, line, now)
+        self._k_step_update("jsonl", int(step), int(total) if total else None, line, now)
 
     def _on_user(self, um: re.Match[str]) -> None:
         g = um.groupdict()

@@ -291,3 +291,4 @@ def test_user_pattern_reads_a_custom_format_and_wins():
 def test_empty_and_unrelated_text():
     assert parse_log("") == Progress()
     assert parse_log("Downloading shards: 100%|##########| 2/2 [00:03<00:00, 1.5s/it]\nhello\n") == Progress()
+    assert parse_log("The Trainer logs `{'loss': ...}` dicts.\n{'model_type': 'gpt2', 'n_layer': 2}\n") == Progress()
