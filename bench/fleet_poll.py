@@ -11,8 +11,10 @@ Reported per mode: the client process's CPU (% of one core) over a steady window
 its RSS growth per pod, the p50/p99 age of a pod's data when read, and the pod-side
 CPU (every process under the sshd: connection handlers, shells, agents, nvidia-smi).
 
-nvidia-smi here is a tiny shell script printing a fixed CSV line, so the figures
-measure transport and agent overhead rather than a Python fake's start-up.
+nvidia-smi here is a tiny shell script printing a fixed CSV line for one-shot queries
+(the exec baseline), and the python simulator for loop mode (`-lms`, which the agent
+keeps resident as it would the real tool), so the figures measure transport and agent
+overhead rather than a fake's start-up.
 Targets (foundation issue): 200 pods under 15 % of one core for gpuctl, p99 age under
 1.5 s, and less pod-side CPU than the exec baseline.
 """
@@ -41,6 +43,10 @@ NVSMI_QUERY = (
     "memory.used,memory.total,power.draw,power.limit --format=csv,noheader,nounits"
 )
 FAST_NVIDIA_SMI = """#!/bin/sh
+# Loop mode (-l/-lms) stays resident like the real tool: the python simulator, which
+# sleeps in-process between batches. A one-shot query is a bare echo, cheaper per exec
+# than any real nvidia-smi (which loads NVML each time), so the exec baseline is flattered.
+case " $* " in *" -lms "*|*" -l "*|*" --loop"*) exec {python} {sim} "$@";; esac
 echo '0, GPU-8e5c0a6e-6d1b-4b0a-9c1e-000000000000, NVIDIA A100-SXM4-80GB, 61, 97, 61234, 81920, 312.55, 400.00'
 """
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -225,7 +231,7 @@ def main() -> None:
         try:
             nvsmi = Path(server.bin_dir) / "nvidia-smi"
             nvsmi.unlink(missing_ok=True)
-            nvsmi.write_text(FAST_NVIDIA_SMI)
+            nvsmi.write_text(FAST_NVIDIA_SMI.format(python=sys.executable, sim=ROOT / "backends" / "sim_nvidia_smi.py"))
             nvsmi.chmod(0o755)
             known = Path(tmp) / "known_hosts"
             server.write_known_hosts(known)
