@@ -374,22 +374,6 @@ def clock_seconds(text: str | None) -> float | None:
     return total
 
 
-_HMS_RE = _rx(r"(\d+(?:\.\d+)?)\s*(h|ms|m|s|us|µs)")
-_HMS_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
-
-
-def duration_seconds(text: str | None) -> float | None:
-    """Seconds from Keras-style durations: `2s`, `1m 3s`, `35ms`, or a clock `1:02`."""
-    if not text:
-        return None
-    if ":" in text:
-        return clock_seconds(text.strip())
-    parts = _HMS_RE.findall(text)
-    if not parts:
-        return None
-    return sum(float(v) * _HMS_UNIT[u] for v, u in parts)
-
-
 def rate_steps_per_s(value: str | None, unit: str | None) -> float | None:
     """A tqdm/Rich rate in steps per second: `it/s` as is, `s/it` inverted."""
     v = to_float(value)
