@@ -7,8 +7,9 @@ text into numbers, puts every format's quirks in one place to read and audit.
 
 The patterns follow what the frameworks really print; `tests/data/logs/` holds real
 captures (and reconstructions, with the source line each follows). Speed matters: a
-busy pod's log is parsed line by line, so the common case (a tqdm bar update) is a
-single `search`, and the rarer formats hide behind one cheap combined prefilter.
+busy pod's log is parsed line by line, so the common case (a tqdm redraw) costs one
+regex match at the word before its ` [`, the rarer formats hide behind one literal-only
+prefilter, and key/value metrics are matched where `str.find` saw their key.
 """
 
 from __future__ import annotations
