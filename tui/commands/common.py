@@ -30,6 +30,15 @@ def find_pod_or_explain(config: Any, name: str):
         return None
 
 
+def load_pod_or_explain(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """(config, pod entry) for `args.config` and `args.pod`, or None after saying why."""
+    config = load_config_or_explain(args)
+    if config is None:
+        return None
+    pod = find_pod_or_explain(config, args.pod)
+    return None if pod is None else (config, pod)
+
+
 def run_async(make_coro: Callable) -> int:
     """Run a command's coroutine; Ctrl-C ends it quietly with status 130."""
     try:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from tui.commands.common import EXIT_USAGE, find_pod_or_explain, load_config_or_explain, run_async
+from tui.commands.common import EXIT_USAGE, load_pod_or_explain, run_async
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,16 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _progress(args: argparse.Namespace) -> int:
-    from sessions.progress import parse_log
+    from sessions.progress import parse_file
     from tui.sessions_table import render_progress
 
     try:
-        with open(args.file, "rb") as fh:
-            text = fh.read().decode("utf-8", errors="replace")
+        progress = parse_file(args.file)  # reads in pieces: a multi-GB log stays cheap
     except OSError as exc:
         print(f"gpuctl: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
-    progress = parse_log(text)
     if args.json:
         print(json.dumps(progress.to_json()))
     else:
@@ -47,12 +45,10 @@ def _progress(args: argparse.Namespace) -> int:
 
 
 def _sessions(args: argparse.Namespace) -> int:
-    config = load_config_or_explain(args)
-    if config is None:
+    loaded = load_pod_or_explain(args)
+    if loaded is None:
         return EXIT_USAGE
-    pod = find_pod_or_explain(config, args.pod)
-    if pod is None:
-        return EXIT_USAGE
+    config, pod = loaded
     return run_async(lambda: _sessions_async(config, pod.name, args.json))
 
 
@@ -76,12 +72,10 @@ async def _sessions_async(config, name: str, as_json: bool) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    config = load_config_or_explain(args)
-    if config is None:
+    loaded = load_pod_or_explain(args)
+    if loaded is None:
         return EXIT_USAGE
-    pod = find_pod_or_explain(config, args.pod)
-    if pod is None:
-        return EXIT_USAGE
+    config, pod = loaded
     from sessions.config_fields import NAME_PATTERN
     from sessions.session_logs import default_log_path, log_path_for
 

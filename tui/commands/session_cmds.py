@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import Any, Awaitable, Callable, Sequence
 
-from tui.commands.common import EXIT_USAGE, find_pod_or_explain, load_config_or_explain, run_async
+from tui.commands.common import EXIT_USAGE, load_pod_or_explain, run_async
 
 EXIT_FAILED = 1
 
@@ -39,14 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _err(message: str) -> None:
     print(f"gpuctl: {message}", file=sys.stderr)
-
-
-def _load(args: argparse.Namespace) -> tuple[Any, Any] | None:
-    config = load_config_or_explain(args)
-    if config is None:
-        return None
-    pod = find_pod_or_explain(config, args.pod)
-    return None if pod is None else (config, pod)
 
 
 def _refuse_read_only(config: Any, verb: str) -> bool:
@@ -75,7 +67,7 @@ async def _on_pod(config: Any, pod: Any, action: Callable[[Any], Awaitable[int]]
 
 
 def _launch(args: argparse.Namespace) -> int:
-    loaded = _load(args)
+    loaded = load_pod_or_explain(args)
     if loaded is None:
         return EXIT_USAGE
     config, pod = loaded
@@ -118,7 +110,7 @@ def _ask(question: str) -> bool:
 
 
 def _kill(args: argparse.Namespace) -> int:
-    loaded = _load(args)
+    loaded = load_pod_or_explain(args)
     if loaded is None:
         return EXIT_USAGE
     config, pod = loaded
@@ -181,7 +173,7 @@ def run_attach(argv: Sequence[str], *, replace_process: bool = True, env: dict[s
 
 
 def _attach(args: argparse.Namespace) -> int:
-    loaded = _load(args)
+    loaded = load_pod_or_explain(args)
     if loaded is None:
         return EXIT_USAGE
     config, pod = loaded
