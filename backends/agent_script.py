@@ -32,11 +32,13 @@ channel is gone and no orphan may stay behind.
 
 Options (the one JSON argument): ``interval`` (s), ``disk_path``, ``tmux`` (bool),
 ``gpu_loop`` (bool, default true: one resident ``nvidia-smi -lms`` instead of an exec per
-tick) and ``gpu_loop_retry_s`` (first wait before loop mode is retried after a failure).
+tick), ``gpu_loop_retry_s`` (first wait before loop mode is retried after a failure) and
+``tmux_refresh_s`` (the longest an unchanged tmux listing is reused; 0: list every tick).
 
 Cost per tick is the point of the design: an exec of nvidia-smi costs NVML's start every
 time (tens of ms on a GPU box), so nvidia-smi stays resident in loop mode; tmux is exec'd
-only while its server's socket exists, and then once (``list-panes -a``) for everything.
+only while its server's socket exists, once (``list-panes -a``) for everything, and only
+when the server's state may have changed (``TmuxReader``).
 """
 
 from __future__ import annotations
@@ -81,6 +83,11 @@ TMUX_LIST_ARGS = ("list-panes", "-a", "-F", TMUX_FORMAT)
 
 NVIDIA_SMI_TIMEOUT_S = 5.0
 TMUX_TIMEOUT_S = 5.0
+#: With a tmux server up, its sessions are listed again (one exec, ~2 ms of CPU, the
+#: biggest cost of a tick once nvidia-smi is resident) only when something the listing
+#: reports may have changed (see ``TmuxReader``), or at least this often, for what no
+#: cheap signal shows (a session renamed, a second client attached).
+TMUX_REFRESH_S = 5.0
 #: A hung nvidia-smi is not asked again for this long, so the agent stays responsive.
 NVIDIA_SMI_BACKOFF_S = 15.0
 #: After the resident nvidia-smi (loop mode) failed, exec per tick and try the loop again
@@ -688,17 +695,7 @@ def tmux_socket_path(environ=None):
     return os.path.join(base, "tmux-%d" % os.getuid(), "default")
 
 
-def read_tmux(locator, now, timeout=TMUX_TIMEOUT_S):
-    """Return ``(tmux_status, tmux_error, sessions)``; "none" when tmux is not installed.
-
-    No server socket means no sessions, known without an exec: most ticks on a pod
-    without tmux sessions then cost one stat instead of a process.
-    """
-    path = locator.get(now)
-    if path is None:
-        return "none", None, []
-    if not os.path.exists(tmux_socket_path()):
-        return "ok", None, []
+def _list_tmux(locator, path, now, timeout):
     try:
         result = run_command((path,) + TMUX_LIST_ARGS, timeout)
     except subprocess.TimeoutExpired:
@@ -709,6 +706,111 @@ def read_tmux(locator, now, timeout=TMUX_TIMEOUT_S):
     except OSError as exc:
         return "error", "could not run tmux: %s" % exc, []
     return classify_tmux_result(*result)
+
+
+def _read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (OSError, ValueError):
+        return None
+
+
+def _parent_pid(pid):
+    stat_line = _read_text("/proc/%d/stat" % pid)
+    if not stat_line:
+        return None
+    fields = stat_line[stat_line.rfind(")") + 2:].split()
+    return _to_int(fields[1]) if len(fields) > 1 else None
+
+
+class TmuxReader:
+    """Lists tmux sessions with as few tmux execs as the answer allows.
+
+    No server socket: no sessions, no exec. A server up: one ``list-panes -a`` exec,
+    repeated only when the server's state may have changed. Every pane's program is a
+    child of the tmux server, so the server's child list (``/proc/PID/task/PID/children``)
+    changes when a session, window or pane is created or killed, the counters of
+    reaped children in ``/proc/PID/stat`` move when a pane's program exits, even one
+    that came and went between two ticks, and the server's open fds (``/proc/PID/fd``)
+    change when it sees a pane's pty close, which may come after the reaping, or when a
+    client attaches or detaches; tmux also chmods its socket when the first
+    client attaches or the last detaches (which moves the socket's ctime). While that
+    signature holds the last listing is reused, for at most ``refresh_s``: what moves no
+    process (a rename, a second client attaching, killing a session whose programs had
+    all exited already) shows within that time, or at once on a ``sample`` command.
+    Without those /proc files (another OS) it lists every tick.
+
+    Args:
+        refresh_s: the longest a listing is reused while the signature holds.
+    """
+
+    def __init__(self, refresh_s=TMUX_REFRESH_S, timeout=TMUX_TIMEOUT_S):
+        self.locator = ToolLocator("tmux")
+        self.refresh_s = refresh_s
+        self.timeout = timeout
+        self.execs = 0  # how many listings ran: for tests and the bench
+        self._cached = None
+        self._listed_at = None
+        self._signature = None
+        self._server_pid = None
+
+    def read(self, now, force=False):
+        """``(tmux_status, tmux_error, sessions)``; ``force`` lists even if nothing changed."""
+        path = self.locator.get(now)
+        if path is None:
+            self._forget()
+            return "none", None, []
+        try:
+            socket_stat = os.stat(tmux_socket_path())
+        except OSError:
+            self._forget()
+            return "ok", None, []
+        signature = self._signature_of(socket_stat)
+        if (not force and signature is not None and signature == self._signature
+                and self._cached is not None and now - self._listed_at < self.refresh_s):
+            return self._cached
+        # The signature is taken before listing: a change during the exec shows next tick.
+        self.execs += 1
+        result = _list_tmux(self.locator, path, now, self.timeout)
+        self._cached = result if result[0] == "ok" else None
+        self._listed_at = now
+        self._signature = signature
+        # A server learned just now leaves the stored signature None: the next tick
+        # takes a real one, lists once more to match it, and from then on reuses.
+        self._server_pid = self._find_server(result[2]) if result[0] == "ok" else None
+        return result
+
+    def _signature_of(self, socket_stat):
+        if self._server_pid is None:
+            return None
+        pid = self._server_pid
+        children = _read_text("/proc/%d/task/%d/children" % (pid, pid))
+        stat_line = _read_text("/proc/%d/stat" % pid)
+        try:
+            fds = tuple(sorted(os.listdir("/proc/%d/fd" % pid)))
+        except OSError:
+            fds = None
+        if children is None or not stat_line or fds is None:
+            return None
+        # cminflt/cmajflt grow whenever the server reaps a child: a pane whose program
+        # started and exited between two ticks leaves the child list as it was.
+        reaped = tuple(stat_line[stat_line.rfind(")") + 2:].split()[8:11:2])
+        return (socket_stat.st_ino, socket_stat.st_mode, socket_stat.st_ctime_ns, children, reaped, fds)
+
+    @staticmethod
+    def _find_server(sessions):
+        """The server's pid: the parent of a live pane's program."""
+        for session in sessions:
+            pid = session.get("pid")
+            if pid and session.get("state") == "running":
+                parent = _parent_pid(pid)
+                if parent and parent > 1:
+                    return parent
+        return None
+
+    def _forget(self):
+        self._cached = self._signature = self._server_pid = None
 
 
 def read_disk(path):
@@ -1056,16 +1158,17 @@ class AgentState:
         interval: the tick period, which a loop-mode nvidia-smi queries at; the agent
             keeps it current through ``self.gpu.set_interval``.
         gpu_loop_retry_s: first wait before loop mode is retried after a failure.
+        tmux_refresh_s: the longest an unchanged tmux listing is reused.
     """
 
     def __init__(self, disk_path="~", tmux=True, use_nvml=True,
                  nvidia_smi_timeout=NVIDIA_SMI_TIMEOUT_S, gpu_loop=True, interval=1.0,
-                 gpu_loop_retry_s=NVIDIA_SMI_LOOP_RETRY_S):
+                 gpu_loop_retry_s=NVIDIA_SMI_LOOP_RETRY_S, tmux_refresh_s=TMUX_REFRESH_S):
         self.disk_path = os.path.abspath(os.path.expanduser(disk_path or "~"))
         self.tmux_enabled = bool(tmux)
         self.gpu = GpuReader(use_nvml=use_nvml, timeout=nvidia_smi_timeout, loop=gpu_loop,
                              interval=interval, loop_retry_s=gpu_loop_retry_s)
-        self.tmux = ToolLocator("tmux")
+        self.tmux = TmuxReader(refresh_s=tmux_refresh_s)
         self.seq = 0
 
     def close(self):
@@ -1080,13 +1183,18 @@ def _guarded(read, failed):
         return failed("internal error: %s: %s" % (type(exc).__name__, exc))
 
 
-def collect_sample(state: AgentState) -> dict:
-    """Read everything once and return a protocol sample; advances ``state.seq``."""
+def collect_sample(state: AgentState, fresh: bool = False) -> dict:
+    """Read everything once and return a protocol sample; advances ``state.seq``.
+
+    Args:
+        fresh: list tmux sessions even if nothing seems to have changed (an explicit
+            ``sample`` command: the client may have just renamed or attached one).
+    """
     t = round(time.time(), 3)
     now = time.monotonic()
     gpu = _guarded(state.gpu.read, lambda why: ("error", why, []))
     if state.tmux_enabled:
-        tmux = _guarded(lambda: read_tmux(state.tmux, now), lambda why: ("error", why, []))
+        tmux = _guarded(lambda: state.tmux.read(now, force=fresh), lambda why: ("error", why, []))
     else:
         tmux = ("none", None, [])
     disk = _guarded(lambda: read_disk(state.disk_path), lambda why: None)
@@ -1181,7 +1289,7 @@ def _cmd_interval(agent, message):
 
 
 def _cmd_sample(agent, message):
-    agent.emit_sample()
+    agent.emit_sample(fresh=True)
 
 
 def _cmd_follow(agent, message):
@@ -1269,8 +1377,8 @@ class Agent:
     def emit(self, obj):
         write_line(self.out_fd, obj)
 
-    def emit_sample(self):
-        self.emit(collect_sample(self.state))
+    def emit_sample(self, fresh=False):
+        self.emit(collect_sample(self.state, fresh=fresh))
 
     def set_interval(self, seconds):
         """Change the cadence: the next tick comes one new interval after the last one."""
@@ -1417,6 +1525,10 @@ def main(argv):
     if not isinstance(disk_path, str):
         notices.append("disk_path must be a string; using ~")
         disk_path = "~"
+    refresh = options.get("tmux_refresh_s", TMUX_REFRESH_S)
+    if isinstance(refresh, bool) or not isinstance(refresh, (int, float)) or not refresh >= 0:
+        notices.append("tmux_refresh_s must be a number >= 0; using %g" % TMUX_REFRESH_S)
+        refresh = TMUX_REFRESH_S
     retry = options.get("gpu_loop_retry_s", NVIDIA_SMI_LOOP_RETRY_S)
     if isinstance(retry, bool) or not isinstance(retry, (int, float)) or not retry > 0:
         notices.append("gpu_loop_retry_s must be a positive number; using %g" % NVIDIA_SMI_LOOP_RETRY_S)
@@ -1424,6 +1536,7 @@ def main(argv):
     state = AgentState(
         disk_path=disk_path, tmux=bool(options.get("tmux", True)),
         gpu_loop=bool(options.get("gpu_loop", True)), gpu_loop_retry_s=retry,
+        tmux_refresh_s=refresh,
     )
     # SIGTERM/SIGHUP unwind through Agent.run's finally, which stops the resident
     # nvidia-smi; a SIGKILLed agent relies on that child's EPIPE instead (see SmiLoop).
