@@ -14,6 +14,7 @@ from typing import Any, Callable
 import asyncssh
 
 from backends.agent import AgentChannel, AgentUnavailable, probe_once
+from backends.runner import LocalRunner, Runner, SshRunner
 from backends.ssh import Backoff, FailureKind, SshFailure, connect
 from sessions import pods
 from sessions.config import Defaults, PodConfig
@@ -44,6 +45,8 @@ class PodMonitor:
         self._interval = pods.interval(pod, defaults)
         self._agent: AgentChannel | None = None
         self.book = SessionBook(pod)
+        self._runner: Runner | None = None
+        self._adoptions: set[asyncio.Task] = set()
         self._ever_online = False
         self.settled = asyncio.Event()
         host = pod.host
@@ -63,7 +66,8 @@ class PodMonitor:
         self._publish(with_state(self.snapshot, state=state, **changes))
 
     def _on_sample(self, sample: dict[str, Any], transport: str) -> None:
-        self.book.on_tmux(sample.get("tmux") or [])
+        fresh = self.book.on_tmux(sample.get("tmux") or [])
+        self._adopt(fresh, sample.get("tmux") or [])
         self._request_follows()
         snap = apply_sample(self.snapshot, sample)
         self._ever_online = True
@@ -83,6 +87,26 @@ class PodMonitor:
         self._publish(with_state(self.snapshot, sessions=self.book.view(time.time())))
         if self._ever_online and not self.book.waiting_for_first_log():
             self.settled.set()
+
+    def _adopt(self, fresh: list[str], tmux: list[dict[str, Any]]) -> None:
+        """Capture the panes of running sessions gpuctl did not start, so their
+        log and progress show too (`tmux new -s train` by hand is the common case)."""
+        from sessions.session_control import adopt
+
+        if self._runner is None:
+            return
+        running = {t.get("name") for t in tmux if t.get("state", "running") == "running"}
+        for name in fresh:
+            if name in running and self.book.uses_default_log(name):
+                task = asyncio.create_task(self._adopt_one(adopt, name))
+                self._adoptions.add(task)
+                task.add_done_callback(self._adoptions.discard)
+
+    async def _adopt_one(self, adopt: Any, name: str) -> None:
+        try:
+            await adopt(self._runner, name, pod_name=self.pod.name)
+        except Exception:  # noqa: BLE001 - adoption is a convenience; the session still shows
+            pass
 
     def _request_follows(self) -> None:
         if self._agent is None:
@@ -136,6 +160,7 @@ class PodMonitor:
                 failure = SshFailure(FailureKind.LOST, f"connection lost: {exc}")
             finally:
                 self._agent = None
+                self._runner = None
             if time.monotonic() - started > _STABLE_AFTER_S:
                 backoff.reset()
             if self._ever_online:
@@ -147,6 +172,7 @@ class PodMonitor:
     async def _stream(self, conn: asyncssh.SSHClientConnection) -> None:
         options = {"interval": self._interval, "disk_path": pods.disk_path(self.pod)}
         timeout = self._target.command_timeout
+        self._runner = SshRunner(conn, timeout)
         try:
             agent = await AgentChannel.start(conn, options, timeout=timeout)
         except AgentUnavailable:
@@ -190,6 +216,7 @@ class PodMonitor:
         from backends.local import LocalSampler
 
         sampler = LocalSampler(disk_path=pods.disk_path(self.pod))
+        self._runner = LocalRunner(self._defaults.command_timeout)
         while True:
             tick = time.monotonic()
             try:

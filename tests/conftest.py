@@ -72,9 +72,12 @@ def require_tools() -> Callable[..., None]:
     return require_tools_now
 
 
-def _server(**options: object) -> Iterator[SshdServer]:
+def _server(home_factory: pytest.TempPathFactory, **options: object) -> Iterator[SshdServer]:
+    """A started server whose sessions get a HOME of their own: what gpuctl writes on
+    a pod (~/.gpuctl/logs, exit files) must never land in the real user's home."""
     require_tools_now(*SSHD_TOOLS)
-    server = SshdServer(**options)  # type: ignore[arg-type]
+    home = home_factory.mktemp("pod-home")
+    server = SshdServer(env={"HOME": str(home)}, **options)  # type: ignore[arg-type]
     try:
         server.start()
         yield server
@@ -83,24 +86,24 @@ def _server(**options: object) -> Iterator[SshdServer]:
 
 
 @pytest.fixture(scope="session")
-def sshd() -> Iterator[SshdServer]:
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
     """The shared test pod: python3 and the simulated nvidia-smi on PATH, two A100s.
 
     Session-scoped, so do not stop it, and put back any GPU state you change.
     """
-    yield from _server()
+    yield from _server(tmp_path_factory)
 
 
 @pytest.fixture
-def sshd_fresh() -> Iterator[SshdServer]:
+def sshd_fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
     """A pod of your own, for stop()/start() and anything else that disturbs it."""
-    yield from _server()
+    yield from _server(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def sshd_nopython() -> Iterator[SshdServer]:
+def sshd_nopython(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
     """A pod without python3 on PATH (the shell fallback's world)."""
-    yield from _server(python=False)
+    yield from _server(tmp_path_factory, python=False)
 
 
 @pytest.fixture

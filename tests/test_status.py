@@ -208,7 +208,8 @@ def test_a_driver_failure_is_shown_as_a_gpu_error_not_a_pod_failure(sshd, tmp_pa
 
 
 def test_a_pod_without_gpu_is_a_plain_state(tmp_path, capsys):
-    with SshdServer(nvidia_smi=False) as server:
+    (tmp_path / "pod-home").mkdir()
+    with SshdServer(nvidia_smi=False, env={"HOME": str(tmp_path / "pod-home")}) as server:
         server.start()
         trust(server)
         config = write_config(tmp_path, [server.pod_entry("cpu")])

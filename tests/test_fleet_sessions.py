@@ -1,0 +1,101 @@
+"""Sessions as the Fleet sees them: live progress from followed logs, stall, adoption.
+
+Real sshd, real tmux, the real agent following real files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sessions.config import parse_config
+from sessions.fleet import Fleet
+from sessions.paths import gpuctl_known_hosts_path
+
+pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("TMUX", raising=False)
+
+
+def fleet_for(server, tmp_path: Path, *, configured: bool = True, **session) -> Fleet:
+    path = gpuctl_known_hosts_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(server.known_hosts_line() + "\n")
+    entry = server.pod_entry("p")
+    if configured:
+        entry["sessions"] = [{"name": "train", "workdir": str(tmp_path), "log": "train.log", **session}]
+    return Fleet(parse_config(yaml.safe_dump({"pods": [entry]}), tmp_path / "c.yaml"))
+
+
+async def session_where(fleet: Fleet, name: str, predicate, timeout: float = 20.0):
+    sub = fleet.subscribe()
+    try:
+        async with asyncio.timeout(timeout):
+            async for snap in sub:
+                for s in snap.pod("p").sessions:
+                    if s.name == name and predicate(s):
+                        return s
+    finally:
+        sub.close()
+
+
+def pod_tmux(server, *args: str) -> None:
+    command = " ".join(__import__("shlex").quote(a) for a in ("tmux", *args))
+    subprocess.run(server.ssh_argv(command), check=True, env={**os.environ, **server.session_env})
+
+
+async def test_progress_follows_a_live_log(sshd, tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("".join(f"step {i}/1000 | loss {3 - i / 100:.3f} | tok/s 12,345\n" for i in range(1, 11)))
+    async with fleet_for(sshd, tmp_path) as fleet:
+        first = await session_where(fleet, "train", lambda s: s.progress and s.progress.step == 10)
+        assert first.state == "absent" and first.configured and first.log == str(log)
+        assert (first.progress.total, first.progress.format, first.progress.tokens_per_s) == (1000, "torchrun", 12345)
+        with log.open("a") as fh:
+            fh.write("step 11/1000 | loss 2.880 | tok/s 12,400\n")
+        later = await session_where(fleet, "train", lambda s: s.progress and s.progress.step == 11)
+        assert later.progress.loss == pytest.approx(2.88)
+
+
+async def test_a_running_session_whose_step_stops_is_stalled(sshd, tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("step 1/100 | loss 2.0\n")
+    pod_tmux(sshd, "new-session", "-d", "-s", "train", "sleep 120")
+    try:
+        # 0.02 minutes = 1.2 s without a new step.
+        async with fleet_for(sshd, tmp_path, stall_minutes=0.02) as fleet:
+            running = await session_where(fleet, "train", lambda s: s.state == "running" and s.progress)
+            assert not running.stalled
+            with log.open("a") as fh:
+                fh.write("step 2/100 | loss 1.9\n")
+            await session_where(fleet, "train", lambda s: s.progress.step == 2)
+            stalled = await session_where(fleet, "train", lambda s: s.stalled)
+            assert stalled.progress.step == 2
+    finally:
+        pod_tmux(sshd, "kill-session", "-t", "=train")
+
+
+async def test_a_session_started_by_hand_is_adopted_and_its_output_followed(sshd, tmp_path):
+    script = tmp_path / "loop.sh"
+    script.write_text("i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo \"step $i | loss 1.5\"; sleep 0.2; done\n")
+    pod_tmux(sshd, "new-session", "-d", "-s", "byhand", f"sh {script}")
+    try:
+        async with fleet_for(sshd, tmp_path, configured=False) as fleet:
+            adopted = await session_where(fleet, "byhand", lambda s: s.progress and s.progress.step)
+            assert adopted.state == "running" and not adopted.configured
+            assert adopted.log == "~/.gpuctl/logs/byhand.log"
+            later = await session_where(fleet, "byhand", lambda s: s.progress.step > adopted.progress.step + 2)
+            assert later.progress.format == "torchrun"
+    finally:
+        pod_tmux(sshd, "kill-session", "-t", "=byhand")
