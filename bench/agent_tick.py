@@ -13,7 +13,9 @@ one run, side by side:
 * ``exec``: ``gpu_loop`` off, one nvidia-smi exec per tick (the agent before loop mode);
 * ``loop``: one resident ``nvidia-smi -lms`` read each tick (the default);
 * each without a tmux server (no tmux exec at all) and with one (a private server under
-  a temp ``TMUX_TMPDIR`` with two sessions, one ``list-panes -a`` exec per tick);
+  a temp ``TMUX_TMPDIR`` with two idle sessions: ``list-panes -a`` runs only when the
+  server's state changes or every ``tmux_refresh_s``), plus loop mode with
+  ``tmux_refresh_s: 0``, which lists tmux every tick (the agent before that cache);
 * ``old agent`` (optional, ``--old-ref``, default the commit before loop mode): that
   commit's agent, which exec'd nvidia-smi and ``tmux list-sessions`` every tick;
 * baseline: one ``sh -c 'nvidia-smi --query-gpu=...'`` per tick, what an exec-per-poll
@@ -191,8 +193,11 @@ def main() -> None:
                 if server and not pod.tmux:
                     print("tmux is not installed: the tmux-server rows are skipped", file=sys.stderr)
                     break
-                for label, loop in (("exec per tick", False), ("loop mode", True)):
-                    options = dict(base, gpu_loop=loop)
+                modes = [("exec per tick", False, {}), ("loop mode", True, {})]
+                if server:
+                    modes.append(("loop mode, tmux listed every tick", True, {"tmux_refresh_s": 0}))
+                for label, loop, extra in modes:
+                    options = dict(base, gpu_loop=loop, **extra)
                     command = agent_command.build_agent_command(options, python=str(pod.python))
                     spec = {"command": command, "env": pod.env(loop), "interval": args.interval}
                     ms, errors = per_tick_ms(spec, short, long)
