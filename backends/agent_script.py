@@ -79,7 +79,13 @@ TMUX_FIELDS = (
     "window_index", "pane_index", "pane_dead", "pane_dead_status", "pane_pid",
 )
 TMUX_FORMAT = "\t".join("#{%s}" % field for field in TMUX_FIELDS)
-TMUX_LIST_ARGS = ("list-panes", "-a", "-F", TMUX_FORMAT)
+#: ``-u``: a tmux client whose locale is not UTF-8 prints the format's tabs as ``_``,
+#: and an SSH exec channel usually has no LANG at all; -u makes the output verbatim.
+TMUX_LIST_ARGS = ("-u", "list-panes", "-a", "-F", TMUX_FORMAT)
+#: gpuctl's launch wrapper records each session's exit status here. tmux sometimes
+#: never reaps an exited pane's program (seen with tmux 3.3a, tmux/tmux#311), leaving
+#: ``#{pane_dead_status}`` empty; the file still knows.
+EXIT_FILE = "~/.gpuctl/sessions/%s.exit"
 
 NVIDIA_SMI_TIMEOUT_S = 5.0
 TMUX_TIMEOUT_S = 5.0
@@ -705,7 +711,21 @@ def _list_tmux(locator, path, now, timeout):
         return "none", None, []
     except OSError as exc:
         return "error", "could not run tmux: %s" % exc, []
-    return classify_tmux_result(*result)
+    status, error, sessions = classify_tmux_result(*result)
+    return status, error, fill_exit_status(sessions)
+
+
+def fill_exit_status(sessions: list) -> list:
+    """Take an exited session's status from gpuctl's exit file where tmux lost it.
+
+    The launch wrapper deletes the file when a run starts, so a file next to an
+    exited session is that run's.
+    """
+    for session in sessions:
+        if session.get("state") == "exited" and session.get("exit_status") is None:
+            text = _read_text(os.path.expanduser(EXIT_FILE % session["name"]))
+            session["exit_status"] = _to_int(text.strip()) if text else None
+    return sessions
 
 
 def _read_text(path):

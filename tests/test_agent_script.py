@@ -161,7 +161,7 @@ def session(name, created=1700000000, attached=0, windows=1, state="running", ex
 
 
 def test_tmux_format_asks_for_every_field_in_order():
-    assert agent_script.TMUX_LIST_ARGS[:3] == ("list-panes", "-a", "-F")
+    assert agent_script.TMUX_LIST_ARGS[:4] == ("-u", "list-panes", "-a", "-F")
     assert agent_script.TMUX_FORMAT == (
         "#{session_name}\t#{session_created}\t#{session_attached}\t#{session_windows}\t"
         "#{window_index}\t#{pane_index}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_pid}"
@@ -943,7 +943,7 @@ def tmux_pod(pod):
     """The pod with a tmux that logs each call, and a private server killed afterwards."""
     pod.calls = pod.root / "tmux-calls"
     wrapper = pod.bin / "tmux"
-    wrapper.write_text("#!/bin/sh\necho \"$1\" >> %s\nexec %s \"$@\"\n"
+    wrapper.write_text("#!/bin/sh\necho \"$*\" >> %s\nexec %s \"$@\"\n"
                        % (shlex.quote(str(pod.calls)), shlex.quote(shutil.which("tmux"))))
     wrapper.chmod(0o755)
     pod.tmux = lambda *args: subprocess.run([str(wrapper), *args], env=pod.env, check=True)

@@ -43,7 +43,7 @@ GPUS = [
 # exited pane kept by remain-on-exit), and how tmux says "none".
 FAKE_TMUX = """#!/bin/sh
 case "$*" in
-  "list-panes -a -F #{session_name}"*"#{pane_pid}") ;;
+  "-u list-panes -a -F #{session_name}"*"#{pane_pid}") ;;
   *) echo "fake tmux: unexpected arguments: $*" >&2; exit 2 ;;
 esac
 if [ -n "$FAKE_TMUX_NO_SERVER" ]; then
