@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator
 
+from sessions import pods
 from sessions.config import Config
 from sessions.monitor import PodMonitor
+from sessions.pod_access import open_runner
 from sessions.snapshot import FleetSnapshot, PodSnapshot
 
 
@@ -104,6 +106,58 @@ class Fleet:
             for task in pending:
                 task.cancel()
         return self.snapshot()
+
+    # -- actions: the same calls the headless commands make, for the TUI --------------
+
+    def pod_config(self, pod_name: str):
+        """The config entry of a followed pod (KeyError with a hint if unknown)."""
+        return self.config.pod(pod_name)
+
+    async def launch(self, pod_name: str, session_name: str):
+        """Launch a configured session in tmux (see `session_control.launch`)."""
+        from sessions import session_control
+
+        pod = self.pod_config(pod_name)
+        async with open_runner(pod, self.config.defaults) as runner:
+            result = await session_control.launch(runner, pod, session_name)
+        self.refresh(pod_name)
+        return result
+
+    async def kill(self, pod_name: str, session_name: str):
+        """Kill a tmux session; callers confirm first (this does not ask)."""
+        from sessions import session_control
+
+        pod = self.pod_config(pod_name)
+        async with open_runner(pod, self.config.defaults) as runner:
+            result = await session_control.kill(runner, session_name, pod_name=pod_name)
+        self.refresh(pod_name)
+        return result
+
+    def attach_argv(self, pod_name: str, session_name: str, *, inside_tmux: bool = False) -> list[str]:
+        """The command that attaches a terminal to the session, with exactly the
+        connection settings monitoring uses."""
+        from sessions.tmux import attach_argv
+
+        pod = self.pod_config(pod_name)
+        target = None if pods.is_local(pod) else pods.ssh_target(pod, self.config.defaults)
+        return attach_argv(target, session_name, inside_tmux=inside_tmux)
+
+    def refresh(self, pod_name: str | None = None) -> None:
+        """Ask agents for a fresh sample now (after an action changed something)."""
+        for name, monitor in self._monitors.items():
+            if pod_name in (None, name):
+                monitor.request_sample()
+
+    def recent_log(self, pod_name: str, session_name: str) -> str:
+        """The recent text of a session's followed log (up to 256 KiB)."""
+        return self._monitors[pod_name].book.recent_text(session_name)
+
+    def add_log_listener(self, pod_name: str, session_name: str, listener) -> None:
+        """Call `listener(message)` for each log delta of the session (agent `log` messages)."""
+        self._monitors[pod_name].book.add_listener(session_name, listener)
+
+    def remove_log_listener(self, pod_name: str, session_name: str, listener) -> None:
+        self._monitors[pod_name].book.remove_listener(session_name, listener)
 
     def set_interval(self, seconds: float, pod_name: str | None = None) -> None:
         """Change the telemetry interval of one pod, or all."""

@@ -120,6 +120,14 @@ class PodMonitor:
 
     # -- control ------------------------------------------------------------------
 
+    def request_sample(self) -> None:
+        """Ask the agent for a sample now (it also re-lists tmux sessions)."""
+        if self._agent is not None:
+            try:
+                self._agent.send({"cmd": "sample"})
+            except (OSError, asyncssh.Error):
+                pass
+
     def set_interval(self, seconds: float) -> None:
         """Change the telemetry interval; takes effect on the agent immediately."""
         self._interval = seconds

@@ -99,3 +99,21 @@ async def test_a_session_started_by_hand_is_adopted_and_its_output_followed(sshd
             assert later.progress.format == "torchrun"
     finally:
         pod_tmux(sshd, "kill-session", "-t", "=byhand")
+
+
+async def test_fleet_actions_launch_and_kill_show_up_in_snapshots(tmp_path):
+    from tests.support.sshd import SshdServer
+
+    (tmp_path / "pod-home").mkdir()
+    with SshdServer(env={"HOME": str(tmp_path / "pod-home")}) as server:
+        server.start()
+        fleet = fleet_for(server, tmp_path, command="echo started; sleep 60")
+        async with fleet:
+            await session_where(fleet, "train", lambda s: s.state == "absent")
+            result = await fleet.launch("p", "train")
+            assert result.name == "train"
+            await session_where(fleet, "train", lambda s: s.state == "running")
+            await fleet.kill("p", "train")
+            await session_where(fleet, "train", lambda s: s.state == "absent")
+            argv = fleet.attach_argv("p", "train")
+            assert argv[:2] == ["ssh", "-t"] and str(server.port) in argv
