@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import threading
 
-from backends.agent_script import AgentState, collect_sample
+from backends.agent_script import (
+    FOLLOW_MAX_BYTES,
+    AgentState,
+    FileProblem,
+    Follow,
+    collect_sample,
+    make_error,
+)
 
 
 class LocalSampler:
@@ -27,3 +34,44 @@ class LocalSampler:
     def close(self) -> None:
         """Release NVML if it was opened."""
         self._state.close()
+
+
+class LocalFollows:
+    """The agent's log following, run in-process for `host: local`.
+
+    Takes the same `follow` commands the monitor sends a remote agent and returns
+    the same `log`/`error` messages, so the session book cannot tell the difference.
+    Call from one thread at a time (the monitor's worker thread).
+    """
+
+    def __init__(self) -> None:
+        self._follows: dict[str, Follow] = {}
+
+    def start(self, command: dict) -> list[dict]:
+        """Begin following per a `follow` command; returns the first message."""
+        follow = Follow(command["id"], command["path"], command.get("max_bytes", FOLLOW_MAX_BYTES))
+        try:
+            first = follow.start(tail_lines=command.get("tail_lines", 0), from_offset=command.get("from_offset"))
+        except FileProblem as exc:
+            follow.close()
+            return [make_error("follow: %s" % exc, command["id"])]
+        old = self._follows.pop(follow.id, None)
+        if old is not None:
+            old.close()
+        self._follows[follow.id] = follow
+        return [first]
+
+    def check(self) -> list[dict]:
+        """Look at every followed file once; the messages for what changed."""
+        messages: list[dict] = []
+        for follow in list(self._follows.values()):
+            try:
+                messages.extend(follow.check())
+            except (FileProblem, OSError) as exc:
+                messages.append(make_error(str(exc), follow.id))
+        return messages
+
+    def close(self) -> None:
+        for follow in self._follows.values():
+            follow.close()
+        self._follows.clear()

@@ -28,6 +28,8 @@ _STABLE_AFTER_S = 30.0
 _INITIAL_TAIL_LINES = 400
 # One-shot commands wait this long after the first sample for logs to answer.
 _LOG_GRACE_S = 3.0
+# How often a local pod's followed logs are checked (the agent's follow_interval).
+_LOCAL_FOLLOW_S = 0.25
 
 
 class PodMonitor:
@@ -220,17 +222,42 @@ class PodMonitor:
             await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - tick)))
 
     async def _run_local(self) -> None:
-        """`host: local`: read NVML / nvidia-smi and tmux on this machine, no SSH."""
-        from backends.local import LocalSampler
+        """`host: local`: read NVML / nvidia-smi and tmux on this machine, no SSH.
+
+        Logs are followed in-process with the agent's own follower, checked as often
+        as the agent checks them; telemetry is sampled every interval.
+        """
+        from backends.local import LocalFollows, LocalSampler
 
         sampler = LocalSampler(disk_path=pods.disk_path(self.pod))
+        follows = LocalFollows()
         self._runner = LocalRunner(self._defaults.command_timeout)
-        while True:
-            tick = time.monotonic()
-            try:
-                sample = await asyncio.to_thread(sampler.sample)
-            except Exception as exc:  # noqa: BLE001 - a sampling bug must not kill the monitor
-                self._on_failure(SshFailure(FailureKind.OTHER, f"local sampling failed: {exc}"))
-            else:
-                self._on_sample(sample, "local")
-            await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - tick)))
+        next_sample = time.monotonic()
+        try:
+            while True:
+                if time.monotonic() >= next_sample:
+                    next_sample = time.monotonic() + self._interval
+                    try:
+                        sample = await asyncio.to_thread(sampler.sample)
+                    except Exception as exc:  # noqa: BLE001 - a sampling bug must not kill the monitor
+                        self._on_failure(SshFailure(FailureKind.OTHER, f"local sampling failed: {exc}"))
+                    else:
+                        self._on_sample(sample, "local")
+                commands = self.book.follow_requests(_INITIAL_TAIL_LINES)
+                messages = await asyncio.to_thread(_local_follow_step, follows, commands)
+                for message in messages:
+                    if message.get("kind") == "log":
+                        self._on_log(message)
+                await asyncio.sleep(min(_LOCAL_FOLLOW_S, max(0.0, next_sample - time.monotonic())))
+        finally:
+            follows.close()
+            sampler.close()
+
+
+def _local_follow_step(follows: Any, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Start requested follows, then check all of them once (runs in a thread)."""
+    messages = []
+    for command in commands:
+        messages.extend(follows.start(command))
+    messages.extend(follows.check())
+    return messages

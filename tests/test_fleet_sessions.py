@@ -26,6 +26,10 @@ def isolated_home(tmp_path, monkeypatch):
     (home / ".ssh").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("TMUX", raising=False)
+    # A local pod lists and adopts this machine's tmux sessions: keep the tests away
+    # from the real user's tmux server.
+    (tmp_path / "tmux").mkdir()
+    monkeypatch.setenv("TMUX_TMPDIR", str(tmp_path / "tmux"))
 
 
 def fleet_for(server, tmp_path: Path, *, configured: bool = True, **session) -> Fleet:
@@ -117,3 +121,30 @@ async def test_fleet_actions_launch_and_kill_show_up_in_snapshots(tmp_path):
             await session_where(fleet, "train", lambda s: s.state == "absent")
             argv = fleet.attach_argv("p", "train")
             assert argv[:2] == ["ssh", "-t"] and str(server.port) in argv
+
+
+async def test_a_local_pod_follows_its_session_logs_too(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("step 5/50 | loss 1.25\n")
+    config = parse_config(yaml.safe_dump({"pods": [{
+        "name": "here", "host": "local",
+        "sessions": [{"name": "train", "workdir": str(tmp_path), "log": "train.log"}],
+    }]}), tmp_path / "c.yaml")
+    async with Fleet(config) as fleet:
+        sub = fleet.subscribe()
+        try:
+            async with asyncio.timeout(20):
+                async for snap in sub:
+                    session = next((s for s in snap.pod("here").sessions if s.name == "train"), None)
+                    if session and session.progress and session.progress.step == 5:
+                        break
+            with log.open("a") as fh:
+                fh.write("step 6/50 | loss 1.2\n")
+            async with asyncio.timeout(20):
+                async for snap in sub:
+                    session = next(s for s in snap.pod("here").sessions if s.name == "train")
+                    if session.progress.step == 6:
+                        break
+        finally:
+            sub.close()
+    assert session.log == str(log) and snap.pod("here").transport == "local"
