@@ -345,6 +345,38 @@ def env(ck: Checker, node: Node, field: str) -> Any:
                       "an environment variable name (letters, digits and '_', not starting with a digit)")
 
 
+def env_name(ck: Checker, node: Node, field: str) -> Any:
+    """The *name* of an environment variable (the value is read at use, never stored)."""
+    what = "an environment variable name (letters, digits and '_', not starting with a digit)"
+    value = nonempty(ck, node, field, what)
+    if value is INVALID or ENV_NAME_PATTERN.fullmatch(value):
+        return value
+    hint = ""
+    if len(value) >= 16 and not any(c.isspace() for c in value):
+        # A long opaque word is most likely the key pasted where its variable's name goes.
+        hint = "; this looks like a key itself: put the key in an environment variable and name that variable here"
+    return ck.problem(node, field, f"expected {what}, got {'a value' if hint else repr(value)}{hint}")
+
+
+def url(ck: Checker, node: Node, field: str) -> Any:
+    """An http(s) server root such as `https://api.example.com` (no query, no login)."""
+    from urllib.parse import urlsplit
+
+    what = "an http:// or https:// URL (the server root, e.g. https://api.runpod.io)"
+    value = nonempty(ck, node, field, what)
+    if value is INVALID:
+        return value
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ck.problem(node, field, f"expected {what}, got {value!r}")
+    if parts.username or parts.password:
+        return ck.problem(node, field, "must not carry a user or password; the API key comes from an "
+                                       "environment variable (see api_key_env)")
+    if parts.query or parts.fragment:
+        return ck.problem(node, field, f"expected {what} without '?' or '#', got {value!r}")
+    return value.strip().rstrip("/")
+
+
 def raw(ck: Checker, node: Node, field: str) -> Any:
     """A mapping kept as frozen plain data for a later validator."""
     if not isinstance(node, MappingNode):

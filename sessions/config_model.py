@@ -29,6 +29,12 @@ DEFAULT_HOST_KEY = "strict"
 LOCAL_HOST = "local"
 """`host: local` means this machine, reached without SSH."""
 
+PROVIDER_TYPES: tuple[str, ...] = (
+    "runpod", "vastai", "lambda", "tensordock", "thunder", "crusoe",
+    "aws", "gcp", "azure", "skypilot", "dstack", "ssh",
+)
+"""What `provider: {type: ...}` may say (`backends.providers.registry` has one module each)."""
+
 
 
 def _empty() -> Mapping[str, Any]:
@@ -64,17 +70,27 @@ class ProviderConfig:
     """Which cloud API manages a pod, for price lookups, stop and teardown.
 
     Attributes:
-        type: provider name as written (`runpod`, `vast`, ...); checked per type later.
+        type: one of PROVIDER_TYPES (a known alias such as `vast` is stored as `vastai`).
         id: the provider's instance id (always text, even when written as a number).
-        options: every other key of the `provider:` mapping, read-only, kept raw
-            for the provider backend to validate.
+        options: every other key of the `provider:` mapping, read-only, each checked
+            against the keys that provider type understands.
         line: 1-based line of the `provider:` mapping, for those later messages.
+        api_key_env: name of the environment variable holding the API key, when it
+            is not the provider's usual one (`RUNPOD_API_KEY`, ...); the key itself
+            never appears in the config.
+        api_url: server root replacing the provider's official one (a private
+            gateway, a test server); the API's own paths are appended to it.
+        shutdown_stops_billing: `ssh` only: powering the host off stops its billing,
+            so `teardown` may offer `sudo shutdown -h now`.
     """
 
     type: str
     id: str | None = None
     options: Mapping[str, Any] = field(default_factory=_empty)
     line: int | None = None
+    api_key_env: str | None = None
+    api_url: str | None = None
+    shutdown_stops_billing: bool = False
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from sessions.config_fields import (
     Validator,
     boolean,
     env,
+    env_name,
     globs,
     got,
     host,
@@ -42,10 +43,12 @@ from sessions.config_fields import (
     seconds,
     string_map,
     suggest,
+    url,
     user,
 )
 from sessions.config_model import (
     LOCAL_HOST,
+    PROVIDER_TYPES,
     Config,
     ConfigError,
     Defaults,
@@ -183,30 +186,139 @@ def defaults(ck: Checker, node: Node, field: str) -> Any:
     return INVALID if values is None else Defaults(**values)
 
 
+# Per provider type: the option keys it understands beyond `type` and `id`. `region`
+# is accepted everywhere (informational for most, used by the aws CLI).
+_HTTP_OPTIONS = ("api_key_env", "api_url", "region")
+PROVIDER_OPTIONS: Mapping[str, tuple[str, ...]] = {
+    "runpod": (*_HTTP_OPTIONS, "ssh_proxy"),
+    "vastai": _HTTP_OPTIONS,
+    "lambda": _HTTP_OPTIONS,
+    "tensordock": _HTTP_OPTIONS,
+    "thunder": _HTTP_OPTIONS,
+    "crusoe": (*_HTTP_OPTIONS, "project", "access_key_env"),
+    "aws": ("region", "profile", "api_url"),
+    "gcp": ("zone", "project", "region"),
+    "azure": ("resource_group", "subscription", "region"),
+    "skypilot": ("region",),
+    "dstack": ("project", "region"),
+    "ssh": ("shutdown_stops_billing", "region"),
+}
+"""Option keys per provider type (`type` and `id` are always allowed)."""
+
+PROVIDER_ALIASES: Mapping[str, str] = {
+    "vast": "vastai", "vast.ai": "vastai", "vast_ai": "vastai", "vast-ai": "vastai",
+    "lambdalabs": "lambda", "lambda_labs": "lambda", "lambda-labs": "lambda",
+    "lambda_cloud": "lambda", "lambda-cloud": "lambda", "lambdacloud": "lambda",
+    "ec2": "aws", "gce": "gcp", "google": "gcp", "gcloud": "gcp", "az": "azure",
+    "sky": "skypilot", "tnr": "thunder", "thundercompute": "thunder",
+    "thunder_compute": "thunder", "thunder-compute": "thunder", "crusoecloud": "crusoe",
+    "runpod.io": "runpod",
+}
+"""Other spellings people write, read as the canonical type without complaint."""
+
+# The API path gpuctl appends to `api_url`; a URL already ending in it would double it.
+_API_PREFIX = {"runpod": "/v2", "vastai": "/api/v0", "lambda": "/api/v1",
+               "tensordock": "/api/v2", "thunder": "/v1", "crusoe": "/v1"}
+_CLI_AUTH = {
+    "aws": "the aws CLI's own credentials (aws configure, AWS_PROFILE)",
+    "gcp": "gcloud's own login (gcloud auth login)",
+    "azure": "the az CLI's own login (az login)",
+    "skypilot": "SkyPilot's own cloud credentials (sky check)",
+    "dstack": "dstack's own server login (dstack config)",
+    "ssh": "nothing: an ssh pod has no provider API",
+}
+_SECRET_WORDS = ("api_key", "apikey", "key", "token", "secret", "api_token", "password", "secret_key")
+_PROVIDER_OPTION_CHECKS: dict[str, Validator] = {
+    "api_key_env": env_name, "access_key_env": env_name, "api_url": url,
+    "shutdown_stops_billing": boolean, "ssh_proxy": boolean,
+}
+# Options kept in `options` as checked text.
+_PROVIDER_TEXT_OPTIONS = ("region", "profile", "zone", "project", "resource_group", "subscription")
+
+
+def _provider_type(ck: Checker, node: Node, field: str) -> Any:
+    value = nonempty(ck, node, field, "the provider's name (e.g. runpod)")
+    if value is INVALID:
+        return value
+    norm = value.strip().lower()
+    if norm in PROVIDER_TYPES:
+        return norm
+    if norm in PROVIDER_ALIASES:
+        return PROVIDER_ALIASES[norm]
+    close = suggest(norm, PROVIDER_TYPES, PROVIDER_ALIASES)
+    hint = f"did you mean {close!r}?" if close else f"known providers: {', '.join(PROVIDER_TYPES)}"
+    return ck.problem(node, field, f"unknown provider {value!r}; {hint}")
+
+
+def _provider_option(ck: Checker, kind: str, entry: yl.Entry, field: str) -> Any:
+    """One option key of a provider entry of type `kind`, checked; INVALID if wrong."""
+    known = PROVIDER_OPTIONS[kind]
+    key = entry.key
+    if key in known:
+        check = _PROVIDER_OPTION_CHECKS.get(key, nonempty)
+        value = check(ck, entry.value, field)
+        if value is not INVALID and key == "api_url" and kind in _API_PREFIX:
+            prefix = _API_PREFIX[kind]
+            if value.lower().endswith(prefix):
+                return ck.problem(entry.value, field,
+                                  f"is the server root; gpuctl appends {prefix}/... itself, so write "
+                                  f"{value[: -len(prefix)]!r}")
+        return value
+    if key.lower() in _SECRET_WORDS:
+        if kind in _CLI_AUTH:
+            message = f"{kind} takes no API key here; it uses {_CLI_AUTH[kind]}"
+        else:
+            message = ("the API key never goes in the config: put it in an environment variable "
+                       "(the provider's usual one, or the one api_key_env names)")
+        return ck.problem(entry.key_node, field, message)
+    if key == "api_key_env" and kind in _CLI_AUTH:
+        return ck.problem(entry.key_node, field, f"{kind} has no API key to read; it uses {_CLI_AUTH[kind]}")
+    if key == "shutdown_stops_billing":
+        return ck.problem(entry.key_node, field, "only type: ssh has shutdown_stops_billing")
+    if key == "api_url" and kind in _CLI_AUTH:
+        return ck.problem(entry.key_node, field, f"{kind} is reached through its CLI, which has no api_url here")
+    close = suggest(key, known)
+    hint = f"did you mean {close!r}?" if close else f"keys {kind} understands: type, id, {', '.join(known)}"
+    return ck.problem(entry.key_node, field, f"unknown key {key!r} for provider {kind}; {hint}")
+
+
 def provider(ck: Checker, node: Node, field: str) -> Any:
-    """`type` and `id` are read here; any other key is kept in `options`."""
+    """`type` first (it decides which other keys are valid), then `id` and the options."""
     if not isinstance(node, MappingNode):
         return ck.problem(node, field, f"expected a mapping with 'type:' (e.g. type: runpod), got {got(node)}")
     entries, issues = yl.mapping_entries(node)
     ck.issues(issues, field)
-    kind: Any = INVALID
+    type_entry = next((e for e in entries if e.key == "type"), None)
+    if type_entry is None:
+        ck.problem(node, field, "missing 'type' (the provider's name, e.g. type: runpod)")
+        return INVALID
+    kind = _provider_type(ck, type_entry.value, join(field, "type"))
+    if kind is INVALID:
+        return INVALID
     ident: Any = None
+    values: dict[str, Any] = {}
     options: dict[str, Any] = {}
+    ok = True
     for e in entries:
         sub = join(field, e.key)
         if e.key == "type":
-            kind = nonempty(ck, e.value, sub, "the provider's name (e.g. runpod)")
-        elif e.key == "id":
+            continue
+        if e.key == "id":
             ident = None if yl.is_null(e.value) else nonempty(ck, e.value, sub, "the provider's instance id")
+            ok = ok and ident is not INVALID
+            continue
+        if yl.is_null(e.value):
+            continue
+        value = _provider_option(ck, kind, e, sub)
+        if value is INVALID:
+            ok = False
+        elif e.key in ("api_key_env", "api_url", "shutdown_stops_billing"):
+            values[e.key] = value
         else:
-            more: list[yl.Issue] = []
-            options[e.key] = yl.frozen_value(e.value, more)
-            ck.issues(more, sub)
-    if not any(e.key == "type" for e in entries):
-        ck.problem(node, field, "missing 'type' (the provider's name, e.g. type: runpod)")
-    if kind is INVALID or ident is INVALID:
+            options[e.key] = value
+    if not ok:
         return INVALID
-    return ProviderConfig(kind, ident, types.MappingProxyType(options), yl.line_of(node))
+    return ProviderConfig(kind, ident, types.MappingProxyType(options), yl.line_of(node), **values)
 
 
 def _entries_list(ck: Checker, node: Node, field: str, what: str, item: str,
