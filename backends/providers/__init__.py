@@ -1,0 +1,1 @@
+"""Cloud-provider backends: list, inspect, stop and terminate rented instances."""
