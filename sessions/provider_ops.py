@@ -30,6 +30,7 @@ import platformdirs
 
 from backends.providers import registry
 from backends.providers.base import (
+    Capabilities,
     InstanceInfo,
     InstanceNotFound,
     InstanceState,
@@ -88,7 +89,8 @@ class ActionResult:
 # --- building a provider --------------------------------------------------------------
 
 
-def _provider_entry(pod: PodConfig, verb: str) -> ProviderConfig:
+def provider_entry(pod: PodConfig, verb: str) -> ProviderConfig:
+    """The pod's provider entry, checked to be usable for `verb` (ProviderSetupError if not)."""
     if pod.provider is None:
         raise ProviderSetupError(
             f"pod {pod.name!r} has no provider: entry, so gpuctl cannot {verb} it; add one, e.g. "
@@ -135,6 +137,16 @@ def settings_for(entry: ProviderConfig, environ: Mapping[str, str] = os.environ,
         options["access_key_id"] = key_id
     api_url = entry.api_url or (environ.get(spec.url_env, "").strip() if spec.url_env else "") or None
     return ProviderSettings(api_url=api_url, key=key, options=options, timeout=timeout)
+
+
+def capabilities(entry: ProviderConfig) -> Capabilities:
+    """What the entry's provider can do, known without a key or a network call."""
+    cls = registry.provider_class(entry.type)
+    caps = getattr(cls, "capabilities", None)
+    if isinstance(caps, Capabilities):
+        return caps
+    options = {"shutdown_stops_billing": entry.shutdown_stops_billing}
+    return registry.build(entry.type, ProviderSettings(options=options)).capabilities
 
 
 def build_provider(entry: ProviderConfig, environ: Mapping[str, str] = os.environ, *,
@@ -275,7 +287,7 @@ async def stop(config: Config, pod: PodConfig, *, environ: Mapping[str, str] = o
         ActionRefused: the provider has no stop (the message says why, and what to do).
         ProviderError: the provider refused or failed the request.
     """
-    entry = _provider_entry(pod, "stop")
+    entry = provider_entry(pod, "stop")
     provider = build_provider(entry, environ, pod_name=pod.name, **deps)
     caps = provider.capabilities
     try:
@@ -329,7 +341,7 @@ async def teardown(config: Config, pod: PodConfig, *, force: bool = False, guard
             power-off would not stop billing.
         ProviderError: the provider refused or failed the request.
     """
-    entry = _provider_entry(pod, "tear down")
+    entry = provider_entry(pod, "tear down")
     if entry.type == "ssh":
         deps.setdefault("run_command", _ssh_runner(config, pod))
     provider = build_provider(entry, environ, pod_name=pod.name, **deps)

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "tui.commands.logs_cmds",
     "tui.commands.config_cmd",
     "tui.commands.session_cmds",
+    "tui.commands.provider_cmds",
 )
 
 

@@ -1,0 +1,255 @@
+"""`gpuctl pods import PROVIDER [--write]`, `gpuctl stop POD`, `gpuctl teardown POD`.
+
+Exit status: 0 done, or nothing to do (already stopped, already gone: said so);
+1 the provider refused or failed, gpuctl refused (no stop at this provider, the
+newest checkpoint has no verified local copy), or the new state did not show in
+time; 2 the command line, config or environment is wrong (unknown pod, no provider
+entry, the key variable unset, no terminal to confirm on and no --yes).
+
+Confirmation: on a terminal, stop and teardown print what is kept and what is lost,
+then ask for the pod's name to be typed; `--yes` skips that, and without a terminal
+`--yes` is required. Progress goes to stderr, the outcome to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from tui.commands.common import EXIT_USAGE, load_pod_or_explain, run_async
+
+EXIT_FAILED = 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    pods = sub.add_parser("pods", help="pods from your provider account")
+    pods_sub = pods.add_subparsers(dest="pods_command", metavar="ACTION", required=True)
+    imp = pods_sub.add_parser("import", help="list the account's running instances as pod entries")
+    imp.add_argument("provider", metavar="PROVIDER", help="runpod, vastai, lambda, tensordock, thunder, crusoe, aws, ...")
+    imp.add_argument("--write", action="store_true", help="add them to the config file (default: only print)")
+    imp.add_argument("--api-url", metavar="URL", help="the provider's server root (default: the official one)")
+    imp.add_argument("--key-env", metavar="NAME", help="environment variable holding the API key")
+    imp.set_defaults(handler=_import)
+
+    for verb, text in (("stop", "stop a pod's instance through its provider (asks first)"),
+                       ("teardown", "terminate a pod's instance through its provider (asks first)")):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("pod", metavar="POD")
+        p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+        p.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                       help="seconds to wait for the provider to report the new state (default 600)")
+        if verb == "teardown":
+            p.add_argument("--force", action="store_true",
+                           help="tear down even though the newest checkpoint has no verified local copy")
+        p.set_defaults(handler=_stop if verb == "stop" else _teardown)
+
+
+def _err(message: str) -> None:
+    print(f"gpuctl: {message}", file=sys.stderr, flush=True)
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -------------------------------------------------------------------- stop/teardown
+
+
+def _confirm(pod: Any, lines: list[str]) -> bool:
+    """Print `lines` and ask for the pod's name; True only when it is typed exactly."""
+    for line in lines:
+        print(line, file=sys.stderr)
+    print(f"Type the pod's name ({pod.name}) to confirm: ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip() == pod.name
+
+
+def _prepare(args: argparse.Namespace, verb: str) -> tuple[Any, Any, Any] | int:
+    """(config, pod, capabilities), or an exit status after saying why not."""
+    loaded = load_pod_or_explain(args)
+    if loaded is None:
+        return EXIT_USAGE
+    config, pod = loaded
+    if config.read_only:
+        _err(f"{config.path} sets read_only: true, so gpuctl {verb} does not change pods")
+        return EXIT_USAGE
+    from sessions import provider_ops
+
+    try:
+        entry = provider_ops.provider_entry(pod, "tear down" if verb == "teardown" else verb)
+        provider_ops.settings_for(entry, pod_name=pod.name)  # the key variable is set
+    except provider_ops.ProviderSetupError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    caps = provider_ops.capabilities(entry)
+    if not args.yes and not sys.stdin.isatty():
+        _err(f"not doing {verb} of pod {pod.name!r} without confirmation: pass --yes to do it without a prompt")
+        return EXIT_USAGE
+    return config, pod, caps
+
+
+def _report(result: Any, verb: str) -> int:
+    print(result.message)
+    if result.kept:
+        print(f"  kept: {result.kept}")
+    if result.gone:
+        print(f"  {'lost' if verb == 'stop' else 'gone'}: {result.gone}")
+    return EXIT_FAILED if result.outcome == "timeout" else 0
+
+
+async def _act(verb: str, coro: Any) -> int:
+    from backends.providers.base import ProviderError
+    from sessions import provider_ops
+
+    try:
+        return _report(await coro, verb)
+    except provider_ops.ActionRefused as exc:
+        _err(str(exc))
+    except provider_ops.ProviderSetupError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except ProviderError as exc:
+        _err(str(exc))
+    return EXIT_FAILED
+
+
+def _stop(args: argparse.Namespace) -> int:
+    prepared = _prepare(args, "stop")
+    if isinstance(prepared, int):
+        return prepared
+    config, pod, caps = prepared
+    from sessions import provider_ops
+
+    if not caps.can_stop:
+        _err(f"not stopping pod {pod.name!r}: {caps.stop_refusal}")
+        return EXIT_FAILED
+    entry = pod.provider
+    if not args.yes and not _confirm(pod, [
+        f"Stop pod {pod.name!r} ({entry.type} {entry.id})?",
+        f"  kept: {caps.stop_keeps}",
+        f"  lost: {caps.stop_loses}",
+    ]):
+        _err("not stopped")
+        return EXIT_FAILED
+    return run_async(lambda: _act("stop", provider_ops.stop(
+        config, pod, progress=_progress, timeout=args.timeout)))
+
+
+def _teardown(args: argparse.Namespace) -> int:
+    prepared = _prepare(args, "teardown")
+    if isinstance(prepared, int):
+        return prepared
+    config, pod, caps = prepared
+    return run_async(lambda: _teardown_async(args, config, pod, caps))
+
+
+async def _teardown_async(args: argparse.Namespace, config: Any, pod: Any, caps: Any) -> int:
+    from sessions import provider_ops, teardown_guard
+
+    # Ask the guard before the prompt, so nobody types a name only to be refused.
+    ok, note = (True, "") if args.force else await teardown_guard.guard(pod)
+    if not ok:
+        _err(f"not tearing down pod {pod.name!r}: {note}; download and verify it first "
+             f"(gpuctl download {pod.name} SESSION), or pass --force")
+        return EXIT_FAILED
+    entry = pod.provider
+    if not args.yes:
+        lines = [f"Tear down pod {pod.name!r} ({entry.type} {entry.id or pod.host})?",
+                 f"  gone: {caps.teardown_destroys}"]
+        if note:
+            lines.append(f"  checkpoints: {note}")
+        elif args.force:
+            lines.append("  checkpoints: not checked (--force)")
+        if not _confirm(pod, lines):
+            _err("not torn down")
+            return EXIT_FAILED
+
+    async def decided(_pod: Any) -> tuple[bool, str]:
+        return ok, note
+
+    return await _act("teardown", provider_ops.teardown(
+        config, pod, force=args.force, guard=decided, progress=_progress, timeout=args.timeout))
+
+
+# -------------------------------------------------------------------------- import
+
+
+def _import(args: argparse.Namespace) -> int:
+    from sessions.config import ConfigError, ConfigNotFound, ProviderConfig, load_config, locate_config
+    from sessions.config_model import PROVIDER_TYPES
+    from sessions.config_schema import PROVIDER_ALIASES
+    from sessions.config_fields import suggest
+
+    kind = args.provider.strip().lower()
+    kind = PROVIDER_ALIASES.get(kind, kind)
+    if kind not in PROVIDER_TYPES:
+        close = suggest(kind, PROVIDER_TYPES, PROVIDER_ALIASES)
+        _err(f"unknown provider {args.provider!r}; " +
+             (f"did you mean {close!r}?" if close else f"known providers: {', '.join(PROVIDER_TYPES)}"))
+        return EXIT_USAGE
+    location = locate_config(args.config)
+    try:
+        config = load_config(location)
+    except ConfigNotFound:
+        config = None  # nothing to keep: --write creates the file
+    except ConfigError as exc:
+        _err(f"{exc}\n(fix the config before importing into it)")
+        return EXIT_USAGE
+    # Reuse how an existing pod of this provider reaches it (key variable, server).
+    sibling = next((p.provider for p in (config.pods if config else ()) if p.provider and p.provider.type == kind), None)
+    key_env = args.key_env or (sibling.api_key_env if sibling else None)
+    api_url = args.api_url or (sibling.api_url if sibling else None)
+    options = dict(sibling.options) if sibling else {}
+    options.pop("ssh_proxy", None)
+    entry = ProviderConfig(kind, None, options, api_key_env=key_env, api_url=api_url)
+    return run_async(lambda: _import_async(args, config, location.path, entry))
+
+
+async def _import_async(args: argparse.Namespace, config: Any, path: Any, entry: Any) -> int:
+    from backends.providers.base import ProviderError
+    from sessions import pod_import, provider_ops
+
+    try:
+        provider = provider_ops.build_provider(entry)
+    except provider_ops.ProviderSetupError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    try:
+        if not provider.capabilities.can_list:
+            _err(f"{entry.type} pods cannot be imported: there is no provider API to list them")
+            return EXIT_USAGE
+        instances = await provider.list()
+    except ProviderError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    finally:
+        await provider.aclose()
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    extra = {k: v for k, v in (("api_key_env", entry.api_key_env), ("api_url", entry.api_url)) if v}
+    extra.update({k: v for k, v in entry.options.items() if k in ("region", "zone", "project", "resource_group",
+                                                                   "subscription", "profile")})
+    plan = pod_import.plan(config, entry.type, instances, indent=pod_import.list_indent(text), provider_extra=extra)
+    for info, why in plan.skipped:
+        _err(f"skipped {entry.type} {info.id}{f' ({info.name})' if info.name else ''}: {why}")
+    if not plan.added:
+        print(f"nothing to import from {entry.type}: {len(instances)} instance(s), none new and running")
+        return 0
+    entries = "".join(p.text for p in plan.added)
+    if any(p.info.ssh_proxied for p in plan.added):
+        _err(f"note: {pod_import.PROXY_NOTE}")
+    if not args.write:
+        print(f"# would add {len(plan.added)} pod(s) to {path} (run again with --write to add them):")
+        sys.stdout.write(entries)
+        return 0
+    try:
+        new_text = pod_import.insert_pods(text, entries)
+        pod_import.write_config(path, new_text)
+    except pod_import.ImportError_ as exc:
+        _err(f"{path}: {exc}")
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - ConfigError or OSError: nothing was written
+        _err(f"{path} was not changed: {exc}")
+        return EXIT_FAILED
+    names = ", ".join(p.name for p in plan.added)
+    print(f"added {len(plan.added)} pod(s) to {path}: {names}")
+    return 0
