@@ -1,0 +1,113 @@
+"""Every key binding of the app, each with an id that config can remap.
+
+`keys: {pod.teardown: ctrl+t}` in config becomes `App.set_keymap`; the ids are the
+contract with users' configs, so they never change meaning. The help screen and the
+command palette list these same tables, so what they show is what the keys do.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+
+from textual.binding import Binding
+
+HELP = Binding("question_mark", "app.help", "Help", id="app.help", tooltip="Show every key")
+"""On every screen's own list too, so the footer shows it first."""
+
+APP: list[Binding] = [
+    HELP,
+    Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit gpuctl (sessions keep running on the pods)"),
+    Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False, priority=True,
+            tooltip="Command palette: every action and theme by name"),
+]
+
+FLEET: list[Binding] = [
+    HELP,
+    Binding("enter", "open_pod", "Open", id="fleet.open", tooltip="Open the highlighted pod"),
+    Binding("slash", "filter", "Filter", id="fleet.filter",
+            tooltip="Filter pods by name, host, state, GPU model or session (Esc clears)"),
+    Binding("o", "sort", "Sort", id="fleet.sort",
+            tooltip="Sort by the next key: config order, name, state, hottest GPU, utilization, ETA, $/h"),
+    Binding("O", "reverse_sort", "Reverse", id="fleet.reverse", show=False, tooltip="Reverse the sort"),
+]
+
+POD_ACTIONS: list[Binding] = [
+    Binding("a", "attach", "Attach", id="pod.attach",
+            tooltip="Attach this terminal to the session: ssh -t ... tmux attach (detach: C-b d)"),
+    Binding("n", "launch", "Launch", id="pod.launch", tooltip="Launch a configured session that is not running"),
+    Binding("k", "kill", "Kill", id="pod.kill", tooltip="Kill the session's tmux session (asks first)"),
+    Binding("d", "download", "Download", id="pod.download", tooltip="Download the newest checkpoint"),
+    Binding("r", "resume", "Resume", id="pod.resume", tooltip="Relaunch the session from its newest checkpoint"),
+    Binding("s", "stop", "Stop", id="pod.stop", tooltip="Stop the instance through its provider (asks first)"),
+    Binding("T", "teardown", "Teardown", id="pod.teardown",
+            tooltip="Terminate the instance through its provider (type the pod name to confirm)"),
+    Binding("l", "log", "Log", id="pod.log", tooltip="The session's log, full screen"),
+]
+"""On the fleet screen they act on the highlighted pod's main session; on the pod
+screen, on the selected session."""
+
+POD: list[Binding] = [
+    Binding("escape", "back", "Back", id="pod.back", tooltip="Back to the fleet"),
+    Binding("slash", "search", "Search", id="log.search",
+            tooltip="Search the log, matches highlighted (Enter: older match, Esc: close)"),
+    Binding("f", "follow", "Follow", id="log.follow", tooltip="Follow the newest line, or pause"),
+    Binding("pageup", "log_page(-1)", "Page up", id="log.page_up", show=False, tooltip="Scroll the log up a page"),
+    Binding("pagedown", "log_page(1)", "Page down", id="log.page_down", show=False,
+            tooltip="Scroll the log down a page"),
+]
+
+POD_SCREEN: list[Binding] = POD + [
+    Binding("up", "select_session(-1)", "Previous session", id="pod.previous_session", show=False,
+            tooltip="Select the previous session (the log and the actions follow it)"),
+    Binding("down", "select_session(1)", "Next session", id="pod.next_session", show=False,
+            tooltip="Select the next session"),
+]
+
+LOG: list[Binding] = [
+    HELP,
+    Binding("escape", "back", "Back", id="log.back", tooltip="Back to the previous screen"),
+    Binding("slash", "search", "Search", id="log.search",
+            tooltip="Search the log, matches highlighted (Enter: older match, Esc: close)"),
+    Binding("f", "follow", "Follow", id="log.follow", tooltip="Follow the newest line, or pause"),
+    Binding("n", "next_match", "Next match", id="log.next_match", show=False, tooltip="Next (newer) match"),
+    Binding("N", "previous_match", "Previous match", id="log.previous_match", show=False,
+            tooltip="Previous (older) match"),
+]
+
+DIALOG: list[Binding] = [
+    Binding("y", "confirm", "Confirm", id="dialog.confirm", tooltip="Confirm (not in a dialog that asks to type a name)"),
+    Binding("n,escape", "cancel", "Cancel", id="dialog.cancel", tooltip="Cancel: nothing is changed"),
+]
+
+GROUPS: tuple[tuple[str, list[Binding]], ...] = (
+    ("Everywhere", APP),
+    ("Fleet screen", FLEET[1:]),
+    ("Pod actions (fleet screen: the highlighted pod; pod screen: the selected session)", POD_ACTIONS),
+    ("Pod screen", POD_SCREEN),
+    ("Full-screen log", LOG[1:]),
+    ("Confirmation dialogs", DIALOG),
+)
+
+MUTATING: frozenset[str] = frozenset({"attach", "launch", "kill", "resume", "stop", "teardown"})
+"""Actions that change a pod: hidden and refused in read-only mode. Attach counts:
+a terminal inside a training session can stop it with one Ctrl-C."""
+
+
+def binding_ids() -> set[str]:
+    return {b.id for _, group in GROUPS for b in group if b.id}
+
+
+def keymap_from_config(keys: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Config `keys:` as a Textual keymap, and a message for each id that is unknown."""
+    known = binding_ids()
+    keymap: dict[str, str] = {}
+    problems: list[str] = []
+    for binding_id, key in keys.items():
+        if binding_id in known:
+            keymap[binding_id] = key
+            continue
+        close = difflib.get_close_matches(binding_id, sorted(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; ids: {', '.join(sorted(known))}"
+        problems.append(f"keys: no key binding with id {binding_id!r}{hint}")
+    return keymap, problems

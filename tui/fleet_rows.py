@@ -1,0 +1,273 @@
+"""What the fleet screen shows for each pod, as plain text and a tone: pure functions.
+
+The table widget only turns a tone into a theme style (`-hot`, `-offline`...), so
+everything a person reads here is testable without Textual. Columns carry a priority:
+on a narrow terminal the least important ones drop first (`visible_columns`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, SessionSnapshot, SessionState
+from tui import humanize
+from tui.sessions_table import rate_text, step_text
+from tui.status_table import HOT_C, WARM_C, short_gpu_name, summary
+
+Span = tuple[str, str]
+"""(text, tone); tone is "" or one of TONES."""
+Cell = tuple[Span, ...]
+"""A cell is one or more spans: the GPUS cell colours its temperature alone."""
+
+TONES = ("online", "connecting", "reconnecting", "offline", "hot", "warm", "stalled", "exited", "failed", "muted")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One fleet table column."""
+
+    key: str
+    label: str
+    width: int
+    right: bool = False
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("pod", "POD", 12),
+    Column("state", "STATE", 12),
+    Column("gpus", "GPUS    TEMP UTIL", 17),
+    Column("mem", "MEM", 9, True),
+    Column("session", "SESSION", 12),
+    Column("step", "STEP", 10, True),
+    Column("rate", "RATE", 10, True),
+    Column("loss", "LOSS", 7, True),
+    Column("eta", "ETA", 7, True),
+    Column("price", "$/H", 5, True),
+    Column("spent", "SPENT", 8, True),
+)
+DROP_ORDER = ("spent", "mem", "rate", "price", "loss", "eta", "step", "session", "gpus")
+"""Which columns give way first when the terminal is narrow."""
+CELL_PADDING = 1
+"""DataTable's padding on each side of a cell."""
+SCROLLBAR = 1
+"""Room kept for the table's vertical scrollbar (one cell wide in gpuctl.tcss)."""
+
+
+def visible_columns(width: int, pod_width: int = 12) -> list[Column]:
+    """The columns that fit `width` cells, dropping the least important first."""
+    cols = [Column(c.key, c.label, pod_width) if c.key == "pod" else c for c in COLUMNS]
+    for key in DROP_ORDER:
+        if sum(c.width + 2 * CELL_PADDING for c in cols) <= width - SCROLLBAR:
+            break
+        cols = [c for c in cols if c.key != key]
+    return cols
+
+
+# -------------------------------------------------------------------------- pod cells
+
+
+def main_session(pod: PodSnapshot) -> SessionSnapshot | None:
+    """The session the fleet row shows and actions target: a running one first
+    (configured before adopted), then the first configured one."""
+    running = [s for s in pod.sessions if s.state == SessionState.RUNNING]
+    if running:
+        return next((s for s in running if s.configured), running[0])
+    return pod.sessions[0] if pod.sessions else None
+
+
+def gpu_model(pod: PodSnapshot) -> str:
+    """'2×A100', '8×H100', 'A100+H100', 'no GPU' or '-'."""
+    if not pod.gpus:
+        return {"none": "no GPU", "error": "GPU error"}.get(pod.gpu_status or "", "-")
+    names = [_model(g.name) for g in pod.gpus]
+    unique = list(dict.fromkeys(names))
+    if len(unique) == 1:
+        return f"{len(names)}×{unique[0]}"
+    return "+".join(unique)
+
+
+def _model(name: str | None) -> str:
+    """'NVIDIA A100-SXM4-80GB' -> 'A100'; 'NVIDIA H100 80GB HBM3' -> 'H100'."""
+    short = short_gpu_name(name).split("-")[0]
+    words = short.split()
+    for i, word in enumerate(words):
+        if any(ch.isdigit() for ch in word):
+            return " ".join(words[: i + 1])
+    return short
+
+
+def temp_tone(temp_c: float | None) -> str:
+    if temp_c is None:
+        return "muted"
+    if temp_c >= HOT_C:
+        return "hot"
+    return "warm" if temp_c >= WARM_C else ""
+
+
+def hottest(pod: PodSnapshot) -> float | None:
+    temps = [g.temp_c for g in pod.gpus if g.temp_c is not None]
+    return max(temps) if temps else None
+
+
+def mean_util(pod: PodSnapshot) -> float | None:
+    utils = [g.util_pct for g in pod.gpus if g.util_pct is not None]
+    return sum(utils) / len(utils) if utils else None
+
+
+def memory(pod: PodSnapshot) -> str:
+    used = [g.mem_used_mib for g in pod.gpus if g.mem_used_mib is not None]
+    total = [g.mem_total_mib for g in pod.gpus if g.mem_total_mib is not None]
+    if not used or not total:
+        return "-"
+    return f"{sum(used) / 1024:.0f}/{sum(total) / 1024:.0f}G"
+
+
+def spent(pod: PodSnapshot) -> float | None:
+    """Dollars since the machine booted: rented pods bill from start, and uptime is
+    the one clock every pod reports."""
+    if pod.price_per_hour is None or pod.uptime_s is None:
+        return None
+    return pod.price_per_hour * pod.uptime_s / 3600.0
+
+
+def session_span(session: SessionSnapshot | None) -> Span:
+    """The main session's name, with its state when it is not simply running."""
+    if session is None:
+        return ("-", "muted")
+    if session.state == SessionState.EXITED:
+        status = session.exit_status
+        return (f"{session.name} (exit {status if status is not None else '?'})",
+                "exited" if status == 0 else "failed")
+    if session.state == SessionState.ABSENT:
+        return (f"{session.name} (off)", "muted")
+    if session.stalled:
+        return (f"{session.name} (stall)", "stalled")
+    return (session.name, "")
+
+
+def gpus_cell(pod: PodSnapshot) -> Cell:
+    """'2×A100    52°  96%': model, hottest temperature (toned), mean utilization."""
+    if not pod.gpus:
+        return ((gpu_model(pod), "muted"),)
+    temp, util = hottest(pod), mean_util(pod)
+    model = gpu_model(pod)
+    model = model if len(model) <= 8 else model[:7] + "…"
+    return ((f"{model:<8}", ""), (f"{humanize.number(temp, '°'):>4}", temp_tone(temp)),
+            (f"{humanize.number(util, '%'):>5}", ""))
+
+
+def compact_count(n: int) -> str:
+    """12345 -> '12.3k', 100000 -> '100k', 2500000 -> '2.5M': steps fit a narrow column."""
+    for unit, size, start in (("M", 1_000_000, 1_000_000), ("k", 1000, 10_000)):
+        if n >= start:
+            value = n / size
+            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
+    return str(n)
+
+
+def step_span(progress) -> str:
+    if progress is None or progress.step is None:
+        return "-"
+    text = step_text(progress)
+    if len(text) <= 10:
+        return text
+    total = f"/{compact_count(progress.total)}" if progress.total else ""
+    return compact_count(progress.step) + total
+
+
+def pod_cells(pod: PodSnapshot) -> dict[str, Cell]:
+    """Every column's (text, tone) for one pod."""
+    session = main_session(pod)
+    progress = session.progress if session else None
+    live = progress if session is not None and session.state == SessionState.RUNNING else None
+    cost = spent(pod)
+    loss = f"{progress.loss:.4g}" if progress and progress.loss is not None else "-"
+    eta = humanize.duration(live.eta_s) if live and live.eta_s is not None else "-"
+    return {
+        "pod": ((pod.name, ""),),
+        "state": ((pod.state, pod.state if pod.state in TONES else ""),),
+        "gpus": gpus_cell(pod),
+        "mem": ((memory(pod), ""),),
+        "session": (session_span(session),),
+        "step": ((step_span(progress), ""),),
+        "rate": ((rate_text(live), ""),),
+        "loss": ((loss, "failed" if loss in ("nan", "inf") else ""),),
+        "eta": ((eta, ""),),
+        "price": ((f"{pod.price_per_hour:.2f}" if pod.price_per_hour is not None else "-", ""),),
+        "spent": ((f"${cost:,.2f}" if cost is not None else "-", ""),),
+    }
+
+
+def detail_line(pod: PodSnapshot) -> Span:
+    """The line under the table for the highlighted pod: why it is not online, or
+    where it is."""
+    if pod.error and pod.state != PodState.ONLINE:
+        return (f"{pod.name}: {pod.error}", "failed" if pod.state == PodState.OFFLINE else "reconnecting")
+    if pod.gpu_status == "error" and pod.gpu_error:
+        return (f"{pod.name}: GPU: {pod.gpu_error}", "failed")
+    parts = [pod.name, pod.host]
+    if pod.uptime_s is not None:
+        parts.append(f"up {humanize.duration(pod.uptime_s)}")
+    if pod.disk and pod.disk.used_pct is not None:
+        parts.append(f"disk {pod.disk.used_pct:.0f}%")
+    return (" · ".join(parts), "")
+
+
+# ------------------------------------------------------------------ filter and sort
+
+
+def matches(pod: PodSnapshot, needle: str) -> bool:
+    """Case-insensitive substring over name, host, state, GPU model and sessions."""
+    if not needle:
+        return True
+    hay = " ".join([pod.name, pod.host, pod.state, gpu_model(pod), *(s.name for s in pod.sessions)])
+    return needle.lower() in hay.lower()
+
+
+_STATE_ORDER = {PodState.OFFLINE: 0, PodState.RECONNECTING: 1, PodState.CONNECTING: 2, PodState.ONLINE: 3}
+
+
+def _eta(pod: PodSnapshot) -> float | None:
+    s = main_session(pod)
+    return s.progress.eta_s if s and s.progress else None
+
+
+SORTS: dict[str, tuple[str, Callable[[PodSnapshot], object], bool]] = {
+    # key: (label, value, descending). None values always sort last.
+    "config": ("config order", lambda p: None, False),
+    "name": ("name", lambda p: p.name.lower(), False),
+    "state": ("state (trouble first)", lambda p: _STATE_ORDER.get(p.state, 9), False),
+    "temp": ("hottest GPU", hottest, True),
+    "util": ("utilization", mean_util, True),
+    "eta": ("ETA", _eta, False),
+    "price": ("$/h", lambda p: p.price_per_hour, True),
+}
+SORT_ORDER = tuple(SORTS)
+
+
+def ordered(pods: Sequence[PodSnapshot], sort: str, reverse: bool = False) -> list[PodSnapshot]:
+    """Pods in display order: stable, unknown values last whatever the direction."""
+    if sort == "config":
+        return list(reversed(pods)) if reverse else list(pods)
+    _, value, descending = SORTS[sort]
+    known = [(value(p), i, p) for i, p in enumerate(pods)]
+    present = [k for k in known if k[0] is not None]
+    missing = [k[2] for k in known if k[0] is None]
+    present.sort(key=lambda k: k[1])
+    present.sort(key=lambda k: k[0], reverse=descending != reverse)  # type: ignore[arg-type, return-value]
+    return [k[2] for k in present] + missing
+
+
+def header_text(fleet: FleetSnapshot, *, sort: str, reverse: bool, filter_text: str, shown: int) -> str:
+    """'2/3 pods online · 10 GPUs · $4.87/h · spent $31.20   sorted by ETA · filter …'."""
+    costs = [c for c in (spent(p) for p in fleet.pods) if c is not None]
+    text = summary(fleet) if fleet.pods else "no pods in config"
+    if costs:
+        text += f" · spent ${sum(costs):,.2f}"
+    view = []
+    if sort != "config" or reverse:
+        view.append(f"sorted by {SORTS[sort][0]}{' (reversed)' if reverse else ''}")
+    if filter_text:
+        view.append(f"filter {filter_text!r}: {shown} shown")
+    return text + ("   " + " · ".join(view) if view else "")

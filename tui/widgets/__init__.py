@@ -1,0 +1,1 @@
+"""Textual widgets; none does I/O (data arrives as attributes or messages)."""
