@@ -1,0 +1,353 @@
+"""Every key action of the TUI: what it may act on, what it asks, which Fleet call it
+makes. One place, so read-only refusal, confirmations and error handling are uniform,
+and features still being built (checkpoints, providers) are finished here.
+
+Each action runs in an async worker with `exit_on_error=False`; any failure becomes a
+notification naming the pod and what failed, never a traceback on screen. Nothing here
+draws: the screens say what is targeted (`Target`) and show the results.
+
+Wired: launch (`n`), kill (`k`, confirmed) and attach (`a`: suspends the app, runs
+`ssh -t ... tmux attach`) through the Fleet; stop (`s`, confirmed) and teardown (`T`,
+type the pod name) through `sessions.provider_ops` (a pod without `provider:` says it
+has none; the teardown dialog says whether the newest checkpoint is safe, from
+`sessions.teardown_guard`). Not yet available, saying so plainly: download (`d`) and
+resume (`r`), which wait for the checkpoints feature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sessions.snapshot import PodSnapshot, SessionSnapshot, SessionState
+from tui import humanize
+from tui.bindings import MUTATING
+from tui.sessions_table import step_text
+
+if TYPE_CHECKING:
+    from tui.app import GpuctlApp
+
+AttachRunner = Callable[["GpuctlApp", list[str]], Awaitable[int]]
+"""Runs the attach command with the terminal handed over; returns its exit status."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an action acts on: a pod, and the session the screen has selected."""
+
+    pod: str
+    session: str | None = None
+
+
+async def run_in_terminal(app: "GpuctlApp", argv: list[str]) -> int:
+    """Suspend the app, run `argv` on the real terminal, come back when it exits.
+
+    The event loop keeps running (the Fleet keeps its connections), but repaints are
+    held with `batch_update`: in Textual 8.2 a repaint while suspended queues output
+    to the stopped writer thread, whose bounded queue then blocks the loop."""
+    with app.batch_update(), app.suspend():
+        process = await asyncio.create_subprocess_exec(*argv)
+        return await process.wait()
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as a sentence for a toast (SSH failures carry their own)."""
+    message = getattr(exc, "message", None)
+    if isinstance(message, str) and message:
+        return message
+    text = str(exc) or type(exc).__name__
+    return text if not isinstance(exc, (OSError, RuntimeError, ValueError)) else f"{type(exc).__name__}: {text}"
+
+
+class Actions:
+    """The app's action runner (`app.actions`)."""
+
+    def __init__(self, app: "GpuctlApp", *, read_only: bool, attach_runner: AttachRunner | None = None) -> None:
+        self.app = app
+        self.read_only = read_only
+        self.attach_runner = attach_runner or run_in_terminal
+        self.environ: Mapping[str, str] = os.environ
+        """Where provider API keys are read from (the variables config names)."""
+        self.poll_every = 5.0
+        """Seconds between provider status polls after a stop or teardown."""
+
+    # -- what may run --------------------------------------------------------------
+
+    def check(self, action: str, target: Target | None) -> bool | None:
+        """For `check_action`: False hides (read-only), None greys out (nothing to act on)."""
+        if self.read_only and action in MUTATING:
+            return False
+        if target is None:
+            return None
+        if action in ("attach", "kill", "log", "download", "resume") and target.session is None:
+            return None
+        if action == "launch" and not self._launch_candidates(target.pod):
+            return None
+        return True
+
+    def _refused(self, action: str) -> bool:
+        if self.read_only and action in MUTATING:
+            self.app.notify(f"Read-only mode: {action} would change a pod, so it is off.",
+                            title="Read-only", severity="warning")
+            return True
+        return False
+
+    def _fleet(self) -> Any | None:
+        if self.app.fleet is None:
+            self.app.notify("Still starting up: no pod is connected yet.", severity="warning")
+        return self.app.fleet
+
+    def _run(self, what: str, target: Target, coro: Coroutine[Any, Any, None]) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except Exception as exc:  # noqa: BLE001 - every failure is shown, none is fatal
+                self.app.notify(f"{what} failed: {error_text(exc)}", title=target.pod, severity="error")
+
+        self.app.run_worker(guarded(), name=f"{what} {target.pod}", group="actions", exit_on_error=False)
+
+    def _pod(self, name: str) -> PodSnapshot | None:
+        try:
+            return self.app.snapshot.pod(name)
+        except KeyError:
+            return None
+
+    def _session(self, target: Target) -> SessionSnapshot | None:
+        pod = self._pod(target.pod)
+        return next((s for s in pod.sessions if s.name == target.session), None) if pod else None
+
+    # -- launch --------------------------------------------------------------------
+
+    def _launch_candidates(self, pod_name: str) -> list[str]:
+        """Configured sessions with a command that are not running now."""
+        pod = self._pod(pod_name)
+        running = {s.name for s in pod.sessions if s.state == SessionState.RUNNING} if pod else set()
+        try:
+            configured = self.app.config.pod(pod_name).sessions
+        except KeyError:
+            return []
+        return [s.name for s in configured if s.command and s.name not in running]
+
+    def launch(self, target: Target) -> None:
+        if self._refused("launch"):
+            return
+        candidates = self._launch_candidates(target.pod)
+        if not candidates:
+            self.app.notify("Nothing to launch: no configured session with a `command:` is stopped.",
+                            title=target.pod, severity="warning")
+            return
+        if target.session in candidates or len(candidates) == 1:
+            name = target.session if target.session in candidates else candidates[0]
+            self._run("Launch", target, self._launch(target.pod, name))
+            return
+        self._run("Launch", target, self._pick_and_launch(target.pod, candidates))
+
+    async def _pick_and_launch(self, pod: str, candidates: list[str]) -> None:
+        from tui.dialogs.pick import PickDialog
+
+        commands = {s.name: s.command or "" for s in self.app.config.pod(pod).sessions}
+        choice = await self.app.push_screen_wait(
+            PickDialog(f"Launch which session on {pod}?", [(n, commands[n]) for n in candidates]))
+        if choice:
+            await self._launch(pod, choice)
+
+    async def _launch(self, pod: str, session: str) -> None:
+        fleet = self._fleet()
+        if fleet is None:
+            return
+        result = await fleet.launch(pod, session)
+        replaced = " (replacing its exited run)" if result.replaced else ""
+        self.app.notify(f"Launched session {session!r}{replaced}. Log: {result.log_path}", title=pod)
+
+    # -- kill ----------------------------------------------------------------------
+
+    def kill(self, target: Target) -> None:
+        if self._refused("kill") or target.session is None:
+            return
+        session = self._session(target)
+        if session is None or session.state == SessionState.ABSENT:
+            self.app.notify(f"No tmux session {target.session!r} is running: nothing to kill.",
+                            title=target.pod, severity="warning")
+            return
+        self._run("Kill", target, self._kill(target, session))
+
+    def kill_question(self, target: Target, session: SessionSnapshot) -> str:
+        """The dialog text: which session, what it is doing, what is lost and kept."""
+        lines = [f"Kill tmux session {session.name!r} on pod {target.pod!r}."]
+        if session.state == SessionState.EXITED:
+            status = f" with status {session.exit_status}" if session.exit_status is not None else ""
+            lines.append(f"Its command already exited{status}; this removes the session and its last screen.")
+        else:
+            command = self._configured_command(target.pod, session.name) or "a command started by hand"
+            lines.append(f"It is running: {command}")
+            p = session.progress
+            if p and p.step is not None:
+                eta = f", ETA {humanize.duration(p.eta_s)}" if p.eta_s is not None else ""
+                lines.append(f"Training is at step {step_text(p)}{eta}; it stops now, unsaved progress is lost.")
+            else:
+                lines.append("The process is ended now.")
+        if session.log:
+            lines.append(f"The log stays on the pod: {session.log}")
+        return "\n".join(lines)
+
+    def _configured_command(self, pod: str, session: str) -> str | None:
+        try:
+            return self.app.config.pod(pod).session(session).command
+        except KeyError:
+            return None
+
+    async def _kill(self, target: Target, session: SessionSnapshot) -> None:
+        from tui.dialogs.confirm import ConfirmDialog
+
+        question = self.kill_question(target, session)
+        if not await self.app.push_screen_wait(ConfirmDialog("Kill session?", question, "Kill")):
+            self.app.notify(f"Session {session.name!r} was not killed.", title=target.pod)
+            return
+        fleet = self._fleet()
+        if fleet is None:
+            return
+        result = await fleet.kill(target.pod, session.name)
+        if result.existed:
+            self.app.notify(f"Killed session {session.name!r}.", title=target.pod)
+        else:
+            self.app.notify(f"Session {session.name!r} had already ended.", title=target.pod)
+
+    # -- attach --------------------------------------------------------------------
+
+    def attach(self, target: Target) -> None:
+        if self._refused("attach") or target.session is None:
+            return
+        session = self._session(target)
+        if session is None or session.state == SessionState.ABSENT:
+            hint = " Press n to launch it." if target.session in self._launch_candidates(target.pod) else ""
+            self.app.notify(f"No tmux session {target.session!r} on this pod.{hint}",
+                            title=target.pod, severity="warning")
+            return
+        self._run("Attach", target, self._attach(target.pod, session.name))
+
+    async def _attach(self, pod: str, session: str) -> None:
+        from textual.app import SuspendNotSupported
+
+        fleet = self._fleet()
+        if fleet is None:
+            return
+        argv = fleet.attach_argv(pod, session, inside_tmux=bool(os.environ.get("TMUX")))
+        try:
+            status = await self.attach_runner(self.app, argv)
+        except SuspendNotSupported:
+            self.app.notify(f"This terminal cannot be handed over; run: gpuctl attach {pod} {session}",
+                            title=pod, severity="error")
+            return
+        except FileNotFoundError:
+            self.app.notify(f"Cannot attach: {argv[0]!r} is not installed.", title=pod, severity="error")
+            return
+        fleet.refresh(pod)
+        if status not in (0, None):
+            why = " (ssh could not connect)" if status == 255 and argv[0] == "ssh" else ""
+            self.app.notify(f"Attach ended with status {status}{why}.", title=pod, severity="warning")
+
+    # -- features still being built ---------------------------------------------------
+
+    def download(self, target: Target) -> None:
+        self.app.notify("Downloading checkpoints is not available in this build yet "
+                        "(it arrives with the checkpoints feature).", title=target.pod, severity="warning")
+
+    def resume(self, target: Target) -> None:
+        if self._refused("resume"):
+            return
+        self.app.notify("Resume is not available in this build yet "
+                        "(it arrives with the checkpoints feature).", title=target.pod, severity="warning")
+
+    # -- stop and teardown, through the pod's provider ---------------------------------
+
+    def stop(self, target: Target) -> None:
+        if not self._refused("stop") and self._provider_entry(target.pod, "stop") is not None:
+            self._run("Stop", target, self._stop(target.pod))
+
+    def teardown(self, target: Target) -> None:
+        if not self._refused("teardown") and self._provider_entry(target.pod, "tear down") is not None:
+            self._run("Teardown", target, self._teardown(target.pod))
+
+    def _provider_entry(self, pod: str, verb: str) -> Any | None:
+        """The pod's provider entry, or None after saying that it has none."""
+        try:
+            entry = self.app.config.pod(pod).provider
+        except KeyError:
+            entry = None
+        if entry is None:
+            self.app.notify(f"Pod {pod!r} has no provider, so gpuctl cannot {verb} it. Add a `provider:` "
+                            "entry to the pod in config, or use your cloud console.", title=pod, severity="warning")
+        return entry
+
+    async def _capabilities(self, pod: Any) -> Any:
+        """What the provider can do and what each action keeps and destroys (raises
+        `ProviderSetupError`, e.g. an unset key variable, before anything is asked)."""
+        from sessions import provider_ops
+
+        provider = provider_ops.build_provider(pod.provider, self.environ, pod_name=pod.name)
+        try:
+            return provider.capabilities
+        finally:
+            await provider.aclose()
+
+    async def _stop(self, pod_name: str) -> None:
+        from sessions import provider_ops
+        from tui.dialogs.confirm import ConfirmDialog
+
+        pod = self.app.config.pod(pod_name)
+        caps = await self._capabilities(pod)
+        if not caps.can_stop:
+            self.app.notify(f"Not stopping: {caps.stop_refusal}", title=pod_name, severity="warning")
+            return
+        question = (f"Stop pod {pod_name!r}: ask {pod.provider.type} to stop instance {pod.provider.id}.\n"
+                    f"Kept: {caps.stop_keeps}\nLost: {caps.stop_loses}")
+        if not await self.app.push_screen_wait(ConfirmDialog("Stop pod?", question, "Stop")):
+            self.app.notify(f"Pod {pod_name!r} was not stopped.", title=pod_name)
+            return
+        self.app.notify(f"Asking {pod.provider.type} to stop the pod; this can take minutes.", title=pod_name)
+        result = await provider_ops.stop(self.app.config, pod, environ=self.environ, poll_every=self.poll_every)
+        self._provider_result(result)
+
+    def teardown_question(self, pod: Any, caps: Any, checkpoint_ok: bool, checkpoint_note: str) -> str:
+        """What a teardown destroys, and whether the newest checkpoint is safe."""
+        where = f"instance {pod.provider.id}" if pod.provider.id else pod.host
+        safe = ("Newest checkpoint: safely downloaded: " if checkpoint_ok
+                else "Newest checkpoint: NOT known to be safely downloaded: ")
+        return (f"Terminate pod {pod.name!r}: ask {pod.provider.type} to delete {where}.\n"
+                f"Destroyed: {caps.teardown_destroys}\n{safe}{checkpoint_note}.\nThis cannot be undone.")
+
+    async def _teardown(self, pod_name: str) -> None:
+        from sessions import provider_ops, teardown_guard
+        from tui.dialogs.confirm import TypedConfirmDialog
+
+        pod = self.app.config.pod(pod_name)
+        caps = await self._capabilities(pod)
+        ok, note = await teardown_guard.guard(pod)
+        question = self.teardown_question(pod, caps, ok, note)
+        dialog = TypedConfirmDialog("Tear down pod?", question, "Tear down" if ok else "Tear down anyway", pod_name)
+        if not await self.app.push_screen_wait(dialog):
+            self.app.notify(f"Pod {pod_name!r} was not torn down.", title=pod_name)
+            return
+        self.app.notify(f"Asking {pod.provider.type} to terminate the pod; this can take minutes.", title=pod_name)
+        # Typing the name after reading the checkpoint warning is the TUI's --force.
+        result = await provider_ops.teardown(self.app.config, pod, force=not ok, guard=teardown_guard.guard,
+                                             environ=self.environ, poll_every=self.poll_every)
+        self._provider_result(result)
+
+    def _provider_result(self, result: Any) -> None:
+        lines = [result.message[:1].upper() + result.message[1:] + "."]
+        if result.kept:
+            lines.append(f"Kept: {result.kept}")
+        if result.gone and result.outcome != "timeout":
+            lines.append(f"Gone: {result.gone}")
+        severity = "warning" if result.outcome == "timeout" else "information"
+        self.app.notify("\n".join(lines), title=result.pod, severity=severity, timeout=15)  # type: ignore[arg-type]
+
+    # -- what the pod screen shows ----------------------------------------------------
+
+    def checkpoint_lines(self, target: Target | None) -> list[tuple[str, str]]:
+        """(text, tone) lines for the checkpoint list of the selected session."""
+        return [("Not in this build yet: checkpoint listing and downloads.", "muted")]

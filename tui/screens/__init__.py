@@ -1,0 +1,1 @@
+"""Textual screens: the fleet, one pod, a full-screen log, help."""

@@ -1,0 +1,146 @@
+"""The home screen: one row per pod, live; Enter opens a pod, `/` filters, `o` sorts."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from sessions.snapshot import FleetSnapshot
+from tui import fleet_rows
+from tui.actions import Target
+from tui.bindings import FLEET, POD_ACTIONS
+from tui.screens.pod_actions import PodActionsMixin
+from tui.widgets.fleet_table import FleetTable
+from tui.widgets.text import set_text
+
+
+class FleetScreen(PodActionsMixin, Screen):
+    """Receives snapshots from the app (`show`); draws them only while on top."""
+
+    BINDINGS = [FLEET[0], *POD_ACTIONS, *FLEET[1:],
+                Binding("escape", "clear_filter", "Clear filter", id="fleet.clear_filter", show=False)]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshot = FleetSnapshot()
+        self._drawn: FleetSnapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="fleet-header")
+        yield FleetTable(id="fleet-table")
+        yield Static(id="fleet-detail")
+        yield Input(placeholder="filter: pod, host, state, GPU or session (Enter: keep, Esc: clear)",
+                    id="fleet-filter")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#fleet-filter").display = False
+        self.set_class(self.app.actions.read_only, "-read-only")  # type: ignore[attr-defined]
+        self.show(self.app.snapshot)  # type: ignore[attr-defined]
+
+    @property
+    def table(self) -> FleetTable:
+        return self.query_one(FleetTable)
+
+    # -- data ------------------------------------------------------------------------
+
+    def show(self, snapshot: FleetSnapshot) -> None:
+        """Take a new snapshot; drawn now if this screen is visible, else on resume."""
+        self.snapshot = snapshot
+        if self.is_current or self._drawn is None:
+            self._draw()
+
+    def on_screen_resume(self) -> None:
+        if self._drawn is not self.snapshot:
+            self._draw()
+
+    def _draw(self) -> None:
+        snapshot = self._drawn = self.snapshot
+        table = self.table
+        table.show(snapshot)
+        header = fleet_rows.header_text(snapshot, sort=table.sort_key, reverse=table.reverse,
+                             filter_text=table.filter_text, shown=table.row_count)
+        if self.app.actions.read_only:  # type: ignore[attr-defined]
+            header = "READ-ONLY · " + header
+        set_text(self.query_one("#fleet-header", Static), header)
+        self._detail()
+        self.refresh_actions()
+
+    def _detail(self) -> None:
+        name = self.table.selected_pod
+        detail = self.query_one("#fleet-detail", Static)
+        text, tone = ("", "")
+        if name is not None:
+            text, tone = fleet_rows.detail_line(self.snapshot.pod(name))
+        elif self.snapshot.pods:
+            text = "No pod matches the filter."
+        for cls in ("-failed", "-reconnecting"):
+            detail.set_class(cls == f"-{tone}", cls)
+        set_text(detail, text)
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self._detail()
+        self.refresh_actions()
+
+    # -- targets and actions --------------------------------------------------------
+
+    def target(self) -> Target | None:
+        name = self.table.selected_pod
+        if name is None:
+            return None
+        session = fleet_rows.main_session(self.snapshot.pod(name))
+        return Target(name, session.name if session else None)
+
+    def action_open_pod(self) -> None:
+        from tui.screens.pod_screen import PodScreen
+
+        name = self.table.selected_pod
+        if name is not None:
+            self.app.push_screen(PodScreen(name))
+
+    @on(DataTable.RowSelected)
+    def _selected(self) -> None:
+        self.action_open_pod()
+
+    def action_sort(self) -> None:
+        order = fleet_rows.SORT_ORDER
+        table = self.table
+        table.sort_key = order[(order.index(table.sort_key) + 1) % len(order)]
+        self._draw()
+        self.notify(f"Sorted by {fleet_rows.SORTS[table.sort_key][0]}.", timeout=2)
+
+    def action_reverse_sort(self) -> None:
+        self.table.reverse = not self.table.reverse
+        self._draw()
+
+    # -- filter ----------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#fleet-filter", Input)
+        box.display = True
+        self.set_focus(box)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            return bool(self.table.filter_text) or bool(self.query_one("#fleet-filter").display)
+        return super().check_action(action, parameters)
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#fleet-filter", Input)
+        box.value = ""
+        box.display = False
+        self.table.focus()
+
+    @on(Input.Changed, "#fleet-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.table.filter_text = event.value.strip()
+        self._draw()
+
+    @on(Input.Submitted, "#fleet-filter")
+    def _filter_kept(self, event: Input.Submitted) -> None:
+        event.input.display = bool(event.value.strip())
+        self.table.focus()

@@ -1,0 +1,44 @@
+"""`?`: every key, grouped by where it works, as remapped by config `keys:`."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from tui.bindings import GROUPS, MUTATING
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", id="help.close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog help"):
+            yield Static(self._table(), classes="help-body")
+
+    def on_mount(self) -> None:
+        self.query_one(".help").border_title = "gpuctl keys (Esc closes)"
+
+    def _table(self) -> Table:
+        app = self.app
+        keymap: dict[str, str] = getattr(app, "keymap", {})
+        read_only = app.actions.read_only  # type: ignore[attr-defined]
+        table = Table.grid(padding=(0, 2))
+        table.add_column(justify="right", no_wrap=True)
+        table.add_column()
+        for title, bindings in GROUPS:
+            table.add_row("", Text(title, style="bold underline"))
+            for binding in bindings:
+                keys = keymap.get(binding.id or "", binding.key)
+                shown = ", ".join(app.get_key_display(Binding(k.strip(), "")) for k in keys.split(","))
+                what = Text(binding.tooltip or binding.description)
+                if read_only and binding.action in MUTATING:
+                    what.append("  (off: read-only)", style="dim")
+                table.add_row(Text(shown, style="bold"), what)
+            table.add_row("", "")
+        table.add_row("", Text("Themes: ctrl+p, then “theme”. gpuctl remembers the choice.", style="dim"))
+        return table

@@ -1,0 +1,44 @@
+"""One session's log, full screen: follow on/off, search, scroll with the keyboard."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from tui.bindings import LOG
+from tui.widgets.log_pane import LogPane
+
+
+class LogScreen(Screen):
+    BINDINGS = LOG
+
+    def __init__(self, pod: str, session: str) -> None:
+        super().__init__()
+        self.pod = pod
+        self.session = session
+
+    def compose(self) -> ComposeResult:
+        yield LogPane(id="full-log")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        pane = self.query_one(LogPane)
+        pane.show_pod = True
+        pane.follow_session(self.app.fleet, self.pod, self.session)  # type: ignore[attr-defined]
+        pane.view.focus()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_search(self) -> None:
+        self.query_one(LogPane).open_search()
+
+    def action_follow(self) -> None:
+        self.query_one(LogPane).toggle_follow()
+
+    def action_next_match(self) -> None:
+        self.query_one(LogPane).view.step_match(1)
+
+    def action_previous_match(self) -> None:
+        self.query_one(LogPane).view.step_match(-1)

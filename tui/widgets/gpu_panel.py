@@ -1,0 +1,89 @@
+"""One line per GPU: name, temperature (coloured by threshold), utilization and memory
+bars, power, and a sparkline of recent utilization."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
+from textual.widgets import Static
+
+from sessions.snapshot import GpuSample, PodSnapshot
+from tui import fleet_rows, humanize
+from tui.status_table import short_gpu_name
+from tui.widgets.meter import Meter
+from tui.widgets.spark import Spark
+from tui.widgets.text import set_text
+
+
+def _pct(part: float | None, whole: float | None) -> float | None:
+    return part / whole if part is not None and whole else None
+
+
+class GpuRow(Horizontal):
+    """One GPU; `show` changes only the values, never the widgets."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="gpu-name")
+        yield Static(classes="gpu-temp")
+        yield Meter(classes="gpu-util-bar")
+        yield Static(classes="gpu-util")
+        yield Meter(classes="gpu-mem-bar")
+        yield Static(classes="gpu-mem")
+        yield Static(classes="gpu-power")
+        yield Spark(low=0, high=100, classes="gpu-spark")
+
+    def show(self, gpu: GpuSample, position: int, util_history: Sequence[float]) -> None:
+        index = gpu.index if gpu.index is not None else position
+        name, temp, util_bar, util, mem_bar, mem, power, spark = self.children
+        set_text(name, f"{index} {short_gpu_name(gpu.name)}")
+        set_text(temp, humanize.number(gpu.temp_c, "°C"))
+        tone = fleet_rows.temp_tone(gpu.temp_c)
+        for widget in (temp, spark):
+            widget.set_class(tone == "hot", "-hot")
+            widget.set_class(tone == "warm", "-warm")
+        util_bar.fraction = gpu.util_pct / 100 if gpu.util_pct is not None else None  # type: ignore[attr-defined]
+        set_text(util, humanize.number(gpu.util_pct, "%"))
+        mem_bar.fraction = _pct(gpu.mem_used_mib, gpu.mem_total_mib)  # type: ignore[attr-defined]
+        set_text(mem, f"{humanize.mib(gpu.mem_used_mib)[:-1]}/{humanize.mib(gpu.mem_total_mib)}")
+        if gpu.power_w is None:
+            set_text(power, "-")
+        else:
+            set_text(power, f"{gpu.power_w:.0f}W")
+        spark.show(util_history)  # type: ignore[attr-defined]
+
+
+class GpuPanel(VerticalScroll):
+    """All GPUs of one pod; rows are added or removed only when the count changes."""
+
+    can_focus = False
+
+    def show(self, pod: PodSnapshot, history: Callable[[int], Sequence[float]]) -> None:
+        """Show the pod's GPUs; `history(index)` gives a GPU's utilization series."""
+        gpus = pod.gpus
+        if not gpus:
+            empty = self.query_children(".empty")
+            if empty:
+                set_text(empty.first(), _no_gpu_text(pod))
+            else:
+                self.remove_children()
+                self.mount(Static(Content(_no_gpu_text(pod)), classes="empty"))
+            return
+        rows = list(self.query_children(GpuRow))
+        if len(rows) != len(gpus):
+            self.remove_children()
+            self.mount_all([GpuRow() for _ in gpus])
+            self.call_after_refresh(self.show, pod, history)  # children compose first
+            return
+        for i, (row, gpu) in enumerate(zip(rows, gpus)):
+            row.show(gpu, i, history(gpu.index if gpu.index is not None else i))
+
+
+def _no_gpu_text(pod: PodSnapshot) -> str:
+    if pod.gpu_status == "none":
+        return "This pod has no GPU (nvidia-smi and NVML found none)."
+    if pod.gpu_status == "error":
+        return f"GPUs could not be read: {pod.gpu_error or 'unknown error'}"
+    return "No GPU data yet." if pod.state != "offline" else "Offline: no GPU data."

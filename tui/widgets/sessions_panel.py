@@ -1,0 +1,134 @@
+"""The pod's training sessions: one line each with a progress bar, step, rate, ETA,
+loss and a loss curve; up/down select the session the log and the actions follow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
+from textual.message import Message
+from textual.widgets import Static
+
+from sessions.snapshot import PodSnapshot, SessionSnapshot, SessionState
+from tui import humanize
+from tui.sessions_table import rate_text, step_text
+from tui.widgets.meter import Meter
+from tui.widgets.spark import Spark
+from tui.widgets.text import set_text
+
+
+def session_tone(s: SessionSnapshot) -> str:
+    """The semantic class of a session's state word."""
+    if s.state == SessionState.EXITED:
+        return "-exited" if s.exit_status == 0 else "-failed"
+    if s.stalled:
+        return "-stalled"
+    return "-running" if s.state == SessionState.RUNNING else "-muted"
+
+
+def state_word(s: SessionSnapshot) -> str:
+    """The session's state in the fewest words: running, stalled, exited 1, not running."""
+    if s.state == SessionState.EXITED:
+        return f"exited {s.exit_status}" if s.exit_status is not None else "exited"
+    if s.stalled:
+        return "stalled"
+    if s.state == SessionState.RUNNING:
+        return "running" if s.configured else "adopted"
+    return "not running"
+
+
+def numbers_text(s: SessionSnapshot) -> str:
+    """'1200/5000 2.31 it/s ETA 27m04s loss 1.234', aligned across rows."""
+    p = s.progress
+    if p is None:
+        return "no progress in the log yet" if s.state == SessionState.RUNNING else ""
+    if s.state != SessionState.RUNNING:  # a rate and an ETA of a process that is gone mislead
+        return f"{step_text(p).rjust(9)}" + (f"  loss {p.loss:.4g}" if p.loss is not None else "")
+    parts = [step_text(p).rjust(9), rate_text(p).rjust(10)]
+    parts.append(f"ETA {humanize.duration(p.eta_s)}".ljust(10) if p.eta_s is not None else " " * 10)
+    if p.loss is not None:
+        parts.append(f"loss {p.loss:.4g}")
+    return " ".join(parts)
+
+
+class SessionRow(Horizontal):
+    def compose(self) -> ComposeResult:
+        yield Static(classes="session-name")
+        yield Static(classes="session-state")
+        yield Meter(classes="session-bar")
+        yield Static(classes="session-numbers")
+        yield Spark(classes="session-loss")
+
+    def show(self, s: SessionSnapshot, selected: bool, losses: Sequence[float]) -> None:
+        name, state, bar, numbers, spark = self.children
+        self.set_class(selected, "-selected")
+        set_text(name, f"{'▶' if selected else ' '} {s.name}")
+        set_text(state, state_word(s))
+        tone = session_tone(s)
+        for cls in ("-exited", "-failed", "-stalled", "-running", "-muted"):
+            state.set_class(cls == tone, cls)
+        p = s.progress
+        bar.fraction = p.step / p.total if p and p.step is not None and p.total else None  # type: ignore[attr-defined]
+        bar.set_class(bool(p and p.total and p.step is not None and p.step >= p.total), "-done")
+        set_text(numbers, numbers_text(s))
+        spark.show(losses)  # type: ignore[attr-defined]
+
+
+class SessionsPanel(VerticalScroll):
+    """Shows a pod's sessions and which one is selected (by name, so it survives
+    sessions appearing and disappearing)."""
+
+    can_focus = False
+
+    class Selected(Message):
+        """The selected session changed (None: the pod has none)."""
+
+        def __init__(self, name: str | None) -> None:
+            super().__init__()
+            self.name = name
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.selected: str | None = None
+        self._names: tuple[str, ...] = ()
+        self._last: tuple[PodSnapshot, Callable[[str], Sequence[float]]] | None = None
+
+    def show(self, pod: PodSnapshot, losses: Callable[[str], Sequence[float]]) -> None:
+        """Show the pod's sessions; `losses(name)` gives a session's loss series."""
+        self._last = (pod, losses)
+        names = tuple(s.name for s in pod.sessions)
+        if self.selected not in names:
+            self._select(names[0] if names else None)
+        if names != self._names:
+            self._names = names
+            self.remove_children()
+            if not names:
+                self.mount(Static(Content("No sessions: configure one under the pod's `sessions:`, "
+                                          "or start tmux on the pod."), classes="empty"))
+                return
+            self.mount_all([SessionRow() for _ in names])
+            self.call_after_refresh(self._redraw)
+            return
+        for row, s in zip(self.query_children(SessionRow), pod.sessions):
+            row.show(s, s.name == self.selected, losses(s.name))
+
+    def move(self, step: int) -> None:
+        """Select the next (+1) or previous (-1) session."""
+        if not self._names:
+            return
+        i = self._names.index(self.selected) if self.selected in self._names else 0
+        self._select(self._names[(i + step) % len(self._names)])
+        self._redraw()
+
+    def _select(self, name: str | None) -> None:
+        if name != self.selected:
+            self.selected = name
+            self.post_message(self.Selected(name))
+
+    def _redraw(self) -> None:
+        if self._last is not None:
+            pod, losses = self._last
+            for row, s in zip(self.query_children(SessionRow), pod.sessions):
+                row.show(s, s.name == self.selected, losses(s.name))
