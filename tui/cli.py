@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gpuctl {_version()}")
     parser.add_argument("--config", metavar="PATH",
                         help="config file (default: $GPUCTL_CONFIG, then the platform config dir)")
+    parser.add_argument("--read-only", action="store_true",
+                        help="TUI: hide and refuse every action that changes a pod (for a shared screen)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -51,13 +53,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        print("\nThe full-screen control center is not built yet; `gpuctl status --watch` follows every pod live.")
-        return 0
+        return _tui(args)
     try:
         return args.handler(args)
     except BrokenPipeError:  # `gpuctl status | head`
         return 0
+
+
+def _tui(args: argparse.Namespace) -> int:
+    """`gpuctl` alone: the full-screen control center (Textual is imported only here)."""
+    from tui.commands.common import EXIT_USAGE, load_config_or_explain
+
+    config = load_config_or_explain(args)
+    if config is None:
+        return EXIT_USAGE
+    from tui.app import run_app
+
+    return run_app(config, read_only=args.read_only)
 
 
 if __name__ == "__main__":  # pragma: no cover
