@@ -15,6 +15,7 @@ from sessions import pods
 from sessions.config import Config
 from sessions.monitor import PodMonitor
 from sessions.pod_access import open_runner
+from sessions.provider_poller import ProviderPoller
 from sessions.snapshot import FleetSnapshot, PodSnapshot
 
 
@@ -51,6 +52,9 @@ class Fleet:
     def __init__(self, config: Config, pod_names: list[str] | None = None):
         self.config = config
         selected = [p for p in config.pods if pod_names is None or p.name in pod_names]
+        # Price, spend and preemption from the providers: a task of its own, so a slow
+        # API never delays telemetry (sessions/provider_poller.py).
+        self.providers = ProviderPoller(selected, self._on_provider_change)
         self._monitors = {p.name: PodMonitor(p, config.defaults, self._on_update) for p in selected}
         self._pods: dict[str, PodSnapshot] = {name: m.snapshot for name, m in self._monitors.items()}
         self._cached: FleetSnapshot | None = None
@@ -68,6 +72,7 @@ class Fleet:
         """Start one monitor task per pod."""
         for name, monitor in self._monitors.items():
             self._tasks.append(asyncio.create_task(monitor.run(), name=f"gpuctl-pod-{name}"))
+        self._tasks.append(asyncio.create_task(self.providers.run(), name="gpuctl-providers"))
 
     async def stop(self) -> None:
         """Cancel every monitor and wait for their connections to close."""
@@ -77,6 +82,7 @@ class Fleet:
         self._tasks.clear()
 
     def _on_update(self, snapshot: PodSnapshot) -> None:
+        snapshot = self.providers.apply(snapshot)
         self._pods[snapshot.name] = snapshot
         self._cached = None
         for sub in self._subscriptions:
@@ -101,6 +107,7 @@ class Fleet:
         never delays the others beyond that; `timeout` is an overall safety net.
         """
         waits = [asyncio.create_task(m.settled.wait()) for m in self._monitors.values()]
+        waits.append(asyncio.create_task(self.providers.first_round.wait()))
         if waits:
             done, pending = await asyncio.wait(waits, timeout=timeout)
             for task in pending:
@@ -158,6 +165,32 @@ class Fleet:
 
     def remove_log_listener(self, pod_name: str, session_name: str, listener) -> None:
         self._monitors[pod_name].book.remove_listener(session_name, listener)
+
+    # -- provider actions (sessions/provider_ops.py; `gpuctl stop|teardown` make the same calls)
+
+    def _on_provider_change(self, pod_name: str) -> None:
+        self._on_update(self._monitors[pod_name].snapshot)
+
+    async def stop_instance(self, pod_name: str, *, progress=None):
+        """Stop the pod's instance through its provider; callers confirm first.
+        Returns a `provider_ops.ActionResult` (raises as `provider_ops.stop` does)."""
+        from sessions import provider_ops
+
+        try:
+            return await provider_ops.stop(self.config, self.pod_config(pod_name), progress=progress)
+        finally:
+            self.providers.poll_now()
+
+    async def teardown_instance(self, pod_name: str, *, force: bool = False, guard=None, progress=None):
+        """Terminate the pod's instance through its provider; callers confirm first.
+        `guard` defaults to `sessions.teardown_guard.guard`."""
+        from sessions import provider_ops, teardown_guard
+
+        try:
+            return await provider_ops.teardown(self.config, self.pod_config(pod_name), force=force,
+                                               guard=guard or teardown_guard.guard, progress=progress)
+        finally:
+            self.providers.poll_now()
 
     def set_interval(self, seconds: float, pod_name: str | None = None) -> None:
         """Change the telemetry interval of one pod, or all."""

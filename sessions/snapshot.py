@@ -20,6 +20,7 @@ class PodState:
     ONLINE = "online"
     RECONNECTING = "reconnecting"
     OFFLINE = "offline"
+    PREEMPTED = "preempted"  # the provider took the instance back (spot/bid); not a network fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,14 @@ class PodSnapshot:
         sampled_at: pod clock time (unix seconds) of the telemetry shown, or None.
         transport: "agent", "exec" (no python3 on the pod) or "local".
         gpu_status: "ok", "none" (the pod has no GPU) or "error" (see gpu_error).
+        price_per_hour: USD per hour: the config's, else the provider's.
+        price_source: "config" or "provider", None when there is no price.
+        spend_usd: price x how long the instance has run (the provider's start
+            time when it has one, else the pod's uptime), or None.
+        projected_usd: price x the longest running session's ETA: what finishing costs.
+        provider_state: what the provider says (`running`, `stopped`, ...), or None.
+        provider_error: why the provider could not be asked (a note: the pod's
+            state still comes from SSH), or None.
     """
 
     name: str
@@ -130,6 +139,11 @@ class PodSnapshot:
     price_per_hour: float | None = None
     sessions: tuple[SessionSnapshot, ...] = ()
     attempts: int = 0
+    price_source: str | None = None
+    spend_usd: float | None = None
+    projected_usd: float | None = None
+    provider_state: str | None = None
+    provider_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,11 @@ def pod_json(pod: PodSnapshot) -> dict[str, Any]:
         "load": list(pod.load) if pod.load else None,
         "uptime_s": pod.uptime_s,
         "price_per_hour": pod.price_per_hour,
+        "price_source": pod.price_source,
+        "spend_usd": pod.spend_usd,
+        "projected_usd": pod.projected_usd,
+        "provider_state": pod.provider_state,
+        "provider_error": pod.provider_error,
         "sessions": [session_json(s) for s in pod.sessions],
     }
 
