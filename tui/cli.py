@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "tui.commands.config_cmd",
     "tui.commands.session_cmds",
     "tui.commands.provider_cmds",
+    "tui.commands.demo_cmd",
 )
 
 
