@@ -1,0 +1,361 @@
+"""Checkpoint downloads over the real loopback sshd: files, folders, interrupted and
+resumed transfers, corrupted `.part` files, refused names, the index, the CLI.
+
+Checkpoints are a few MB of random bytes with mtimes an hour old (so the freshness
+rule never decides by accident); "killing the transfer" closes the SSH connection
+from the progress callback, as a dropped link would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from backends.transfer import LocalHasher, PartWriter, parse_sha256, sha256_command, sha256_file
+from sessions import checkpoint_index as index
+from sessions import download as dl
+from sessions.checkpoints import UnsafeName, list_checkpoints
+from sessions.config import parse_config
+from sessions.paths import gpuctl_known_hosts_path
+from sessions.pod_access import open_runner
+from tui.cli import main
+
+OLD = time.time() - 3600
+MB = 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(dl, "PROGRESS_INTERVAL_S", 0.0)  # every MiB reaches the callback
+    return home
+
+
+def put(path: Path, data: bytes, mtime: float = OLD) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def age_tree(root: Path) -> None:
+    for p in [*root.rglob("*"), root]:
+        os.utime(p, (OLD, OLD), follow_symlinks=False)
+
+
+class Pod:
+    """The pod side of a test: its workdir and a config that reaches it."""
+
+    def __init__(self, server, tmp_path: Path, **session):
+        self.workdir = tmp_path / "pod run"
+        self.workdir.mkdir()
+        known = gpuctl_known_hosts_path()
+        known.parent.mkdir(parents=True, exist_ok=True)
+        known.write_text(server.known_hosts_line() + "\n")
+        entry = server.pod_entry("p", sessions=[{"name": "train", "workdir": str(self.workdir), **session}])
+        self.config_path = tmp_path / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump({"pods": [entry]}))
+        self.config = parse_config(self.config_path.read_text(), self.config_path)
+
+    def cli(self, *args: str) -> int:
+        return main(["--config", str(self.config_path), *args])
+
+    async def download(self, name=None, dest=None, progress=None, **kwargs) -> dl.DownloadResult:
+        return await dl.download_checkpoint(self.config, "p", "train", name, dest, progress, **kwargs)
+
+    async def listed(self):
+        pod = self.config.pod("p")
+        async with open_runner(pod, self.config.defaults) as runner:
+            return await list_checkpoints(runner, pod, "train", settle=0)
+
+
+@pytest.fixture
+def pod(sshd, tmp_path) -> Pod:
+    return Pod(sshd, tmp_path)
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# --------------------------------------------------------------------- files
+
+
+@pytest.mark.parametrize("method", ["stream", "sftp"])
+async def test_download_a_file_verified_then_skipped(pod, tmp_path, method):
+    data = os.urandom(3 * MB + 123)
+    put(pod.workdir / "step_10.pt", os.urandom(1000))
+    put(pod.workdir / "step_20.pt", data)
+    seen = []
+    result = await pod.download(progress=lambda d, t: seen.append((d, t)), method=method)
+    local = tmp_path / "checkpoints" / "p" / "train" / "step_20.pt"
+    assert result.local_path == local and local.read_bytes() == data
+    assert not local.with_name("step_20.pt.part").exists()
+    assert (result.skipped, result.size, result.transferred, result.resumed_from, result.method) == (
+        False, len(data), len(data), 0, method)
+    import hashlib
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
+    assert seen[-1] == (len(data), len(data)) and all(t == len(data) for _, t in seen)
+    [entry] = index.load().values()
+    assert (entry.remote_path, entry.size, entry.local_path) == (
+        f"{os.path.realpath(pod.workdir)}/step_20.pt", len(data), str(local))
+    again = await pod.download(method=method)
+    assert (again.skipped, again.transferred, again.local_path) == (True, 0, local)
+    listed = index.mark_verified(await pod.listed(), index.host_identity(pod.config.pod("p"), pod.config.defaults))
+    assert [(c.name, c.verified_local) for c in listed] == [("step_20.pt", True), ("step_10.pt", False)]
+
+
+async def test_download_a_named_checkpoint_into_dest(pod, tmp_path):
+    put(pod.workdir / "step_10.pt", b"ten")
+    put(pod.workdir / "step_20.pt", b"twenty")
+    result = await pod.download("step_10.pt", dest=tmp_path / "here")
+    assert result.local_path == tmp_path / "here" / "step_10.pt"
+    assert result.local_path.read_bytes() == b"ten"
+
+
+# -------------------------------------------------------------------- folders
+
+
+async def test_download_a_folder_with_nested_files_and_an_inner_symlink(pod, tmp_path):
+    ck = pod.workdir / "output" / "checkpoint-40"
+    files = {
+        "model.safetensors": os.urandom(2 * MB + 7),
+        "optimizer.pt": os.urandom(MB),
+        "trainer_state.json": b'{"global_step": 40}',
+        "global_step40/mp_rank_00_model_states.pt": os.urandom(300_000),
+        "global_step40/deep/er/zero_pp_rank_0.pt": os.urandom(5000),
+        "empty.txt": b"",
+    }
+    for rel, data in files.items():
+        put(ck / rel, data)
+    (ck / "model-link.safetensors").symlink_to("model.safetensors")
+    (ck / "inner-dir-link").symlink_to("global_step40")
+    age_tree(ck)
+    result = await pod.download()
+    local = tmp_path / "checkpoints" / "p" / "train" / "output" / "checkpoint-40"
+    assert result.local_path == local
+    expected = {**files, "model-link.safetensors": files["model.safetensors"]}
+    assert tree_bytes(local) == expected
+    assert not local.is_symlink() and not (local / "model-link.safetensors").is_symlink()
+    assert (result.files, result.size) == (len(expected), sum(len(d) for d in expected.values()))
+    assert not local.with_name("checkpoint-40.part").exists()
+    assert (await pod.download()).skipped
+
+
+async def test_a_folder_with_a_symlink_leading_outside_is_refused(pod, tmp_path):
+    ck = pod.workdir / "checkpoint-1"
+    put(ck / "trainer_state.json", b"{}")
+    secret = put(tmp_path / "secret.txt", b"not yours")
+    (ck / "innocent.bin").symlink_to(secret)
+    age_tree(ck)
+    with pytest.raises(dl.UnsafeCheckpoint, match="points outside the checkpoint"):
+        await pod.download()
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").rglob("*.bin"))
+
+
+# ------------------------------------------------------------ interrupt, resume
+
+
+class DropAt:
+    """A progress callback that closes the SSH connection once `limit` bytes landed."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.runner = None
+        self.dropped_at = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.dropped_at is None and done >= self.limit:
+            self.dropped_at = done
+            self.runner.conn.close()
+
+
+@pytest.mark.parametrize("method", ["stream", "sftp"])
+async def test_a_dropped_connection_resumes_from_the_part_and_ends_identical(pod, tmp_path, method):
+    data = os.urandom(6 * MB + 4321)
+    put(pod.workdir / "step_5.pt", data)
+    pod_cfg = pod.config.pod("p")
+    drop = DropAt(2 * MB)
+    async with open_runner(pod_cfg, pod.config.defaults) as runner:
+        drop.runner = runner
+        with pytest.raises(dl.TransferInterrupted, match="run the same command again to resume"):
+            await pod.download(progress=drop, runner=runner, method=method)
+    part = tmp_path / "checkpoints" / "p" / "train" / "step_5.pt.part"
+    kept = part.stat().st_size
+    assert 2 * MB <= kept < len(data)
+    assert part.read_bytes() == data[:kept]  # in order, no holes
+    assert not part.with_name("step_5.pt").exists() and index.load() == {}
+    result = await pod.download(method=method)
+    assert (result.resumed_from, result.transferred) == (kept, len(data) - kept)
+    assert result.local_path.read_bytes() == data and not part.exists()
+
+
+def test_a_corrupted_part_is_caught_by_the_checksum_and_deleted(pod, tmp_path, capsys):
+    data = os.urandom(3 * MB)
+    put(pod.workdir / "step_5.pt", data)
+    part = tmp_path / "checkpoints" / "p" / "train" / "step_5.pt.part"
+    bad = bytearray(data[: 2 * MB])
+    bad[12345] ^= 0xFF
+    part.parent.mkdir(parents=True)
+    part.write_bytes(bad)
+    assert pod.cli("download", "p", "train") == 1
+    err = capsys.readouterr().err
+    assert "SHA-256 mismatch" in err and "was deleted" in err
+    assert not part.exists() and not part.with_name("step_5.pt").exists()
+    assert pod.cli("download", "p", "train") == 0
+    assert part.with_name("step_5.pt").read_bytes() == data
+    assert "sha256 verified" in capsys.readouterr().out
+
+
+async def test_a_part_longer_than_the_remote_file_starts_over(pod, tmp_path):
+    data = os.urandom(MB)
+    put(pod.workdir / "step_5.pt", data)
+    part = tmp_path / "checkpoints" / "p" / "train" / "step_5.pt.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(os.urandom(2 * MB))
+    result = await pod.download()
+    assert (result.resumed_from, result.transferred) == (0, MB)
+    assert result.local_path.read_bytes() == data
+
+
+# ------------------------------------------------------------------- refusals
+
+
+async def test_checkpoints_being_written_are_not_offered(pod):
+    put(pod.workdir / "step_5.pt", b"new", mtime=time.time())
+    put(pod.workdir / "checkpoint-7" / "model.safetensors", b"m")  # no trainer_state.json
+    age_tree(pod.workdir / "checkpoint-7")
+    with pytest.raises(dl.NoCompleteCheckpoint, match="2 found, all still being written"):
+        await pod.download()
+    with pytest.raises(dl.CheckpointWriting, match="still being written"):
+        await pod.download("checkpoint-7")
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "a/../../b"])
+def test_traversal_names_are_refused_before_connecting(pod, capsys, name):
+    assert pod.cli("download", "p", "train", name) == 2
+    assert "refusing checkpoint name" in capsys.readouterr().err
+
+
+def test_local_paths_cannot_escape_dest_through_symlinks(tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "out").symlink_to(tmp_path)
+    assert dl.local_target(dest, "a/b.pt") == dest / "a" / "b.pt"
+    with pytest.raises(UnsafeName, match="outside"):
+        dl.local_target(dest, "out/b.pt")
+    with pytest.raises(UnsafeName):
+        dl.local_target(dest, "../b.pt")
+
+
+async def test_an_existing_local_file_gpuctl_did_not_write_is_left_alone(pod, tmp_path):
+    put(pod.workdir / "best.pt", b"pod")
+    mine = put(tmp_path / "checkpoints" / "p" / "train" / "best.pt", b"my own")
+    with pytest.raises(dl.DownloadUsageError, match="not a copy gpuctl downloaded"):
+        await pod.download()
+    assert mine.read_bytes() == b"my own"
+
+
+async def test_a_rewritten_checkpoint_replaces_the_older_copy_of_ours(pod, tmp_path):
+    put(pod.workdir / "best.pt", b"first best")
+    first = await pod.download()
+    put(pod.workdir / "best.pt", b"a better best", mtime=OLD + 100)
+    second = await pod.download()
+    assert not second.skipped and second.local_path == first.local_path
+    assert second.local_path.read_bytes() == b"a better best"
+    assert len(index.load()) == 1
+
+
+async def test_a_checkpoint_that_changes_during_the_download_is_dropped(pod, tmp_path):
+    path = put(pod.workdir / "step_5.pt", os.urandom(3 * MB))
+
+    def rewrite(done: int, total: int) -> None:
+        if done >= MB and path.stat().st_mtime < OLD + 10:
+            os.utime(path, (OLD + 20, OLD + 20))  # the trainer touched it mid-transfer
+
+    with pytest.raises(dl.CheckpointWriting, match="changed while it was downloaded"):
+        await pod.download(progress=rewrite)
+    assert not (tmp_path / "checkpoints" / "p" / "train" / "step_5.pt.part").exists()
+
+
+# ------------------------------------------------------------- teardown guard
+
+
+async def test_newest_verified_for_the_teardown_guard(pod, tmp_path):
+    put(pod.workdir / "step_1.pt", b"one")
+    put(pod.workdir / "step_2.pt", b"two")
+    listed = await pod.listed()
+    assert dl.newest_verified(pod.config, "p", "train", listed) == (listed[0], False)
+    result = await pod.download("step_1.pt")
+    assert dl.newest_verified(pod.config, "p", "train", listed) == (listed[0], False)  # not the newest
+    await pod.download()
+    newest, ok = dl.newest_verified(pod.config, "p", "train", listed)
+    assert (newest.name, ok) == ("step_2.pt", True)
+    (result.local_path.parent / "step_2.pt").unlink()  # the copy is gone: not safe any more
+    assert dl.newest_verified(pod.config, "p", "train", listed)[1] is False
+    assert dl.newest_verified(pod.config, "p", "train", []) == (None, False)
+
+
+# ------------------------------------------------------------------------ CLI
+
+
+def test_download_command_output_and_exit_codes(pod, tmp_path, capsys):
+    data = os.urandom(MB + 5)
+    put(pod.workdir / "step_3.pt", data)
+    assert pod.cli("download", "p", "train", "--dest", "out") == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("step_3.pt: 1.0M in ")
+    assert captured.out.rstrip().endswith(f"sha256 verified -> {tmp_path / 'out' / 'step_3.pt'}")
+    lines = captured.err.splitlines()  # plain progress lines: stderr is not a terminal
+    assert lines[-1].startswith("p/train: 1.0M/1.0M (100%)") and len(lines) == len(set(lines))
+    assert (tmp_path / "out" / "step_3.pt").read_bytes() == data
+    assert pod.cli("download", "p", "train", "--dest", "out") == 0
+    assert "already downloaded and verified" in capsys.readouterr().out
+    assert pod.cli("download", "p", "nope") == 2
+    assert pod.cli("download", "p", "train", "step_99.pt") == 2
+    assert "no checkpoint 'step_99.pt'" in capsys.readouterr().err
+
+
+def test_download_from_an_unreachable_pod_is_exit_1(tmp_path, refused_port, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"pods": [{"name": "p", "host": "127.0.0.1", "port": refused_port,
+                                                 "sessions": [{"name": "train"}]}]}))
+    assert main(["--config", str(config), "download", "p", "train"]) == 1
+    assert "refused" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ transfer pieces
+
+
+async def test_pod_hash_command_handles_odd_names(sshd, tmp_path):
+    import asyncssh
+
+    root = tmp_path / "it's a dir"
+    names = ["-dash.pt", "sp ace.pt", "new\nline.pt", "quote'\".pt"]
+    for i, n in enumerate(names):
+        put(root / n, bytes([i]) * 1000)
+    async with asyncssh.connect(**sshd.connect_kwargs()) as conn:
+        result = await conn.run(sha256_command(str(root), names))
+    assert result.exit_status == 0, result.stderr
+    assert parse_sha256(result.stdout, len(names)) == [sha256_file(root / n) for n in names]
+
+
+async def test_local_hasher_follows_a_growing_file(tmp_path):
+    path = tmp_path / "f.part"
+    chunks = [os.urandom(300_000) for _ in range(8)]
+    hasher = LocalHasher(path).start()
+    writer = PartWriter(path, sum(map(len, chunks)), hasher=hasher, sync=False)
+    for chunk in chunks:
+        writer.add(chunk)
+        await asyncio.sleep(0)
+    await writer.finish()
+    await writer.close()
+    assert await hasher.result(writer.size) == sha256_file(path)
