@@ -1,0 +1,261 @@
+"""`gpuctl checkpoints|download|resume POD SESSION`: a session's checkpoints from the shell.
+
+Exit status: 0 done (and `download` of a copy already verified); 1 the pod, the
+link or the copy failed (unreachable, transfer stopped, SHA-256 mismatch, nothing
+complete to resume from, session still running); 2 the command line or config is
+wrong (unknown pod, session or checkpoint name, no `resume:` template, read_only).
+
+stdout carries the data (the table, the JSON, the final line naming the copy);
+progress and diagnostics go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from tui.commands.common import EXIT_USAGE, load_pod_or_explain, run_async
+
+EXIT_FAILED = 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    listing = sub.add_parser("checkpoints", help="list a session's checkpoints on its pod, newest first")
+    listing.add_argument("pod", metavar="POD")
+    listing.add_argument("session", metavar="SESSION")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(handler=_checkpoints)
+
+    download = sub.add_parser("download", help="download a checkpoint (default: the newest), resumable and verified")
+    download.add_argument("pod", metavar="POD")
+    download.add_argument("session", metavar="SESSION")
+    download.add_argument("name", metavar="NAME", nargs="?", help="checkpoint name as listed (default: newest complete)")
+    download.add_argument("--dest", metavar="DIR", help="local folder (default: ./checkpoints/POD/SESSION)")
+    download.set_defaults(handler=_download)
+
+    resume = sub.add_parser("resume", help="relaunch a session from its newest checkpoint (its resume: template)")
+    resume.add_argument("pod", metavar="POD")
+    resume.add_argument("session", metavar="SESSION")
+    resume.add_argument("--restart", action="store_true", help="kill the session first if it is still running")
+    resume.set_defaults(handler=_resume)
+
+
+def _err(message: str) -> None:
+    print(f"gpuctl: {message}", file=sys.stderr)
+
+
+def _session_or_explain(pod: Any, name: str) -> Any:
+    try:
+        return pod.session(name)
+    except KeyError as exc:
+        _err(str(exc))
+        return None
+
+
+def _globs_ok(session: Any) -> bool:
+    """The session's `checkpoints:` globs stay in its workdir (else say so)."""
+    from sessions.checkpoints import UnsafeName, patterns_for
+
+    try:
+        patterns_for(session)
+    except UnsafeName as exc:
+        _err(f"session {session.name!r}: {exc}")
+        return False
+    return True
+
+
+# ------------------------------------------------------------------- checkpoints
+
+
+def _checkpoints(args: argparse.Namespace) -> int:
+    loaded = load_pod_or_explain(args)
+    if loaded is None:
+        return EXIT_USAGE
+    config, pod = loaded
+    session = _session_or_explain(pod, args.session)
+    if session is None or not _globs_ok(session):
+        return EXIT_USAGE
+    return run_async(lambda: _checkpoints_async(config, pod, session, args.json))
+
+
+async def _checkpoints_async(config: Any, pod: Any, session: Any, as_json: bool) -> int:
+    from backends.ssh import SshFailure
+    from sessions.checkpoint_index import host_identity, mark_verified
+    from sessions.checkpoints import CheckpointListingFailed, list_checkpoints
+    from sessions.pod_access import open_runner
+
+    try:
+        async with open_runner(pod, config.defaults) as runner:
+            found = await list_checkpoints(runner, pod, session)
+    except SshFailure as exc:
+        _err(f"pod {pod.name!r}: {exc.message}")
+        return EXIT_FAILED
+    except CheckpointListingFailed as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    found = mark_verified(found, host_identity(pod, config.defaults))
+    if as_json:
+        print(json.dumps({"pod": pod.name, "session": session.name, "checkpoints": [c.to_json() for c in found]}))
+    elif not found:
+        print(f"no checkpoints found for session {session.name!r} on pod {pod.name!r} "
+              f"(looked for: {', '.join(session.checkpoints) or 'the default patterns'}; "
+              "set the session's `checkpoints:` globs, relative to its workdir)")
+    else:
+        sys.stdout.write(render_checkpoints(found))
+    return 0
+
+
+def render_checkpoints(found: list[Any]) -> str:
+    """The plain table of `gpuctl checkpoints`."""
+    from tui import humanize
+
+    columns = ("NAME", "STEP", "SIZE", "AGE", "STATE", "LOCAL")
+    rows = [list(columns)] + [
+        [c.name + ("/" if c.kind == "dir" else ""), "-" if c.step is None else str(c.step),
+         humanize.size(c.size), humanize.duration(c.age_s), c.state, "verified" if c.verified_local else "-"]
+        for c in found
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+    return "".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() + "\n" for r in rows)
+
+
+# ---------------------------------------------------------------------- download
+
+
+class _PlainProgress:
+    """Progress as lines (not a terminal): one every 10 % or 10 s, whichever first."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.started = time.monotonic()
+        self.first: int | None = None
+        self.last_pct = -10
+        self.last_t = self.started
+        self.last_done = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        from tui import humanize
+
+        now = time.monotonic()
+        if self.first is None:
+            self.first = done
+        pct = int(done * 100 / total) if total else 100
+        if done == self.last_done or (pct < self.last_pct + 10 and now - self.last_t < 10 and done < total):
+            return
+        self.last_pct, self.last_t, self.last_done = pct, now, done
+        moved = done - self.first
+        rate = moved / (now - self.started) if now > self.started else 0.0
+        print(f"{self.label}: {humanize.size(done)}/{humanize.size(total)} ({pct}%) "
+              f"{rate / 1e6:.0f} MB/s", file=sys.stderr, flush=True)
+
+
+def _download(args: argparse.Namespace) -> int:
+    loaded = load_pod_or_explain(args)
+    if loaded is None:
+        return EXIT_USAGE
+    config, pod = loaded
+    session = _session_or_explain(pod, args.session)
+    if session is None or not _globs_ok(session):
+        return EXIT_USAGE
+    return run_async(lambda: _download_async(config, pod, session, args.name, args.dest))
+
+
+async def _download_async(config: Any, pod: Any, session: Any, name: str | None, dest: str | None) -> int:
+    from backends.ssh import SshFailure
+    from sessions.checkpoints import CheckpointListingFailed
+    from sessions.download import DownloadError, download_checkpoint
+    from tui import humanize
+
+    label = f"{pod.name}/{session.name}"
+    bar = None
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                       TimeRemainingColumn(), console=Console(file=sys.stderr), transient=True)
+        task = bar.add_task(label, total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        bar.start()
+    else:
+        progress = _PlainProgress(label)
+    try:
+        result = await download_checkpoint(config, pod, session, name, dest, progress)
+    except DownloadError as exc:
+        _err(exc.message)
+        return exc.exit_code
+    except CheckpointListingFailed as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    except SshFailure as exc:
+        _err(f"pod {pod.name!r}: {exc.message}")
+        return EXIT_FAILED
+    finally:
+        if bar is not None:
+            bar.stop()
+    cp = result.checkpoint
+    if result.skipped:
+        print(f"{cp.name}: already downloaded and verified at {result.local_path}")
+        return 0
+    rate = result.transferred / result.seconds / 1e6 if result.seconds > 0 else 0.0
+    resumed = f", resumed after {humanize.size(result.resumed_from)}" if result.resumed_from else ""
+    print(f"{cp.name}: {humanize.size(result.size)} in {result.seconds:.1f}s ({rate:.0f} MB/s{resumed}), "
+          f"sha256 verified -> {result.local_path}")
+    return 0
+
+
+# ------------------------------------------------------------------------ resume
+
+
+def _resume(args: argparse.Namespace) -> int:
+    loaded = load_pod_or_explain(args)
+    if loaded is None:
+        return EXIT_USAGE
+    config, pod = loaded
+    if config.read_only:
+        _err(f"{config.path} sets read_only: true, so gpuctl resume does not change pods")
+        return EXIT_USAGE
+    from sessions.resume import NoResumeTemplate, resumable
+
+    try:  # before connecting: no pod can fix the config
+        session = resumable(pod, args.session)
+    except KeyError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except NoResumeTemplate as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    if not _globs_ok(session):
+        return EXIT_USAGE
+    return run_async(lambda: _resume_async(config, pod, session, args.restart))
+
+
+async def _resume_async(config: Any, pod: Any, session: Any, restart: bool) -> int:
+    from backends.ssh import SshFailure
+    from sessions.checkpoints import CheckpointListingFailed
+    from sessions.pod_access import open_runner
+    from sessions.resume import resume
+    from sessions.session_control import SessionError
+
+    try:
+        async with open_runner(pod, config.defaults) as runner:
+            result = await resume(runner, pod, session, restart=restart)
+    except SshFailure as exc:
+        _err(f"pod {pod.name!r}: {exc.message}")
+        return EXIT_FAILED
+    except (SessionError, CheckpointListingFailed) as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    killed = ", after killing the running one" if result.killed_running else ""
+    print(f"resumed session {session.name!r} on pod {pod.name!r} from {result.checkpoint.name}{killed}")
+    print(f"  command: {result.command}")
+    print(f"  log:     {result.launch.log_path}")
+    print(f"  attach:  gpuctl attach {pod.name} {session.name}")
+    return 0
