@@ -52,15 +52,17 @@ def test_a_busy_pod_in_one_row():
 def test_a_session_that_is_not_running_shows_no_rate_or_eta():
     p = pod(sessions=[session(state="exited", exit_status=1)])
     cells = fleet_rows.pod_cells(p)
-    assert cells["session"] == (("train (exit 1)", "failed"),)
+    assert cells["session"] == (("train exit 1", "failed"),)
+    long = fleet_rows.session_span(session("pretrain-llama", stalled=True))
+    assert long == ("pre… stalled", "stalled")
     assert (text(cells["step"]), text(cells["rate"]), text(cells["eta"])) == ("1200/5000", "-", "-")
 
 
 @pytest.mark.parametrize("names, shown", [
     (["NVIDIA H100 80GB HBM3"] * 8, "8×H100"),
-    (["NVIDIA GeForce RTX 4090"], "1×RTX 4090"),
+    (["NVIDIA GeForce RTX 4090"], "1×4090"),
     (["NVIDIA A100-SXM4-80GB", "NVIDIA H100 PCIe"], "A100+H100"),
-    (["Tesla V100-SXM2-16GB"], "1×Tesla V100"),
+    (["Tesla V100-SXM2-16GB"], "1×V100"),
 ])
 def test_gpu_models_are_short(names, shown):
     assert fleet_rows.gpu_model(pod(gpus=[gpu(i, name=n) for i, n in enumerate(names)])) == shown

@@ -88,13 +88,10 @@ def gpu_model(pod: PodSnapshot) -> str:
 
 
 def _model(name: str | None) -> str:
-    """'NVIDIA A100-SXM4-80GB' -> 'A100'; 'NVIDIA H100 80GB HBM3' -> 'H100'."""
+    """The model as people say it: 'NVIDIA A100-SXM4-80GB' -> 'A100', 'NVIDIA H100 80GB
+    HBM3' -> 'H100', 'NVIDIA GeForce RTX 4090' -> '4090', 'Tesla V100-SXM2' -> 'V100'."""
     short = short_gpu_name(name).split("-")[0]
-    words = short.split()
-    for i, word in enumerate(words):
-        if any(ch.isdigit() for ch in word):
-            return " ".join(words[: i + 1])
-    return short
+    return next((word for word in short.split() if any(ch.isdigit() for ch in word)), short)
 
 
 def temp_tone(temp_c: float | None) -> str:
@@ -131,19 +128,23 @@ def spent(pod: PodSnapshot) -> float | None:
     return pod.price_per_hour * pod.uptime_s / 3600.0
 
 
-def session_span(session: SessionSnapshot | None) -> Span:
-    """The main session's name, with its state when it is not simply running."""
+def session_span(session: SessionSnapshot | None, width: int = 12) -> Span:
+    """The main session's name, with its state when it is not simply running; a long
+    name is shortened so the state still shows."""
     if session is None:
         return ("-", "muted")
+    suffix, tone = "", ""
     if session.state == SessionState.EXITED:
         status = session.exit_status
-        return (f"{session.name} (exit {status if status is not None else '?'})",
-                "exited" if status == 0 else "failed")
-    if session.state == SessionState.ABSENT:
-        return (f"{session.name} (off)", "muted")
-    if session.stalled:
-        return (f"{session.name} (stall)", "stalled")
-    return (session.name, "")
+        suffix, tone = f" exit {status if status is not None else '?'}", "exited" if status == 0 else "failed"
+    elif session.state == SessionState.ABSENT:
+        suffix, tone = " off", "muted"
+    elif session.stalled:
+        suffix, tone = " stalled", "stalled"
+    name = session.name
+    if len(name) + len(suffix) > width:
+        name = name[: max(1, width - len(suffix) - 1)] + "…"
+    return (name + suffix, tone)
 
 
 def gpus_cell(pod: PodSnapshot) -> Cell:
@@ -189,7 +190,7 @@ def pod_cells(pod: PodSnapshot) -> dict[str, Cell]:
         "state": ((pod.state, pod.state if pod.state in TONES else ""),),
         "gpus": gpus_cell(pod),
         "mem": ((memory(pod), ""),),
-        "session": (session_span(session),),
+        "session": (session_span(session),),  # width: COLUMNS' session width
         "step": ((step_span(progress), ""),),
         "rate": ((rate_text(live), ""),),
         "loss": ((loss, "failed" if loss in ("nan", "inf") else ""),),

@@ -29,8 +29,8 @@ class ConfirmDialog(ModalScreen[bool]):
         self.confirm_label = confirm_label
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Static(Content(self.title_text), classes="dialog-title")
+        with Vertical(classes="dialog") as box:
+            box.border_title = self.title_text
             yield Static(Content(self.body), classes="dialog-body")
             yield from self.compose_extra()
             with Horizontal(classes="dialog-buttons"):

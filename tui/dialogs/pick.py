@@ -24,8 +24,8 @@ class PickDialog(ModalScreen["str | None"]):
         self.choices = choices
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Static(Content(self.title_text), classes="dialog-title")
+        with Vertical(classes="dialog") as box:
+            box.border_title = self.title_text
             yield OptionList(*(Option(Content(f"{name}  {desc}"), id=name) for name, desc in self.choices))
             yield Static(Content("Enter: choose · Esc: cancel"), classes="dialog-hint")
 

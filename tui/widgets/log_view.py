@@ -56,6 +56,10 @@ class LogView(ScrollView, can_focus=True):
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _t: self._restyle())
 
+    def on_resize(self) -> None:
+        if self.follow:  # text that arrived before the first layout had no height to scroll in
+            self.scroll_end(animate=False, immediate=True)
+
     # -- content ---------------------------------------------------------------------
 
     def clear(self) -> None:
@@ -206,7 +210,9 @@ class LogView(ScrollView, can_focus=True):
         if strip is not None:
             self._cache.move_to_end(key)
             return strip
-        text = Text(line, style=self._tone(tone), end="", no_wrap=True)
+        text = Text(line, end="", no_wrap=True)
+        if tone:  # as a span: Text.render ignores a Text's own style when it has no spans
+            text.stylize(self._tone(tone))
         if self.search and self.search in line.lower():
             lower = line.lower()
             style = self._tone("current" if current else "match")
