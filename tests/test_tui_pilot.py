@@ -1,0 +1,393 @@
+"""The TUI driven key by key with Textual's Pilot, against real sshd pods and real tmux.
+
+Every action runs for real: `n` starts a tmux session on the test pod, `k` kills it,
+`a` builds the ssh command (recorded instead of exec'd, then run to prove it reaches
+the pod), `s`/`T` talk to the local fake provider API. Nothing here is a stand-in but
+the fake nvidia-smi the sshd fixture provides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sessions.config import parse_config
+from sessions.paths import gpuctl_known_hosts_path
+from tests.support.provider_server import KEY, FakeRunPod, ProviderServer, runpod_pod
+from tui.actions import Target
+from tui.app import make_app
+from tui.dialogs.confirm import ConfirmDialog, TypedConfirmDialog
+from tui.screens.fleet_screen import FleetScreen
+from tui.screens.log_screen import LogScreen
+from tui.screens.pod_screen import PodScreen
+from tui.widgets.fleet_table import FleetTable
+from tui.widgets.log_view import LogView
+
+pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux", "ssh")
+
+SIZE = (120, 36)
+TRAIN = "python3 -u -c 'import time\nfor i in range(1, 100000):\n print(f\"step {i}/100000 | loss {3-i/1e5:.4f}\", flush=True); time.sleep(0.2)' > train.log 2>&1"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("TMUX", raising=False)
+
+
+def config_for(server, tmp_path: Path, *, extra_pods=(), **top):
+    path = gpuctl_known_hosts_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(server.known_hosts_line() + "\n")
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    entry = server.pod_entry("a100", price_per_hour=1.29, workdir=str(work), sessions=[
+        {"name": "train", "workdir": str(work), "command": TRAIN, "log": "train.log"},
+        {"name": "eval", "workdir": str(work), "command": "sleep 600"},
+    ])
+    doc = {**top, "pods": [entry, *extra_pods]}
+    return parse_config(yaml.safe_dump(doc, sort_keys=False), tmp_path / "config.yaml")
+
+
+def pod_tmux(server, *args: str) -> subprocess.CompletedProcess:
+    command = " ".join(__import__("shlex").quote(a) for a in ("tmux", *args))
+    return subprocess.run(server.ssh_argv(command), env={**os.environ, **server.session_env},
+                          capture_output=True, text=True)
+
+
+@pytest.fixture
+def clean_tmux(sshd):
+    """The shared pod must not keep this test's tmux sessions."""
+    yield
+    for name in ("train", "eval"):
+        pod_tmux(sshd, "kill-session", "-t", f"={name}")
+
+
+class Notes:
+    """Records every toast the app shows."""
+
+    def __init__(self, app) -> None:
+        self.messages: list[tuple[str, str]] = []
+        original = app.notify
+
+        def notify(message, *args, **kwargs):
+            self.messages.append((str(message), kwargs.get("severity", "information")))
+            return original(message, *args, **kwargs)
+
+        app.notify = notify
+
+    def find(self, text: str) -> list[tuple[str, str]]:
+        return [m for m in self.messages if text in m[0]]
+
+
+async def until(pilot, predicate, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await pilot.pause(0.05)
+        result = predicate()
+        if result:
+            return result
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def pod_state(app, name="a100"):
+    return app.snapshot.pod(name)
+
+
+def session(app, name, pod="a100"):
+    return next((s for s in app.snapshot.pod(pod).sessions if s.name == name), None)
+
+
+def cells(table: FleetTable, row: str) -> list[str]:
+    return [str(c.plain) for c in table.get_row(row)]
+
+
+# ------------------------------------------------------------------------- fleet
+
+
+async def test_fleet_screen_shows_pods_and_filter_narrows_them(sshd, tmp_path, refused_port):
+    offline = {"name": "lambda-1", "host": "127.0.0.1", "port": refused_port, "price_per_hour": 1.1}
+    app = make_app(config_for(sshd, tmp_path, extra_pods=[offline]), state_file=tmp_path / "tui.json")
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(FleetTable)
+        await until(pilot, lambda: pod_state(app).state == "online" and pod_state(app, "lambda-1").state == "offline",
+                    what="one pod online, one offline")
+        await pilot.pause(0.5)
+        row = cells(table, "a100")
+        assert row[0] == "a100" and row[1] == "online"
+        assert row[2].startswith("2×A100") and "52°" in row[2] and "96%" in row[2]
+        assert "1/2 pods online" in str(app.screen.query_one("#fleet-header").render())
+        assert cells(table, "lambda-1")[1] == "offline"
+        table.move_cursor(row=1)
+        await pilot.pause()
+        assert "refused" in str(app.screen.query_one("#fleet-detail").render())
+
+        await pilot.press("slash", "l", "a", "m")
+        await pilot.pause()
+        assert table.row_count == 1 and table.selected_pod == "lambda-1"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert table.row_count == 2
+
+        assert table.get_row_at(0)[0].plain == "a100"  # config order
+        await pilot.press("o", "o")  # name, then state: trouble first
+        await pilot.pause(0.3)
+        assert table.sort_key == "state" and table.get_row_at(0)[0].plain == "lambda-1"
+        assert table.selected_pod == "lambda-1"  # the highlight stays on its pod
+        assert "sorted by state" in str(app.screen.query_one("#fleet-header").render())
+
+
+# ----------------------------------------------------------------- launch / kill
+
+
+async def test_launch_opens_the_log_and_kill_asks_first(sshd, tmp_path, clean_tmux):
+    app = make_app(config_for(sshd, tmp_path), state_file=tmp_path / "tui.json")
+    notes = Notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, PodScreen), what="pod screen")
+        assert len(app.screen.query("GpuRow")) == 2
+
+        await pilot.press("n")  # the selected session, `train`, is configured and not running
+        await until(pilot, lambda: (s := session(app, "train")) and s.state == "running", what="train running")
+        assert notes.find("Launched session 'train'")
+        view = app.screen.query_one(LogView)
+        await until(pilot, lambda: view.line_count >= 3, what="log lines in the pod screen")
+        await until(pilot, lambda: (s := session(app, "train")).progress and s.progress.step, what="progress")
+
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="kill dialog")
+        body = str(app.screen.query_one(".dialog-body").render())
+        assert "Kill tmux session 'train' on pod 'a100'" in body and "python3 -u -c" in body
+        assert "Training is at step" in body
+        await pilot.press("n")  # cancel
+        await until(pilot, lambda: isinstance(app.screen, PodScreen), what="dialog closed")
+        assert notes.find("was not killed")
+        await pilot.pause(0.5)
+        assert session(app, "train").state == "running"
+
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="kill dialog again")
+        await pilot.press("y")
+        await until(pilot, lambda: session(app, "train").state == "absent", what="train killed")
+        assert notes.find("Killed session 'train'")
+        assert pod_tmux(sshd, "has-session", "-t", "=train").returncode != 0
+
+
+async def test_launch_picks_among_several_stopped_sessions(sshd, tmp_path, clean_tmux):
+    from tui.dialogs.pick import PickDialog
+
+    app = make_app(config_for(sshd, tmp_path), state_file=tmp_path / "tui.json")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        # On the fleet screen the main session is `train`: n launches it directly.
+        await pilot.press("n")
+        await until(pilot, lambda: session(app, "train").state == "running", what="train running")
+        # Now only `eval` is stopped, so n launches it without asking.
+        await pilot.press("n")
+        await until(pilot, lambda: session(app, "eval").state == "running", what="eval running")
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, PickDialog)  # nothing left to launch
+        pod_tmux(sshd, "kill-session", "-t", "=train")
+        pod_tmux(sshd, "kill-session", "-t", "=eval")
+        app.fleet.refresh("a100")
+        await until(pilot, lambda: session(app, "eval").state == "absent" and session(app, "train").state == "absent",
+                    what="both gone")
+        # Both stopped, and the fleet's main session is `train`: launching it needs no
+        # choice; from the pod screen with `train` running, the other is picked.
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, PodScreen), what="pod screen")
+        await pilot.press("n")
+        await until(pilot, lambda: session(app, "train").state == "running", what="train running again")
+
+
+# ------------------------------------------------------------------------ attach
+
+
+async def test_attach_hands_ssh_the_resolved_settings(sshd, tmp_path, clean_tmux):
+    recorded: list[list[str]] = []
+
+    async def record(app, argv):
+        recorded.append(argv)
+        return 0
+
+    app = make_app(config_for(sshd, tmp_path), attach_runner=record, state_file=tmp_path / "tui.json")
+    notes = Notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        await pilot.press("a")  # train is not running: nothing to attach to
+        await pilot.pause(0.3)
+        assert not recorded and notes.find("No tmux session 'train'")
+        await pilot.press("n")
+        await until(pilot, lambda: session(app, "train").state == "running", what="train running")
+        await pilot.press("a")
+        await until(pilot, lambda: recorded, what="attach argv")
+    argv = recorded[0]
+    assert argv[:2] == ["ssh", "-t"]
+    assert argv[argv.index("-p") + 1] == str(sshd.port)
+    assert argv[argv.index("-l") + 1] == sshd.user
+    assert argv[argv.index("-i") + 1] == str(sshd.client_key)
+    assert f"UserKnownHostsFile={gpuctl_known_hosts_path()}" in argv
+    assert "StrictHostKeyChecking=yes" in argv
+    assert argv[-2] == "127.0.0.1" and "tmux attach-session -t =train" in argv[-1]
+    # The same settings, without a terminal, reach the session: attach works where
+    # monitoring works, with no ~/.ssh/config to help.
+    probe = [a for a in argv[:-1] if a != "-t"] + ["-o", "BatchMode=yes", "tmux has-session -t =train"]
+    done = subprocess.run(probe, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+
+
+# -------------------------------------------------------------------------- logs
+
+
+async def test_l_opens_the_full_log_with_search_and_follow(sshd, tmp_path, clean_tmux):
+    app = make_app(config_for(sshd, tmp_path), state_file=tmp_path / "tui.json")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        await pilot.press("n")
+        await until(pilot, lambda: (s := session(app, "train")).progress and s.progress.step >= 5, what="progress")
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LogScreen), what="log screen")
+        view = app.screen.query_one(LogView)
+        await until(pilot, lambda: view.line_count >= 5, what="log lines")
+        assert view.follow
+        await pilot.press("slash", "s", "t", "e", "p", " ", "3")  # typed at once after `/`
+        await pilot.pause(0.2)
+        at, count = view.match_position
+        assert count >= 1 and at == count and view.search == "step 3" and not view.follow
+        await pilot.press("escape")  # closes the search box
+        await pilot.pause(0.1)
+        assert view.search == "" and isinstance(app.screen, LogScreen)
+        await pilot.press("f")
+        await pilot.pause(0.1)
+        assert view.follow
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, FleetScreen), what="back to the fleet")
+
+
+# ------------------------------------------------------------- read-only, keymap
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+async def test_read_only_hides_and_refuses_every_change(sshd, tmp_path, clean_tmux, how):
+    config = config_for(sshd, tmp_path, **({"read_only": True} if how == "config" else {}))
+    app = make_app(config, read_only=(how == "flag"), state_file=tmp_path / "tui.json")
+    notes = Notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        shown = {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
+        assert {"attach", "launch", "kill", "resume", "stop", "teardown"}.isdisjoint(shown)
+        assert {"download", "log", "filter", "sort"} <= shown
+        await pilot.press("n", "k", "a", "s", "T")
+        await pilot.pause(0.5)
+        assert session(app, "train").state == "absent" and isinstance(app.screen, FleetScreen)
+        assert "READ-ONLY" in str(app.screen.query_one("#fleet-header").render())
+        # Called directly (a palette entry, a future key), the action still refuses.
+        app.actions.launch(Target("a100", "train"))
+        await pilot.pause(0.5)
+        assert notes.find("Read-only mode: launch") and session(app, "train").state == "absent"
+
+
+async def test_keys_remapped_in_config(sshd, tmp_path, clean_tmux):
+    config = config_for(sshd, tmp_path, keys={"pod.launch": "ctrl+n", "pod.kill": "K", "pod.tear": "x"})
+    app = make_app(config, state_file=tmp_path / "tui.json")
+    notes = Notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        assert notes.find("no key binding with id 'pod.tear'; did you mean 'pod.teardown'?")
+        await pilot.press("n")
+        await pilot.pause(0.5)
+        assert session(app, "train").state == "absent"  # n no longer launches
+        await pilot.press("ctrl+n")
+        await until(pilot, lambda: session(app, "train").state == "running", what="ctrl+n launched")
+        await pilot.press("k")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmDialog)
+        await pilot.press("K")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="K opens the kill dialog")
+        await pilot.press("escape")
+
+
+# ------------------------------------------------- checkpoints, providers, errors
+
+
+async def test_download_and_resume_say_they_are_not_in_this_build(sshd, tmp_path):
+    app = make_app(config_for(sshd, tmp_path), state_file=tmp_path / "tui.json")
+    notes = Notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        await pilot.press("d", "r")
+        await pilot.pause(0.2)
+        assert notes.find("Downloading checkpoints is not available") and notes.find("Resume is not available")
+
+
+async def test_stop_and_teardown_without_a_provider_say_so(sshd, tmp_path):
+    app = make_app(config_for(sshd, tmp_path), state_file=tmp_path / "tui.json")
+    notes = Notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        await pilot.press("s", "T")
+        await pilot.pause(0.2)
+        assert notes.find("Pod 'a100' has no provider, so gpuctl cannot stop it")
+        assert notes.find("Pod 'a100' has no provider, so gpuctl cannot tear down it") or \
+            notes.find("cannot tear down")
+
+
+async def test_stop_and_teardown_through_the_provider_api(sshd, tmp_path, monkeypatch):
+    fake = FakeRunPod({"pod1": runpod_pod("pod1")})
+    with ProviderServer(fake) as server:
+        provider = {"type": "runpod", "id": "pod1", "api_key_env": "TEST_PROVIDER_KEY", "api_url": server.url}
+        config = config_for(sshd, tmp_path)
+        raw = yaml.safe_load((tmp_path / "config.yaml").read_text()) if (tmp_path / "config.yaml").exists() else None
+        assert raw is None
+        doc = {"pods": [{**sshd.pod_entry("a100"), "provider": provider}]}
+        config = parse_config(yaml.safe_dump(doc), tmp_path / "config.yaml")
+        app = make_app(config, state_file=tmp_path / "tui.json")
+        app.actions.environ = {"TEST_PROVIDER_KEY": KEY}
+        app.actions.poll_every = 0.05
+        notes = Notes(app)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+            await pilot.press("s")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="stop dialog")
+            body = str(app.screen.query_one(".dialog-body").render())
+            assert "ask runpod to stop instance pod1" in body and "Kept:" in body and "Lost:" in body
+            await pilot.press("y")
+            await until(pilot, lambda: notes.find("is stopped"), what="stopped")
+            assert server.calls("POST", "/v2/pods/pod1/action")
+
+            await pilot.press("T")
+            await until(pilot, lambda: isinstance(app.screen, TypedConfirmDialog), what="teardown dialog")
+            body = str(app.screen.query_one(".dialog-body").render())
+            assert "Terminate pod 'a100'" in body and "NOT known to be safely downloaded" in body
+            await pilot.press("y", "enter")  # not the name: nothing happens
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, TypedConfirmDialog) and not server.calls("DELETE")
+            app.screen.query_one("#typed").value = ""
+            await pilot.press(*"a100", "enter")
+            await until(pilot, lambda: notes.find("is gone"), what="torn down")
+            assert server.calls("DELETE", "/v2/pods/pod1")
+            assert not [m for m, _ in notes.messages if KEY in m]
+
+
+async def test_an_action_that_fails_is_a_notification_not_a_crash(sshd, tmp_path, clean_tmux):
+    app = make_app(config_for(sshd, tmp_path), state_file=tmp_path / "tui.json")
+    notes = Notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        pod_tmux(sshd, "new-session", "-d", "-s", "train", "sleep 600")  # started behind gpuctl's back
+        app.actions.launch(Target("a100", "train"))  # the snapshot has not seen it yet
+        await until(pilot, lambda: notes.find("Launch failed"), what="failure toast")
+        message, severity = notes.find("Launch failed")[0]
+        assert "already running" in message and severity == "error"
+        assert app.is_running
