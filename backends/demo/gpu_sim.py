@@ -140,7 +140,7 @@ class PodGpus:
         now = time.time() if now is None else now
         dt = 0.0 if self._last is None else max(0.0, min(5.0, now - self._last))
         self._last = now
-        phase = read_heartbeat(self.heartbeat_path, now)
+        phase = read_heartbeat(self.heartbeat_path, time.time())  # the trainer stamps wall time
         for gpu in self._gpus:
             self._advance(gpu, phase, dt)
         state = self.state()

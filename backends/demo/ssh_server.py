@@ -157,6 +157,11 @@ class PodSshServer:
     def connections(self) -> int:
         return len(self._connections)
 
+    @property
+    def addresses(self) -> list[tuple]:
+        """The (host, port, ...) tuples it listens on; empty when stopped."""
+        return self._acceptor.get_addresses() if self._acceptor is not None else []
+
     async def start(self, port: int | None = None) -> int:
         """Listen on 127.0.0.1 (`port`, else the previous one, else a free one); returns the port."""
         if self._acceptor is not None:
