@@ -1,0 +1,338 @@
+"""`gpuctl demo` end to end: simulated pods reached over real SSH, training in real tmux.
+
+Two halves:
+
+* `gpuctl demo --headless --json` as a subprocess, the way a person runs it: every pod
+  comes online, steps advance, the spot pod is preempted (offline) and comes back, and
+  Ctrl-C leaves no temp dir, no process and no file in the user's dirs behind.
+* One `Demo` for the module, run on its own thread as the CLI runs it, and gpuctl's
+  own code on this side: a checkpoint downloaded over SFTP matches the pod's bytes,
+  kill + resume continues from the checkpoint's step, the RunPod stand-in stops, starts
+  and terminates a pod, and the whole thing shuts down clean.
+
+Every wait is a condition polled against a deadline; pacing is 20x the demo's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backends.demo.demo import Demo, DemoThread, leftover_pids
+from backends.ssh import FailureKind, SshFailure, connect
+from sessions import pods as pod_settings
+from sessions import session_control
+from sessions.config import load_config
+from sessions.fleet import Fleet
+from sessions.paths import gpuctl_known_hosts_path
+from sessions.pod_access import open_runner
+from tui.commands.demo_cmd import launch_sessions
+
+pytestmark = pytest.mark.requires_tools("tmux")
+
+REPO = Path(__file__).resolve().parent.parent
+FAST = 0.05  # the trainers' pace: 20x the demo's
+
+
+async def until(check, timeout: float, what: str, interval: float = 0.1):
+    """Poll `check()` (sync or async) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------ the CLI, headless
+
+
+def _read_documents(proc: subprocess.Popen, deadline: float, want) -> list[dict]:
+    """JSON lines from the demo's stdout until `want(documents)` holds."""
+    docs: list[dict] = []
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    buffer = b""
+    while time.monotonic() < deadline:
+        chunk = proc.stdout.read()
+        if chunk:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            docs += [json.loads(line) for line in lines if line.strip()]
+            if want(docs):
+                return docs
+        elif proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"the demo never showed what was expected; last document: {docs[-1:] or None}")
+
+
+def _states(doc: dict) -> dict[str, str]:
+    return {p["name"]: p["state"] for p in doc["pods"]}
+
+
+def _steps(doc: dict) -> dict[str, int | None]:
+    return {f"{p['name']}/{s['name']}": s["step"] for p in doc["pods"] for s in p["sessions"]}
+
+
+def test_headless_json_demo_runs_preempts_and_leaves_nothing_behind(tmp_path):
+    tmp = tmp_path / "tmp"
+    home = tmp_path / "home"
+    xdg = tmp_path / "xdg"
+    for path in (tmp, home / ".ssh", xdg):
+        path.mkdir(parents=True)
+    env = {**os.environ, "TMPDIR": str(tmp), "HOME": str(home), "XDG_CONFIG_HOME": str(xdg / "config"),
+           "XDG_DATA_HOME": str(xdg / "data"), "XDG_STATE_HOME": str(xdg / "state"), "PYTHONUNBUFFERED": "1"}
+    env.pop("GPUCTL_CONFIG", None)
+    # atexit reports whether textual was ever imported: headless must never load it.
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('TEXTUAL', any(m.split('.')[0] == 'textual' for m in sys.modules),"
+              " file=sys.stderr))\n"
+              "from tui.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    argv = [sys.executable, "-c", script, "demo", "--headless", "--json", "--interval", "0.3",
+            "--pace", str(FAST), "--preempt-after", "6", "--outage", "2", "--checkpoint-mb", "0.1"]
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    failure = None
+    try:
+        started = time.monotonic()
+        docs = _read_documents(proc, started + 30, lambda d: d and all(
+            s == "online" for s in _states(d[-1]).values()) and all(v for v in _steps(d[-1]).values()))
+        first = docs[-1]
+        assert set(_states(first)) == {"a100x4", "h100x8", "rtx4090-spot"}
+        gpus = {p["name"]: [g["name"] for g in p["gpus"]] for p in first["pods"]}
+        assert gpus["a100x4"] == ["NVIDIA A100-SXM4-80GB"] * 4
+        assert gpus["h100x8"] == ["NVIDIA H100 80GB HBM3"] * 8
+        assert gpus["rtx4090-spot"] == ["NVIDIA GeForce RTX 4090"]
+
+        docs = _read_documents(proc, time.monotonic() + 20, lambda d: all(
+            (d[-1] and _steps(d[-1])[k] or 0) > v for k, v in _steps(first).items() if v))
+        later = docs[-1]
+        formats = {s["name"]: s["format"] for p in later["pods"] for s in p["sessions"]}
+        assert formats == {"sft": "hf_trainer", "pretrain": "torchrun", "vit": "lightning"}
+
+        # The spot pod: preempted (offline; `preempted` once providers report it), then back.
+        spot_down = lambda d: _states(d[-1])["rtx4090-spot"] in ("offline", "preempted")  # noqa: E731
+        _read_documents(proc, time.monotonic() + 30, spot_down)
+        _read_documents(proc, time.monotonic() + 30, lambda d: _states(d[-1])["rtx4090-spot"] == "online")
+    except AssertionError as exc:
+        failure = exc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    stderr = err.decode(errors="replace")
+    assert failure is None, f"{failure}\n--- the demo's stderr ---\n{stderr}"
+    assert proc.returncode == 0, stderr
+    assert "TEXTUAL False" in stderr
+    assert "spot pod preempted" in stderr and "spot pod is back" in stderr
+    removed = re.search(r"stopped the pods and removed (.+)", stderr)
+    assert removed, stderr
+    dirs = [Path(p) for p in removed[1].split(" and ")]
+    assert str(dirs[0]).startswith(str(tmp.resolve()))
+    assert not any(d.exists() for d in dirs) and list(tmp.iterdir()) == []
+    assert leftover_pids(dirs[0]) == []
+    # The user's own dirs: nothing read into them, nothing written.
+    assert list((home / ".ssh").iterdir()) == [] and list(xdg.iterdir()) == []
+
+
+def test_missing_tmux_says_how_to_install_it(monkeypatch, capsys):
+    from tui.cli import main
+
+    monkeypatch.setattr("backends.demo.demo.tmux_path", lambda: None)
+    assert main(["demo", "--headless"]) == 1
+    err = capsys.readouterr().err
+    assert "tmux" in err and "apt-get install tmux" in err and "brew install tmux" in err
+
+
+# ------------------------------------------------------------- one demo for the module
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Three pods at 20x pace, no automatic preemption; torn down and checked at the end."""
+    d = Demo(pods=3, preempt_after=None, outage=1.0, pace=FAST, checkpoint_mb=0.2, interval=0.5,
+             tmp_parent=tmp_path_factory.mktemp("demo"))
+    runner = DemoThread(d)
+    runner.start()
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in d.client_env.items():
+            mp.setenv(key, value)
+        d.install_known_hosts(gpuctl_known_hosts_path())
+        notes: list[str] = []
+        asyncio.run(launch_sessions(load_config(d.config_path), notes.append))
+        assert notes == []
+    yield runner
+    problems = runner.stop()
+    assert problems == []
+    assert d.temp_dirs and not any(p.exists() for p in d.temp_dirs)
+    assert leftover_pids(d.root) == []
+
+
+@pytest.fixture
+def config(demo, monkeypatch):
+    """gpuctl pointed at the demo, as `gpuctl demo` points itself (HOME, XDG, GPUCTL_CONFIG)."""
+    for key, value in demo.demo.client_env.items():
+        monkeypatch.setenv(key, value)
+    return load_config(demo.demo.config_path)
+
+
+def checkpoints(demo_pod, pattern: str) -> list[tuple[int, Path]]:
+    """Finished checkpoints on the pod, oldest first (read from the sandbox directly)."""
+    found = []
+    for path in demo_pod.sandbox.workspace.glob(pattern):
+        digits = re.findall(r"\d+", path.name)
+        if digits and not path.name.startswith((".", "tmp-")):
+            found.append((int(digits[-1]), path))
+    return sorted(found)
+
+
+async def test_every_pod_comes_online_with_its_gpus_and_progress_advances(config):
+    async with Fleet(config) as fleet:
+        def steps():
+            snap = fleet.snapshot()
+            if any(p.state != "online" for p in snap.pods):
+                return None
+            found = {p.name: p.sessions[0].progress.step for p in snap.pods if p.sessions and p.sessions[0].progress}
+            return found if len(found) == 3 and all(found.values()) else None
+
+        first = await until(steps, 20, "every pod online with a step")
+        await until(lambda: (s := steps()) and all(s[k] > v for k, v in first.items()), 20, "steps to advance")
+        # The simulated GPUs follow the load: every pod's cards get busy and fill their memory.
+        def busy():
+            pods = fleet.snapshot().pods
+            return all(g.util_pct > 50 and g.mem_used_mib > 10000 for p in pods for g in p.gpus)
+
+        await until(busy, 20, "busy GPUs on every pod")
+        snap = fleet.snapshot()
+        assert {p.name: len(p.gpus) for p in snap.pods} == {"a100x4": 4, "h100x8": 8, "rtx4090-spot": 1}
+
+
+async def test_a_checkpoint_downloads_and_verifies(demo, config, tmp_path):
+    """SFTP from the demo pod (gpuctl's connection settings), checked against the pod's sha256."""
+    pod_cfg = config.pod("h100x8")
+    demo_pod = demo.demo.pod("h100x8")
+    pattern = pod_cfg.sessions[0].checkpoints[0]
+    _, remote = (await until(lambda: checkpoints(demo_pod, pattern), 20, "a checkpoint"))[-1]
+    local = tmp_path / remote.name
+    conn = await connect(pod_settings.ssh_target(pod_cfg, config.defaults))
+    async with conn, conn.start_sftp_client() as sftp:
+        await sftp.get(str(remote), str(local))
+        attrs = await sftp.stat(str(remote))
+    assert local.stat().st_size == attrs.size > 0
+    assert sha256(local) == sha256(remote)
+    header = local.read_bytes().split(b"\n", 2)[1]
+    assert json.loads(header)["global_step"] == int(re.findall(r"\d+", remote.name)[-1])
+
+
+async def test_kill_and_resume_continues_from_the_checkpoint(demo, config):
+    pod_cfg = config.pod("h100x8")
+    session = pod_cfg.session("pretrain")
+    demo_pod = demo.demo.pod("h100x8")
+    pattern = session.checkpoints[0]
+    await until(lambda: checkpoints(demo_pod, pattern), 20, "a checkpoint")
+    async with open_runner(pod_cfg, config.defaults) as runner:
+        killed = await session_control.kill(runner, "pretrain", pod_name=pod_cfg.name)
+        assert killed.existed and killed.was_running
+        step, newest = checkpoints(demo_pod, pattern)[-1]
+        relative = newest.relative_to(demo_pod.sandbox.workspace)
+        command = session.resume.replace("{checkpoint}", shlex.quote(str(relative)))
+        await session_control.launch(runner, pod_cfg, replace(session, command=command))
+    log = demo_pod.sandbox.home / ".gpuctl" / "logs" / "pretrain.log"
+
+    def first_step_after_resume():
+        text = log.read_text(errors="replace")
+        marker = text.rfind(f"resuming from {relative} (step {step})")
+        found = re.search(r"^step +(\d+)/", text[marker:], re.M) if marker >= 0 else None
+        return int(found[1]) if found else None
+
+    assert await until(first_step_after_resume, 20, "the resumed run's first step") == step + 1
+
+
+async def test_the_spot_pod_is_preempted_and_comes_back(demo, config):
+    standin = demo.demo.standin
+    spot = config.pod("rtx4090-spot")
+    headers = {"Authorization": f"Bearer {standin.api_key}"}
+    query = {"query": f'query {{ pod(input: {{podId: "{spot.provider.id}"}}) {{ id desiredStatus podType }} }}'}
+    async with Fleet(config, ["rtx4090-spot"]) as fleet, httpx.AsyncClient(base_url=standin.api_url,
+                                                                           headers=headers) as api:
+        await until(lambda: fleet.snapshot().pod("rtx4090-spot").state == "online", 20, "the spot pod online")
+        assert demo.call(demo.demo.preempt("rtx4090-spot"))
+        doc = (await api.post("/graphql", json=query)).json()["data"]["pod"]
+        assert (doc["desiredStatus"], doc["podType"]) == ("EXITED", "INTERRUPTABLE")
+        await until(lambda: fleet.snapshot().pod("rtx4090-spot").state in ("offline", "preempted"), 20,
+                    "the spot pod offline")
+        assert demo.demo.pod("rtx4090-spot").sandbox.tmux_sockets() == [] or not _tmux_alive(demo, "rtx4090-spot")
+        assert demo.call(demo.demo.restore("rtx4090-spot"))
+        assert (await api.get(f"/v2/pods/{spot.provider.id}")).json()["status"] == "RUNNING"
+        await until(lambda: fleet.snapshot().pod("rtx4090-spot").state == "online", 30, "the spot pod back")
+        session = fleet.snapshot().pod("rtx4090-spot").sessions[0]
+        assert session.state != "running", "a preempted pod comes back without its session"
+
+
+def _tmux_alive(demo, name: str) -> bool:
+    sandbox = demo.demo.pod(name).sandbox
+    return any(subprocess.run(["tmux", "-S", str(s), "list-sessions"], capture_output=True).returncode == 0
+               for s in sandbox.tmux_sockets())
+
+
+async def test_stop_start_and_teardown_through_the_runpod_standin(demo, config):
+    """REST v2 shapes; each action really switches the demo pod (last test: it terminates one)."""
+    standin = demo.demo.standin
+    pod_cfg = config.pod("a100x4")
+    assert pod_cfg.provider.type == "runpod" and pod_cfg.provider.id
+    target = pod_settings.ssh_target(pod_cfg, config.defaults)
+    path = f"/v2/pods/{pod_cfg.provider.id}"
+    async with httpx.AsyncClient(base_url=standin.api_url) as anonymous:
+        denied = await anonymous.get(path)
+        assert denied.status_code == 401 and denied.json()["title"] == "Unauthorized"
+    key = os.environ["GPUCTL_DEMO_RUNPOD_API_KEY"]
+    async with httpx.AsyncClient(base_url=standin.api_url, headers={"Authorization": f"Bearer {key}"}) as api:
+        pod = (await api.get(path)).json()
+        assert pod["status"] == "RUNNING" and pod["gpu"] == {"id": "NVIDIA A100-SXM4-80GB", "count": 4}
+        assert pod["ssh"]["direct"]["port"] == target.port
+        assert (await api.post(f"{path}/action", json={"action": "stop", "x": 1})).status_code == 400
+
+        stopped = await api.post(f"{path}/action", json={"action": "stop"})
+        assert stopped.status_code == 200 and stopped.json()["status"] == "EXITED"
+        assert stopped.json()["cost"] == 0.0 and stopped.json()["ssh"]["direct"] is None
+        with pytest.raises(SshFailure) as refused:
+            await connect(target)
+        assert refused.value.kind == FailureKind.REFUSED
+        assert not _tmux_alive(demo, "a100x4"), "stopping a pod ends its sessions"
+        assert (await api.post(f"{path}/action", json={"action": "stop"})).status_code == 409
+
+        started = await api.post(f"{path}/action", json={"action": "start"})
+        assert started.json()["status"] == "RUNNING"
+        conn = await connect(target)
+        conn.close()
+
+        assert (await api.delete(path)).status_code == 204
+        assert (await api.get(path)).status_code == 404
+        assert pod_cfg.provider.id not in [p["id"] for p in (await api.get("/v2/pods")).json()["pods"]]
+        with pytest.raises(SshFailure):
+            await connect(target)
