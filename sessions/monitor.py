@@ -16,7 +16,7 @@ import asyncssh
 from backends.agent import AgentChannel, AgentUnavailable, probe_once
 from backends.runner import LocalRunner, Runner, SshRunner
 from backends.ssh import Backoff, FailureKind, SshFailure, connect
-from sessions import pods
+from sessions import pods, proxied_ssh
 from sessions.config import Defaults, PodConfig
 from sessions.session_book import SessionBook
 from sessions.snapshot import PodSnapshot, PodState, apply_sample, with_state
@@ -184,7 +184,10 @@ class PodMonitor:
         timeout = self._target.command_timeout
         self._runner = SshRunner(conn, timeout)
         try:
-            agent = await AgentChannel.start(conn, options, timeout=timeout)
+            if proxied_ssh.is_proxied(self.pod):  # RunPod's proxy: a PTY shell, no exec
+                self._runner, agent = await proxied_ssh.start(conn, options, timeout=timeout)
+            else:
+                agent = await AgentChannel.start(conn, options, timeout=timeout)
         except AgentUnavailable:
             await self._poll_with_probe(conn)
             return

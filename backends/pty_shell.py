@@ -1,0 +1,255 @@
+"""Commands, file transfers and the agent through one interactive PTY shell.
+
+RunPod's proxied SSH (`<token>@ssh.runpod.io`) carries an interactive shell only: no
+exec channel, no SFTP, no port forwarding. Everything gpuctl needs is rebuilt on top
+of that one shell, slower than direct TCP but working:
+
+1. **Setup.** Open a shell with a PTY, then type one line that turns the terminal's
+   echo and output processing off (`stty -echo -opost`: no typed text comes back,
+   `\\n` is not turned into `\\r\\n`) and replaces the login shell with `cat | sh -s`.
+   That shell reads a pipe, so it is not interactive in any shell's sense: no prompt,
+   no line editor (bash's readline, busybox's), no job control. Markers printed with
+   `printf '%s-%s' WORD NONCE` never appear literally in what was typed, so an echo
+   that slipped through before `stty` took effect cannot be taken for one.
+2. **Commands** are framed: `printf B-<tag>; ( command ) </dev/null 2>&1; printf E-<tag> $?`.
+   Output between the frames is the command's (stdout and stderr together: a PTY has
+   one stream), and the exit status comes with the end frame.
+3. **Files up** (the agent's source) travel as a heredoc of base64 lines: a terminal
+   in canonical mode accepts lines of at most 4095 bytes, so nothing long is typed.
+4. **Files down** (checkpoints) travel as base64 in framed chunks (`dd ... | base64`),
+   appended to `<file>.part` (so an interrupted download resumes at the last whole
+   chunk), then checked against the pod's `sha256sum` and renamed into place.
+5. **The agent** runs in the same shell: its source is uploaded as a file, then the
+   shell `exec`s python on it; its JSON lines come back over the PTY, and
+   `AgentChannel` reads them as it does over an exec channel.
+
+Every remote command here is built from `shlex.quote`d parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from backends.agent import AgentChannel
+from backends.agent_command import agent_payload
+from backends.runner import CommandResult
+from backends.ssh import FailureKind, SshFailure
+
+MAX_LINE = 3000
+"""Longest line typed into the shell (a canonical-mode terminal takes at most 4095)."""
+
+CHUNK = 1 << 20
+"""Bytes per framed download chunk: big enough to amortise a round trip, small enough
+that a lost connection costs little."""
+
+_SETUP = "stty -echo -opost 2>/dev/null; printf '%s-%s\\n' SETUP {nonce}; exec /bin/sh -c 'cat | exec /bin/sh -s'\n"
+
+
+class PtyShell:
+    """One PTY shell on a pod, used as a command runner (see module docstring).
+
+    Use `await PtyShell.open(conn)`; one command at a time (a lock serialises them).
+    """
+
+    def __init__(self, process: asyncssh.SSHClientProcess, nonce: str) -> None:
+        self._process = process
+        self._nonce = nonce
+        self._buffer = ""
+        self._seq = 0
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, conn: asyncssh.SSHClientConnection, *, timeout: float = 20.0) -> "PtyShell":
+        """Open the shell and bring it to the framed, echo-less state.
+
+        Raises:
+            SshFailure: the shell did not come up, or did not answer in `timeout` seconds.
+        """
+        try:
+            process = await conn.create_process(term_type="dumb", term_size=(200, 50), request_pty="force",
+                                                encoding="utf-8", errors="replace")
+        except (asyncssh.Error, OSError) as exc:
+            raise SshFailure(FailureKind.LOST, f"could not open a shell: {exc}") from exc
+        shell = cls(process, secrets.token_hex(6))
+        try:
+            process.stdin.write(_SETUP.format(nonce=shell._nonce))
+            await shell._read_until(re.compile(rf"SETUP-{shell._nonce}\n"), timeout)
+            process.stdin.write(f"printf '%s-%s\\n' READY {shell._nonce}\n")
+            await shell._read_until(re.compile(rf"READY-{shell._nonce}\n"), timeout)
+        except BaseException:
+            process.close()
+            raise
+        shell._buffer = ""
+        return shell
+
+    async def _read_until(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+        """Read until `pattern` matches the buffer; drop everything up to the match's end."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            match = pattern.search(self._buffer)
+            if match:
+                self._buffer = self._buffer[match.end():]
+                return match
+            left = deadline - loop.time()
+            if left <= 0:
+                raise SshFailure(FailureKind.TIMEOUT, f"the pod's shell did not answer within {timeout:g}s")
+            try:
+                data = await asyncio.wait_for(self._process.stdout.read(65536), left)
+            except (asyncio.TimeoutError, TimeoutError):
+                continue
+            except (asyncssh.Error, OSError) as exc:
+                raise SshFailure(FailureKind.LOST, f"the shell closed: {exc}") from None
+            if not data:
+                raise SshFailure(FailureKind.LOST, "the pod's shell closed")
+            self._buffer += data
+
+    async def run(self, command: str, *, timeout: float | None = None) -> CommandResult:
+        """Run `command` in the shell; its stdout and stderr together come back as stdout.
+
+        Raises:
+            ValueError: a line of `command` is longer than MAX_LINE (send data with `put_file`).
+            SshFailure: the shell closed or did not answer in time.
+        """
+        if any(len(line) > MAX_LINE for line in command.splitlines()):
+            raise ValueError(f"a command line longer than {MAX_LINE} characters cannot be typed into a terminal")
+        async with self._lock:
+            self._seq += 1
+            tag = f"{self._nonce}x{self._seq}"
+            self._process.stdin.write(
+                f"printf '%s-%s\\n' B {tag}\n( {command}\n) </dev/null 2>&1\nprintf '\\n%s-%s %s\\n' E {tag} \"$?\"\n")
+            await self._read_until(re.compile(rf"B-{tag}\n"), timeout or 30.0)
+            end = await self._read_until(re.compile(rf"\nE-{tag} (\d+)\n"), timeout or 30.0)
+            # _read_until dropped the output with the end frame: recover it from the match.
+            output = end.string[: end.start()]
+            return CommandResult(int(end.group(1)), output, "")
+
+    async def put_file(self, remote_path: str, data: bytes, *, mode: str = "600", timeout: float = 60.0) -> None:
+        """Write `data` to `remote_path` on the pod, as a heredoc of base64 lines."""
+        encoded = base64.b64encode(data).decode("ascii")
+        lines = [encoded[i:i + 76] for i in range(0, len(encoded), 76)]
+        end = f"GPUCTL_EOF_{self._nonce}"
+        path = shlex.quote(remote_path)
+        body = "\n".join(lines)
+        command = f"umask 077; base64 -d > {path} <<'{end}'\n{body}\n{end}\nchmod {mode} {path}"
+        result = await self.run(command, timeout=timeout)
+        if not result.ok:
+            raise SshFailure(FailureKind.COMMAND, f"could not write {remote_path}: {result.last_error_line()}")
+
+    async def download(self, remote_path: str, local_path: str | os.PathLike[str], *, chunk: int = CHUNK,
+                       progress: Callable[[int, int], None] | None = None, timeout: float = 120.0) -> int:
+        """Copy a remote file here through the shell; returns its size.
+
+        Resumes from `<local>.part` (whole chunks), verifies sha256 against the pod's
+        `sha256sum`, then renames into place.
+
+        Raises:
+            SshFailure: the file cannot be read, or the copy does not match the pod's sha256.
+        """
+        quoted = shlex.quote(remote_path)
+        head = await self.run(f"stat -c %s -- {quoted} && sha256sum -- {quoted}", timeout=timeout)
+        fields = head.stdout.split()
+        if not head.ok or len(fields) < 2 or not fields[0].isdigit():
+            raise SshFailure(FailureKind.COMMAND, f"cannot read {remote_path}: {head.stdout.strip()[-300:]}")
+        size, remote_sha = int(fields[0]), fields[1]
+        local = Path(local_path)
+        part = local.with_name(local.name + ".part")
+        done = part.stat().st_size if part.exists() else 0
+        done -= done % chunk  # only whole chunks are trusted
+        with open(part, "r+b" if part.exists() else "wb") as fh:
+            fh.truncate(done)
+            fh.seek(done)
+            while done < size:
+                index = done // chunk
+                result = await self.run(
+                    f"dd if={quoted} bs={chunk} skip={index} count=1 2>/dev/null | base64", timeout=timeout)
+                try:
+                    data = base64.b64decode("".join(result.stdout.split()), validate=True)
+                except ValueError:
+                    raise SshFailure(FailureKind.COMMAND, f"garbled chunk {index} of {remote_path}") from None
+                if not result.ok or not data:
+                    raise SshFailure(FailureKind.COMMAND, f"reading {remote_path} stopped at byte {done}")
+                fh.write(data)
+                done += len(data)
+                if progress:
+                    progress(done, size)
+        digest = hashlib.sha256()
+        with open(part, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != remote_sha or part.stat().st_size != size:
+            part.unlink()
+            raise SshFailure(FailureKind.COMMAND, f"{remote_path}: the copy does not match the pod's sha256; "
+                                                  "it was deleted, download again")
+        os.replace(part, local)
+        return size
+
+    async def start_agent(self, options: dict[str, Any], *, python: str = "python3",
+                          timeout: float = 30.0) -> AgentChannel:
+        """Upload the agent and `exec` it in this shell; the shell is the agent's channel after.
+
+        The shell can run no more commands once this returns.
+        """
+        path = f"/tmp/gpuctl-agent-{self._nonce}.z"
+        await self.put_file(path, base64.b64decode(agent_payload()), timeout=timeout)
+        # The bootstrap reads and deletes the file, then runs it as `python3 -c` would.
+        boot = (f"import os,zlib;p={path!r};s=open(p,'rb').read();os.unlink(p);"
+                "exec(zlib.decompress(s))")
+        argument = json.dumps(options, separators=(",", ":"), sort_keys=True)
+        self._process.stdin.write(" ".join(shlex.quote(p) for p in ("exec", python, "-u", "-c", boot, argument)) + "\n")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            match = await self._read_until(re.compile(r"[^\n]*\n"), max(0.1, deadline - loop.time()))
+            line = match.group(0).strip()
+            if not line:
+                continue
+            try:
+                hello = json.loads(line)
+            except ValueError:
+                raise SshFailure(FailureKind.COMMAND, f"the agent did not start: {line[:200]!r}") from None
+            # Text already read past the hello belongs to the agent's stream.
+            leftover, self._buffer = self._buffer, ""
+            return AgentChannel(_Resumed(self._process, leftover), hello)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._process.close()
+
+
+class _ResumedReader:
+    """A stream reader that first hands out text already read from it."""
+
+    def __init__(self, reader: Any, leftover: str) -> None:
+        self._reader = reader
+        self._left = leftover
+
+    async def readline(self) -> str:
+        if "\n" in self._left:
+            line, _, self._left = self._left.partition("\n")
+            return line + "\n"
+        head, self._left = self._left, ""
+        return head + await self._reader.readline()
+
+
+class _Resumed:
+    """The shell's process as `AgentChannel` uses it, stdout resumed after the hello."""
+
+    def __init__(self, process: asyncssh.SSHClientProcess, leftover: str) -> None:
+        self._process = process
+        self.stdin = process.stdin
+        self.stdout = _ResumedReader(process.stdout, leftover)
+
+    def close(self) -> None:
+        self._process.close()
