@@ -25,20 +25,22 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
+from backends.demo import trainer
 from backends.demo.demo import Demo, DemoThread, leftover_pids
 from backends.ssh import FailureKind, SshFailure, connect
 from sessions import pods as pod_settings
-from sessions import session_control
+from sessions import provider_ops, session_control, teardown_guard
 from sessions.config import load_config
+from sessions.download import download_checkpoint
 from sessions.fleet import Fleet
 from sessions.paths import gpuctl_known_hosts_path
 from sessions.pod_access import open_runner
+from sessions.resume import resume
 from tui.commands.demo_cmd import launch_sessions
 
 pytestmark = pytest.mark.requires_tools("tmux")
@@ -232,41 +234,43 @@ async def test_every_pod_comes_online_with_its_gpus_and_progress_advances(config
         assert {p.name: len(p.gpus) for p in snap.pods} == {"a100x4": 4, "h100x8": 8, "rtx4090-spot": 1}
 
 
+def expected_bytes(demo, pod: str, step: int) -> bytes:
+    """What the simulated trainer writes for `step`: its bytes depend on seed and step only."""
+    spec = demo.demo.pod(pod).spec.session
+    header = {"format": spec.format, "global_step": step, "seed": spec.seed,
+              "loss": round(trainer.Curve(spec.format, spec.seed, spec.total_steps).loss(step), 6)}
+    size = int(1024 * 1024 * demo.demo.checkpoint_mb)
+    return trainer.single_file_checkpoint(header, trainer._payload(spec.seed, step, size))
+
+
 async def test_a_checkpoint_downloads_and_verifies(demo, config, tmp_path):
-    """SFTP from the demo pod (gpuctl's connection settings), checked against the pod's sha256."""
-    pod_cfg = config.pod("h100x8")
+    """gpuctl's own download (newest complete checkpoint, sha256 on both ends) from a demo pod."""
     demo_pod = demo.demo.pod("h100x8")
-    pattern = pod_cfg.sessions[0].checkpoints[0]
-    _, remote = (await until(lambda: checkpoints(demo_pod, pattern), 20, "a checkpoint"))[-1]
-    local = tmp_path / remote.name
-    conn = await connect(pod_settings.ssh_target(pod_cfg, config.defaults))
-    async with conn, conn.start_sftp_client() as sftp:
-        await sftp.get(str(remote), str(local))
-        attrs = await sftp.stat(str(remote))
-    assert local.stat().st_size == attrs.size > 0
-    assert sha256(local) == sha256(remote)
-    header = local.read_bytes().split(b"\n", 2)[1]
-    assert json.loads(header)["global_step"] == int(re.findall(r"\d+", remote.name)[-1])
+    await until(lambda: len(checkpoints(demo_pod, "checkpoints/step_*.pt")) >= 2, 20, "two checkpoints")
+    result = await download_checkpoint(config, "h100x8", "pretrain", dest=tmp_path)
+    assert not result.skipped and result.checkpoint.complete and result.checkpoint.step
+    assert result.local_path == tmp_path / "checkpoints" / f"step_{result.checkpoint.step}.pt"
+    # Independent of gpuctl's own verification: the bytes the trainer wrote for that step.
+    assert result.local_path.read_bytes() == expected_bytes(demo, "h100x8", result.checkpoint.step)
+    assert result.sha256 == sha256(result.local_path)
 
 
 async def test_kill_and_resume_continues_from_the_checkpoint(demo, config):
+    """Kill the run, then gpuctl's resume: the new run's first step is the checkpoint's + 1."""
     pod_cfg = config.pod("h100x8")
-    session = pod_cfg.session("pretrain")
     demo_pod = demo.demo.pod("h100x8")
-    pattern = session.checkpoints[0]
-    await until(lambda: checkpoints(demo_pod, pattern), 20, "a checkpoint")
+    await until(lambda: checkpoints(demo_pod, "checkpoints/step_*.pt"), 20, "a checkpoint")
     async with open_runner(pod_cfg, config.defaults) as runner:
         killed = await session_control.kill(runner, "pretrain", pod_name=pod_cfg.name)
         assert killed.existed and killed.was_running
-        step, newest = checkpoints(demo_pod, pattern)[-1]
-        relative = newest.relative_to(demo_pod.sandbox.workspace)
-        command = session.resume.replace("{checkpoint}", shlex.quote(str(relative)))
-        await session_control.launch(runner, pod_cfg, replace(session, command=command))
+        resumed = await resume(runner, pod_cfg, "pretrain")
+    step = resumed.checkpoint.step
+    assert resumed.command.endswith(f"--resume {shlex.quote(resumed.checkpoint.path)}")
     log = demo_pod.sandbox.home / ".gpuctl" / "logs" / "pretrain.log"
 
     def first_step_after_resume():
         text = log.read_text(errors="replace")
-        marker = text.rfind(f"resuming from {relative} (step {step})")
+        marker = text.rfind(f"resuming from {resumed.checkpoint.path} (step {step})")
         found = re.search(r"^step +(\d+)/", text[marker:], re.M) if marker >= 0 else None
         return int(found[1]) if found else None
 
@@ -300,12 +304,10 @@ def _tmux_alive(demo, name: str) -> bool:
                for s in sandbox.tmux_sockets())
 
 
-async def test_stop_start_and_teardown_through_the_runpod_standin(demo, config):
-    """REST v2 shapes; each action really switches the demo pod (last test: it terminates one)."""
+async def test_the_runpod_standin_speaks_rest_v2(demo, config):
+    """The request and response shapes gpuctl's RunPod backend relies on (PROVIDERS.md 2.2)."""
     standin = demo.demo.standin
-    pod_cfg = config.pod("a100x4")
-    assert pod_cfg.provider.type == "runpod" and pod_cfg.provider.id
-    target = pod_settings.ssh_target(pod_cfg, config.defaults)
+    pod_cfg = config.pod("h100x8")
     path = f"/v2/pods/{pod_cfg.provider.id}"
     async with httpx.AsyncClient(base_url=standin.api_url) as anonymous:
         denied = await anonymous.get(path)
@@ -313,26 +315,37 @@ async def test_stop_start_and_teardown_through_the_runpod_standin(demo, config):
     key = os.environ["GPUCTL_DEMO_RUNPOD_API_KEY"]
     async with httpx.AsyncClient(base_url=standin.api_url, headers={"Authorization": f"Bearer {key}"}) as api:
         pod = (await api.get(path)).json()
-        assert pod["status"] == "RUNNING" and pod["gpu"] == {"id": "NVIDIA A100-SXM4-80GB", "count": 4}
-        assert pod["ssh"]["direct"]["port"] == target.port
-        assert (await api.post(f"{path}/action", json={"action": "stop", "x": 1})).status_code == 400
+        assert pod["status"] == "RUNNING" and pod["gpu"] == {"id": "NVIDIA H100 80GB HBM3", "count": 8}
+        assert pod["ssh"]["direct"]["port"] == pod_cfg.port and "stop" in pod["actions"]
+        assert [p["id"] for p in (await api.get("/v2/pods")).json()["pods"]].count(pod_cfg.provider.id) == 1
+        extra = await api.post(f"{path}/action", json={"action": "stop", "force": True})
+        assert extra.status_code == 400 and extra.headers["content-type"] == "application/problem+json"
+        assert (await api.post(f"{path}/action", json={"action": "start"})).status_code == 409  # it runs
+        assert (await api.get("/v2/pods/nosuchpod0000")).status_code == 404
 
-        stopped = await api.post(f"{path}/action", json={"action": "stop"})
-        assert stopped.status_code == 200 and stopped.json()["status"] == "EXITED"
-        assert stopped.json()["cost"] == 0.0 and stopped.json()["ssh"]["direct"] is None
-        with pytest.raises(SshFailure) as refused:
-            await connect(target)
-        assert refused.value.kind == FailureKind.REFUSED
-        assert not _tmux_alive(demo, "a100x4"), "stopping a pod ends its sessions"
-        assert (await api.post(f"{path}/action", json={"action": "stop"})).status_code == 409
 
-        started = await api.post(f"{path}/action", json={"action": "start"})
-        assert started.json()["status"] == "RUNNING"
-        conn = await connect(target)
-        conn.close()
+async def test_stop_and_teardown_through_gpuctls_provider_backend(demo, config):
+    """`gpuctl stop` / `teardown` code against the stand-in; each really switches the pod off.
 
-        assert (await api.delete(path)).status_code == 204
-        assert (await api.get(path)).status_code == 404
-        assert pod_cfg.provider.id not in [p["id"] for p in (await api.get("/v2/pods")).json()["pods"]]
-        with pytest.raises(SshFailure):
-            await connect(target)
+    The last test of the module: it terminates a100x4 for good.
+    """
+    pod_cfg = config.pod("a100x4")
+    target = pod_settings.ssh_target(pod_cfg, config.defaults)
+    stopped = await provider_ops.stop(config, pod_cfg, poll_every=0.1, timeout=20)
+    assert stopped.outcome == "done"
+    with pytest.raises(SshFailure) as refused:
+        await connect(target)
+    assert refused.value.kind == FailureKind.REFUSED
+    assert not _tmux_alive(demo, "a100x4"), "stopping a pod ends its sessions"
+    assert demo.demo.standin.by_name("a100x4").status == "EXITED"
+
+    with pytest.raises(provider_ops.ActionRefused):  # its checkpoints were never downloaded
+        await provider_ops.teardown(config, pod_cfg, guard=teardown_guard.guard, poll_every=0.1, timeout=20)
+    gone = await provider_ops.teardown(config, pod_cfg, force=True, poll_every=0.1, timeout=20)
+    assert gone.outcome == "done"
+    assert demo.demo.standin.by_name("a100x4").status == "TERMINATED"
+    assert demo.demo.pod("a100x4").terminated
+    with pytest.raises(SshFailure):
+        await connect(target)
+    again = await provider_ops.teardown(config, pod_cfg, force=True, poll_every=0.1, timeout=20)
+    assert again.outcome == "already"
