@@ -107,7 +107,7 @@ class Fleet:
         never delays the others beyond that; `timeout` is an overall safety net.
         """
         waits = [asyncio.create_task(m.settled.wait()) for m in self._monitors.values()]
-        waits.append(asyncio.create_task(self.providers.first_round.wait()))
+        waits.append(asyncio.create_task(self.providers.settled()))
         if waits:
             done, pending = await asyncio.wait(waits, timeout=timeout)
             for task in pending:

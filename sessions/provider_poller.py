@@ -34,6 +34,9 @@ from sessions.snapshot import PodSnapshot, PodState, SessionState, with_state
 
 POLL_INTERVAL_S = 60.0
 REQUEST_TIMEOUT_S = 10.0
+FIRST_ROUND_WAIT_S = 12.0
+"""How long one-shot commands (`gpuctl status`) wait for the providers' first answer:
+a blackholed API must not hold up a status that SSH already has."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,13 @@ class ProviderPoller:
         return merge(snapshot, self._pods.get(snapshot.name), self.views.get(snapshot.name), now)
 
     # -- polling ------------------------------------------------------------------
+
+    async def settled(self, limit: float = FIRST_ROUND_WAIT_S) -> None:
+        """Wait for the first round, at most `limit` seconds (never raises on timeout)."""
+        try:
+            await asyncio.wait_for(self.first_round.wait(), limit)
+        except (asyncio.TimeoutError, TimeoutError):
+            pass
 
     def poll_now(self) -> None:
         """Start the next round now (after a stop or teardown, or a key press)."""
