@@ -441,8 +441,12 @@ class Fetcher:
 
     async def close(self) -> None:
         if self._sftp is not None:
-            self._sftp.exit()
-            self._sftp = None
+            sftp, self._sftp = self._sftp, None
+            sftp.exit()
+            try:
+                await sftp.wait_closed()
+            except (asyncssh.Error, OSError):
+                pass  # the connection is gone already: nothing left to close
 
     async def fetch(self, remote_path: str, part_path: Path, size: int, *,
                     hasher: LocalHasher | None = None, progress: ProgressFn | None = None) -> FetchStats:

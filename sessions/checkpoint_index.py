@@ -150,17 +150,6 @@ def record(entry: IndexEntry, path: Path | None = None) -> IndexEntry:
     return entry
 
 
-def forget(local_path: str | Path, path: Path | None = None) -> None:
-    """Drop every entry whose copy is `local_path` (a bad copy was deleted)."""
-    path = path or index_path()
-    local = str(Path(local_path).absolute())
-    with _locked(path):
-        entries = load(path)
-        kept = {k: e for k, e in entries.items() if e.local_path != local}
-        if len(kept) != len(entries):
-            _write(kept, path)
-
-
 def local_size(path: Path) -> int | None:
     """Bytes in a local file, or in the regular files under a folder; None if absent."""
     try:

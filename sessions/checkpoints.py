@@ -37,7 +37,10 @@ the matches (`latest.pt -> step_900.pt`) are skipped: their targets are listed w
 pattern matches them. Matches inside a listed folder (`checkpoint-500/model.safetensors`)
 belong to that folder and are not listed on their own.
 
-Needs GNU `find` (`-printf`), as on every Debian/Ubuntu/RHEL-based image.
+Needs GNU `find` (`-printf`), as on every Debian/Ubuntu/RHEL-based image. Past 400
+lines on purpose: every command that reads checkpoint state on the pod (the listing,
+one folder's files, one checkpoint's size and mtime) sits next to its parser, so the
+quoting has one place to audit.
 """
 
 from __future__ import annotations

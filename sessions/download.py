@@ -427,7 +427,6 @@ def _compare(checkpoint: Checkpoint, part: Path, rels: Sequence[str], remote: An
     bad = [(rel or checkpoint.name, r, l) for rel, r, l in zip(rels, remote_digests, local_digests) if r != l]
     if bad:
         _remove(part)
-        index.forget(part)
         shown = "; ".join(f"{rel}: pod {r[:16]}, local {l[:16]}" for rel, r, l in bad[:3])
         more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
         raise VerificationFailed(
