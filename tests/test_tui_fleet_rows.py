@@ -23,8 +23,9 @@ def gpu(i, temp=50.0, util=90.0, name="NVIDIA A100-SXM4-80GB"):
 
 
 def pod(name="a100", *, gpus=(), sessions=(), state="online", price=2.0, uptime=5400.0, sampled_at=1.0):
+    spend = price * uptime / 3600 if price is not None and uptime is not None else None
     return PodSnapshot(name=name, host="root@h:22", state=state, gpus=tuple(gpus), sessions=tuple(sessions),
-                       price_per_hour=price, uptime_s=uptime, sampled_at=sampled_at)
+                       price_per_hour=price, uptime_s=uptime, sampled_at=sampled_at, spend_usd=spend)
 
 
 def session(name="train", state="running", *, step=1200, total=5000, rate=2.5, loss=1.2345, eta=1520.0,
@@ -179,3 +180,25 @@ def test_the_theme_pick_is_remembered_until_config_changes(tmp_path):
     assert chosen_theme("x", state) == "x"
     remember_theme("gpuctl-dark", "x", state)
     assert json.loads(state.read_text()) == {"theme": "gpuctl-dark", "config_theme": "x"}
+
+
+def test_checkpoint_lines_show_the_download_and_each_checkpoints_state():
+    from sessions.checkpoints import Checkpoint
+    from tui.downloads import DONE, FAILED, RUNNING, DownloadState, checkpoint_lines
+
+    listing = [Checkpoint("step_200.pt", "/w/step_200.pt", "file", 200, 2 << 30, 990.0, "writing", listed_at=1000.0),
+               Checkpoint("step_100.pt", "/w/step_100.pt", "file", 100, 2 << 30, 400.0, verified_local=True,
+                          listed_at=1000.0)]
+    going = DownloadState("p", "train", RUNNING, "step_100.pt", 1 << 30, 2 << 30, started=__import__("time").monotonic())
+    lines = checkpoint_lines(listing, going)
+    assert lines[0] == ("↓ downloading step_100.pt: 1.0G/2.0G 50%", "running")
+    assert lines[1] == ("step_200.pt    step 200    2.0G     10s ago  being written", "warning")
+    assert lines[2][0].endswith("downloading 1.0G/2.0G 50%") and lines[2][1] == "running"
+    done = DownloadState("p", "train", DONE, "step_100.pt", message="checkpoints/p/train/step_100.pt")
+    assert checkpoint_lines(listing, done)[0] == (
+        "✓ downloaded step_100.pt to checkpoints/p/train/step_100.pt (verified)", "ok")
+    assert checkpoint_lines(listing, done)[2][0].endswith("downloaded, verified")
+    failed = DownloadState("p", "train", FAILED, None, message="sha256 mismatch")
+    assert checkpoint_lines([], failed)[0] == ("✗ download of the newest checkpoint failed: sha256 mismatch", "error")
+    assert checkpoint_lines(None, None) == [("listing checkpoints…", "muted")]
+    assert checkpoint_lines(None, None, error="Pod is offline.") == [("Pod is offline.", "warning")]

@@ -50,6 +50,12 @@ def test_connection_lost_and_restored(before, after, severity, text):
     assert (note.title, note.message, note.severity, note.quiet_s) == ("a100", text, severity, 0.0)
 
 
+def test_a_preemption_is_told_as_such_not_as_a_lost_link():
+    after = pod("preempted", error="preempted: runpod took the instance back (EXITED)")
+    note = one(changes(fleet(pod("reconnecting", error="lost")), fleet(after)))
+    assert (note.message, note.severity) == ("Preempted: runpod took the instance back (EXITED).", "error")
+
+
 def test_connecting_for_the_first_time_is_not_news():
     assert changes(fleet(pod("connecting")), fleet(pod("online"))) == []
     assert changes(fleet(pod("connecting")), fleet(pod("offline", error="refused"))) == []

@@ -321,14 +321,69 @@ async def test_keys_remapped_in_config(sshd, tmp_path, clean_tmux):
 # ------------------------------------------------- checkpoints, providers, errors
 
 
-async def test_download_and_resume_say_they_are_not_in_this_build(sshd, tmp_path):
+def checkpoints_in(work: Path) -> Path:
+    """Two finished checkpoints (16 MiB, so the download reports progress), an hour old."""
+    work.mkdir(exist_ok=True)
+    old = time.time() - 3600
+    for step in (100, 200):
+        path = work / f"step_{step}.pt"
+        path.write_bytes(os.urandom(1 << 20) * 16)
+        os.utime(path, (old, old))
+    return work / "step_200.pt"
+
+
+async def test_download_shows_progress_in_the_checkpoint_list_and_verifies(sshd, tmp_path, monkeypatch):
+    from tui.downloads import DONE, RUNNING
+    from tui.widgets.checkpoint_list import CheckpointList
+
+    monkeypatch.chdir(tmp_path)  # downloads land in ./checkpoints/POD/SESSION
+    newest = checkpoints_in(tmp_path / "work")
     app = make_app(config_for(sshd, tmp_path), state_file=tmp_path / "tui.json")
+    notes = Notes(app)
+    seen = []
+    original = app.actions._set_download
+    app.actions._set_download = lambda state: (seen.append(state), original(state))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, PodScreen), what="pod screen")
+        listing = app.screen.query_one(CheckpointList)
+        await until(pilot, lambda: "step_200.pt" in str(listing.render()), what="the checkpoint list")
+        assert "not downloaded" in str(listing.render())
+        await pilot.press("d")
+        await until(pilot, lambda: (s := app.actions.downloads.get(("a100", "train"))) and s.state == DONE,
+                    what="download done")
+        await until(pilot, lambda: "downloaded, verified" in str(listing.render()), what="verified in the list")
+        assert isinstance(app.screen, PodScreen)  # the app stayed where it was, usable
+    running = [s for s in seen if s.state == RUNNING and s.total]
+    assert running and running[-1].done == running[-1].total == newest.stat().st_size
+    local = tmp_path / "checkpoints" / "a100" / "train" / "step_200.pt"
+    assert local.read_bytes() == newest.read_bytes()
+    assert notes.find("Downloaded step_200.pt (16M, sha256 verified)")
+
+
+async def test_resume_relaunches_from_the_newest_checkpoint_and_asks_before_a_restart(sshd, tmp_path, clean_tmux):
+    work = tmp_path / "work"
+    newest = checkpoints_in(work)
+    config = config_for(sshd, tmp_path)
+    doc = yaml.safe_load(yaml.safe_dump({"pods": [sshd.pod_entry("a100", sessions=[
+        {"name": "train", "workdir": str(work), "command": "sleep 600",
+         "resume": "echo resumed from {checkpoint} >> resumed.txt; sleep 600"}])]}))
+    config = parse_config(yaml.safe_dump(doc), tmp_path / "config.yaml")
+    app = make_app(config, state_file=tmp_path / "tui.json")
     notes = Notes(app)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
-        await pilot.press("d", "r")
-        await pilot.pause(0.2)
-        assert notes.find("Downloading checkpoints is not available") and notes.find("Resume is not available")
+        await pilot.press("r")  # not running: resumes at once
+        await until(pilot, lambda: session(app, "train").state == "running", what="resumed")
+        await until(pilot, lambda: (work / "resumed.txt").exists(), what="the resume command ran")
+        assert (work / "resumed.txt").read_text() == f"resumed from {newest}\n"
+        assert notes.find("Resumed 'train' from step_200.pt")
+        await pilot.press("r")  # running: a restart needs a yes
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="restart dialog")
+        assert "still running" in str(app.screen.query_one(".dialog-body").render())
+        await pilot.press("y")
+        await until(pilot, lambda: (work / "resumed.txt").read_text().count("resumed") == 2, what="restarted")
 
 
 async def test_stop_and_teardown_without_a_provider_say_so(sshd, tmp_path):
@@ -344,22 +399,19 @@ async def test_stop_and_teardown_without_a_provider_say_so(sshd, tmp_path):
 
 
 async def test_stop_and_teardown_through_the_provider_api(sshd, tmp_path, monkeypatch):
-    fake = FakeRunPod({"pod1": runpod_pod("pod1")})
+    fake = FakeRunPod({"pod1": runpod_pod("pod1")}, settle=0)  # the next GET sees the change: no 5 s poll wait
+    monkeypatch.setenv("TEST_PROVIDER_KEY", KEY)
     with ProviderServer(fake) as server:
         provider = {"type": "runpod", "id": "pod1", "api_key_env": "TEST_PROVIDER_KEY", "api_url": server.url}
-        config = config_for(sshd, tmp_path)
-        raw = yaml.safe_load((tmp_path / "config.yaml").read_text()) if (tmp_path / "config.yaml").exists() else None
-        assert raw is None
+        config_for(sshd, tmp_path)  # pins the host key
         doc = {"pods": [{**sshd.pod_entry("a100"), "provider": provider}]}
         config = parse_config(yaml.safe_dump(doc), tmp_path / "config.yaml")
         app = make_app(config, state_file=tmp_path / "tui.json")
-        app.actions.environ = {"TEST_PROVIDER_KEY": KEY}
-        app.actions.poll_every = 0.05
         notes = Notes(app)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
             await pilot.press("s")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="stop dialog")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="stop dialog", timeout=30)
             body = str(app.screen.query_one(".dialog-body").render())
             assert "ask runpod to stop instance pod1" in body and "Kept:" in body and "Lost:" in body
             await pilot.press("y")
@@ -369,7 +421,8 @@ async def test_stop_and_teardown_through_the_provider_api(sshd, tmp_path, monkey
             await pilot.press("T")
             await until(pilot, lambda: isinstance(app.screen, TypedConfirmDialog), what="teardown dialog")
             body = str(app.screen.query_one(".dialog-body").render())
-            assert "Terminate pod 'a100'" in body and "NOT known to be safely downloaded" in body
+            assert "Terminate pod 'a100'" in body
+            assert "Checkpoints: safe: no sessions are configured on it" in body
             await pilot.press("y", "enter")  # not the name: nothing happens
             await pilot.pause(0.2)
             assert isinstance(app.screen, TypedConfirmDialog) and not server.calls("DELETE")

@@ -14,10 +14,20 @@ from dataclasses import replace
 import pytest
 import yaml
 
+from sessions.checkpoints import Checkpoint
 from sessions.config import parse_config
 from tests.support.fake_fleet import DEMO_LOG, StaticFleet, demo_snapshot
 from tui.app import make_app
 
+GIB = 2**30
+CHECKPOINTS = [
+    Checkpoint("checkpoint-1200", "/workspace/checkpoint-1200", "dir", 1200, int(4.2 * GIB), 9990.0, "writing",
+               files=6, listed_at=10000.0),
+    Checkpoint("checkpoint-1000", "/workspace/checkpoint-1000", "dir", 1000, int(4.2 * GIB), 9000.0,
+               files=6, listed_at=10000.0),
+    Checkpoint("checkpoint-800", "/workspace/checkpoint-800", "dir", 800, int(4.2 * GIB), 8000.0,
+               verified_local=True, files=6, listed_at=10000.0),
+]
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 48), id="160x48")]
 
 
@@ -29,12 +39,22 @@ def config(tmp_path, **top):
     return parse_config(yaml.safe_dump({**top, "pods": pods}, sort_keys=False), tmp_path / "config.yaml")
 
 
+@pytest.fixture(autouse=True)
+def runpod_key(monkeypatch):
+    """The teardown dialog builds the RunPod backend (never called) to say what is lost."""
+    monkeypatch.setenv("GPUCTL_TEST_RUNPOD_KEY", "not-used")
+
+
 def app_for(tmp_path, **top):
     snapshot = demo_snapshot()
     fleet = StaticFleet(snapshot, logs={("a100-west", "train"): DEMO_LOG})
     app = make_app(config(tmp_path, **top), fleet_factory=lambda _config: fleet, state_file=tmp_path / "tui.json",
                    ui_interval=0)
-    app.actions.environ = {"GPUCTL_TEST_RUNPOD_KEY": "not-used"}
+
+    async def listing(target):  # what the pod would list; the real listing runs in test_tui_pilot.py
+        return CHECKPOINTS
+
+    app.actions.list_checkpoints = listing
     # Five minutes of history, so the sparklines have a shape to draw.
     base = snapshot.pods[0]
     for t in range(60):
@@ -88,7 +108,15 @@ def test_kill_confirmation(snap_compare, tmp_path, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_teardown_confirmation_asks_for_the_pod_name(snap_compare, tmp_path, size):
+def test_teardown_confirmation_asks_for_the_pod_name(snap_compare, tmp_path, size, monkeypatch):
+    from sessions import teardown_guard
+
+    async def unsafe(pod):  # the real guard would try to reach the example pod over SSH
+        return False, "session train's newest checkpoint checkpoint-1200 has no verified local copy"
+
+    monkeypatch.setattr(teardown_guard, "guard_for", lambda config: unsafe, raising=False)
+    monkeypatch.setattr(teardown_guard, "guard", unsafe)
+
     async def typed_half(pilot) -> None:
         for _ in range(50):
             await pilot.pause()

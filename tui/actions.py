@@ -1,30 +1,36 @@
-"""Every key action of the TUI: what it may act on, what it asks, which Fleet call it
-makes. One place, so read-only refusal, confirmations and error handling are uniform,
-and features still being built (checkpoints, providers) are finished here.
+"""Every key action of the TUI: what it may act on, what it asks, which call it makes.
 
-Each action runs in an async worker with `exit_on_error=False`; any failure becomes a
+One place, so read-only refusal, confirmations and error handling are uniform. Each
+action runs in an async worker with `exit_on_error=False`; any failure becomes a
 notification naming the pod and what failed, never a traceback on screen. Nothing here
-draws: the screens say what is targeted (`Target`) and show the results.
+draws: screens say what is targeted (`Target`) and show the results.
 
 Wired: launch (`n`), kill (`k`, confirmed) and attach (`a`: suspends the app, runs
 `ssh -t ... tmux attach`) through the Fleet; stop (`s`, confirmed) and teardown (`T`,
-type the pod name) through `sessions.provider_ops` (a pod without `provider:` says it
-has none; the teardown dialog says whether the newest checkpoint is safe, from
-`sessions.teardown_guard`). Not yet available, saying so plainly: download (`d`) and
-resume (`r`), which wait for the checkpoints feature.
+type the pod name; the dialog says whether the newest checkpoint is safe, from
+`sessions.teardown_guard`) through the Fleet's provider calls, a pod without
+`provider:` saying it has none; download (`d`: `sessions.download`, progress in the
+checkpoint list, the app stays usable) and resume (`r`: `sessions.resume`, confirmed
+when it would restart a running session); the checkpoint listing the pod screen shows.
+
+Past 400 lines on purpose: the issue asks for every action's wiring in one module,
+and each flow is short but has its own question and its own failure sentences.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sessions.snapshot import PodSnapshot, SessionSnapshot, SessionState
 from tui import humanize
 from tui.bindings import MUTATING
+from tui.downloads import DONE, FAILED, RUNNING, DownloadState
+from tui.messages import DownloadsChanged
 from tui.sessions_table import step_text
 
 if TYPE_CHECKING:
@@ -69,10 +75,8 @@ class Actions:
         self.app = app
         self.read_only = read_only
         self.attach_runner = attach_runner or run_in_terminal
-        self.environ: Mapping[str, str] = os.environ
-        """Where provider API keys are read from (the variables config names)."""
-        self.poll_every = 5.0
-        """Seconds between provider status polls after a stop or teardown."""
+        self.downloads: dict[tuple[str, str], DownloadState] = {}
+        """(pod, session) -> the latest download of its checkpoint started here."""
 
     # -- what may run --------------------------------------------------------------
 
@@ -249,17 +253,100 @@ class Actions:
             why = " (ssh could not connect)" if status == 255 and argv[0] == "ssh" else ""
             self.app.notify(f"Attach ended with status {status}{why}.", title=pod, severity="warning")
 
-    # -- features still being built ---------------------------------------------------
+    # -- checkpoints: download and resume ----------------------------------------------
+
+    def _configured_session(self, target: Target, verb: str) -> Any | None:
+        """The session's config entry, or None after saying why it is needed."""
+        try:
+            return self.app.config.pod(target.pod).session(target.session or "")
+        except KeyError:
+            self.app.notify(f"Session {target.session!r} is not in config: gpuctl needs its workdir and "
+                            f"checkpoint globs to {verb}.", title=target.pod, severity="warning")
+            return None
 
     def download(self, target: Target) -> None:
-        self.app.notify("Downloading checkpoints is not available in this build yet "
-                        "(it arrives with the checkpoints feature).", title=target.pod, severity="warning")
+        if target.session is None or self._configured_session(target, "find its checkpoints") is None:
+            return
+        current = self.downloads.get((target.pod, target.session))
+        if current is not None and current.state == RUNNING:
+            self.app.notify(f"Already downloading {current.name or 'a checkpoint'} of {target.session!r}.",
+                            title=target.pod)
+            return
+        self._set_download(DownloadState(target.pod, target.session, started=time.monotonic()))
+        self._run("Download", target, self._download(target.pod, target.session))
+
+    def _set_download(self, state: DownloadState) -> None:
+        self.downloads[(state.pod, state.session)] = state
+        self.app.post_message(DownloadsChanged())
+
+    async def _download(self, pod: str, session: str) -> None:
+        from sessions.download import download_checkpoint
+
+        key = (pod, session)
+
+        def progress(done: int, total: int) -> None:
+            state = self.downloads[key]
+            self._set_download(DownloadState(pod, session, RUNNING, state.name, done, total, started=state.started))
+
+        self.app.notify(f"Downloading the newest complete checkpoint of {session!r}.", title=pod)
+        try:
+            result = await download_checkpoint(self.app.config, pod, session, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - DownloadError, listing, SSH...: all shown
+            why = error_text(exc)
+            self._set_download(DownloadState(pod, session, FAILED, self.downloads[key].name, message=why))
+            self.app.notify(f"Download failed: {why}", title=pod, severity="error", timeout=15)
+            return
+        name = result.checkpoint.name
+        self._set_download(DownloadState(pod, session, DONE, name, result.size, result.size,
+                                         message=str(result.local_path)))
+        if result.skipped:
+            self.app.notify(f"{name} is already downloaded and verified: {result.local_path}", title=pod)
+        else:
+            self.app.notify(f"Downloaded {name} ({humanize.size(result.size)}, sha256 verified) to "
+                            f"{result.local_path}", title=pod, timeout=15)
 
     def resume(self, target: Target) -> None:
-        if self._refused("resume"):
+        if self._refused("resume") or target.session is None:
             return
-        self.app.notify("Resume is not available in this build yet "
-                        "(it arrives with the checkpoints feature).", title=target.pod, severity="warning")
+        if self._configured_session(target, "resume it") is None:
+            return
+        session = self._session(target)
+        running = session is not None and session.state == SessionState.RUNNING
+        self._run("Resume", target, self._resume(target, running))
+
+    async def _resume(self, target: Target, running: bool) -> None:
+        from sessions import resume
+        from sessions.pod_access import open_runner
+        from tui.dialogs.confirm import ConfirmDialog
+
+        pod = self.app.config.pod(target.pod)
+        resume.resumable(pod, target.session or "")  # a config problem says so before any question
+        if running:
+            question = (f"Session {target.session!r} on pod {target.pod!r} is still running.\n"
+                        "Resuming kills it and relaunches its `resume:` command from the newest complete "
+                        "checkpoint; progress since that checkpoint is lost.")
+            if not await self.app.push_screen_wait(ConfirmDialog("Restart from checkpoint?", question, "Restart")):
+                self.app.notify(f"Session {target.session!r} was left running.", title=target.pod)
+                return
+        async with open_runner(pod, self.app.config.defaults) as runner:
+            result = await resume.resume(runner, pod, target.session or "", restart=running)
+        if self.app.fleet is not None:
+            self.app.fleet.refresh(target.pod)
+        self.app.notify(f"Resumed {target.session!r} from {result.checkpoint.name}: {result.command}",
+                        title=target.pod, timeout=15)
+
+    async def list_checkpoints(self, target: Target) -> list[Any]:
+        """The session's checkpoints, newest first, each marked when a verified copy
+        exists here (for the pod screen's worker). Raises as `list_checkpoints` does."""
+        from sessions.checkpoint_index import host_identity, mark_verified
+        from sessions.checkpoints import list_checkpoints
+        from sessions.pod_access import open_runner
+
+        pod = self.app.config.pod(target.pod)
+        session = pod.session(target.session or "")
+        async with open_runner(pod, self.app.config.defaults) as runner:
+            found = await list_checkpoints(runner, pod, session, settle=0)
+        return mark_verified(found, host_identity(pod, self.app.config.defaults))
 
     # -- stop and teardown, through the pod's provider ---------------------------------
 
@@ -287,14 +374,13 @@ class Actions:
         `ProviderSetupError`, e.g. an unset key variable, before anything is asked)."""
         from sessions import provider_ops
 
-        provider = provider_ops.build_provider(pod.provider, self.environ, pod_name=pod.name)
+        provider = provider_ops.build_provider(pod.provider, pod_name=pod.name)
         try:
             return provider.capabilities
         finally:
             await provider.aclose()
 
     async def _stop(self, pod_name: str) -> None:
-        from sessions import provider_ops
         from tui.dialogs.confirm import ConfirmDialog
 
         pod = self.app.config.pod(pod_name)
@@ -308,34 +394,35 @@ class Actions:
             self.app.notify(f"Pod {pod_name!r} was not stopped.", title=pod_name)
             return
         self.app.notify(f"Asking {pod.provider.type} to stop the pod; this can take minutes.", title=pod_name)
-        result = await provider_ops.stop(self.app.config, pod, environ=self.environ, poll_every=self.poll_every)
-        self._provider_result(result)
+        fleet = self._fleet()
+        if fleet is not None:
+            self._provider_result(await fleet.stop_instance(pod_name))
 
     def teardown_question(self, pod: Any, caps: Any, checkpoint_ok: bool, checkpoint_note: str) -> str:
         """What a teardown destroys, and whether the newest checkpoint is safe."""
         where = f"instance {pod.provider.id}" if pod.provider.id else pod.host
-        safe = ("Newest checkpoint: safely downloaded: " if checkpoint_ok
-                else "Newest checkpoint: NOT known to be safely downloaded: ")
+        safe = "Checkpoints: safe: " if checkpoint_ok else "Checkpoints: NOT safely downloaded: "
         return (f"Terminate pod {pod.name!r}: ask {pod.provider.type} to delete {where}.\n"
                 f"Destroyed: {caps.teardown_destroys}\n{safe}{checkpoint_note}.\nThis cannot be undone.")
 
     async def _teardown(self, pod_name: str) -> None:
-        from sessions import provider_ops, teardown_guard
+        from sessions import teardown_guard
         from tui.dialogs.confirm import TypedConfirmDialog
 
         pod = self.app.config.pod(pod_name)
         caps = await self._capabilities(pod)
-        ok, note = await teardown_guard.guard(pod)
+        guard = teardown_guard.guard_for(self.app.config) if hasattr(teardown_guard, "guard_for") else teardown_guard.guard
+        ok, note = await guard(pod)
         question = self.teardown_question(pod, caps, ok, note)
         dialog = TypedConfirmDialog("Tear down pod?", question, "Tear down" if ok else "Tear down anyway", pod_name)
         if not await self.app.push_screen_wait(dialog):
             self.app.notify(f"Pod {pod_name!r} was not torn down.", title=pod_name)
             return
         self.app.notify(f"Asking {pod.provider.type} to terminate the pod; this can take minutes.", title=pod_name)
-        # Typing the name after reading the checkpoint warning is the TUI's --force.
-        result = await provider_ops.teardown(self.app.config, pod, force=not ok, guard=teardown_guard.guard,
-                                             environ=self.environ, poll_every=self.poll_every)
-        self._provider_result(result)
+        fleet = self._fleet()
+        if fleet is not None:
+            # Typing the name after reading the checkpoint warning is the TUI's --force.
+            self._provider_result(await fleet.teardown_instance(pod_name, force=not ok, guard=guard))
 
     def _provider_result(self, result: Any) -> None:
         lines = [result.message[:1].upper() + result.message[1:] + "."]
@@ -345,9 +432,3 @@ class Actions:
             lines.append(f"Gone: {result.gone}")
         severity = "warning" if result.outcome == "timeout" else "information"
         self.app.notify("\n".join(lines), title=result.pod, severity=severity, timeout=15)  # type: ignore[arg-type]
-
-    # -- what the pod screen shows ----------------------------------------------------
-
-    def checkpoint_lines(self, target: Target | None) -> list[tuple[str, str]]:
-        """(text, tone) lines for the checkpoint list of the selected session."""
-        return [("Not in this build yet: checkpoint listing and downloads.", "muted")]

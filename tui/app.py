@@ -26,7 +26,7 @@ from sessions.snapshot import FleetSnapshot, PodSnapshot
 from themes.palettes import DEFAULT_THEME, STYLESHEETS, THEMES
 from tui import bindings, notify_rules, theme_state
 from tui.actions import Actions, AttachRunner
-from tui.messages import FleetUpdated
+from tui.messages import DownloadsChanged, FleetUpdated
 from tui.sparkline_history import History
 
 UI_INTERVAL = 0.25
@@ -131,6 +131,12 @@ class GpuctlApp(App[int]):
             show = getattr(screen, "show", None)
             if show is not None:
                 show(self.snapshot)
+
+    def on_downloads_changed(self, _message: DownloadsChanged) -> None:
+        for screen in self.screen_stack:
+            changed = getattr(screen, "downloads_changed", None)
+            if changed is not None:
+                changed()
 
     # -- app-wide actions -------------------------------------------------------------
 

@@ -20,7 +20,8 @@ Span = tuple[str, str]
 Cell = tuple[Span, ...]
 """A cell is one or more spans: the GPUS cell colours its temperature alone."""
 
-TONES = ("online", "connecting", "reconnecting", "offline", "hot", "warm", "stalled", "exited", "failed", "muted")
+TONES = ("online", "connecting", "reconnecting", "offline", "preempted", "hot", "warm", "stalled", "exited",
+         "failed", "muted")
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,9 @@ def memory(pod: PodSnapshot) -> str:
 
 
 def spent(pod: PodSnapshot) -> float | None:
-    """Dollars since the machine booted: rented pods bill from start, and uptime is
-    the one clock every pod reports."""
-    if pod.price_per_hour is None or pod.uptime_s is None:
-        return None
-    return pod.price_per_hour * pod.uptime_s / 3600.0
+    """Dollars so far, as the Fleet works it out (price x the provider's running time,
+    else the pod's uptime); None without a price."""
+    return pod.spend_usd
 
 
 def session_span(session: SessionSnapshot | None, width: int = 12) -> Span:
@@ -204,7 +203,7 @@ def detail_line(pod: PodSnapshot) -> Span:
     """The line under the table for the highlighted pod: why it is not online, or
     where it is."""
     if pod.error and pod.state != PodState.ONLINE:
-        return (f"{pod.name}: {pod.error}", "failed" if pod.state == PodState.OFFLINE else "reconnecting")
+        return (f"{pod.name}: {pod.error}", "reconnecting" if pod.state == PodState.RECONNECTING else "failed")
     if pod.gpu_status == "error" and pod.gpu_error:
         return (f"{pod.name}: GPU: {pod.gpu_error}", "failed")
     parts = [pod.name, pod.host]
@@ -226,7 +225,8 @@ def matches(pod: PodSnapshot, needle: str) -> bool:
     return needle.lower() in hay.lower()
 
 
-_STATE_ORDER = {PodState.OFFLINE: 0, PodState.RECONNECTING: 1, PodState.CONNECTING: 2, PodState.ONLINE: 3}
+_STATE_ORDER = {PodState.PREEMPTED: 0, PodState.OFFLINE: 1, PodState.RECONNECTING: 2, PodState.CONNECTING: 3,
+                PodState.ONLINE: 4}
 
 
 def _eta(pod: PodSnapshot) -> float | None:

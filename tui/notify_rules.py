@@ -1,8 +1,9 @@
 """Which toasts a change between two fleet snapshots deserves: pure, no Textual.
 
 `changes(previous, current)` compares two snapshots and returns `Note`s for what a
-person watching would want to be told: a connection lost or restored, a session that
-exited or stalled, a GPU over its temperature threshold, a disk filling up. Only
+person watching would want to be told: a connection lost or restored, a pod
+preempted (told as such, not as a lost link), a session that exited or stalled, a GPU
+over its temperature threshold, a disk filling up. Only
 transitions count (the GPU that *became* hot, not every sample of a hot GPU), and a
 `Cooldown` keeps a value hovering around a threshold from repeating the same toast.
 Downloads announce themselves from the action that runs them (`tui.actions`).
@@ -44,7 +45,7 @@ class Note:
     quiet_s: float = 60.0
 
 
-_DOWN = (PodState.RECONNECTING, PodState.OFFLINE)
+_DOWN = (PodState.RECONNECTING, PodState.OFFLINE, PodState.PREEMPTED)
 
 
 def changes(previous: FleetSnapshot | None, current: FleetSnapshot, limits: Thresholds = Thresholds()) -> list[Note]:
@@ -66,6 +67,9 @@ def changes(previous: FleetSnapshot | None, current: FleetSnapshot, limits: Thre
 
 
 def _connection(old: PodSnapshot, pod: PodSnapshot) -> list[Note]:
+    if pod.state == PodState.PREEMPTED and old.state != PodState.PREEMPTED:
+        why = pod.error or "the provider took the instance back"
+        return [Note(f"{pod.name}:conn", pod.name, f"{why[:1].upper()}{why[1:]}.", "error", 0.0)]
     if old.state == PodState.ONLINE and pod.state in _DOWN:
         why = f": {pod.error}" if pod.error else ""
         return [Note(f"{pod.name}:conn", pod.name, f"Connection lost{why}. Retrying.", "error", 0.0)]

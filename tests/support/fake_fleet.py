@@ -39,7 +39,7 @@ def progress(step: int, total: int, rate: float, loss: float) -> Progress:
 def demo_snapshot() -> FleetSnapshot:
     """Five pods that show every state the fleet screen draws, all values fixed."""
     disk = DiskUsage("/workspace", 96 * 2**30, 200 * 2**30)
-    return FleetSnapshot((
+    return FleetSnapshot(tuple(_priced(p) for p in (
         PodSnapshot(
             name="a100-west", host="root@203.0.113.7:22022", state="online", sampled_at=1000.0,
             transport="agent", gpu_status="ok", uptime_s=5 * 3600 + 1260, price_per_hour=1.29, disk=disk,
@@ -70,7 +70,17 @@ def demo_snapshot() -> FleetSnapshot:
             gpus=gpus(1, "NVIDIA GeForce RTX 4090", (45,), (3,), 24564, 450),
             sessions=(SessionSnapshot("sweep-7", state="exited", exit_status=1, configured=True,
                                       log="~/sweep/out.log", progress=progress(310, 2000, 4.1, float("nan"))),)),
-    ))
+    )))
+
+
+def _priced(pod: PodSnapshot) -> PodSnapshot:
+    """Spend and projected cost the way the Fleet's provider poller works them out."""
+    if pod.price_per_hour is None:
+        return pod
+    spend = pod.price_per_hour * pod.uptime_s / 3600 if pod.uptime_s is not None and pod.state == "online" else None
+    etas = [s.progress.eta_s for s in pod.sessions if s.state == "running" and s.progress and s.progress.eta_s]
+    projected = pod.price_per_hour * max(etas) / 3600 if etas else None
+    return replace(pod, spend_usd=spend, projected_usd=projected, price_source="config")
 
 
 DEMO_LOG = "".join(

@@ -3,7 +3,9 @@ session's live log, and its checkpoints. Up/down select the session."""
 
 from __future__ import annotations
 
-from textual import on
+from typing import Any
+
+from textual import on, work
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -11,7 +13,9 @@ from textual.widgets import Footer, Static
 from sessions.snapshot import FleetSnapshot, PodSnapshot
 from tui import fleet_rows, humanize
 from tui.actions import Target
+from tui.actions import error_text
 from tui.bindings import HELP, POD_ACTIONS, POD_SCREEN
+from tui.downloads import RUNNING, checkpoint_lines
 from tui.screens.pod_actions import PodActionsMixin
 from tui.widgets.checkpoint_list import CheckpointList
 from tui.widgets.gpu_panel import GpuPanel
@@ -21,20 +25,28 @@ from tui.widgets.text import set_text
 
 
 def pod_header(pod: PodSnapshot) -> str:
-    """'a100-west · online · root@203.0.113.7:22 · $1.29/h · spent $2.10 · up 1h38m · disk 23G/252G'."""
-    parts = [pod.name, pod.state, pod.host]
+    """'a100-west · online · $1.29/h · spent $2.10 · $0.59 to finish · up 1h38m · disk 23G/252G ·
+    load 7.90 · root@203.0.113.7:22', most important first: a narrow terminal cuts the end."""
+    parts = [pod.name, pod.state]
     if pod.price_per_hour is not None:
         parts.append(f"${pod.price_per_hour:.2f}/h")
     cost = fleet_rows.spent(pod)
     if cost is not None:
         parts.append(f"spent ${cost:,.2f}")
+    if pod.projected_usd is not None:
+        parts.append(f"${pod.projected_usd:,.2f} to finish")
     if pod.uptime_s is not None:
         parts.append(f"up {humanize.duration(pod.uptime_s)}")
     if pod.disk and pod.disk.total_bytes:
         parts.append(f"disk {humanize.size(pod.disk.used_bytes)}/{humanize.size(pod.disk.total_bytes)}")
     if pod.load:
         parts.append(f"load {pod.load[0]:.2f}")
+    parts.append(pod.host)  # last: the fleet screen shows it too, and it is the longest
     return " · ".join(parts)
+
+
+CHECKPOINT_REFRESH_S = 30.0
+"""How often the open pod screen lists the selected session's checkpoints again."""
 
 
 class PodScreen(PodActionsMixin, Screen):
@@ -47,6 +59,8 @@ class PodScreen(PodActionsMixin, Screen):
         self.pod_name = pod_name
         self.snapshot: FleetSnapshot = FleetSnapshot()
         self._drawn: FleetSnapshot | None = None
+        self._checkpoints: tuple[str | None, list[Any] | None, str | None] = (None, None, None)
+        """(session, listing or None while listing, why there is none)."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="pod-header")
@@ -61,6 +75,7 @@ class PodScreen(PodActionsMixin, Screen):
         self.query_one(SessionsPanel).border_title = "Sessions"
         self.query_one(CheckpointList).border_title = "Checkpoints"
         self.show(self.app.snapshot)  # type: ignore[attr-defined]
+        self.set_interval(CHECKPOINT_REFRESH_S, self.refresh_checkpoints)
 
     # -- data ------------------------------------------------------------------------
 
@@ -88,12 +103,12 @@ class PodScreen(PodActionsMixin, Screen):
         history = self.app.history  # type: ignore[attr-defined]
         header = self.query_one("#pod-header", Static)
         set_text(header, pod_header(pod) + (f" · {pod.error}" if pod.error and pod.state != "online" else ""))
-        header.set_class(pod.state == "offline", "-offline")
+        header.set_class(pod.state in ("offline", "preempted"), "-offline")
         header.set_class(pod.state == "reconnecting", "-reconnecting")
         self.query_one(GpuPanel).show(pod, lambda i: history.gpu(pod.name, i))
         self.query_one(SessionsPanel).show(pod, lambda s: history.loss(pod.name, s))
         self._follow_log()
-        self.query_one(CheckpointList).show(self.app.actions.checkpoint_lines(self.target()))  # type: ignore[attr-defined]
+        self._draw_checkpoints()
         self.refresh_actions()
 
     def _follow_log(self) -> None:
@@ -104,6 +119,50 @@ class PodScreen(PodActionsMixin, Screen):
     def _session_selected(self) -> None:
         self._follow_log()
         self.refresh_actions()
+        self.refresh_checkpoints()
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    @work(exclusive=True, group="checkpoints", exit_on_error=False)
+    async def refresh_checkpoints(self) -> None:
+        """List the selected session's checkpoints on the pod (a remote `find`)."""
+        target = self.target()
+        pod = self.pod
+        session = target.session if target else None
+        if target is None or session is None or pod is None:
+            self._checkpoints = (session, [], None)
+        elif pod.state != "online":
+            self._checkpoints = (session, None, f"Pod is {pod.state}: checkpoints are listed when it is online.")
+        elif not any(s.name == session for s in self.app.config.pod(self.pod_name).sessions):  # type: ignore[attr-defined]
+            self._checkpoints = (session, None, f"Session {session!r} is not in config: no checkpoint globs to look for.")
+        else:
+            if self._checkpoints[0] != session:
+                self._checkpoints = (session, None, None)
+                self._draw_checkpoints()
+            try:
+                found = await self.app.actions.list_checkpoints(target)  # type: ignore[attr-defined]
+                self._checkpoints = (session, found, None)
+            except Exception as exc:  # noqa: BLE001 - the list says why, the screen stays
+                self._checkpoints = (session, None, f"Could not list checkpoints: {error_text(exc)}")
+        self._draw_checkpoints()
+
+    def _draw_checkpoints(self) -> None:
+        session, listing, why = self._checkpoints
+        selected = self.query_one(SessionsPanel).selected
+        if session != selected:
+            listing, why = None, None
+        download = self.app.actions.downloads.get((self.pod_name, selected)) if selected else None  # type: ignore[attr-defined]
+        lines = checkpoint_lines(listing, download, error=why) if selected else [("No session selected.", "muted")]
+        self.query_one(CheckpointList).show(lines)
+
+    def downloads_changed(self) -> None:
+        """A download's progress or outcome (from the app): redraw; list again when one ended."""
+        self._draw_checkpoints()
+        selected = self.query_one(SessionsPanel).selected
+        download = self.app.actions.downloads.get((self.pod_name, selected)) if selected else None  # type: ignore[attr-defined]
+        if download is not None and download.state != RUNNING and download is not getattr(self, "_ended", None):
+            self._ended = download
+            self.refresh_checkpoints()
 
     # -- actions -----------------------------------------------------------------------
 

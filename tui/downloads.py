@@ -1,0 +1,91 @@
+"""Checkpoint downloads the TUI started, and the checkpoint list's lines: pure data.
+
+The action worker (`tui.actions`) replaces a session's `DownloadState` as progress
+arrives; the pod screen draws `checkpoint_lines` from the latest listing and these
+states. No Textual, no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tui import humanize
+
+RUNNING, DONE, FAILED = "running", "done", "failed"
+
+
+@dataclass(frozen=True)
+class DownloadState:
+    """One download of a session's checkpoint.
+
+    Attributes:
+        state: RUNNING, DONE or FAILED.
+        name: the checkpoint's name, once known (None while it is being picked).
+        done, total: bytes (done includes what an interrupted run had already).
+        message: for DONE the local path, for FAILED why.
+        started: `time.monotonic()` at the start, for the rate.
+    """
+
+    pod: str
+    session: str
+    state: str = RUNNING
+    name: str | None = None
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    started: float = 0.0
+
+    @property
+    def fraction(self) -> float | None:
+        return self.done / self.total if self.total else None
+
+    def progress_text(self, now: float | None = None) -> str:
+        """'1.0G/2.3G 45% 310 MB/s'."""
+        if not self.total:
+            return "starting"
+        pct = f"{100 * self.done / self.total:.0f}%"
+        elapsed = (now if now is not None else time.monotonic()) - self.started
+        rate = f" {self.done / elapsed / 1e6:.0f} MB/s" if elapsed > 0.5 and self.done else ""
+        return f"{humanize.size(self.done)}/{humanize.size(self.total)} {pct}{rate}"
+
+
+def checkpoint_lines(listing: Sequence[Any] | None, download: DownloadState | None, *, error: str | None = None,
+                     limit: int = 8) -> list[tuple[str, str]]:
+    """(text, tone) lines: the download in progress or its outcome, then the
+    checkpoints newest first, each with step, size, age, state and local copy."""
+    lines: list[tuple[str, str]] = []
+    if download is not None:
+        what = download.name or "the newest checkpoint"
+        if download.state == RUNNING:
+            lines.append((f"↓ downloading {what}: {download.progress_text()}", "running"))
+        elif download.state == DONE:
+            lines.append((f"✓ downloaded {what} to {download.message} (verified)", "ok"))
+        else:
+            lines.append((f"✗ download of {what} failed: {download.message}", "error"))
+    if error:
+        lines.append((error, "warning"))
+    elif listing is None:
+        lines.append(("listing checkpoints…", "muted"))
+    elif not listing:
+        lines.append(("No checkpoints found (set the session's `checkpoints:` globs, relative to its workdir).",
+                      "muted"))
+    shown = list(listing or ())[:limit]
+    width = min(28, max((len(c.name) + (c.kind == "dir") for c in shown), default=0))
+    for c in shown:
+        name = c.name + ("/" if c.kind == "dir" else "")
+        step = f"step {c.step}" if c.step is not None else "no step"
+        age = humanize.duration(c.age_s) + " ago" if getattr(c, "age_s", None) is not None else ""
+        if download is not None and download.state == RUNNING and download.name == c.name:
+            local, tone = f"downloading {download.progress_text()}", "running"
+        elif c.verified_local:
+            local, tone = "downloaded, verified", "ok"
+        elif not c.complete:
+            local, tone = "being written", "warning"
+        else:
+            local, tone = "not downloaded", ""
+        lines.append((f"{name:<{width}}  {step:>10}  {humanize.size(c.size):>6}  {age:>10}  {local}", tone))
+    return lines
+
