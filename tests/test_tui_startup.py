@@ -1,0 +1,116 @@
+"""The TUI paints before it connects, and `gpuctl` with no command is the TUI.
+
+asyncssh costs ~170 ms to import (PERF-NOTES), so the app must draw its first frame
+without it and load it in the worker that starts the Fleet. Checked in fresh
+subprocesses, since this test process has long since imported everything.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_importing_the_app_loads_neither_asyncssh_nor_the_fleet():
+    code = "import sys, tui.app; print(sorted(m for m in sys.modules if m in ('asyncssh', 'sessions.fleet')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_the_first_frame_is_drawn_before_asyncssh_is_imported(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("pods:\n  - {name: nowhere, host: 127.0.0.1, port: 9, connect_timeout: 2}\n")
+    script = textwrap.dedent(f"""
+        import asyncio, sys
+        from sessions.config import load_config
+        from tui.app import GpuctlApp
+
+        class Probe(GpuctlApp):
+            def on_mount(self):
+                self.call_after_refresh(lambda: print("FIRST FRAME asyncssh:", "asyncssh" in sys.modules))
+
+        async def main():
+            app = Probe(load_config({str(config)!r}), state_file=None)
+            async with app.run_test(size=(80, 24)) as pilot:
+                for _ in range(200):
+                    await pilot.pause(0.05)
+                    if app.snapshot.pods[0].state == "offline":
+                        break
+                print("CONNECTED asyncssh:", "asyncssh" in sys.modules, app.snapshot.pods[0].state)
+
+        asyncio.run(main())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    lines = [line for line in out.stdout.splitlines() if "asyncssh:" in line]
+    assert lines == ["FIRST FRAME asyncssh: False", "CONNECTED asyncssh: True offline"], out.stdout + out.stderr
+
+
+def _run_on_pty(argv: list[str], env: dict[str, str], until: bytes, then: bytes | None, timeout: float = 30.0):
+    """Run `argv` on a pseudo-terminal; send `then` once `until` was printed. Returns
+    (exit status, everything printed, seconds until `until`)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execvpe(argv[0], argv, env)
+    started = time.monotonic()
+    seen = b""
+    found_at = None
+    deadline = started + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+                if found_at is None and until in seen:
+                    found_at = time.monotonic() - started
+                    if then is not None:
+                        os.write(fd, then)
+            finished, status = os.waitpid(pid, os.WNOHANG)
+            if finished:
+                return os.waitstatus_to_exitcode(status), seen, found_at
+        while time.monotonic() < deadline:  # the terminal closed: the process is ending
+            finished, status = os.waitpid(pid, os.WNOHANG)
+            if finished:
+                return os.waitstatus_to_exitcode(status), seen, found_at
+            time.sleep(0.05)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        return None, seen, found_at
+    finally:
+        os.close(fd)
+
+
+def test_gpuctl_alone_opens_the_tui_on_a_terminal_and_q_quits(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("pods:\n  - {name: far-away-pod, host: 127.0.0.1, port: 9, connect_timeout: 2}\n")
+    gpuctl = str(Path(sys.executable).with_name("gpuctl"))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
+    code, seen, at = _run_on_pty([gpuctl, "--config", str(config), "--read-only"], env, b"far-away-pod", b"q")
+    assert at is not None, seen[-2000:]
+    assert code == 0, seen[-2000:]
+    assert b"Traceback" not in seen
+
+
+def test_gpuctl_alone_without_a_config_explains_and_never_loads_textual(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        from tui.cli import main
+        code = main(["--config", {str(tmp_path / 'missing.yaml')!r}])
+        print("CODE", code, "TEXTUAL", any(m == "textual" or m.startswith("textual.") for m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "CODE 2 TEXTUAL False" in out.stdout, out.stdout + out.stderr
+    assert "missing.yaml" in out.stderr and "Traceback" not in out.stderr
