@@ -31,7 +31,7 @@ import httpx
 import pytest
 
 from backends.demo import trainer
-from backends.demo.demo import Demo, DemoThread, leftover_pids
+from backends.demo.demo import Demo, DemoError, DemoThread, leftover_pids, pod_specs
 from backends.ssh import FailureKind, SshFailure, connect
 from sessions import pods as pod_settings
 from sessions import provider_ops, session_control, teardown_guard
@@ -171,6 +171,22 @@ def test_missing_tmux_says_how_to_install_it(monkeypatch, capsys):
     assert "tmux" in err and "apt-get install tmux" in err and "brew install tmux" in err
 
 
+def test_more_pods_are_copies_with_their_own_names_and_seeds():
+    specs = pod_specs(7)
+    assert [s.name for s in specs] == ["a100x4", "h100x8", "rtx4090-spot", "a100x4-2", "h100x8-2",
+                                       "rtx4090-spot-2", "a100x4-3"]
+    assert len({s.session.seed for s in specs}) == 7 and [s.spot for s in specs].count(True) == 2
+    with pytest.raises(DemoError):
+        pod_specs(0)
+
+
+def test_a_pod_count_out_of_range_is_a_usage_error(capsys):
+    from tui.cli import main
+
+    assert main(["demo", "--headless", "--pods", "13"]) == 2
+    assert "--pods must be between 1 and 12" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------- one demo for the module
 
 
@@ -211,6 +227,18 @@ def checkpoints(demo_pod, pattern: str) -> list[tuple[int, Path]]:
         if digits and not path.name.startswith((".", "tmp-")):
             found.append((int(digits[-1]), path))
     return sorted(found)
+
+
+def test_gpuctl_is_pointed_inside_the_demos_temp_dir_only(demo, config, tmp_path):
+    d = demo.demo
+    assert all(Path(v).is_relative_to(d.root) for k, v in d.client_env.items() if k != "GPUCTL_DEMO_RUNPOD_API_KEY")
+    known_hosts = gpuctl_known_hosts_path()
+    assert known_hosts.is_relative_to(d.root)
+    assert sorted(known_hosts.read_text().splitlines()) == sorted(d.known_hosts_lines)
+    assert {p.host_key for p in config.pods} <= {None} and config.defaults.host_key == "strict"
+    assert {p.host for p in config.pods} == {"127.0.0.1"} and (d.client_key_path.stat().st_mode & 0o777) == 0o600
+    with pytest.raises(DemoError):  # never into a known_hosts outside the demo's dir
+        d.install_known_hosts(tmp_path / "known_hosts")
 
 
 async def test_every_pod_comes_online_with_its_gpus_and_progress_advances(config):
