@@ -183,12 +183,13 @@ class Fleet:
 
     async def teardown_instance(self, pod_name: str, *, force: bool = False, guard=None, progress=None):
         """Terminate the pod's instance through its provider; callers confirm first.
-        `guard` defaults to `sessions.teardown_guard.guard`."""
+        `guard` defaults to `sessions.teardown_guard.guard_for(config)`."""
         from sessions import provider_ops, teardown_guard
 
         try:
             return await provider_ops.teardown(self.config, self.pod_config(pod_name), force=force,
-                                               guard=guard or teardown_guard.guard, progress=progress)
+                                               guard=guard or teardown_guard.guard_for(self.config),
+                                               progress=progress)
         finally:
             self.providers.poll_now()
 

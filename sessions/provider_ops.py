@@ -43,7 +43,8 @@ from sessions.config import Config, PodConfig, ProviderConfig
 
 Guard = Callable[[PodConfig], Awaitable[tuple[bool, str]]]
 """`async guard(pod) -> (ok, description)`: may the pod be torn down, and what is
-known about its newest checkpoint (said in the result either way)."""
+known about its newest checkpoint (said in the result either way). The default is
+`sessions.teardown_guard.guard_for(config)`."""
 
 Progress = Callable[[str], None]
 
@@ -364,7 +365,11 @@ async def teardown(config: Config, pod: PodConfig, *, force: bool = False, guard
                 "its billing; if it does, set shutdown_stops_billing: true in its provider entry")
         guard_note = ""
         if not force:
-            ok, guard_note = await (guard or refuse_unknown)(pod)
+            if guard is None:
+                from sessions.teardown_guard import guard_for
+
+                guard = guard_for(config)
+            ok, guard_note = await guard(pod)
             if not ok:
                 raise ActionRefused(f"not tearing down pod {pod.name!r}: {guard_note}; download and verify it "
                                     f"first (gpuctl download {pod.name} SESSION), or pass --force")
@@ -392,8 +397,3 @@ async def teardown(config: Config, pod: PodConfig, *, force: bool = False, guard
                             f"{last.raw_status if last else 'nothing'}; check your cloud console")
     return ActionResult(pod.name, "teardown", "done", InstanceState.TERMINATED, guard_note, caps.teardown_destroys,
                         f"pod {pod.name!r} is gone")
-
-
-async def refuse_unknown(pod: PodConfig) -> tuple[bool, str]:
-    """The guard used when none is given: nothing is known, so nothing is allowed."""
-    return False, "cannot check its checkpoints"

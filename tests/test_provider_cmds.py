@@ -190,11 +190,15 @@ def test_stop_where_the_provider_has_none_refuses(tmp_path, capsys):
     assert server.requests == []
 
 
-def test_teardown_refuses_while_checkpoints_cannot_be_checked(tmp_path, runpod, capsys):
+def test_teardown_refuses_while_checkpoints_cannot_be_checked(tmp_path, runpod, capsys, refused_port):
     server, _ = runpod
-    assert main(["--config", write(tmp_path, "runpod", "pod1", server.url), "teardown", "box", "--yes"]) == 1
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"pods:\n  - {{name: box, host: 127.0.0.1, port: {refused_port}, connect_timeout: 2,\n"
+        f"      sessions: [{{name: train}}], provider: {{type: runpod, id: pod1, api_url: '{server.url}'}}}}\n")
+    assert main(["--config", str(path), "teardown", "box", "--yes"]) == 1
     err = capsys.readouterr().err
-    assert "cannot check its checkpoints" in err and "--force" in err
+    assert "not tearing down pod 'box': cannot check its checkpoints" in err and "--force" in err
     assert server.requests == []
 
 

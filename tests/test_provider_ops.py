@@ -124,13 +124,18 @@ async def test_teardown_refused_by_the_guard_sends_no_delete(runpod):
     assert server.calls("DELETE") == []
 
 
-async def test_the_default_guard_cannot_check_so_it_refuses(runpod):
+async def test_the_default_guard_refuses_when_it_cannot_look(runpod, refused_port):
     server, _ = runpod
+    config = parse_config(
+        f"pods:\n  - {{name: box, host: 127.0.0.1, port: {refused_port}, connect_timeout: 2,\n"
+        "      sessions: [{name: train}],\n"
+        f"      provider: {{type: runpod, id: pod1, api_url: '{server.url}', api_key_env: TEST_PROVIDER_KEY}}}}\n",
+        "cfg.yaml")
     with pytest.raises(ActionRefused) as err:
-        await run(provider_ops.teardown, config_for("runpod", "pod1", server.url), Clock(), guard=teardown_guard.guard)
-    assert "cannot check its checkpoints" in str(err.value)
+        await run(provider_ops.teardown, config, Clock())
+    assert "cannot check its checkpoints" in str(err.value) and "--force" in str(err.value)
     with pytest.raises(ActionRefused):
-        await run(provider_ops.teardown, config_for("runpod", "pod1", server.url), Clock())
+        await run(provider_ops.teardown, config, Clock(), guard=teardown_guard.guard_for(config))
     assert server.calls("DELETE") == []
 
 
@@ -216,10 +221,9 @@ async def test_ssh_pods_power_off_only_where_billing_stops():
     with pytest.raises(ActionRefused, match="shutdown_stops_billing: true"):
         await provider_ops.teardown(plain, plain.pods[0], force=True, environ={}, run_command=run_command)
     billed = parse_config("pods:\n  - {name: b, host: h, provider: {type: ssh, shutdown_stops_billing: true}}\n", "c.yaml")
-    with pytest.raises(ActionRefused, match="cannot check its checkpoints"):
-        await provider_ops.teardown(billed, billed.pods[0], environ={}, run_command=run_command)
-    result = await provider_ops.teardown(billed, billed.pods[0], force=True, environ={}, run_command=run_command)
+    result = await provider_ops.teardown(billed, billed.pods[0], environ={}, run_command=run_command)
     assert (result.outcome, result.message) == ("done", "pod 'b': power-off sent; the machine is going down")
+    assert result.kept == "no sessions are configured on it, so gpuctl knows of no checkpoints to keep"
     assert len(ran) == 1 and "shutdown -h now" in ran[0]
     with pytest.raises(ActionRefused, match="no provider API"):
         await provider_ops.stop(billed, billed.pods[0], environ={})

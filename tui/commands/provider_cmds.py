@@ -147,7 +147,7 @@ async def _teardown_async(args: argparse.Namespace, config: Any, pod: Any, caps:
     from sessions import provider_ops, teardown_guard
 
     # Ask the guard before the prompt, so nobody types a name only to be refused.
-    ok, note = (True, "") if args.force else await teardown_guard.guard(pod)
+    ok, note = (True, "") if args.force else await teardown_guard.check(config, pod)
     if not ok:
         _err(f"not tearing down pod {pod.name!r}: {note}; download and verify it first "
              f"(gpuctl download {pod.name} SESSION), or pass --force")
