@@ -31,7 +31,9 @@ import httpx
 import pytest
 
 from backends.demo import trainer
-from backends.demo.demo import Demo, DemoError, DemoThread, leftover_pids, pod_specs
+from backends.demo.demo import Demo, DemoError, pod_specs
+from backends.demo.sandbox import leftover_pids
+from backends.demo.thread import DemoThread
 from backends.ssh import FailureKind, SshFailure, connect
 from sessions import pods as pod_settings
 from sessions import provider_ops, session_control, teardown_guard

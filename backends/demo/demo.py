@@ -21,8 +21,9 @@ which the front end runs once the pods answer.
 `Demo.stop()` undoes everything, each step even when an earlier one failed: timers,
 the stand-in, every pod's tmux server (``kill-server`` on its private socket) and SSH
 server with the commands it started, then any process still carrying the demo's
-marker in its environment (Linux), then the temp dir. `DemoThread` runs a `Demo` on
-an event loop of its own, for front ends whose loop is not asyncio's (the TUI).
+marker in its environment (Linux), then the temp dir. `backends.demo.thread.DemoThread`
+runs a `Demo` on an event loop of its own, for front ends whose loop is not asyncio's
+(the TUI).
 """
 
 from __future__ import annotations
@@ -33,12 +34,9 @@ import os
 import secrets
 import shlex
 import shutil
-import signal
 import string
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Coroutine
 
@@ -49,7 +47,7 @@ from backends.demo.gpu_sim import GpuSimulator, PodGpus
 from backends.demo.pod import DemoPod, PodSpec, SessionSpec
 from backends.demo.preemption import SpotPreemption
 from backends.demo.runpod_standin import RunPodStandIn, StandInPod
-from backends.demo.sandbox import ROOT_ENV, Sandbox, socket_path_fits
+from backends.demo.sandbox import Sandbox, end_leftovers, socket_path_fits
 from backends.demo.ssh_server import LOOPBACK, PodSshServer
 
 TRAINER = Path(__file__).with_name("trainer.py")
@@ -375,113 +373,3 @@ class Demo:
     def temp_dirs(self) -> list[Path]:
         """Every folder the demo made (removed by `stop`)."""
         return [p for p in (self.root, self.sockets_root) if p is not None]
-
-
-def leftover_pids(root: Path) -> list[int]:
-    """Processes (of this user) whose environment carries this demo's marker (Linux only)."""
-    marker = f"{ROOT_ENV}={root}".encode() + b"\0"
-    found = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                environ = handle.read() + b"\0"
-        except OSError:
-            continue
-        if b"\0" + marker in b"\0" + environ:
-            found.append(int(entry))
-    return found
-
-
-async def end_leftovers(root: Path, grace: float = 2.0) -> None:
-    """SIGTERM, then SIGKILL, whatever of the demo's still runs (after the orderly stops)."""
-    pids = leftover_pids(root)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-        deadline = time.monotonic() + grace
-        while pids and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-            pids = [p for p in pids if _alive(p)]
-        if not pids:
-            return
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:][:1] != b"Z"
-
-
-class DemoThread:
-    """Runs a `Demo` on an event loop in a thread of its own.
-
-    The front end keeps its own loop (the TUI's, or `asyncio.run` of headless status)
-    for gpuctl's side; the pods live here, as they would on other machines.
-    """
-
-    def __init__(self, demo: Demo):
-        self.demo = demo
-        self.problems: list[str] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._stop_requested = threading.Event()
-
-    def start(self, timeout: float = 60.0) -> Demo:
-        """Start the pods; returns the demo once everything answers.
-
-        Raises:
-            DemoError: and anything else `Demo.start` raised.
-        """
-        self._thread = threading.Thread(target=self._main, name="gpuctl-demo-pods", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            self.stop()
-            raise DemoError(f"the demo pods did not start within {timeout:g}s")
-        if self._error is not None:
-            self._thread.join(timeout)
-            raise self._error
-        return self.demo
-
-    def _main(self) -> None:
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        try:
-            await self.demo.start()
-        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        while not self._stop_requested.is_set():  # a stop may be asked before this loop runs
-            await asyncio.sleep(0.1)
-        self.problems = await self.demo.stop()
-
-    def call(self, coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
-        """Run a coroutine on the pods' loop (``demo.preempt(...)``) and return its result."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    def stop(self, timeout: float = 60.0) -> list[str]:
-        """Stop and clean up everything; returns what could not be cleaned."""
-        self._stop_requested.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                self.problems.append(f"the demo pods did not stop within {timeout:g}s")
-        return self.problems

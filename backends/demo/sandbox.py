@@ -17,16 +17,20 @@ Layout, under the demo's temp dir::
   simulated ones. A demo pod has no NVML, like a container without the driver's
   libraries; the agent falls back to ``nvidia-smi``, which is the simulated one.
 * Every process started on a pod carries ``GPUCTL_DEMO_ROOT`` in its environment, so
-  the demo can find (and end) anything of its own that outlived its parent.
+  the demo can find (`leftover_pids`) and end (`end_leftovers`) anything of its own
+  that outlived its parent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,3 +155,50 @@ class Sandbox:
         for socket in self.tmux_sockets():
             subprocess.run([tmux, "-S", str(socket), "kill-server"], capture_output=True,
                            stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+
+
+def leftover_pids(root: Path) -> list[int]:
+    """Processes (of this user) whose environment carries this demo's marker (Linux only)."""
+    marker = f"{ROOT_ENV}={root}".encode() + b"\0"
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = handle.read() + b"\0"
+        except OSError:
+            continue
+        if b"\0" + marker in b"\0" + environ:
+            found.append(int(entry))
+    return found
+
+
+async def end_leftovers(root: Path, grace: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL, whatever of the demo's still runs (after the orderly stops)."""
+    pids = leftover_pids(root)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while pids and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            pids = [p for p in pids if _alive(p)]
+        if not pids:
+            return
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] != b"Z"
