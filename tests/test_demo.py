@@ -164,6 +164,27 @@ def test_headless_json_demo_runs_preempts_and_leaves_nothing_behind(tmp_path):
     assert list((home / ".ssh").iterdir()) == [] and list(xdg.iterdir()) == []
 
 
+def test_a_killed_demo_is_cleaned_up_by_its_watchdog(tmp_path):
+    """SIGKILL leaves no chance to clean up; the watchdog process does it instead."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "tui.cli", "demo", "--headless", "--json", "--interval", "0.3",
+            "--pace", str(FAST), "--preempt-after", "0", "--checkpoint-mb", "0.1"]
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        _read_documents(proc, time.monotonic() + 30, lambda d: d and all(v for v in _steps(d[-1]).values()))
+        (root,) = tmp.iterdir()
+        assert leftover_pids(root), "the pods' processes carry the demo's marker"
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 20
+    while list(tmp.iterdir()) or leftover_pids(root):
+        assert time.monotonic() < deadline, f"left behind: {list(tmp.iterdir())} {leftover_pids(root)}"
+        time.sleep(0.1)
+
+
 def test_missing_tmux_says_how_to_install_it(monkeypatch, capsys):
     from tui.cli import main
 

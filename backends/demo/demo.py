@@ -21,7 +21,9 @@ which the front end runs once the pods answer.
 `Demo.stop()` undoes everything, each step even when an earlier one failed: timers,
 the stand-in, every pod's tmux server (``kill-server`` on its private socket) and SSH
 server with the commands it started, then any process still carrying the demo's
-marker in its environment (Linux), then the temp dir. `backends.demo.thread.DemoThread`
+marker in its environment (Linux), then the temp dir. Should this process die without
+stopping (SIGKILL, a test runner's timeout), `backends.demo.watchdog`, started first
+and watching a pipe only this process holds, does the same. `backends.demo.thread.DemoThread`
 runs a `Demo` on an event loop of its own, for front ends whose loop is not asyncio's
 (the TUI).
 """
@@ -35,6 +37,7 @@ import secrets
 import shlex
 import shutil
 import string
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -51,6 +54,7 @@ from backends.demo.sandbox import Sandbox, end_leftovers, socket_path_fits
 from backends.demo.ssh_server import LOOPBACK, PodSshServer
 
 TRAINER = Path(__file__).with_name("trainer.py")
+WATCHDOG = Path(__file__).with_name("watchdog.py")
 API_KEY_ENV = "GPUCTL_DEMO_RUNPOD_API_KEY"
 """The variable the demo config names as the stand-in's API key (never the user's own
 RUNPOD_API_KEY: a demo must not send a real key anywhere, even to loopback)."""
@@ -148,6 +152,7 @@ class Demo:
         self.config_path: Path | None = None
         self.known_hosts_lines: list[str] = []
         self._simulator = GpuSimulator()
+        self._watchdog: subprocess.Popen | None = None
         self._started = False
 
     # ---------------------------------------------------------------- paths
@@ -192,6 +197,12 @@ class Demo:
         root = Path(os.path.realpath(tempfile.mkdtemp(prefix="gpuctl-demo-", dir=self.tmp_parent)))
         self.root = root
         root.chmod(0o700)
+        if not all(socket_path_fits(root / spec.name / "t") for spec in self.specs):
+            # A deep $TMPDIR: tmux's sockets go to a short dir of their own.
+            self.sockets_root = Path(os.path.realpath(tempfile.mkdtemp(prefix="gpuctl-demo-", dir="/tmp")))
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-S", str(WATCHDOG), *map(str, self.temp_dirs)], stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         client_key = asyncssh.generate_private_key("ssh-ed25519", comment="gpuctl-demo-client")
         self.client_dir.mkdir(mode=0o700)
         client_key.write_private_key(str(self.client_key_path))
@@ -224,11 +235,7 @@ class Demo:
 
     async def _start_pod(self, spec: PodSpec, where: Path, client_public: asyncssh.SSHKey) -> DemoPod:
         assert self.root is not None
-        socket_dir = None
-        if not socket_path_fits(where / "t"):
-            if self.sockets_root is None:
-                self.sockets_root = Path(os.path.realpath(tempfile.mkdtemp(prefix="gpuctl-demo-", dir="/tmp")))
-            socket_dir = self.sockets_root / str(len(self.pods))
+        socket_dir = self.sockets_root / str(len(self.pods)) if self.sockets_root is not None else None
         sandbox = Sandbox(spec.name, where, self.root, socket_dir)
         sandbox.create()
         shutil.copyfile(TRAINER, sandbox.workspace / "train.py")
@@ -367,9 +374,22 @@ class Demo:
             shutil.rmtree(path, ignore_errors=True)
             if path.exists():
                 problems.append(f"could not remove {path}")
+        if self._watchdog is not None:  # nothing left for it to do: let it go
+            await step("watchdog", asyncio.to_thread(_release, self._watchdog))
         return problems
 
     @property
     def temp_dirs(self) -> list[Path]:
         """Every folder the demo made (removed by `stop`)."""
         return [p for p in (self.root, self.sockets_root) if p is not None]
+
+
+def _release(watchdog: subprocess.Popen) -> None:
+    """Close the watchdog's pipe (it wakes, finds nothing to clean) and reap it."""
+    if watchdog.stdin is not None:
+        watchdog.stdin.close()
+    try:
+        watchdog.wait(10)
+    except subprocess.TimeoutExpired:
+        watchdog.kill()
+        watchdog.wait()
