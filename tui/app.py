@@ -29,10 +29,12 @@ from tui.actions import Actions, AttachRunner
 from tui.messages import DownloadsChanged, FleetUpdated
 from tui.sparkline_history import History
 
-UI_INTERVAL = 0.25
+UI_INTERVAL = 0.1
 """Seconds between two fleet redraws at most. Snapshots are latest-only, so a burst of
 pod updates (50 pods at 1 Hz is one every 20 ms) becomes one redraw per interval
-instead of fifty a second; a lone update is drawn at once (see bench/tui_fleet.py)."""
+instead of fifty a second, and a lone update is drawn at once. bench/tui_fleet.py, 50
+pods: the UI adds ~4.5 % of a core at 0.1 s (p99 106 ms to screen), ~3 % at 0.25 s
+(p99 257 ms); 0.1 s keeps the screen feeling live."""
 
 FleetFactory = Callable[[Config], Any]
 

@@ -6,7 +6,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from sessions.snapshot import FleetSnapshot
 from tui import fleet_rows
@@ -81,7 +81,7 @@ class FleetScreen(PodActionsMixin, Screen):
             detail.set_class(cls == f"-{tone}", cls)
         set_text(detail, text)
 
-    @on(DataTable.RowHighlighted)
+    @on(FleetTable.Highlighted)
     def _highlighted(self) -> None:
         self._detail()
         self.refresh_actions()
@@ -102,7 +102,7 @@ class FleetScreen(PodActionsMixin, Screen):
         if name is not None:
             self.app.push_screen(PodScreen(name))
 
-    @on(DataTable.RowSelected)
+    @on(FleetTable.Selected)
     def _selected(self) -> None:
         self.action_open_pod()
 

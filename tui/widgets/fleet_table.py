@@ -1,37 +1,75 @@
-"""The fleet table: one row per pod, updated cell by cell as snapshots arrive.
+"""The fleet table: one row per pod, redrawn row by row as snapshots arrive.
 
-Rows are keyed by pod name. A new snapshot changes only the cells whose text or tone
-changed (`update_cell`); rows are added or removed only when the filter or the pod set
-changes, and re-ordered only when the sort order actually moved, so nothing flickers
-and the highlighted pod stays highlighted. Columns are rebuilt only on resize, when a
-different set of them fits (`fleet_rows.visible_columns`).
+A Line API widget rather than Textual's DataTable: DataTable's `update_cell` bumps a
+counter that is part of every row's render-cache key, so one changed cell re-renders
+every visible cell, and 50 pods ticking at 1 Hz cost a quarter of a core
+(bench/tui_fleet.py). Here each row is rendered once into a strip when its cells
+change, and only changed rows are repainted; rows are added, removed or re-ordered only
+when the filter, the pod set or the sort order actually changes, so nothing flickers
+and the highlighted pod stays highlighted. The header line stays put while rows scroll.
+Columns are chosen on resize, when a different set fits (`fleet_rows.visible_columns`).
 """
 
 from __future__ import annotations
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
-from textual.widgets import DataTable
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
-from sessions.snapshot import FleetSnapshot, PodSnapshot
+from sessions.snapshot import FleetSnapshot
 from tui import fleet_rows
 from tui.fleet_rows import Cell, Column
 from tui.widgets.tones import TONE_CLASSES, ToneStyles
 
+PAD = fleet_rows.CELL_PADDING
 
-class FleetTable(DataTable):
-    """Shows a `FleetSnapshot`; the screen sets `filter_text`, `sort` and `reverse`."""
 
-    COMPONENT_CLASSES = set(TONE_CLASSES)
+class FleetTable(ScrollView, can_focus=True):
+    """Shows a `FleetSnapshot`; the screen sets `filter_text`, `sort_key` and `reverse`."""
+
+    COMPONENT_CLASSES = set(TONE_CLASSES) | {"fleet-table--header", "fleet-table--cursor"}
+    BINDINGS = [
+        Binding("up", "cursor(-1)", "Up", id="fleet.up", show=False),
+        Binding("down", "cursor(1)", "Down", id="fleet.down", show=False),
+        Binding("pageup", "page(-1)", "Page up", id="fleet.page_up", show=False),
+        Binding("pagedown", "page(1)", "Page down", id="fleet.page_down", show=False),
+        Binding("home", "cursor_to(0)", "First pod", id="fleet.first", show=False),
+        Binding("end", "cursor_to(-1)", "Last pod", id="fleet.last", show=False),
+    ]
+
+    class Highlighted(Message):
+        """The highlighted pod changed (None: no row)."""
+
+        def __init__(self, pod: str | None) -> None:
+            super().__init__()
+            self.pod = pod
+
+    class Selected(Message):
+        """Enter (or a click on the highlighted row) on a pod."""
+
+        def __init__(self, pod: str) -> None:
+            super().__init__()
+            self.pod = pod
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        super().__init__(**kwargs)
         self.filter_text = ""
         self.sort_key = "config"
         self.reverse = False
+        self.cursor = 0
         self._fleet = FleetSnapshot()
         self._columns: list[Column] = []
-        self._shown: dict[str, dict[str, Cell]] = {}
+        self._names: tuple[str, ...] = ()
         self._order: list[str] = []
+        self._cells: dict[str, dict[str, Cell]] = {}
+        self._strips: dict[str, Strip] = {}
+        self._header: Strip | None = None
         self._tone = ToneStyles(self)
 
     def on_mount(self) -> None:
@@ -42,82 +80,148 @@ class FleetTable(DataTable):
     @property
     def selected_pod(self) -> str | None:
         """Name of the highlighted pod, if any row is shown."""
-        if not self.row_count:
-            return None
-        try:
-            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - the cursor can sit past the end for a moment
-            return None
+        return self._order[self.cursor] if 0 <= self.cursor < len(self._order) else None
+
+    @property
+    def row_count(self) -> int:
+        return len(self._order)
+
+    @property
+    def rows(self) -> list[str]:
+        """Pod names in display order."""
+        return list(self._order)
+
+    def cell_texts(self, pod: str) -> list[str]:
+        """What the row of `pod` shows, one string per visible column (for tests)."""
+        cells = self._cells[pod]
+        return ["".join(part for part, _ in cells[c.key]) for c in self._columns]
 
     def show(self, fleet: FleetSnapshot) -> None:
-        """Bring the table to `fleet`, touching only what changed."""
+        """Bring the table to `fleet`, repainting only the rows that changed."""
         self._fleet = fleet
-        if not self._columns:
-            self._build_columns()
+        names = tuple(p.name for p in fleet.pods)
+        if names != self._names:  # the pod column fits the longest name
+            self._names = names
+            self._columns = self._fitting_columns()
+            self._restyle()
+        selected = self.selected_pod
         pods = [p for p in fleet.pods if fleet_rows.matches(p, self.filter_text)]
         order = [p.name for p in fleet_rows.ordered(pods, self.sort_key, self.reverse)]
-        keep = set(order)
-        selected = self.selected_pod
-        for name in [n for n in self._order if n not in keep]:
-            self.remove_row(name)
-            self._shown.pop(name, None)
-            self._order.remove(name)
+        changed: list[str] = []
         for pod in pods:
-            self._show_pod(pod)
+            cells = fleet_rows.pod_cells(pod)
+            if self._cells.get(pod.name) != cells:
+                self._cells[pod.name] = cells
+                self._strips.pop(pod.name, None)
+                changed.append(pod.name)
+        for gone in set(self._cells) - {p.name for p in pods}:
+            del self._cells[gone]
+            self._strips.pop(gone, None)
         if order != self._order:
-            rank = {name: i for i, name in enumerate(order)}
-            self.sort(key=lambda row: rank[row[0].plain])
             self._order = order
-            if selected in rank:
-                self.move_cursor(row=rank[selected], animate=False, scroll=False)
+            self.virtual_size = Size(self.size.width, len(order) + 1)
+            self._move_to(order.index(selected) if selected in order else min(self.cursor, len(order) - 1),
+                          announce=selected not in order)
+            self.refresh()
+        else:
+            rank = {name: i for i, name in enumerate(order)}
+            for name in changed:
+                self.refresh_line(rank[name] + 1)
+
+    def move_cursor(self, row: int) -> None:
+        self._move_to(row)
+
+    # -- navigation ------------------------------------------------------------------
+
+    def action_cursor(self, step: int) -> None:
+        self._move_to(self.cursor + step)
+
+    def action_page(self, step: int) -> None:
+        self._move_to(self.cursor + step * max(1, self.size.height - 2))
+
+    def action_cursor_to(self, row: int) -> None:
+        self._move_to(row if row >= 0 else len(self._order) - 1)
+
+    def action_select(self) -> None:
+        if self.selected_pod is not None:
+            self.post_message(self.Selected(self.selected_pod))
+
+    def on_click(self, event: events.Click) -> None:
+        row = int(self.scroll_y) + event.y - 1
+        if event.y >= 1 and 0 <= row < len(self._order):
+            if row == self.cursor:
+                self.action_select()
+            self._move_to(row)
+
+    def _move_to(self, row: int, announce: bool = True) -> None:
+        old = self.cursor
+        self.cursor = max(0, min(row, len(self._order) - 1)) if self._order else 0
+        visible = max(1, self.size.height - 1)
+        if self.cursor < self.scroll_y:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= self.scroll_y + visible:
+            self.scroll_to(y=self.cursor - visible + 1, animate=False, immediate=True)
+        if old != self.cursor or announce:
+            self.refresh_line(old + 1)
+            self.refresh_line(self.cursor + 1)
+            self.post_message(self.Highlighted(self.selected_pod))
+
+    # -- columns and drawing -----------------------------------------------------------
+
+    def _fitting_columns(self) -> list[Column]:
+        longest = max((len(p.name) for p in self._fleet.pods), default=8)
+        return fleet_rows.visible_columns(self.size.width or 80, max(8, min(longest, 24)))
 
     def on_resize(self) -> None:
-        wanted = fleet_rows.visible_columns(self.size.width, self._pod_width())
+        self.virtual_size = Size(self.size.width, len(self._order) + 1)
+        wanted = self._fitting_columns()
         if [c.key for c in wanted] != [c.key for c in self._columns]:
-            self._build_columns()
-
-    # -- internals -----------------------------------------------------------------
-
-    def _pod_width(self) -> int:
-        longest = max((len(p.name) for p in self._fleet.pods), default=8)
-        return max(8, min(longest, 24))
-
-    def _build_columns(self) -> None:
-        selected = self.selected_pod
-        self.clear(columns=True)
-        self._shown.clear()
-        self._order = []
-        self._columns = fleet_rows.visible_columns(self.size.width or 80, self._pod_width())
-        for col in self._columns:
-            label = Text(col.label, justify="right" if col.right else "left")
-            self.add_column(label, width=col.width, key=col.key)
-        if self._fleet.pods:
-            self.show(self._fleet)
-            if selected in self._order:
-                self.move_cursor(row=self._order.index(selected), animate=False)
-
-    def _show_pod(self, pod: PodSnapshot) -> None:
-        cells = fleet_rows.pod_cells(pod)
-        old = self._shown.get(pod.name)
-        if old is None:
-            self.add_row(*(self._text(c, cells[c.key]) for c in self._columns), key=pod.name)
-            self._order.append(pod.name)
-        else:
-            for col in self._columns:
-                if old[col.key] != cells[col.key]:
-                    self.update_cell(pod.name, col.key, self._text(col, cells[col.key]))
-        self._shown[pod.name] = cells
-
-    def _text(self, col: Column, cell: Cell) -> Text:
-        text = Text(justify="right" if col.right else "left", no_wrap=True, end="")
-        for part, tone in cell:
-            text.append(part, self._tone(tone))
-        if text.cell_len > col.width and col.key != "pod":  # the pod cell keeps its full name: it sorts by it
-            text.truncate(col.width, overflow="ellipsis")
-        return text
+            self._columns = wanted
+            self._restyle()
 
     def _restyle(self) -> None:
-        """A new theme: rebuild every cell from the last snapshot with its styles."""
+        """New columns or a new theme: every row is rendered again."""
         self._tone.clear()
-        self._shown = {name: {k: () for k in cells} for name, cells in self._shown.items()}
-        self.show(self._fleet)
+        self._strips.clear()
+        self._header = None
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        base = self.rich_style
+        if y == 0:
+            if self._header is None:
+                labels = {c.key: ((c.label, ""),) for c in self._columns}
+                self._header = self._render_row(labels, self.get_component_rich_style("fleet-table--header"))
+            return self._header.crop_extend(0, width, base)
+        row = int(self.scroll_y) + y - 1
+        if not 0 <= row < len(self._order):
+            return Strip([Segment(" " * width, base)], width)
+        name = self._order[row]
+        if row == self.cursor:
+            style = self.get_component_rich_style("fleet-table--cursor")
+            return self._render_row(self._cells[name], style, plain=True).crop_extend(0, width, base)
+        strip = self._strips.get(name)
+        if strip is None:
+            strip = self._strips[name] = self._render_row(self._cells[name], base)
+        return strip.crop_extend(0, width, base)
+
+    def _render_row(self, cells: dict[str, Cell], style: Style, plain: bool = False) -> Strip:
+        text = Text(no_wrap=True, end="")
+        for col in self._columns:
+            cell = Text(no_wrap=True, end="")
+            for part, tone in cells[col.key]:
+                cell.append(part, None if plain else self._tone(tone))
+            if cell.cell_len > col.width:
+                cell.truncate(col.width, overflow="ellipsis")
+            pad = " " * (col.width - cell.cell_len)
+            text.append(" " * PAD)
+            if col.right:
+                text.append(pad)
+                text.append_text(cell)
+            else:
+                text.append_text(cell)
+                text.append(pad)
+            text.append(" " * PAD)
+        segments = Segment.apply_style(text.render(self.app.console), style)  # under the tones
+        return Strip(list(segments), text.cell_len)
