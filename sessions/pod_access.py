@@ -10,10 +10,12 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+from backends.pty_shell import PtyShell
 from backends.runner import LocalRunner, Runner, SshRunner
 from backends.ssh import connect
 from sessions import pods
 from sessions.config import Defaults, PodConfig
+from sessions.proxied_ssh import is_proxied
 
 
 @asynccontextmanager
@@ -25,7 +27,15 @@ async def open_runner(pod: PodConfig, defaults: Defaults) -> AsyncIterator[Runne
     target = pods.ssh_target(pod, defaults)
     conn = await connect(target)
     try:
-        yield SshRunner(conn, target.command_timeout)
+        if is_proxied(pod):
+            # RunPod's proxy offers an interactive shell only: no exec channel.
+            shell = await PtyShell.open(conn, timeout=target.command_timeout)
+            try:
+                yield shell
+            finally:
+                shell.close()
+        else:
+            yield SshRunner(conn, target.command_timeout)
     finally:
         conn.close()
         await conn.wait_closed()
