@@ -337,6 +337,8 @@ def classify_connect_error(exc: BaseException, target: SshTarget, verdict: _Host
     if isinstance(exc, asyncssh.PermissionDenied):
         keys = ", ".join(target.identities) or "ssh-agent and default keys"
         return SshFailure(FailureKind.AUTH, f"authentication failed for {where} (tried {keys})")
+    if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) in target.identities:
+        return SshFailure(FailureKind.AUTH, f"identity file {exc.filename} does not exist (set `identity:` for the pod, or IdentityFile in ~/.ssh/config)")
     if isinstance(exc, asyncssh.KeyImportError):
         return SshFailure(FailureKind.AUTH, f"could not load identity file for {where}: {exc} (an encrypted key must be loaded into ssh-agent)")
     if isinstance(exc, (asyncssh.ConnectionLost, ConnectionResetError, BrokenPipeError)):

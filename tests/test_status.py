@@ -123,6 +123,14 @@ async def test_an_unreachable_pod_does_not_delay_the_others(sshd, silent_server,
         assert silent.error_kind == "timeout"
 
 
+def test_a_missing_identity_file_is_named(sshd, tmp_path, capsys):
+    trust(sshd)
+    config = write_config(tmp_path, [sshd.pod_entry("p", identity=str(tmp_path / "gone_ed25519"))])
+    code, doc = status_json(config, capsys)
+    assert (code, pod(doc, "p")["error_kind"]) == (1, "auth")
+    assert f"identity file {tmp_path / 'gone_ed25519'} does not exist" in pod(doc, "p")["error"]
+
+
 def test_unknown_host_key_is_refused_under_strict(sshd, tmp_path, capsys):
     config = write_config(tmp_path, [sshd.pod_entry("p", host_key="strict")])
     code, doc = status_json(config, capsys)
@@ -274,7 +282,7 @@ def test_status_cli_in_a_subprocess_prints_a_plain_table(sshd, tmp_path):
                          capture_output=True, text=True, timeout=60, env=os.environ.copy())
     assert out.returncode == 0, out.stderr
     header, *rows = out.stdout.splitlines()
-    assert header.split() == ["POD", "STATE", "GPU", "TEMP", "UTIL", "MEMORY", "POWER", "DISK", "LOAD", "UP", "$/H"]
+    assert header.split() == ["POD", "STATE", "GPU", "TEMP", "UTIL", "MEMORY", "POWER", "DISK", "LOAD", "UP", "$/H", "SPENT"]
     assert rows[0].startswith("a100") and "online" in rows[0] and "1.29" in rows[0]
     assert len(rows) == len(sshd.gpu_state()["gpus"])
     assert "\x1b[" not in out.stdout, "no colour codes when stdout is not a terminal"

@@ -17,13 +17,14 @@ from rich.text import Text
 from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, PodState
 from tui import humanize
 
-COLUMNS = ("POD", "STATE", "GPU", "TEMP", "UTIL", "MEMORY", "POWER", "DISK", "LOAD", "UP", "$/H")
+COLUMNS = ("POD", "STATE", "GPU", "TEMP", "UTIL", "MEMORY", "POWER", "DISK", "LOAD", "UP", "$/H", "SPENT")
 
 STATE_STYLE = {
     PodState.ONLINE: "green",
     PodState.CONNECTING: "dim",
     PodState.RECONNECTING: "yellow",
     PodState.OFFLINE: "bold red",
+    PodState.PREEMPTED: "bold magenta",
 }
 
 HOT_C = 85
@@ -69,7 +70,8 @@ def _pod_cells(pod: PodSnapshot) -> list[str]:
         disk = f"{humanize.size(pod.disk.used_bytes)}/{humanize.size(pod.disk.total_bytes)}"
     load = f"{pod.load[0]:.2f}" if pod.load else "-"
     price = f"{pod.price_per_hour:.2f}" if pod.price_per_hour is not None else "-"
-    return [disk, load, humanize.duration(pod.uptime_s), price]
+    spent = f"{pod.spend_usd:.2f}" if pod.spend_usd is not None else "-"
+    return [disk, load, humanize.duration(pod.uptime_s), price, spent]
 
 
 def _no_gpu_cell(pod: PodSnapshot) -> str:
@@ -113,6 +115,9 @@ def summary(fleet: FleetSnapshot) -> str:
     parts = [f"{len(online)}/{len(fleet.pods)} pods online", f"{gpus} GPU{'s' if gpus != 1 else ''}"]
     if prices:
         parts.append(f"${sum(prices):.2f}/h")
+    spent = [p.spend_usd for p in fleet.pods if p.spend_usd is not None]
+    if spent:
+        parts.append(f"${sum(spent):.2f} spent")
     return " · ".join(parts)
 
 
@@ -120,7 +125,7 @@ def rich_renderable(fleet: FleetSnapshot) -> RenderableType:
     """The coloured table with the problems under it, for printing or `rich.live`."""
     table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
     for col in COLUMNS:
-        justify = "right" if col in ("TEMP", "UTIL", "MEMORY", "POWER", "DISK", "LOAD", "UP", "$/H") else "left"
+        justify = "right" if col in ("TEMP", "UTIL", "MEMORY", "POWER", "DISK", "LOAD", "UP", "$/H", "SPENT") else "left"
         table.add_column(col, justify=justify, no_wrap=True)
     for pod in fleet.pods:
         for cells, gpu in rows(pod):
