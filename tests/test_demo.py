@@ -39,11 +39,10 @@ from sessions import pods as pod_settings
 from sessions import provider_ops, session_control, teardown_guard
 from sessions.config import load_config
 from sessions.download import download_checkpoint
-from sessions.fleet import Fleet
 from sessions.paths import gpuctl_known_hosts_path
 from sessions.pod_access import open_runner
 from sessions.resume import resume
-from tui.commands.demo_cmd import launch_sessions
+from tui.commands.demo_cmd import launch_sessions, running_fleet, stop_fleet
 
 pytestmark = pytest.mark.requires_tools("tmux")
 
@@ -185,6 +184,33 @@ def test_a_killed_demo_is_cleaned_up_by_its_watchdog(tmp_path):
         time.sleep(0.1)
 
 
+async def test_the_demo_stops_its_fleet_even_when_a_monitor_lost_a_cancellation():
+    """What `asyncio.wait_for` does on Python < 3.12 when the read it waits on completes
+    just as the task is cancelled (CPython gh-86296): the cancellation is gone."""
+    class Fleet:
+        def __init__(self):
+            async def monitor():
+                lost = False
+                while True:
+                    try:
+                        await asyncio.sleep(0.02)
+                    except asyncio.CancelledError:
+                        if lost:
+                            raise
+                        lost = True
+
+            self.tasks = [asyncio.create_task(monitor())]
+
+        async def stop(self):
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    fleet = Fleet()
+    await asyncio.wait_for(stop_fleet(fleet, patience=0.1), 5)
+    assert all(task.done() for task in fleet.tasks)
+
+
 def test_missing_tmux_says_how_to_install_it(monkeypatch, capsys):
     from tui.cli import main
 
@@ -265,7 +291,7 @@ def test_gpuctl_is_pointed_inside_the_demos_temp_dir_only(demo, config, tmp_path
 
 
 async def test_every_pod_comes_online_with_its_gpus_and_progress_advances(config):
-    async with Fleet(config) as fleet:
+    async with running_fleet(config) as fleet:
         def steps():
             snap = fleet.snapshot()
             if any(p.state != "online" for p in snap.pods):
@@ -333,7 +359,7 @@ async def test_the_spot_pod_is_preempted_and_comes_back(demo, config):
     spot = config.pod("rtx4090-spot")
     headers = {"Authorization": f"Bearer {standin.api_key}"}
     query = {"query": f'query {{ pod(input: {{podId: "{spot.provider.id}"}}) {{ id desiredStatus podType }} }}'}
-    async with Fleet(config, ["rtx4090-spot"]) as fleet, httpx.AsyncClient(base_url=standin.api_url,
+    async with running_fleet(config, ["rtx4090-spot"]) as fleet, httpx.AsyncClient(base_url=standin.api_url,
                                                                            headers=headers) as api:
         await until(lambda: fleet.snapshot().pod("rtx4090-spot").state == "online", 20, "the spot pod online")
         assert demo.call(demo.demo.preempt("rtx4090-spot"))

@@ -21,11 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import os
 import signal
 import sys
 import threading
-from typing import Any, Callable, TextIO
+from typing import Any, AsyncIterator, Callable, TextIO
 
 from tui.commands.common import EXIT_USAGE
 
@@ -195,12 +196,40 @@ async def launch_sessions(config: Any, notify: Callable[[str], None]) -> None:
             notify(f"{pod}: could not launch {session}: {getattr(result, 'message', None) or result}")
 
 
-async def _headless(config: Any, args: argparse.Namespace, notices: _Notices, out: TextIO | None = None) -> int:
+@contextlib.asynccontextmanager
+async def running_fleet(config: Any, pod_names: list[str] | None = None) -> AsyncIterator[Any]:
+    """`async with Fleet(...)`, with a stop that cannot hang on a lost cancellation.
+
+    On Python < 3.12, `asyncio.wait_for` can swallow a cancellation that lands just as
+    the read it waits on completes (CPython gh-86296). A pod monitor waiting on its
+    agent that way keeps running, and `Fleet.stop()` would wait for it forever: the
+    demo's Ctrl-C would then never reach its cleanup. So the stop is asked again
+    until it is done.
+    """
     from sessions.fleet import Fleet
 
+    fleet = Fleet(config, pod_names)
+    fleet.start()
+    try:
+        yield fleet
+    finally:
+        await stop_fleet(fleet)
+
+
+async def stop_fleet(fleet: Any, patience: float = 0.5, attempts: int = 40) -> None:
+    """`fleet.stop()`, cancelling its monitors again every `patience` seconds until done."""
+    stopping = asyncio.ensure_future(fleet.stop())
+    for _ in range(attempts):
+        done, _ = await asyncio.wait({stopping}, timeout=patience)
+        if done:
+            return
+        asyncio.ensure_future(fleet.stop())  # cancels the monitors once more
+
+
+async def _headless(config: Any, args: argparse.Namespace, notices: _Notices, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     await launch_sessions(config, notices)
-    async with Fleet(config) as fleet:
+    async with running_fleet(config) as fleet:
         await fleet.wait_settled(timeout=30)
         try:
             if out.isatty() and not args.json:
