@@ -131,7 +131,7 @@ class Demo:
         notify: called with a sentence for a person when something happens to a pod.
     """
 
-    def __init__(self, *, pods: int = 3, preempt_after: float | None = 180.0, outage: float = 60.0,
+    def __init__(self, *, pods: int = 3, preempt_after: float | None = 180.0, outage: float = 90.0,
                  pace: float = 1.0, checkpoint_mb: float | None = None, interval: float = 1.0,
                  tmp_parent: str | os.PathLike[str] | None = None, notify: Callable[[str], None] | None = None):
         self.specs = pod_specs(pods)

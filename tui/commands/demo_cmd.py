@@ -43,8 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="headless, one `gpuctl status --json` document per line")
     demo.add_argument("--preempt-after", type=float, default=180.0, metavar="SECONDS",
                       help="preempt the spot pod after this long, and again every time (default 180; 0: never)")
-    demo.add_argument("--outage", type=float, default=60.0, metavar="SECONDS",
-                      help="how long a preempted spot pod stays away (default 60)")
+    # 90 s: longer than gpuctl's 60 s provider poll, so the pod is seen as `preempted`.
+    demo.add_argument("--outage", type=float, default=90.0, metavar="SECONDS",
+                      help="how long a preempted spot pod stays away (default 90)")
     demo.add_argument("--interval", type=float, default=3.0, metavar="S",
                       help="seconds between prints in headless mode (default 3)")
     # For tests and impatient demos: faster training, smaller checkpoints.
