@@ -152,25 +152,27 @@ def _run(demo: Any, args: argparse.Namespace, notices: _Notices) -> int:
     os.environ.update(demo.client_env)
     demo.install_known_hosts(gpuctl_known_hosts_path())
     config = load_config(demo.config_path)
-    run_app = None if args.headless or args.json else _find_tui()
+    run_app, why_not = (None, "") if args.headless or args.json else _find_tui()
     _intro(demo, args, tui=run_app is not None)
     if run_app is not None:
         # The TUI shows what happens to the pods itself; text on its terminal would garble it.
         asyncio.run(launch_sessions(config, notices))
         result = run_app(config)
         return result if isinstance(result, int) else 0
-    if not (args.headless or args.json):
-        _err("the full-screen TUI is not part of this build yet; showing the headless view instead")
+    if why_not:
+        _err(f"{why_not}; showing the headless view instead (--headless)")
     return asyncio.run(_headless(config, args, notices))
 
 
-def _find_tui() -> Callable[..., Any] | None:
-    """`tui.app.run_app(config)` when the TUI exists (imports textual, so only here)."""
+def _find_tui() -> tuple[Callable[..., Any] | None, str]:
+    """`(tui.app.run_app, "")`, or `(None, why not)`. Imports textual, so only here."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return None, "not a terminal, so no full-screen TUI"
     try:
         from tui.app import run_app  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return run_app
+    except ImportError as exc:
+        return None, f"the full-screen TUI cannot start ({exc})"
+    return run_app, ""
 
 
 def _intro(demo: Any, args: argparse.Namespace, *, tui: bool) -> None:
