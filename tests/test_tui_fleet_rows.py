@@ -119,7 +119,7 @@ def test_filter_matches_name_gpu_and_session():
 def test_header_sums_the_fleet():
     fleet = FleetSnapshot((pod("a", gpus=[gpu(0)]), pod("b", state="offline", uptime=None)))
     assert fleet_rows.header_text(fleet, sort="eta", reverse=False, filter_text="a", shown=1) == (
-        "1/2 pods online · 1 GPU · $2.00/h · spent $3.00   sorted by ETA · filter 'a': 1 shown")
+        "1/2 pods online · 1 GPU · $2.00/h · $3.00 spent   sorted by ETA · filter 'a': 1 shown")
 
 
 def test_fleet_tones_are_all_themed():

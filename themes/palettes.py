@@ -15,7 +15,15 @@ from textual.theme import Theme
 HERE = Path(__file__).resolve().parent
 
 STYLESHEETS: tuple[Path, ...] = (HERE / "gpuctl.tcss", HERE / "high_contrast.tcss")
-"""The app's CSS_PATH: layout and semantic classes, then the high-contrast overrides."""
+"""The app's CSS_PATH: semantic classes and the fleet screen, then the high-contrast
+overrides. Textual tokenizes CSS in Python at start-up, so what only other screens
+use is in their own files, read when they first open:"""
+
+POD_STYLESHEET = HERE / "pod.tcss"
+"""The pod screen and the full-screen log."""
+
+DIALOG_STYLESHEET = HERE / "dialogs.tcss"
+"""Confirmation and pick dialogs, and the help screen."""
 
 DARK = Theme(
     name="gpuctl-dark",

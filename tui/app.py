@@ -85,11 +85,15 @@ class GpuctlApp(App[int]):
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return {"log-match": "#E8A33D 35%"}  # for Textual's own themes, which lack it
 
-    def on_mount(self) -> None:
+    def get_default_screen(self) -> Screen:
+        """The fleet screen is the app's own first screen: nothing blank is drawn
+        first, and no screen is pushed before the first frame."""
         from tui.screens.fleet_screen import FleetScreen
 
+        return self.home_screen() or FleetScreen()
+
+    def on_mount(self) -> None:
         self.set_keymap(self.keymap)
-        self.push_screen(self.home_screen() or FleetScreen())
         for warning in self._warnings:
             self.notify(warning, title="config", severity="warning", timeout=10)
         self._theme_ready = True

@@ -261,11 +261,9 @@ def ordered(pods: Sequence[PodSnapshot], sort: str, reverse: bool = False) -> li
 
 
 def header_text(fleet: FleetSnapshot, *, sort: str, reverse: bool, filter_text: str, shown: int) -> str:
-    """'2/3 pods online · 10 GPUs · $4.87/h · spent $31.20   sorted by ETA · filter …'."""
-    costs = [c for c in (spent(p) for p in fleet.pods) if c is not None]
+    """'2/3 pods online · 10 GPUs · $4.87/h · $31.20 spent   sorted by ETA · filter …':
+    `gpuctl status`'s summary line, then how the view is sorted and filtered."""
     text = summary(fleet) if fleet.pods else "no pods in config"
-    if costs:
-        text += f" · spent ${sum(costs):,.2f}"
     view = []
     if sort != "config" or reverse:
         view.append(f"sorted by {SORTS[sort][0]}{' (reversed)' if reverse else ''}")

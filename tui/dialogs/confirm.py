@@ -14,11 +14,14 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from themes.palettes import DIALOG_STYLESHEET
 from tui.bindings import DIALOG
 
 
 class ConfirmDialog(ModalScreen[bool]):
     """Ask one yes/no question about a destructive action."""
+
+    CSS_PATH = str(DIALOG_STYLESHEET)
 
     BINDINGS = DIALOG
 

@@ -11,9 +11,13 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from themes.palettes import DIALOG_STYLESHEET
+
 
 class PickDialog(ModalScreen["str | None"]):
     """Dismisses with the chosen name, or None on Escape."""
+
+    CSS_PATH = str(DIALOG_STYLESHEET)
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
 

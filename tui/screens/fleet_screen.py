@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Static
 
 from sessions.snapshot import FleetSnapshot
 from tui import fleet_rows
@@ -14,7 +16,11 @@ from tui.actions import Target
 from tui.bindings import FLEET, POD_ACTIONS
 from tui.screens.pod_actions import PodActionsMixin
 from tui.widgets.fleet_table import FleetTable
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.text import set_text
+
+if TYPE_CHECKING:
+    from textual.widgets import Input
 
 
 class FleetScreen(PodActionsMixin, Screen):
@@ -32,12 +38,9 @@ class FleetScreen(PodActionsMixin, Screen):
         yield Static(id="fleet-header")
         yield FleetTable(id="fleet-table")
         yield Static(id="fleet-detail")
-        yield Input(placeholder="filter: pod, host, state, GPU or session (Enter: keep, Esc: clear)",
-                    id="fleet-filter")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one("#fleet-filter").display = False
         self.set_class(self.app.actions.read_only, "-read-only")  # type: ignore[attr-defined]
         self.show(self.app.snapshot)  # type: ignore[attr-defined]
 
@@ -119,28 +122,40 @@ class FleetScreen(PodActionsMixin, Screen):
 
     # -- filter ----------------------------------------------------------------------
 
+    def _filter_box(self) -> Input | None:
+        found = self.query("#fleet-filter")
+        return found.first() if found else None  # type: ignore[return-value]
+
     def action_filter(self) -> None:
-        box = self.query_one("#fleet-filter", Input)
+        from textual.widgets import Input  # mounted on first use: the first frame needs none of it
+
+        box = self._filter_box()
+        if box is None:
+            box = Input(placeholder="filter: pod, host, state, GPU or session (Enter: keep, Esc: clear)",
+                        id="fleet-filter")
+            self.mount(box, before=self.query_one(KeyBar))
         box.display = True
         self.set_focus(box)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "clear_filter":
-            return bool(self.table.filter_text) or bool(self.query_one("#fleet-filter").display)
+            box = self._filter_box()
+            return bool(self.table.filter_text) or bool(box is not None and box.display)
         return super().check_action(action, parameters)
 
     def action_clear_filter(self) -> None:
-        box = self.query_one("#fleet-filter", Input)
-        box.value = ""
-        box.display = False
+        box = self._filter_box()
+        if box is not None:
+            box.value = ""
+            box.display = False
         self.table.focus()
 
-    @on(Input.Changed, "#fleet-filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.table.filter_text = event.value.strip()
-        self._draw()
+    def on_input_changed(self, event) -> None:
+        if event.input.id == "fleet-filter":
+            self.table.filter_text = event.value.strip()
+            self._draw()
 
-    @on(Input.Submitted, "#fleet-filter")
-    def _filter_kept(self, event: Input.Submitted) -> None:
-        event.input.display = bool(event.value.strip())
-        self.table.focus()
+    def on_input_submitted(self, event) -> None:
+        if event.input.id == "fleet-filter":
+            event.input.display = bool(event.value.strip())
+            self.table.focus()

@@ -10,10 +10,12 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from themes.palettes import DIALOG_STYLESHEET
 from tui.bindings import GROUPS, MUTATING
 
 
 class HelpScreen(ModalScreen[None]):
+    CSS_PATH = str(DIALOG_STYLESHEET)
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", id="help.close")]
 
     def compose(self) -> ComposeResult:

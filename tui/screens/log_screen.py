@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer
 
+from themes.palettes import POD_STYLESHEET
 from tui.bindings import LOG
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.log_pane import LogPane
 
 
 class LogScreen(Screen):
+    CSS_PATH = str(POD_STYLESHEET)
     BINDINGS = LOG
 
     def __init__(self, pod: str, session: str) -> None:
@@ -20,7 +22,7 @@ class LogScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield LogPane(id="full-log")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         pane = self.query_one(LogPane)

@@ -8,17 +8,18 @@ from typing import Any
 from textual import on, work
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from sessions.snapshot import FleetSnapshot, PodSnapshot
+from themes.palettes import POD_STYLESHEET
 from tui import fleet_rows, humanize
-from tui.actions import Target
-from tui.actions import error_text
+from tui.actions import Target, error_text
 from tui.bindings import HELP, POD_ACTIONS, POD_SCREEN
 from tui.downloads import RUNNING, checkpoint_lines
 from tui.screens.pod_actions import PodActionsMixin
 from tui.widgets.checkpoint_list import CheckpointList
 from tui.widgets.gpu_panel import GpuPanel
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.log_pane import LogPane
 from tui.widgets.sessions_panel import SessionsPanel
 from tui.widgets.text import set_text
@@ -52,6 +53,8 @@ CHECKPOINT_REFRESH_S = 30.0
 class PodScreen(PodActionsMixin, Screen):
     """Follows one pod through the snapshots the app hands it (`show`)."""
 
+    CSS_PATH = str(POD_STYLESHEET)
+
     BINDINGS = [HELP, *POD_ACTIONS, *POD_SCREEN]
 
     def __init__(self, pod_name: str) -> None:
@@ -68,7 +71,7 @@ class PodScreen(PodActionsMixin, Screen):
         yield SessionsPanel(id="sessions-panel")
         yield LogPane(id="log-pane")
         yield CheckpointList(id="checkpoint-list")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one(GpuPanel).border_title = "GPUs"

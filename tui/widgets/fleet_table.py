@@ -25,7 +25,7 @@ from textual.strip import Strip
 from sessions.snapshot import FleetSnapshot
 from tui import fleet_rows
 from tui.fleet_rows import Cell, Column
-from tui.widgets.tones import TONE_CLASSES, ToneStyles
+from tui.widgets.tones import ToneStyles
 
 PAD = fleet_rows.CELL_PADDING
 
@@ -33,7 +33,9 @@ PAD = fleet_rows.CELL_PADDING
 class FleetTable(ScrollView, can_focus=True):
     """Shows a `FleetSnapshot`; the screen sets `filter_text`, `sort_key` and `reverse`."""
 
-    COMPONENT_CLASSES = set(TONE_CLASSES) | {"fleet-table--header", "fleet-table--cursor"}
+    # Only the tones a row uses: Textual resolves every component class's style when
+    # the widget is styled, and this is on the path to the first frame.
+    COMPONENT_CLASSES = {f"tone--{t}" for t in fleet_rows.TONES} | {"fleet-table--header", "fleet-table--cursor"}
     BINDINGS = [
         Binding("up", "cursor(-1)", "Up", id="fleet.up", show=False),
         Binding("down", "cursor(1)", "Down", id="fleet.down", show=False),

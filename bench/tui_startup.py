@@ -1,0 +1,131 @@
+"""How long until `gpuctl` shows its first frame, against a minimal Textual app?
+
+Usage: .venv/bin/python bench/tui_startup.py [--rounds 5] [--pods 3]
+
+Each round starts, on a fresh 80x24 pseudo-terminal, (a) a minimal Textual app (one
+Static) and (b) `gpuctl --config CONFIG` with N pods (on ports where nothing listens:
+the first frame must not wait for any pod), alternating so both see the same machine
+load. Time to first frame = from fork to the moment the app's own text has appeared
+on the terminal (`minimal app ready` / `pods online`, the fleet header). Then `q` quits
+and the process must exit 0. Reported: every round, the medians, and their ratio.
+Target (TUI issue): gpuctl at most 1.4x the minimal app (PERF-NOTES: the minimal app
+paints in ~170 ms, `import asyncssh` alone costs ~170 ms, so gpuctl paints first and
+imports asyncssh in the worker that starts the Fleet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import pty
+import select
+import statistics
+import struct
+import sys
+import tempfile
+import termios
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MINIMAL = textwrap.dedent("""
+    from textual.app import App
+    from textual.widgets import Static
+
+    class Minimal(App):
+        BINDINGS = [("q", "quit", "Quit")]
+
+        def compose(self):
+            yield Static("minimal app ready")
+
+    Minimal().run()
+""")
+
+
+def first_frame(argv: list[str], env: dict[str, str], marker: bytes, timeout: float = 30.0) -> tuple[float, int]:
+    """(seconds from fork until `marker` was printed, exit status after `q`)."""
+    started = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child
+        os.execvpe(argv[0], argv, env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    seen = b""
+    found = None
+    deadline = started + timeout
+    try:
+        while time.perf_counter() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+                if found is None and marker in seen:
+                    found = time.perf_counter() - started
+                    os.write(fd, b"q")
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return (found if found is not None else float("nan")), os.waitstatus_to_exitcode(status)
+        while time.perf_counter() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return (found if found is not None else float("nan")), os.waitstatus_to_exitcode(status)
+            time.sleep(0.02)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        return float("nan"), -9
+    finally:
+        os.close(fd)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pods", type=int, default=3)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="gpuctl-startup-"))
+    config = tmp / "config.yaml"
+    config.write_text("pods:\n" + "".join(
+        f"  - {{name: pod-{i}, host: 127.0.0.1, port: 9, connect_timeout: 2}}\n" for i in range(args.pods)))
+    minimal = tmp / "minimal.py"
+    minimal.write_text(MINIMAL)
+    env = {**os.environ, "TERM": "xterm-256color", "XDG_STATE_HOME": str(tmp / "state"),
+           "XDG_DATA_HOME": str(tmp / "data"), "XDG_CONFIG_HOME": str(tmp / "config")}
+    gpuctl = str(Path(sys.executable).with_name("gpuctl"))
+    runs = {"minimal": [], "gpuctl": []}
+    load_before = os.getloadavg()
+    # One unmeasured start of each, so both read their files from the page cache.
+    first_frame([sys.executable, str(minimal)], env, b"minimal app ready")
+    first_frame([gpuctl, "--config", str(config)], env, b"pods online")
+    for _ in range(args.rounds):
+        for name, argv, marker in (("minimal", [sys.executable, str(minimal)], b"minimal app ready"),
+                                   ("gpuctl", [gpuctl, "--config", str(config)], b"pods online")):
+            seconds, code = first_frame(argv, env, marker)
+            if code != 0:
+                print(f"{name} exited with status {code}", file=sys.stderr)
+                return 1
+            runs[name].append(seconds)
+    load_after = os.getloadavg()
+    print(f"time to first frame on an 80x24 pty, {args.rounds} rounds alternating, gpuctl with {args.pods} "
+          f"unreachable pods; {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, "
+          f"{load_after[0]:.2f} after")
+    for name in ("minimal", "gpuctl"):
+        ms = " ".join(f"{1000 * s:6.0f}" for s in runs[name])
+        print(f"{name:<8} {ms}   median {1000 * statistics.median(runs[name]):6.0f} ms"
+              f"   best {1000 * min(runs[name]):6.0f} ms")
+    ratio = statistics.median(runs["gpuctl"]) / statistics.median(runs["minimal"])
+    best = min(runs["gpuctl"]) / min(runs["minimal"])
+    print(f"gpuctl / minimal: {ratio:.2f}x by median, {best:.2f}x by best (target: at most 1.4x; "
+          "on a loaded machine the best run is the steadier figure)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
