@@ -8,7 +8,6 @@ the fake nvidia-smi the sshd fixture provides.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import time
@@ -401,10 +400,14 @@ async def test_stop_and_teardown_without_a_provider_say_so(sshd, tmp_path):
 async def test_stop_and_teardown_through_the_provider_api(sshd, tmp_path, monkeypatch):
     fake = FakeRunPod({"pod1": runpod_pod("pod1")}, settle=0)  # the next GET sees the change: no 5 s poll wait
     monkeypatch.setenv("TEST_PROVIDER_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"
+    checkpoints_in(work)
     with ProviderServer(fake) as server:
         provider = {"type": "runpod", "id": "pod1", "api_key_env": "TEST_PROVIDER_KEY", "api_url": server.url}
         config_for(sshd, tmp_path)  # pins the host key
-        doc = {"pods": [{**sshd.pod_entry("a100"), "provider": provider}]}
+        session = {"name": "train", "workdir": str(work), "command": "sleep 600"}
+        doc = {"pods": [{**sshd.pod_entry("a100"), "provider": provider, "sessions": [session]}]}
         config = parse_config(yaml.safe_dump(doc), tmp_path / "config.yaml")
         app = make_app(config, state_file=tmp_path / "tui.json")
         notes = Notes(app)
@@ -418,11 +421,20 @@ async def test_stop_and_teardown_through_the_provider_api(sshd, tmp_path, monkey
             await until(pilot, lambda: notes.find("is stopped"), what="stopped")
             assert server.calls("POST", "/v2/pods/pod1/action")
 
+            # The newest checkpoint is not downloaded yet: the dialog says so, plainly.
             await pilot.press("T")
             await until(pilot, lambda: isinstance(app.screen, TypedConfirmDialog), what="teardown dialog")
             body = str(app.screen.query_one(".dialog-body").render())
-            assert "Terminate pod 'a100'" in body
-            assert "Checkpoints: safe: no sessions are configured on it" in body
+            assert "Terminate pod 'a100'" in body and "Checkpoints: NOT safely downloaded:" in body
+            assert "step_200.pt" in body
+            await pilot.press("escape")
+            await until(pilot, lambda: notes.find("was not torn down"), what="cancelled")
+            await pilot.press("d")
+            await until(pilot, lambda: notes.find("Downloaded step_200.pt"), what="downloaded")
+            await pilot.press("T")
+            await until(pilot, lambda: isinstance(app.screen, TypedConfirmDialog), what="teardown dialog again")
+            body = str(app.screen.query_one(".dialog-body").render())
+            assert "Checkpoints: safe: session train: step_200.pt verified" in body
             await pilot.press("y", "enter")  # not the name: nothing happens
             await pilot.pause(0.2)
             assert isinstance(app.screen, TypedConfirmDialog) and not server.calls("DELETE")

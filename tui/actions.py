@@ -411,7 +411,7 @@ class Actions:
 
         pod = self.app.config.pod(pod_name)
         caps = await self._capabilities(pod)
-        guard = teardown_guard.guard_for(self.app.config) if hasattr(teardown_guard, "guard_for") else teardown_guard.guard
+        guard = teardown_guard.guard_for(self.app.config)
         ok, note = await guard(pod)
         question = self.teardown_question(pod, caps, ok, note)
         dialog = TypedConfirmDialog("Tear down pod?", question, "Tear down" if ok else "Tear down anyway", pod_name)
