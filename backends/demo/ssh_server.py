@@ -189,10 +189,15 @@ class PodSshServer:
         acceptor, self._acceptor = self._acceptor, None
         if acceptor is not None:
             acceptor.close()
-            await acceptor.wait_closed()
         for conn in list(self._connections):
             conn.abort()
         self._connections.clear()
+        if acceptor is not None:
+            # From Python 3.12 on this also waits for the open connections, hence after abort().
+            try:
+                await asyncio.wait_for(acceptor.wait_closed(), 5)
+            except (asyncio.TimeoutError, TimeoutError):
+                pass
         await self._end_groups(list(self._groups))
 
     async def _end_groups(self, groups: list[int]) -> None:
