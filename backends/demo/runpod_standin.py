@@ -113,6 +113,7 @@ class RunPodStandIn:
         self.requests: list[tuple[str, str]] = []
         self.port: int | None = None
         self._server: asyncio.base_events.Server | None = None
+        self._clients: set[asyncio.StreamWriter] = set()
         self._lock = asyncio.Lock()
 
     @property
@@ -133,9 +134,12 @@ class RunPodStandIn:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            if hasattr(self._server, "close_clients"):
-                self._server.close_clients()
-            await self._server.wait_closed()
+            for writer in list(self._clients):  # keep-alive connections would hold wait_closed (3.12+)
+                writer.close()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            except (asyncio.TimeoutError, TimeoutError):
+                pass
             self._server = None
 
     # -- pod state changes, shared by REST, GraphQL and the preemption simulator -------
@@ -161,6 +165,7 @@ class RunPodStandIn:
     # -- HTTP ---------------------------------------------------------------------------
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients.add(writer)
         try:
             while True:
                 request = await _read_request(reader)
@@ -177,6 +182,7 @@ class RunPodStandIn:
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
+            self._clients.discard(writer)
             writer.close()
             try:
                 await writer.wait_closed()
