@@ -50,7 +50,7 @@ COLUMNS: tuple[Column, ...] = (
 DROP_ORDER = ("spent", "mem", "rate", "price", "loss", "eta", "step", "session", "gpus")
 """Which columns give way first when the terminal is narrow."""
 CELL_PADDING = 1
-"""DataTable's padding on each side of a cell."""
+"""Blank cells on each side of a cell (the fleet table draws them)."""
 SCROLLBAR = 1
 """Room kept for the table's vertical scrollbar (one cell wide in gpuctl.tcss)."""
 
