@@ -1,0 +1,240 @@
+"""How fast does `gpuctl download` fetch a checkpoint, against scp and rsync?
+
+Usage: .venv/bin/python bench/download.py [--size-mib 1024] [--rounds 3]
+
+A random file of --size-mib (default 1 GiB) sits in a session's workdir on a real
+OpenSSH sshd on loopback. Each round runs every method once, in turn, into a fresh
+local path (alternating, so a slow patch of the shared machine hits all of them):
+
+  gpuctl          sessions.download.download_checkpoint, exactly what `gpuctl download`
+                  runs: connect, list, transfer (auto: an exec stream for a big file),
+                  the pod's SHA-256 beside the transfer, the local SHA-256 as data lands,
+                  fsync, re-stat on the pod, rename, index. Verification included.
+  gpuctl-sftp     the same, with the SFTP path forced (parallel requests).
+  stream-only     backends.transfer alone (stream, no hashing, no fsync): what the
+                  link and the cipher allow gpuctl, without the proof.
+  scp             OpenSSH scp, default settings (the baseline for ratios).
+  rsync           rsync -e ssh.
+
+Then a resume: half of the file is left as `.part` (from a completed copy, not timed)
+and `gpuctl download` is timed finishing it; it reports the bytes moved.
+
+Printed: MB/s per run, the median per method, and each method's ratio to scp (median
+of the per-round ratios, so both sides of a ratio come from the same minute). The
+machine's load is printed before and after; the figures are only comparable inside
+one run. On loopback the "pod" shares the client's cores: the pod's hash, sshd and
+the local hash all compete for the same CPUs, which a real pod does not do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.sshd import SshdServer  # noqa: E402
+
+METHODS = ("gpuctl", "gpuctl-sftp", "stream-only", "scp", "rsync")
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_load(sample_s: float = 2.0) -> str:
+    """Load average, and how busy the cores are right now without us."""
+    before = busy_seconds()
+    time.sleep(sample_s)
+    busy = (busy_seconds() - before) / sample_s
+    one, five, fifteen = os.getloadavg()
+    return (f"loadavg {one:.2f} {five:.2f} {fifteen:.2f}; cores busy without us: {busy:.2f} of "
+            f"{os.cpu_count()} over {sample_s:g}s")
+
+
+def make_file(path: Path, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = 4 * 1024 * 1024
+    with open(path, "wb") as fh:
+        left = size
+        while left:
+            fh.write(os.urandom(min(block, left)))
+            left -= min(block, left)
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class Bench:
+    def __init__(self, server: SshdServer, work: Path, size: int):
+        import yaml
+
+        from sessions.config import parse_config
+        from sessions.paths import gpuctl_known_hosts_path
+
+        self.server = server
+        self.size = size
+        self.pod_dir = work / "pod"
+        self.remote = self.pod_dir / "step_1000.pt"
+        self.local_root = work / "local"
+        known = gpuctl_known_hosts_path()
+        known.parent.mkdir(parents=True, exist_ok=True)
+        known.write_text(server.known_hosts_line() + "\n")
+        entry = server.pod_entry("bench", sessions=[{"name": "train", "workdir": str(self.pod_dir)}])
+        config_path = work / "config.yaml"
+        config_path.write_text(yaml.safe_dump({"pods": [entry]}))
+        self.config = parse_config(config_path.read_text(), config_path)
+
+    def fresh_dest(self, method: str) -> Path:
+        dest = self.local_root / method
+        remove(dest)
+        from sessions.checkpoint_index import index_path
+
+        index_path().unlink(missing_ok=True)  # else gpuctl would (rightly) skip the copy
+        dest.mkdir(parents=True)
+        return dest
+
+    async def gpuctl(self, dest: Path, method: str = "auto") -> int:
+        from sessions.download import download_checkpoint
+
+        result = await download_checkpoint(self.config, "bench", "train", dest=dest, method=method)
+        return result.transferred
+
+    async def stream_only(self, dest: Path) -> int:
+        import asyncssh
+
+        from backends.transfer import Fetcher
+        from sessions import pods
+
+        from backends.ssh import connect
+
+        conn = await connect(pods.ssh_target(self.config.pod("bench"), self.config.defaults))
+        try:
+            async with Fetcher(conn, method="stream", sync=False) as fetcher:
+                stats = await fetcher.fetch(str(self.remote), dest / "step_1000.pt", self.size)
+        finally:
+            conn.close()
+            await conn.wait_closed()
+        assert isinstance(conn, asyncssh.SSHClientConnection)
+        return stats.transferred
+
+    def scp(self, dest: Path) -> int:
+        subprocess.run(["scp", "-q", *self.server.ssh_options(), f"{self.server.destination}:{self.remote}",
+                        str(dest / "step_1000.pt")], check=True)
+        return self.size
+
+    def rsync(self, dest: Path) -> int:
+        ssh = shlex.join(["ssh", *self.server.ssh_options()])
+        subprocess.run(["rsync", "-q", "-e", ssh, f"{self.server.destination}:{self.remote}",
+                        str(dest / "step_1000.pt")], check=True)
+        return self.size
+
+    async def run(self, method: str) -> tuple[float, float, int]:
+        """(seconds, machine CPU seconds, bytes moved) for one run of `method`."""
+        dest = self.fresh_dest(method)
+        cpu0, t0 = busy_seconds(), time.perf_counter()
+        if method == "gpuctl":
+            moved = await self.gpuctl(dest)
+        elif method == "gpuctl-sftp":
+            moved = await self.gpuctl(dest, "sftp")
+        elif method == "stream-only":
+            moved = await self.stream_only(dest)
+        elif method == "scp":
+            moved = self.scp(dest)
+        else:
+            moved = self.rsync(dest)
+        elapsed = time.perf_counter() - t0
+        cpu = busy_seconds() - cpu0
+        copy = next(p for p in dest.rglob("step_1000.pt"))
+        if copy.stat().st_size != self.size:
+            raise SystemExit(f"{method}: wrong size {copy.stat().st_size}")
+        remove(dest)
+        return elapsed, cpu, moved
+
+    async def resume(self) -> tuple[float, int, int]:
+        """Finish a half-done gpuctl download: (seconds, bytes moved, bytes resumed from)."""
+        from sessions.download import download_checkpoint
+
+        dest = self.fresh_dest("resume")
+        half = self.size // 2
+        part = dest / "step_1000.pt.part"
+        with open(self.remote, "rb") as src, open(part, "wb") as dst:
+            left = half
+            while left:
+                chunk = src.read(min(left, 4 * 1024 * 1024))
+                dst.write(chunk)
+                left -= len(chunk)
+        os.sync()
+        t0 = time.perf_counter()
+        result = await download_checkpoint(self.config, "bench", "train", dest=dest)
+        elapsed = time.perf_counter() - t0
+        remove(dest)
+        return elapsed, result.transferred, result.resumed_from
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    size = args.size_mib * 1024 * 1024
+    methods = [m for m in METHODS if m != "rsync" or shutil.which("rsync")]
+    print(f"machine before: {machine_load()}")
+    with tempfile.TemporaryDirectory(prefix="gpuctl-bench-dl-") as tmp:
+        work = Path(tmp)
+        for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+            os.environ[var] = str(work / "xdg" / var.lower())  # never the user's gpuctl index
+        pod_home = work / "pod-home"
+        pod_home.mkdir()
+        with SshdServer(env={"HOME": str(pod_home)}) as server:
+            bench = Bench(server, work, size)
+            make_file(bench.remote, size)
+            subprocess.run(["cat", str(bench.remote)], stdout=subprocess.DEVNULL, check=True)  # page cache
+            print(f"file: {args.size_mib} MiB of random bytes; rounds: {args.rounds}; "
+                  f"order per round: {', '.join(methods)}")
+            runs: dict[str, list[tuple[float, float, int]]] = {m: [] for m in methods}
+            for round_no in range(1, args.rounds + 1):
+                for method in methods:
+                    elapsed, cpu, moved = await bench.run(method)
+                    runs[method].append((elapsed, cpu, moved))
+                    print(f"  round {round_no} {method:12s} {size / elapsed / 1e6:7.0f} MB/s  "
+                          f"{elapsed:6.2f} s  machine CPU {cpu:5.2f} s", flush=True)
+            full = statistics.median(e for e, _, _ in runs["gpuctl"])
+            resumed_s, moved, resumed_from = await bench.resume()
+    print()
+    print(f"{'method':12s} {'median MB/s':>11s} {'ratio to scp':>13s} {'CPU s/GiB':>10s}")
+    for method in methods:
+        secs = [e for e, _, _ in runs[method]]
+        ratios = [scp_e / e for (e, _, _), (scp_e, _, _) in zip(runs[method], runs["scp"])]
+        cpu_per_gib = statistics.median(c for _, c, _ in runs[method]) * (1 << 30) / size
+        print(f"{method:12s} {size / statistics.median(secs) / 1e6:11.0f} {statistics.median(ratios):12.2f}x "
+              f"{cpu_per_gib:10.2f}")
+    print()
+    print(f"resume of a half-done download: {resumed_s:.2f} s, moved {moved / 2**20:.0f} MiB "
+          f"(resumed from {resumed_from / 2**20:.0f} MiB); a full gpuctl download took {full:.2f} s (median)")
+    print(f"machine after: {machine_load()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
