@@ -18,7 +18,8 @@ The policy around `backends.transfer` (which only moves bytes):
    the data onto disk (including a resumed prefix). After the last byte both digests
    are usually ready. Then the checkpoint is stat'ed again on the pod: if its size or
    mtime moved, it was still being written, and the copy is dropped as such.
-   A digest mismatch deletes the bad copy (the whole `.part`) and says so.
+   A digest mismatch deletes the bad copy (a file's `.part`; in a folder, the files
+   that differ) and says so.
 5. **Record** the verified copy in the index.
 
 A local file or folder already at the destination that gpuctl did not put there is
@@ -416,7 +417,12 @@ async def _check_unchanged(runner: Runner, pod: PodConfig, checkpoint: Checkpoin
 
 def _compare(checkpoint: Checkpoint, part: Path, rels: Sequence[str], remote: Any,
              local_digests: Sequence[str]) -> None:
-    """Raise VerificationFailed (after deleting the copy) unless every digest matches."""
+    """Raise VerificationFailed, after deleting what is bad, unless every digest matches.
+
+    A file checkpoint loses its whole `.part`. A folder loses only the files that
+    differ: the others matched the pod's digests, so a rerun fetches just the bad ones
+    (it still hashes the kept files again before it trusts the folder).
+    """
     try:
         if remote is None or not remote.ok:
             why = remote.last_error_line() if remote is not None else "no answer"
@@ -424,14 +430,20 @@ def _compare(checkpoint: Checkpoint, part: Path, rels: Sequence[str], remote: An
         remote_digests = parse_sha256(remote.stdout, len(rels))
     except ValueError as exc:
         raise DownloadError(f"cannot verify {checkpoint.name!r}: {exc}; the copy is kept as {part}") from None
-    bad = [(rel or checkpoint.name, r, l) for rel, r, l in zip(rels, remote_digests, local_digests) if r != l]
-    if bad:
+    bad = [(rel, r, l) for rel, r, l in zip(rels, remote_digests, local_digests) if r != l]
+    if not bad:
+        return
+    if checkpoint.kind == DIR:
+        for rel, _, _ in bad:
+            local_target(part, rel).unlink(missing_ok=True)
+        deleted = f"the bad file{'s' if len(bad) > 1 else ''} in {part} {'were' if len(bad) > 1 else 'was'} deleted"
+    else:
         _remove(part)
-        shown = "; ".join(f"{rel}: pod {r[:16]}, local {l[:16]}" for rel, r, l in bad[:3])
-        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
-        raise VerificationFailed(
-            f"SHA-256 mismatch for {checkpoint.name!r}: {shown}{more}. The bad copy {part} was deleted; "
-            "run the same command again to download it afresh")
+        deleted = f"the bad copy {part} was deleted"
+    shown = "; ".join(f"{rel or checkpoint.name}: pod {r[:16]}, local {l[:16]}" for rel, r, l in bad[:3])
+    more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+    raise VerificationFailed(f"SHA-256 mismatch for {checkpoint.name!r}: {shown}{more}. {deleted[0].upper()}{deleted[1:]}; "
+                             "run the same command again to download it afresh")
 
 
 def _install(part: Path, final: Path, *, replace_old: bool) -> None:

@@ -215,6 +215,26 @@ def test_a_corrupted_part_is_caught_by_the_checksum_and_deleted(pod, tmp_path, c
     assert "sha256 verified" in capsys.readouterr().out
 
 
+async def test_a_corrupted_file_in_a_folder_part_is_the_only_one_fetched_again(pod, tmp_path):
+    ck = pod.workdir / "checkpoint-9"
+    files = {"trainer_state.json": b"{}", "model.safetensors": os.urandom(2 * MB), "sub/opt.pt": os.urandom(MB)}
+    for rel, data in files.items():
+        put(ck / rel, data)
+    age_tree(ck)
+    part = tmp_path / "checkpoints" / "p" / "train" / "checkpoint-9.part"
+    for rel, data in files.items():
+        put(part / rel, data)
+    broken = bytearray(files["sub/opt.pt"])
+    broken[-1] ^= 1
+    (part / "sub" / "opt.pt").write_bytes(broken)
+    with pytest.raises(dl.VerificationFailed, match=r"sub/opt.pt: pod .* The bad file in .* was deleted"):
+        await pod.download()
+    assert sorted(tree_bytes(part)) == ["model.safetensors", "trainer_state.json"]
+    result = await pod.download()
+    assert (result.transferred, result.resumed_from) == (MB, 2 * MB + 2)
+    assert tree_bytes(result.local_path) == files
+
+
 async def test_a_part_longer_than_the_remote_file_starts_over(pod, tmp_path):
     data = os.urandom(MB)
     put(pod.workdir / "step_5.pt", data)
