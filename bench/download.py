@@ -20,7 +20,9 @@ Then a resume: half of the file is left as `.part` (from a completed copy, not t
 and `gpuctl download` is timed finishing it; it reports the bytes moved.
 
 Printed: MB/s per run, the median per method, and each method's ratio to scp (median
-of the per-round ratios, so both sides of a ratio come from the same minute). The
+of the per-round ratios, so both sides of a ratio come from the same minute), the
+machine's CPU seconds per GiB (all processes: on loopback that includes the pod's
+side), and for gpuctl how long verification still took after the last byte landed. The
 machine's load is printed before and after; the figures are only comparable inside
 one run. On loopback the "pod" shares the client's cores: the pod's hash, sshd and
 the local hash all compete for the same CPUs, which a real pod does not do.
@@ -102,6 +104,7 @@ class Bench:
         config_path = work / "config.yaml"
         config_path.write_text(yaml.safe_dump({"pods": [entry]}))
         self.config = parse_config(config_path.read_text(), config_path)
+        self.tails: dict[str, list[float]] = {}
 
     def fresh_dest(self, method: str) -> Path:
         dest = self.local_root / method
@@ -115,7 +118,15 @@ class Bench:
     async def gpuctl(self, dest: Path, method: str = "auto") -> int:
         from sessions.download import download_checkpoint
 
-        result = await download_checkpoint(self.config, "bench", "train", dest=dest, method=method)
+        last_byte: list[float] = []
+
+        def progress(done: int, total: int) -> None:
+            if done == total and not last_byte:
+                last_byte.append(time.perf_counter())
+
+        result = await download_checkpoint(self.config, "bench", "train", dest=dest, method=method,
+                                           progress=progress)
+        self.tails.setdefault(method, []).append(time.perf_counter() - last_byte[0])
         return result.transferred
 
     async def stream_only(self, dest: Path) -> int:
@@ -224,6 +235,9 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"{method:12s} {size / statistics.median(secs) / 1e6:11.0f} {statistics.median(ratios):12.2f}x "
               f"{cpu_per_gib:10.2f}")
     print()
+    for method, tails in bench.tails.items():
+        print(f"gpuctl ({method}): last byte written -> copy verified, fsynced and renamed: "
+              f"median {statistics.median(tails) * 1000:.0f} ms")
     print(f"resume of a half-done download: {resumed_s:.2f} s, moved {moved / 2**20:.0f} MiB "
           f"(resumed from {resumed_from / 2**20:.0f} MiB); a full gpuctl download took {full:.2f} s (median)")
     print(f"machine after: {machine_load()}")

@@ -207,19 +207,27 @@ def _fsync_dir(path: Path) -> None:
 
 
 class _Progress:
-    """Adds up per-file progress and calls the user's callback at most every 0.1 s."""
+    """Adds up per-file progress and calls the user's callback at most every 0.1 s,
+    plus once when a file's last byte is written (so the caller sees each file land,
+    and the last byte of all before the verification ends)."""
 
     def __init__(self, callback: ProgressFn | None, total: int):
         self.callback = callback
         self.total = total
         self.base = 0
         self._last = 0.0
+        self._landed = -1
 
-    def file(self, done: int, _size: int) -> None:
+    def file(self, done: int, size: int) -> None:
+        if self.callback is None:
+            return
         now = time.monotonic()
-        if self.callback is not None and now - self._last >= PROGRESS_INTERVAL_S:
+        whole = self.base + done
+        if now - self._last >= PROGRESS_INTERVAL_S or (done == size and whole != self._landed):
             self._last = now
-            self.callback(self.base + done, self.total)
+            if done == size:
+                self._landed = whole
+            self.callback(whole, self.total)
 
     def final(self) -> None:
         if self.callback is not None:
