@@ -74,11 +74,21 @@ class Fleet:
             self._tasks.append(asyncio.create_task(monitor.run(), name=f"gpuctl-pod-{name}"))
         self._tasks.append(asyncio.create_task(self.providers.run(), name="gpuctl-providers"))
 
-    async def stop(self) -> None:
-        """Cancel every monitor and wait for their connections to close."""
+    async def stop(self, patience: float = 0.5) -> None:
+        """Cancel every monitor and wait until they have really ended.
+
+        On Python 3.11 `asyncio.wait_for` can swallow a cancellation that races with
+        the awaited read completing (CPython gh-86296), leaving a monitor running, so
+        the cancellation is repeated every `patience` seconds until each task is done.
+        """
+        pending = {task for task in self._tasks if not task.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=patience)
         for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            if not task.cancelled():
+                task.exception()  # retrieved, so asyncio does not warn about it
         self._tasks.clear()
 
     def _on_update(self, snapshot: PodSnapshot) -> None:

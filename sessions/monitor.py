@@ -200,7 +200,7 @@ class PodMonitor:
                 # means a hung pod or a half-open TCP connection.
                 silence_limit = max(10.0, 5 * self._interval)
                 try:
-                    message = await asyncio.wait_for(agent.read(), silence_limit)
+                    message = await _read_within(agent, silence_limit)
                 except (asyncio.TimeoutError, TimeoutError):
                     raise SshFailure(FailureKind.TIMEOUT, f"no telemetry for {silence_limit:g}s") from None
                 if message is None:
@@ -255,6 +255,15 @@ class PodMonitor:
         finally:
             follows.close()
             sampler.close()
+
+
+async def _read_within(agent: AgentChannel, seconds: float) -> dict[str, Any] | None:
+    """`agent.read()` bounded in time, without `wait_for`'s lost-cancellation race on
+    3.11 (gh-86296) where `asyncio.timeout` exists."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(seconds):
+            return await agent.read()
+    return await asyncio.wait_for(agent.read(), seconds)  # Python 3.10
 
 
 def _local_follow_step(follows: Any, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ from sessions.download import download_checkpoint
 from sessions.paths import gpuctl_known_hosts_path
 from sessions.pod_access import open_runner
 from sessions.resume import resume
-from tui.commands.demo_cmd import launch_sessions, running_fleet, stop_fleet
+from tui.commands.demo_cmd import launch_sessions, running_fleet
 
 pytestmark = pytest.mark.requires_tools("tmux")
 
@@ -182,33 +182,6 @@ def test_a_killed_demo_is_cleaned_up_by_its_watchdog(tmp_path):
     while list(tmp.iterdir()) or leftover_pids(root):
         assert time.monotonic() < deadline, f"left behind: {list(tmp.iterdir())} {leftover_pids(root)}"
         time.sleep(0.1)
-
-
-async def test_the_demo_stops_its_fleet_even_when_a_monitor_lost_a_cancellation():
-    """What `asyncio.wait_for` does on Python < 3.12 when the read it waits on completes
-    just as the task is cancelled (CPython gh-86296): the cancellation is gone."""
-    class Fleet:
-        def __init__(self):
-            async def monitor():
-                lost = False
-                while True:
-                    try:
-                        await asyncio.sleep(0.02)
-                    except asyncio.CancelledError:
-                        if lost:
-                            raise
-                        lost = True
-
-            self.tasks = [asyncio.create_task(monitor())]
-
-        async def stop(self):
-            for task in self.tasks:
-                task.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-
-    fleet = Fleet()
-    await asyncio.wait_for(stop_fleet(fleet, patience=0.1), 5)
-    assert all(task.done() for task in fleet.tasks)
 
 
 def test_missing_tmux_says_how_to_install_it(monkeypatch, capsys):

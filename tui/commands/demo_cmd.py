@@ -219,14 +219,9 @@ async def running_fleet(config: Any, pod_names: list[str] | None = None) -> Asyn
         await stop_fleet(fleet)
 
 
-async def stop_fleet(fleet: Any, patience: float = 0.5, attempts: int = 40) -> None:
-    """`fleet.stop()`, cancelling its monitors again every `patience` seconds until done."""
-    stopping = asyncio.ensure_future(fleet.stop())
-    for _ in range(attempts):
-        done, _ = await asyncio.wait({stopping}, timeout=patience)
-        if done:
-            return
-        asyncio.ensure_future(fleet.stop())  # cancels the monitors once more
+async def stop_fleet(fleet: Any, patience: float = 0.5) -> None:
+    """Stop the Fleet (which re-cancels its monitors until they have ended)."""
+    await fleet.stop(patience=patience)
 
 
 async def _headless(config: Any, args: argparse.Namespace, notices: _Notices, out: TextIO | None = None) -> int:
