@@ -8,9 +8,10 @@ they like. `None` always means "unknown", never zero.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sessions.progress import Progress
+if TYPE_CHECKING:  # the parser costs ~15 ms to import; the TUI's first frame needs none of it
+    from sessions.progress import Progress
 
 
 class PodState:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from sessions.progress import Progress
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the TUI's first frame should not pay for the parser
+    from sessions.progress import Progress
+
 from sessions.snapshot import SessionSnapshot, SessionState
 from tui import humanize
 
