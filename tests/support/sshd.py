@@ -134,6 +134,22 @@ def _setenv_token(name: str, value: str) -> str:
     return f'"{item}"' if any(ch.isspace() for ch in item) else item
 
 
+def _die_with_parent() -> None:
+    """In the forked child: have Linux send SIGTERM when the test process dies.
+
+    atexit does not run when a test run is killed (a CI timeout, `timeout`, SIGKILL),
+    and a listening sshd would outlive it; PR_SET_PDEATHSIG stops that leak.
+    """
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: atexit and close() still clean up in the normal case
+
+
 class SshdServer:
     """A real OpenSSH server on 127.0.0.1 that this process owns.
 
@@ -410,6 +426,7 @@ class SshdServer:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,  # a Ctrl-C in the terminal is the test's, not sshd's
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + timeout
         while True:
