@@ -20,6 +20,7 @@ import fcntl
 import os
 import pty
 import select
+import shutil
 import statistics
 import struct
 import sys
@@ -91,6 +92,13 @@ def main() -> int:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="gpuctl-startup-"))
+    try:
+        return _measure(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _measure(args: argparse.Namespace, tmp: Path) -> int:
     config = tmp / "config.yaml"
     config.write_text("pods:\n" + "".join(
         f"  - {{name: pod-{i}, host: 127.0.0.1, port: 9, connect_timeout: 2}}\n" for i in range(args.pods)))
