@@ -21,6 +21,7 @@ import re
 import shlex
 import time
 
+from backends.remote_path import quote_path
 from backends.agent_script import (
     NVIDIA_SMI_QUERY_ARGS,
     NVIDIA_SMI_TIMEOUT_S,
@@ -35,19 +36,9 @@ MARKER_PREFIX = "@@gpuctl-probe:"
 SECTIONS = ("gpu", "disk", "load", "uptime", "tmux")
 _MARKER = re.compile(r"^@@gpuctl-probe:(begin|end):([a-z]+)(?::rc=([0-9]+|absent))?@@\s*$")
 _TIMEOUT_EXIT = 124  # what coreutils/busybox `timeout` exits with when it killed the tool
-_TILDE = re.compile(r"^~([A-Za-z0-9._-]*)(?:/(.*))?$", re.DOTALL)
 # df -P: "<fs> <1024-blocks> <used> <available> <capacity>% <mount>"; the fs name may hold
 # spaces, so anchor on the run of numbers instead of splitting on whitespace.
 _DF_ROW = re.compile(r"\s(\d+)\s+(\d+)\s+(\d+)\s+(\d+)%\s+/")
-
-
-def _shell_path(disk_path: str) -> str:
-    """Quote a path for sh, leaving a leading ``~`` / ``~user`` unquoted so it expands."""
-    match = _TILDE.match(disk_path or "~")
-    if match is None:
-        return shlex.quote(disk_path)
-    user, rest = match.group(1), match.group(2)
-    return "~" + user + ("/" + shlex.quote(rest) if rest else "")
 
 
 def _section(name: str, body: str) -> str:
@@ -77,7 +68,7 @@ def probe_script(disk_path: str = "~") -> str:
     parts = [
         # Same path rules as the agent: ~ expands here, relative means from home (the
         # exec's working directory), a missing path falls back to home.
-        "p=%s" % _shell_path(disk_path),
+        "p=%s" % quote_path(disk_path or "~"),
         '[ -e "$p" ] || p="$HOME"',
         'case "$p" in /*) ;; *) p="$PWD/$p" ;; esac',
         _section("gpu", _tool("nvidia-smi", smi)),

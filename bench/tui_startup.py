@@ -16,21 +16,19 @@ imports asyncssh in the worker that starts the Fleet).
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
-import pty
-import select
 import shutil
 import statistics
-import struct
 import sys
 import tempfile
-import termios
 import textwrap
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.pty_run import run_on_pty  # noqa: E402
+
 
 MINIMAL = textwrap.dedent("""
     from textual.app import App
@@ -48,41 +46,8 @@ MINIMAL = textwrap.dedent("""
 
 def first_frame(argv: list[str], env: dict[str, str], marker: bytes, timeout: float = 30.0) -> tuple[float, int]:
     """(seconds from fork until `marker` was printed, exit status after `q`)."""
-    started = time.perf_counter()
-    pid, fd = pty.fork()
-    if pid == 0:  # the child
-        os.execvpe(argv[0], argv, env)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    seen = b""
-    found = None
-    deadline = started + timeout
-    try:
-        while time.perf_counter() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.05)
-            if ready:
-                try:
-                    chunk = os.read(fd, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-                if found is None and marker in seen:
-                    found = time.perf_counter() - started
-                    os.write(fd, b"q")
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return (found if found is not None else float("nan")), os.waitstatus_to_exitcode(status)
-        while time.perf_counter() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return (found if found is not None else float("nan")), os.waitstatus_to_exitcode(status)
-            time.sleep(0.02)
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        return float("nan"), -9
-    finally:
-        os.close(fd)
+    code, _, found_at = run_on_pty(argv, env, marker, b"q", timeout)
+    return (found_at if found_at is not None else float("nan")), (code if code is not None else -9)
 
 
 def main() -> int:

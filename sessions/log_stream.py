@@ -21,6 +21,7 @@ from typing import AsyncIterator, Callable
 import asyncssh
 
 from backends.remote_path import quote_path
+from backends.runner import CommandResult
 from backends.ssh import Backoff, FailureKind, SshFailure, connect
 from sessions import pods
 from sessions.config import Defaults, PodConfig
@@ -141,7 +142,8 @@ async def stream_log(
                     status, out, err = await shell.run(snapshot_command(path), timeout)
                     if status != 0:
                         if not follow:
-                            raise SshFailure(FailureKind.COMMAND, f"cannot read {path}: {_last_line(err)}")
+                            reason = CommandResult(status, "", err).last_error_line()
+                            raise SshFailure(FailureKind.COMMAND, f"cannot read {path}: {reason}")
                         on_notice(f"{path} does not exist yet; waiting for it")
                         offset = 0
                     else:
@@ -173,7 +175,3 @@ async def stream_log(
             on_notice(f"connection lost ({exc}); reconnecting")
         await asyncio.sleep(backoff.next_delay())
 
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no such file"

@@ -13,6 +13,12 @@ from backends.remote_path import quote_path
     ("rel/$(reboot)", "'rel/$(reboot)'"),
     ("~root/x", "~root/x"),
     ("~$(id)/x", "'~$(id)/x'"),
+    ("~/my data", "~/'my data'"),
+    ("~bob/x y", "~bob/'x y'"),
+    ("/abs/path", "/abs/path"),
+    ("/a b/$(reboot)", "'/a b/$(reboot)'"),
+    ("~$(reboot)", "'~$(reboot)'"),
+    ("~/`reboot`", "~/'`reboot`'"),
 ])
 def test_quote_path(path, expected):
     assert quote_path(path) == expected

@@ -18,7 +18,6 @@ import pytest
 
 from backends.agent_script import AgentState, collect_sample
 from backends.shell_probe import (
-    _shell_path,
     parse_df,
     parse_loadavg,
     parse_probe_output,
@@ -169,22 +168,8 @@ def test_probe_disk_path(pod, tmp_path, disk_path, expected):
     assert sample["disk"]["total_bytes"] >= sample["disk"]["used_bytes"] > 0
 
 
-@pytest.mark.parametrize(
-    ("path", "quoted"),
-    [
-        ("~", "~"),
-        ("", "~"),
-        ("~/data", "~/data"),
-        ("~/my data", "~/'my data'"),
-        ("~bob/x y", "~bob/'x y'"),
-        ("/abs/path", "/abs/path"),
-        ("/a b/$(reboot)", "'/a b/$(reboot)'"),
-        ("~$(reboot)", "'~$(reboot)'"),
-        ("~/`reboot`", "~/'`reboot`'"),
-    ],
-)
-def test_shell_path_quotes_all_but_a_leading_tilde(path, quoted):
-    assert _shell_path(path) == quoted
+def test_an_empty_disk_path_means_the_home_directory():
+    assert probe_command("") == probe_command("~")
 
 
 def test_probe_command_survives_other_login_shells():

@@ -8,13 +8,12 @@ subprocesses, since this test process has long since imported everything.
 from __future__ import annotations
 
 import os
-import pty
-import select
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
+
+from tests.support.pty_run import run_on_pty
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,52 +52,12 @@ def test_the_first_frame_is_drawn_before_asyncssh_is_imported(tmp_path):
     assert lines == ["FIRST FRAME asyncssh: False", "CONNECTED asyncssh: True offline"], out.stdout + out.stderr
 
 
-def _run_on_pty(argv: list[str], env: dict[str, str], until: bytes, then: bytes | None, timeout: float = 30.0):
-    """Run `argv` on a pseudo-terminal; send `then` once `until` was printed. Returns
-    (exit status, everything printed, seconds until `until`)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.execvpe(argv[0], argv, env)
-    started = time.monotonic()
-    seen = b""
-    found_at = None
-    deadline = started + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(fd, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-                if found_at is None and until in seen:
-                    found_at = time.monotonic() - started
-                    if then is not None:
-                        os.write(fd, then)
-            finished, status = os.waitpid(pid, os.WNOHANG)
-            if finished:
-                return os.waitstatus_to_exitcode(status), seen, found_at
-        while time.monotonic() < deadline:  # the terminal closed: the process is ending
-            finished, status = os.waitpid(pid, os.WNOHANG)
-            if finished:
-                return os.waitstatus_to_exitcode(status), seen, found_at
-            time.sleep(0.05)
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        return None, seen, found_at
-    finally:
-        os.close(fd)
-
-
 def test_gpuctl_alone_opens_the_tui_on_a_terminal_and_q_quits(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("pods:\n  - {name: far-away-pod, host: 127.0.0.1, port: 9, connect_timeout: 2}\n")
     gpuctl = str(Path(sys.executable).with_name("gpuctl"))
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
-    code, seen, at = _run_on_pty([gpuctl, "--config", str(config), "--read-only"], env, b"far-away-pod", b"q")
+    code, seen, at = run_on_pty([gpuctl, "--config", str(config), "--read-only"], env, b"far-away-pod", b"q")
     assert at is not None, seen[-2000:]
     assert code == 0, seen[-2000:]
     assert b"Traceback" not in seen
