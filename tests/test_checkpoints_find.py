@@ -37,9 +37,9 @@ from sessions.checkpoints import (
 )
 from sessions.config import parse_config
 from sessions.config_model import SessionConfig
-from sessions.paths import gpuctl_known_hosts_path
 from sessions.pod_access import open_runner
 from tui.cli import main
+from tests.support.pinning import trust
 
 OLD = time.time() - 3600
 
@@ -65,9 +65,7 @@ def age_tree(root: Path, mtime: float = OLD) -> None:
 
 
 def config_for(server, tmp_path: Path, workdir: Path, **session) -> Path:
-    known = gpuctl_known_hosts_path()
-    known.parent.mkdir(parents=True, exist_ok=True)
-    known.write_text(server.known_hosts_line() + "\n")
+    trust(server)
     entry = server.pod_entry("p", sessions=[{"name": "train", "workdir": str(workdir), **session}])
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"pods": [entry]}))

@@ -21,9 +21,9 @@ from sessions import checkpoint_index as index
 from sessions import download as dl
 from sessions.checkpoints import UnsafeName, list_checkpoints
 from sessions.config import parse_config
-from sessions.paths import gpuctl_known_hosts_path
 from sessions.pod_access import open_runner
 from tui.cli import main
+from tests.support.pinning import trust
 
 OLD = time.time() - 3600
 MB = 1024 * 1024
@@ -57,9 +57,7 @@ class Pod:
     def __init__(self, server, tmp_path: Path, **session):
         self.workdir = tmp_path / "pod run"
         self.workdir.mkdir()
-        known = gpuctl_known_hosts_path()
-        known.parent.mkdir(parents=True, exist_ok=True)
-        known.write_text(server.known_hosts_line() + "\n")
+        trust(server)
         entry = server.pod_entry("p", sessions=[{"name": "train", "workdir": str(self.workdir), **session}])
         self.config_path = tmp_path / "config.yaml"
         self.config_path.write_text(yaml.safe_dump({"pods": [entry]}))

@@ -15,7 +15,7 @@ import yaml
 
 from sessions.config import parse_config
 from sessions.fleet import Fleet
-from sessions.paths import gpuctl_known_hosts_path
+from tests.support.pinning import trust
 
 pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")
 
@@ -33,9 +33,7 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 def fleet_for(server, tmp_path: Path, *, configured: bool = True, **session) -> Fleet:
-    path = gpuctl_known_hosts_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(server.known_hosts_line() + "\n")
+    trust(server)
     entry = server.pod_entry("p")
     if configured:
         entry["sessions"] = [{"name": "train", "workdir": str(tmp_path), "log": "train.log", **session}]

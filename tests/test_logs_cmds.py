@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from sessions.log_stream import last_lines
-from sessions.paths import gpuctl_known_hosts_path
 from tui.cli import main
+from tests.support.pinning import trust
 
 pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen")
 DATA = Path(__file__).parent / "data" / "logs"
@@ -30,9 +30,7 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 def pod_config(tmp_path: Path, server, **session) -> Path:
-    path = gpuctl_known_hosts_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(server.known_hosts_line() + "\n")
+    trust(server)
     entry = server.pod_entry("p", sessions=[{"name": "train", "workdir": str(tmp_path), "log": "train.log", **session}])
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"pods": [entry]}))

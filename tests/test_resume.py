@@ -18,11 +18,11 @@ import yaml
 
 from sessions import session_control as sc
 from sessions.config import parse_config
-from sessions.paths import gpuctl_known_hosts_path
 from sessions.pod_access import open_runner
 from sessions.resume import NoCheckpointToResume, NoResumeTemplate, fill_template, resumable, resume
 from tests.support.sshd import SshdServer
 from tui.cli import main
+from tests.support.pinning import trust
 
 pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")
 
@@ -86,9 +86,7 @@ def put(path: Path, data: bytes = b"x", mtime: float = OLD) -> Path:
 
 
 def setup(server: SshdServer, tmp_path: Path, workdir: Path, **session: Any) -> Path:
-    known = gpuctl_known_hosts_path()
-    known.parent.mkdir(parents=True, exist_ok=True)
-    known.write_text(server.known_hosts_line() + "\n")
+    trust(server)
     entry = server.pod_entry("p", sessions=[{"name": "train", "command": "true", "workdir": str(workdir), **session}])
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"pods": [entry]}))

@@ -29,11 +29,11 @@ import yaml
 
 from sessions import session_control as sc
 from sessions.config import parse_config
-from sessions.paths import gpuctl_known_hosts_path
 from sessions.pod_access import open_runner
 from sessions.tmux import parse_capture
 from tests.support.sshd import SshdServer
 from tui.cli import main
+from tests.support.pinning import trust
 
 pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "ssh", "tmux")
 
@@ -74,11 +74,6 @@ def cleanup(pod: SshdServer):
         pod_tmux(pod, "kill-session", "-t", "=" + name)
 
 
-def trust(server: SshdServer) -> None:
-    path = gpuctl_known_hosts_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fh.write(server.known_hosts_line() + "\n")
 
 
 def write_config(tmp_path: Path, pods: list[dict]) -> Path:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import asyncssh
 import pytest
 import yaml
 
@@ -18,6 +17,7 @@ from sessions.fleet import Fleet
 from sessions.paths import gpuctl_known_hosts_path
 from tests.support.sshd import SshdServer
 from tui.cli import main
+from tests.support.pinning import trust
 
 pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")
 
@@ -31,12 +31,6 @@ def isolated_home(tmp_path, monkeypatch):
     return home
 
 
-def trust(server: SshdServer) -> None:
-    """Pin the server's host key in gpuctl's own known_hosts."""
-    path = gpuctl_known_hosts_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fh.write(server.known_hosts_line() + "\n")
 
 
 def write_config(tmp_path: Path, pods: list[dict], **top) -> Path:

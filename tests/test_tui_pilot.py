@@ -27,6 +27,7 @@ from tui.screens.log_screen import LogScreen
 from tui.screens.pod_screen import PodScreen
 from tui.widgets.fleet_table import FleetTable
 from tui.widgets.log_view import LogView
+from tests.support.pinning import trust
 
 pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux", "ssh")
 
@@ -43,9 +44,7 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 def config_for(server, tmp_path: Path, *, extra_pods=(), **top):
-    path = gpuctl_known_hosts_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(server.known_hosts_line() + "\n")
+    trust(server)
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
     entry = server.pod_entry("a100", price_per_hour=1.29, workdir=str(work), sessions=[
