@@ -34,11 +34,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from backends.demo.watchdog import MARKER, marked_pids
 from backends.sim_nvidia_smi import STATE_ENV, install_wrapper
 
 SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 HEARTBEAT_ENV = "GPUCTL_DEMO_HEARTBEAT"
-ROOT_ENV = "GPUCTL_DEMO_ROOT"
+
+ROOT_ENV = MARKER  # the watchdog finds stragglers by it too
 WORKSPACE = "workspace"
 
 _NO_NVML = '''"""gpuctl demo pod: no NVML here; the GPUs are simulated (nvidia-smi on PATH)."""
@@ -159,23 +161,7 @@ class Sandbox:
 
 def leftover_pids(root: Path) -> list[int]:
     """Processes (of this user) whose environment carries this demo's marker (Linux only)."""
-    marker = f"{ROOT_ENV}={root}".encode() + b"\0"
-    found = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                environ = handle.read() + b"\0"
-        except OSError:
-            continue
-        if b"\0" + marker in b"\0" + environ:
-            found.append(int(entry))
-    return found
+    return marked_pids(str(root))
 
 
 async def end_leftovers(root: Path, grace: float = 2.0) -> None:

@@ -25,7 +25,12 @@ import time
 MARKER = "GPUCTL_DEMO_ROOT"
 
 
-def _marked(root: str) -> list:
+def marked_pids(root: str) -> list:
+    """Processes (of this user) whose environment carries the demo's marker (Linux only).
+
+    The demo itself uses this too (`sandbox.leftover_pids`); it lives here because
+    this file must stay importable with the standard library alone.
+    """
     marker = ("%s=%s" % (MARKER, root)).encode() + b"\0"
     found = []
     try:
@@ -62,7 +67,7 @@ def clean(root: str, dirs: list) -> None:
     """End everything of the demo at `root` and remove `dirs` (which include `root`)."""
     _kill_tmux(dirs)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = _marked(root)
+        pids = marked_pids(root)
         for pid in pids:
             try:
                 os.kill(pid, sig)
@@ -71,7 +76,7 @@ def clean(root: str, dirs: list) -> None:
         deadline = time.monotonic() + 2.0
         while pids and time.monotonic() < deadline:
             time.sleep(0.05)
-            pids = [p for p in pids if p in _marked(root)]
+            pids = [p for p in pids if p in marked_pids(root)]
         if not pids:
             break
     for path in dirs:
@@ -85,7 +90,7 @@ def main(argv: list) -> int:
             pass
     except OSError:
         pass
-    if any(os.path.exists(path) for path in dirs) or _marked(root):
+    if any(os.path.exists(path) for path in dirs) or marked_pids(root):
         clean(root, dirs)
     return 0
 

@@ -67,17 +67,27 @@ def _globs_ok(session: Any) -> bool:
     return True
 
 
+def _load_checkpoint_session(args: argparse.Namespace) -> tuple[Any, Any, Any] | None:
+    """(config, pod, session) for a command about a session's checkpoints, or None
+    after saying what is wrong (unknown pod or session, globs leaving the workdir)."""
+    loaded = load_pod_or_explain(args)
+    if loaded is None:
+        return None
+    config, pod = loaded
+    session = _session_or_explain(pod, args.session)
+    if session is None or not _globs_ok(session):
+        return None
+    return config, pod, session
+
+
 # ------------------------------------------------------------------- checkpoints
 
 
 def _checkpoints(args: argparse.Namespace) -> int:
-    loaded = load_pod_or_explain(args)
+    loaded = _load_checkpoint_session(args)
     if loaded is None:
         return EXIT_USAGE
-    config, pod = loaded
-    session = _session_or_explain(pod, args.session)
-    if session is None or not _globs_ok(session):
-        return EXIT_USAGE
+    config, pod, session = loaded
     return run_async(lambda: _checkpoints_async(config, pod, session, args.json))
 
 
@@ -153,13 +163,10 @@ class _PlainProgress:
 
 
 def _download(args: argparse.Namespace) -> int:
-    loaded = load_pod_or_explain(args)
+    loaded = _load_checkpoint_session(args)
     if loaded is None:
         return EXIT_USAGE
-    config, pod = loaded
-    session = _session_or_explain(pod, args.session)
-    if session is None or not _globs_ok(session):
-        return EXIT_USAGE
+    config, pod, session = loaded
     return run_async(lambda: _download_async(config, pod, session, args.name, args.dest))
 
 
