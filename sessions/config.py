@@ -11,6 +11,8 @@ The pieces live in small modules, all re-exported here so callers import only
 * `config_model`: the frozen dataclasses and the error types;
 * `config_schema`: the section tables that turn a YAML node tree into a `Config`;
 * `config_fields`: one validator per kind of value (port, host, regex, ...);
+* `policy_schema` / `policy_model`: the `policies:` blocks (top level, pod, session)
+  and their merge (`policies_for`);
 * `yaml_lines`: YAML nodes with line numbers (what `yaml.safe_load` throws away).
 """
 
@@ -40,13 +42,14 @@ from sessions.config_model import (
     UnknownName,
 )
 from sessions.config_schema import EXAMPLE, PROGRESS_GROUPS, build_config
+from sessions.policy_model import EffectivePolicies, Policies, effective, policies_for
 
 __all__ = [
     "DEFAULT_HOST_KEY", "ENV_VAR", "HOST_KEY_POLICIES", "LOCAL_HOST", "PROGRESS_GROUPS",
     "Config", "ConfigError", "ConfigLocation", "ConfigNotFound", "ConfigProblem", "Defaults",
-    "PodConfig", "ProviderConfig", "SessionConfig", "UnknownName",
-    "default_config_path", "describe_config", "load_config", "locate_config",
-    "parse_config", "resolve_config_path",
+    "EffectivePolicies", "PodConfig", "Policies", "ProviderConfig", "SessionConfig", "UnknownName",
+    "default_config_path", "describe_config", "describe_policies", "effective", "load_config",
+    "locate_config", "parse_config", "policies_for", "resolve_config_path",
 ]
 
 ENV_VAR = "GPUCTL_CONFIG"
@@ -221,6 +224,62 @@ def _inherited(default: object, fallback: str, ssh_config: bool = True) -> str:
     return f"from ~/.ssh/config, else {tail}" if ssh_config else f"from {tail}"
 
 
+def _limit(value: float | bool | None, unit: str = "") -> str:
+    return "off" if value is False else f"{value:g}{unit}"
+
+
+def describe_policies(layer: Policies) -> str:
+    """One line for a `policies:` layer: the keys it sets, with their values.
+
+    Notify targets show their kind only: a webhook URL or a command may hold a token.
+    """
+    parts: list[str] = []
+    if layer.auto_download is not None:
+        parts.append(f"auto_download {layer.auto_download}")
+    if layer.keep_local is not None:
+        parts.append("keep_local all" if layer.keep_local is False else f"keep_local {layer.keep_local}")
+    resume = layer.auto_resume
+    if resume is not None:
+        if resume.enabled is False:
+            parts.append("auto_resume off")
+        else:
+            extra = [f"max {resume.max_restarts} restart{'s' if resume.max_restarts != 1 else ''}" if resume.max_restarts is not None else "",
+                     f"backoff {resume.backoff_s:g}s" if resume.backoff_s is not None else ""]
+            extra = [e for e in extra if e]
+            parts.append("auto_resume on" + (f" ({', '.join(extra)})" if extra else ""))
+    alerts = layer.alerts
+    if alerts is not None:
+        units = {"gpu_temp_c": "°C", "disk_used_pct": "%", "stall_minutes": "min", "loss_spike": "x",
+                 "gpu_idle_minutes": "min"}
+        written = [(name, getattr(alerts, name)) for name in
+                ("gpu_temp_c", "disk_used_pct", "stall_minutes", "loss_spike", "nan_loss", "gpu_idle_minutes")
+                if getattr(alerts, name) is not None]
+        if written and all(value is False for _, value in written) and len(written) == 6:
+            parts.append("alerts off")
+        elif written:
+            shown = [f"{name} {'on' if value is True else _limit(value, units.get(name, ''))}"
+                     for name, value in written]
+            parts.append(f"alerts ({', '.join(shown)})")
+    budget = layer.budget
+    if budget is not None:
+        if budget.enabled is False:
+            parts.append("budget off")
+        else:
+            text = f"budget ${budget.max_usd:g}" if budget.max_usd is not None else "budget"
+            if budget.action:
+                text += f" then {budget.action}"
+            if budget.grace_minutes is not None:
+                text += f" (grace {budget.grace_minutes:g}min)"
+            parts.append(text)
+    if layer.notify is not None:
+        parts.append("notify " + (", ".join(t.kind for t in layer.notify) if layer.notify else "off"))
+    if layer.download_dir is not None:
+        parts.append(f"download_dir {layer.download_dir}")
+    if layer.checkpoint_interval_s is not None:
+        parts.append(f"checkpoint listing every {layer.checkpoint_interval_s:g}s")
+    return ", ".join(parts) if parts else "none set"
+
+
 def _describe_session(session: SessionConfig) -> list[str]:
     head = f"{session.name}: {session.command}" if session.command else (
         f"{session.name}: no command (adopts an existing tmux session)")
@@ -240,6 +299,8 @@ def _describe_session(session: SessionConfig) -> list[str]:
     if session.env:
         # Names only: values may be tokens, and this output gets pasted into issues.
         details.append("env " + ", ".join(session.env))
+    if session.policies is not None:
+        details.append("policies: " + describe_policies(session.policies))
     return [head] + ([f"  ({'; '.join(details)})"] if details else [])
 
 
@@ -268,6 +329,8 @@ def _describe_pod(pod: PodConfig, defaults: Defaults) -> list[str]:
         if pod.provider.options:
             text += "; options " + ", ".join(pod.provider.options)
         rows.append(("provider", text))
+    if pod.policies is not None:
+        rows.append(("policies", describe_policies(pod.policies)))
     lines = [f"{pod.name}  (line {pod.line})" if pod.line else pod.name]
     lines += [f"  {label:<11} {value}" for label, value in rows]
     if pod.sessions:
@@ -303,8 +366,8 @@ def describe_config(config: Config) -> str:
         lines.append(f"Theme: {config.theme}")
     if config.keys:
         lines.append("Key bindings: " + ", ".join(f"{k} = {v}" for k, v in config.keys.items()))
-    if config.policies:
-        lines.append("Policies: " + ", ".join(config.policies))
+    if config.policies is not None:
+        lines.append("Policies: " + describe_policies(config.policies))
     count = len(config.pods)
     lines += ["", f"{count} pod{'s' if count != 1 else ''}:"]
     for pod in config.pods:

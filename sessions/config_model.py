@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sessions.policy_model import Policies
+
 HOST_KEY_POLICIES: tuple[str, ...] = ("strict", "accept-new")
 """What `host_key` may say. `strict` refuses unknown hosts; `accept-new` records a new
 host's key on first contact (like OpenSSH's StrictHostKeyChecking=accept-new)."""
@@ -109,6 +111,8 @@ class SessionConfig:
         checkpoints: glob patterns locating checkpoints (empty: built-in patterns).
         stall_minutes: minutes without a new step before the session counts as
             stalled (None: gpuctl's default, 15).
+        policies: this session's `policies:` layer (innermost; see
+            `sessions.policy_model.policies_for`), or None.
         line: 1-based line of the entry in the config file.
     """
 
@@ -122,6 +126,7 @@ class SessionConfig:
     resume: str | None = None
     checkpoints: tuple[str, ...] = ()
     stall_minutes: float | None = None
+    policies: Policies | None = None
     line: int | None = None
 
 
@@ -139,6 +144,8 @@ class PodConfig:
         provider: cloud provider link, or None.
         sessions: configured training sessions.
         connect_timeout, interval: per-pod overrides of `defaults`, or None.
+        policies: this pod's `policies:` layer (over the top level's, under each
+            session's), or None.
         line: 1-based line of the entry in the config file.
     """
 
@@ -154,6 +161,7 @@ class PodConfig:
     sessions: tuple[SessionConfig, ...] = ()
     connect_timeout: float | None = None
     interval: float | None = None
+    policies: Policies | None = None
     line: int | None = None
 
     @property
@@ -183,7 +191,9 @@ class Config:
         pods: pods in file order.
         read_only: when true, gpuctl refuses actions that change pods.
         keys: key binding overrides, action id -> key.
-        policies: automation policies, kept raw for the policy engine to validate.
+        policies: the top-level `policies:` layer, defaults for every pod and
+            session (validated by `policy_schema`; merge the layers with
+            `sessions.policy_model.policies_for`), or None when the file has none.
         theme: Textual theme name, or None for the default.
     """
 
@@ -192,7 +202,7 @@ class Config:
     pods: tuple[PodConfig, ...] = ()
     read_only: bool = False
     keys: Mapping[str, str] = field(default_factory=_empty)
-    policies: Mapping[str, Any] = field(default_factory=_empty)
+    policies: Policies | None = None
     theme: str | None = None
 
     def pod(self, name: str) -> PodConfig:

@@ -39,13 +39,13 @@ from sessions.config_fields import (
     positive_int,
     price,
     progress,
-    raw,
     seconds,
     string_map,
     suggest,
     url,
     user,
 )
+from sessions import policy_schema
 from sessions.config_model import (
     LOCAL_HOST,
     PROVIDER_TYPES,
@@ -92,14 +92,14 @@ KEY_ALIASES: Mapping[str, str] = {
 SESSION_FIELDS: dict[str, Validator] = {
     "name": name, "command": nonempty, "workdir": nonempty, "env": env, "log": nonempty,
     "total_steps": positive_int, "progress": progress, "resume": nonempty, "checkpoints": globs,
-    "stall_minutes": minutes,
+    "stall_minutes": minutes, "policies": policy_schema.policies,
 }
 POD_FIELDS: dict[str, Validator] = {
     "name": name, "host": host, "port": port, "user": user, "identity": identity,
     "host_key": host_key, "price_per_hour": price, "workdir": nonempty,
     "provider": lambda ck, n, f: provider(ck, n, f),
     "sessions": lambda ck, n, f: sessions(ck, n, f),
-    "connect_timeout": seconds, "interval": seconds,
+    "connect_timeout": seconds, "interval": seconds, "policies": policy_schema.policies,
 }
 DEFAULTS_FIELDS: dict[str, Validator] = {
     "user": user, "identity": identity, "host_key": host_key, "port": port,
@@ -109,7 +109,7 @@ TOP_FIELDS: dict[str, Validator] = {
     "defaults": lambda ck, n, f: defaults(ck, n, f),
     "pods": lambda ck, n, f: pods(ck, n, f),
     "read_only": boolean, "keys": lambda ck, n, f: string_map(ck, n, f),
-    "policies": raw, "theme": nonempty,
+    "policies": policy_schema.policies, "theme": nonempty,
 }
 SECTIONS: dict[str, tuple[str, dict[str, Validator]]] = {
     "top": ("the top level", TOP_FIELDS),
@@ -128,6 +128,8 @@ def unknown_key(ck: Checker, entry: yl.Entry, field: str, section: str) -> None:
     close = suggest(entry.key, valid, KEY_ALIASES)
     if elsewhere:
         message += f"; it belongs in {SECTIONS[elsewhere[0]][0]}, not in {where}"
+    elif entry.key in policy_schema.POLICY_KEYS:
+        message += f"; it is a policy: put it under 'policies:' (in {where})"
     elif close:
         message += f"; did you mean {close!r}?"
     else:
@@ -407,6 +409,8 @@ def build_config(root: Node | None, path: Path) -> Config:
             where = pods_entry.value if pods_entry is not None else None
             ck.problem(where, "pods", "no pods configured; add at least one under 'pods:'")
             hint = EXAMPLE
+    if values is not None:
+        policy_schema.check_layers(ck, values.get("policies"), values.get("pods"))
     if ck.problems or values is None:
         raise ConfigError(ck.sorted_problems(), hint)
     values.setdefault("defaults", Defaults())

@@ -171,6 +171,16 @@ def _merge_block(result: Any, layers: list[Any]) -> Any:
     return type(result)(**values)
 
 
+def _from_last_off(blocks: list[Any]) -> list[Any]:
+    """The blocks from the innermost `off` one on: an `off` block stops every outer value
+    of that block from applying, so a block turned on again further in starts afresh."""
+    start = 0
+    for i, block in enumerate(blocks):
+        if block is not None and block.enabled is False:
+            start = i
+    return blocks[start:]
+
+
 def effective(*layers: Policies | None) -> EffectivePolicies:
     """Merge layers given outermost first (top level, pod, session); inner keys win."""
     present = [layer for layer in layers if layer is not None]
@@ -189,8 +199,8 @@ def effective(*layers: Policies | None) -> EffectivePolicies:
             values["checkpoint_interval_s"] = layer.checkpoint_interval_s
 
     alerts = [layer.alerts for layer in present]
-    resume_layers = [layer.auto_resume for layer in present]
-    budget_layers = [layer.budget for layer in present]
+    resume_layers = _from_last_off([layer.auto_resume for layer in present])
+    budget_layers = _from_last_off([layer.budget for layer in present])
 
     enabled = False
     for r in resume_layers:

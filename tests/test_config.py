@@ -40,7 +40,7 @@ read_only: true
 theme: gpuctl-dark
 keys: {download: d, teardown: ctrl+t}
 policies:
-  auto_download: {every: 10m}
+  auto_download: newest
 pods:
   - name: a100-west
     host: 203.0.113.7
@@ -88,7 +88,7 @@ def test_full_example(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.read_only is True
     assert config.theme == "gpuctl-dark"
     assert dict(config.keys) == {"download": "d", "teardown": "ctrl+t"}
-    assert dict(config.policies["auto_download"]) == {"every": "10m"}
+    assert config.policies.auto_download == "newest"
     west, alias, here = config.pods
     assert (west.name, west.host, west.port, west.user) == ("a100-west", "203.0.113.7", 22022, "ubuntu")
     assert west.identity == "/home/u/.ssh/west"
@@ -120,7 +120,7 @@ def test_alias_alone_is_a_complete_pod_and_leaves_ssh_fields_unset() -> None:
 def test_defaults_have_built_in_values() -> None:
     config = parse("pods: [{name: a, host: h}]")
     assert config.defaults == Defaults(None, None, None, None, 10.0, 30.0, 1.0)
-    assert (config.read_only, dict(config.keys), dict(config.policies), config.theme) == (False, {}, {}, None)
+    assert (config.read_only, dict(config.keys), config.policies, config.theme) == (False, {}, None, None)
 
 
 def test_empty_values_mean_not_set() -> None:
@@ -264,7 +264,7 @@ ERRORS = [
     # reserved top-level keys
     ('read_only: "true"\n' + POD, 1, "read_only", "remove the quotes"),
     ("keys: [a]\n" + POD, 1, "keys", "expected a mapping of names to text"),
-    ("policies: [a]\n" + POD, 1, "policies", "expected a mapping, got a list"),
+    ("policies: [a]\n" + POD, 1, "policies", "expected a mapping of policies (auto_download, "),
 ]
 
 
