@@ -16,6 +16,7 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from sessions import policy_schema
 from sessions import yaml_lines as yl
 from sessions.config_fields import (
     INVALID,
@@ -45,7 +46,6 @@ from sessions.config_fields import (
     url,
     user,
 )
-from sessions import policy_schema
 from sessions.config_model import (
     LOCAL_HOST,
     PROVIDER_TYPES,
