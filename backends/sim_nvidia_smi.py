@@ -25,8 +25,10 @@ changes the GPUs by rewriting it (write a temp file and rename it, so a call nev
 half a file)::
 
     {
-      "driver_version": "550.54.15",      # optional, shown by the table
-      "cuda_version": "12.4",             # optional, shown by the table
+      "driver_version": "550.54.15",      # optional (default: this one), shown by
+                                          # the table and --query-gpu=driver_version
+      "cuda_version": "12.4",             # optional (default: this one), in the
+                                          # table's header, where `gpuctl check` reads it
       "fail": null,                       # null | "driver" | "no-devices"
       "delay_s": 0,                       # optional: sleep first (to test timeouts),
                                           # before every batch in loop mode
@@ -159,8 +161,8 @@ def _gpu_value(state, gpus, position, field):
         return position
     if field == "count":
         return len(gpus)
-    if field == "driver_version":
-        return state.get("driver_version")
+    if field == "driver_version":  # every GPU has a driver: the table's default, too
+        return state.get("driver_version", DEFAULT_STATE["driver_version"])
     if field == "memory.free":
         used, total = gpu.get("memory.used"), gpu.get("memory.total")
         if _is_number(used) and _is_number(total):
@@ -238,7 +240,8 @@ def _row(left, middle, right):
 def render_table(state: dict, now: float | None = None) -> str:
     """Render a short version of bare ``nvidia-smi``: header and one block per GPU.
 
-    Only the layout people recognise; gpuctl itself never parses this table.
+    Only the layout people recognise; gpuctl reads just the header's
+    ``CUDA Version:`` from it (``gpuctl check``).
     """
     gpus = state.get("gpus") or []
     driver = str(state.get("driver_version", DEFAULT_STATE["driver_version"]))

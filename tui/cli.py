@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "tui.commands.provider_cmds",
     "tui.commands.demo_cmd",
     "tui.commands.checkpoint_cmds",
+    "tui.commands.check_cmd",
 )
 
 
