@@ -50,6 +50,9 @@ tested on captured text.
 thing it depends on is missing (the driver's CUDA version when nvidia-smi did not
 run) is `warn` with a detail naming the check that failed: the root cause carries
 the one `fail`. Missing GPUs are a `fail`: a pre-flight check is for GPU pods.
+
+Past 400 lines on purpose: the one remote script and the parser of each of its
+sections sit together, so the quoting and the format have one place to audit.
 """
 
 from __future__ import annotations
