@@ -364,8 +364,8 @@ def check_gpus(section: Section | None, *, expect_gpus: int | None = None,
     problems, hints = [], []
     if expect_gpus is not None and len(gpus) != expect_gpus:
         problems.append(f"expected {expect_gpus} GPU{'s' if expect_gpus != 1 else ''}")
-        hints.append("check what the provider gave you (and CUDA_VISIBLE_DEVICES is not the cause: "
-                     "nvidia-smi ignores it)")
+        hints.append("check the instance type you rented (nvidia-smi lists every GPU the container "
+                     "can reach, whatever CUDA_VISIBLE_DEVICES says)")
     if expect_mem_gib is not None:
         off = [g for g in gpus if g.mem_mib is None
                or abs(g.mem_mib / 1024 - expect_mem_gib) > max(1.0, MEM_TOLERANCE * expect_mem_gib)]
