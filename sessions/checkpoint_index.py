@@ -184,3 +184,12 @@ def mark_verified(checkpoints: Sequence[Checkpoint], host: str, path: Path | Non
     """The same checkpoints with `verified_local` filled from the index (one read)."""
     entries = load(path)
     return [replace(c, verified_local=lookup(host, c, entries=entries) is not None) for c in checkpoints]
+
+
+def forget(keys: Sequence[str], path: Path | None = None) -> None:
+    """Drop entries (their local copies were deleted on purpose, e.g. by `keep_local`)."""
+    path = path or index_path()
+    with _locked(path):
+        entries = load(path)
+        if any(k in entries for k in keys):
+            _write({k: e for k, e in entries.items() if k not in set(keys)}, path)

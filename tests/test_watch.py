@@ -1,0 +1,340 @@
+"""`gpuctl watch` against a real sshd, real tmux and real files.
+
+Each test runs the Watcher over a real Fleet and collects its events; waits poll for
+an event against a deadline (no timed assertions). The training "jobs" are small
+shell/python programs in tmux whose behaviour the test controls through files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sessions.config import parse_config
+from sessions.events import WatchEvent
+from sessions.fleet import Fleet
+from sessions.watch import Watcher, last_lines
+from sessions.watch_state import open_state
+from tests.support.pinning import trust
+
+pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")
+
+OLD = time.time() - 3600
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("TMUX", raising=False)
+
+
+@pytest.fixture
+def tmux_cleanup(sshd):
+    yield
+    env = {**os.environ, "TMUX_TMPDIR": str(sshd.tmux_tmpdir)}
+    env.pop("TMUX", None)
+    subprocess.run(["tmux", "kill-server"], env=env, capture_output=True, timeout=10)
+
+
+def checkpoint(work: Path, name: str, size: int = 200_000) -> Path:
+    path = work / name
+    path.write_bytes(os.urandom(size))
+    os.utime(path, (OLD, OLD))
+    return path
+
+
+def config_for(server, tmp_path: Path, session: dict[str, Any], policies: dict[str, Any],
+               pod_extra: dict[str, Any] | None = None):
+    trust(server)
+    entry = server.pod_entry("p")
+    entry.update(pod_extra or {})
+    entry["sessions"] = [{"name": "train", "workdir": str(tmp_path / "work"), **session}]
+    text = yaml.safe_dump({"policies": policies, "pods": [entry]})
+    return parse_config(text, tmp_path / "c.yaml")
+
+
+class Run:
+    """A Fleet + Watcher running in the background, with the events it emitted."""
+
+    def __init__(self, config, tmp_path: Path, state_file: Path | None = None):
+        self.config = config
+        self.tmp_path = tmp_path
+        self.state_file = state_file or tmp_path / "state.json"
+        self.events: list[WatchEvent] = []
+        self._changed = asyncio.Event()
+
+    def emit(self, event: WatchEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def __aenter__(self) -> "Run":
+        self.state, _ = open_state(self.state_file)
+        self.fleet = Fleet(self.config)
+        self.fleet.set_interval(0.2)
+        self.fleet.start()
+        self.watcher = Watcher(self.fleet, self.state, self.emit, start_dir=self.tmp_path)
+        self.task = asyncio.create_task(self.watcher.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.watcher.aclose()
+        await self.fleet.stop()
+        self.state.close()
+
+    def kinds(self, kind: str, **match: Any) -> list[WatchEvent]:
+        return [e for e in self.events if e.kind == kind
+                and all(e.to_json().get(k) == v for k, v in match.items())]
+
+    async def wait_for(self, kind: str, count: int = 1, timeout: float = 30.0, **match: Any) -> list[WatchEvent]:
+        deadline = time.monotonic() + timeout
+        while len(self.kinds(kind, **match)) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                seen = "\n".join(e.readable() for e in self.events)
+                raise AssertionError(f"no {count}x {kind} {match} within {timeout:g}s; events:\n{seen}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
+            except asyncio.TimeoutError:
+                pass
+        return self.kinds(kind, **match)
+
+
+def test_last_lines_keeps_the_end_and_collapses_progress_redraws():
+    text = "a\n\nb\r 10%\r 20%\nc\n"
+    assert last_lines(text, 2) == [" 20%", "c"]
+
+
+# A job that prints steps and exits with the status in ./crash once that file appears.
+JOB = ("i=${START:-1}; while [ ! -f crash ]; do echo \"step $i/1000 | loss 2.0\"; i=$((i+1)); sleep 0.1; done; "
+       "code=$(cat crash); rm -f crash; exit $code")
+
+
+async def test_a_session_that_exits_nonzero_is_resumed_from_the_newest_checkpoint(sshd, tmp_path, tmux_cleanup):
+    work = tmp_path / "work"
+    work.mkdir()
+    checkpoint(work, "step_100.pt")
+    newest = checkpoint(work, "step_200.pt")
+    config = config_for(sshd, tmp_path, {
+        "command": f"sh -c {shlex.quote(JOB)}",
+        "resume": "sh -c 'echo \"$0\" > resumed_from; i=201; while :; do echo \"step $i/1000 | loss 1.5\"; "
+                  "i=$((i+1)); sleep 0.1; done' {checkpoint}",
+    }, {"auto_resume": {"max_restarts": 3, "backoff_s": 0.1}})
+    async with Run(config, tmp_path) as run:
+        await run.fleet.launch("p", "train")
+        await run.wait_for("connected")
+        await wait_state(run, "running")
+        (work / "crash").write_text("3")
+        exited = (await run.wait_for("session_exited"))[0]
+        assert exited.extra["exit_status"] == 3
+        assert any("step" in line for line in exited.extra["last_lines"])
+        resumed = (await run.wait_for("resumed"))[0]
+        assert resumed.extra["checkpoint"] == str(newest)
+        assert (resumed.extra["attempt"], resumed.extra["max_restarts"]) == (1, 3)
+        await poll(lambda: (work / "resumed_from").exists())
+        assert (work / "resumed_from").read_text().strip() == str(newest)
+        # The resumed run makes progress: that is recorded, so a later failure may restart again.
+        await poll(lambda: run.state.restarts["p/train"].progressed)
+    assert json.loads((tmp_path / "state.json").read_text())["restarts"]["p/train"]["count"] == 1
+
+
+async def wait_state(run: Run, state: str, timeout: float = 20.0) -> None:
+    async def check():
+        snap = run.fleet.snapshot().pod("p")
+        return any(s.name == "train" and s.state == state for s in snap.sessions)
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"session never {state}"
+        await asyncio.sleep(0.05)
+
+
+async def poll(check, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition never became true"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_run_that_fails_right_after_resume_is_not_restarted_again(sshd, tmp_path, tmux_cleanup):
+    work = tmp_path / "work"
+    work.mkdir()
+    checkpoint(work, "step_100.pt")
+    config = config_for(sshd, tmp_path, {
+        "command": f"sh -c {shlex.quote(JOB)}",
+        "resume": "sh -c 'echo resumed >> attempts; sleep 1; echo \"bad checkpoint $0\"; exit 4' {checkpoint}",
+    }, {"auto_resume": {"max_restarts": 5, "backoff_s": 0.1}})
+    async with Run(config, tmp_path) as run:
+        await run.fleet.launch("p", "train")
+        await wait_state(run, "running")
+        (work / "crash").write_text("2")
+        await run.wait_for("resumed")
+        alert = (await run.wait_for("alert", alert="resume_failed"))[0]
+        assert "before making progress" in alert.message
+        assert len(run.kinds("session_exited")) == 2
+        # Give it every chance to loop: one more exit would have been restarted by now.
+        await asyncio.sleep(1.5)
+        assert len(run.kinds("resumed")) == 1
+        assert (work / "attempts").read_text().count("resumed") == 1
+    restarts = json.loads((tmp_path / "state.json").read_text())["restarts"]["p/train"]
+    assert restarts["count"] == 1 and restarts["gave_up"] == "resume_failed"
+
+
+async def test_a_new_checkpoint_is_downloaded_once_verified_and_old_copies_pruned(sshd, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    first = checkpoint(work, "step_100.pt")
+    config = config_for(sshd, tmp_path, {}, {
+        "auto_download": "newest", "keep_local": 1, "checkpoint_interval_s": 0.3,
+        "download_dir": "dl/{pod}/{session}"})
+    async with Run(config, tmp_path) as run:
+        done = (await run.wait_for("checkpoint_downloaded"))[0]
+        local = Path(done.extra["local_path"])
+        assert local == tmp_path / "dl" / "p" / "train" / "step_100.pt"
+        assert local.read_bytes() == first.read_bytes()
+        assert done.extra["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
+        assert run.kinds("checkpoint_found")[0].extra["name"] == "step_100.pt"
+
+        second = checkpoint(work, "step_200.pt")
+        await run.wait_for("checkpoint_downloaded", count=2)
+        assert (tmp_path / "dl/p/train/step_200.pt").read_bytes() == second.read_bytes()
+        assert not local.exists(), "keep_local: 1 keeps only the newest copy"
+        # Several more listing rounds: nothing is fetched again.
+        await asyncio.sleep(1.5)
+        assert [e.extra["name"] for e in run.kinds("checkpoint_downloaded")] == ["step_100.pt", "step_200.pt"]
+        assert [e.extra["name"] for e in run.kinds("checkpoint_found")] == ["step_100.pt", "step_200.pt"]
+
+
+async def test_a_hot_gpu_raises_an_alert_and_cooling_clears_it(sshd, tmp_path):
+    (tmp_path / "work").mkdir()
+    config = config_for(sshd, tmp_path, {}, {"alerts": {"gpu_temp_c": 80}})
+    gpus = sshd.gpu_state()["gpus"]
+    try:
+        async with Run(config, tmp_path) as run:
+            await run.wait_for("connected")
+            sshd.set_gpus([{**gpus[0], "temperature.gpu": 91}, gpus[1]])
+            alert = (await run.wait_for("alert", alert="gpu_temp_c"))[0]
+            assert alert.extra["value"] == 91 and alert.extra["threshold"] == 80
+            sshd.set_gpus(gpus)
+            await run.wait_for("alert_cleared", alert="gpu_temp_c")
+            assert len(run.kinds("alert", alert="gpu_temp_c")) == 1
+    finally:
+        sshd.set_gpus(gpus)
+
+
+class Receiver:
+    """A loopback webhook receiver recording JSON bodies."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                outer.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?token=abc"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_a_webhook_on_loopback_receives_the_events(sshd, tmp_path):
+    from sessions.watch_notify import NotifyRouter
+
+    (tmp_path / "work").mkdir()
+    receiver = Receiver()
+    gpus = sshd.gpu_state()["gpus"]
+    try:
+        config = config_for(sshd, tmp_path, {}, {"alerts": {"gpu_temp_c": 80},
+                                                  "notify": [{"webhook": receiver.url}]})
+        router = NotifyRouter(config)
+        async with Run(config, tmp_path) as run:
+            run.emit = lambda event: (Run.emit(run, event), router.submit(event))  # type: ignore[method-assign]
+            run.watcher.ctx.emit = run.emit
+            await run.wait_for("connected")
+            sshd.set_gpus([{**gpus[0], "temperature.gpu": 95}, gpus[1]])
+            await run.wait_for("alert", alert="gpu_temp_c")
+            await poll(lambda: any(b.get("kind") == "alert" for b in receiver.bodies))
+        await router.aclose()
+        alert = next(b for b in receiver.bodies if b["kind"] == "alert")
+        assert alert["pod"] == "p" and alert["alert"] == "gpu_temp_c" and alert["value"] == 95
+        assert {"ts", "pod", "session", "kind", "message"} <= set(alert)
+    finally:
+        sshd.set_gpus(gpus)
+        receiver.close()
+
+
+async def test_restarting_watch_keeps_restart_counts_and_downloads(sshd, tmp_path, tmux_cleanup):
+    work = tmp_path / "work"
+    work.mkdir()
+    checkpoint(work, "step_100.pt")
+    config = config_for(sshd, tmp_path, {
+        "command": f"sh -c {shlex.quote(JOB)}",
+        "resume": "sh -c 'echo \"$0\" >> resumed_from; i=101; while [ ! -f crash ]; do echo \"step $i/1000 | loss 1.9\"; "
+                  "i=$((i+1)); sleep 0.1; done; rm -f crash; exit 5' {checkpoint}",
+    }, {"auto_resume": {"max_restarts": 1, "backoff_s": 0.1}, "auto_download": "newest",
+        "checkpoint_interval_s": 0.3})
+    async with Run(config, tmp_path) as run:
+        await run.fleet.launch("p", "train")
+        await run.wait_for("checkpoint_downloaded")
+        await wait_state(run, "running")
+        (work / "crash").write_text("3")
+        await run.wait_for("resumed")
+        await poll(lambda: run.state.restarts["p/train"].progressed)
+
+    # A new watch over the same state file: no second download, and the one restart
+    # allowed is already used, so the next failure is not restarted.
+    async with Run(config, tmp_path) as run:
+        await run.wait_for("connected")
+        await wait_state(run, "running")
+        (work / "crash").write_text("5")
+        alert = (await run.wait_for("alert", alert="restarts_exhausted"))[0]
+        assert "after 1 automatic restarts" in alert.message
+        assert run.kinds("resumed") == [] and run.kinds("checkpoint_downloaded") == []
+    assert (work / "resumed_from").read_text().count("\n") == 1
+
+
+def test_a_second_watch_on_the_same_state_file_is_refused(tmp_path):
+    from sessions.watch_state import StateLocked
+
+    state, _ = open_state(tmp_path / "s.json")
+    try:
+        with pytest.raises(StateLocked, match="another gpuctl watch"):
+            open_state(tmp_path / "s.json")
+    finally:
+        state.close()
+    again, _ = open_state(tmp_path / "s.json")
+    again.close()
+
+
+def test_an_unreadable_state_file_is_moved_aside(tmp_path):
+    (tmp_path / "s.json").write_text("{not json")
+    state, note = open_state(tmp_path / "s.json")
+    state.close()
+    assert note and "s.json.bad" in note
+    assert (tmp_path / "s.json.bad").read_text() == "{not json"

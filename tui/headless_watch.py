@@ -1,0 +1,69 @@
+"""The headless `gpuctl watch`: run the Fleet and the Watcher, print each event.
+
+One line per event on stdout (JSON with `--json`, readable otherwise), flushed at
+once so `gpuctl watch | jq` and `journalctl -f` see events as they happen. What is
+about watch itself (where its state lives, a notifier that failed) goes to stderr,
+so stdout stays a clean event stream. SIGTERM (systemd's stop) ends it like Ctrl-C:
+tasks cancelled, the state file already saved, a download's `.part` kept to resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from sessions.events import WatchEvent
+
+
+def _say(text: str) -> None:
+    print(f"gpuctl watch: {text}", file=sys.stderr, flush=True)
+
+
+async def run_watch(config: Any, *, state_path: Path, as_json: bool, pod_names: list[str] | None,
+                    start_dir: Path, out: TextIO = sys.stdout) -> int:
+    """Run until interrupted; returns the exit status."""
+    from sessions.fleet import Fleet
+    from sessions.watch import Watcher
+    from sessions.watch_notify import NotifyRouter
+    from sessions.watch_state import StateLocked, open_state
+
+    try:
+        state, note = open_state(state_path)
+    except StateLocked as exc:
+        _say(str(exc))
+        return 1
+    if note:
+        _say(note)
+    router = NotifyRouter(config, on_error=lambda message: _say(f"notify: {message}"))
+
+    def emit(event: WatchEvent) -> None:
+        out.write((event.json_line() if as_json else event.readable()) + "\n")
+        out.flush()
+        router.submit(event)
+
+    count = len(pod_names) if pod_names else len(config.pods)
+    _say(f"watching {count} pod{'s' if count != 1 else ''} from {config.path}; state in {state_path}; "
+         "Ctrl-C to stop")
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, main.cancel)  # type: ignore[union-attr]
+    except (NotImplementedError, RuntimeError):
+        pass
+    try:
+        async with Fleet(config, pod_names) as fleet:
+            watcher = Watcher(fleet, state, emit, start_dir=start_dir)
+            try:
+                await watcher.run()
+            finally:
+                await watcher.aclose()
+    except asyncio.CancelledError:
+        pass
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        await router.aclose()
+        state.close()
+    return 0
