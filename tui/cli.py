@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "tui.commands.demo_cmd",
     "tui.commands.checkpoint_cmds",
     "tui.commands.check_cmd",
+    "tui.commands.watch_cmd",
 )
 
 
@@ -49,6 +50,14 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+def _add_tui_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `gpuctl` alone (the TUI), also accepted before any command."""
+    parser.add_argument("--config", metavar="PATH",
+                        help="config file (default: $GPUCTL_CONFIG, then the platform config dir)")
+    parser.add_argument("--read-only", action="store_true",
+                        help="TUI: hide and refuse every action that changes a pod (for a shared screen)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their flags (names are a contract with users' scripts)."""
     parser = argparse.ArgumentParser(
@@ -56,18 +65,45 @@ def build_parser() -> argparse.ArgumentParser:
         description="Terminal control center for training runs on rented GPU machines.",
     )
     parser.add_argument("--version", action=_VersionAction)
-    parser.add_argument("--config", metavar="PATH",
-                        help="config file (default: $GPUCTL_CONFIG, then the platform config dir)")
-    parser.add_argument("--read-only", action="store_true",
-                        help="TUI: hide and refuse every action that changes a pod (for a shared screen)")
+    _add_tui_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
+class _NotTheTui(Exception):
+    pass
+
+
+class _TuiOnlyParser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise _NotTheTui(message)
+
+
+def _tui_args(argv: Sequence[str] | None) -> argparse.Namespace | None:
+    """The options if `argv` asks for the TUI and nothing else, else None.
+
+    `gpuctl` alone need not import every command module to build their subparsers
+    (~20 ms before the first frame). Anything this small parser does not take (a
+    command, --help, --version, a malformed option) goes to the full parser, which
+    parses or explains it exactly as before.
+    """
+    parser = _TuiOnlyParser(prog="gpuctl", add_help=False)
+    _add_tui_options(parser)
+    try:
+        args = parser.parse_args(argv)
+    except _NotTheTui:
+        return None
+    args.command = None
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point."""
+    tui_args = _tui_args(argv)
+    if tui_args is not None:
+        return _tui(tui_args)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
