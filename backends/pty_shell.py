@@ -11,15 +11,24 @@ of that one shell, slower than direct TCP but working:
    no line editor (bash's readline, busybox's), no job control. Markers printed with
    `printf '%s-%s' WORD NONCE` never appear literally in what was typed, so an echo
    that slipped through before `stty` took effect cannot be taken for one.
-2. **Commands** are framed: `printf B-<tag>; ( command ) </dev/null 2>&1; printf E-<tag> $?`.
+2. **Commands** are framed: `printf B-<tag>; { ( command ) </dev/null 2>&1; printf E-<tag> $?; } | cat`.
    Output between the frames is the command's (stdout and stderr together: a PTY has
-   one stream), and the exit status comes with the end frame.
+   one stream), and the exit status comes with the end frame. The `| cat` keeps the
+   terminal away from the command, as over exec: tools that see a terminal change
+   what they print (GNU `find -printf` turns control characters in names into `?`).
 3. **Files up** (the agent's source) travel as a heredoc of base64 lines: a terminal
    in canonical mode accepts lines of at most 4095 bytes, so nothing long is typed.
-4. **Files down** (checkpoints) travel as base64 in framed chunks (`dd ... | base64`),
-   appended to `<file>.part` (so an interrupted download resumes at the last whole
-   chunk), then checked against the pod's `sha256sum` and renamed into place.
-5. **The agent** runs in the same shell: its source is uploaded as a file, then the
+4. **Files down** (checkpoints) travel as base64: `stream` runs a command whose
+   stdout the pod base64-encodes, and hands the client the decoded bytes line-whole
+   and in order, so a `.part` file written from it is always a clean prefix of the
+   file (`backends.transfer.PtyFetcher` resumes a download there, and
+   `sessions.download` verifies it against the pod's SHA-256 as for direct pods).
+   `download` is the older, simpler form: framed 1 MiB chunks, one command each.
+5. **Typed text is plain.** A terminal acts on control characters typed into it
+   (`^C` interrupts, `^D` ends input, `\r` becomes `\n`, `^V` and DEL edit the
+   line), so a command holding any (a file name with a `\r` in it) is typed as
+   base64 lines and `eval`ed from `base64 -d`, never raw.
+6. **The agent** runs in the same shell: its source is uploaded as a file, then the
    shell `exec`s python on it; its JSON lines come back over the PTY, and
    `AgentChannel` reads them as it does over an exec channel.
 
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import hashlib
 import json
 import os
@@ -54,6 +64,17 @@ CHUNK = 1 << 20
 """Bytes per framed download chunk: big enough to amortise a round trip, small enough
 that a lost connection costs little."""
 
+_UNTYPABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+"""Characters a terminal in canonical mode would act on instead of passing along."""
+
+_B64_LINES = re.compile(r"(?:[A-Za-z0-9+/]{76}\n)*")
+"""Whole lines of `base64` output (it wraps at 76 characters), the bulk of a stream."""
+
+_B64_SHORT = re.compile(r"[A-Za-z0-9+/]{0,75}={0,2}")
+
+STREAM_IDLE_S = 60.0
+"""`stream` gives up when no output arrived for this long."""
+
 _SETUP = "stty -echo -opost 2>/dev/null; printf '%s-%s\\n' SETUP {nonce}; exec /bin/sh -c 'cat | exec /bin/sh -s'\n"
 
 
@@ -69,6 +90,8 @@ class PtyShell:
         self._buffer = ""
         self._seq = 0
         self._lock = asyncio.Lock()
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._broken: str | None = None
 
     @classmethod
     async def open(cls, conn: asyncssh.SSHClientConnection, *, timeout: float = 20.0) -> "PtyShell":
@@ -83,6 +106,7 @@ class PtyShell:
         except (asyncssh.Error, OSError) as exc:
             raise SshFailure(FailureKind.LOST, f"could not open a shell: {exc}") from exc
         shell = cls(process, secrets.token_hex(6))
+        shell._conn = conn
         try:
             process.stdin.write(_SETUP.format(nonce=shell._nonce))
             await shell._read_until(re.compile(rf"SETUP-{shell._nonce}\n"), timeout)
@@ -123,18 +147,137 @@ class PtyShell:
             ValueError: a line of `command` is longer than MAX_LINE (send data with `put_file`).
             SshFailure: the shell closed or did not answer in time.
         """
-        if any(len(line) > MAX_LINE for line in command.splitlines()):
-            raise ValueError(f"a command line longer than {MAX_LINE} characters cannot be typed into a terminal")
+        typed = self._typable(command)
         async with self._lock:
-            self._seq += 1
-            tag = f"{self._nonce}x{self._seq}"
+            self._check_open()
+            tag = self._next_tag()
             self._process.stdin.write(
-                f"printf '%s-%s\\n' B {tag}\n( {command}\n) </dev/null 2>&1\nprintf '\\n%s-%s %s\\n' E {tag} \"$?\"\n")
+                f"printf '%s-%s\\n' B {tag}\n"
+                f"{{ ( {typed}\n) </dev/null 2>&1; printf '\\n%s-%s %s\\n' E {tag} \"$?\"; }} | cat\n")
             await self._read_until(re.compile(rf"B-{tag}\n"), timeout or 30.0)
             end = await self._read_until(re.compile(rf"\nE-{tag} (\d+)\n"), timeout or 30.0)
             # _read_until dropped the output with the end frame: recover it from the match.
             output = end.string[: end.start()]
             return CommandResult(int(end.group(1)), output, "")
+
+    def _next_tag(self) -> str:
+        self._seq += 1
+        return f"{self._nonce}x{self._seq}"
+
+    def _check_open(self) -> None:
+        if self._broken is not None:
+            raise SshFailure(FailureKind.LOST, f"the pod's shell was closed: {self._broken}")
+
+    def _typable(self, command: str) -> str:
+        """`command` as it can be typed: itself, or base64 lines `eval`ed when it holds
+        characters the terminal would act on (module docstring, point 5).
+
+        Raises:
+            ValueError: a line longer than MAX_LINE.
+        """
+        if _UNTYPABLE.search(command):
+            encoded = base64.b64encode(command.encode("utf-8", "surrogateescape")).decode("ascii")
+            body = "\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
+            end = f"GPUCTL_CMD_{self._nonce}"
+            command = f"eval \"$(base64 -d <<'{end}'\n{body}\n{end}\n)\""
+        if any(len(line) > MAX_LINE for line in command.splitlines()):
+            raise ValueError(f"a command line longer than {MAX_LINE} characters cannot be typed into a terminal")
+        return command
+
+    async def stream(self, command: str, sink: Callable[[bytes], None], *,
+                     idle_timeout: float = STREAM_IDLE_S) -> int:
+        """Run `command`; hand its stdout, as bytes, to `sink` in order as it arrives.
+
+        The pod base64-encodes the output (a terminal and the proxy carry text, and this
+        shell reads it as UTF-8); the client decodes whole 76-character lines, so `sink`
+        only ever gets bytes that arrived intact and in order, never a guess. After the
+        first line that is not base64 (an error message on stderr, which shares the
+        terminal) nothing more goes to `sink`. Returns the number of bytes handed over.
+
+        Raises:
+            SshFailure: COMMAND when the command failed (with its last error line),
+                LOST when the shell closed, TIMEOUT after `idle_timeout` s without output.
+            Whatever `sink` raises. Then, and when cancelled mid-stream, the shell is
+            closed: the rest of the output is still on its way, and no later command
+            could find its own frames behind it.
+        """
+        typed = self._typable(command)
+        async with self._lock:
+            self._check_open()
+            tag = self._next_tag()
+            self._process.stdin.write(
+                f"printf '%s-%s\\n' B {tag}\n"
+                f"{{ ( {typed}\n) </dev/null || printf '\\n%s-%s %s\\n' X {tag} \"$?\" >&2; }} | base64\n"
+                f"printf '\\n%s-%s %s\\n' E {tag} \"$?\"\n")
+            await self._read_until(re.compile(rf"B-{tag}\n"), idle_timeout)
+            try:
+                sent, failure = await self._stream_body(tag, sink, idle_timeout)
+            except BaseException as exc:
+                if self._broken is None:  # the frame never ended: the shell is unusable
+                    self._broken = f"a transfer through it stopped ({type(exc).__name__})"
+                    self._process.close()
+                raise
+        if failure is not None:
+            raise SshFailure(FailureKind.COMMAND, failure)
+        return sent
+
+    async def _stream_body(self, tag: str, sink: Callable[[bytes], None],
+                           idle_timeout: float) -> tuple[int, str | None]:
+        """(bytes handed to `sink`, why the command failed or None), once the end frame came."""
+        end_frame, fail_frame = f"E-{tag} ", f"X-{tag} "
+        pending, self._buffer = self._buffer, ""
+        sent = 0
+        errors: list[str] = []
+        failed: str | None = None
+        short = False  # the last, shorter line of the output was seen: no data may follow
+        while True:
+            cut = pending.rfind("\n") + 1
+            if cut:
+                block, pending = pending[:cut], pending[cut:]
+                bulk = _B64_LINES.match(block).end()  # type: ignore[union-attr]
+                if bulk and not (errors or failed or short):
+                    data = binascii.a2b_base64(block[:bulk])
+                    sink(data)
+                    sent += len(data)
+                for line in block[bulk:].split("\n")[:-1] if bulk < len(block) else ():
+                    if line.startswith(end_frame):
+                        self._buffer = pending  # normally empty: the frame is the last output
+                        status = int(line[len(end_frame):] or 1)
+                        if failed is not None or errors or status != 0:
+                            return sent, errors[-1].strip() if errors else f"exit status {failed or status}"
+                        return sent, None
+                    if line.startswith(fail_frame):
+                        failed = line[len(fail_frame):].strip()
+                    elif not line:
+                        continue
+                    elif (not (errors or failed or short) and len(line) % 4 == 0
+                          and _B64_SHORT.fullmatch(line)):
+                        data = binascii.a2b_base64(line)
+                        sink(data)
+                        sent += len(data)
+                        short = len(line) < 76
+                    else:
+                        errors.append(line if len(line) <= 300 else line[:300] + "...")
+            try:
+                chunk = await asyncio.wait_for(self._process.stdout.read(1 << 20), idle_timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                raise SshFailure(FailureKind.TIMEOUT,
+                                 f"the pod sent nothing for {idle_timeout:g}s in the middle of a transfer") from None
+            except (asyncssh.Error, OSError) as exc:
+                raise SshFailure(FailureKind.LOST, f"the shell closed: {exc}") from None
+            if not chunk:
+                raise SshFailure(FailureKind.LOST, "the pod's shell closed in the middle of a transfer")
+            pending += chunk
+
+    async def sibling(self, *, timeout: float = 20.0) -> "PtyShell":
+        """Another shell on the same connection, for a command to run beside this one's.
+
+        Raises:
+            SshFailure: the proxy refused a second shell, or it did not come up.
+        """
+        if self._conn is None:
+            raise SshFailure(FailureKind.OTHER, "this shell does not know its connection")
+        return await PtyShell.open(self._conn, timeout=timeout)
 
     async def put_file(self, remote_path: str, data: bytes, *, mode: str = "600", timeout: float = 60.0) -> None:
         """Write `data` to `remote_path` on the pod, as a heredoc of base64 lines."""
@@ -225,6 +368,8 @@ class PtyShell:
             return AgentChannel(_Resumed(self._process, leftover), hello)  # type: ignore[arg-type]
 
     def close(self) -> None:
+        if self._broken is None:
+            self._broken = "closed by gpuctl"
         self._process.close()
 
 

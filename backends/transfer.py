@@ -16,6 +16,10 @@ Two ways to move a file's bytes, both measured by `bench/download.py` (1 GiB, lo
   file is always a clean prefix of the remote file, which is what makes "resume at the
   `.part` size" correct after a drop (an out-of-order `pwrite` would leave holes).
 
+A pod behind a shell-only proxy (RunPod's) has neither: `PtyFetcher` streams each
+file as base64 through a PTY shell (`backends.pty_shell.PtyShell.stream`) into the
+same writer, with the same contract.
+
 `choose_method` picks stream for large single files (measured faster: less client CPU
 per GiB, which is the limit on a fast link) and SFTP for small files, where one
 subsystem channel serves many files without a new exec (and its shell start-up) each.
@@ -44,17 +48,22 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 import asyncssh
 
 from backends.remote_path import quote_path
+from backends.ssh import FailureKind, SshFailure
+
+if TYPE_CHECKING:
+    from backends.pty_shell import PtyShell
 
 ProgressFn = Callable[[int, int], None]
 """`progress(done_bytes, total_bytes)` for one file; `done` counts a resumed prefix."""
 
-STREAM, SFTP = "stream", "sftp"
+STREAM, SFTP, PTY = "stream", "sftp", "pty"
 METHODS = (STREAM, SFTP)
+"""The methods over an exec-capable connection; PTY is the only one through a shell."""
 
 STREAM_MIN_SIZE = 32 * 1024 * 1024
 """Files at least this big go over an exec stream; smaller ones over SFTP."""
@@ -460,26 +469,13 @@ class Fetcher:
         Raises:
             TransferFailed: connection lost, the pod refused, or a local write failed.
         """
-        started = time.monotonic()
-        writer = PartWriter(part_path, size, hasher=hasher, progress=progress, sync=self.sync)
-        resumed_from = writer.start
-        method = choose_method(size, self.method) if writer.remaining else ""
-        try:
-            if progress is not None:
-                progress(writer.pos, size)
+        def move(writer: PartWriter) -> tuple[str, Awaitable[None]]:
+            method = choose_method(size, self.method)
             if method == STREAM:
-                await self._stream(remote_path, writer)
-            elif method == SFTP:
-                await self._sftp_read(remote_path, writer)
-            writer.mark()
-            if writer.pos != size:
-                raise TransferFailed("remote", f"{remote_path}: the pod sent {writer.pos - resumed_from} bytes, "
-                                               f"expected {size - resumed_from} (did the file change?)")
-            await writer.finish()
-        finally:
-            await writer.close()
-        return FetchStats(remote_path, Path(part_path), writer.pos, resumed_from,
-                          writer.pos - resumed_from, method, time.monotonic() - started)
+                return method, self._stream(remote_path, writer)
+            return method, self._sftp_read(remote_path, writer)
+
+        return await _fetch_into(remote_path, part_path, size, move, hasher, progress, self.sync)
 
     async def _stream(self, remote_path: str, writer: PartWriter) -> None:
         command = stream_command(remote_path, writer.pos)
@@ -530,6 +526,69 @@ class Fetcher:
             raise TransferFailed("remote", f"cannot read {remote_path} on the pod: {exc.reason}") from exc
         except (asyncssh.Error, OSError) as exc:
             raise _lost(remote_path, exc) from exc
+
+
+class PtyFetcher:
+    """Fetches files through one PTY shell, for pods with no exec channel and no SFTP
+    (RunPod's proxied SSH; see `backends.pty_shell`).
+
+    One `cat FILE | base64` (or `tail -c +N`, to resume) per file, decoded as it
+    arrives (`PtyShell.stream`) into the same `PartWriter` the other methods use: in
+    order, hashed as it lands, resumable at the `.part` size. Same interface as
+    `Fetcher`; the method is "pty".
+    """
+
+    def __init__(self, shell: "PtyShell", *, sync: bool = True):
+        self.shell = shell
+        self.sync = sync
+
+    async def __aenter__(self) -> "PtyFetcher":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+    async def fetch(self, remote_path: str, part_path: Path, size: int, *,
+                    hasher: LocalHasher | None = None, progress: ProgressFn | None = None) -> FetchStats:
+        """As `Fetcher.fetch`."""
+        def move(writer: PartWriter) -> tuple[str, Awaitable[None]]:
+            return PTY, self._stream(remote_path, writer)
+
+        return await _fetch_into(remote_path, part_path, size, move, hasher, progress, self.sync)
+
+    async def _stream(self, remote_path: str, writer: PartWriter) -> None:
+        try:
+            await self.shell.stream(stream_command(remote_path, writer.pos), writer.add)
+        except SshFailure as exc:
+            if exc.kind == FailureKind.COMMAND:
+                raise TransferFailed("remote", f"cannot read {remote_path} on the pod: {exc.message}") from None
+            raise TransferFailed("lost", f"connection lost while fetching {remote_path}: {exc.message}") from None
+
+
+async def _fetch_into(remote_path: str, part_path: Path, size: int,
+                      move: Callable[[PartWriter], tuple[str, Awaitable[None]]],
+                      hasher: LocalHasher | None, progress: ProgressFn | None, sync: bool) -> FetchStats:
+    """The contract every method shares: open the `.part` (resuming), `move` the rest
+    of the bytes into it, check the size, fsync; the `.part` keeps what arrived."""
+    started = time.monotonic()
+    writer = PartWriter(part_path, size, hasher=hasher, progress=progress, sync=sync)
+    resumed_from = writer.start
+    method = ""
+    try:
+        if progress is not None:
+            progress(writer.pos, size)
+        if writer.remaining:
+            method, moving = move(writer)
+            await moving
+        writer.mark()
+        if writer.pos != size:
+            raise TransferFailed("remote", f"{remote_path}: the pod sent {writer.pos - resumed_from} bytes, "
+                                           f"expected {size - resumed_from} (did the file change?)")
+        await writer.finish()
+    finally:
+        await writer.close()
+    return FetchStats(remote_path, Path(part_path), writer.pos, resumed_from,
+                      writer.pos - resumed_from, method, time.monotonic() - started)
 
 
 def _lost(remote_path: str, exc: BaseException) -> TransferFailed:

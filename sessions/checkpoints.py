@@ -219,11 +219,15 @@ def sort_newest_first(checkpoints: Iterable[Checkpoint]) -> list[Checkpoint]:
 #   D <size> <mtime> <files> <hf marker 0/1> <DeepSpeed latest> <name>   a folder
 # IFS is a newline so a matched name with spaces stays one word; `$pat` unquoted is
 # pathname-expanded only. Symlinked matches are skipped (see module docstring).
+# After the W record stderr goes nowhere: through a PTY shell (RunPod's proxy) it
+# shares the terminal with stdout, and a `find` complaint landing before a record
+# would hide that checkpoint (nothing reads it over exec either).
 _LISTING_SCRIPT = r"""
 cd -- "$1" || exit 3
 settle=$2
 shift 2
 printf 'W\t%s\0' "$(pwd -P)"
+exec 2>/dev/null
 IFS='
 '
 listing() {
@@ -466,6 +470,7 @@ find . -mindepth 1 ! -type f ! -type l ! -type d -printf 'o\t%P\0'
 """
 
 _SNAPSHOT_SCRIPT = r"""
+exec 2>/dev/null
 p=$1
 if [ -d "$p" ]; then
   find "$p/" \( -type f -printf 'f %s %T@\n' \) -o -printf 'd 0 %T@\n' |

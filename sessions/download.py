@@ -19,7 +19,9 @@ The policy around `backends.transfer` (which only moves bytes):
    are usually ready. Then the checkpoint is stat'ed again on the pod: if its size or
    mtime moved, it was still being written, and the copy is dropped as such.
    A digest mismatch deletes the bad copy (a file's `.part`; in a folder, the files
-   that differ) and says so.
+   that differ) and says so. A pod behind RunPod's shell-only proxy gets the same
+   steps through PTY shells (`backends.transfer.PtyFetcher`; the hash runs in a second
+   shell on the same connection).
 5. **Record** the verified copy in the index.
 
 A local file or folder already at the destination that gpuctl did not put there is
@@ -42,9 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from backends.pty_shell import PtyShell
 from backends.runner import Runner
 from backends.ssh import SshFailure
-from backends.transfer import Fetcher, LocalHasher, TransferFailed, parse_sha256, sha256_command
+from backends.transfer import (PTY, Fetcher, LocalHasher, PtyFetcher, TransferFailed, parse_sha256,
+                               sha256_command)
 from sessions import checkpoint_index as index
 from sessions.checkpoints import (
     DIR,
@@ -129,7 +133,8 @@ class DownloadResult:
         seconds: wall time from listing to verified.
         sha256: the file's digest; for a folder, the digest of its manifest.
         files: files in the copy.
-        method: how the bytes moved ("stream", "sftp", both joined by "+", or "").
+        method: how the bytes moved ("stream", "sftp", both joined by "+", "pty" through
+            a shell-only proxy, or "").
     """
 
     pod: str
@@ -248,7 +253,8 @@ async def download_checkpoint(config: Config, pod: str | PodConfig, session: str
         progress: `progress(done_bytes, total_bytes)`, at most every 0.1 s and once at
             the end; `done` includes bytes already there from an interrupted run.
         runner: an open SSH runner to use (default: connect, and close after).
-        method: "auto", "stream" or "sftp" (see `backends.transfer`).
+        method: "auto", "stream" or "sftp" (see `backends.transfer`); a pod behind
+            a shell-only proxy (RunPod's) takes "auto" or "pty".
 
     Raises:
         sessions.config_model.UnknownName: no such pod or session (a KeyError).
@@ -350,8 +356,15 @@ async def _fetch_and_verify(runner: Runner, pod: PodConfig, checkpoint: Checkpoi
                             plan: list[tuple[RemoteFile, str, Path]], progress: ProgressFn | None,
                             method: str) -> tuple[int, str, int, int, list[str]]:
     """Fetch every file while the pod hashes them; return (bytes, digest, moved, resumed, methods)."""
-    conn = getattr(runner, "conn", None)
-    if conn is None:
+    fetcher: Fetcher | PtyFetcher
+    if isinstance(runner, PtyShell):
+        if method not in ("auto", PTY):
+            raise DownloadUsageError(f"pod {pod.name!r} is reached through a shell-only proxy: its files come "
+                                     f"through the shell (method pty), not {method}")
+        fetcher = PtyFetcher(runner)
+    elif getattr(runner, "conn", None) is not None:
+        fetcher = Fetcher(runner.conn, method=method)  # type: ignore[attr-defined]
+    else:
         raise DownloadError("downloads need an SSH connection to the pod")
     total = sum(f.size for f, _, _ in plan)
     if checkpoint.kind == DIR:
@@ -360,14 +373,14 @@ async def _fetch_and_verify(runner: Runner, pod: PodConfig, checkpoint: Checkpoi
         hash_root, hash_files = posixpath.dirname(checkpoint.path) or "/", [posixpath.basename(checkpoint.path)]
     remote_hash: asyncio.Task[Any] | None = None
     if hash_files:
-        remote_hash = asyncio.ensure_future(runner.run(
-            sha256_command(hash_root, hash_files), timeout=120 + total / _HASH_RATE))
+        remote_hash = asyncio.ensure_future(_pod_hash(
+            runner, sha256_command(hash_root, hash_files), timeout=120 + total / _HASH_RATE))
     meter = _Progress(progress, total)
     local_digests: list[str] = []
     moved = resumed = 0
     methods: list[str] = []
     try:
-        async with Fetcher(conn, method=method) as fetcher:
+        async with fetcher:
             for remote_file, remote_path, local in plan:
                 hasher = LocalHasher(local).start()
                 try:
@@ -403,6 +416,26 @@ async def _fetch_and_verify(runner: Runner, pod: PodConfig, checkpoint: Checkpoi
     local_bytes = total
     digest = local_digests[0] if checkpoint.kind != DIR else _manifest_digest(hash_files, local_digests)
     return local_bytes, digest, moved, resumed, methods
+
+
+async def _pod_hash(runner: Runner, command: str, timeout: float) -> Any:
+    """The pod's hash command, run beside the transfer.
+
+    Over an exec-capable connection that is simply another channel. A PTY shell runs
+    one command at a time, and its transfer holds it: the hash gets a second shell on
+    the same connection, or, when the proxy refuses one, waits for the transfer and
+    runs after it in the same shell.
+    """
+    if not isinstance(runner, PtyShell):
+        return await runner.run(command, timeout=timeout)
+    try:
+        beside = await runner.sibling(timeout=30.0)
+    except SshFailure:
+        return await runner.run(command, timeout=timeout)
+    try:
+        return await beside.run(command, timeout=timeout)
+    finally:
+        beside.close()
 
 
 async def _cancel(task: asyncio.Task[Any] | None) -> None:

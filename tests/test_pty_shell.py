@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 
 import asyncssh
 import pytest
@@ -147,4 +148,46 @@ async def test_one_off_commands_on_a_proxied_pod_go_through_the_shell(shell_serv
     async with open_runner(config.pods[0], config.defaults) as runner:
         result = await runner.run("echo $((6 * 7))")
     assert (result.exit_status, result.stdout) == (0, "42\n")
+    assert shell_server.exec_attempts == []
+
+
+async def test_stream_hands_over_binary_output_intact_and_reports_failures(shell_server):
+    blob = os.urandom(200_003) + bytes(range(256)) * 4
+    (shell_server.home / "blob.bin").write_bytes(blob)
+    async with await connect(shell_server) as conn:
+        shell = await PtyShell.open(conn)
+        got = bytearray()
+        assert await shell.stream("cat blob.bin", got.extend) == len(blob) and bytes(got) == blob
+        tail = bytearray()
+        await shell.stream("tail -c +100001 blob.bin", tail.extend)
+        assert bytes(tail) == blob[100_000:]
+        empty = bytearray()
+        assert await shell.stream("true", empty.extend) == 0
+        with pytest.raises(SshFailure, match="No such file") as failed:
+            await shell.stream("cat missing.bin", got.extend)
+        assert failed.value.kind == "command"
+        assert (await shell.run("echo still usable")).stdout == "still usable\n"
+
+        def full(data: bytes) -> None:
+            raise OSError("disk full")
+
+        with pytest.raises(OSError, match="disk full"):
+            await shell.stream("cat blob.bin", full)
+        with pytest.raises(SshFailure, match="closed"):  # the rest of the output was still coming
+            await shell.run("true")
+    assert shell_server.exec_attempts == []
+
+
+async def test_commands_with_control_characters_are_typed_safely(shell_server):
+    """^C typed raw would interrupt the shell, \\r would arrive as \\n, DEL would erase."""
+    names = ["cr\rx", "ctl\x03x", "lnext\x16x", "del\x7fx", "eof\x04x"]
+    for name in names:
+        (shell_server.home / name).write_text(name)
+    async with await connect(shell_server) as conn:
+        shell = await PtyShell.open(conn)
+        for name in names:
+            result = await shell.run(f"cat -- {shlex.quote(name)}")
+            assert (result.exit_status, result.stdout) == (0, name)
+        # tools that check for a terminal print as over exec (GNU find escapes names on one)
+        assert (await shell.run("find . -name 'cr*' -printf '%P'")).stdout == "cr\rx"
     assert shell_server.exec_attempts == []
