@@ -338,3 +338,61 @@ def test_an_unreadable_state_file_is_moved_aside(tmp_path):
     state.close()
     assert note and "s.json.bad" in note
     assert (tmp_path / "s.json.bad").read_text() == "{not json"
+
+
+async def test_the_budget_stops_the_pod_only_after_the_newest_checkpoint_is_verified(sshd, tmp_path, monkeypatch):
+    from tests.support.provider_server import KEY, FakeRunPod, ProviderServer, runpod_pod
+
+    work = tmp_path / "work"
+    work.mkdir()
+    newest = checkpoint(work, "step_300.pt", size=2_000_000)
+    local = tmp_path / "checkpoints" / "p" / "train" / "step_300.pt"
+    fake = FakeRunPod({"pod1": runpod_pod("pod1")})
+    copy_present_at_stop: list[bool] = []
+
+    def provider(rec):
+        if rec.method == "POST" and rec.path.endswith("/action"):
+            copy_present_at_stop.append(local.exists() and local.read_bytes() == newest.read_bytes())
+        return fake(rec)
+
+    monkeypatch.setenv("TEST_PROVIDER_KEY", KEY)
+    with ProviderServer(provider) as server:
+        # $50/h on a machine up for more than a few seconds is past a one-cent budget at once.
+        config = config_for(sshd, tmp_path, {}, {"budget": {"max_usd": 0.01, "action": "stop"}}, {
+            "price_per_hour": 50.0,
+            "provider": {"type": "runpod", "id": "pod1", "api_url": server.url, "api_key_env": "TEST_PROVIDER_KEY"}})
+        async with Run(config, tmp_path) as run:
+            action = (await run.wait_for("budget_action", timeout=60))[0]
+            downloaded = run.kinds("checkpoint_downloaded")
+            assert downloaded and run.events.index(downloaded[0]) < run.events.index(action)
+            assert action.extra["action"] == "stop" and action.extra["checkpoints_verified"] is True
+            assert action.extra["spend_usd"] >= 0.01 and action.extra["max_usd"] == 0.01
+        assert copy_present_at_stop == [True], "the stop was asked for once, with the verified copy in place"
+        assert [r.json for r in server.calls("POST") if r.path.endswith("/action")] == [{"action": "stop"}]
+        assert json.loads((tmp_path / "state.json").read_text())["budget_done"]["p"]["action"] == "stop"
+
+
+def test_gpuctl_watch_prints_json_lines_and_ends_cleanly_on_sigterm(sshd, tmp_path):
+    import signal
+    import sys
+
+    trust(sshd)
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text(yaml.safe_dump({"pods": [sshd.pod_entry("p")]}))
+    argv = [sys.executable, "-c", "from tui.cli import main; raise SystemExit(main())",
+            "--config", str(config_file), "watch", "--json", "--state", str(tmp_path / "w.json")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert (first["kind"], first["pod"], first["session"]) == ("connected", "p", None)
+        assert {"ts", "message"} <= set(first)
+        second = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                                cwd=Path(__file__).resolve().parent.parent)
+        assert second.returncode == 1 and "another gpuctl watch is using" in second.stderr
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert "state in" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
