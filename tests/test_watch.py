@@ -140,6 +140,7 @@ async def test_a_session_that_exits_nonzero_is_resumed_from_the_newest_checkpoin
         await run.fleet.launch("p", "train")
         await run.wait_for("connected")
         await wait_state(run, "running")
+        await poll(lambda: any(s.progress and s.progress.step for s in run.fleet.snapshot().pod("p").sessions))
         (work / "crash").write_text("3")
         exited = (await run.wait_for("session_exited"))[0]
         assert exited.extra["exit_status"] == 3
