@@ -397,3 +397,27 @@ def test_gpuctl_watch_prints_json_lines_and_ends_cleanly_on_sigterm(sshd, tmp_pa
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_a_session_lost_when_the_pod_went_down_is_resumed_when_it_comes_back(sshd_fresh, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    newest = checkpoint(work, "step_500.pt")
+    config = config_for(sshd_fresh, tmp_path, {
+        "command": f"sh -c {shlex.quote(JOB)}",
+        "resume": "sh -c 'echo \"$0\" > resumed_from; exec sleep 60' {checkpoint}",
+    }, {"auto_resume": {"max_restarts": 2, "backoff_s": 0.1}})
+    async with Run(config, tmp_path) as run:
+        await run.fleet.launch("p", "train")
+        await wait_state(run, "running")
+        # The pod "reboots": SSH goes away and its tmux server (the training) dies with it.
+        sshd_fresh.stop()
+        await run.wait_for("disconnected")
+        sshd_fresh._kill_tmux_servers()
+        sshd_fresh.start()
+        await run.wait_for("connected", count=2)
+        exited = (await run.wait_for("session_exited"))[0]
+        assert "pod restarted" in exited.message
+        resumed = (await run.wait_for("resumed"))[0]
+        assert resumed.extra["checkpoint"] == str(newest) and "came back" in resumed.extra["reason"]
+        await poll(lambda: (work / "resumed_from").exists())
