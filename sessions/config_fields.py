@@ -91,7 +91,10 @@ def got(node: Node) -> str:
     if node.tag == yl.NULL_TAG:
         return "nothing (an empty value)"
     if node.tag == yl.BOOL_TAG:
-        meaning = "true" if yl.scalar_value(node) else "false"
+        try:
+            meaning = "true" if yl.scalar_value(node) else "false"
+        except yl.ScalarError:  # `!!bool maybe`: tagged boolean, but not one
+            return f"{node.value!r} (not a boolean YAML knows)"
         return f"{node.value} (YAML reads {node.value} as the boolean {meaning})"
     if node.tag == yl.STR_TAG:
         return repr(node.value)
@@ -281,7 +284,10 @@ def boolean(ck: Checker, node: Node, field: str) -> Any:
     if not isinstance(node, ScalarNode) or node.tag != yl.BOOL_TAG:
         hint = _quoted_hint(node, lambda t: t.lower() in ("true", "false", "yes", "no"))
         return ck.problem(node, field, f"expected true or false, got {got(node)}{hint}")
-    return yl.scalar_value(node)
+    try:
+        return yl.scalar_value(node)
+    except yl.ScalarError as exc:
+        return ck.problem(node, field, f"expected true or false; {exc}")
 
 
 def progress(ck: Checker, node: Node, field: str) -> Any:

@@ -212,7 +212,7 @@ def scalar_value(node: ScalarNode) -> Any:
     constructor = yaml.constructor.SafeConstructor()
     try:
         return constructor.construct_object(node, deep=True)
-    except (yaml.YAMLError, ValueError, TypeError) as exc:
+    except (yaml.YAMLError, ValueError, TypeError, KeyError) as exc:
         if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
             raise ScalarError(exc.problem) from None
         raise ScalarError(f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}") from None

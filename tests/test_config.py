@@ -442,3 +442,11 @@ def test_stall_minutes_is_a_positive_number_of_minutes(tmp_path):
     with pytest.raises(ConfigError) as err:
         parse_config("pods:\n  - name: a\n    host: h\n    sessions:\n      - {name: t, stall_minutes: 0}\n", tmp_path / "c.yaml")
     assert ":5:" in str(err.value) and "minutes greater than 0" in str(err.value)
+
+
+def test_a_tagged_boolean_that_is_not_one_is_a_config_error_not_a_crash(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("read_only: !!bool maybe\npods: [{name: a, host: h}]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}:1:12: read_only: expected true or false; 'maybe' is not a valid bool"
