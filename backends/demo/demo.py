@@ -309,6 +309,10 @@ class Demo:
         return {
             "defaults": {"user": self.user, "identity": str(self.client_key_path), "host_key": "strict",
                          "connect_timeout": 5, "interval": self.interval},
+            # The spot pod comes back from each preemption without its training: the
+            # TUI and `gpuctl watch` relaunch it from the newest checkpoint, as a real
+            # unattended run would be configured.
+            "policies": {"auto_resume": {"max_restarts": 5, "backoff_s": 5}},
             "pods": pods,
         }
 
