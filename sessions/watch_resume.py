@@ -15,7 +15,8 @@ does not release them:
 Triggers: the session exits with a non-zero status, or the pod comes back after a
 preemption or outage and a session that was running before is gone. A session that
 ends with status 0 finished; one killed by hand while its pod stayed up was meant
-to stop. Neither is resumed.
+to stop. Neither is resumed. A session lost before its first checkpoint is started
+again from the beginning with its `command` (that counts as a restart too).
 """
 
 from __future__ import annotations
@@ -126,13 +127,18 @@ class AutoResume:
         restarts = ctx.state.restarts_of(pod_name, session)
         snap = ctx.pod(pod_name)
         old = next((s for s in snap.sessions if s.name == session), None) if snap else None
+        checkpoint = None
         try:
             async with open_runner(pod, ctx.config.defaults) as runner:
-                result = await resume_mod.resume(runner, pod, session)
+                try:
+                    result = await resume_mod.resume(runner, pod, session)
+                    checkpoint, command = result.checkpoint, result.command
+                except resume_mod.NoCheckpointToResume:
+                    # Lost before its first checkpoint: what a person would do is start
+                    # it again from the beginning, with the session's own command.
+                    await sc.launch(runner, pod, session)
+                    command = pod.session(session).command
         except sc.AlreadyRunning:
-            return
-        except resume_mod.NoCheckpointToResume as exc:
-            self._give_up(pod_name, session, "no_checkpoint", f"cannot auto-resume: {exc}")
             return
         except (resume_mod.NoResumeTemplate, sc.NoCommand) as exc:
             self._give_up(pod_name, session, "no_resume_template", f"cannot auto-resume: {exc}")
@@ -141,7 +147,7 @@ class AutoResume:
             self._give_up(pod_name, session, "resume_error", f"auto-resume failed: {exc}")
             return
         restarts.count += 1
-        restarts.resumed_step = result.checkpoint.step
+        restarts.resumed_step = checkpoint.step if checkpoint else None
         restarts.progressed = False
         # Known to run now, even if it dies before the agent ever lists it running:
         # its exit must still count (a run failing at once is what the brakes are for).
@@ -150,12 +156,12 @@ class AutoResume:
             self.stale[(pod_name, session)] = (old.created, old.pid)
         ctx.state.save()
         ctx.fleet.refresh(pod_name)
+        source = f"from {checkpoint.name}" if checkpoint else "from the beginning (no checkpoint yet)"
         ctx.say(EventKind.RESUMED, pod_name,
-                f"resumed from {result.checkpoint.name} after {reason} "
-                f"(attempt {restarts.count} of {policy.max_restarts})",
-                session, checkpoint=result.checkpoint.path, step=result.checkpoint.step,
-                attempt=restarts.count, max_restarts=policy.max_restarts, command=result.command,
-                reason=reason)
+                f"restarted {source} after {reason} (attempt {restarts.count} of {policy.max_restarts})",
+                session, checkpoint=checkpoint.path if checkpoint else None,
+                step=checkpoint.step if checkpoint else None,
+                attempt=restarts.count, max_restarts=policy.max_restarts, command=command, reason=reason)
 
     async def aclose(self) -> None:
         tasks = list(self._pending.values())

@@ -421,3 +421,18 @@ async def test_a_session_lost_when_the_pod_went_down_is_resumed_when_it_comes_ba
         resumed = (await run.wait_for("resumed"))[0]
         assert resumed.extra["checkpoint"] == str(newest) and "came back" in resumed.extra["reason"]
         await poll(lambda: (work / "resumed_from").exists())
+
+
+async def test_a_session_lost_before_its_first_checkpoint_starts_again_from_the_beginning(sshd, tmp_path, tmux_cleanup):
+    work = tmp_path / "work"
+    work.mkdir()
+    job = "echo started >> starts; " + JOB
+    config = config_for(sshd, tmp_path, {"command": f"sh -c {shlex.quote(job)}", "resume": "false {checkpoint}"},
+                        {"auto_resume": {"max_restarts": 2, "backoff_s": 0.1}})
+    async with Run(config, tmp_path) as run:
+        await run.fleet.launch("p", "train")
+        await wait_state(run, "running")
+        (work / "crash").write_text("1")
+        resumed = (await run.wait_for("resumed"))[0]
+        assert resumed.extra["checkpoint"] is None and "from the beginning" in resumed.message
+        await poll(lambda: (work / "starts").read_text().count("started") == 2)

@@ -312,7 +312,10 @@ class Demo:
             # The spot pod comes back from each preemption without its training: the
             # TUI and `gpuctl watch` relaunch it from the newest checkpoint, as a real
             # unattended run would be configured.
-            "policies": {"auto_resume": {"max_restarts": 5, "backoff_s": 5}},
+            # New checkpoints are fetched into the demo's own temp dir (removed at exit).
+            "policies": {"auto_resume": {"max_restarts": 5, "backoff_s": 5},
+                         "auto_download": "newest", "keep_local": 2, "checkpoint_interval_s": 20,
+                         "download_dir": str(self.root / "downloads" / "{pod}" / "{session}")},
             "pods": pods,
         }
 

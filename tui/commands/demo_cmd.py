@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="print the status table every few seconds instead of opening the TUI")
     demo.add_argument("--json", action="store_true",
                       help="headless, one `gpuctl status --json` document per line")
+    demo.add_argument("--watch", action="store_true",
+                      help="headless `gpuctl watch` over the demo pods: one event per line (--json: JSON)")
     demo.add_argument("--preempt-after", type=float, default=180.0, metavar="SECONDS",
                       help="preempt the spot pod after this long, and again every time (default 180; 0: never)")
     # 90 s: longer than gpuctl's 60 s provider poll, so the pod is seen as `preempted`.
@@ -152,6 +154,8 @@ def _run(demo: Any, args: argparse.Namespace, notices: _Notices) -> int:
     os.environ.update(demo.client_env)
     demo.install_known_hosts(gpuctl_known_hosts_path())
     config = load_config(demo.config_path)
+    if args.watch:
+        return _watch(demo, config, args, notices)
     run_app, why_not = (None, "") if args.headless or args.json else _find_tui()
     _intro(demo, args, tui=run_app is not None)
     if run_app is not None:
@@ -185,6 +189,16 @@ def _intro(demo: Any, args: argparse.Namespace, *, tui: bool) -> None:
         _err(f"{spot[0]} is a spot pod: preempted after {args.preempt_after:g}s, back {args.outage:g}s later")
     _err(f"from another terminal: {demo.gpuctl_wrapper} sessions {next(iter(demo.pods))}   (or logs, attach, kill...)")
     _err("quitting the TUI stops everything" if tui else "Ctrl-C stops everything")
+
+
+def _watch(demo: Any, config: Any, args: argparse.Namespace, notices: _Notices) -> int:
+    """`gpuctl watch` over the demo pods, its state and downloads in the demo's temp dir."""
+    from tui.headless_watch import run_watch
+
+    _intro(demo, args, tui=False)
+    asyncio.run(launch_sessions(config, notices))
+    return asyncio.run(run_watch(config, state_path=demo.root / "watch-state.json", as_json=args.json,
+                                 pod_names=None, start_dir=demo.root))
 
 
 async def launch_sessions(config: Any, notify: Callable[[str], None]) -> None:
