@@ -163,6 +163,40 @@ def test_headless_json_demo_runs_preempts_and_leaves_nothing_behind(tmp_path):
     assert list((home / ".ssh").iterdir()) == [] and list(xdg.iterdir()) == []
 
 
+def test_demo_watch_downloads_checkpoints_and_resumes_the_preempted_spot_pod(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "HOME": str(tmp_path), "PYTHONUNBUFFERED": "1",
+           "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_DATA_HOME": str(tmp_path / "data")}
+    env.pop("GPUCTL_CONFIG", None)
+    argv = [sys.executable, "-m", "tui.cli", "demo", "--watch", "--json", "--pace", str(FAST),
+            "--preempt-after", "6", "--outage", "2", "--checkpoint-mb", "0.1"]
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    failure = None
+    try:
+        kinds = lambda d: [(e["kind"], e["pod"]) for e in d]  # noqa: E731
+        docs = _read_documents(proc, time.monotonic() + 120, lambda d: (
+            ("resumed", "rtx4090-spot") in kinds(d) and any(k == "checkpoint_downloaded" for k, _ in kinds(d))))
+        resumed = next(e for e in docs if e["kind"] == "resumed")
+        assert resumed["session"] == "vit" and resumed["attempt"] == 1
+        downloaded = next(e for e in docs if e["kind"] == "checkpoint_downloaded")
+        assert Path(downloaded["local_path"]).is_file() and len(downloaded["sha256"]) == 64
+        assert {p for k, p in kinds(docs) if k == "connected"} >= {"a100x4", "h100x8", "rtx4090-spot"}
+    except AssertionError as exc:
+        failure = exc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    stderr = err.decode(errors="replace")
+    assert failure is None, f"{failure}\n--- the demo's stderr ---\n{stderr}"
+    assert proc.returncode == 0, stderr
+    assert list(tmp.iterdir()) == []
+
+
 def test_a_killed_demo_is_cleaned_up_by_its_watchdog(tmp_path):
     """SIGKILL leaves no chance to clean up; the watchdog process does it instead."""
     tmp = tmp_path / "tmp"
