@@ -3,7 +3,12 @@
 `make_app` is the one factory the CLI, the Pilot tests and the snapshot tests share.
 The app paints first and connects after: `sessions.fleet` (and so asyncssh, ~170 ms
 to import) is loaded by the worker that starts the Fleet, never before the first
-frame. Snapshots reach the screens as `FleetUpdated` messages from that worker; the
+frame. The CLI also hands over a function that reads the config rather than the
+config itself, so the config schema and YAML (~50 ms to import) load after the first
+frame too; that frame says "Reading config…" until the pods appear, and a bad config
+closes the app and `run_app` raises its error for the CLI to print.
+
+Snapshots reach the screens as `FleetUpdated` messages from the Fleet's worker; the
 app keeps the history for sparklines, turns changes into toasts, and hands the
 snapshot down to the screens, which draw it when visible.
 """
@@ -15,19 +20,22 @@ import importlib
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
-from sessions.config import Config
 from sessions.snapshot import FleetSnapshot, PodSnapshot
 from themes.palettes import DEFAULT_THEME, STYLESHEETS, THEMES
-from tui import bindings, notify_rules, theme_state
+from tui import bindings, theme_state
 from tui.actions import Actions, AttachRunner
 from tui.messages import DownloadsChanged, FleetUpdated
 from tui.sparkline_history import History
+
+if TYPE_CHECKING:
+    from sessions.config import Config
+    from tui import notify_rules
 
 UI_INTERVAL = 0.1
 """Seconds between two fleet redraws at most. Snapshots are latest-only, so a burst of
@@ -36,16 +44,19 @@ instead of fifty a second, and a lone update is drawn at once. bench/tui_fleet.p
 pods: the UI adds ~4.5 % of a core at 0.1 s (p99 106 ms to screen), ~3 % at 0.25 s
 (p99 257 ms); 0.1 s keeps the screen feeling live."""
 
-FleetFactory = Callable[[Config], Any]
+FleetFactory = Callable[["Config"], Any]
+ConfigLoader = Callable[[], "Config"]
+"""Reads and validates the config (run in a thread after the first frame); raises
+`sessions.config.ConfigError` when it cannot."""
 
 
-def _real_fleet(config: Config) -> Any:
+def _real_fleet(config: "Config") -> Any:
     from sessions.fleet import Fleet
 
     return Fleet(config)
 
 
-def _initial_snapshot(config: Config) -> FleetSnapshot:
+def _initial_snapshot(config: "Config") -> FleetSnapshot:
     """Every configured pod as `connecting`, to paint before any connection exists."""
     return FleetSnapshot(tuple(PodSnapshot(name=p.name, host=p.host, price_per_hour=p.price_per_hour)
                                for p in config.pods))
@@ -56,31 +67,56 @@ class GpuctlApp(App[int]):
     CSS_PATH = [str(p) for p in STYLESHEETS]
     BINDINGS = bindings.APP
 
-    def __init__(self, config: Config, *, read_only: bool = False, fleet_factory: FleetFactory | None = None,
-                 attach_runner: AttachRunner | None = None, state_file: Path | None = None,
-                 ui_interval: float = UI_INTERVAL) -> None:
+    def __init__(self, config: "Config | ConfigLoader", *, read_only: bool = False,
+                 fleet_factory: FleetFactory | None = None, attach_runner: AttachRunner | None = None,
+                 state_file: Path | None = None, ui_interval: float = UI_INTERVAL) -> None:
+        """`config` is the Config, or a `ConfigLoader` to call after the first frame."""
         super().__init__()
         self._theme_ready = False  # remember picks only, not the theme set here
-        self.config = config
+        self.config: Config = None  # type: ignore[assignment]  # set by _take_config
+        """The config; None only while a `ConfigLoader` is still reading it."""
+        self.startup_error: Exception | None = None
+        """What the `ConfigLoader` raised; the app has closed with status 2."""
         self.fleet: Any = None
         """The running Fleet, once the worker has started it."""
-        self.snapshot = _initial_snapshot(config)
+        self.snapshot = FleetSnapshot()
         self.history = History()
-        self.actions = Actions(self, read_only=read_only or config.read_only, attach_runner=attach_runner)
+        self.actions = Actions(self, read_only=read_only, attach_runner=attach_runner)
         self.ui_interval = ui_interval
+        self._read_only_flag = read_only
         self._fleet_factory = fleet_factory
-        self._cooldown = notify_rules.Cooldown()
+        self._cooldown: notify_rules.Cooldown | None = None
         self._state_file = state_file
         self._warnings: list[str] = []
-        self.keymap, problems = bindings.keymap_from_config(config.keys)
-        self._warnings += problems
+        self.keymap: dict[str, str] = {}
         for theme in THEMES:
             self.register_theme(theme)
-        wanted = theme_state.chosen_theme(config.theme, state_file) or DEFAULT_THEME
+        self._config_loader: ConfigLoader | None = None
+        if callable(config):
+            self._config_loader = config
+            # Until config says otherwise: the theme last picked with no `theme:` in config
+            # (a config that names a theme repaints in it once read).
+            self._set_theme(theme_state.chosen_theme(None, state_file), warn=False)
+        else:
+            self._take_config(config)
+
+    def _take_config(self, config: "Config") -> None:
+        """Everything the app derives from config, before the screens are told."""
+        self.config = config
+        self.snapshot = _initial_snapshot(config)
+        self.actions.read_only = self._read_only_flag or config.read_only
+        self.keymap, problems = bindings.keymap_from_config(config.keys)
+        self._warnings += problems
+        self._set_theme(theme_state.chosen_theme(config.theme, self._state_file))
+
+    def _set_theme(self, wanted: str | None, warn: bool = True) -> None:
+        wanted = wanted or DEFAULT_THEME
         if wanted not in self.available_themes:
-            self._warnings.append(f"theme: no theme named {wanted!r}; themes: {', '.join(t.name for t in THEMES)}")
+            if warn:
+                self._warnings.append(f"theme: no theme named {wanted!r}; themes: {', '.join(t.name for t in THEMES)}")
             wanted = DEFAULT_THEME
-        self.theme = wanted
+        if wanted != self.theme:
+            self.theme = wanted
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return {"log-match": "#E8A33D 35%"}  # for Textual's own themes, which lack it
@@ -93,11 +129,33 @@ class GpuctlApp(App[int]):
         return self.home_screen() or FleetScreen()
 
     def on_mount(self) -> None:
+        if self._config_loader is None:
+            self._start()
+        else:
+            self.call_after_refresh(self.read_config)  # paint first, then import the config schema
+
+    def _start(self) -> None:
+        """Config is in: keys, warnings, the pods, then (after a paint) the Fleet."""
         self.set_keymap(self.keymap)
         for warning in self._warnings:
             self.notify(warning, title="config", severity="warning", timeout=10)
+        self._warnings.clear()
         self._theme_ready = True
         self.call_after_refresh(self.follow_fleet)  # paint first, then import asyncssh and connect
+
+    @work(exclusive=True, group="config", exit_on_error=False)
+    async def read_config(self) -> None:
+        """Call the `ConfigLoader` off the event loop; a config error closes the app."""
+        assert self._config_loader is not None
+        try:
+            config = await asyncio.to_thread(self._config_loader)
+        except Exception as exc:  # noqa: BLE001 - run_app raises it once the terminal is back
+            self.startup_error = exc
+            self.exit(return_code=2)
+            return
+        self._take_config(config)
+        self._show(self.snapshot)
+        self._start()
 
     def home_screen(self) -> Screen | None:
         """The first screen; None for the fleet screen (bench/ swaps in a blank one)."""
@@ -128,15 +186,22 @@ class GpuctlApp(App[int]):
             await fleet.stop()
 
     def on_fleet_updated(self, message: FleetUpdated) -> None:
+        from tui import notify_rules  # not needed for the first frame
+
         previous, self.snapshot = self.snapshot, message.snapshot
         self.history.feed(self.snapshot)
+        if self._cooldown is None:
+            self._cooldown = notify_rules.Cooldown()
         notes = notify_rules.changes(previous, self.snapshot)
         for note in self._cooldown.admit(notes, time.monotonic()):
             self.notify(note.message, title=note.title, severity=note.severity)  # type: ignore[arg-type]
+        self._show(self.snapshot)
+
+    def _show(self, snapshot: FleetSnapshot) -> None:
         for screen in self.screen_stack:
             show = getattr(screen, "show", None)
             if show is not None:
-                show(self.snapshot)
+                show(snapshot)
 
     def on_downloads_changed(self, _message: DownloadsChanged) -> None:
         for screen in self.screen_stack:
@@ -164,17 +229,23 @@ class GpuctlApp(App[int]):
             theme_state.remember_theme(theme, self.config.theme, self._state_file)
 
 
-def make_app(config: Config, *, read_only: bool = False, fleet_factory: FleetFactory | None = None,
+def make_app(config: "Config | ConfigLoader", *, read_only: bool = False, fleet_factory: FleetFactory | None = None,
              attach_runner: AttachRunner | None = None, state_file: Path | None = None,
              ui_interval: float = UI_INTERVAL) -> GpuctlApp:
-    """The app for `config`; tests pass a recording `attach_runner`, snapshot tests a
-    `fleet_factory` that yields fixed snapshots."""
+    """The app for `config` (or for what a `ConfigLoader` reads after the first frame);
+    tests pass a recording `attach_runner`, snapshot tests a `fleet_factory` that
+    yields fixed snapshots."""
     return GpuctlApp(config, read_only=read_only, fleet_factory=fleet_factory, attach_runner=attach_runner,
                      state_file=state_file, ui_interval=ui_interval)
 
 
-def run_app(config: Config, read_only: bool = False) -> int:
-    """Run the TUI until the user quits; the exit status for the CLI."""
+def run_app(config: "Config | ConfigLoader", read_only: bool = False) -> int:
+    """Run the TUI until the user quits; the exit status for the CLI.
+
+    Raises what a `ConfigLoader` raised (a `ConfigError` for a bad config), after the
+    app has closed and given the terminal back, so the message is readable."""
     app = make_app(config, read_only=read_only)
     app.run()
+    if app.startup_error is not None:
+        raise app.startup_error
     return app.return_code or 0

@@ -9,8 +9,11 @@ Each command group lives in `tui/commands/` and registers its own subparser.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import os
 import sys
+from collections.abc import Mapping
 from typing import Sequence
 
 # Order here is the order in `gpuctl --help`.
@@ -115,15 +118,52 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _tui(args: argparse.Namespace) -> int:
-    """`gpuctl` alone: the full-screen control center (Textual is imported only here)."""
+    """`gpuctl` alone: the full-screen control center (Textual is imported only here).
+
+    With a config file to read, the app reads it after its first frame (the schema
+    and YAML take ~50 ms to import); a bad one closes the app and is printed here like
+    any command's config error. Without one, that is explained before Textual loads.
+    """
     from tui.commands.common import EXIT_USAGE, load_config_or_explain
 
-    config = load_config_or_explain(args)
-    if config is None:
-        return EXIT_USAGE
+    guess = config_path_guess(args.config)
+    if os.path.isfile(guess) and os.access(guess, os.R_OK):
+        config = functools.partial(_read_config, args.config)
+    else:
+        config = load_config_or_explain(args)
+        if config is None:
+            return EXIT_USAGE
     from tui.app import run_app
 
-    return run_app(config, read_only=args.read_only)
+    try:
+        return run_app(config, read_only=args.read_only)
+    except Exception as exc:
+        from sessions.config import ConfigError
+
+        if not isinstance(exc, ConfigError):
+            raise
+        print(f"gpuctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def config_path_guess(cli_path: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """The file `sessions.config.locate_config` picks (same precedence), without
+    importing it: enough to know, before loading Textual, whether there is a file to
+    open at all. `locate_config` stays the authority (the app reads through it), so a
+    guess that ever drifts only moves where a config error is shown, never what it says."""
+    path = cli_path or environ.get("GPUCTL_CONFIG", "")
+    if path:
+        return os.path.expanduser(path)
+    import platformdirs  # cheap, and Textual imports it anyway
+
+    return os.path.join(platformdirs.user_config_dir("gpuctl", appauthor=False), "config.yaml")
+
+
+def _read_config(cli_path: str | None):
+    """The app's `ConfigLoader` (called in a thread after the first frame)."""
+    from sessions.config import load_config, locate_config
+
+    return load_config(locate_config(cli_path))
 
 
 if __name__ == "__main__":  # pragma: no cover

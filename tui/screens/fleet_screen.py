@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from textual.widgets import Input
 
 
+LOADING = "Reading config…"
+"""The header until the app has read its config (bench/tui_startup.py waits for it)."""
+
+
 class FleetScreen(PodActionsMixin, Screen):
     """Receives snapshots from the app (`show`); draws them only while on top."""
 
@@ -41,7 +45,6 @@ class FleetScreen(PodActionsMixin, Screen):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.set_class(self.app.actions.read_only, "-read-only")  # type: ignore[attr-defined]
         self.show(self.app.snapshot)  # type: ignore[attr-defined]
 
     @property
@@ -64,9 +67,14 @@ class FleetScreen(PodActionsMixin, Screen):
         snapshot = self._drawn = self.snapshot
         table = self.table
         table.show(snapshot)
-        header = fleet_rows.header_text(snapshot, sort=table.sort_key, reverse=table.reverse,
-                             filter_text=table.filter_text, shown=table.row_count)
-        if self.app.actions.read_only:  # type: ignore[attr-defined]
+        if self.app.config is None:  # type: ignore[attr-defined]
+            header = LOADING  # the app reads it after this first frame
+        else:
+            header = fleet_rows.header_text(snapshot, sort=table.sort_key, reverse=table.reverse,
+                                            filter_text=table.filter_text, shown=table.row_count)
+        read_only = self.app.actions.read_only  # type: ignore[attr-defined]
+        self.set_class(read_only, "-read-only")  # config can turn it on once read
+        if read_only:
             header = "READ-ONLY · " + header
         set_text(self.query_one("#fleet-header", Static), header)
         self._detail()
