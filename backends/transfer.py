@@ -1,14 +1,22 @@
-"""Move files from a pod to this machine over one asyncssh connection: resumable,
-written in order, hashed as they land, flushed to disk while they arrive.
+"""Move files from a pod to this machine over SSH: resumable, written in order,
+hashed as they land, flushed to disk while they arrive.
 
-Two ways to move a file's bytes, both measured by `bench/download.py` (1 GiB, loopback,
-2 cores, aes128-gcm negotiated by `backends.ssh.connect`):
+Three ways to move a file's bytes, measured by `bench/download.py` (1 GiB, loopback,
+2 cores, AES-GCM negotiated):
 
-* **stream**: one exec channel running `cat FILE` (or `tail -c +N FILE` to resume),
-  whose stdout lands in a session object that writes it straight to the `.part` file.
-  No request/response framing, no reordering; asyncssh's per-packet work is the only
-  Python cost. Its channel gets an 8 MiB receive window (asyncssh's default is 2 MiB),
-  so on a 100 ms link up to 8 MiB are in flight instead of 2.
+* **ssh**: the OpenSSH client (`ssh`, with the very options `SshTarget.ssh_argv` gives
+  attach: same host, user, keys, known_hosts, host-key policy) runs `cat FILE`, its
+  stdout the `.part` file itself. No byte passes through Python; gpuctl watches the
+  file grow. Why a second connection: asyncssh spends ~50 us of Python per 32 KiB SSH
+  packet (its input buffer is re-sliced per packet): ~1.6 s of client CPU per GiB
+  received, before writing anything, where OpenSSH's C client needs ~1.0 with the
+  writes (the kernel's TCP and page-cache work included). With both hashes on top,
+  that is the difference between scp's speed and well past it. When `ssh` fails on its own (exit 255: no usable key in BatchMode, a
+  dropped link) the rest comes over the next method, from where the file ends.
+* **stream**: one asyncssh exec channel running `cat FILE`, whose stdout lands in a
+  session object that writes it straight to the `.part` file. No request/response
+  framing, no reordering. Its channel gets an 8 MiB receive window (asyncssh's
+  default is 2 MiB), so on a 100 ms link up to 8 MiB are in flight instead of 2.
 * **sftp**: `SFTPClientFile.read_parallel` with asyncssh's own block size (the server's
   `limits@openssh.com` read length, 255 KiB on OpenSSH) and its own request count, so
   many reads are in flight on a high-latency link. Replies may arrive out of order, so
@@ -16,24 +24,28 @@ Two ways to move a file's bytes, both measured by `bench/download.py` (1 GiB, lo
   file is always a clean prefix of the remote file, which is what makes "resume at the
   `.part` size" correct after a drop (an out-of-order `pwrite` would leave holes).
 
-A pod behind a shell-only proxy (RunPod's) has neither: `PtyFetcher` streams each
-file as base64 through a PTY shell (`backends.pty_shell.PtyShell.stream`) into the
-same writer, with the same contract.
+The ssh and stream methods resume with `stream_command`, which seeks (`dd`) rather
+than `tail -c +N` (4 KiB writes: twice the pod's CPU per byte).
 
-`choose_method` picks stream for large single files (measured faster: less client CPU
-per GiB, which is the limit on a fast link) and SFTP for small files, where one
-subsystem channel serves many files without a new exec (and its shell start-up) each.
+A pod behind a shell-only proxy (RunPod's) has none of these: `PtyFetcher` streams
+each file as base64 through a PTY shell (`backends.pty_shell.PtyShell.stream`) into
+the same writer, with the same contract.
+
+`choose_method` picks ssh (else stream) for large single files (less client CPU per
+GiB, which is the limit on a fast link) and SFTP for small files, where one subsystem
+channel serves many files without a new exec (and its shell start-up) each.
 
 Local side, per file: `PartWriter` appends in order (one `os.write` per SSH packet,
-see its docstring for why not batched), feeds a `LocalHasher` thread that SHA-256es
-the file from disk up to what has landed (so a resumed `.part`'s old prefix is hashed
-the same way as new data, and the event loop never copies data for the hash), and
-starts background `fdatasync`s so the final fsync before the rename has little left.
+see its docstring for why not batched, or the `ssh` child writes), feeds a
+`LocalHasher` thread that SHA-256es the file from disk up to what has landed (so a
+resumed `.part`'s old prefix is hashed the same way as new data, and the event loop
+never copies data for the hash), and starts background `fdatasync`s so the final
+fsync before the rename has little left.
 
 Nothing here knows about checkpoints: `sessions.download` decides what to fetch and
 where, and checks the result. The pod-side hash command is built here too, next to
 its parser (one place to audit the quoting). The module runs past 400 lines because
-the two transfer paths, the writer and the hasher share one contract (in order,
+the transfer paths, the writer and the hasher share one contract (in order,
 resumable, hashed) that is easier to check in one place than across four files.
 """
 
@@ -44,6 +56,7 @@ import hashlib
 import os
 import re
 import shlex
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -61,8 +74,8 @@ if TYPE_CHECKING:
 ProgressFn = Callable[[int, int], None]
 """`progress(done_bytes, total_bytes)` for one file; `done` counts a resumed prefix."""
 
-STREAM, SFTP, PTY = "stream", "sftp", "pty"
-METHODS = (STREAM, SFTP)
+SSH, STREAM, SFTP, PTY = "ssh", "stream", "sftp", "pty"
+METHODS = (SSH, STREAM, SFTP)
 """The methods over an exec-capable connection; PTY is the only one through a shell."""
 
 STREAM_MIN_SIZE = 32 * 1024 * 1024
@@ -117,13 +130,46 @@ class FetchStats:
     seconds: float
 
 
-def choose_method(size: int, method: str = "auto") -> str:
-    """The transfer method for a file of `size` bytes (`method` "auto", or forced)."""
+def choose_method(size: int, method: str = "auto", *, openssh: bool = False) -> str:
+    """The transfer method for a file of `size` bytes (`method` "auto", or forced);
+    `openssh`: an OpenSSH client is there to run (see `openssh_argv`)."""
     if method in METHODS:
         return method
     if method != "auto":
         raise ValueError(f"unknown transfer method {method!r}; use auto, {', '.join(METHODS)}")
-    return STREAM if size >= STREAM_MIN_SIZE else SFTP
+    if size < STREAM_MIN_SIZE:
+        return SFTP
+    return SSH if openssh else STREAM
+
+
+# Options for the OpenSSH client on top of `SshTarget.ssh_argv` (same host, port, user,
+# keys, known_hosts and host-key policy as gpuctl's own connection). BatchMode: never
+# prompt (a key only asyncssh can use makes ssh fail, and asyncssh carries on). The
+# cipher list is a preference: AES-GCM first, as `backends.ssh` offers it.
+_OPENSSH_OPTIONS = (
+    "-T", "-x", "-a",
+    "-o", "BatchMode=yes",
+    "-o", "Ciphers=aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,"
+          "aes128-ctr,aes192-ctr,aes256-ctr",
+    "-o", "Compression=no",
+    "-o", "ControlMaster=no",
+    "-o", "ControlPath=none",
+    "-o", "ClearAllForwardings=yes",
+    "-o", "PermitLocalCommand=no",
+    "-o", "LogLevel=ERROR",
+)
+
+_WATCH_S = 0.02
+"""How often the file an OpenSSH client writes is checked for new bytes."""
+
+
+def openssh_argv(argv: Sequence[str] | None) -> list[str] | None:
+    """`argv` (`SshTarget.ssh_argv(tty=False)`: options, then the host) with its
+    program resolved on PATH, or None when there is none or no OpenSSH client."""
+    if not argv:
+        return None
+    program = shutil.which(argv[0])
+    return [program, *argv[1:]] if program else None
 
 
 # --------------------------------------------------------------- local hashing
@@ -285,6 +331,18 @@ class PartWriter:
         if self.pos >= self._next_mark:
             self.mark()
 
+    @property
+    def fd(self) -> int:
+        """The open `.part` file, positioned at `end` (a child process may write to it)."""
+        return self._fd
+
+    def landed(self, pos: int) -> None:
+        """Someone else (the OpenSSH client writing to `fd`) has written up to `pos`."""
+        if pos > self.pos:
+            self.pos = pos
+            if self.pos >= self._next_mark:
+                self.mark()
+
     def mark(self) -> None:
         """Tell the hasher and the progress callback how far the file is written."""
         self._next_mark = self.pos + _MARK_BYTES
@@ -326,10 +384,21 @@ class PartWriter:
 
 
 def stream_command(remote_path: str, offset: int) -> str:
-    """`cat FILE` from the start, `tail -c +N FILE` from byte N-1 (POSIX tail counts from 1)."""
+    """`cat FILE` from the start; from byte `offset`, `dd` seeks the shared stdin first.
+
+    Not `tail -c +N`: GNU tail copies in 4 KiB writes, which cost the pod (and its
+    sshd, reading the pipe) about twice the CPU per byte of `cat`'s 128 KiB ones; a
+    resumed half took as long as a whole download. `dd ... count=0` only moves the
+    offset (it seeks a regular file), in whole MiB and then in bytes. Its chatter
+    goes nowhere: through a PTY shell stderr shares the terminal with the data.
+    """
+    path = quote_path(remote_path)
     if offset <= 0:
-        return f"cat -- {quote_path(remote_path)}"
-    return f"tail -c +{int(offset) + 1} -- {quote_path(remote_path)}"
+        return f"cat -- {path}"
+    mib, rest = divmod(int(offset), 1 << 20)
+    seeks = ([f"dd bs=1048576 skip={mib} count=0 2>/dev/null"] if mib else []) + (
+        [f"dd bs=1 skip={rest} count=0 2>/dev/null"] if rest else [])
+    return f"{{ {' && '.join(seeks)} && cat; }} < {path}"
 
 
 # The pod's SHA-256, fastest tool first. GNU coreutils' sha256sum, as Debian and Ubuntu
@@ -435,11 +504,13 @@ class Fetcher:
         method: "auto" (see `choose_method`), "stream" or "sftp" for every file.
     """
 
-    def __init__(self, conn: asyncssh.SSHClientConnection, *, method: str = "auto", sync: bool = True):
+    def __init__(self, conn: asyncssh.SSHClientConnection, *, method: str = "auto", sync: bool = True,
+                 ssh_argv: Sequence[str] | None = None):
         choose_method(0, method)  # validate early
         self.conn = conn
         self.method = method
         self.sync = sync
+        self.ssh_argv = openssh_argv(ssh_argv)
         self._sftp: asyncssh.SFTPClient | None = None
 
     async def __aenter__(self) -> "Fetcher":
@@ -469,13 +540,61 @@ class Fetcher:
         Raises:
             TransferFailed: connection lost, the pod refused, or a local write failed.
         """
-        def move(writer: PartWriter) -> tuple[str, Awaitable[None]]:
-            method = choose_method(size, self.method)
+        def move(writer: PartWriter) -> tuple[str, Awaitable[str | None]]:
+            method = choose_method(size, self.method, openssh=self.ssh_argv is not None)
+            if method == SSH:
+                if self.ssh_argv is None:
+                    raise TransferFailed("local", "no OpenSSH client (ssh) here for the ssh method")
+                return method, self._openssh(remote_path, writer, self.ssh_argv)
             if method == STREAM:
                 return method, self._stream(remote_path, writer)
             return method, self._sftp_read(remote_path, writer)
 
         return await _fetch_into(remote_path, part_path, size, move, hasher, progress, self.sync)
+
+    async def _openssh(self, remote_path: str, writer: PartWriter, argv: list[str]) -> str | None:
+        """`cat` the file through the OpenSSH client, its stdout the `.part` file itself.
+
+        No byte passes through Python: this process only watches the file grow (for
+        the hasher, the progress callback and the background fsyncs). When `ssh`
+        itself fails (exit 255: it could not connect or authenticate the way
+        asyncssh did, or the connection dropped) the rest comes over asyncssh's
+        exec stream from where the file ends.
+        """
+        command = [*argv[:-1], *_OPENSSH_OPTIONS, argv[-1], stream_command(remote_path, writer.pos)]
+        start = writer.pos
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command, stdin=asyncio.subprocess.DEVNULL, stdout=writer.fd, stderr=asyncio.subprocess.PIPE)
+        except OSError:
+            await self._stream(remote_path, writer)
+            return STREAM
+        assert proc.stderr is not None
+        errors = asyncio.ensure_future(_last_bytes(proc.stderr))
+        exited = asyncio.ensure_future(proc.wait())
+        try:
+            while not exited.done():
+                await asyncio.wait((exited,), timeout=_WATCH_S)
+                writer.landed(os.fstat(writer.fd).st_size)
+            stderr = await errors
+        except BaseException:
+            if proc.returncode is None:
+                proc.kill()
+            await asyncio.gather(exited, return_exceptions=True)
+            errors.cancel()
+            raise
+        writer.landed(os.fstat(writer.fd).st_size)
+        status = proc.returncode
+        if status == 255:  # ssh's own failure: go on over the connection we have
+            ssh_moved = writer.pos > start
+            os.lseek(writer.fd, writer.pos, os.SEEK_SET)
+            await self._stream(remote_path, writer)
+            return f"{SSH}+{STREAM}" if ssh_moved else STREAM
+        if status != 0:
+            lines = stderr.decode(errors="replace").strip().splitlines()
+            why = lines[-1] if lines else f"exit status {status}"
+            raise TransferFailed("remote", f"cannot read {remote_path} on the pod: {why}")
+        return None
 
     async def _stream(self, remote_path: str, writer: PartWriter) -> None:
         command = stream_command(remote_path, writer.pos)
@@ -532,7 +651,7 @@ class PtyFetcher:
     """Fetches files through one PTY shell, for pods with no exec channel and no SFTP
     (RunPod's proxied SSH; see `backends.pty_shell`).
 
-    One `cat FILE | base64` (or `tail -c +N`, to resume) per file, decoded as it
+    One `cat FILE | base64` (seeking first, to resume) per file, decoded as it
     arrives (`PtyShell.stream`) into the same `PartWriter` the other methods use: in
     order, hashed as it lands, resumable at the `.part` size. Same interface as
     `Fetcher`; the method is "pty".
@@ -551,7 +670,7 @@ class PtyFetcher:
     async def fetch(self, remote_path: str, part_path: Path, size: int, *,
                     hasher: LocalHasher | None = None, progress: ProgressFn | None = None) -> FetchStats:
         """As `Fetcher.fetch`."""
-        def move(writer: PartWriter) -> tuple[str, Awaitable[None]]:
+        def move(writer: PartWriter) -> tuple[str, Awaitable[str | None]]:
             return PTY, self._stream(remote_path, writer)
 
         return await _fetch_into(remote_path, part_path, size, move, hasher, progress, self.sync)
@@ -566,7 +685,7 @@ class PtyFetcher:
 
 
 async def _fetch_into(remote_path: str, part_path: Path, size: int,
-                      move: Callable[[PartWriter], tuple[str, Awaitable[None]]],
+                      move: Callable[[PartWriter], tuple[str, Awaitable[str | None]]],
                       hasher: LocalHasher | None, progress: ProgressFn | None, sync: bool) -> FetchStats:
     """The contract every method shares: open the `.part` (resuming), `move` the rest
     of the bytes into it, check the size, fsync; the `.part` keeps what arrived."""
@@ -579,7 +698,7 @@ async def _fetch_into(remote_path: str, part_path: Path, size: int,
             progress(writer.pos, size)
         if writer.remaining:
             method, moving = move(writer)
-            await moving
+            method = await moving or method
         writer.mark()
         if writer.pos != size:
             raise TransferFailed("remote", f"{remote_path}: the pod sent {writer.pos - resumed_from} bytes, "
@@ -589,6 +708,14 @@ async def _fetch_into(remote_path: str, part_path: Path, size: int,
         await writer.close()
     return FetchStats(remote_path, Path(part_path), writer.pos, resumed_from,
                       writer.pos - resumed_from, method, time.monotonic() - started)
+
+
+async def _last_bytes(reader: asyncio.StreamReader, keep: int = 4096) -> bytes:
+    """Everything `reader` gives until its end, but only the last `keep` bytes of it."""
+    data = b""
+    while chunk := await reader.read(65536):
+        data = (data + chunk)[-keep:]
+    return data
 
 
 def _lost(remote_path: str, exc: BaseException) -> TransferFailed:

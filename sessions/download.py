@@ -64,7 +64,7 @@ from sessions.checkpoints import (
     parse_snapshot,
     snapshot_command,
 )
-from sessions.config_model import Config, PodConfig, SessionConfig
+from sessions.config_model import Config, Defaults, PodConfig, SessionConfig
 from sessions.pod_access import open_runner
 from sessions import pods
 
@@ -133,8 +133,8 @@ class DownloadResult:
         seconds: wall time from listing to verified.
         sha256: the file's digest; for a folder, the digest of its manifest.
         files: files in the copy.
-        method: how the bytes moved ("stream", "sftp", both joined by "+", "pty" through
-            a shell-only proxy, or "").
+        method: how the bytes moved ("ssh", "stream", "sftp", several joined by "+",
+            "pty" through a shell-only proxy, or ""); see `backends.transfer`.
     """
 
     pod: str
@@ -253,7 +253,7 @@ async def download_checkpoint(config: Config, pod: str | PodConfig, session: str
         progress: `progress(done_bytes, total_bytes)`, at most every 0.1 s and once at
             the end; `done` includes bytes already there from an interrupted run.
         runner: an open SSH runner to use (default: connect, and close after).
-        method: "auto", "stream" or "sftp" (see `backends.transfer`); a pod behind
+        method: "auto", "ssh", "stream" or "sftp" (see `backends.transfer`); a pod behind
             a shell-only proxy (RunPod's) takes "auto" or "pty".
 
     Raises:
@@ -325,7 +325,7 @@ async def _download(config: Config, pod: PodConfig, cfg: SessionConfig, name: st
     plan = await _plan(runner, checkpoint, part)
     if os.path.lexists(part) and part.is_dir() != (checkpoint.kind == DIR):
         _remove(part)  # a file .part where a folder is wanted, or the reverse: stale
-    outcome = await _fetch_and_verify(runner, pod, checkpoint, part, plan, progress, method)
+    outcome = await _fetch_and_verify(runner, pod, config.defaults, checkpoint, part, plan, progress, method)
     local_bytes, files_digest, moved, resumed, methods = outcome
     _install(part, final, replace_old=ours)
     entry = index.record(index.IndexEntry(
@@ -352,7 +352,7 @@ async def _plan(runner: Runner, checkpoint: Checkpoint, part: Path) -> list[tupl
         raise DownloadError(str(exc)) from None
 
 
-async def _fetch_and_verify(runner: Runner, pod: PodConfig, checkpoint: Checkpoint, part: Path,
+async def _fetch_and_verify(runner: Runner, pod: PodConfig, defaults: Defaults, checkpoint: Checkpoint, part: Path,
                             plan: list[tuple[RemoteFile, str, Path]], progress: ProgressFn | None,
                             method: str) -> tuple[int, str, int, int, list[str]]:
     """Fetch every file while the pod hashes them; return (bytes, digest, moved, resumed, methods)."""
@@ -363,7 +363,8 @@ async def _fetch_and_verify(runner: Runner, pod: PodConfig, checkpoint: Checkpoi
                                      f"through the shell (method pty), not {method}")
         fetcher = PtyFetcher(runner)
     elif getattr(runner, "conn", None) is not None:
-        fetcher = Fetcher(runner.conn, method=method)  # type: ignore[attr-defined]
+        target = pods.ssh_target(pod, defaults)
+        fetcher = Fetcher(runner.conn, method=method, ssh_argv=target.ssh_argv(tty=False))  # type: ignore[attr-defined]
     else:
         raise DownloadError("downloads need an SSH connection to the pod")
     total = sum(f.size for f, _, _ in plan)

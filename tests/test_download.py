@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backends.transfer import LocalHasher, PartWriter, parse_sha256, sha256_command, sha256_file
+from backends.transfer import (LocalHasher, PartWriter, parse_sha256, sha256_command, sha256_file,
+                               stream_command)
 from sessions import checkpoint_index as index
 from sessions import download as dl
 from sessions.checkpoints import UnsafeName, list_checkpoints
@@ -87,7 +88,7 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 # --------------------------------------------------------------------- files
 
 
-@pytest.mark.parametrize("method", ["stream", "sftp"])
+@pytest.mark.parametrize("method", [pytest.param("ssh", marks=pytest.mark.requires_tools("ssh")), "stream", "sftp"])
 async def test_download_a_file_verified_then_skipped(pod, tmp_path, method):
     data = os.urandom(3 * MB + 123)
     put(pod.workdir / "step_10.pt", os.urandom(1000))
@@ -194,6 +195,62 @@ async def test_a_dropped_connection_resumes_from_the_part_and_ends_identical(pod
     result = await pod.download(method=method)
     assert (result.resumed_from, result.transferred) == (kept, len(data) - kept)
     assert result.local_path.read_bytes() == data and not part.exists()
+
+
+def fake_ssh(tmp_path: Path, monkeypatch, body: str) -> None:
+    """Put an `ssh` first on PATH that runs `body` (the real one is "$REAL_SSH")."""
+    import shutil
+
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    script = bin_dir / "ssh"
+    script.write_text(f"#!/bin/sh\nREAL_SSH={shutil.which('ssh')}\n{body}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.mark.requires_tools("ssh")
+async def test_when_the_openssh_client_dies_the_connection_we_have_carries_on(pod, tmp_path, monkeypatch):
+    """ssh exits 255 (its own failure: a dropped link, a refused key) after 2 MiB + 3:
+    the rest comes over asyncssh's exec stream, from where the .part ends."""
+    data = os.urandom(5 * MB + 77)
+    put(pod.workdir / "step_5.pt", data)
+    fake_ssh(tmp_path, monkeypatch, f'"$REAL_SSH" "$@" | head -c {2 * MB + 3}\nexit 255')
+    result = await pod.download(method="ssh")
+    assert (result.method, result.transferred, result.resumed_from) == ("ssh+stream", len(data), 0)
+    assert result.local_path.read_bytes() == data
+
+
+@pytest.mark.requires_tools("ssh")
+async def test_without_a_working_openssh_client_auto_streams_over_asyncssh(pod, tmp_path, monkeypatch):
+    data = os.urandom(3 * MB)
+    put(pod.workdir / "step_5.pt", data)
+    import backends.transfer as transfer
+
+    monkeypatch.setattr(transfer, "STREAM_MIN_SIZE", MB)
+    fake_ssh(tmp_path, monkeypatch, "echo 'Permission denied (publickey).' >&2\nexit 255")
+    result = await pod.download()
+    assert (result.method, result.local_path.read_bytes()) == ("stream", data)
+
+
+@pytest.mark.requires_tools("ssh")
+async def test_a_part_resumes_through_the_openssh_client(pod, tmp_path):
+    data = os.urandom(3 * MB + 11)
+    put(pod.workdir / "step_5.pt", data)
+    put(tmp_path / "checkpoints" / "p" / "train" / "step_5.pt.part", data[:MB + 5])
+    result = await pod.download(method="ssh")
+    assert (result.method, result.resumed_from, result.transferred) == ("ssh", MB + 5, len(data) - MB - 5)
+    assert result.local_path.read_bytes() == data
+
+
+def test_the_stream_command_starts_at_any_offset(tmp_path):
+    import subprocess
+
+    data = os.urandom(3 * MB + 1234)
+    path = put(tmp_path / "-odd name 'q'.pt", data)
+    for offset in (0, 1, MB - 1, MB, MB + 1, 2 * MB + 17, len(data) - 1, len(data)):
+        out = subprocess.run(["sh", "-c", stream_command(str(path), offset)], capture_output=True, check=True)
+        assert out.stdout == data[offset:], offset
 
 
 def test_a_corrupted_part_is_caught_by_the_checksum_and_deleted(pod, tmp_path, capsys):
