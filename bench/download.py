@@ -1,18 +1,20 @@
 """How fast does `gpuctl download` fetch a checkpoint, against scp and rsync?
 
-Usage: .venv/bin/python bench/download.py [--size-mib 1024] [--rounds 3]
+Usage: .venv/bin/python bench/download.py [--size-mib 1024] [--rounds 3] [--methods a,b]
 
 A random file of --size-mib (default 1 GiB) sits in a session's workdir on a real
 OpenSSH sshd on loopback. Each round runs every method once, in turn, into a fresh
 local path (alternating, so a slow patch of the shared machine hits all of them):
 
   gpuctl          sessions.download.download_checkpoint, exactly what `gpuctl download`
-                  runs: connect, list, transfer (auto: an exec stream for a big file),
-                  the pod's SHA-256 beside the transfer, the local SHA-256 as data lands,
-                  fsync, re-stat on the pod, rename, index. Verification included.
+                  runs: connect, list, transfer (auto: the OpenSSH client streaming
+                  the file into the `.part`, for a big file), the pod's SHA-256 beside
+                  the transfer, the local SHA-256 as data lands, fsync, re-stat on the
+                  pod, rename, index. Verification included.
+  gpuctl-stream   the same, with asyncssh's exec stream forced (no OpenSSH client).
   gpuctl-sftp     the same, with the SFTP path forced (parallel requests).
-  stream-only     backends.transfer alone (stream, no hashing, no fsync): what the
-                  link and the cipher allow gpuctl, without the proof.
+  transfer-only   backends.transfer alone (auto method, no hashing, no fsync): what
+                  the link and the cipher allow gpuctl, without the proof.
   scp             OpenSSH scp, default settings (the baseline for ratios).
   rsync           rsync -e ssh.
 
@@ -20,12 +22,15 @@ Then a resume: half of the file is left as `.part` (from a completed copy, not t
 and `gpuctl download` is timed finishing it; it reports the bytes moved.
 
 Printed: MB/s per run, the median per method, and each method's ratio to scp (median
-of the per-round ratios, so both sides of a ratio come from the same minute), the
-machine's CPU seconds per GiB (all processes: on loopback that includes the pod's
-side), and for gpuctl how long verification still took after the last byte landed. The
-machine's load is printed before and after; the figures are only comparable inside
-one run. On loopback the "pod" shares the client's cores: the pod's hash, sshd and
-the local hash all compete for the same CPUs, which a real pod does not do.
+of the per-round ratios, so both sides of a ratio come from the same minute), and CPU
+seconds per GiB on each side: "here" (this process and its threads, plus the
+`ssh`/`scp`/`rsync` processes it started) and "pod" (the sshd serving the run and
+everything it started: `cat`, the pod's hash, sftp-server), read from the kernel's
+per-process accounting, so other work on a shared machine does not count. Also how
+long verification still took after the last byte landed. The machine's load is
+printed before and after; the figures are only comparable inside one run. On
+loopback the "pod" shares the client's cores: the pod's hash, sshd and the local
+hash all compete for the same CPUs, which a real pod does not do.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -47,13 +53,47 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.sshd import SshdServer  # noqa: E402
 
-METHODS = ("gpuctl", "gpuctl-sftp", "stream-only", "scp", "rsync")
+METHODS = ("gpuctl", "gpuctl-stream", "gpuctl-sftp", "transfer-only", "scp", "rsync")
 
 
 def busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def here_seconds() -> float:
+    """CPU seconds of this process (all threads) and of its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def tree_seconds(pid: int) -> float:
+    """CPU seconds of process `pid` and of the children it has waited for (the
+    listening sshd: each connection's sshd, and what that ran, once they ended)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def settled_tree_seconds(pid: int, timeout: float = 2.0) -> float:
+    """`tree_seconds` once the connections of the last run have ended and been reaped."""
+    deadline = time.monotonic() + timeout
+    last = tree_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = tree_seconds(pid)
+        if now == last and not _sshd_children(pid):
+            return now
+        last = now
+    return last
+
+
+def _sshd_children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def machine_load(sample_s: float = 2.0) -> str:
@@ -105,6 +145,7 @@ class Bench:
         config_path.write_text(yaml.safe_dump({"pods": [entry]}))
         self.config = parse_config(config_path.read_text(), config_path)
         self.tails: dict[str, list[float]] = {}
+        self.used: dict[str, set[str]] = {}
 
     def fresh_dest(self, method: str) -> Path:
         dest = self.local_root / method
@@ -127,24 +168,23 @@ class Bench:
         result = await download_checkpoint(self.config, "bench", "train", dest=dest, method=method,
                                            progress=progress)
         self.tails.setdefault(method, []).append(time.perf_counter() - last_byte[0])
+        self.used.setdefault(f"gpuctl ({method})", set()).add(result.method)
         return result.transferred
 
-    async def stream_only(self, dest: Path) -> int:
-        import asyncssh
-
+    async def transfer_only(self, dest: Path) -> int:
+        from backends.ssh import connect
         from backends.transfer import Fetcher
         from sessions import pods
 
-        from backends.ssh import connect
-
-        conn = await connect(pods.ssh_target(self.config.pod("bench"), self.config.defaults))
+        target = pods.ssh_target(self.config.pod("bench"), self.config.defaults)
+        conn = await connect(target)
         try:
-            async with Fetcher(conn, method="stream", sync=False) as fetcher:
+            async with Fetcher(conn, sync=False, ssh_argv=target.ssh_argv(tty=False)) as fetcher:
                 stats = await fetcher.fetch(str(self.remote), dest / "step_1000.pt", self.size)
         finally:
             conn.close()
             await conn.wait_closed()
-        assert isinstance(conn, asyncssh.SSHClientConnection)
+        self.used.setdefault("transfer-only", set()).add(stats.method)
         return stats.transferred
 
     def scp(self, dest: Path) -> int:
@@ -158,30 +198,35 @@ class Bench:
                         str(dest / "step_1000.pt")], check=True)
         return self.size
 
-    async def run(self, method: str) -> tuple[float, float, int]:
-        """(seconds, machine CPU seconds, bytes moved) for one run of `method`."""
+    async def run(self, method: str) -> tuple[float, tuple[float, float], int]:
+        """(seconds, (CPU seconds here, on the pod), bytes moved) for one run of `method`."""
         dest = self.fresh_dest(method)
-        cpu0, t0 = busy_seconds(), time.perf_counter()
+        assert self.server.pid is not None
+        pod0 = settled_tree_seconds(self.server.pid)
+        here0, t0 = here_seconds(), time.perf_counter()
         if method == "gpuctl":
             moved = await self.gpuctl(dest)
+        elif method == "gpuctl-stream":
+            moved = await self.gpuctl(dest, "stream")
         elif method == "gpuctl-sftp":
             moved = await self.gpuctl(dest, "sftp")
-        elif method == "stream-only":
-            moved = await self.stream_only(dest)
+        elif method == "transfer-only":
+            moved = await self.transfer_only(dest)
         elif method == "scp":
             moved = self.scp(dest)
         else:
             moved = self.rsync(dest)
         elapsed = time.perf_counter() - t0
-        cpu = busy_seconds() - cpu0
+        cpu = (here_seconds() - here0, settled_tree_seconds(self.server.pid) - pod0)
         copy = next(p for p in dest.rglob("step_1000.pt"))
         if copy.stat().st_size != self.size:
             raise SystemExit(f"{method}: wrong size {copy.stat().st_size}")
         remove(dest)
         return elapsed, cpu, moved
 
-    async def resume(self) -> tuple[float, int, int]:
-        """Finish a half-done gpuctl download: (seconds, bytes moved, bytes resumed from)."""
+    async def resume(self) -> tuple[float, int, int, tuple[float, float]]:
+        """Finish a half-done gpuctl download: (seconds, bytes moved, bytes resumed from,
+        (CPU seconds here, on the pod))."""
         from sessions.download import download_checkpoint
 
         dest = self.fresh_dest("resume")
@@ -194,16 +239,25 @@ class Bench:
                 dst.write(chunk)
                 left -= len(chunk)
         os.sync()
-        t0 = time.perf_counter()
+        assert self.server.pid is not None
+        pod0 = settled_tree_seconds(self.server.pid)
+        here0, t0 = here_seconds(), time.perf_counter()
         result = await download_checkpoint(self.config, "bench", "train", dest=dest)
         elapsed = time.perf_counter() - t0
+        cpu = (here_seconds() - here0, settled_tree_seconds(self.server.pid) - pod0)
         remove(dest)
-        return elapsed, result.transferred, result.resumed_from
+        return elapsed, result.transferred, result.resumed_from, cpu
 
 
 async def main_async(args: argparse.Namespace) -> None:
     size = args.size_mib * 1024 * 1024
-    methods = [m for m in METHODS if m != "rsync" or shutil.which("rsync")]
+    gib = size / (1 << 30)
+    methods = [m for m in (args.methods.split(",") if args.methods else METHODS)
+               if m != "rsync" or shutil.which("rsync")]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown or "scp" not in methods:
+        raise SystemExit(f"--methods: pick from {', '.join(METHODS)}, scp included (the baseline); "
+                         f"unknown: {', '.join(unknown) or 'none'}")
     print(f"machine before: {machine_load()}")
     with tempfile.TemporaryDirectory(prefix="gpuctl-bench-dl-") as tmp:
         work = Path(tmp)
@@ -217,29 +271,35 @@ async def main_async(args: argparse.Namespace) -> None:
             subprocess.run(["cat", str(bench.remote)], stdout=subprocess.DEVNULL, check=True)  # page cache
             print(f"file: {args.size_mib} MiB of random bytes; rounds: {args.rounds}; "
                   f"order per round: {', '.join(methods)}")
-            runs: dict[str, list[tuple[float, float, int]]] = {m: [] for m in methods}
+            runs: dict[str, list[tuple[float, tuple[float, float], int]]] = {m: [] for m in methods}
             for round_no in range(1, args.rounds + 1):
                 for method in methods:
-                    elapsed, cpu, moved = await bench.run(method)
-                    runs[method].append((elapsed, cpu, moved))
-                    print(f"  round {round_no} {method:12s} {size / elapsed / 1e6:7.0f} MB/s  "
-                          f"{elapsed:6.2f} s  machine CPU {cpu:5.2f} s", flush=True)
-            full = statistics.median(e for e, _, _ in runs["gpuctl"])
-            resumed_s, moved, resumed_from = await bench.resume()
+                    elapsed, (here, pod), moved = await bench.run(method)
+                    runs[method].append((elapsed, (here, pod), moved))
+                    print(f"  round {round_no} {method:13s} {size / elapsed / 1e6:7.0f} MB/s  {elapsed:6.2f} s  "
+                          f"CPU here {here / gib:5.2f} s/GiB, pod {pod / gib:5.2f} s/GiB", flush=True)
+            full = statistics.median(e for e, _, _ in runs["gpuctl"]) if "gpuctl" in runs else None
+            resumed = await bench.resume() if full is not None else None
     print()
-    print(f"{'method':12s} {'median MB/s':>11s} {'ratio to scp':>13s} {'CPU s/GiB':>10s}")
+    print(f"{'method':13s} {'median MB/s':>11s} {'ratio to scp':>13s} {'CPU s/GiB: here':>16s} {'pod':>5s} {'sum':>5s}")
     for method in methods:
         secs = [e for e, _, _ in runs[method]]
         ratios = [scp_e / e for (e, _, _), (scp_e, _, _) in zip(runs[method], runs["scp"])]
-        cpu_per_gib = statistics.median(c for _, c, _ in runs[method]) * (1 << 30) / size
-        print(f"{method:12s} {size / statistics.median(secs) / 1e6:11.0f} {statistics.median(ratios):12.2f}x "
-              f"{cpu_per_gib:10.2f}")
+        here = statistics.median(c[0] for _, c, _ in runs[method]) / gib
+        pod = statistics.median(c[1] for _, c, _ in runs[method]) / gib
+        print(f"{method:13s} {size / statistics.median(secs) / 1e6:11.0f} {statistics.median(ratios):12.2f}x "
+              f"{here:16.2f} {pod:5.2f} {here + pod:5.2f}")
     print()
+    for what, used in bench.used.items():
+        print(f"{what} moved the bytes with: {', '.join(sorted(m or 'nothing' for m in used))}")
     for method, tails in bench.tails.items():
         print(f"gpuctl ({method}): last byte written -> copy verified, fsynced and renamed: "
               f"median {statistics.median(tails) * 1000:.0f} ms")
-    print(f"resume of a half-done download: {resumed_s:.2f} s, moved {moved / 2**20:.0f} MiB "
-          f"(resumed from {resumed_from / 2**20:.0f} MiB); a full gpuctl download took {full:.2f} s (median)")
+    if resumed is not None and full is not None:
+        resumed_s, moved, resumed_from, (here, pod) = resumed
+        print(f"resume of a half-done download: {resumed_s:.2f} s, moved {moved / 2**20:.0f} MiB "
+              f"(resumed from {resumed_from / 2**20:.0f} MiB), CPU here {here:.2f} s, pod {pod:.2f} s; "
+              f"a full gpuctl download took {full:.2f} s (median)")
     print(f"machine after: {machine_load()}")
 
 
@@ -247,6 +307,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--methods", default="",
+                        help=f"comma-separated subset of {','.join(METHODS)} (scp is needed: the baseline)")
     asyncio.run(main_async(parser.parse_args()))
 
 
