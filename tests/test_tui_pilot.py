@@ -284,7 +284,7 @@ async def test_read_only_hides_and_refuses_every_change(sshd, tmp_path, clean_tm
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
         shown = {b.binding.action for b in app.screen.active_bindings.values() if b.enabled}
-        assert {"attach", "launch", "kill", "resume", "stop", "teardown"}.isdisjoint(shown)
+        assert {"attach", "launch", "kill", "resume", "stop", "teardown", "automation"}.isdisjoint(shown)
         assert {"download", "log", "filter", "sort"} <= shown
         await pilot.press("n", "k", "a", "s", "T")
         await pilot.pause(0.5)
@@ -294,6 +294,9 @@ async def test_read_only_hides_and_refuses_every_change(sshd, tmp_path, clean_tm
         app.actions.launch(Target("a100", "train"))
         await pilot.pause(0.5)
         assert notes.find("Read-only mode: launch") and session(app, "train").state == "absent"
+        # The config's policies run for alerts only: every pod's actions stay paused.
+        await until(pilot, lambda: app.automation and app.automation.watcher, what="policies running")
+        assert not app.automation.actions_enabled("a100")
 
 
 async def test_keys_remapped_in_config(sshd, tmp_path, clean_tmux):
@@ -455,3 +458,51 @@ async def test_an_action_that_fails_is_a_notification_not_a_crash(sshd, tmp_path
         message, severity = notes.find("Launch failed")[0]
         assert "already running" in message and severity == "error"
         assert app.is_running
+
+
+# ------------------------------------------------------------------ policies (watch)
+
+
+async def test_policies_run_in_the_tui_and_w_pauses_them_per_pod(sshd, tmp_path, clean_tmux, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    ckpt = work / "step_100.pt"
+    ckpt.write_bytes(b"x" * 1000)
+    os.utime(ckpt, (time.time() - 600, time.time() - 600))
+    trust(sshd)
+    crash = "sh -c 'while [ ! -f crash ]; do echo step 1/9 \\| loss 2; sleep 0.2; done; rm crash; exit 3'"
+    entry = sshd.pod_entry("a100", sessions=[{
+        "name": "train", "workdir": str(work), "command": crash,
+        "resume": "sh -c 'echo \"$0\" >> resumed; i=101; while [ ! -f fail ]; do "
+                  "echo step $i/900 \\| loss 1; i=$((i+1)); sleep 0.2; done; exit 7' {checkpoint}"}])
+    config = parse_config(yaml.safe_dump({"policies": {"auto_resume": {"backoff_s": 0.1, "max_restarts": 3}},
+                                          "pods": [entry]}), tmp_path / "config.yaml")
+    app = make_app(config, state_file=tmp_path / "tui.json")
+    notes = Notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        await until(pilot, lambda: app.automation and app.automation.watcher, what="policies running")
+        await pilot.press("n")
+        await until(pilot, lambda: session(app, "train") and session(app, "train").state == "running",
+                    what="train running")
+        (work / "crash").write_text("")
+        await until(pilot, lambda: (work / "resumed").exists(), what="auto-resume")
+        assert (work / "resumed").read_text().strip() == str(ckpt)
+        await until(pilot, lambda: notes.find("restarted from step_100.pt"), what="resumed toast")
+
+        await pilot.press("escape")  # the log screen the launch opened
+        await until(pilot, lambda: isinstance(app.screen, FleetScreen), what="fleet screen")
+        await pilot.press("w")
+        await until(pilot, lambda: notes.find("Policies paused"), what="paused toast")
+        assert not app.automation.actions_enabled("a100")
+        restarts = app.automation.watcher.ctx.state.restarts
+        await until(pilot, lambda: restarts["a100/train"].progressed, what="the resumed run progressing")
+        # It fails (status 7) while paused: nothing restarts it.
+        (work / "fail").write_text("")
+        await until(pilot, lambda: session(app, "train").state == "exited", what="train exited")
+        await pilot.pause(1.5)
+        assert (work / "resumed").read_text().count("\n") == 1
+        await pilot.press("w")
+        await until(pilot, lambda: notes.find("Policies on"), what="on toast")
+        assert app.automation.actions_enabled("a100")

@@ -123,6 +123,24 @@ class Actions:
         pod = self._pod(target.pod)
         return next((s for s in pod.sessions if s.name == target.session), None) if pod else None
 
+    # -- automation (the config's policies, run by tui.watch_bridge) ------------------
+
+    def automation(self, target: Target) -> None:
+        if self._refused("automation"):
+            return
+        bridge = self.app.automation
+        enabled = bridge.toggle(target.pod) if bridge is not None else None
+        if enabled is None:
+            self.app.notify("Still starting up: the policies are not running yet.", severity="warning")
+            return
+        if enabled:
+            self.app.notify("Policies on: auto-download, auto-resume and the budget act on this pod.",
+                            title=target.pod)
+        else:
+            self.app.notify("Policies paused: nothing is downloaded, restarted or stopped automatically "
+                            "on this pod (alerts stay on). w turns them back on.", title=target.pod,
+                            severity="warning")
+
     # -- launch --------------------------------------------------------------------
 
     def _launch_candidates(self, pod_name: str) -> list[str]:

@@ -79,6 +79,8 @@ class GpuctlApp(App[int]):
         """What the `ConfigLoader` raised; the app has closed with status 2."""
         self.fleet: Any = None
         """The running Fleet, once the worker has started it."""
+        self.automation: Any = None
+        """The `tui.watch_bridge.WatchBridge` running the config's policies, once started."""
         self.snapshot = FleetSnapshot()
         self.history = History()
         self.actions = Actions(self, read_only=read_only, attach_runner=attach_runner)
@@ -176,6 +178,8 @@ class GpuctlApp(App[int]):
             self.notify(f"Could not start monitoring: {exc}", severity="error", timeout=30)
             return
         self.fleet = fleet
+        if getattr(fleet, "config", None) is not None:  # a real Fleet: policies apply here too
+            self.start_automation(fleet)
         subscription = fleet.subscribe()
         try:
             async for snapshot in subscription:
@@ -185,6 +189,25 @@ class GpuctlApp(App[int]):
             subscription.close()
             await fleet.stop()
 
+    def start_automation(self, fleet: Any) -> None:
+        """Run the config's policies (`gpuctl watch`'s engine) beside the Fleet."""
+        from tui.watch_bridge import WatchBridge
+
+        def toast(title: str, message: str, severity: str, timeout: float) -> None:
+            self.notify(message, title=title, severity=severity, timeout=timeout)  # type: ignore[arg-type]
+
+        self.automation = WatchBridge(fleet, toast, paused=self.actions.read_only)
+        self.run_worker(self.automation.run(), name="automation", group="automation", exit_on_error=False)
+
+    def _thresholds(self, pod_name: str) -> "notify_rules.Thresholds":
+        from sessions.policy_model import policies_for
+        from tui import notify_rules
+
+        try:
+            return notify_rules.Thresholds.from_alerts(policies_for(self.config, self.config.pod(pod_name)).alerts)
+        except KeyError:
+            return notify_rules.Thresholds()
+
     def on_fleet_updated(self, message: FleetUpdated) -> None:
         from tui import notify_rules  # not needed for the first frame
 
@@ -192,7 +215,7 @@ class GpuctlApp(App[int]):
         self.history.feed(self.snapshot)
         if self._cooldown is None:
             self._cooldown = notify_rules.Cooldown()
-        notes = notify_rules.changes(previous, self.snapshot)
+        notes = notify_rules.changes(previous, self.snapshot, self._thresholds if self.config else notify_rules.Thresholds())
         for note in self._cooldown.admit(notes, time.monotonic()):
             self.notify(note.message, title=note.title, severity=note.severity)  # type: ignore[arg-type]
         self._show(self.snapshot)

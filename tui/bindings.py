@@ -43,6 +43,8 @@ POD_ACTIONS: list[Binding] = [
     Binding("T", "teardown", "Teardown", id="pod.teardown",
             tooltip="Terminate the instance through its provider (type the pod name to confirm)"),
     Binding("l", "log", "Log", id="pod.log", tooltip="The session's log, full screen"),
+    Binding("w", "automation", "Auto", id="pod.automation",
+            tooltip="Pause or resume this pod's policies: auto-download, auto-resume, budget (alerts stay on)"),
 ]
 """On the fleet screen they act on the highlighted pod's main session; on the pod
 screen, on the selected session."""
@@ -89,9 +91,10 @@ GROUPS: tuple[tuple[str, list[Binding]], ...] = (
     ("Confirmation dialogs", DIALOG),
 )
 
-MUTATING: frozenset[str] = frozenset({"attach", "launch", "kill", "resume", "stop", "teardown"})
+MUTATING: frozenset[str] = frozenset({"attach", "launch", "kill", "resume", "stop", "teardown", "automation"})
 """Actions that change a pod: hidden and refused in read-only mode. Attach counts:
-a terminal inside a training session can stop it with one Ctrl-C."""
+a terminal inside a training session can stop it with one Ctrl-C; so does turning on
+the policies, which restart sessions and stop instances (read-only keeps them paused)."""
 
 
 def binding_ids() -> set[str]:

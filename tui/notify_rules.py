@@ -11,6 +11,7 @@ Downloads announce themselves from the action that runs them (`tui.actions`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, SessionState
@@ -21,8 +22,15 @@ DISK_FULL_PCT = 90.0
 
 @dataclass(frozen=True)
 class Thresholds:
-    gpu_temp_c: float = HOT_C
-    disk_pct: float = DISK_FULL_PCT
+    """A pod's toast thresholds; None turns that toast off."""
+
+    gpu_temp_c: float | None = HOT_C
+    disk_pct: float | None = DISK_FULL_PCT
+
+    @classmethod
+    def from_alerts(cls, alerts) -> "Thresholds":
+        """From the `alerts:` policy in force for a pod (`sessions.policy_model.Alerts`)."""
+        return cls(alerts.gpu_temp_c, alerts.disk_used_pct)
 
 
 @dataclass(frozen=True)
@@ -48,8 +56,13 @@ class Note:
 _DOWN = (PodState.RECONNECTING, PodState.OFFLINE, PodState.PREEMPTED)
 
 
-def changes(previous: FleetSnapshot | None, current: FleetSnapshot, limits: Thresholds = Thresholds()) -> list[Note]:
-    """The notes for what changed from `previous` to `current` (none on the first)."""
+def changes(previous: FleetSnapshot | None, current: FleetSnapshot,
+            limits: Thresholds | Callable[[str], Thresholds] = Thresholds()) -> list[Note]:
+    """The notes for what changed from `previous` to `current` (none on the first).
+
+    `limits` is one `Thresholds` for every pod, or a function of the pod's name (the
+    app passes the config's `alerts:` policy per pod).
+    """
     if previous is None:
         return []
     before = {p.name: p for p in previous.pods}
@@ -58,11 +71,14 @@ def changes(previous: FleetSnapshot | None, current: FleetSnapshot, limits: Thre
         old = before.get(pod.name)
         if old is None or old is pod:
             continue
+        pod_limits = limits(pod.name) if callable(limits) else limits
         notes += _connection(old, pod)
         if old.state == PodState.ONLINE and pod.state == PodState.ONLINE:
             notes += _sessions(old, pod)
-            notes += _gpus(old, pod, limits.gpu_temp_c)
-        notes += _disk(old, pod, limits.disk_pct)
+            if pod_limits.gpu_temp_c is not None:
+                notes += _gpus(old, pod, pod_limits.gpu_temp_c)
+        if pod_limits.disk_pct is not None:
+            notes += _disk(old, pod, pod_limits.disk_pct)
     return notes
 
 

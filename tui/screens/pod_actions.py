@@ -62,6 +62,9 @@ class PodActionsMixin:
     def action_teardown(self) -> None:
         self._act("teardown")
 
+    def action_automation(self) -> None:
+        self._act("automation")
+
     def action_log(self) -> None:
         from tui.screens.log_screen import LogScreen
 

@@ -1,0 +1,129 @@
+"""The TUI's automation: the same Watcher as `gpuctl watch`, with actions per pod.
+
+The app runs one `sessions.watch.Watcher` over its Fleet, so the config's
+`policies:` (auto-download, auto-resume, alerts, budget, notify) apply while a person
+watches, exactly as they do headless. `w` pauses or resumes a pod's *actions*
+(downloads, restarts, budget stop); alerts and events keep flowing either way.
+
+Its state file is the one `gpuctl watch` would use from the same directory. When a
+headless watch already holds it, that watch does the acting: the TUI then keeps a
+state of its own in memory-only mode (a temp file), shows events and alerts, and
+pauses its actions on every pod so the two never resume the same session twice.
+
+Events become toasts (the ones `tui.notify_rules` does not already announce), and
+go to the `notify:` targets like headless ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from sessions.events import EventKind, WatchEvent
+
+TOASTS: dict[str, tuple[str, float]] = {
+    EventKind.ALERT: ("warning", 10.0),
+    EventKind.ALERT_CLEARED: ("information", 5.0),
+    EventKind.RESUMED: ("information", 8.0),
+    EventKind.CHECKPOINT_DOWNLOADED: ("information", 6.0),
+    EventKind.BUDGET_ACTION: ("error", 30.0),
+}
+"""Event kind -> (severity, seconds shown). Connection changes, preemption and session
+exits are toasted by `notify_rules` from the snapshots already."""
+
+TOASTED_ELSEWHERE = frozenset({"gpu_temp_c", "disk_used_pct", "stall_minutes"})
+"""Alerts `notify_rules` already toasts from the snapshots (with the same policy
+thresholds): not shown twice."""
+
+
+class WatchBridge:
+    """Owns the Watcher while the app runs.
+
+    Attributes:
+        shared: False when another `gpuctl watch` holds the state file (this app then
+            only reports; its actions stay paused).
+        events: the newest events, for the help screen and tests (bounded).
+    """
+
+    def __init__(self, fleet: Any, toast: Callable[[str, str, str, float], None],
+                 start_dir: Path | None = None, state_path: Path | None = None, *, paused: bool = False):
+        """`paused`: every pod's actions start paused (read-only mode: alerts only)."""
+        self.fleet = fleet
+        self.paused = paused
+        self.toast = toast
+        self.start_dir = start_dir or Path.cwd()
+        self.state_path = state_path
+        self.shared = True
+        self.events: list[WatchEvent] = []
+        self.watcher: Any = None
+        self._router: Any = None
+        self._state: Any = None
+        self._temp: tempfile.TemporaryDirectory | None = None
+
+    def _open_state(self) -> Any:
+        from sessions.watch_state import StateLocked, default_state_path, open_state
+
+        path = self.state_path or default_state_path(self.fleet.config.path, self.start_dir)
+        try:
+            state, _note = open_state(path)
+            return state
+        except StateLocked:
+            self.shared = False
+            self._temp = tempfile.TemporaryDirectory(prefix="gpuctl-tui-watch-")
+            state, _ = open_state(Path(self._temp.name) / "state.json")
+            return state
+
+    async def run(self) -> None:
+        """Run until cancelled (the app's worker)."""
+        from sessions.watch import Watcher
+        from sessions.watch_notify import NotifyRouter
+
+        self._state = await asyncio.to_thread(self._open_state)
+        self._router = NotifyRouter(self.fleet.config)
+        self.watcher = Watcher(self.fleet, self._state, self._emit, start_dir=self.start_dir)
+        if not self.shared or self.paused:
+            for pod in self.fleet.config.pods:
+                self.watcher.set_actions(pod.name, False)
+        if not self.shared:
+            self.toast("gpuctl watch", "A headless gpuctl watch runs for this config: it does the "
+                       "downloads and restarts; here they are paused (w turns them on per pod).",
+                       "information", 10.0)
+        try:
+            await self.watcher.run()
+        finally:
+            await self.close()
+
+    def _emit(self, event: WatchEvent) -> None:
+        self.events = (self.events + [event])[-200:]
+        self._router.submit(event)
+        toast = TOASTS.get(event.kind)
+        if toast and event.extra.get("alert") not in TOASTED_ELSEWHERE:
+            where = event.pod if event.session is None else f"{event.pod} / {event.session}"
+            self.toast(where, event.message, *toast)
+
+    def actions_enabled(self, pod: str) -> bool:
+        return self.watcher is not None and self.watcher.actions_enabled(pod)
+
+    def toggle(self, pod: str) -> bool | None:
+        """Pause or resume the pod's automatic actions; the new setting, or None when
+        the watcher is not running yet."""
+        if self.watcher is None:
+            return None
+        enabled = not self.watcher.actions_enabled(pod)
+        self.watcher.set_actions(pod, enabled)
+        return enabled
+
+    async def close(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.aclose()
+        if self._router is not None:
+            await self._router.aclose(timeout=2.0)
+            self._router = None
+        if self._state is not None:
+            self._state.close()
+            self._state = None
+        if self._temp is not None:
+            self._temp.cleanup()
+            self._temp = None
