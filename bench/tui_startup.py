@@ -12,6 +12,13 @@ config, which it does after that frame. (c) gpuctl again, timed to the pods: unt
 header reads `pods online`, the fleet filled in from config, still before any pod has
 answered. Then `q` quits and the process must exit 0. Reported: every round, the
 medians, and their ratios to the minimal app.
+
+Both apps load their modules' bytecode from a cache in the bench's temp dir, filled by
+one unmeasured start of each, as an installed gpuctl does (pip compiles it at install,
+and Textual's is precompiled in site-packages): under PYTHONDONTWRITEBYTECODE, as set
+in some shells and sandboxes, gpuctl would otherwise compile its own ~40 modules from
+source on every start (~25 ms) while Textual's come precompiled. `--no-bytecode-cache`
+keeps the environment as it is, to measure that case.
 Target (TUI issue): gpuctl's first frame at most 1.4x the minimal app (PERF-NOTES: the
 minimal app paints in ~170 ms, `import asyncssh` alone costs ~170 ms, so gpuctl paints
 first and imports asyncssh in the worker that starts the Fleet).
@@ -59,6 +66,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pods", type=int, default=3)
+    parser.add_argument("--no-bytecode-cache", action="store_true",
+                        help="run with this environment's bytecode settings (see above)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="gpuctl-startup-"))
@@ -76,6 +85,12 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
     minimal.write_text(MINIMAL)
     env = {**os.environ, "TERM": "xterm-256color", "XDG_STATE_HOME": str(tmp / "state"),
            "XDG_DATA_HOME": str(tmp / "data"), "XDG_CONFIG_HOME": str(tmp / "config")}
+    if not args.no_bytecode_cache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")  # nothing written into the source tree
+    bytecode = ("bytecode as the environment says (PYTHONDONTWRITEBYTECODE="
+                f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})" if args.no_bytecode_cache
+                else "bytecode cached for both")
     gpuctl = str(Path(sys.executable).with_name("gpuctl"))
     starts = (("minimal", [sys.executable, str(minimal)], b"minimal app ready"),
               ("gpuctl", [gpuctl, "--config", str(config)], LOADING.encode()),
@@ -94,7 +109,7 @@ def _measure(args: argparse.Namespace, tmp: Path) -> int:
             runs[name].append(seconds)
     load_after = os.getloadavg()
     print(f"time to first frame on an 80x24 pty, {args.rounds} rounds alternating, gpuctl with {args.pods} "
-          f"unreachable pods; {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, "
+          f"unreachable pods, {bytecode}; {os.cpu_count()} CPUs, load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after")
     for name, label in (("minimal", "minimal"), ("gpuctl", "gpuctl"), ("pods", "  pods")):
         ms = " ".join(f"{1000 * s:6.0f}" for s in runs[name])
