@@ -23,7 +23,7 @@ and `gpuctl download` is timed finishing it; it reports the bytes moved.
 
 Printed: MB/s per run, the median per method, and each method's ratio to scp (median
 of the per-round ratios, so both sides of a ratio come from the same minute), and CPU
-seconds per GiB on each side: "here" (this process and its threads, plus the
+seconds per GiB on each side: "here" (this process and its threads, then the
 `ssh`/`scp`/`rsync` processes it started) and "pod" (the sshd serving the run and
 everything it started: `cat`, the pod's hash, sftp-server), read from the kernel's
 per-process accounting, so other work on a shared machine does not count. Also how
@@ -62,11 +62,17 @@ def busy_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def here_seconds() -> float:
-    """CPU seconds of this process (all threads) and of its waited-for children."""
+def here_seconds() -> tuple[float, float]:
+    """CPU seconds of (this process, all threads; its waited-for children: ssh, scp)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def cpu_since(here0: tuple[float, float], pod0: float, pid: int) -> tuple[float, float, float]:
+    """(this process, its children, the pod) CPU seconds since `here0`/`pod0`."""
+    own, kids = here_seconds()
+    return own - here0[0], kids - here0[1], settled_tree_seconds(pid) - pod0
 
 
 def tree_seconds(pid: int) -> float:
@@ -198,8 +204,8 @@ class Bench:
                         str(dest / "step_1000.pt")], check=True)
         return self.size
 
-    async def run(self, method: str) -> tuple[float, tuple[float, float], int]:
-        """(seconds, (CPU seconds here, on the pod), bytes moved) for one run of `method`."""
+    async def run(self, method: str) -> tuple[float, tuple[float, float, float], int]:
+        """(seconds, CPU seconds (this process, its children, the pod), bytes moved)."""
         dest = self.fresh_dest(method)
         assert self.server.pid is not None
         pod0 = settled_tree_seconds(self.server.pid)
@@ -217,16 +223,16 @@ class Bench:
         else:
             moved = self.rsync(dest)
         elapsed = time.perf_counter() - t0
-        cpu = (here_seconds() - here0, settled_tree_seconds(self.server.pid) - pod0)
+        cpu = cpu_since(here0, pod0, self.server.pid)
         copy = next(p for p in dest.rglob("step_1000.pt"))
         if copy.stat().st_size != self.size:
             raise SystemExit(f"{method}: wrong size {copy.stat().st_size}")
         remove(dest)
         return elapsed, cpu, moved
 
-    async def resume(self) -> tuple[float, int, int, tuple[float, float]]:
+    async def resume(self) -> tuple[float, int, int, tuple[float, float, float]]:
         """Finish a half-done gpuctl download: (seconds, bytes moved, bytes resumed from,
-        (CPU seconds here, on the pod))."""
+        CPU seconds (this process, its children, the pod))."""
         from sessions.download import download_checkpoint
 
         dest = self.fresh_dest("resume")
@@ -244,7 +250,7 @@ class Bench:
         here0, t0 = here_seconds(), time.perf_counter()
         result = await download_checkpoint(self.config, "bench", "train", dest=dest)
         elapsed = time.perf_counter() - t0
-        cpu = (here_seconds() - here0, settled_tree_seconds(self.server.pid) - pod0)
+        cpu = cpu_since(here0, pod0, self.server.pid)
         remove(dest)
         return elapsed, result.transferred, result.resumed_from, cpu
 
@@ -268,27 +274,32 @@ async def main_async(args: argparse.Namespace) -> None:
         with SshdServer(env={"HOME": str(pod_home)}) as server:
             bench = Bench(server, work, size)
             make_file(bench.remote, size)
+            import sessions.download  # noqa: F401  (imports, ~0.3 s, are not what is measured)
             subprocess.run(["cat", str(bench.remote)], stdout=subprocess.DEVNULL, check=True)  # page cache
             print(f"file: {args.size_mib} MiB of random bytes; rounds: {args.rounds}; "
                   f"order per round: {', '.join(methods)}")
-            runs: dict[str, list[tuple[float, tuple[float, float], int]]] = {m: [] for m in methods}
+            runs: dict[str, list[tuple[float, tuple[float, float, float], int]]] = {m: [] for m in methods}
             for round_no in range(1, args.rounds + 1):
                 for method in methods:
-                    elapsed, (here, pod), moved = await bench.run(method)
-                    runs[method].append((elapsed, (here, pod), moved))
+                    elapsed, cpu, moved = await bench.run(method)
+                    runs[method].append((elapsed, cpu, moved))
                     print(f"  round {round_no} {method:13s} {size / elapsed / 1e6:7.0f} MB/s  {elapsed:6.2f} s  "
-                          f"CPU here {here / gib:5.2f} s/GiB, pod {pod / gib:5.2f} s/GiB", flush=True)
+                          f"CPU s/GiB: here {cpu[0] / gib:4.2f} + {cpu[1] / gib:4.2f}, pod {cpu[2] / gib:4.2f}",
+                          flush=True)
             full = statistics.median(e for e, _, _ in runs["gpuctl"]) if "gpuctl" in runs else None
             resumed = await bench.resume() if full is not None else None
     print()
-    print(f"{'method':13s} {'median MB/s':>11s} {'ratio to scp':>13s} {'CPU s/GiB: here':>16s} {'pod':>5s} {'sum':>5s}")
+    print("CPU s/GiB: python = this process (asyncssh, the local hash thread), kids = the processes it ran\n"
+          "(ssh, scp, rsync), pod = the sshd serving the run and what it ran (cat, the pod's hash,\n"
+          "sftp-server). Medians.")
+    print(f"{'method':13s} {'median MB/s':>11s} {'ratio to scp':>13s} {'python':>7s} {'kids':>5s} {'pod':>5s} "
+          f"{'sum':>5s}")
     for method in methods:
         secs = [e for e, _, _ in runs[method]]
         ratios = [scp_e / e for (e, _, _), (scp_e, _, _) in zip(runs[method], runs["scp"])]
-        here = statistics.median(c[0] for _, c, _ in runs[method]) / gib
-        pod = statistics.median(c[1] for _, c, _ in runs[method]) / gib
+        own, kids, pod = (statistics.median(c[i] for _, c, _ in runs[method]) / gib for i in range(3))
         print(f"{method:13s} {size / statistics.median(secs) / 1e6:11.0f} {statistics.median(ratios):12.2f}x "
-              f"{here:16.2f} {pod:5.2f} {here + pod:5.2f}")
+              f"{own:7.2f} {kids:5.2f} {pod:5.2f} {own + kids + pod:5.2f}")
     print()
     for what, used in bench.used.items():
         print(f"{what} moved the bytes with: {', '.join(sorted(m or 'nothing' for m in used))}")
@@ -296,10 +307,10 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"gpuctl ({method}): last byte written -> copy verified, fsynced and renamed: "
               f"median {statistics.median(tails) * 1000:.0f} ms")
     if resumed is not None and full is not None:
-        resumed_s, moved, resumed_from, (here, pod) = resumed
+        resumed_s, moved, resumed_from, (own, kids, pod) = resumed
         print(f"resume of a half-done download: {resumed_s:.2f} s, moved {moved / 2**20:.0f} MiB "
-              f"(resumed from {resumed_from / 2**20:.0f} MiB), CPU here {here:.2f} s, pod {pod:.2f} s; "
-              f"a full gpuctl download took {full:.2f} s (median)")
+              f"(resumed from {resumed_from / 2**20:.0f} MiB), CPU {own:.2f} + {kids:.2f} s here, pod {pod:.2f} s "
+              f"(both ends hash the whole file); a full gpuctl download took {full:.2f} s (median)")
     print(f"machine after: {machine_load()}")
 
 
