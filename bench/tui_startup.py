@@ -19,6 +19,7 @@ and Textual's is precompiled in site-packages): under PYTHONDONTWRITEBYTECODE, a
 in some shells and sandboxes, gpuctl would otherwise compile its own ~40 modules from
 source on every start (~25 ms) while Textual's come precompiled. `--no-bytecode-cache`
 keeps the environment as it is, to measure that case.
+
 Target (TUI issue): gpuctl's first frame at most 1.4x the minimal app (PERF-NOTES: the
 minimal app paints in ~170 ms, `import asyncssh` alone costs ~170 ms, so gpuctl paints
 first and imports asyncssh in the worker that starts the Fleet).
