@@ -87,12 +87,19 @@ def kinds_for(target: NotifyTarget) -> frozenset[str]:
 
 
 def safe_url(url: str) -> str:
-    """`url` as scheme://host[:port]/path: no user, password, query or fragment."""
+    """`url` as scheme://host[:port]/path: no user, password, query or fragment.
+
+    Slack (`/services/T…/B…/<secret>`) and Discord (`/api/webhooks/<id>/<token>`) keep
+    their secret in the path's last segment, so a long last segment (over 16
+    characters, the length of a secret rather than of a word) is shown as `…`.
+    """
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.port is not None:
         host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}"
+    head, _, last = parts.path.rpartition("/")
+    path = f"{head}/…" if len(last) > 16 else parts.path
+    return f"{parts.scheme}://{host}{path}"
 
 
 _PLACEHOLDER = re.compile(r"\{(message|kind|pod|session|ts)\}")

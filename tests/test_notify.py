@@ -344,3 +344,11 @@ async def test_desktop_without_notify_send_says_so_once(tmp_path, monkeypatch, e
         await notifier.send(event())
     await notifier.aclose()
     assert errors == [f"notify desktop: {DESKTOP_MISSING}"]
+
+
+def test_a_secret_in_a_webhook_path_is_not_shown():
+    assert notify.safe_url("https://hooks.slack.com/services/T0001/B0002/XXXXXXXXXXXXXXXXXXXXXXXX") == \
+        "https://hooks.slack.com/services/T0001/B0002/…"
+    assert notify.safe_url("https://discord.com/api/webhooks/123/abcdefghijklmnopqrstuvwxyz") == \
+        "https://discord.com/api/webhooks/123/…"
+    assert notify.safe_url("http://127.0.0.1:8080/hook?token=x") == "http://127.0.0.1:8080/hook"
