@@ -243,6 +243,37 @@ async def test_a_part_resumes_through_the_openssh_client(pod, tmp_path):
     assert result.local_path.read_bytes() == data
 
 
+def _ssh_children() -> list[int]:
+    pids = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if Path(f"/proc/{child}/comm").read_text().strip() == "ssh":
+                pids.append(int(child))
+    return pids
+
+
+@pytest.mark.requires_tools("ssh")
+async def test_stopping_an_openssh_download_ends_ssh_and_keeps_a_clean_prefix(pod, tmp_path):
+    data = os.urandom(40 * MB)
+    put(pod.workdir / "step_5.pt", data)
+
+    class Stop(Exception):
+        pass
+
+    def stop(done: int, total: int) -> None:
+        if done >= 2 * MB:
+            raise Stop
+
+    with pytest.raises(Stop):
+        await pod.download(progress=stop, method="ssh")
+    assert _ssh_children() == []
+    part = tmp_path / "checkpoints" / "p" / "train" / "step_5.pt.part"
+    kept = part.stat().st_size
+    assert 2 * MB <= kept <= len(data) and part.read_bytes() == data[:kept]
+    result = await pod.download(method="ssh")
+    assert result.resumed_from == kept and result.local_path.read_bytes() == data
+
+
 def test_the_stream_command_starts_at_any_offset(tmp_path):
     import subprocess
 
