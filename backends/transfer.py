@@ -408,27 +408,48 @@ def stream_command(remote_path: str, offset: int) -> str:
     return f"{{ {' && '.join(seeks)} && cat; }} < {path}"
 
 
-# The pod's SHA-256, fastest tool first. GNU coreutils' sha256sum, as Debian and Ubuntu
-# build it, has no SHA-NI code path: 280 MB/s here against 1.1 GB/s for `openssl dgst`
-# and Python's hashlib (both OpenSSL). The digest is the same SHA-256 whichever runs.
-# Files are read on stdin so no tool ever prints (and escapes) a file name; each file's
-# line holds its 64 hex digits. `cd` makes every file name relative to the root. `nice`:
-# the pod is busy training, and its data loaders should win over our hash.
+# The pod's SHA-256, cheapest tool first. Python's hashlib (OpenSSL's SHA-256, SHA-NI
+# where the CPU has it) over an mmap of each file: no read copies, no syscalls per
+# block, one process for every file of a folder; 0.86 s of CPU per GiB here against
+# 0.97 for `openssl dgst` (8 KiB reads, one process per file) and 3.5 for GNU
+# coreutils' sha256sum, which Debian and Ubuntu build without SHA-NI. The digest is
+# the same SHA-256 whichever runs. Each file's line holds its 64 hex digits and
+# nothing else (no tool prints, or escapes, a file name). `cd` makes every file name
+# relative to the root. `nice`: the pod is busy training, and its data loaders should
+# win over our hash.
 _HASH_SCRIPT = r"""
 cd -- "$1" || exit 3
 shift
 n=
 if command -v nice >/dev/null 2>&1; then n='nice -n 10'; fi
+if command -v python3 >/dev/null 2>&1; then
+  exec $n python3 -c 'import hashlib,mmap,os,sys
+B = 4194304
+for name in sys.argv[1:]:
+    d = hashlib.sha256()
+    fd = os.open(name, os.O_RDONLY)
+    size = os.fstat(fd).st_size
+    try:
+        m = mmap.mmap(fd, size, prot=mmap.PROT_READ) if size else None
+    except (OSError, ValueError):
+        m = None
+    if m is not None:
+        v = memoryview(m)
+        for i in range(0, size, B):
+            d.update(v[i:i + B])
+        v.release()
+        m.close()
+    else:
+        b = os.read(fd, B)
+        while b:
+            d.update(b)
+            b = os.read(fd, B)
+    os.close(fd)
+    sys.stdout.write(d.hexdigest() + "\n")
+' "$@"
+fi
 if command -v openssl >/dev/null 2>&1 && printf '' | openssl dgst -sha256 -r >/dev/null 2>&1; then
   h() { $n openssl dgst -sha256 -r; }
-elif command -v python3 >/dev/null 2>&1; then
-  h() { $n python3 -c 'import hashlib,sys
-d=hashlib.sha256()
-r=sys.stdin.buffer.raw
-b=r.read(4194304)
-while b:
-    d.update(b); b=r.read(4194304)
-print(d.hexdigest())'; }
 elif command -v sha256sum >/dev/null 2>&1; then
   h() { $n sha256sum; }
 else

@@ -441,17 +441,23 @@ def test_download_from_an_unreachable_pod_is_exit_1(tmp_path, refused_port, caps
 # ------------------------------------------------------------ transfer pieces
 
 
-async def test_pod_hash_command_handles_odd_names(sshd, tmp_path):
+@pytest.mark.parametrize("server", ["sshd", "sshd_nopython"])  # hashlib over mmap; openssl per file
+async def test_pod_hash_command_handles_odd_names(request, tmp_path, server):
     import asyncssh
 
+    sshd = request.getfixturevalue(server)
     root = tmp_path / "it's a dir"
-    names = ["-dash.pt", "sp ace.pt", "new\nline.pt", "quote'\".pt"]
-    for i, n in enumerate(names):
+    names = ["-dash.pt", "sp ace.pt", "new\nline.pt", "quote'\".pt", "empty.pt", "big.pt"]
+    for i, n in enumerate(names[:4]):
         put(root / n, bytes([i]) * 1000)
+    put(root / "empty.pt", b"")
+    put(root / "big.pt", os.urandom(9 * MB + 1))  # more than one 4 MiB block
     async with asyncssh.connect(**sshd.connect_kwargs()) as conn:
         result = await conn.run(sha256_command(str(root), names))
+        missing = await conn.run(sha256_command(str(root), ["sp ace.pt", "gone.pt"]))
     assert result.exit_status == 0, result.stderr
     assert parse_sha256(result.stdout, len(names)) == [sha256_file(root / n) for n in names]
+    assert missing.exit_status != 0 and "gone.pt" in missing.stderr
 
 
 async def test_local_hasher_follows_a_growing_file(tmp_path):
