@@ -460,9 +460,22 @@ async def test_pod_hash_command_handles_odd_names(request, tmp_path, server):
     assert missing.exit_status != 0 and "gone.pt" in missing.stderr
 
 
+async def test_one_part_file_takes_one_writer(tmp_path):
+    """Two downloads into one .part would interleave their bytes (and a truncation by
+    one would fault the other's mapped hash): the second is refused until the first ends."""
+    from backends.transfer import TransferFailed
+
+    first = PartWriter(tmp_path / "x.part", 10, sync=False)
+    with pytest.raises(TransferFailed, match="being written by another download"):
+        PartWriter(tmp_path / "x.part", 10, sync=False)
+    await first.close()
+    second = PartWriter(tmp_path / "x.part", 10, sync=False)
+    await second.close()
+
+
 async def test_local_hasher_follows_a_growing_file(tmp_path):
     path = tmp_path / "f.part"
-    chunks = [os.urandom(300_000) for _ in range(8)]
+    chunks = [os.urandom(300_000) for _ in range(8)] + [os.urandom(70 * MB)]  # past one mapped window
     hasher = LocalHasher(path).start()
     writer = PartWriter(path, sum(map(len, chunks)), hasher=hasher, sync=False)
     for chunk in chunks:
