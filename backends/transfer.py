@@ -417,22 +417,57 @@ class PartWriter:
 # ------------------------------------------------------------- remote commands
 
 
-def stream_command(remote_path: str, offset: int) -> str:
-    """`cat FILE` from the start; from byte `offset`, `dd` seeks the shared stdin first.
+# The pod's side of a stream: the file from byte $2 on stdout, which is a pipe into
+# sshd (or into `base64`, through a PTY shell). `sendfile` moves page-cache pages into
+# the pipe without copying them, and a 1 MiB pipe (F_SETPIPE_SZ, 1031) wakes the
+# reader 16x less often than the default 64 KiB: on this kind of VM 1 GiB through a
+# pipe costs ~0.4 s of CPU that way against ~1.5 s for `cat FILE | reader`. Without
+# python3 (or where sendfile refuses the pair), plain copying does the same.
+_SEND_FILE = r"""import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+offset = int(sys.argv[2])
+try:
+    import fcntl
+    fcntl.fcntl(1, 1031, 1048576)
+except Exception:
+    pass
+try:
+    while True:
+        sent = os.sendfile(1, fd, offset, 16777216)
+        if not sent:
+            break
+        offset += sent
+except OSError as exc:
+    if offset == int(sys.argv[2]) and exc.errno in (22, 38):
+        os.lseek(fd, offset, 0)
+        for block in iter(lambda: os.read(fd, 1048576), b""):
+            view = memoryview(block)
+            while view:
+                view = view[os.write(1, view):]
+    else:
+        raise
+"""
 
-    Not `tail -c +N`: GNU tail copies in 4 KiB writes, which cost the pod (and its
-    sshd, reading the pipe) about twice the CPU per byte of `cat`'s 128 KiB ones; a
-    resumed half took as long as a whole download. `dd ... count=0` only moves the
-    offset (it seeks a regular file), in whole MiB and then in bytes. Its chatter
-    goes nowhere: through a PTY shell stderr shares the terminal with the data.
+
+def stream_command(remote_path: str, offset: int) -> str:
+    """The pod command printing the file from byte `offset` on (`_SEND_FILE`).
+
+    Without python3: `cat FILE`, and to resume `dd ... count=0` seeks the shared stdin
+    first (in whole MiB, then in bytes) and `cat` goes on from there. Not `tail -c
+    +N`: GNU tail copies in 4 KiB writes, about twice the pod's CPU per byte of
+    `cat`; a resumed half took as long as a whole download. `dd`'s chatter goes
+    nowhere: through a PTY shell stderr shares the terminal with the data.
     """
     path = quote_path(remote_path)
     if offset <= 0:
-        return f"cat -- {path}"
-    mib, rest = divmod(int(offset), 1 << 20)
-    seeks = ([f"dd bs=1048576 skip={mib} count=0 2>/dev/null"] if mib else []) + (
-        [f"dd bs=1 skip={rest} count=0 2>/dev/null"] if rest else [])
-    return f"{{ {' && '.join(seeks)} && cat; }} < {path}"
+        plain = f"cat -- {path}"
+    else:
+        mib, rest = divmod(int(offset), 1 << 20)
+        seeks = ([f"dd bs=1048576 skip={mib} count=0 2>/dev/null"] if mib else []) + (
+            [f"dd bs=1 skip={rest} count=0 2>/dev/null"] if rest else [])
+        plain = f"{{ {' && '.join(seeks)} && cat; }} < {path}"
+    fast = f"exec python3 -c {shlex.quote(_SEND_FILE)} {path} {max(0, int(offset))}"
+    return f"if command -v python3 >/dev/null 2>&1; then {fast}; else {plain}; fi"
 
 
 # The pod's SHA-256, cheapest tool first. Python's hashlib (OpenSSL's SHA-256, SHA-NI

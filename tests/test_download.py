@@ -274,14 +274,30 @@ async def test_stopping_an_openssh_download_ends_ssh_and_keeps_a_clean_prefix(po
     assert result.resumed_from == kept and result.local_path.read_bytes() == data
 
 
-def test_the_stream_command_starts_at_any_offset(tmp_path):
+@pytest.mark.parametrize("python", [True, False])  # sendfile into the pipe; cat (and dd to seek)
+def test_the_stream_command_starts_at_any_offset(tmp_path, python):
+    import shutil
     import subprocess
 
     data = os.urandom(3 * MB + 1234)
     path = put(tmp_path / "-odd name 'q'.pt", data)
+    env = None
+    if not python:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        for tool in ("sh", "cat", "dd"):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+        env = {"PATH": str(bin_dir)}
     for offset in (0, 1, MB - 1, MB, MB + 1, 2 * MB + 17, len(data) - 1, len(data)):
-        out = subprocess.run(["sh", "-c", stream_command(str(path), offset)], capture_output=True, check=True)
-        assert out.stdout == data[offset:], offset
+        for into in ("pipe", "file"):  # sshd reads a pipe; sendfile into a file works too
+            sink = subprocess.PIPE if into == "pipe" else open(tmp_path / "out", "wb")
+            out = subprocess.run(["sh", "-c", stream_command(str(path), offset)], stdout=sink,
+                                 stderr=subprocess.PIPE, env=env, check=True)
+            got = out.stdout if into == "pipe" else (sink.close(), (tmp_path / "out").read_bytes())[1]
+            assert got == data[offset:], (offset, into)
+    missing = subprocess.run(["sh", "-c", stream_command(str(tmp_path / "gone.pt"), 5)],
+                             capture_output=True, env=env)
+    assert missing.returncode != 0 and missing.stdout == b"" and b"gone.pt" in missing.stderr
 
 
 def test_a_corrupted_part_is_caught_by_the_checksum_and_deleted(pod, tmp_path, capsys):
