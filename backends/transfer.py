@@ -9,9 +9,9 @@ Three ways to move a file's bytes, measured by `bench/download.py` (1 GiB, loopb
   stdout the `.part` file itself. No byte passes through Python; gpuctl watches the
   file grow. Why a second connection: asyncssh spends ~50 us of Python per 32 KiB SSH
   packet (its input buffer is re-sliced per packet): ~1.6 s of client CPU per GiB
-  received, before writing anything, where OpenSSH's C client needs ~1.0 with the
+  received, before writing anything, where OpenSSH's C client needs ~0.9 with the
   writes (the kernel's TCP and page-cache work included). With both hashes on top,
-  that is the difference between scp's speed and well past it. When `ssh` fails on its own (exit 255: no usable key in BatchMode, a
+  that is the difference between below scp's speed and above it. When `ssh` fails on its own (exit 255: no usable key in BatchMode, a
   dropped link) the rest comes over the next method, from where the file ends.
 * **stream**: one asyncssh exec channel running `cat FILE`, whose stdout lands in a
   session object that writes it straight to the `.part` file. No request/response
@@ -24,8 +24,9 @@ Three ways to move a file's bytes, measured by `bench/download.py` (1 GiB, loopb
   file is always a clean prefix of the remote file, which is what makes "resume at the
   `.part` size" correct after a drop (an out-of-order `pwrite` would leave holes).
 
-The ssh and stream methods resume with `stream_command`, which seeks (`dd`) rather
-than `tail -c +N` (4 KiB writes: twice the pod's CPU per byte).
+The ssh and stream methods (and the PTY one) run `stream_command` on the pod:
+`sendfile` from the resume offset into a 1 MiB pipe where python3 is there, else
+`cat` after a `dd` seek (never `tail -c +N`: 4 KiB writes, twice the CPU per byte).
 
 A pod behind a shell-only proxy (RunPod's) has none of these: `PtyFetcher` streams
 each file as base64 through a PTY shell (`backends.pty_shell.PtyShell.stream`) into
