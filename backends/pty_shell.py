@@ -23,7 +23,6 @@ of that one shell, slower than direct TCP but working:
    and in order, so a `.part` file written from it is always a clean prefix of the
    file (`backends.transfer.PtyFetcher` resumes a download there, and
    `sessions.download` verifies it against the pod's SHA-256 as for direct pods).
-   `download` is the older, simpler form: framed 1 MiB chunks, one command each.
 5. **Typed text is plain.** A terminal acts on control characters typed into it
    (`^C` interrupts, `^D` ends input, `\r` becomes `\n`, `^V` and DEL edit the
    line), so a command holding any (a file name with a `\r` in it) is typed as
@@ -40,14 +39,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import json
-import os
 import re
 import secrets
 import shlex
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -59,10 +55,6 @@ from backends.ssh import FailureKind, SshFailure
 
 MAX_LINE = 3000
 """Longest line typed into the shell (a canonical-mode terminal takes at most 4095)."""
-
-CHUNK = 1 << 20
-"""Bytes per framed download chunk: big enough to amortise a round trip, small enough
-that a lost connection costs little."""
 
 _UNTYPABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 """Characters a terminal in canonical mode would act on instead of passing along."""
@@ -290,54 +282,6 @@ class PtyShell:
         result = await self.run(command, timeout=timeout)
         if not result.ok:
             raise SshFailure(FailureKind.COMMAND, f"could not write {remote_path}: {result.last_error_line()}")
-
-    async def download(self, remote_path: str, local_path: str | os.PathLike[str], *, chunk: int = CHUNK,
-                       progress: Callable[[int, int], None] | None = None, timeout: float = 120.0) -> int:
-        """Copy a remote file here through the shell; returns its size.
-
-        Resumes from `<local>.part` (whole chunks), verifies sha256 against the pod's
-        `sha256sum`, then renames into place.
-
-        Raises:
-            SshFailure: the file cannot be read, or the copy does not match the pod's sha256.
-        """
-        quoted = shlex.quote(remote_path)
-        head = await self.run(f"stat -c %s -- {quoted} && sha256sum -- {quoted}", timeout=timeout)
-        fields = head.stdout.split()
-        if not head.ok or len(fields) < 2 or not fields[0].isdigit():
-            raise SshFailure(FailureKind.COMMAND, f"cannot read {remote_path}: {head.stdout.strip()[-300:]}")
-        size, remote_sha = int(fields[0]), fields[1]
-        local = Path(local_path)
-        part = local.with_name(local.name + ".part")
-        done = part.stat().st_size if part.exists() else 0
-        done -= done % chunk  # only whole chunks are trusted
-        with open(part, "r+b" if part.exists() else "wb") as fh:
-            fh.truncate(done)
-            fh.seek(done)
-            while done < size:
-                index = done // chunk
-                result = await self.run(
-                    f"dd if={quoted} bs={chunk} skip={index} count=1 2>/dev/null | base64", timeout=timeout)
-                try:
-                    data = base64.b64decode("".join(result.stdout.split()), validate=True)
-                except ValueError:
-                    raise SshFailure(FailureKind.COMMAND, f"garbled chunk {index} of {remote_path}") from None
-                if not result.ok or not data:
-                    raise SshFailure(FailureKind.COMMAND, f"reading {remote_path} stopped at byte {done}")
-                fh.write(data)
-                done += len(data)
-                if progress:
-                    progress(done, size)
-        digest = hashlib.sha256()
-        with open(part, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        if digest.hexdigest() != remote_sha or part.stat().st_size != size:
-            part.unlink()
-            raise SshFailure(FailureKind.COMMAND, f"{remote_path}: the copy does not match the pod's sha256; "
-                                                  "it was deleted, download again")
-        os.replace(part, local)
-        return size
 
     async def start_agent(self, options: dict[str, Any], *, python: str = "python3",
                           timeout: float = 30.0) -> AgentChannel:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import resource
 import shlex
@@ -274,7 +275,7 @@ async def main_async(args: argparse.Namespace) -> None:
         with SshdServer(env={"HOME": str(pod_home)}) as server:
             bench = Bench(server, work, size)
             make_file(bench.remote, size)
-            import sessions.download  # noqa: F401  (imports, ~0.3 s, are not what is measured)
+            importlib.import_module("sessions.download")  # imports (~0.3 s) are not what is measured
             subprocess.run(["cat", str(bench.remote)], stdout=subprocess.DEVNULL, check=True)  # page cache
             print(f"file: {args.size_mib} MiB of random bytes; rounds: {args.rounds}; "
                   f"order per round: {', '.join(methods)}")
