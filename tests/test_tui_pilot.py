@@ -506,3 +506,13 @@ async def test_policies_run_in_the_tui_and_w_pauses_them_per_pod(sshd, tmp_path,
         await pilot.press("w")
         await until(pilot, lambda: notes.find("Policies on"), what="on toast")
         assert app.automation.actions_enabled("a100")
+
+
+def test_a_snapshot_reaching_the_pod_screen_before_it_is_composed_waits_for_its_mount():
+    # Seen in a full run: `enter` pushed the pod screen and a fleet update arrived before
+    # its widgets existed (NoMatches '#pod-header'). on_mount draws the newest snapshot.
+    from sessions.snapshot import FleetSnapshot
+
+    screen = PodScreen("a100")
+    screen.show(FleetSnapshot())
+    assert screen._drawn is None

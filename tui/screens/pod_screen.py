@@ -62,6 +62,7 @@ class PodScreen(PodActionsMixin, Screen):
         self.pod_name = pod_name
         self.snapshot: FleetSnapshot = FleetSnapshot()
         self._drawn: FleetSnapshot | None = None
+        self._composed = False
         self._checkpoints: tuple[str | None, list[Any] | None, str | None] = (None, None, None)
         """(session, listing or None while listing, why there is none)."""
 
@@ -74,6 +75,7 @@ class PodScreen(PodActionsMixin, Screen):
         yield KeyBar()
 
     def on_mount(self) -> None:
+        self._composed = True
         self.query_one(GpuPanel).border_title = "GPUs"
         self.query_one(SessionsPanel).border_title = "Sessions"
         self.query_one(CheckpointList).border_title = "Checkpoints"
@@ -84,7 +86,8 @@ class PodScreen(PodActionsMixin, Screen):
 
     def show(self, snapshot: FleetSnapshot) -> None:
         self.snapshot = snapshot
-        if self.is_current or self._drawn is None:
+        # A snapshot can arrive between push_screen and compose: on_mount draws it then.
+        if self._composed and (self.is_current or self._drawn is None):
             self._draw()
 
     def on_screen_resume(self) -> None:
