@@ -99,6 +99,17 @@ def _steps(doc: dict) -> dict[str, int | None]:
     return {f"{p['name']}/{s['name']}": s["step"] for p in doc["pods"] for s in p["sessions"]}
 
 
+def _interrupt(proc: subprocess.Popen) -> str:
+    """Ctrl-C the demo as a person would, wait for its cleanup; its stderr."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=40)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err.decode(errors="replace")
+
+
 def test_headless_json_demo_runs_preempts_and_leaves_nothing_behind(tmp_path):
     tmp = tmp_path / "tmp"
     home = tmp_path / "home"
@@ -142,13 +153,7 @@ def test_headless_json_demo_runs_preempts_and_leaves_nothing_behind(tmp_path):
     except AssertionError as exc:
         failure = exc
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-    stderr = err.decode(errors="replace")
+        stderr = _interrupt(proc)
     assert failure is None, f"{failure}\n--- the demo's stderr ---\n{stderr}"
     assert proc.returncode == 0, stderr
     assert "TEXTUAL False" in stderr
@@ -185,13 +190,7 @@ def test_demo_watch_downloads_checkpoints_and_resumes_the_preempted_spot_pod(tmp
     except AssertionError as exc:
         failure = exc
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-    stderr = err.decode(errors="replace")
+        stderr = _interrupt(proc)
     assert failure is None, f"{failure}\n--- the demo's stderr ---\n{stderr}"
     assert proc.returncode == 0, stderr
     assert list(tmp.iterdir()) == []
