@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -23,6 +22,7 @@ from backends.agent_command import build_agent_command
 from backends.demo.gpu_sim import PodGpus
 from backends.demo.sandbox import Sandbox, socket_path_fits
 from backends.demo.ssh_server import PodSshServer
+from tests.support.procs import alive
 
 USER = getpass.getuser()
 
@@ -69,15 +69,6 @@ async def until(check, timeout: float, what: str):
         await asyncio.sleep(0.05)
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 async def test_it_listens_on_loopback_only(pod):

@@ -25,8 +25,8 @@ from sessions.config import parse_config
 from sessions.pod_access import open_runner
 from tui.cli import main
 from tests.support.pinning import trust
+from tests.support.files import OLD, age_tree, put
 
-OLD = time.time() - 3600
 MB = 1024 * 1024
 
 
@@ -38,18 +38,6 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(dl, "PROGRESS_INTERVAL_S", 0.0)  # every MiB reaches the callback
     return home
-
-
-def put(path: Path, data: bytes, mtime: float = OLD) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    os.utime(path, (mtime, mtime))
-    return path
-
-
-def age_tree(root: Path) -> None:
-    for p in [*root.rglob("*"), root]:
-        os.utime(p, (OLD, OLD), follow_symlinks=False)
 
 
 class Pod:

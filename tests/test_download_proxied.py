@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -25,24 +24,12 @@ from sessions.checkpoints import list_checkpoints
 from sessions.config import parse_config
 from sessions.pod_access import open_runner
 from tests.support.shell_only_sshd import ShellOnlyServer
+from tests.support.files import age_tree, put
 
 pytestmark = pytest.mark.requires_tools("bash", "base64")
 
-OLD = time.time() - 3600
 MB = 1024 * 1024
 EVERY_BYTE = bytes(range(256)) * 64  # NUL, \r, \n, ^C, ^D, DEL, 0xff: nothing may be lost
-
-
-def put(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    os.utime(path, (OLD, OLD))
-    return path
-
-
-def age_tree(root: Path) -> None:
-    for p in [*root.rglob("*"), root]:
-        os.utime(p, (OLD, OLD), follow_symlinks=False)
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:

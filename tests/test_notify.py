@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from sessions.notify import DEFAULT_KINDS, DESKTOP_MISSING, INTERRUPTING, Notifi
 from sessions.policy_model import NotifyTarget
 from tests.support.net import SilentServer, refused_port
 from tests.support.provider_server import ProviderServer, Reply
+from tests.support.procs import alive
 
 TOKEN = "xoxb-SECRET-42"
 
@@ -288,16 +288,6 @@ async def test_a_command_past_its_timeout_is_killed_with_its_children(tmp_path, 
     await until(lambda: not alive(pid), "the background sleep was killed")
 
 
-def alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie waiting for its reaper counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 # --- desktop ---------------------------------------------------------------------------------
