@@ -59,7 +59,6 @@ class Watcher:
         if state.alerts:
             self.alerts.load_state(state.alerts)
         self._interrupted: set[str] = set()  # pods that went down since their sessions last ran
-        self._first_step: dict = {}
         self._alerts_saved = 0.0
 
     def set_actions(self, pod: str, enabled: bool) -> None:
@@ -130,14 +129,12 @@ class Watcher:
                 del self.resume.stale[(pod.name, s.name)]
             last = state.sessions.get(key)
             if s.state == SessionState.RUNNING:
-                self.resume.note_progress(pod.name, s, self._first_step)
+                self.resume.note_progress(pod.name, s)
             if last == SessionState.RUNNING and s.state != SessionState.RUNNING:
                 self._exited(pod, s, came_back)
             if last != s.state:
                 state.sessions[key] = s.state
                 changed = True
-                if s.state == SessionState.RUNNING:
-                    self._first_step.pop((pod.name, s.name), None)
         if changed:
             state.save()
 

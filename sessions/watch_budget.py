@@ -74,11 +74,12 @@ class BudgetGuard:
     async def _save_checkpoints(self, pod: str, grace_s: float) -> tuple[bool, list[str]]:
         """Download every configured session's newest checkpoint, retrying until the
         grace period ends. Returns (all saved, what went wrong)."""
+        pod_cfg = self.ctx.config.pod(pod)
+        if pod_cfg.is_local:
+            return True, []  # the checkpoints are on this machine already
         deadline = asyncio.get_running_loop().time() + grace_s
-        pending = [s.name for s in self.ctx.config.pod(pod).sessions]
+        pending = [s.name for s in pod_cfg.sessions]
         notes: dict[str, str] = {}
-        if self.ctx.config.pod(pod).is_local:
-            return True, []
         while pending:
             for session in list(pending):
                 try:

@@ -42,14 +42,20 @@ class WatchContext:
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _online: dict[str, asyncio.Event] = field(default_factory=dict)
     _pods: dict[str, PodSnapshot] = field(default_factory=dict)
+    _policies: dict[tuple[str, str | None], EffectivePolicies] = field(default_factory=dict)
 
     @property
     def config(self) -> Any:
         return self.fleet.config
 
     def policies(self, pod_name: str, session_name: str | None = None) -> EffectivePolicies:
-        pod = self.config.pod(pod_name)
-        return policies_for(self.config, pod, session_name)
+        """The policies in force, merged once per (pod, session): the config does not
+        change while watch runs, and this is asked on every snapshot."""
+        key = (pod_name, session_name)
+        merged = self._policies.get(key)
+        if merged is None:
+            merged = self._policies[key] = policies_for(self.config, self.config.pod(pod_name), session_name)
+        return merged
 
     def may_act(self, pod_name: str) -> bool:
         return self.actions.get(pod_name, True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from backends.ssh import SshFailure
 from sessions import checkpoint_index
 from sessions.checkpoints import Checkpoint, CheckpointListingFailed, list_checkpoints, newest_complete
-from sessions.download import DownloadError, DownloadResult, download_checkpoint
+from sessions.download import DownloadError, DownloadResult, NoCompleteCheckpoint, download_checkpoint
 from sessions.events import EventKind
 from sessions.pod_access import open_runner
 from sessions.watch_context import WatchContext
@@ -52,7 +52,7 @@ class AutoDownload:
 
     def ensure(self, pod: str) -> None:
         """Start the tasks of a pod's sessions that want auto-download (idempotent)."""
-        if pods_local(self.ctx, pod):
+        if self.ctx.config.pod(pod).is_local:
             return  # `host: local`: the checkpoints are already on this machine
         for cfg in self.ctx.config.pod(pod).sessions:
             key = (pod, cfg.name)
@@ -104,14 +104,13 @@ class AutoDownload:
     def _announce(self, pod: str, session: str, listing: list[Checkpoint]) -> None:
         key = session_key(pod, session)
         complete = [c for c in listing if c.complete]
-        seen = self.ctx.state.seen.get(key)
-        if seen is None:
-            fresh = complete[:1]  # first look: only the newest is news
-            self.ctx.state.seen[key] = [c.name for c in complete]
-        else:
-            fresh = [c for c in complete if c.name not in seen]
-            seen.extend(c.name for c in fresh)
-        if not fresh and seen is not None:
+        first_look = key not in self.ctx.state.seen
+        seen = self.ctx.state.seen.setdefault(key, [])
+        fresh = [c for c in complete if c.name not in seen]
+        seen.extend(c.name for c in fresh)
+        if first_look:
+            fresh = fresh[:1]  # only the newest is news (the listing is newest first)
+        elif not fresh:
             return
         self.ctx.state.save()
         for c in reversed(fresh):
@@ -163,8 +162,6 @@ class AutoDownload:
     async def download_newest(self, pod: str, session: str) -> DownloadResult | None:
         """Fetch the newest complete checkpoint now (the budget's last act); None when
         the session has none. Raises what `download_checkpoint` raises."""
-        from sessions.download import NoCompleteCheckpoint
-
         try:
             async with self.ctx.lock(pod, "download"):
                 result = await download_checkpoint(self.ctx.config, pod, session,
@@ -179,10 +176,6 @@ class AutoDownload:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def pods_local(ctx: WatchContext, pod: str) -> bool:
-    return ctx.config.pod(pod).is_local
 
 
 def prune(ctx: WatchContext, pod: str, session: str, keep: int) -> list[Path]:

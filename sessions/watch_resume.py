@@ -40,12 +40,14 @@ class AutoResume:
     def __init__(self, ctx: WatchContext):
         self.ctx = ctx
         self._pending: dict[tuple[str, str], asyncio.Task] = {}
+        self._first_step: dict[tuple[str, str], int] = {}
+        """(pod, session) -> the first step seen since its last restart."""
         self.stale: dict[tuple[str, str], tuple] = {}
         """(pod, session) -> (created, pid) of the exited pane a restart replaced: until
         the agent lists the new pane, snapshots still show the old one, which must not
         count as the new run's exit."""
 
-    def note_progress(self, pod: str, session: SessionSnapshot, first_step: dict) -> None:
+    def note_progress(self, pod: str, session: SessionSnapshot) -> None:
         """Mark a resumed session as having progressed once its step moves past the
         checkpoint it resumed from (the first step seen after the restart may be the
         old run's last line, so a change is required, not just a value)."""
@@ -56,10 +58,10 @@ class AutoResume:
         if step is None:
             return
         key = (pod, session.name)
-        if key not in first_step:
-            first_step[key] = step
+        if key not in self._first_step:
+            self._first_step[key] = step
             return
-        if step != first_step[key] and (restarts.resumed_step is None or step > restarts.resumed_step):
+        if step != self._first_step[key] and (restarts.resumed_step is None or step > restarts.resumed_step):
             restarts.progressed = True
             restarts.gave_up = None
             self.ctx.state.save()
@@ -149,6 +151,7 @@ class AutoResume:
         restarts.count += 1
         restarts.resumed_step = checkpoint.step if checkpoint else None
         restarts.progressed = False
+        self._first_step.pop((pod_name, session), None)
         # Known to run now, even if it dies before the agent ever lists it running:
         # its exit must still count (a run failing at once is what the brakes are for).
         ctx.state.sessions[f"{pod_name}/{session}"] = SessionState.RUNNING
