@@ -43,7 +43,8 @@ import json
 import re
 import secrets
 import shlex
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncssh
@@ -139,18 +140,27 @@ class PtyShell:
             ValueError: a line of `command` is longer than MAX_LINE (send data with `put_file`).
             SshFailure: the shell closed or did not answer in time.
         """
-        typed = self._typable(command)
-        async with self._lock:
-            self._check_open()
-            tag = self._next_tag()
-            self._process.stdin.write(
-                f"printf '%s-%s\\n' B {tag}\n"
-                f"{{ ( {typed}\n) </dev/null 2>&1; printf '\\n%s-%s %s\\n' E {tag} \"$?\"; }} | cat\n")
-            await self._read_until(re.compile(rf"B-{tag}\n"), timeout or 30.0)
+        def frame(tag: str, typed: str) -> str:
+            return f"{{ ( {typed}\n) </dev/null 2>&1; printf '\\n%s-%s %s\\n' E {tag} \"$?\"; }} | cat\n"
+
+        async with self._framed(command, frame, timeout or 30.0) as tag:
             end = await self._read_until(re.compile(rf"\nE-{tag} (\d+)\n"), timeout or 30.0)
             # _read_until dropped the output with the end frame: recover it from the match.
             output = end.string[: end.start()]
             return CommandResult(int(end.group(1)), output, "")
+
+    @asynccontextmanager
+    async def _framed(self, command: str, frame: Callable[[str, str], str],
+                      timeout: float) -> AsyncIterator[str]:
+        """Hold the shell, type the begin marker and `frame(tag, typed command)`, wait
+        for the marker: what `run` and `stream` share. Yields the frame's tag."""
+        typed = self._typable(command)
+        async with self._lock:
+            self._check_open()
+            tag = self._next_tag()
+            self._process.stdin.write(f"printf '%s-%s\\n' B {tag}\n" + frame(tag, typed))
+            await self._read_until(re.compile(rf"B-{tag}\n"), timeout)
+            yield tag
 
     def _next_tag(self) -> str:
         self._seq += 1
@@ -193,15 +203,11 @@ class PtyShell:
             closed: the rest of the output is still on its way, and no later command
             could find its own frames behind it.
         """
-        typed = self._typable(command)
-        async with self._lock:
-            self._check_open()
-            tag = self._next_tag()
-            self._process.stdin.write(
-                f"printf '%s-%s\\n' B {tag}\n"
-                f"{{ ( {typed}\n) </dev/null || printf '\\n%s-%s %s\\n' X {tag} \"$?\" >&2; }} | base64\n"
-                f"printf '\\n%s-%s %s\\n' E {tag} \"$?\"\n")
-            await self._read_until(re.compile(rf"B-{tag}\n"), idle_timeout)
+        def frame(tag: str, typed: str) -> str:
+            return (f"{{ ( {typed}\n) </dev/null || printf '\\n%s-%s %s\\n' X {tag} \"$?\" >&2; }} | base64\n"
+                    f"printf '\\n%s-%s %s\\n' E {tag} \"$?\"\n")
+
+        async with self._framed(command, frame, idle_timeout) as tag:
             try:
                 sent, failure = await self._stream_body(tag, sink, idle_timeout)
             except BaseException as exc:
