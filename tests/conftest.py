@@ -143,3 +143,16 @@ def gpuctl_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
         (home / sub).mkdir()
         monkeypatch.setenv(var, str(home / sub))
     return home
+
+
+@pytest.fixture
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A HOME of the test's own, with an empty ~/.ssh, and no $TMUX: no ~/.ssh/config
+    or known_hosts of the person running the tests leaks in, and a run inside tmux
+    sends no tmux command to that person's server. Modules that need it for every
+    test say `pytest.mark.usefixtures("isolated_home")`."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("TMUX", raising=False)
+    return home

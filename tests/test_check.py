@@ -308,15 +308,6 @@ def test_a_whole_captured_answer_is_judged_in_order():
 needs_pod = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")
 
 
-@pytest.fixture
-def isolated_home(tmp_path, monkeypatch):
-    """No ~/.ssh/config or known_hosts of the person running the tests leaks in."""
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    return home
-
-
 def write_config(tmp_path: Path, pods: list[dict]) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"pods": pods}, sort_keys=False))

@@ -43,13 +43,7 @@ from tests.support.pinning import trust
 
 OLD = time.time() - 3600
 
-
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    return home
+pytestmark = pytest.mark.usefixtures("isolated_home")
 
 
 def write(path: Path, data: bytes = b"x", mtime: float = OLD) -> Path:

@@ -21,15 +21,12 @@ pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("TMUX", raising=False)
+def isolated_home(isolated_home, tmp_path, monkeypatch):
     # A local pod lists and adopts this machine's tmux sessions: keep the tests away
     # from the real user's tmux server.
     (tmp_path / "tmux").mkdir()
     monkeypatch.setenv("TMUX_TMPDIR", str(tmp_path / "tmux"))
+    return isolated_home
 
 
 def fleet_for(server, tmp_path: Path, *, configured: bool = True, **session) -> Fleet:

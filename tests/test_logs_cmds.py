@@ -17,16 +17,8 @@ from sessions.log_stream import last_lines
 from tui.cli import main
 from tests.support.pinning import trust
 
-pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen")
+pytestmark = [pytest.mark.requires_tools("sshd", "ssh-keygen"), pytest.mark.usefixtures("isolated_home")]
 DATA = Path(__file__).parent / "data" / "logs"
-
-
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    return home
 
 
 def pod_config(tmp_path: Path, server, **session) -> Path:

@@ -24,7 +24,7 @@ from tests.support.sshd import SshdServer
 from tui.cli import main
 from tests.support.pinning import trust
 
-pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")
+pytestmark = [pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux"), pytest.mark.usefixtures("isolated_home")]
 
 OLD = time.time() - 3600
 # Writes its argv (after the script name) NUL-separated to `received`, then runs
@@ -46,15 +46,6 @@ def pod_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(pod_home: Path):
     with SshdServer(env={"HOME": str(pod_home)}) as srv:
         yield srv
-
-
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("TMUX", raising=False)
-    return home
 
 
 @pytest.fixture

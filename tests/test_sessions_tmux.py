@@ -35,7 +35,7 @@ from tests.support.sshd import SshdServer
 from tui.cli import main
 from tests.support.pinning import trust
 
-pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "ssh", "tmux")
+pytestmark = [pytest.mark.requires_tools("sshd", "ssh-keygen", "ssh", "tmux"), pytest.mark.usefixtures("isolated_home")]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,17 +54,6 @@ def pod(pod_home: Path):
         yield server
 
 
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No ~/.ssh of the person running the tests, and no $TMUX: a test run inside
-    tmux must not send tmux commands to that person's server."""
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("TMUX", raising=False)
-    return home
-
-
 @pytest.fixture
 def cleanup(pod: SshdServer):
     """Names of tmux sessions on the pod to kill after the test, pass or fail."""
@@ -72,8 +61,6 @@ def cleanup(pod: SshdServer):
     yield names
     for name in names:
         pod_tmux(pod, "kill-session", "-t", "=" + name)
-
-
 
 
 def write_config(tmp_path: Path, pods: list[dict]) -> Path:

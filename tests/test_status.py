@@ -19,18 +19,7 @@ from tests.support.sshd import SshdServer
 from tui.cli import main
 from tests.support.pinning import trust
 
-pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")
-
-
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    """No ~/.ssh/config or known_hosts of the person running the tests leaks in."""
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    return home
-
-
+pytestmark = [pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux"), pytest.mark.usefixtures("isolated_home")]
 
 
 def write_config(tmp_path: Path, pods: list[dict], **top) -> Path:

@@ -29,18 +29,10 @@ from tui.widgets.fleet_table import FleetTable
 from tui.widgets.log_view import LogView
 from tests.support.pinning import trust
 
-pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux", "ssh")
+pytestmark = [pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux", "ssh"), pytest.mark.usefixtures("isolated_home")]
 
 SIZE = (120, 36)
 TRAIN = "python3 -u -c 'import time\nfor i in range(1, 100000):\n print(f\"step {i}/100000 | loss {3-i/1e5:.4f}\", flush=True); time.sleep(0.2)' > train.log 2>&1"
-
-
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("TMUX", raising=False)
 
 
 def config_for(server, tmp_path: Path, *, extra_pods=(), **top):

@@ -29,17 +29,9 @@ from sessions.watch import Watcher, last_lines
 from sessions.watch_state import open_state
 from tests.support.pinning import trust
 
-pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")
+pytestmark = [pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux"), pytest.mark.usefixtures("isolated_home")]
 
 OLD = time.time() - 3600
-
-
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("TMUX", raising=False)
 
 
 @pytest.fixture
