@@ -43,6 +43,11 @@ def require_tools_now(*names: str) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Users of a tmux tool run its tests from tmux. With $TMUX set, a bare `tmux`
+    # command talks to the user's own server (their sessions would show up in the
+    # tests, and a test's kill-server would end them), whatever TMUX_TMPDIR says.
+    for var in ("TMUX", "TMUX_PANE"):
+        os.environ.pop(var, None)
     config.addinivalue_line(
         "markers", "requires_tools(*names): skip (fail under CI=true) unless installed"
     )

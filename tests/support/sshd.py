@@ -615,4 +615,7 @@ class SshdServer:
 
     def tmux_env(self) -> dict[str, str]:
         """Environment that lets a local ``tmux`` reach the tmux servers of this pod."""
-        return {**os.environ, "TMUX_TMPDIR": str(self.tmux_tmpdir)}
+        # $TMUX (set when the tests run inside tmux) would win over TMUX_TMPDIR and
+        # point tmux at the user's own server.
+        env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+        return {**env, "TMUX_TMPDIR": str(self.tmux_tmpdir)}
