@@ -52,13 +52,15 @@ import asyncssh
 from backends.agent import AgentChannel
 from backends.agent_command import agent_payload
 from backends.runner import CommandResult
-from backends.ssh import FailureKind, SshFailure
+from backends.ssh import REMOTE_ENCODING, REMOTE_ERRORS, FailureKind, SshFailure
 
 MAX_LINE = 3000
 """Longest line typed into the shell (a canonical-mode terminal takes at most 4095)."""
 
-_UNTYPABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-"""Characters a terminal in canonical mode would act on instead of passing along."""
+_UNTYPABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\udc80-\udcff]")
+"""Characters a terminal in canonical mode would act on instead of passing along, and
+the lone surrogates that stand for a file name's non-UTF-8 bytes (`REMOTE_ERRORS`): a
+raw invalid byte typed into a UTF-8 line editor is not sure to arrive as typed."""
 
 _B64_LINES = re.compile(r"(?:[A-Za-z0-9+/]{76}\n)*")
 """Whole lines of `base64` output (it wraps at 76 characters), the bulk of a stream."""
@@ -94,8 +96,10 @@ class PtyShell:
             SshFailure: the shell did not come up, or did not answer in `timeout` seconds.
         """
         try:
+            # Lossless both ways (backends.ssh.REMOTE_ERRORS): a file name that is not
+            # UTF-8 comes back as the bytes it is, and goes out again the same.
             process = await conn.create_process(term_type="dumb", term_size=(200, 50), request_pty="force",
-                                                encoding="utf-8", errors="replace")
+                                                encoding=REMOTE_ENCODING, errors=REMOTE_ERRORS)
         except (asyncssh.Error, OSError) as exc:
             raise SshFailure(FailureKind.LOST, f"could not open a shell: {exc}") from exc
         shell = cls(process, secrets.token_hex(6))
@@ -178,7 +182,7 @@ class PtyShell:
             ValueError: a line longer than MAX_LINE.
         """
         if _UNTYPABLE.search(command):
-            encoded = base64.b64encode(command.encode("utf-8", "surrogateescape")).decode("ascii")
+            encoded = base64.b64encode(command.encode(REMOTE_ENCODING, REMOTE_ERRORS)).decode("ascii")
             body = "\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
             end = f"GPUCTL_CMD_{self._nonce}"
             command = f"eval \"$(base64 -d <<'{end}'\n{body}\n{end}\n)\""

@@ -13,12 +13,23 @@ from typing import Protocol
 
 import asyncssh
 
-from backends.ssh import FailureKind, SshFailure, run_command
+from backends.ssh import (
+    REMOTE_ENCODING,
+    REMOTE_ERRORS,
+    FailureKind,
+    SshFailure,
+    run_command,
+)
 
 
 @dataclass(frozen=True)
 class CommandResult:
-    """What a remote command printed and how it ended."""
+    """What a remote command printed and how it ended.
+
+    `stdout`/`stderr` are decoded losslessly (`backends.ssh.REMOTE_ERRORS`): a byte
+    that is not UTF-8 is a lone surrogate, so a file name read from here and put back
+    into a command reaches the pod as the same bytes. Escape it before showing it.
+    """
 
     exit_status: int
     stdout: str
@@ -70,4 +81,5 @@ class LocalRunner:
             proc.kill()
             await proc.wait()
             raise SshFailure(FailureKind.TIMEOUT, f"local command timed out after {timeout or self._timeout:g}s") from None
-        return CommandResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
+        return CommandResult(proc.returncode or 0, out.decode(REMOTE_ENCODING, REMOTE_ERRORS),
+                             err.decode(REMOTE_ENCODING, REMOTE_ERRORS))

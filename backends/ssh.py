@@ -350,18 +350,37 @@ def classify_connect_error(exc: BaseException, target: SshTarget, verdict: _Host
     return SshFailure(FailureKind.OTHER, f"cannot connect to {where}: {type(exc).__name__}: {exc}")
 
 
+REMOTE_ENCODING = "utf-8"
+REMOTE_ERRORS = "surrogateescape"
+"""How text crosses to and from a pod: UTF-8, with every byte that is not UTF-8 kept as
+a lone surrogate (`os.fsdecode` does the same). A file name is bytes on the pod; with
+asyncssh's default strict decoding the first invalid byte (`step_3_\\xff.pt`) closes the
+whole connection mid-listing, so the listing comes back cut short. Decoded this way,
+`command_bytes` turns such a name back into the very same bytes when it is sent."""
+
+
+def command_bytes(command: str) -> bytes:
+    """`command` as the bytes the pod must get: a name read back with surrogateescape
+    (above) is sent as the bytes it came from. asyncssh encodes a `str` command as strict
+    UTF-8 (a lone surrogate would raise there), so callers pass these bytes instead."""
+    return command.encode(REMOTE_ENCODING, REMOTE_ERRORS)
+
+
 async def run_command(
     conn: asyncssh.SSHClientConnection, command: str, *, timeout: float, check: bool = True
 ) -> asyncssh.SSHCompletedProcess:
     """Run one remote command with a timeout; failures become `SshFailure(COMMAND)`.
 
-    The command must already be built from `shlex.quote`d parts.
+    The command must already be built from `shlex.quote`d parts. Its output is decoded
+    losslessly (`REMOTE_ERRORS`): any byte a pod prints comes back, none ends the channel.
     """
     try:
-        result = await asyncio.wait_for(conn.run(command, check=False), timeout=timeout)
+        result = await asyncio.wait_for(
+            conn.run(command_bytes(command), check=False, encoding=REMOTE_ENCODING, errors=REMOTE_ERRORS),  # type: ignore[arg-type]
+            timeout=timeout)
     except (asyncio.TimeoutError, TimeoutError):
         raise SshFailure(FailureKind.TIMEOUT, f"remote command timed out after {timeout:g}s") from None
-    except (asyncssh.ConnectionLost, asyncssh.DisconnectError, OSError) as exc:
+    except (asyncssh.ConnectionLost, asyncssh.DisconnectError, asyncssh.ChannelOpenError, OSError) as exc:
         raise SshFailure(FailureKind.LOST, f"connection lost: {exc}") from exc
     if check and result.exit_status not in (0, None):
         stderr = str(result.stderr or "").strip().splitlines()

@@ -31,11 +31,19 @@ state than `step_900.pt`.
 A checkpoint that disappears between the two listings is left out.
 
 **Names.** A checkpoint's `name` is its path relative to the workdir, as matched;
-`path` is absolute on the pod (the workdir's physical path). Globs that are absolute
-or climb out with `..` are refused, and so is any match whose name does. Symlinks among
-the matches (`latest.pt -> step_900.pt`) are skipped: their targets are listed when a
-pattern matches them. Matches inside a listed folder (`checkpoint-500/model.safetensors`)
+`path` is absolute on the pod (the workdir's physical path). Both keep every byte of
+the pod's name: a byte that is not UTF-8 is a lone surrogate (`backends.ssh.
+REMOTE_ERRORS`), so the same bytes go back when the pod is asked for the file; escape
+a name before printing it. Globs that are absolute or climb out with `..` are refused,
+and so is any match whose name does, or whose folder is physically outside the workdir
+(a linked folder mid-glob: `ckpts/run1 -> /etc`). Symlinks among the matches
+(`latest.pt -> step_900.pt`) are skipped: their targets are listed when a pattern
+matches them. Matches inside a listed folder (`checkpoint-500/model.safetensors`)
 belong to that folder and are not listed on their own.
+
+**Whole or not at all.** The listing ends with an end record; output without it (a
+dropped channel, a killed shell) is `CheckpointListingFailed`, never a shorter list:
+a missing newer checkpoint would let teardown destroy it.
 
 Needs GNU `find` (`-printf`), as on every Debian/Ubuntu/RHEL-based image. Past 400
 lines on purpose: every command that reads checkpoint state on the pod (the listing,
@@ -217,16 +225,23 @@ def sort_newest_first(checkpoints: Iterable[Checkpoint]) -> list[Checkpoint]:
 #   T <pod clock>                   starts each listing
 #   F <size> <mtime> <name>         a file
 #   D <size> <mtime> <files> <hf marker 0/1> <DeepSpeed latest> <name>   a folder
+#   E                               last: the listing ran to its end
 # IFS is a newline so a matched name with spaces stays one word; `$pat` unquoted is
-# pathname-expanded only. Symlinked matches are skipped (see module docstring).
+# pathname-expanded only. Symlinked matches are skipped (see module docstring), and so
+# is a match whose folder is physically outside the workdir: `ckpts/*/*` with
+# `ckpts/run1 -> /etc` must not offer /etc/shadow. The folder is resolved with the
+# builtins `cd -P`/`pwd -P` (no readlink needed) in a subshell, and the `x` after
+# `pwd` keeps a folder name ending in a newline from being trimmed into the workdir's.
 # After the W record stderr goes nowhere: through a PTY shell (RunPod's proxy) it
 # shares the terminal with stdout, and a `find` complaint landing before a record
 # would hide that checkpoint (nothing reads it over exec either).
 _LISTING_SCRIPT = r"""
+unset CDPATH
 cd -- "$1" || exit 3
 settle=$2
 shift 2
-printf 'W\t%s\0' "$(pwd -P)"
+root=$(pwd -P)
+printf 'W\t%s\0' "$root"
 exec 2>/dev/null
 IFS='
 '
@@ -236,6 +251,10 @@ listing() {
     for p in $pat; do
       [ -L "$p" ] && continue
       case $p in -*) q=./$p ;; *) q=$p ;; esac
+      case $p in */*)
+        r=$(cd -P -- "${q%/*}" && pwd -P && printf x) && r=${r%x} && r=${r%?} || continue
+        case $r/ in "${root%/}"/*) ;; *) continue ;; esac
+      esac
       if [ -d "$q" ]; then
         m=0; [ -e "$q/trainer_state.json" ] && m=1
         l=; d=$(dirname -- "$q")
@@ -254,6 +273,7 @@ if [ "$settle" != 0 ]; then
   sleep "$settle"
   listing "$@"
 fi
+printf 'E\0'
 """
 
 
@@ -271,16 +291,29 @@ def _float(text: str) -> float:
         return 0.0
 
 
+class ListingCutShort(ValueError):
+    """The listing's output stops before its end record: what is there is not all."""
+
+
 def parse_listing(stdout: str) -> Listing:
     """Parse `listing_command` output.
 
+    A listing is only ever whole: output without the final `E` record (a channel that
+    closed, a killed shell, a proxy that dropped the rest) raises, because a shorter
+    list would read as "no newer checkpoint" and let teardown destroy one.
+
     Raises:
         ValueError: output without the workdir record (not our script's output).
+        ListingCutShort (a ValueError): output that stops before the end record.
     """
     root = None
+    ended = False
     rounds: list[tuple[float, dict[str, _Entry]]] = []
     for record in stdout.split("\0"):
         tag, _, rest = record.partition("\t")
+        if tag == "E" and not rest:
+            ended = True
+            break
         if tag == "W":
             root = rest
         elif tag == "T":
@@ -294,6 +327,8 @@ def parse_listing(stdout: str) -> Listing:
                 DIR, name, int(size or 0), _float(mtime), int(files or 0), marker == "1", latest or None))
     if root is None:
         raise ValueError("unexpected checkpoint listing output (no workdir line)")
+    if not ended:
+        raise ListingCutShort("the listing was cut short (its output stops before the end)")
     return Listing(root, tuple(rounds))
 
 
@@ -404,11 +439,17 @@ async def list_checkpoints(runner: Runner, pod: PodConfig, session: str | Sessio
             f"{cfg.workdir or '~'!r}: {result.last_error_line()}")
     try:
         listing = parse_listing(result.stdout)
+    except ListingCutShort as exc:
+        raise CheckpointListingFailed(
+            f"cannot list checkpoints of session {cfg.name!r} on pod {pod.name!r}: {exc} "
+            f"({result.last_error_line()}); gpuctl will not act on part of a listing") from None
     except ValueError:
         raise CheckpointListingFailed(
             f"cannot list checkpoints of session {cfg.name!r} on pod {pod.name!r}: "
             f"{result.last_error_line()}") from None
-    if not result.ok and not listing.rounds:
+    if not result.ok:
+        # The end record is the script's last command, so a failure after it is not
+        # the listing's; still, an exit status that says "failed" is never "complete".
         raise CheckpointListingFailed(
             f"cannot list checkpoints of session {cfg.name!r} on pod {pod.name!r}: "
             f"{result.last_error_line()}")

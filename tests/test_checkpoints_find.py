@@ -136,7 +136,7 @@ def listing(*rounds, root="/w") -> str:
     out = f"W\t{root}\0"
     for now, records in rounds:
         out += f"T\t{now}\0" + "".join(r + "\0" for r in records)
-    return out
+    return out + "E\0"
 
 
 def test_judge_marks_markers_changes_and_fresh_files():
