@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sessions.events import WatchEvent
+from tui.terminal_text import visible
 
 
 def _say(text: str) -> None:
@@ -40,7 +41,7 @@ async def run_watch(config: Any, *, state_path: Path, as_json: bool, pod_names: 
     router = NotifyRouter(config, on_error=lambda message: _say(f"notify: {message}"))
 
     def emit(event: WatchEvent) -> None:
-        out.write((event.json_line() if as_json else event.readable()) + "\n")
+        out.write((event.json_line() if as_json else visible(event.readable())) + "\n")
         out.flush()
         router.submit(event)
 

@@ -9,6 +9,7 @@ if TYPE_CHECKING:  # annotations only: the TUI's first frame should not pay for 
 
 from sessions.snapshot import SessionSnapshot, SessionState
 from tui import humanize
+from tui.terminal_text import plain_table
 
 COLUMNS = ("SESSION", "STATE", "STEP", "RATE", "LOSS", "ETA", "LOG")
 
@@ -49,9 +50,7 @@ def session_rows(sessions: tuple[SessionSnapshot, ...]) -> list[list[str]]:
 
 
 def render_sessions_plain(sessions: tuple[SessionSnapshot, ...]) -> str:
-    table = [list(COLUMNS), *session_rows(sessions)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table) + "\n"
+    return plain_table([list(COLUMNS), *session_rows(sessions)])
 
 
 def render_progress(progress: Progress, source: str) -> str:

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, PodState
 from tui import humanize
+from tui.terminal_text import plain_table, visible
 
 COLUMNS = ("POD", "STATE", "GPU", "TEMP", "UTIL", "MEMORY", "POWER", "DISK", "LOAD", "UP", "$/H", "SPENT")
 
@@ -129,7 +130,7 @@ def rich_renderable(fleet: FleetSnapshot) -> RenderableType:
         table.add_column(col, justify=justify, no_wrap=True)
     for pod in fleet.pods:
         for cells, gpu in rows(pod):
-            styled = [Text(c) for c in cells]
+            styled = [Text(visible(c)) for c in cells]
             styled[0].stylize("bold")
             styled[1].stylize(STATE_STYLE.get(pod.state, ""))
             if gpu is not None:
@@ -144,7 +145,7 @@ def rich_renderable(fleet: FleetSnapshot) -> RenderableType:
         line = Text()
         line.append(f"{pod.name}: ", style="bold")
         style = "bold red" if pod.error_kind == "host-key-changed" else "red"
-        line.append(message, style=style)
+        line.append(visible(message), style=style)
         parts.append(line)
     return Group(*parts)
 
@@ -159,7 +160,4 @@ def render_plain(fleet: FleetSnapshot) -> str:
     table = [list(COLUMNS)]
     for pod in fleet.pods:
         table.extend(cells for cells, _ in rows(pod))
-    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table]
-    lines += [f"{pod.name}: {message}" for pod, message in problems(fleet)]
-    return "\n".join(lines) + "\n"
+    return plain_table(table) + "".join(f"{pod.name}: {visible(message)}\n" for pod, message in problems(fleet))

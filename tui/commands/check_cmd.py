@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from tui.commands.common import EXIT_USAGE, load_pod_or_explain, run_async
+from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, run_async
 
 EXIT_FAILED = 1
 COLUMNS = ("NAME", "STATUS", "DETAIL")
@@ -37,15 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.set_defaults(handler=_check)
 
 
-def _err(message: str) -> None:
-    print(f"gpuctl: {message}", file=sys.stderr)
-
 
 def _check(args: argparse.Namespace) -> int:
     for flag, value in (("--min-free-gb", args.min_free_gb), ("--expect-gpus", args.expect_gpus),
                         ("--expect-mem-gib", args.expect_mem_gib)):
         if value is not None and not value >= 0:
-            _err(f"{flag} must be a number >= 0, not {value:g}")
+            complain(f"{flag} must be a number >= 0, not {value:g}")
             return EXIT_USAGE
     loaded = load_pod_or_explain(args)
     if loaded is None:
@@ -65,7 +62,7 @@ async def _check_async(config: Any, pod: Any, args: argparse.Namespace) -> int:
                 runner, pod, min_free_gb=MIN_FREE_GB if args.min_free_gb is None else args.min_free_gb,
                 expect_gpus=args.expect_gpus, expect_mem_gib=args.expect_mem_gib)
     except SshFailure as exc:
-        _err(f"pod {pod.name!r}: {exc.message}")
+        complain(f"pod {pod.name!r}: {exc.message}")
         return EXIT_FAILED
     if args.json:
         print(json.dumps([r.to_json() for r in results]))
@@ -94,14 +91,14 @@ def _hints(results: list[Any]) -> list[str]:
 
 def render_plain(results: list[Any], pod_name: str) -> str:
     """Aligned plain text for pipes and logs: the table, the hints, the counts."""
-    table = [list(COLUMNS)] + [[r.name, r.status, r.detail] for r in results]
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    from tui.terminal_text import plain_table, visible
+
+    lines = []
     hints = _hints(results)
     if hints:
-        lines += ["", "hints:"] + [f"  {hint}" for hint in hints]
+        lines += ["", "hints:"] + [f"  {visible(hint)}" for hint in hints]
     lines += ["", summary(results, pod_name)]
-    return "\n".join(lines) + "\n"
+    return plain_table([list(COLUMNS)] + [[r.name, r.status, r.detail] for r in results]) + "\n".join(lines) + "\n"
 
 
 def _render_rich(results: list[Any], pod_name: str) -> None:
@@ -109,18 +106,20 @@ def _render_rich(results: list[Any], pod_name: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from tui.terminal_text import visible
+
     console = Console(file=sys.stdout, highlight=False)
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in COLUMNS:
         table.add_column(column, overflow="fold")
     for r in results:
-        table.add_row(Text(r.name), Text(r.status, style=STATUS_STYLE.get(r.status, "")), Text(r.detail))
+        table.add_row(Text(r.name), Text(r.status, style=STATUS_STYLE.get(r.status, "")), Text(visible(r.detail)))
     console.print(table)
     hints = _hints(results)
     if hints:
         console.print()
         console.print("hints:", style="bold")
         for hint in hints:
-            console.print(Text("  " + hint))
+            console.print(Text("  " + visible(hint)))
     console.print()
     console.print(Text(summary(results, pod_name)))

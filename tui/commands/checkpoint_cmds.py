@@ -17,7 +17,8 @@ import sys
 import time
 from typing import Any
 
-from tui.commands.common import EXIT_USAGE, load_pod_or_explain, run_async
+from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, run_async
+from tui.terminal_text import visible
 
 EXIT_FAILED = 1
 
@@ -43,15 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     resume.set_defaults(handler=_resume)
 
 
-def _err(message: str) -> None:
-    print(f"gpuctl: {message}", file=sys.stderr)
-
 
 def _session_or_explain(pod: Any, name: str) -> Any:
     try:
         return pod.session(name)
     except KeyError as exc:
-        _err(str(exc))
+        complain(str(exc))
         return None
 
 
@@ -62,7 +60,7 @@ def _globs_ok(session: Any) -> bool:
     try:
         patterns_for(session)
     except UnsafeName as exc:
-        _err(f"session {session.name!r}: {exc}")
+        complain(f"session {session.name!r}: {exc}")
         return False
     return True
 
@@ -101,10 +99,10 @@ async def _checkpoints_async(config: Any, pod: Any, session: Any, as_json: bool)
         async with open_runner(pod, config.defaults) as runner:
             found = await list_checkpoints(runner, pod, session)
     except SshFailure as exc:
-        _err(f"pod {pod.name!r}: {exc.message}")
+        complain(f"pod {pod.name!r}: {exc.message}")
         return EXIT_FAILED
     except CheckpointListingFailed as exc:
-        _err(str(exc))
+        complain(str(exc))
         return EXIT_FAILED
     found = mark_verified(found, host_identity(pod, config.defaults))
     if as_json:
@@ -121,6 +119,7 @@ async def _checkpoints_async(config: Any, pod: Any, session: Any, as_json: bool)
 def render_checkpoints(found: list[Any]) -> str:
     """The plain table of `gpuctl checkpoints`."""
     from tui import humanize
+    from tui.terminal_text import plain_table
 
     columns = ("NAME", "STEP", "SIZE", "AGE", "STATE", "LOCAL")
     rows = [list(columns)] + [
@@ -128,8 +127,7 @@ def render_checkpoints(found: list[Any]) -> str:
          humanize.size(c.size), humanize.duration(c.age_s), c.state, "verified" if c.verified_local else "-"]
         for c in found
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
-    return "".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() + "\n" for r in rows)
+    return plain_table(rows)
 
 
 # ---------------------------------------------------------------------- download
@@ -196,25 +194,25 @@ async def _download_async(config: Any, pod: Any, session: Any, name: str | None,
     try:
         result = await download_checkpoint(config, pod, session, name, dest, progress)
     except DownloadError as exc:
-        _err(exc.message)
+        complain(exc.message)
         return exc.exit_code
     except CheckpointListingFailed as exc:
-        _err(str(exc))
+        complain(str(exc))
         return EXIT_FAILED
     except SshFailure as exc:
-        _err(f"pod {pod.name!r}: {exc.message}")
+        complain(f"pod {pod.name!r}: {exc.message}")
         return EXIT_FAILED
     finally:
         if bar is not None:
             bar.stop()
     cp = result.checkpoint
     if result.skipped:
-        print(f"{cp.name}: already downloaded and verified at {result.local_path}")
+        print(visible(f"{cp.name}: already downloaded and verified at {result.local_path}"))
         return 0
     rate = result.transferred / result.seconds / 1e6 if result.seconds > 0 else 0.0
     resumed = f", resumed after {humanize.size(result.resumed_from)}" if result.resumed_from else ""
-    print(f"{cp.name}: {humanize.size(result.size)} in {result.seconds:.1f}s ({rate:.0f} MB/s{resumed}), "
-          f"sha256 verified -> {result.local_path}")
+    print(visible(f"{cp.name}: {humanize.size(result.size)} in {result.seconds:.1f}s ({rate:.0f} MB/s{resumed}), "
+                  f"sha256 verified -> {result.local_path}"))
     return 0
 
 
@@ -227,17 +225,17 @@ def _resume(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config, pod = loaded
     if config.read_only:
-        _err(f"{config.path} sets read_only: true, so gpuctl resume does not change pods")
+        complain(f"{config.path} sets read_only: true, so gpuctl resume does not change pods")
         return EXIT_USAGE
     from sessions.resume import NoResumeTemplate, resumable
 
     try:  # before connecting: no pod can fix the config
         session = resumable(pod, args.session)
     except KeyError as exc:
-        _err(str(exc))
+        complain(str(exc))
         return EXIT_USAGE
     except NoResumeTemplate as exc:
-        _err(str(exc))
+        complain(str(exc))
         return EXIT_USAGE
     if not _globs_ok(session):
         return EXIT_USAGE
@@ -255,14 +253,14 @@ async def _resume_async(config: Any, pod: Any, session: Any, restart: bool) -> i
         async with open_runner(pod, config.defaults) as runner:
             result = await resume(runner, pod, session, restart=restart)
     except SshFailure as exc:
-        _err(f"pod {pod.name!r}: {exc.message}")
+        complain(f"pod {pod.name!r}: {exc.message}")
         return EXIT_FAILED
     except (SessionError, CheckpointListingFailed) as exc:
-        _err(str(exc))
+        complain(str(exc))
         return EXIT_FAILED
     killed = ", after killing the running one" if result.killed_running else ""
-    print(f"resumed session {session.name!r} on pod {pod.name!r} from {result.checkpoint.name}{killed}")
-    print(f"  command: {result.command}")
+    print(visible(f"resumed session {session.name!r} on pod {pod.name!r} from {result.checkpoint.name}{killed}"))
+    print(visible(f"  command: {result.command}"))
     print(f"  log:     {result.launch.log_path}")
     print(f"  attach:  gpuctl attach {pod.name} {session.name}")
     return 0

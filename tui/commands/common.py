@@ -10,6 +10,17 @@ from typing import Any, Callable
 EXIT_USAGE = 2
 
 
+def complain(message: str) -> None:
+    """`gpuctl: message` on stderr, with any pod-sent control characters made visible.
+
+    Messages quote the pod (its stderr, file and session names), and a pod is not
+    trusted with the user's terminal (`tui.terminal_text`).
+    """
+    from tui.terminal_text import visible
+
+    print(f"gpuctl: {visible(message)}", file=sys.stderr)
+
+
 def load_config_or_explain(args: argparse.Namespace):
     """The validated config, or None after printing why not (to stderr)."""
     from sessions.config import ConfigError, load_config, locate_config
@@ -17,7 +28,7 @@ def load_config_or_explain(args: argparse.Namespace):
     try:
         return load_config(locate_config(args.config))
     except ConfigError as exc:
-        print(f"gpuctl: {exc}", file=sys.stderr)
+        complain(str(exc))
         return None
 
 
@@ -26,7 +37,7 @@ def find_pod_or_explain(config: Any, name: str):
     try:
         return config.pod(name)
     except KeyError as exc:
-        print(f"gpuctl: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        complain(str(exc.args[0] if exc.args else exc))
         return None
 
 

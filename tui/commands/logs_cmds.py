@@ -94,16 +94,25 @@ async def _logs_async(config, pod, path: str, lines: int, follow: bool) -> int:
     from backends.ssh import SshFailure
     from sessions.log_stream import stream_log
 
+    from tui.terminal_text import LogBytes, visible
+
     out = sys.stdout.buffer
+    # On a terminal the pod's bytes are not trusted with it (colours and \r pass, other
+    # control sequences are shown escaped); into a pipe or file they go as they are.
+    cleaner = LogBytes() if sys.stdout.isatty() else None
 
     def notice(message: str) -> None:
-        print(f"gpuctl: {message}", file=sys.stderr, flush=True)
+        print(f"gpuctl: {visible(message)}", file=sys.stderr, flush=True)
 
     try:
         async for chunk in stream_log(pod, config.defaults, path, lines=lines, follow=follow, on_notice=notice):
-            out.write(chunk)
+            out.write(cleaner.feed(chunk) if cleaner else chunk)
             out.flush()
     except SshFailure as failure:
-        print(f"gpuctl: {pod.name}: {failure.message}", file=sys.stderr)
+        print(f"gpuctl: {pod.name}: {visible(failure.message)}", file=sys.stderr)
         return 1
+    finally:
+        if cleaner:
+            out.write(cleaner.flush())
+            out.flush()
     return 0

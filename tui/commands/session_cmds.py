@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import Any, Awaitable, Callable, Sequence
 
-from tui.commands.common import EXIT_USAGE, load_pod_or_explain, run_async
+from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, run_async
 
 EXIT_FAILED = 1
 
@@ -37,13 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     kill.set_defaults(handler=_kill)
 
 
-def _err(message: str) -> None:
-    print(f"gpuctl: {message}", file=sys.stderr)
-
 
 def _refuse_read_only(config: Any, verb: str) -> bool:
     if config.read_only:
-        _err(f"{config.path} sets read_only: true, so gpuctl {verb} does not change pods")
+        complain(f"{config.path} sets read_only: true, so gpuctl {verb} does not change pods")
     return bool(config.read_only)
 
 
@@ -57,9 +54,9 @@ async def _on_pod(config: Any, pod: Any, action: Callable[[Any], Awaitable[int]]
         async with open_runner(pod, config.defaults) as runner:
             return await action(runner)
     except SshFailure as exc:
-        _err(f"pod {pod.name!r}: {exc.message}")
+        complain(f"pod {pod.name!r}: {exc.message}")
     except SessionError as exc:
-        _err(str(exc))
+        complain(str(exc))
     return EXIT_FAILED
 
 
@@ -78,10 +75,10 @@ def _launch(args: argparse.Namespace) -> int:
     try:  # before connecting: no pod can fix the config
         session = sc.launchable(pod, args.session)
     except KeyError as exc:
-        _err(str(exc))
+        complain(str(exc))
         return EXIT_USAGE
     except sc.NoCommand as exc:
-        _err(str(exc))
+        complain(str(exc))
         return EXIT_USAGE
 
     async def action(runner: Any) -> int:
@@ -117,7 +114,7 @@ def _kill(args: argparse.Namespace) -> int:
     if _refuse_read_only(config, "kill"):
         return EXIT_USAGE
     if not args.yes and not sys.stdin.isatty():
-        _err(f"not killing session {args.session!r} on pod {pod.name!r} without confirmation: "
+        complain(f"not killing session {args.session!r} on pod {pod.name!r} without confirmation: "
              "pass --yes to kill without a prompt")
         return EXIT_USAGE
     from sessions import session_control as sc
@@ -127,7 +124,7 @@ def _kill(args: argparse.Namespace) -> int:
     async def action(runner: Any) -> int:
         state = await sc.session_state(runner, args.session, pod_name=pod.name)
         if not state.exists:
-            _err(f"no session {args.session!r} on pod {pod.name!r}; nothing to kill")
+            complain(f"no session {args.session!r} on pod {pod.name!r}; nothing to kill")
             return 0
         if not args.yes:
             if state.running:
@@ -136,11 +133,11 @@ def _kill(args: argparse.Namespace) -> int:
                 status = state.exit_status
                 what = f"exited with status {status}" if status is not None else "exited"
             if not _ask(f"Kill session {args.session!r} on pod {pod.name!r} ({what})?"):
-                _err("not killed")
+                complain("not killed")
                 return EXIT_FAILED
         result = await sc.kill(runner, args.session, pod_name=pod.name)
         if not result.existed:
-            _err(f"session {args.session!r} on pod {pod.name!r} ended by itself; nothing to kill")
+            complain(f"session {args.session!r} on pod {pod.name!r} ended by itself; nothing to kill")
             return 0
         print(f"killed session {args.session!r} on pod {pod.name!r}")
         return 0
@@ -168,7 +165,7 @@ def run_attach(argv: Sequence[str], *, replace_process: bool = True, env: dict[s
         else:
             os.execvpe(argv[0], list(argv), env)
     except OSError as exc:  # only returns on failure
-        _err(f"cannot run {argv[0]}: {exc.strerror or exc}")
+        complain(f"cannot run {argv[0]}: {exc.strerror or exc}")
     return EXIT_FAILED
 
 
@@ -193,14 +190,14 @@ def _attach(args: argparse.Namespace) -> int:
     state = found["state"]
     if not state.exists:
         hint = f" (start it: gpuctl launch {pod.name} {args.session})" if args.session in configured else ""
-        _err(f"no tmux session {args.session!r} on pod {pod.name!r}{hint}")
+        complain(f"no tmux session {args.session!r} on pod {pod.name!r}{hint}")
         return EXIT_FAILED
     if not sys.stdin.isatty():
-        _err("gpuctl attach needs a terminal: stdin is not one (run it from an interactive shell)")
+        complain("gpuctl attach needs a terminal: stdin is not one (run it from an interactive shell)")
         return EXIT_USAGE
     if not state.running:
         status = f" with status {state.exit_status}" if state.exit_status is not None else ""
-        _err(f"session {args.session!r} has exited{status}; attaching shows its last screen")
+        complain(f"session {args.session!r} has exited{status}; attaching shows its last screen")
     if pods.is_local(pod):
         inside = bool(os.environ.get("TMUX"))
         return run_attach(attach_argv(None, args.session, inside_tmux=inside))
