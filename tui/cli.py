@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping
-from typing import Sequence
+from typing import Any, Sequence
 
 # Order here is the order in `gpuctl --help`.
 COMMAND_MODULES = (
@@ -53,6 +53,46 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class _Commands(argparse._SubParsersAction):
+    """Subcommands that describe themselves and take the global `--config` too.
+
+    `gpuctl status --config FILE` is how people type it (and how cron lines get edited),
+    so every (sub)command accepts `--config` after its name as well as before; the
+    default is SUPPRESS so a value given before the command is not reset by the
+    subparser. A command's one-line help becomes its `--help` description.
+    `reads_config=False` is for a command that never reads the user's config (demo).
+    """
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        reads_config = kwargs.pop("reads_config", True)
+        kwargs.setdefault("description", kwargs.get("help"))
+        parser = super().add_parser(name, **kwargs)
+        if reads_config:
+            parser.add_argument(
+                "--config", metavar="PATH", default=argparse.SUPPRESS,
+                help="config file (also accepted before the command)")
+        return parser
+
+
+class GpuctlParser(argparse.ArgumentParser):
+    """argparse with gpuctl's subcommand behaviour (`_Commands`) and a did-you-mean
+    for a mistyped command or choice (`gpuctl stauts`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _Commands)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        choices = action.choices
+        if choices is not None and isinstance(value, str) and value not in choices:
+            import difflib
+
+            close = difflib.get_close_matches(value, [str(c) for c in choices], n=1, cutoff=0.6)
+            if close:
+                raise argparse.ArgumentError(action, f"invalid choice: {value!r}; did you mean {close[0]!r}?")
+        super()._check_value(action, value)
+
+
 def _add_tui_options(parser: argparse.ArgumentParser) -> None:
     """The options of `gpuctl` alone (the TUI), also accepted before any command."""
     parser.add_argument("--config", metavar="PATH",
@@ -63,7 +103,7 @@ def _add_tui_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their flags (names are a contract with users' scripts)."""
-    parser = argparse.ArgumentParser(
+    parser = GpuctlParser(
         prog="gpuctl",
         description="Terminal control center for training runs on rented GPU machines.",
     )

@@ -34,7 +34,7 @@ EXIT_FAILED = 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    demo = sub.add_parser("demo", help="try gpuctl on simulated pods on this machine (no cloud account)")
+    demo = sub.add_parser("demo", reads_config=False, help="try gpuctl on simulated pods on this machine (no cloud account)")
     demo.add_argument("--pods", type=int, default=3, metavar="N",
                       help="how many simulated pods (default 3: 4xA100, 8xH100, one RTX 4090 spot pod)")
     demo.add_argument("--headless", action="store_true",
