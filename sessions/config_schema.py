@@ -16,7 +16,7 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from sessions import policy_schema
+from sessions import policy_schema, shell_template
 from sessions import yaml_lines as yl
 from sessions.config_fields import (
     INVALID,
@@ -91,7 +91,8 @@ KEY_ALIASES: Mapping[str, str] = {
 
 SESSION_FIELDS: dict[str, Validator] = {
     "name": name, "command": nonempty, "workdir": nonempty, "env": env, "log": nonempty,
-    "total_steps": positive_int, "progress": progress, "resume": nonempty, "checkpoints": globs,
+    "total_steps": positive_int, "progress": progress,
+    "resume": shell_template.field(shell_template.RESUME_PLACEHOLDERS), "checkpoints": globs,
     "stall_minutes": minutes, "policies": policy_schema.policies,
 }
 POD_FIELDS: dict[str, Validator] = {

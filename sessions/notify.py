@@ -22,11 +22,13 @@ The targets:
   errors, 5xx and 429 are retried (`Retry-After` honoured up to `MAX_RETRY_AFTER_S`);
   other 4xx are not, since sending the same thing again cannot help. Error messages
   show the URL as scheme://host/path: the query string often holds a token.
-- command: a shell command template; `{message}`, `{kind}`, `{pod}`, `{session}` and
-  `{ts}` (unix seconds, as in the JSON) are replaced by shell-quoted values wherever
-  they stand, quoted or not (see `fill_command`); other `{names}` stay as written. The
-  event is also in the environment: GPUCTL_EVENT (the JSON line), GPUCTL_KIND,
-  GPUCTL_POD, GPUCTL_SESSION, GPUCTL_MESSAGE.
+- command: a shell command template run with `sh -c` on this machine. The event is in
+  its environment: GPUCTL_EVENT (the JSON line), GPUCTL_MESSAGE, GPUCTL_KIND,
+  GPUCTL_POD, GPUCTL_SESSION and GPUCTL_TS (unix seconds, as in the JSON). The
+  placeholders `{message}`, `{kind}`, `{pod}`, `{session}` and `{ts}` become references
+  to those variables (`sessions.shell_template`), never the values' text: a message
+  quotes pod text (file names, log lines), and pasted into someone's own quotes or
+  `$(…)` it ran as code. Other `{names}` stay as written.
 - desktop: `notify-send` (Linux and BSDs), else `osascript` on macOS; with neither,
   `on_error` says so once and the target stays quiet afterwards.
 """
@@ -37,8 +39,6 @@ import asyncio
 import json
 import logging
 import os
-import re
-import shlex
 import shutil
 import signal
 import sys
@@ -52,6 +52,12 @@ import httpx
 from backends.providers.http import retry_after_seconds
 from sessions.events import ALL_KINDS, EventKind, WatchEvent
 from sessions.policy_model import NotifyTarget
+from sessions.shell_template import (
+    NOTIFY_PLACEHOLDERS,
+    TemplateError,
+    environment,
+    render,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,42 +106,6 @@ def safe_url(url: str) -> str:
     head, _, last = parts.path.rpartition("/")
     path = f"{head}/…" if len(last) > 16 else parts.path
     return f"{parts.scheme}://{host}{path}"
-
-
-_PLACEHOLDER = re.compile(r"\{(message|kind|pod|session|ts)\}")
-
-
-def fill_command(template: str, values: Mapping[str, str]) -> str:
-    """`template` with each known `{name}` replaced by its shell-quoted value.
-
-    The template is scanned with the shell's quoting rules, because a quoted value
-    pasted inside someone's own quotes is not quoted any more: in `"gpuctl: {message}"`
-    a message holding `$(...)` would run. Inside single or double quotes the
-    value is therefore spliced in by closing the quote, adding the quoted value and
-    reopening it (`"a "'v'" b"` is the word `a v b` to the shell), so `{message}`,
-    `'{message}'` and `"... {message} ..."` all come out as the literal text.
-    `${name}` is the shell's own syntax and is left alone, as are unknown names.
-    """
-    out: list[str] = []
-    quote = ""  # the quote we are inside: "", "'" or '"'
-    i = 0
-    while i < len(template):
-        match = _PLACEHOLDER.match(template, i)
-        if match and match.group(1) in values and not template.endswith("$", 0, i):
-            quoted = shlex.quote(values[match.group(1)])
-            out.append(f"{quote}{quoted}{quote}" if quote else quoted)
-            i = match.end()
-            continue
-        char = template[i]
-        if char == "\\" and quote != "'":
-            out.append(template[i:i + 2])  # an escaped character never opens or closes a quote
-            i += 2
-            continue
-        if char in "'\"" and quote in ("", char):
-            quote = "" if quote else char
-        out.append(char)
-        i += 1
-    return "".join(out)
 
 
 def _transport_reason(exc: BaseException) -> str:
@@ -291,15 +261,17 @@ class Notifier:
             await asyncio.sleep(BACKOFF_S[attempt] if wait is None else wait)
 
     async def _command(self, index: int, target: NotifyTarget, event: WatchEvent) -> None:
-        """Run the filled template in a shell, the event also in the environment."""
+        """Run the rendered template in a shell, the event's values in its environment."""
         if not target.target:
             raise DeliveryFailed("no command given")
+        try:
+            command = render(target.target, NOTIFY_PLACEHOLDERS)
+        except TemplateError as exc:  # `config check` says so too; a target built in code may not be checked
+            raise DeliveryFailed(str(exc)) from None
         values = {"message": event.message, "kind": event.kind, "pod": event.pod,
                   "session": event.session or "", "ts": str(event.to_json()["ts"])}
-        env = {**os.environ, "GPUCTL_EVENT": event.json_line(), "GPUCTL_KIND": event.kind,
-               "GPUCTL_POD": event.pod, "GPUCTL_SESSION": event.session or "",
-               "GPUCTL_MESSAGE": event.message}
-        await self._run(fill_command(target.target, values), env=env)
+        env = {**os.environ, "GPUCTL_EVENT": event.json_line(), **environment(values)}
+        await self._run(command, env=env)
 
     async def _desktop(self, index: int, target: NotifyTarget, event: WatchEvent) -> None:
         """A notification through notify-send, or osascript on macOS."""

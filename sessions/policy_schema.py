@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from sessions import shell_template
 from sessions import yaml_lines as yl
 from sessions.config_fields import (
     INVALID,
@@ -340,7 +341,7 @@ def _event_kinds(ck: Checker, node: Node, field: str) -> Any:
 _NOTIFY_TARGETS: dict[str, Validator] = {
     "desktop": boolean,
     "webhook": _webhook,
-    "command": lambda ck, n, f: nonempty(ck, n, f, "a shell command"),
+    "command": shell_template.field(shell_template.NOTIFY_PLACEHOLDERS, "a shell command"),
 }
 
 

@@ -1,10 +1,15 @@
 """Relaunch a session's training from its newest complete checkpoint on the pod.
 
-The session's `resume:` template, e.g. `torchrun train.py --resume {checkpoint}`, gets
-the checkpoint's absolute pod path, shell-quoted, in place of `{checkpoint}` (plain
-text replacement, not `str.format`: a template may hold other braces, such as JSON).
-Write `{checkpoint}` bare: quotes around it in the template are dropped, since the
-filled-in path is already one quoted word.
+The session's `resume:` template, e.g. `torchrun train.py --resume {checkpoint}`, is
+rendered by `sessions.shell_template`: `{checkpoint}` becomes a reference to the
+environment variable GPUCTL_CHECKPOINT, and the command that runs is
+`export GPUCTL_CHECKPOINT=<quoted path>; <rendered template>`. The path, which whoever
+writes files on the pod chooses, is therefore never part of the command's text and
+cannot end a quote or start a command wherever `{checkpoint}` stands: bare, quoted
+(`"{checkpoint}"`), inside a larger quoted word (`--ckpt="{checkpoint}/model.pt"`) or
+inside `$(…)`. Places where it could still run as code (inside `'…'` with other text,
+after `bash -c`, ...) are refused as a config problem that says what to write instead.
+Other braces in the template (JSON, `${VAR}`) stay as written.
 
 The command then goes through `session_control.launch` exactly as `gpuctl launch`
 would run the session's `command:`: same tmux session name, same workdir and env,
@@ -15,7 +20,6 @@ an exited one is replaced, as launch does.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -23,6 +27,7 @@ from backends.runner import Runner
 from sessions import session_control as sc
 from sessions.checkpoints import Checkpoint, list_checkpoints, newest_complete
 from sessions.config_model import PodConfig, SessionConfig
+from sessions.shell_template import RESUME_PLACEHOLDERS, TemplateError, env_name, fill, render
 
 PLACEHOLDER = "{checkpoint}"
 
@@ -53,11 +58,13 @@ class ResumeResult:
 
 
 def fill_template(template: str, checkpoint_path: str) -> str:
-    """The template with every `{checkpoint}` replaced by the shell-quoted path."""
-    quoted = shlex.quote(checkpoint_path)
-    for wrapped in (f"'{PLACEHOLDER}'", f'"{PLACEHOLDER}"'):
-        template = template.replace(wrapped, PLACEHOLDER)
-    return template.replace(PLACEHOLDER, quoted)
+    """The command to run: the path exported as GPUCTL_CHECKPOINT, then the rendered
+    template (see the module docstring).
+
+    Raises:
+        sessions.shell_template.TemplateError: `{checkpoint}` where it cannot be passed safely.
+    """
+    return fill(template, {"checkpoint": checkpoint_path})
 
 
 def resumable(pod: PodConfig, session: str | SessionConfig) -> SessionConfig:
@@ -65,7 +72,8 @@ def resumable(pod: PodConfig, session: str | SessionConfig) -> SessionConfig:
 
     Raises:
         sessions.config_model.UnknownName: no such session (a KeyError).
-        NoResumeTemplate: no `resume:`, or one without `{checkpoint}`.
+        NoResumeTemplate: no `resume:`, one without `{checkpoint}`, or one with it where
+            its value could run as code.
     """
     cfg = pod.session(session) if isinstance(session, str) else session
     at = f" (config line {cfg.line})" if cfg.line else ""
@@ -76,7 +84,14 @@ def resumable(pod: PodConfig, session: str | SessionConfig) -> SessionConfig:
         raise NoResumeTemplate(
             f"session {cfg.name!r} on pod {pod.name!r} has no resume command{at}. Add a `resume:` "
             f"template to it; gpuctl puts the newest checkpoint's path where {PLACEHOLDER} is:\n{example}")
-    if PLACEHOLDER not in cfg.resume:
+    try:
+        rendered = render(cfg.resume, RESUME_PLACEHOLDERS)
+    except TemplateError as exc:
+        raise NoResumeTemplate(
+            f"the resume command of session {cfg.name!r} on pod {pod.name!r}{at} cannot be used: {exc}") from None
+    # No {checkpoint} (or only in a comment, or as `${checkpoint}`), and the command does not
+    # read the variable itself either (as `bash -c '... "$GPUCTL_CHECKPOINT"'` does).
+    if rendered == cfg.resume and env_name("checkpoint") not in cfg.resume:
         raise NoResumeTemplate(
             f"the resume command of session {cfg.name!r} on pod {pod.name!r}{at} does not mention "
             f"{PLACEHOLDER}, so it would not resume from anything:\n{example}")

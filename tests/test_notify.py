@@ -16,8 +16,9 @@ import pytest
 
 from sessions import notify
 from sessions.events import ALL_KINDS, EventKind, WatchEvent
-from sessions.notify import DEFAULT_KINDS, DESKTOP_MISSING, INTERRUPTING, Notifier, fill_command, kinds_for
+from sessions.notify import DEFAULT_KINDS, DESKTOP_MISSING, INTERRUPTING, Notifier, kinds_for
 from sessions.policy_model import NotifyTarget
+from sessions.shell_template import NOTIFY_PLACEHOLDERS, render
 from tests.support.net import SilentServer, refused_port
 from tests.support.provider_server import ProviderServer, Reply
 from tests.support.procs import alive
@@ -225,7 +226,7 @@ HOSTILE = "it's \"quoted\" $(touch {canary}) `touch {canary}`; touch {canary} & 
     "printf '%s\\n' {message} >> {out}",
     "printf '%s\\n' '{message}' >> {out}",
     'printf \'%s\\n\' "{message}" >> {out}',
-    "printf '%s\\n' 'says: {message}!' >> {out}",
+    "printf '%s\\n' 'says: '{message}'!' >> {out}",
     'printf \'%s\\n\' "says: {message}!" >> {out}',
 ])
 async def test_command_gets_a_hostile_message_literally(tmp_path, template, errors):
@@ -252,7 +253,7 @@ async def test_command_fills_every_placeholder_and_leaves_others(tmp_path, error
     assert errors == []
     assert sorted(lines(out)) == ["alert|pod-a|train|1780000000.25|{unknown}|${kind}",
                                   "disconnected|pod-a||1780000000.25|{unknown}|${kind}"]
-    assert fill_command("x {session} {nope}", {"session": ""}) == "x '' {nope}"
+    assert render("x {session} {nope}", NOTIFY_PLACEHOLDERS) == 'x "$GPUCTL_SESSION" {nope}'
 
 
 async def test_command_gets_the_event_in_its_environment(tmp_path, errors):

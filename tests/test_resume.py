@@ -94,19 +94,24 @@ def received(workdir: Path) -> list[str] | None:
 # ----------------------------------------------------------------- templates
 
 
+PATH = "/w/it's a \"dir\"/step 5.pt"
+
+
 @pytest.mark.parametrize("template, expected", [
-    ("train.py --resume {checkpoint}", "train.py --resume '/w/it'\"'\"'s a \"dir\"/step 5.pt'"),
-    ("train.py --resume '{checkpoint}'", "train.py --resume '/w/it'\"'\"'s a \"dir\"/step 5.pt'"),
-    ('train.py --resume "{checkpoint}"', "train.py --resume '/w/it'\"'\"'s a \"dir\"/step 5.pt'"),
-    ("a {checkpoint} b={checkpoint} --cfg '{\"lr\": 1}'",
-     "a '/w/it'\"'\"'s a \"dir\"/step 5.pt' b='/w/it'\"'\"'s a \"dir\"/step 5.pt' --cfg '{\"lr\": 1}'"),
+    ("train.py --resume {checkpoint}", ["train.py", "--resume", PATH]),
+    ("train.py --resume '{checkpoint}'", ["train.py", "--resume", PATH]),
+    ('train.py --resume "{checkpoint}"', ["train.py", "--resume", PATH]),
+    ("a {checkpoint} b={checkpoint} --cfg '{\"lr\": 1}'", ["a", PATH, f"b={PATH}", "--cfg", '{"lr": 1}']),
 ])
-def test_fill_template_quotes_the_path_once(template, expected):
-    assert fill_template(template, "/w/it's a \"dir\"/step 5.pt") == expected
+def test_fill_template_passes_the_path_as_one_word(template, expected):
+    command = fill_template("printf '%s\\n' " + template, PATH)
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == expected
 
 
-def test_fill_template_plain_path():
-    assert fill_template("x --resume {checkpoint}", "/w/step_5.pt") == "x --resume /w/step_5.pt"
+def test_fill_template_exports_the_path_and_refers_to_it():
+    assert fill_template("x --resume {checkpoint}", "/w/step_5.pt") == \
+        'export GPUCTL_CHECKPOINT=/w/step_5.pt; x --resume "$GPUCTL_CHECKPOINT"'
 
 
 def test_no_template_says_how_to_add_one(server, tmp_path, capsys):
