@@ -38,3 +38,22 @@ def test_importing_prints_no_warning(module):
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+HEADLESS = [
+    ["status"], ["status", "--json"], ["sessions", "nowhere"], ["logs", "nowhere", "train"],
+    ["checkpoints", "nowhere", "train"], ["check", "nowhere"], ["config", "check"], ["config", "path"],
+    ["kill", "nowhere", "train", "--yes"], ["stop", "nowhere", "--yes"], ["--help"],
+]
+
+
+@pytest.mark.parametrize("argv", HEADLESS, ids=" ".join)
+def test_headless_commands_print_no_warning(argv, tmp_path):
+    """Each headless command, against a pod that refuses connections, says only its own
+    words on stderr: no dependency warning, no traceback."""
+    config = tmp_path / "config.yaml"
+    config.write_text("pods:\n  - name: nowhere\n    host: 127.0.0.1\n    port: 1\n    user: root\n"
+                      "    sessions: [{name: train, command: 'true', log: train.log}]\n")
+    done = subprocess.run([sys.executable, "-W", "always", "-m", "tui.cli", "--config", str(config), *argv],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "Warning" not in done.stderr and "Traceback" not in done.stderr, done.stderr
