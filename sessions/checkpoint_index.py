@@ -6,8 +6,14 @@ the pod's. The key is (host identity, remote path, size, mtime): a checkpoint re
 under the same name (`best.pt`) is a new key, so it is fetched again, and a pod renamed
 in the config keeps its entries (the host identity is `user@host:port`, not the name).
 
-An entry only counts while its local copy is still there with the recorded size
-(`is_verified`): deleting the download makes the teardown guard refuse again.
+The key alone proves nothing about content: a pod file rewritten with its size and
+mtime kept, or a local copy overwritten with as many other bytes, has the same key.
+So each entry also holds a stamp of each side (`pod_stamp`, `local_stamp`: digests of
+the stat fields any write changes, ctime and inode included), and
+`sessions.checkpoint_verify.confirm` hashes a side again whenever its stamp moved.
+That is what the teardown guard and "already downloaded" ask. `lookup` is the cheap
+view (listings, the TUI, auto-download's "is there work"): the local copy must still
+have its recorded stamp, so a touched copy reads as unverified until it is re-hashed.
 
 Writes are atomic (temp file + `os.replace`) under an advisory lock, so two gpuctl
 processes finishing downloads at once do not lose each other's entries.
@@ -16,8 +22,10 @@ processes finishing downloads at once do not lose each other's entries.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
@@ -51,6 +59,9 @@ class IndexEntry:
             holding symlinks to files: the copy holds their content). -1: as `size`.
         verified_at: local time of verification (seconds since the epoch).
         pod, session: names at the time, for people reading the file.
+        pod_stamp: `checkpoint_verify.stamp_command`'s stamp of the pod's checkpoint
+            when its hash was last taken ("": unknown, hash again).
+        local_stamp: `local_stamp` of the copy when it was last hashed ("": unknown).
     """
 
     host: str
@@ -64,6 +75,8 @@ class IndexEntry:
     verified_at: float = 0.0
     pod: str = ""
     session: str = ""
+    pod_stamp: str = ""
+    local_stamp: str = ""
 
     @property
     def expected_local_bytes(self) -> int:
@@ -160,14 +173,52 @@ def local_size(path: Path) -> int | None:
         return None
 
 
+def local_stamp(path: Path) -> str | None:
+    """A digest of what any write to a local copy changes (type, size, mtime, ctime,
+    inode of the file, or of every entry under the folder, by relative path); None
+    when the copy is not there. Symlinks are not followed: a download makes none."""
+    def line(p: Path, rel: str) -> str:
+        st = p.lstat()
+        return f"{stat.S_IFMT(st.st_mode)} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino} {rel!r}"
+
+    try:
+        top = path.lstat()
+        if stat.S_ISREG(top.st_mode):
+            lines = [line(path, "")]
+        elif stat.S_ISDIR(top.st_mode):
+            # The folder's own times are left out: installing the copy renames it.
+            inside = []
+            for root, dirs, files in os.walk(path):
+                for name in (*dirs, *files):
+                    full = Path(root, name)
+                    inside.append(line(full, full.relative_to(path).as_posix()))
+            lines = ["folder", *sorted(inside)]
+        else:
+            return None
+    except OSError:
+        return None
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def entry_for(host: str, checkpoint: Checkpoint, path: Path | None = None,
+              entries: dict[str, IndexEntry] | None = None) -> IndexEntry | None:
+    """The entry recorded for this exact checkpoint version, whatever its copy holds now
+    (`checkpoint_verify.confirm` decides that)."""
+    entries = load(path) if entries is None else entries
+    return entries.get(entry_key(host, checkpoint.path, checkpoint.size, checkpoint.mtime))
+
+
 def lookup(host: str, checkpoint: Checkpoint, path: Path | None = None,
            entries: dict[str, IndexEntry] | None = None) -> IndexEntry | None:
-    """The entry for this exact checkpoint version whose local copy is still intact."""
-    entries = load(path) if entries is None else entries
-    entry = entries.get(entry_key(host, checkpoint.path, checkpoint.size, checkpoint.mtime))
-    if entry is None or local_size(Path(entry.local_path)) != entry.expected_local_bytes:
+    """The entry for this exact checkpoint version whose local copy is untouched since
+    it was hashed (its stamp; an entry from before stamps: its size). Reads no pod."""
+    entry = entry_for(host, checkpoint, path, entries)
+    if entry is None:
         return None
-    return entry
+    local = Path(entry.local_path)
+    if entry.local_stamp:
+        return entry if local_stamp(local) == entry.local_stamp else None
+    return entry if local_size(local) == entry.expected_local_bytes else None
 
 
 def copies_of(host: str, remote_path: str, path: Path | None = None) -> list[IndexEntry]:
@@ -176,7 +227,7 @@ def copies_of(host: str, remote_path: str, path: Path | None = None) -> list[Ind
 
 
 def is_verified(host: str, checkpoint: Checkpoint, path: Path | None = None) -> bool:
-    """A verified local copy of this checkpoint version exists."""
+    """A verified local copy of this checkpoint version exists, untouched (`lookup`)."""
     return lookup(host, checkpoint, path) is not None
 
 

@@ -5,8 +5,10 @@ The policy around `backends.transfer` (which only moves bytes):
 1. **Pick.** List the session's checkpoints once (`settle=0`: a checkpoint modified in
    the last `FRESH_S` seconds, or a folder without its marker, is `writing` and refused;
    see `sessions.checkpoints`). No name: the newest complete one.
-2. **Skip** when the index (`sessions.checkpoint_index`) has a verified copy of this
-   exact version (path, size, mtime) that is still intact on disk.
+2. **Skip** when the index (`sessions.checkpoint_index`) has a copy of this exact
+   version (path, size, mtime) and `sessions.checkpoint_verify.confirm` finds it still
+   holds the pod's content (each side re-hashed when its stat stamp moved): a pod file
+   rewritten with its size and mtime kept, or a local copy overwritten, is fetched again.
 3. **Where.** `DEST/<name>`, default `./checkpoints/<pod>/<session>/<name>`. The data
    goes to `<name>.part` (a folder: `<name>.part/` holding the files under their own
    names) and is renamed only after verification. A rerun finds the `.part` and each
@@ -17,12 +19,15 @@ The policy around `backends.transfer` (which only moves bytes):
    the transfer, on its own channel; the local SHA-256 runs in a thread that follows
    the data onto disk (including a resumed prefix). After the last byte both digests
    are usually ready. Then the checkpoint is stat'ed again on the pod: if its size or
-   mtime moved, it was still being written, and the copy is dropped as such.
+   mtime moved, it was still being written, and the copy is dropped as such. The pod's
+   hash runs between two stat stamps (`checkpoint_verify.bracketed_command`; a folder's
+   file listing after a third): if they differ, the checkpoint changed meanwhile.
    A digest mismatch deletes the bad copy (a file's `.part`; in a folder, the files
    that differ) and says so. A pod behind RunPod's shell-only proxy gets the same
    steps through PTY shells (`backends.transfer.PtyFetcher`; the hash runs in a second
    shell on the same connection).
-5. **Record** the verified copy in the index.
+5. **Record** the verified copy in the index, with both stamps (so the next check
+   hashes again only what changed).
 
 A local file or folder already at the destination that gpuctl did not put there is
 never overwritten; one that gpuctl downloaded from an older version of the same
@@ -35,7 +40,6 @@ and each gets a sentence a person can act on.)
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import posixpath
 import shutil
@@ -50,6 +54,7 @@ from backends.ssh import SshFailure
 from backends.transfer import (PTY, Fetcher, LocalHasher, PtyFetcher, TransferFailed, parse_sha256,
                                sha256_command)
 from sessions import checkpoint_index as index
+from sessions.checkpoint_verify import HASH_RATE, bracketed_command, confirm, manifest_digest, split_bracketed
 from sessions.checkpoints import (
     DIR,
     Checkpoint,
@@ -73,9 +78,6 @@ ProgressFn = Callable[[int, int], None]
 PART_SUFFIX = ".part"
 PROGRESS_INTERVAL_S = 0.1
 """The caller's progress callback hears at most this often (and always at the end)."""
-
-_HASH_RATE = 50e6
-"""Bytes/s assumed for the pod's hash when sizing its timeout (real tools do 300-1500 MB/s)."""
 
 
 class DownloadError(Exception):
@@ -174,21 +176,18 @@ def local_target(dest: Path, name: str) -> Path:
 
 def newest_verified(config: Config, pod: str | PodConfig, session: str | SessionConfig,
                     checkpoints: Sequence[Checkpoint]) -> tuple[Checkpoint | None, bool]:
-    """The newest complete checkpoint and whether a verified local copy of it exists.
+    """The newest complete checkpoint and whether the index holds an untouched local
+    copy of it (`checkpoint_index.lookup`).
 
-    For the teardown guard: tearing a pod down is safe only when this is
-    `(checkpoint, True)` (or `(None, False)`: nothing to lose). Reads the index only.
+    The cheap view: it reads the index only, so it cannot see a pod file rewritten
+    behind an unchanged size and mtime. The teardown guard does not stop here; it
+    confirms content with `sessions.checkpoint_verify.confirm`.
     """
     pod_cfg = config.pod(pod) if isinstance(pod, str) else pod
     newest = newest_complete(checkpoints)
     if newest is None:
         return None, False
     return newest, index.is_verified(index.host_identity(pod_cfg, config.defaults), newest)
-
-
-def _manifest_digest(rels: Sequence[str], digests: Sequence[str]) -> str:
-    lines = "".join(f"{d}  {r}\n" for r, d in sorted(zip(rels, digests)))
-    return hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _remove(path: Path) -> None:
@@ -309,7 +308,9 @@ async def _download(config: Config, pod: PodConfig, cfg: SessionConfig, name: st
         final = local_target(dest, checkpoint.name)
     except UnsafeName as exc:
         raise UnsafeCheckpoint(str(exc)) from None
-    done = index.lookup(host, checkpoint)
+    done = index.entry_for(host, checkpoint)
+    if done is not None:
+        done, _ = await confirm(runner, checkpoint, done)
     if done is not None:
         local = Path(done.local_path)
         if progress is not None:
@@ -322,30 +323,35 @@ async def _download(config: Config, pod: PodConfig, cfg: SessionConfig, name: st
             f"{final} already exists and is not a copy gpuctl downloaded and verified; "
             "move it away or pass another --dest")
     part = final.with_name(final.name + PART_SUFFIX)
-    plan = await _plan(runner, checkpoint, part)
+    plan, listed_stamp = await _plan(runner, checkpoint, part)
     if os.path.lexists(part) and part.is_dir() != (checkpoint.kind == DIR):
         _remove(part)  # a file .part where a folder is wanted, or the reverse: stale
-    outcome = await _fetch_and_verify(runner, pod, config.defaults, checkpoint, part, plan, progress, method)
-    local_bytes, files_digest, moved, resumed, methods = outcome
+    outcome = await _fetch_and_verify(runner, pod, config.defaults, checkpoint, part, plan, progress, method,
+                                      listed_stamp)
+    local_bytes, files_digest, moved, resumed, methods, pod_stamp = outcome
     _install(part, final, replace_old=ours)
     entry = index.record(index.IndexEntry(
         host=host, remote_path=checkpoint.path, size=checkpoint.size, mtime=checkpoint.mtime,
         local_path=str(final.absolute()), sha256=files_digest, files=len(plan),
-        local_bytes=local_bytes, pod=pod.name, session=cfg.name))
+        local_bytes=local_bytes, pod=pod.name, session=cfg.name,
+        pod_stamp=pod_stamp, local_stamp=index.local_stamp(final) or ""))
     return DownloadResult(pod.name, cfg.name, checkpoint, final, False, local_bytes, moved, resumed,
                           time.monotonic() - started, entry.sha256, len(plan), "+".join(methods))
 
 
-async def _plan(runner: Runner, checkpoint: Checkpoint, part: Path) -> list[tuple[RemoteFile, str, Path]]:
-    """(file, remote path, local .part path) for every file of the checkpoint."""
+async def _plan(runner: Runner, checkpoint: Checkpoint,
+                part: Path) -> tuple[list[tuple[RemoteFile, str, Path]], str | None]:
+    """(file, remote path, local .part path) for every file of the checkpoint, and a
+    folder's stamp from before its files were listed (None for a file)."""
     if checkpoint.kind != DIR:
-        return [(RemoteFile("", checkpoint.size), checkpoint.path, part)]
-    listing = await runner.run(folder_command(checkpoint.path))
+        return [(RemoteFile("", checkpoint.size), checkpoint.path, part)], None
+    listing, stamp, _ = split_bracketed(await runner.run(bracketed_command(folder_command(checkpoint.path),
+                                                                            checkpoint.path)))
     if not listing.ok:
         raise DownloadError(f"cannot list the files of {checkpoint.name!r} on the pod: {listing.last_error_line()}")
     try:
         files = parse_folder(listing.stdout, checkpoint.name)
-        return [(f, posixpath.join(checkpoint.path, f.rel), local_target(part, f.rel)) for f in files]
+        return [(f, posixpath.join(checkpoint.path, f.rel), local_target(part, f.rel)) for f in files], stamp
     except UnsafeName as exc:
         raise UnsafeCheckpoint(f"refusing to download {checkpoint.name!r}: {exc}") from None
     except ValueError as exc:
@@ -354,8 +360,9 @@ async def _plan(runner: Runner, checkpoint: Checkpoint, part: Path) -> list[tupl
 
 async def _fetch_and_verify(runner: Runner, pod: PodConfig, defaults: Defaults, checkpoint: Checkpoint, part: Path,
                             plan: list[tuple[RemoteFile, str, Path]], progress: ProgressFn | None,
-                            method: str) -> tuple[int, str, int, int, list[str]]:
-    """Fetch every file while the pod hashes them; return (bytes, digest, moved, resumed, methods)."""
+                            method: str, listed_stamp: str | None) -> tuple[int, str, int, int, list[str], str]:
+    """Fetch every file while the pod hashes them; return (bytes, digest, moved, resumed,
+    methods, the pod's stamp of what it hashed)."""
     fetcher: Fetcher | PtyFetcher
     if isinstance(runner, PtyShell):
         if method not in ("auto", PTY):
@@ -375,7 +382,8 @@ async def _fetch_and_verify(runner: Runner, pod: PodConfig, defaults: Defaults, 
     remote_hash: asyncio.Task[Any] | None = None
     if hash_files:
         remote_hash = asyncio.ensure_future(_pod_hash(
-            runner, sha256_command(hash_root, hash_files), timeout=120 + total / _HASH_RATE))
+            runner, bracketed_command(sha256_command(hash_root, hash_files), checkpoint.path),
+            timeout=120 + total / HASH_RATE))
     meter = _Progress(progress, total)
     local_digests: list[str] = []
     moved = resumed = 0
@@ -412,11 +420,18 @@ async def _fetch_and_verify(runner: Runner, pod: PodConfig, defaults: Defaults, 
         raise
     meter.final()
     await _check_unchanged(runner, pod, checkpoint, part)
+    pod_stamp = ""
     if hash_files:
+        remote, before, pod_stamp = split_bracketed(remote)
+        if before != pod_stamp or (listed_stamp is not None and listed_stamp != pod_stamp):
+            _remove(part)
+            raise CheckpointWriting(
+                f"checkpoint {checkpoint.name!r} on pod {pod.name!r} changed while it was hashed "
+                "(still being written?); the partial copy was deleted, try again when it is finished")
         _compare(checkpoint, part, hash_files, remote, local_digests)
     local_bytes = total
-    digest = local_digests[0] if checkpoint.kind != DIR else _manifest_digest(hash_files, local_digests)
-    return local_bytes, digest, moved, resumed, methods
+    digest = local_digests[0] if checkpoint.kind != DIR else manifest_digest(hash_files, local_digests)
+    return local_bytes, digest, moved, resumed, methods, pod_stamp
 
 
 async def _pod_hash(runner: Runner, command: str, timeout: float) -> Any:

@@ -1,29 +1,48 @@
-"""May this pod be torn down? Only when each session's newest checkpoint has a verified local copy.
+"""May this pod be torn down? Only when nothing newer than a verified local copy is on it.
 
 For every session configured on the pod, the pod lists its checkpoints
-(`sessions.checkpoints.list_checkpoints`, one listing, no settle wait) and
-`sessions.download.newest_verified` says whether the newest complete one has a local
-copy whose sha256 matched the pod's (`sessions.checkpoint_index`). The guard says yes
-only when every session's answer is "verified" or "no checkpoints"; it says why not
-otherwise, in words a person can act on.
+(`sessions.checkpoints.list_checkpoints`, one listing, no settle wait). The newest
+*verified* one is the newest complete checkpoint whose recorded local copy still holds
+the pod's content (`sessions.checkpoint_verify.confirm`: SHA-256 on both sides, each
+hashed again whenever its stat stamp moved, so neither a pod file rewritten behind the
+same size and mtime nor a local copy overwritten with as many bytes passes). The guard
+says yes only when, in every session, nothing is newer than that:
+
+* no checkpoint ahead of it in the newest-first order (`sessions.checkpoints`), and
+* no checkpoint still being written (`writing`) ahead of it or modified after it: a
+  save in progress is newer training state whatever its name (`best.pt` rewritten now
+  counts; an abandoned `checkpoint-300/` without its marker behind a verified
+  `checkpoint-400/` does not).
+
+A session with checkpoints but none verified is refused the same way. The refusal
+names what is newer and, for a copy that failed to confirm, why.
 
 It refuses when it cannot check (the pod is unreachable, the listing fails): a
 teardown is irreversible, and "could not look" is not "nothing to lose". `--force`
 (or typing the name past the warning in the TUI) is the way through.
 
 A pod with no configured sessions has nothing gpuctl knows to protect; the guard lets
-it through and says so.
+it through and says so. `check` and `guard_for` are also what `gpuctl stop` asks for
+providers whose stop loses the disk.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from backends.runner import Runner
 from backends.ssh import SshFailure
+from sessions import checkpoint_index, checkpoint_verify
+from sessions.checkpoints import (
+    Checkpoint,
+    CheckpointListingFailed,
+    UnsafeName,
+    list_checkpoints,
+)
 from sessions.config import Config, Defaults, PodConfig
+
 
 @asynccontextmanager
 async def _runner(config: Config, pod: PodConfig) -> AsyncIterator[Runner]:
@@ -49,35 +68,65 @@ async def _runner(config: Config, pod: PodConfig) -> AsyncIterator[Runner]:
 
 async def check(config: Config, pod: PodConfig) -> tuple[bool, str]:
     """(ok, description) for tearing down `pod`; see the module docstring."""
-    from sessions import checkpoint_index, download
-    from sessions.checkpoints import CheckpointListingFailed, UnsafeName, list_checkpoints
-
     if not pod.sessions:
         return True, "no sessions are configured on it, so gpuctl knows of no checkpoints to keep"
-    verified, missing, empty = [], [], []
+    host = checkpoint_index.host_identity(pod, config.defaults)
+    verified, refusals, empty = [], [], []
     try:
         async with _runner(config, pod) as runner:
             for session in pod.sessions:
                 found = await list_checkpoints(runner, pod, session, settle=0.0)
-                newest, ok = download.newest_verified(config, pod, session, found)
-                if newest is None:
+                if not found:
                     empty.append(session.name)
-                elif ok:
-                    entry = checkpoint_index.lookup(checkpoint_index.host_identity(pod, config.defaults), newest)
-                    where = f" at {entry.local_path}" if entry else ""
-                    verified.append(f"session {session.name}: {newest.name} verified{where}")
-                else:
-                    missing.append(f"session {session.name}'s newest checkpoint {newest.name} "
-                                   "has no verified local copy")
+                    continue
+                ok, note = await _session_verdict(runner, host, session.name, found)
+                (verified if ok else refusals).append(note)
     except SshFailure as exc:
         return False, f"cannot check its checkpoints: {exc.message}"
     except (CheckpointListingFailed, UnsafeName) as exc:
         return False, f"cannot check its checkpoints: {exc}"
-    if missing:
-        return False, "; ".join(missing)
+    if refusals:
+        return False, "; ".join(refusals)
     parts = verified + ([f"no checkpoints in session{'s' if len(empty) > 1 else ''} {', '.join(empty)}"]
                         if empty else [])
     return True, "; ".join(parts)
+
+
+async def _session_verdict(runner: Runner, host: str, session: str,
+                           found: Sequence[Checkpoint]) -> tuple[bool, str]:
+    """(ok, what to say) for one session's checkpoints (newest first, not empty)."""
+    entries = checkpoint_index.load()
+    why_not: dict[str, str] = {}
+    newest: Checkpoint | None = None
+    copy: checkpoint_index.IndexEntry | None = None
+    for c in found:
+        entry = checkpoint_index.entry_for(host, c, entries=entries) if c.complete else None
+        if entry is None:
+            continue
+        copy, why = await checkpoint_verify.confirm(runner, c, entry)
+        if copy is not None:
+            newest = c
+            break
+        why_not[c.name] = why
+    ahead = found[:found.index(newest)] if newest is not None else list(found)
+    writing = [c for c in found if not c.complete and (
+        c in ahead or (newest is not None and c.mtime > newest.mtime))]
+    unverified = next((c for c in ahead if c.complete), None)
+    if copy is not None and newest is not None and not writing and unverified is None:
+        return True, f"session {session}: {newest.name} verified at {copy.local_path}"
+    clauses = []
+    for c in writing:
+        after = f" (newer than verified {newest.name})" if newest is not None else ""
+        clauses.append(f"session {session}: {c.name} is still being written{after}")
+    if unverified is not None:
+        why = f" ({why_not[unverified.name]})" if unverified.name in why_not else ""
+        if newest is not None:
+            clauses.append(f"session {session}: {unverified.name} is newer than the newest verified copy "
+                           f"({newest.name}){why}")
+        else:
+            clauses.append(f"session {session}'s newest checkpoint {unverified.name} has no verified "
+                           f"local copy{why}")
+    return False, "; ".join(clauses)
 
 
 def guard_for(config: Config):

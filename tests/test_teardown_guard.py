@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -34,7 +35,7 @@ async def record_copy(tmp_path, pod, name: str):
     copy.write_bytes(b"w" * newest.size)
     checkpoint_index.record(checkpoint_index.IndexEntry(
         host="local", remote_path=newest.path, size=newest.size, mtime=newest.mtime,
-        local_path=str(copy), sha256="0" * 64, pod="here", session="train"))
+        local_path=str(copy), sha256=hashlib.sha256(copy.read_bytes()).hexdigest(), pod="here", session="train"))
     return copy
 
 
