@@ -91,6 +91,15 @@ GROUPS: tuple[tuple[str, list[Binding]], ...] = (
     ("Confirmation dialogs", DIALOG),
 )
 
+FOOTER_PRIORITY: tuple[str, ...] = (
+    "app.help", "app.quit", "fleet.open", "pod.back", "log.back", "fleet.filter", "log.search", "pod.log",
+    "pod.attach", "pod.launch", "pod.kill", "pod.download", "pod.resume", "pod.stop", "pod.teardown",
+    "log.follow", "fleet.sort", "pod.automation",
+)
+"""Which keys the footer keeps when it cannot show them all (a narrow terminal): help
+and quit always, then the way in and out, then the actions. Shown keys keep their
+binding order; `?` lists everything."""
+
 MUTATING: frozenset[str] = frozenset({"attach", "launch", "kill", "resume", "stop", "teardown", "automation"})
 """Actions that change a pod: hidden and refused in read-only mode. Attach counts:
 a terminal inside a training session can stop it with one Ctrl-C; so does turning on

@@ -13,6 +13,10 @@ from rich.text import Text
 from textual.screen import Screen
 from textual.widget import Widget
 
+from tui.bindings import FOOTER_PRIORITY
+
+_RANK = {binding_id: rank for rank, binding_id in enumerate(FOOTER_PRIORITY)}
+
 
 class KeyBar(Widget):
     COMPONENT_CLASSES = {"key-bar--key", "key-bar--description", "key-bar--disabled"}
@@ -25,7 +29,7 @@ class KeyBar(Widget):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._items: tuple[tuple[str, str, bool], ...] = ()
+        self._items: tuple[tuple[str, str, bool, int], ...] = ()
         self._palette: str | None = None
 
     def on_mount(self) -> None:
@@ -43,7 +47,8 @@ class KeyBar(Widget):
                 palette = self.app.get_key_display(binding)
             elif binding.show and binding.action not in seen:
                 seen.add(binding.action)
-                items.append((self.app.get_key_display(binding), binding.description, enabled))
+                rank = _RANK.get(binding.id or "", len(_RANK))
+                items.append((self.app.get_key_display(binding), binding.description, enabled, rank))
         if (tuple(items), palette) != (self._items, self._palette):
             self._items, self._palette = tuple(items), palette
             self.refresh()
@@ -54,11 +59,18 @@ class KeyBar(Widget):
         off = self.get_component_rich_style("key-bar--disabled", partial=True)
         tail = Text.assemble(("▏", off), (self._palette, key), (" Palette", desc)) if self._palette else Text()
         room = self.size.width - tail.cell_len
+        pieces = [Text.assemble((key_text, key if enabled else off), (f" {description}  ", desc if enabled else off))
+                  for key_text, description, enabled, _rank in self._items]
+        # Whole keys only, chosen by FOOTER_PRIORITY when they do not all fit (`?` lists
+        # the rest), shown in binding order.
+        chosen, used = set(), 0
+        for index in sorted(range(len(pieces)), key=lambda i: (self._items[i][3], i)):
+            if used + pieces[index].cell_len - 2 <= room:
+                chosen.add(index)
+                used += pieces[index].cell_len
         text = Text(no_wrap=True, end="")
-        for key_text, description, enabled in self._items:
-            item = Text.assemble((key_text, key if enabled else off), (f" {description}  ", desc if enabled else off))
-            if text.cell_len + item.cell_len - 2 > room:
-                break  # whole keys only: `?` lists the rest
-            text.append_text(item)
+        for index, piece in enumerate(pieces):
+            if index in chosen:
+                text.append_text(piece)
         text.truncate(max(0, room), pad=True)
         return text + tail
