@@ -23,6 +23,7 @@ from sessions.tmux import SessionState
 __all__ = [
     "AdoptResult",
     "AlreadyRunning",
+    "BadSessionName",
     "KillResult",
     "LaunchResult",
     "NoCommand",
@@ -68,6 +69,14 @@ class AlreadyRunning(SessionError):
 
 class NoCommand(SessionError):
     """Launch refused: the configured session has no `command:`."""
+
+
+class BadSessionName(SessionError):
+    """A name tmux would not keep as it is (`sessions.tmux.tmux_name_problem`).
+
+    Refused rather than mapped: tmux turns `a.b` into `a_b`, so acting on `a.b`
+    would act on whatever session is named `a_b` (killing one killed the other).
+    """
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,14 @@ def _where(pod_name: str | None) -> str:
     return f"pod {pod_name!r}" if pod_name else "the pod"
 
 
+def _check_name(name: str, pod_name: str | None, *, existing: bool = True) -> None:
+    """Refuse a name tmux would not keep (see `tmux.tmux_name_problem`), before any
+    tmux command: `existing` for lookups, False for a session about to be created."""
+    problem = tmux.tmux_name_problem(name, existing=existing)
+    if problem:
+        raise BadSessionName(f"{_where(pod_name)}: {problem}")
+
+
 def _raise_for(result: CommandResult, what: str, name: str, pod_name: str | None) -> None:
     """Turn a failed tmux command into the matching `SessionError`."""
     where = _where(pod_name)
@@ -155,8 +172,10 @@ async def session_state(runner: Runner, name: str, *, pod_name: str | None = Non
     this also nudges the server to reap (`reap_and_read_exit_command`).
 
     Raises:
+        BadSessionName: a name no tmux session can have (`a.b`: tmux calls it `a_b`).
         TmuxMissing, TmuxFailed: see the classes; SshFailure: pod unreachable.
     """
+    _check_name(name, pod_name)
     result = await runner.run(tmux.state_command(name))
     if not result.ok:
         if tmux.is_missing(result.stderr) and not tmux.tmux_not_installed(result.exit_status, result.stderr):
@@ -202,10 +221,12 @@ async def launch(runner: Runner, pod: PodConfig, session: str | SessionConfig) -
         sessions.config_model.UnknownName: no such session in the pod's config
             (a KeyError whose message suggests a close name).
         NoCommand: the session has no `command:`.
+        BadSessionName: tmux would rename the session (`.`, `:`, `#`, ...).
         AlreadyRunning: a session of that name is running.
         TmuxMissing, TmuxFailed: see the classes; SshFailure: pod unreachable.
     """
     cfg = launchable(pod, session)
+    _check_name(cfg.name, pod.name, existing=False)
     state = await session_state(runner, cfg.name, pod_name=pod.name)
     if state.running:
         raise _already_running(pod.name, cfg.name)
@@ -246,6 +267,7 @@ async def kill(runner: Runner, name: str, *, pod_name: str | None = None) -> Kil
     caller is responsible for confirmation.
 
     Raises:
+        BadSessionName: a name no tmux session can have (see `session_state`).
         TmuxMissing, TmuxFailed: see the classes; SshFailure: pod unreachable.
     """
     state = await session_state(runner, name, pod_name=pod_name)
@@ -262,7 +284,7 @@ async def kill(runner: Runner, name: str, *, pod_name: str | None = None) -> Kil
 async def adopt(runner: Runner, name: str, *, pod_name: str | None = None) -> AdoptResult:
     """Start logging a session gpuctl did not launch, without disturbing it.
 
-    Its active pane is piped (pipe-pane) into `~/.gpuctl/logs/<name>.log`; nothing
+    Its active pane is piped (pipe-pane) into `default_log_path(name)`; nothing
     is sent to the pane and no option of the session changes (so, unlike a launched
     session, its exit status is not kept once it ends). A pane that already pipes
     somewhere is left alone (`pipe-pane -o` would *close* that pipe): when the default
@@ -270,6 +292,7 @@ async def adopt(runner: Runner, name: str, *, pod_name: str | None = None) -> Ad
 
     Raises:
         SessionNotFound: no such session.
+        BadSessionName: a name no tmux session can have (see `session_state`).
         TmuxMissing, TmuxFailed: see the classes; SshFailure: pod unreachable.
     """
     state = await session_state(runner, name, pod_name=pod_name)
@@ -290,8 +313,10 @@ async def capture(runner: Runner, name: str, lines: int = 200, *, pod_name: str 
 
     Raises:
         SessionNotFound: no such session.
+        BadSessionName: a name no tmux session can have (see `session_state`).
         TmuxMissing, TmuxFailed: see the classes; SshFailure: pod unreachable.
     """
+    _check_name(name, pod_name)
     result = await runner.run(tmux.capture_command(name, lines))
     if not result.ok:
         _raise_for(result, "reading session", name, pod_name)

@@ -10,11 +10,15 @@ Conventions that hold for every builder:
 * **Exact targets.** A session is targeted as `=NAME` (exact match: a bare `train`
   would also match `train2` by prefix) and a window or pane as `=NAME:` (that
   session's current window/active pane; tmux reads `.` and `:` in a bare target as
-  window/pane separators).
-* **Names as tmux stores them.** tmux 3.x replaces `.` and `:` in a new session's
-  name with `_` (tmux 2.x refuses them), and config names may contain `.`, so every
-  builder targets `tmux_name(name)`. Files on the pod (logs, exit files) keep the
-  configured name.
+  window/pane separators). `=NAME` alone is not enough where tmux expects a window
+  (list-panes): tmux 3.3a then resolves `=train` to a session `train2`, so those
+  targets carry the `:`, and the state listing also checks each pane's
+  `#{session_name}` against the name asked for.
+* **Names exactly as given, or refused.** tmux rewrites some names (`.` and `:`
+  become `_`, `#` is format-expanded, `\\` and `$` are escaped), and a rewritten
+  name collides with another (`a.b` and `a_b`). So no builder maps names:
+  `tmux_name_problem` says what tmux would do to a name, launch refuses such
+  names, and lookups refuse the ones no tmux session can have (`.`, `:`).
 * **No argument ends in `;`.** tmux treats an argv element ending in `;` as a
   command separator. Separators here are the bare `';'` words; every other argument
   ends in a quote or a name character.
@@ -54,18 +58,31 @@ TMUX_INSTALL_HINT = (
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-# list-panes -F: one line per pane, fields split by `|`; the free-text field goes last
-# so a `|` in a command name cannot shift the others. Not tabs: tmux prints control
-# characters as `_` when the client's locale is not UTF-8 (an SSH exec channel's).
-_STATE_FIELDS = (
-    "#{window_active}#{pane_active}",
-    "#{pane_dead}",
-    "#{pane_dead_status}",
-    "#{pane_pid}",
-    "#{pane_pipe}",
-    "#{pane_current_command}",
+# list-panes -F: one line per pane, fields split by `|`. The two free-text fields go
+# at the ends: the session name first, the command name last, with fields of fixed
+# shape between them (`_PANE_FIELDS`), so a `|` in either cannot shift the others.
+# Not tabs: tmux prints control characters as `_` when the client's locale is not
+# UTF-8 (an SSH exec channel's); `-u` (see `state_command`) keeps names intact.
+STATE_FORMAT = (
+    "#{session_name}"
+    "|#{window_active}#{pane_active}"
+    "|#{pane_dead}"
+    "|#{pane_dead_status}"
+    "|#{pane_pid}"
+    "|#{pane_pipe}"
+    "|#{pane_current_command}"
 )
-STATE_FORMAT = "|".join(_STATE_FIELDS)
+_PANE_FIELDS = r"\|([01]{2})\|([01])\|(-?\d*)\|(\d*)\|([01])\|(.*)"
+"""What follows the session name on a `STATE_FORMAT` line (tmux too old for
+`pane_dead_status` prints it empty)."""
+
+_SEPARATORS = ".:"
+"""Characters tmux 3.x turns into `_` in a new session's name (tmux 2.x refuses
+them): they separate session, window and pane in a target."""
+
+_ESCAPED = "\\$"
+"""Characters tmux 3.3a stores backslash-escaped in a new session's name (its
+`utf8_stravis`, as are the non-printable ones)."""
 
 # What tmux prints when the session (or the whole server) is not there. A socket
 # that exists but refuses is a server that died: no sessions either. Any other
@@ -84,20 +101,62 @@ _MISSING_CONNECT_REASONS = ("no such file or directory", "connection refused")
 # ------------------------------------------------------------------ names, paths
 
 
-def tmux_name(name: str) -> str:
-    """The name tmux gives a session created as `name` (`.` and `:` become `_`).
+def tmux_name_problem(name: str, *, existing: bool = False) -> str | None:
+    """Why tmux would not keep `name` as a session's name, or None when it would.
 
-    Raises:
-        ValueError: for an empty name (tmux would invent one).
+    The one place that knows what tmux does to a name. With `existing=False` (a
+    session gpuctl would create: launch, the config check) every rewrite counts:
+    tmux 3.3a turns `.` and `:` into `_`, format-expands `#` (`#{...}`, `#(...)`
+    even runs a command), and escapes `\\`, `$` and non-printable characters. A
+    launched `a.b` would become `a_b`, the name of another session.
+
+    With `existing=True` (looking up a session that may exist: kill, attach, state,
+    adopt) only names no tmux session can have count: empty, or holding `.` or `:`.
+    A name with `#` or `\\` can exist (tmux stored it so, or it was made with
+    `##`), and a target `=NAME` is matched literally.
+
+    The sentence says what tmux would do and how to avoid it.
     """
     if not name:
-        raise ValueError("a tmux session name cannot be empty")
-    return name.replace(".", "_").replace(":", "_")
+        return "a tmux session name cannot be empty"
+    if any(c in _SEPARATORS for c in name):
+        stored = "".join("_" if c in _SEPARATORS else c for c in name)
+        if existing:
+            return (f"no tmux session can be named {name!r}: tmux stores '.' and ':' as '_' "
+                    f"(a session created as {name!r} is named {stored!r}: use that name)")
+        return (f"tmux would name the session {stored!r}, not {name!r} ('.' and ':' separate "
+                "windows and panes in tmux targets), and that name may be another session's; "
+                "use a name without '.' or ':'")
+    if existing:
+        return None
+    if "#" in name:
+        return f"tmux would expand '#' in {name!r} as a format (and run `#(...)`); use a name without '#'"
+    odd = sorted({c for c in name if c in _ESCAPED or not c.isprintable()})
+    if odd:
+        shown = ", ".join(repr(c) for c in odd)
+        return f"tmux would store {name!r} with {shown} escaped, so it would not find it by that name"
+    return None
+
+
+def _exact(name: str, *, existing: bool = True) -> str:
+    """`name` itself, when tmux can hold a session of exactly that name.
+
+    Raises:
+        ValueError: with `tmux_name_problem`'s sentence.
+    """
+    problem = tmux_name_problem(name, existing=existing)
+    if problem:
+        raise ValueError(problem)
+    return name
 
 
 def session_target(name: str) -> str:
-    """`=NAME`: exactly this session (for has/kill/attach-session)."""
-    return "=" + tmux_name(name)
+    """`=NAME`: exactly this session (for has/kill/attach-session).
+
+    Raises:
+        ValueError: a name no tmux session can have (see `tmux_name_problem`).
+    """
+    return "=" + _exact(name)
 
 
 def pane_target(name: str) -> str:
@@ -127,11 +186,6 @@ def exit_file(name: str) -> str:
 
 def _tmux(*args: str) -> str:
     return shlex.join(["tmux", *args])
-
-
-def _tmux_format(text: str) -> str:
-    """Escape `#` for arguments tmux format-expands (pipe-pane's command)."""
-    return text.replace("#", "##")
 
 
 # ------------------------------------------------------------------------ launch
@@ -188,8 +242,8 @@ def wrapper_script(
         "else gpuctl_status=1",
         "fi",
         f"printf '\\n[gpuctl] %s exited with status %s\\n' {shlex.quote(name)} \"$gpuctl_status\"",
-        f"printf '%s\\n' \"$gpuctl_status\" > {quote_path(exit_file(name) + '.tmp')}"
-        f" && mv -f {quote_path(exit_file(name) + '.tmp')} {quote_path(exit_file(name))}",
+        (f"printf '%s\\n' \"$gpuctl_status\" > {quote_path(exit_file(name) + '.tmp')}"
+         f" && mv -f {quote_path(exit_file(name) + '.tmp')} {quote_path(exit_file(name))}"),
         'exit "$gpuctl_status"',
     ]
     return "\n".join(lines)
@@ -199,9 +253,18 @@ def pipe_command(log_path: str) -> str:
     """The shell command pipe-pane runs: append the pane's output to `log_path`.
 
     tmux runs it with /bin/sh and the tmux server's environment, so `~` is the pod's
-    home. `#` is doubled because tmux format-expands this argument.
+    home. tmux also expands this argument first, and how differs by version: 3.3a
+    runs it through strftime (`%H` became the hour in a log name) and then its
+    format expander (`#{...}`, `#(...)`, with `#[` kept as is), older ones less. No
+    escaping is right for all of them, so the path must hold neither `#` nor `%`:
+    `sessions.session_logs.default_log_path` spells every session's log that way.
+
+    Raises:
+        ValueError: a path with `#` or `%`.
     """
-    return _tmux_format(f"exec cat >> {quote_path(log_path)}")
+    if "#" in log_path or "%" in log_path:
+        raise ValueError(f"tmux would expand '#' or '%' in the pipe-pane log path {log_path!r}")
+    return f"exec cat >> {quote_path(log_path)}"
 
 
 def launch_command(
@@ -235,13 +298,15 @@ def launch_command(
       the session writes its own `log:` file.
 
     Raises:
-        ValueError: a bad env var name, or an empty name.
+        ValueError: a bad env var name, or a name tmux would not keep as it is
+            (`tmux_name_problem`).
     """
+    _exact(name, existing=False)
     wrapper = wrapper_script(name, command, workdir=workdir, env=env)
     dirs = [STATE_DIR] + ([LOG_DIR] if pipe_log else [])
     prefix = "mkdir -p " + " ".join(quote_path(d) for d in dirs) + " && "
     args = [
-        "new-session", "-d", "-s", tmux_name(name), "-x", str(PANE_WIDTH), "-y", str(PANE_HEIGHT),
+        "new-session", "-d", "-s", name, "-x", str(PANE_WIDTH), "-y", str(PANE_HEIGHT),
         "exec sh -c " + shlex.quote(wrapper),
         ";", "set-window-option", "-t", pane_target(name), "remain-on-exit", "on",
     ]  # fmt: skip
@@ -258,9 +323,14 @@ def state_command(name: str) -> str:
 
     `list-panes -s` rather than `display-message -p`: display-message with a target
     that does not exist still prints and exits 0 (tmux 3.3), while list-panes fails
-    with "can't find ...". Parse with `parse_state`.
+    with "can't find ...". The target is `=NAME:`: list-panes takes a window
+    target, and tmux 3.3a resolves a window target `=train` to the session `train2`
+    when no `train` exists. `parse_state` still drops panes of any other session,
+    for the tmux versions that resolve even `=NAME:` loosely. `-u`: names are
+    printed as they are, not with `_` for each non-ASCII byte (an SSH exec
+    channel's locale is often not UTF-8), so that check compares real names.
     """
-    return _tmux("list-panes", "-s", "-t", session_target(name), "-F", STATE_FORMAT)
+    return _tmux("-u", "list-panes", "-s", "-t", pane_target(name), "-F", STATE_FORMAT)
 
 
 def kill_command(name: str) -> str:
@@ -338,7 +408,7 @@ class SessionState:
     """One tmux session as `list-panes -s` reports it.
 
     Attributes:
-        name: the name asked about (as configured, before `tmux_name`).
+        name: the session's name (as asked about; tmux's name is exactly this).
         exists: tmux has a session of that name.
         running: at least one of its panes still runs a process.
         exit_status: when no pane runs: the status the active pane's process exited
@@ -370,17 +440,24 @@ def _int_or_none(text: str) -> int | None:
 def parse_state(name: str, stdout: str) -> SessionState:
     """Parse `state_command` output (exit status 0) into a `SessionState`.
 
+    Only panes of the session named exactly `name` count: a pane of any other
+    session (a tmux that matched `train2` for `train`) is not this session's, and
+    none left means the session does not exist.
+
     Raises:
         ValueError: output that is not in `STATE_FORMAT` (not a tmux we understand).
     """
+    ours = re.compile(re.escape(name) + _PANE_FIELDS, re.DOTALL)
     panes = []
-    for line in stdout.splitlines():
+    for line in stdout.split("\n"):  # not splitlines(): a name may hold \x1c or \x85
         if not line.strip():
             continue
-        fields = line.split("|", len(_STATE_FIELDS) - 1)
-        if len(fields) != len(_STATE_FIELDS):
+        match = ours.fullmatch(line)
+        if match is None:
+            if re.fullmatch(".*" + _PANE_FIELDS, line, re.DOTALL):
+                continue  # a pane of another session
             raise ValueError(f"unexpected tmux list-panes line: {line!r}")
-        panes.append(fields)
+        panes.append(match.groups())
     if not panes:
         return SessionState(name, exists=False)
     active = next((p for p in panes if p[0] == "11"), panes[0])

@@ -390,16 +390,16 @@ def local_tmux(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def test_local_pod_launch_and_kill_without_ssh(local_tmux, isolated_home, tmp_path, capsys):
     config_path = write_config(tmp_path, [{"name": "me", "host": "local", "sessions": [
-        {"name": "exp.1", "command": "echo local-run; exit 5", "workdir": str(tmp_path)}]}])
-    assert cli(config_path, "launch", "me", "exp.1") == 0
-    wait_until(lambda: read(exit_file(isolated_home, "exp.1")) == "5\n", "the exit file")
+        {"name": "exp-1", "command": "echo local-run; exit 5", "workdir": str(tmp_path)}]}])
+    assert cli(config_path, "launch", "me", "exp-1") == 0
+    wait_until(lambda: read(exit_file(isolated_home, "exp-1")) == "5\n", "the exit file")
     listed = subprocess.run(["tmux", "list-sessions", "-F", "#{session_name}"], capture_output=True, text=True)
-    assert listed.stdout.split() == ["exp_1"], "tmux renames '.' to '_'; gpuctl targets that"
-    state = state_of(config_path, "me", "exp.1")
+    assert listed.stdout.split() == ["exp-1"]
+    state = state_of(config_path, "me", "exp-1")
     assert (state.exists, state.running, state.exit_status) == (True, False, 5)
-    wait_until(lambda: "local-run" in read(log_file(isolated_home, "exp.1")), "the local log")
-    assert cli(config_path, "kill", "me", "exp.1", "--yes") == 0
-    assert subprocess.run(["tmux", "has-session", "-t", "=exp_1"], capture_output=True).returncode != 0
+    wait_until(lambda: "local-run" in read(log_file(isolated_home, "exp-1")), "the local log")
+    assert cli(config_path, "kill", "me", "exp-1", "--yes") == 0
+    assert subprocess.run(["tmux", "has-session", "-t", "=exp-1"], capture_output=True).returncode != 0
 
 
 def test_a_pod_without_tmux_gets_the_install_hint(local_tmux, tmp_path, monkeypatch, capsys):

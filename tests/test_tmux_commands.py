@@ -163,28 +163,31 @@ def test_ctrl_c_ends_the_command_but_the_status_is_still_recorded(tmp_path):
 # ---------------------------------------------------------------- targets, names
 
 
-@pytest.mark.parametrize("name, tmux_name", [
-    ("train", "train"), ("run.1", "run_1"), ("a:b", "a_b"), ("my run", "my run"), ("-x", "-x"),
-])  # fmt: skip
-def test_every_builder_targets_the_exact_tmux_name(name, tmux_name):
-    assert tmux.tmux_name(name) == tmux_name
-    assert shlex.split(tmux.state_command(name))[:5] == ["tmux", "list-panes", "-s", "-t", f"={tmux_name}"]
-    assert shlex.split(tmux.kill_command(name)) == ["tmux", "kill-session", "-t", f"={tmux_name}"]
+@pytest.mark.parametrize("name", ["train", "my run", "-x"])
+def test_every_builder_targets_the_exact_name(name):
+    assert shlex.split(tmux.state_command(name))[:6] == ["tmux", "-u", "list-panes", "-s", "-t", f"={name}:"]
+    assert shlex.split(tmux.kill_command(name)) == ["tmux", "kill-session", "-t", f"={name}"]
     assert shlex.split(tmux.capture_command(name, 50)) == [
-        "tmux", "capture-pane", "-p", "-J", "-S", "-50", "-t", f"={tmux_name}:"]
-    pipe = shlex.split(tmux.pipe_pane_command(name, f"~/.gpuctl/logs/{name}.log"))
-    assert pipe[pipe.index("tmux"):][:5] == ["tmux", "pipe-pane", "-o", "-t", f"={tmux_name}:"]
-    assert split_launch(tmux.launch_command(name, "true"))[4] == tmux_name
+        "tmux", "capture-pane", "-p", "-J", "-S", "-50", "-t", f"={name}:"]
+    pipe = shlex.split(tmux.pipe_pane_command(name, "~/.gpuctl/logs/x.log"))
+    assert pipe[pipe.index("tmux"):][:5] == ["tmux", "pipe-pane", "-o", "-t", f"={name}:"]
+    assert split_launch(tmux.launch_command(name, "true"))[4] == name
 
 
-def test_an_empty_name_is_refused():
-    with pytest.raises(ValueError):
-        tmux.tmux_name("")
+@pytest.mark.parametrize("name", ["", "run.1", "a:b"])
+def test_names_no_tmux_session_can_have_are_refused_by_every_builder(name):
+    for build in (tmux.state_command, tmux.kill_command, tmux.capture_command,
+                  lambda n: tmux.launch_command(n, "true"), lambda n: tmux.attach_argv(None, n)):
+        with pytest.raises(ValueError):
+            build(name)
 
 
-def test_pipe_command_escapes_tmux_formats_and_quotes_the_path():
-    words = shlex.split(tmux.pipe_pane_command("s", "~/logs/#1 it's.log"))
-    assert words[-1] == "exec cat >> ~/'logs/##1 it'\"'\"'s.log'"
+def test_pipe_command_refuses_what_tmux_would_expand_and_quotes_the_path():
+    words = shlex.split(tmux.pipe_pane_command("s", "~/logs/it's.log"))
+    assert words[-1] == "exec cat >> ~/'logs/it'\"'\"'s.log'"
+    for path in ("~/logs/#1.log", "~/logs/%H.log"):
+        with pytest.raises(ValueError):
+            tmux.pipe_command(path)
 
 
 def test_exit_file_and_existence_probes_quote_their_paths():
@@ -199,12 +202,12 @@ def _target(**kw) -> SshTarget:
     return SshTarget(**{**base, **kw})
 
 
-@pytest.mark.parametrize("name", ["train", "my run", "run.1", "$(reboot)"])
+@pytest.mark.parametrize("name", ["train", "my run", "$(reboot)"])
 def test_attach_argv_remote_is_the_pods_ssh_settings_plus_one_quoted_command(name):
     target = _target()
     argv = tmux.attach_argv(target, name)
     assert argv[:-1] == target.ssh_argv(tty=True) and "-t" in argv[:-1]
-    assert shlex.split(argv[-1]) == ["tmux", "attach-session", "-t", "=" + tmux.tmux_name(name)]
+    assert shlex.split(argv[-1]) == ["tmux", "attach-session", "-t", "=" + name]
 
 
 def test_attach_argv_local():
@@ -217,19 +220,22 @@ def test_attach_argv_local():
 
 @pytest.mark.parametrize("stdout, expected", [
     # Captured from tmux 3.3a with STATE_FORMAT.
-    ("11|0||17812|0|sleep\n",
+    ("s|11|0||17812|0|sleep\n",
      SessionState("s", True, running=True, pid=17812, current_command="sleep")),
-    ("11|1|3|14806|1|sh\n",
+    ("s|11|1|3|14806|1|sh\n",
      SessionState("s", True, running=False, exit_status=3, pid=14806, piped=True, current_command="sh")),
-    ("11|1||14806|0|\n",  # tmux without pane_dead_status
+    ("s|11|1||14806|0|\n",  # tmux without pane_dead_status
      SessionState("s", True, running=False, exit_status=None, pid=14806)),
     # Two windows: the second is the current one, and one pane still runs.
-    ("10|1|0|100|0|bash\n11|0||200|1|python\n",
+    ("s|10|1|0|100|0|bash\ns|11|0||200|1|python\n",
      SessionState("s", True, running=True, pid=200, piped=True, current_command="python")),
-    ("10|1|0|100|0|bash\n11|1|2|200|0|python\n",
+    ("s|10|1|0|100|0|bash\ns|11|1|2|200|0|python\n",
      SessionState("s", True, running=False, exit_status=2, pid=200, current_command="python")),
-    ("11|0||7|0|my|command\n",
+    ("s|11|0||7|0|my|command\n",
      SessionState("s", True, running=True, pid=7, current_command="my|command")),
+    # Another session's panes (tmux 3.3a listed `s2` for `=s`) are not this one's.
+    ("s2|11|0||7|0|sleep\n", SessionState("s", False)),
+    ("s|x|11|0||7|0|sleep\n", SessionState("s", False)),  # the session `s|x`
     ("", SessionState("s", False)),
 ])  # fmt: skip
 def test_parse_state(stdout, expected):
