@@ -30,6 +30,7 @@ from sessions.config import parse_config
 from sessions.pod_access import open_runner
 from tests.support.files import OLD, age_tree, put
 from tests.support.pinning import trust
+from tests.support.shell_only_sshd import ShellOnlyServer
 
 pytestmark = pytest.mark.usefixtures("isolated_home")
 
@@ -155,6 +156,31 @@ async def test_an_index_entry_from_before_stamps_is_hashed_once_then_trusted(pod
     assert (await pod.guard())[0] is True
     [refreshed] = index.load().values()
     assert refreshed.pod_stamp and refreshed.local_stamp == index.local_stamp(result.local_path)
+
+
+@pytest.mark.requires_tools("bash", "base64")
+async def test_through_a_shell_only_proxy_content_is_checked_the_same_way(tmp_path, monkeypatch):
+    """RunPod's proxy gives one PTY shell and no exec: the stamps and the hashes go
+    through it too, and a rewritten file is caught there as well."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
+    (tmp_path / "pod-home").mkdir()
+    workdir = tmp_path / "pod run"
+    folder = hf_checkpoint(workdir, 400)
+    async with ShellOnlyServer(tmp_path / "pod-home") as server:
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump({"pods": [{
+            "name": "p", "host": "127.0.0.1", "port": server.port, "user": "pod1-64410abc",
+            "host_key": "accept-new", "provider": {"type": "runpod", "id": "pod1", "ssh_proxy": True},
+            "sessions": [{"name": "train", "workdir": str(workdir)}]}]}))
+        config = parse_config(path.read_text(), path)
+        await dl.download_checkpoint(config, "p", "train")
+        assert (await teardown_guard.check(config, config.pod("p")))[0] is True
+        put(folder / "optimizer.pt", os.urandom(5_000))
+        age_tree(folder)
+        ok, note = await teardown_guard.check(config, config.pod("p"))
+        assert ok is False and "(its content on the pod differs from the verified copy's)" in note
+        assert server.exec_attempts == []
 
 
 # --------------------------------------------------- item 2: newer, even unfinished
