@@ -17,10 +17,12 @@ tmux server of the test's own (`TMUX_TMPDIR` under tmp_path, `$TMUX` unset by
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,8 @@ from sessions.tmux import tmux_name_problem
 from tui.cli import main
 
 pytestmark = pytest.mark.requires_tools("tmux")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -117,6 +121,13 @@ def test_launch_train_while_train2_runs_and_each_is_its_own_session(home, tmp_pa
     assert (other.exists, other.running, str(other.pid)) == (True, True, train2)
 
     capsys.readouterr()
+    # As a user runs it (a process of its own: the local agent's subprocess ends with it).
+    status = subprocess.run([sys.executable, "-m", "tui.cli", "--config", str(config), "status", "--json"],
+                            check=False, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    assert status.returncode == 0, status.stderr
+    (pod,) = json.loads(status.stdout)["pods"]
+    assert sorted((s["name"], s["state"]) for s in pod["sessions"]) == [("train", "running"), ("train2", "running")]
+
     assert cli(config, "kill", "me", "train", "--yes") == 0
     assert "killed session 'train' on pod 'me'" in capsys.readouterr().out
     assert names() == ["train2"] and pid_of("train2") == train2
