@@ -9,8 +9,9 @@ module owns three decisions that must be identical for monitoring, downloads and
   defaults (port 22, the local user name).
 * **Host keys.** `strict`: the key must already be in `~/.ssh/known_hosts` (or a file
   the SSH config names) or gpuctl's own known_hosts. `accept-new`: an unknown host is
-  recorded into gpuctl's known_hosts, like OpenSSH's `StrictHostKeyChecking=accept-new`;
-  a *changed* key is always refused, loudly.
+  recorded into gpuctl's known_hosts, like OpenSSH's `StrictHostKeyChecking=accept-new`,
+  and its fingerprint is printed; a *changed* key (another key, or only another key
+  type) and a key marked `@revoked` are always refused, loudly.
 * **Failures in plain words.** Every connect error becomes an `SshFailure` with a
   `kind` a script can switch on and a message a person can act on.
 """
@@ -18,16 +19,20 @@ module owns three decisions that must be identical for monitoring, downloads and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import shlex
 import socket
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import asyncssh
 from asyncssh.config import SSHClientConfig
+from asyncssh.public_key import get_default_public_key_algs, get_public_key_algs
 
 # AES-GCM runs on AES-NI and costs about 40 % less client CPU per GiB than asyncssh's
 # default chacha20-poly1305 (PERF-NOTES.md); offer it first, keep everything else after.
@@ -45,6 +50,9 @@ class FailureKind:
     AUTH = "auth"
     HOST_KEY_UNKNOWN = "host-key-unknown"
     HOST_KEY_CHANGED = "host-key-changed"
+    HOST_KEY_REVOKED = "host-key-revoked"
+    HOST_KEY_ALGORITHM = "host-key-algorithm"
+    """The server offers only host key types gpuctl does not accept (ssh-dss)."""
     LOST = "lost"
     COMMAND = "command"
     OTHER = "other"
@@ -228,11 +236,28 @@ def _read_known_hosts(target: SshTarget) -> str:
     return "\n".join(chunks)
 
 
+def _revoked_entries(known_hosts_text: str) -> asyncssh.SSHKnownHosts:
+    """The `@revoked` lines of a known_hosts text, read as plain entries.
+
+    asyncssh's `match()` first looks a host up with its port and, when no trusted key
+    matches there, again without it, keeping only that second answer: a
+    `@revoked [host]:2222 KEY` line is forgotten, and under accept-new the revoked key
+    was recorded and trusted. Matching these lines as ordinary entries (same port
+    rules, public API) says which keys are revoked for a host.
+    """
+    lines = []
+    for line in known_hosts_text.splitlines():
+        words = line.strip().split(None, 1)
+        if len(words) == 2 and words[0] == "@revoked":
+            lines.append(words[1])
+    return asyncssh.import_known_hosts("\n".join(lines) + "\n")
+
+
 @dataclass
 class _HostKeyVerdict:
     """What the host-key gate decided, read back after a failed handshake."""
 
-    outcome: str = ""  # "", "recorded", "unknown", "changed"
+    outcome: str = ""  # "", "recorded", "unknown", "changed", "revoked"
     fingerprint: str = ""
     recorded_to: str = ""
 
@@ -241,16 +266,22 @@ class _HostKeyGate(asyncssh.SSHClient):
     """asyncssh calls `validate_host_public_key` only for keys not already trusted.
 
     That is exactly the moment to tell an *unknown* host (no entry at all: record it
-    under accept-new) from a *changed* one (an entry with another key: always refuse).
+    under accept-new) from a *changed* one (an entry with another key: always refuse)
+    and from a *revoked* key (`@revoked` in known_hosts: always refuse, never record).
     """
 
-    def __init__(self, target: SshTarget, known: asyncssh.SSHKnownHosts, verdict: _HostKeyVerdict):
+    def __init__(self, target: SshTarget, known: asyncssh.SSHKnownHosts, verdict: _HostKeyVerdict,
+                 revoked: asyncssh.SSHKnownHosts | None = None):
         self._target = target
         self._known = known
         self._verdict = verdict
+        self._revoked = revoked
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         self._verdict.fingerprint = key.get_fingerprint()
+        if self._revoked is not None and key in self._revoked.match(host, addr, port)[0]:
+            self._verdict.outcome = "revoked"
+            return False
         host_keys, ca_keys, *_ = self._known.match(host, addr, port)
         if host_keys or ca_keys:
             self._verdict.outcome = "changed"
@@ -274,18 +305,28 @@ def _cipher_preference() -> list[str]:
     return preferred + [a for a in available if a not in preferred]
 
 
-async def connect(target: SshTarget) -> asyncssh.SSHClientConnection:
+def _print_notice(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+async def connect(target: SshTarget, *, notice: Callable[[str], None] | None = None) -> asyncssh.SSHClientConnection:
     """Open an SSH connection to `target`, or raise `SshFailure` in plain words.
 
     The whole handshake (TCP, key exchange, auth) is bounded by `connect_timeout`.
+    When accept-new records a host key, `notice` (default: a line on stderr, as
+    OpenSSH's "Permanently added") gets "recorded new host key for POD (SHA256:...) in
+    PATH": trusting a key on first use is only as good as someone being able to check
+    the fingerprint, so it is always said.
     """
-    known = asyncssh.import_known_hosts(_read_known_hosts(target))
+    text = _read_known_hosts(target)
+    known = asyncssh.import_known_hosts(text)
+    revoked = _revoked_entries(text)
     verdict = _HostKeyVerdict()
     options: dict[str, Any] = dict(
         port=target.port,
         username=target.user,
         known_hosts=known,
-        client_factory=lambda: _HostKeyGate(target, known, verdict),
+        client_factory=lambda: _HostKeyGate(target, known, verdict, revoked),
         encryption_algs=_cipher_preference(),
         connect_timeout=target.connect_timeout,
         keepalive_interval=15,
@@ -297,13 +338,84 @@ async def connect(target: SshTarget) -> asyncssh.SSHClientConnection:
     if target.proxy_jump:
         options["tunnel"] = target.proxy_jump
     try:
-        return await asyncio.wait_for(
+        conn = await asyncio.wait_for(
             asyncssh.connect(target.hostname, **options), timeout=target.connect_timeout + 1
         )
     except BaseException as exc:  # noqa: BLE001 - classified and re-raised below
         if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
             raise
-        raise classify_connect_error(exc, target, verdict) from exc
+        failure = None
+        if isinstance(exc, _HANDSHAKE_LOST) and not verdict.fingerprint:
+            failure = await _diagnose_host_key_types(target, options, known)
+        raise (failure or classify_connect_error(exc, target, verdict)) from exc
+    if verdict.outcome == "recorded":
+        (notice or _print_notice)(
+            f"recorded new host key for {target.name} ({target.display}, {verdict.fingerprint}) "
+            f"in {verdict.recorded_to}")
+    return conn
+
+
+_HANDSHAKE_LOST = (asyncssh.ConnectionLost, asyncssh.KeyExchangeFailed, ConnectionResetError, BrokenPipeError)
+"""How a server that shares no host key type with us ends the handshake: OpenSSH logs
+"no matching host key type found" and just closes the connection."""
+
+
+class _KeyLook(asyncssh.SSHClient):
+    """Accepts no key: only notes which one the server presented."""
+
+    def __init__(self, seen: dict[str, Any]):
+        self._seen = seen
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        self._seen.update(host=host, addr=addr, key=key)
+        return False
+
+
+async def _diagnose_host_key_types(target: SshTarget, options: dict[str, Any],
+                                   known: asyncssh.SSHKnownHosts) -> SshFailure | None:
+    """Why a handshake was dropped, when it was over host key types; else None.
+
+    asyncssh offers only the key types known_hosts holds for a host (or, for a new one,
+    its defaults, which leave out ssh-dss). A server with none of them closes the
+    connection without a word, which reads as "lost". So look once more, offering every
+    type asyncssh can verify and trusting none, and name the key the server presents:
+    a type other than the known one is a changed key, ssh-dss a refused one.
+    """
+    seen: dict[str, Any] = {}
+    look = dict(options, known_hosts=asyncssh.import_known_hosts(""), client_factory=lambda: _KeyLook(seen),
+                server_host_key_algs=[a.decode() for a in get_public_key_algs()])
+    # Any error here ends the look: a diagnosis must never hide the failure it explains.
+    with contextlib.suppress(Exception):
+        conn = await asyncio.wait_for(asyncssh.connect(target.hostname, **look),
+                                      timeout=target.connect_timeout + 1)
+        conn.close()  # not reached: _KeyLook accepts no key
+    key = seen.get("key")
+    if key is None:
+        return None
+    # The lookup asyncssh made (port None for 22) says what the first try offered.
+    trusted, ca_keys, *_ = known.match(seen["host"], seen["addr"], target.port if target.port != 22 else None)
+    if ca_keys:
+        return None  # certificate types were offered too; this look cannot see certificates
+    offered = {a for k in trusted for a in k.sig_algorithms} if trusted else set(get_default_public_key_algs())
+    if offered & set(key.sig_algorithms):
+        return None  # we would have taken this key: the connection was lost for another reason
+    where, kind = target.display, key.get_algorithm()
+    fp = key.get_fingerprint()
+    if trusted:
+        held = ", ".join(sorted({k.get_algorithm() for k in trusted}))
+        return SshFailure(
+            FailureKind.HOST_KEY_CHANGED,
+            f"HOST KEY CHANGED for {where}: known_hosts holds a {held} key for it, but the server now "
+            f"offers only a {kind} key ({fp}). This can mean someone is intercepting the connection, "
+            "or the machine was re-created. gpuctl will not connect; if the change is expected, remove "
+            f"the old entry (ssh-keygen -R {shlex.quote(_known_hosts_pattern(target.hostname, target.port))}) "
+            "and retry.")
+    weak = " (DSA is weak: OpenSSH disabled it in 7.0)" if kind == "ssh-dss" else ""
+    return SshFailure(
+        FailureKind.HOST_KEY_ALGORITHM,
+        f"no host key type in common with {where}: the server offers only a {kind} key ({fp}), "
+        f"a type gpuctl does not accept{weak}. Give the server an Ed25519 host key "
+        "(ssh-keygen -A, then restart sshd).")
 
 
 def classify_connect_error(exc: BaseException, target: SshTarget, verdict: _HostKeyVerdict | None = None) -> SshFailure:
@@ -313,6 +425,15 @@ def classify_connect_error(exc: BaseException, target: SshTarget, verdict: _Host
         return exc
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         fp = f" (server key {verdict.fingerprint})" if verdict and verdict.fingerprint else ""
+        # asyncssh refuses a revoked key itself when known_hosts also trusts it (then
+        # the gate never sees it, and says so only in its message).
+        if (verdict and verdict.outcome == "revoked") or "revoked" in str(exc).lower():
+            return SshFailure(
+                FailureKind.HOST_KEY_REVOKED,
+                f"host key REVOKED for {where}{fp}: known_hosts marks the server's key @revoked. "
+                "gpuctl will not connect with a revoked key, whatever the host_key policy; the pod "
+                "needs a new host key.",
+            )
         if verdict and verdict.outcome == "changed":
             return SshFailure(
                 FailureKind.HOST_KEY_CHANGED,
