@@ -30,9 +30,9 @@ shell-quoted, only works where the quoting around it is known: inside someone's 
 
 * A placeholder in a word that some program will run as code is refused too, since
   even a correctly expanded value is parsed there: the word after an option ending in
-  `c` or `e` (`bash -c`, `bash -lc`, `python -c`, `osascript -e`, `perl -e`), and any
-  argument of `eval`, `ssh`, `su` or `watch`, which join their arguments into a shell
-  command. This is a list of the cases we know, not a proof: code a template hands to
+  `c` or `e` (`bash -c`, `bash -lc`, `python -c`, `osascript -e`, `perl -e`; not after
+  `echo`), and any argument of `eval`, `ssh`, `su` or `watch`, which join their
+  arguments into a shell command. This is a list of the cases we know, not a proof: code a template hands to
   an interpreter some other way should read the variable itself (`"$GPUCTL_X"` in
   shell, `os.environ["GPUCTL_X"]` in Python), which is always safe.
 
@@ -143,15 +143,20 @@ def _refuse_code(stack: list[_Frame], name: str) -> None:
     for frame in stack:
         if frame.kind != _CMD:
             continue
-        joiner = next((w for w in frame.words if w.rsplit("/", 1)[-1] in _JOINERS), None)
-        option = frame.words[-1] if frame.words and _CODE_OPTION.fullmatch(frame.words[-1]) else None
-        if joiner or option:
-            by = f"the argument of {joiner!r}" if joiner else f"the word after {option!r}"
-            var = env_name(name)
-            raise TemplateError(
-                f"{{{name}}} is {by}, which is run as code, so a value holding quotes, `;` or $(…) "
-                f"would run as commands. Read the value from the environment inside that code instead: "
-                f"\"${var}\" in a shell, os.environ[\"{var}\"] in Python (gpuctl sets {var})")
+        words = frame.words
+        joiner = next((w for w in words if w.rsplit("/", 1)[-1] in _JOINERS), None)
+        option = words[-1] if words and _CODE_OPTION.fullmatch(words[-1]) and words[0] != "echo" else None
+        if not (joiner or option):
+            continue
+        var = env_name(name)
+        by = f"an argument of {joiner!r}" if joiner else f"the word after {option!r}"
+        problem = (f"{{{name}}} is {by}, which is run as code, so a value holding quotes, `;` or $(…) "
+                   "would run as commands. ")
+        if joiner == "ssh":  # the other machine's shell does not get gpuctl's environment
+            raise TemplateError(problem + f"Send it on stdin instead: printf '%s' {{{name}}} | ssh HOST "
+                                          "'notify-send \"$(cat)\"'")
+        raise TemplateError(problem + f"Read it from the environment inside that code instead: \"${var}\" "
+                                      f"in a shell, os.environ[\"{var}\"] in Python (gpuctl sets {var})")
 
 
 def render(template: str, names: Collection[str]) -> str:
@@ -246,9 +251,9 @@ def render(template: str, names: Collection[str]) -> str:
             if frame.kind == _SQ:
                 refuse(name, "'…' together with other text",
                        "gpuctl cannot tell whether that text is data or code another shell runs "
-                       "(bash -c '…', ssh host '…'). For data, close the quotes around it "
-                       f"('says: '{{{name}}}'!'); in code another shell runs, write \"${var}\" "
-                       f"there, which that shell reads from its environment (gpuctl sets {var})")
+                       f"(bash -c '…'). For data, close the quotes around it ('text '{{{name}}}' text'); "
+                       f"in code another shell runs, write \"${var}\" there instead, which that shell "
+                       f"reads from its environment (gpuctl sets {var})")
             if frame.kind == _BT:
                 refuse(name, "backticks", "write $(…) instead of `…` around it")
             refuse(name, _OPEN[frame.kind], f"write ${var} there instead (gpuctl sets {var})")
