@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +46,16 @@ from sessions.config_schema import EXAMPLE, PROGRESS_GROUPS, build_config
 from sessions.policy_model import EffectivePolicies, Policies, effective, policies_for
 
 __all__ = [
-    "DEFAULT_HOST_KEY", "ENV_VAR", "HOST_KEY_POLICIES", "LOCAL_HOST", "PROGRESS_GROUPS",
+    "DEFAULT_HOST_KEY", "ENV_VAR", "HOST_KEY_POLICIES", "LOCAL_HOST", "MAX_CONFIG_BYTES", "PROGRESS_GROUPS",
     "Config", "ConfigError", "ConfigLocation", "ConfigNotFound", "ConfigProblem", "Defaults",
     "EffectivePolicies", "PodConfig", "Policies", "ProviderConfig", "SessionConfig", "UnknownName",
     "default_config_path", "describe_config", "describe_policies", "effective", "load_config",
     "locate_config", "parse_config", "policies_for", "resolve_config_path",
 ]
+
+MAX_CONFIG_BYTES = 2**20
+"""The biggest config gpuctl reads: a hundred pods with every option fit in a tenth of
+it, and a bound keeps a wrong `--config` (a log, a disk image) from filling memory."""
 
 ENV_VAR = "GPUCTL_CONFIG"
 """Environment variable naming the config file (below `--config`, above the default)."""
@@ -111,7 +116,8 @@ def load_config(path: str | os.PathLike[str] | ConfigLocation) -> Config:
     Raises:
         ConfigNotFound: no file there; the message shows where gpuctl looked and an
             example config to paste.
-        ConfigError: unreadable, not UTF-8, not YAML, or not a valid config.
+        ConfigError: unreadable, not a regular file (a FIFO, a device), over
+            `MAX_CONFIG_BYTES`, not UTF-8, not YAML, or not a valid config.
     """
     location = path if isinstance(path, ConfigLocation) else _guess_source(
         Path(os.path.expanduser(os.fspath(path))), os.environ
@@ -120,9 +126,7 @@ def load_config(path: str | os.PathLike[str] | ConfigLocation) -> Config:
     if not file.exists():
         raise _not_found(location)
     try:
-        if file.is_dir():
-            raise IsADirectoryError
-        data = file.read_bytes()
+        data = _read_bounded(file)
     except IsADirectoryError:
         raise _file_problem(file, f"is a directory, not a file; name the YAML file itself, e.g. {file / 'config.yaml'}") from None
     except PermissionError:
@@ -137,6 +141,43 @@ def load_config(path: str | os.PathLike[str] | ConfigLocation) -> Config:
         problem = ConfigProblem(file, line, column, "", f"is not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8")
         raise ConfigError([problem]) from None
     return parse_config(text, file)
+
+
+def _read_bounded(file: Path) -> bytes:
+    """The file's bytes, refusing what is not a regular file or is over `MAX_CONFIG_BYTES`.
+
+    Opened without blocking and checked on the open descriptor (not by a `stat` before
+    it, which a rename could outrun): opening a FIFO for reading would wait for a
+    writer forever, and `/dev/zero` or `/dev/urandom` never end, so "read it all" would
+    hang or eat all memory. A symlink to a regular file is fine (dotfile managers
+    link configs).
+
+    Raises:
+        IsADirectoryError: a directory.
+        ConfigError: not a regular file, or too big (the message gives the size).
+        OSError: what opening or reading raised.
+    """
+    fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(info.st_mode):
+            raise _file_problem(file, f"is {_file_kind(info.st_mode)}, not a regular file; "
+                                      "name the YAML file itself")
+        data = fh.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        size = max(info.st_size, len(data))
+        raise _file_problem(file, f"config is {size:,} bytes; gpuctl reads at most "
+                                  f"{MAX_CONFIG_BYTES // 2**20} MiB ({MAX_CONFIG_BYTES:,} bytes)")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, in words ("a named pipe")."""
+    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((word for test, word in kinds if test(mode)), "something other than a file")
 
 
 def _guess_source(path: Path, environ: Mapping[str, str]) -> ConfigLocation:
@@ -162,8 +203,10 @@ def parse_config(text: str, path: str | os.PathLike[str]) -> Config:
     file = Path(path)
     try:
         root = yaml_lines.compose(text)
+    except yaml_lines.YamlRefused as exc:
+        raise ConfigError([ConfigProblem(file, exc.line, exc.column, exc.field, exc.message)]) from None
     except yaml_lines.YamlSyntaxError as exc:
-        raise ConfigError([ConfigProblem(file, exc.line, exc.column, "", f"invalid YAML: {exc.message}")]) from None
+        raise ConfigError([ConfigProblem(file, exc.line, exc.column, exc.field, f"invalid YAML: {exc.message}")]) from None
     return build_config(root, file)
 
 

@@ -13,11 +13,13 @@ the caller word the field path.
 
 from __future__ import annotations
 
+import re
 import types
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import yaml
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 NULL_TAG = "tag:yaml.org,2002:null"
@@ -49,13 +51,122 @@ class YamlSyntaxError(Exception):
         message: what the parser objected to, in one line.
         line: 1-based line of the problem, or None when the parser gave no position.
         column: 1-based column, or None.
+        field: where in the document (`pods[0].host`), "" when unknown or the whole file.
     """
 
-    def __init__(self, message: str, line: int | None, column: int | None) -> None:
+    def __init__(self, message: str, line: int | None, column: int | None, field: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.line = line
         self.column = column
+        self.field = field
+
+
+class YamlRefused(YamlSyntaxError):
+    """Valid YAML that gpuctl will not read: it is built to exhaust time or memory
+    (aliases that multiply, nesting deeper than any config needs) or holds a value no
+    program can print (a lone UTF-16 surrogate)."""
+
+
+MAX_DEPTH = 64
+"""Deepest nesting of lists and mappings, aliases expanded. A config needs about ten
+levels (policies inside a session inside a pod); the limit sits far below Python's
+recursion limit, which a few hundred `[` would otherwise reach with a traceback."""
+
+MAX_ALIAS_VALUES = 50_000
+"""Most values that aliases (`*name`, `<<: *name`) may add to the document, counted as
+if every alias were a copy of what it names. A `defaults` anchor merged into 200 pods
+adds a few thousand; nine anchors each naming the previous one nine times (484 bytes,
+a "billion laughs") would add 9**9 and took minutes to validate."""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""Reachable only through escapes (`"\\ud800"`): a UTF-8 file cannot hold one, and
+PyYAML's reader refuses them in the text itself."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing what `MAX_DEPTH`, `MAX_ALIAS_VALUES` and the
+    surrogate rule forbid while it composes, before anything walks the tree.
+
+    Every node's expanded size and height are recorded when it is complete, so an
+    alias costs one lookup: the work stays linear in the text whatever the aliases
+    multiply to. An alias to a node still being composed (a recursive structure)
+    counts as one value; the validators report the cycle itself.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._path: list[str | int] = []
+        self._measure: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, height)
+        self._alias_values = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        mark = self.peek_event().start_mark
+        alias = self.check_event(AliasEvent)
+        self._path.append(_step(parent, index))
+        try:
+            if len(self._path) > MAX_DEPTH:
+                self._refuse(mark, f"lists and mappings nest deeper than {MAX_DEPTH} levels here; "
+                                   "a gpuctl config needs about ten")
+            node = super().compose_node(parent, index)
+            if alias:
+                self._count_alias(node, mark)
+            else:
+                self._measure[id(node)] = self._measured(node)
+        finally:
+            self._path.pop()
+        return node
+
+    def _measured(self, node: Node) -> tuple[int, int]:
+        if isinstance(node, ScalarNode):
+            surrogate = _SURROGATE.search(node.value)
+            if surrogate is not None:
+                self._refuse(node.start_mark,
+                             f"holds \\u{ord(surrogate.group()):04x}, half of a UTF-16 surrogate pair and not a "
+                             "character on its own; write the character itself (the file is UTF-8)")
+            return 1, 1
+        children = node.value if isinstance(node, SequenceNode) else [n for pair in node.value for n in pair]
+        measures = [self._measure.get(id(child), (1, 1)) for child in children]
+        size = 1 + sum(size for size, _ in measures)
+        height = 1 + max((height for _, height in measures), default=0)
+        return min(size, MAX_ALIAS_VALUES + 1), height
+
+    def _count_alias(self, node: Node, mark: yaml.Mark) -> None:
+        size, height = self._measure.get(id(node), (1, 1))
+        self._alias_values += size
+        if self._alias_values > MAX_ALIAS_VALUES:
+            self._refuse(mark, f"aliases here expand the document past {MAX_ALIAS_VALUES:,} values "
+                               "(anchors that repeat each other, a 'billion laughs'); write the "
+                               "repeated parts out or reuse them fewer times")
+        if len(self._path) - 1 + height > MAX_DEPTH:
+            self._refuse(mark, f"this alias nests lists and mappings deeper than {MAX_DEPTH} levels; "
+                               "a gpuctl config needs about ten")
+
+    def _refuse(self, mark: yaml.Mark, message: str) -> None:
+        raise YamlRefused(message, mark.line + 1, mark.column + 1, _field(self._path))
+
+
+def _step(parent: Node | None, index: Any) -> str | int:
+    """One step of a field path, from what PyYAML's composer passes to `compose_node`:
+    the key node for a mapping's value, None for the key itself, the position in a list."""
+    if parent is None:
+        return ""
+    if isinstance(index, int):
+        return index
+    if isinstance(index, ScalarNode):
+        return index.value
+    return "(a key)" if index is None else "(a complex key)"
+
+
+def _field(path: list[str | int]) -> str:
+    """`pods[0].host` for ["", "pods", 0, "host"]; a deep path keeps its first steps."""
+    steps = [step for step in path if step != ""]
+    shown = steps[:8]
+    text = ""
+    for step in shown:
+        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else step)
+    return text + ("..." if len(steps) > len(shown) else "")
 
 
 def compose(text: str) -> Node | None:
@@ -64,9 +175,12 @@ def compose(text: str) -> Node | None:
     Raises:
         YamlSyntaxError: with the parser's own position, so the message can point at
             the exact line and column instead of dumping PyYAML's multi-line report.
+        YamlRefused: (a YamlSyntaxError) for aliases that multiply past
+            `MAX_ALIAS_VALUES`, nesting past `MAX_DEPTH`, or a lone surrogate.
     """
+    loader = _BoundedLoader(text)
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc) from None
     except yaml.reader.ReaderError as exc:
@@ -79,6 +193,8 @@ def compose(text: str) -> Node | None:
         ) from None
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises the two above
         raise YamlSyntaxError(str(exc).replace("\n", " "), None, None) from None
+    finally:
+        loader.dispose()
 
 
 def _syntax_error(exc: yaml.MarkedYAMLError) -> YamlSyntaxError:

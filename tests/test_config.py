@@ -9,6 +9,7 @@ confusing messages fails here.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from textwrap import dedent
@@ -386,11 +387,15 @@ def test_unreadable_file_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path:
     path = tmp_path / "config.yaml"
     path.write_text("pods: []\n")
 
-    def refuse(self: Path) -> bytes:
-        raise PermissionError(13, "Permission denied")
+    real_open = os.open
+
+    def refuse(file, *args, **kwargs):
+        if Path(file) == path:
+            raise PermissionError(13, "Permission denied")
+        return real_open(file, *args, **kwargs)
 
     # Simulated: chmod 000 does not stop root, and tests may run as root.
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(ConfigError, match="cannot be read: permission denied"):
         load_config(path)
 
