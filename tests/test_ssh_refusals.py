@@ -116,3 +116,28 @@ def test_accept_new_says_which_key_it_recorded_once(sshd, tmp_path, capsys):
     assert err.splitlines() == [expected]
     assert main(["--config", str(config), "checkpoints", "p", "train"]) == 0
     assert "recorded" not in capsys.readouterr().err
+
+
+async def test_a_handshake_dropped_for_another_reason_is_still_lost(tmp_path):
+    """The second look only names a host key problem it saw: a server that hangs up
+    after its banner (sshd's MaxStartups, a dying proxy) stays `lost`."""
+    import asyncio
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text("")
+        with pytest.raises(SshFailure) as failed:
+            await connect(resolve_target(name="p", host="127.0.0.1", port=port, user="u",
+                                         ssh_config_files=(), known_hosts_files=(str(known_hosts),),
+                                         gpuctl_known_hosts=str(tmp_path / "g"), connect_timeout=10))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert failed.value.kind == FailureKind.LOST
