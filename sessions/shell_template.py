@@ -29,10 +29,10 @@ shell-quoted, only works where the quoting around it is known: inside someone's 
     (`$(…)`, or the variable itself).
 
 * A placeholder in a word that some program will run as code is refused too, since
-  even a correctly expanded value is parsed there: the word after an option ending in
-  `c` or `e` (`bash -c`, `bash -lc`, `python -c`, `osascript -e`, `perl -e`; not after
-  `echo`), and any argument of `eval`, `ssh`, `su` or `watch`, which join their
-  arguments into a shell command. This is a list of the cases we know, not a proof: code a template hands to
+  even a correctly expanded value is parsed there: the word after an interpreter's
+  option ending in `c` or `e` (`bash -c`, `bash -lc`, `python -u -c`, `osascript -e`,
+  `perl -e`; not `python train.py -c X`, where `-c` is the script's), and any argument
+  of `eval`, `ssh`, `su` or `watch`, which join their arguments into a shell command. This is a list of the cases we know, not a proof: code a template hands to
   an interpreter some other way should read the variable itself (`"$GPUCTL_X"` in
   shell, `os.environ["GPUCTL_X"]` in Python), which is always safe.
 
@@ -58,6 +58,7 @@ NOTIFY_PLACEHOLDERS: tuple[str, ...] = ("message", "kind", "pod", "session", "ts
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _CODE_OPTION = re.compile(r"-[A-Za-z]*[ce]|--command|--eval|--execute")
+_INTERPRETER = re.compile(r"(ba|da|z|k|fi|tc|c)?sh|python[0-9.]*|pypy[0-9.]*|perl|ruby|node|osascript|lua|php|julia")
 _JOINERS = frozenset({"eval", "ssh", "su", "watch"})
 
 # Scanner frames: a command list (the top level or a `$(…)`) and the quoted contexts.
@@ -145,7 +146,7 @@ def _refuse_code(stack: list[_Frame], name: str) -> None:
             continue
         words = frame.words
         joiner = next((w for w in words if w.rsplit("/", 1)[-1] in _JOINERS), None)
-        option = words[-1] if words and _CODE_OPTION.fullmatch(words[-1]) and words[0] != "echo" else None
+        option = words[-1] if words and _CODE_OPTION.fullmatch(words[-1]) and _interpreter_option(words) else None
         if not (joiner or option):
             continue
         var = env_name(name)
@@ -157,6 +158,19 @@ def _refuse_code(stack: list[_Frame], name: str) -> None:
                                           "'notify-send \"$(cat)\"'")
         raise TemplateError(problem + f"Read it from the environment inside that code instead: \"${var}\" "
                                       f"in a shell, os.environ[\"{var}\"] in Python (gpuctl sets {var})")
+
+
+def _interpreter_option(words: list[str]) -> bool:
+    """Whether the last word is an option of an interpreter (`bash -lc`, `python -u -c`,
+    `docker exec box sh -c`): an interpreter word followed by options only. After a
+    script (`python train.py -c X`) the option is the script's, and `-c` may well mean
+    `--checkpoint` there."""
+    for k in range(len(words) - 2, -1, -1):
+        if _INTERPRETER.fullmatch(words[k].rsplit("/", 1)[-1]):
+            return True
+        if not words[k].startswith("-"):
+            return False
+    return False
 
 
 def render(template: str, names: Collection[str]) -> str:

@@ -69,7 +69,8 @@ SAFE = [
     ('./rec "$(echo {x})"', lambda v: [v]),
     ('echo "$(./rec {x})"', lambda v: [v]),
 ]
-UNSAFE = ["bash -c './rec {x}'", "sh -c \"./rec {x}\"", "eval ./rec {x}", "./rec `echo {x}`", "ssh h ./rec {x}"]
+UNSAFE = ["bash -c './rec {x}'", "sh -c \"./rec {x}\"", "eval ./rec {x}", "./rec `echo {x}`", "ssh h ./rec {x}",
+          "python3 -u -c \"print('{x}')\"", "docker exec box bash -lc \"./rec {x}\""]
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
@@ -106,6 +107,13 @@ def test_a_placeholder_where_it_could_run_as_code_is_refused(template):
     for name, names in (("checkpoint", RESUME_PLACEHOLDERS), ("message", NOTIFY_PLACEHOLDERS)):
         with pytest.raises(TemplateError, match=rf"^\{{{name}\}} "):
             render(template.replace("{x}", f"{{{name}}}"), names)
+
+
+def test_an_option_of_the_script_itself_is_not_taken_for_code():
+    """`-c` after a script is the script's option (often --checkpoint), not `python -c`."""
+    assert render("python train.py -c {checkpoint}", RESUME_PLACEHOLDERS) == \
+        'python train.py -c "$GPUCTL_CHECKPOINT"'
+    assert render('echo -e "{message}: done"', NOTIFY_PLACEHOLDERS) == 'echo -e "${GPUCTL_MESSAGE}: done"'
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
@@ -217,11 +225,12 @@ def inject_session(sshd: SshdServer):
 
 @pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")
 @pytest.mark.usefixtures("isolated_home")
-async def test_resume_over_ssh_with_a_hostile_checkpoint_file_name(sshd: SshdServer, tmp_path, inject_session):
+@pytest.mark.parametrize("raw", [PAYLOADS[0].encode(), b"step_8_\xff$(touch PWNED).pt"])
+async def test_resume_over_ssh_with_a_hostile_checkpoint_file_name(sshd: SshdServer, tmp_path, inject_session, raw):
     workdir = tmp_path / "run"
     workdir.mkdir()
     recorder(workdir)
-    name = PAYLOADS[0]  # step_6";touch PWNED;"x.pt: a step checkpoint by its name
+    name = os.fsdecode(raw)  # a step checkpoint by its name (step_*.pt), not valid UTF-8 in the second
     (workdir / name).write_bytes(b"weights")
     old = time.time() - 3600
     os.utime(workdir / name, (old, old))
