@@ -108,12 +108,12 @@ def field(names: Collection[str], what: str = "text") -> Validator:
     """A config validator for a template field (`resume:`, a notify `command:`): non-empty
     text that `render` accepts, else a problem at the field's file:line saying why."""
 
-    def validate(ck: Checker, node: Node, name: str) -> Any:
-        value = nonempty(ck, node, name, what)
+    def validate(ck: Checker, node: Node, where: str) -> Any:
+        value = nonempty(ck, node, where, what)
         if value is INVALID:
             return value
         problem = check(value, names)
-        return value if problem is None else ck.problem(node, name, problem)
+        return value if problem is None else ck.problem(node, where, problem)
 
     return validate
 
