@@ -117,7 +117,8 @@ def test_headless_json_demo_runs_preempts_and_leaves_nothing_behind(tmp_path):
     for path in (tmp, home / ".ssh", xdg):
         path.mkdir(parents=True)
     env = {**os.environ, "TMPDIR": str(tmp), "HOME": str(home), "XDG_CONFIG_HOME": str(xdg / "config"),
-           "XDG_DATA_HOME": str(xdg / "data"), "XDG_STATE_HOME": str(xdg / "state"), "PYTHONUNBUFFERED": "1"}
+           "XDG_DATA_HOME": str(xdg / "data"), "XDG_STATE_HOME": str(xdg / "state"), "PYTHONUNBUFFERED": "1",
+           "XDG_CACHE_HOME": str(home / ".cache")}
     env.pop("GPUCTL_CONFIG", None)
     # atexit reports whether textual was ever imported: headless must never load it.
     script = ("import atexit, sys\n"
@@ -139,6 +140,10 @@ def test_headless_json_demo_runs_preempts_and_leaves_nothing_behind(tmp_path):
         assert gpus["a100x4"] == ["NVIDIA A100-SXM4-80GB"] * 4
         assert gpus["h100x8"] == ["NVIDIA H100 80GB HBM3"] * 8
         assert gpus["rtx4090-spot"] == ["NVIDIA GeForce RTX 4090"]
+        # The stable shortcut the README and the TUI's help name reaches this demo.
+        shortcut = home / ".cache" / "gpuctl" / "gpuctl-demo"
+        named = subprocess.run([str(shortcut), "config", "path"], capture_output=True, text=True, timeout=30)
+        assert named.returncode == 0 and named.stdout.strip().startswith(str(tmp.resolve())), named
 
         docs = _read_documents(proc, time.monotonic() + 20, lambda d: all(
             (d[-1] and _steps(d[-1])[k] or 0) > v for k, v in _steps(first).items() if v))
@@ -157,6 +162,10 @@ def test_headless_json_demo_runs_preempts_and_leaves_nothing_behind(tmp_path):
     assert failure is None, f"{failure}\n--- the demo's stderr ---\n{stderr}"
     assert proc.returncode == 0, stderr
     assert "TEXTUAL False" in stderr
+    assert "from another terminal: ~/.cache/gpuctl/gpuctl-demo sessions a100x4" in stderr
+    gone = subprocess.run([str(home / ".cache" / "gpuctl" / "gpuctl-demo"), "status"], capture_output=True,
+                          text=True, timeout=30)
+    assert gone.returncode == 1 and "no demo is running" in gone.stderr
     assert "spot pod preempted" in stderr and "spot pod is back" in stderr
     removed = re.search(r"stopped the pods and removed (.+)", stderr)
     assert removed, stderr
@@ -414,7 +423,12 @@ async def test_stop_and_teardown_through_gpuctls_provider_backend(demo, config):
     """
     pod_cfg = config.pod("a100x4")
     target = pod_settings.ssh_target(pod_cfg, config.defaults)
-    stopped = await provider_ops.stop(config, pod_cfg, poll_every=0.1, timeout=20)
+    async def unsafe(_pod):
+        return False, "step_200.pt has no verified local copy"
+
+    with pytest.raises(provider_ops.ActionRefused, match="step_200.pt"):  # RunPod's stop wipes the container disk
+        await provider_ops.stop(config, pod_cfg, guard=unsafe, poll_every=0.1, timeout=20)
+    stopped = await provider_ops.stop(config, pod_cfg, force=True, poll_every=0.1, timeout=20)
     assert stopped.outcome == "done"
     with pytest.raises(SshFailure) as refused:
         await connect(target)

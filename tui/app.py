@@ -69,9 +69,11 @@ class GpuctlApp(App[int]):
 
     def __init__(self, config: "Config | ConfigLoader", *, read_only: bool = False,
                  fleet_factory: FleetFactory | None = None, attach_runner: AttachRunner | None = None,
-                 state_file: Path | None = None, ui_interval: float = UI_INTERVAL) -> None:
-        """`config` is the Config, or a `ConfigLoader` to call after the first frame."""
+                 state_file: Path | None = None, ui_interval: float = UI_INTERVAL, help_note: str = "") -> None:
+        """`config` is the Config, or a `ConfigLoader` to call after the first frame;
+        `help_note` is a line the `?` screen ends with (the demo's shortcut)."""
         super().__init__()
+        self.help_note = help_note
         self._theme_ready = False  # remember picks only, not the theme set here
         self.config: Config = None  # type: ignore[assignment]  # set by _take_config
         """The config; None only while a `ConfigLoader` is still reading it."""
@@ -254,20 +256,20 @@ class GpuctlApp(App[int]):
 
 def make_app(config: "Config | ConfigLoader", *, read_only: bool = False, fleet_factory: FleetFactory | None = None,
              attach_runner: AttachRunner | None = None, state_file: Path | None = None,
-             ui_interval: float = UI_INTERVAL) -> GpuctlApp:
+             ui_interval: float = UI_INTERVAL, help_note: str = "") -> GpuctlApp:
     """The app for `config` (or for what a `ConfigLoader` reads after the first frame);
     tests pass a recording `attach_runner`, snapshot tests a `fleet_factory` that
     yields fixed snapshots."""
     return GpuctlApp(config, read_only=read_only, fleet_factory=fleet_factory, attach_runner=attach_runner,
-                     state_file=state_file, ui_interval=ui_interval)
+                     state_file=state_file, ui_interval=ui_interval, help_note=help_note)
 
 
-def run_app(config: "Config | ConfigLoader", read_only: bool = False) -> int:
+def run_app(config: "Config | ConfigLoader", read_only: bool = False, help_note: str = "") -> int:
     """Run the TUI until the user quits; the exit status for the CLI.
 
     Raises what a `ConfigLoader` raised (a `ConfigError` for a bad config), after the
     app has closed and given the terminal back, so the message is readable."""
-    app = make_app(config, read_only=read_only)
+    app = make_app(config, read_only=read_only, help_note=help_note)
     app.run()
     if app.startup_error is not None:
         raise app.startup_error

@@ -135,6 +135,10 @@ class Demo:
                  pace: float = 1.0, checkpoint_mb: float | None = None, interval: float = 1.0,
                  tmp_parent: str | os.PathLike[str] | None = None, notify: Callable[[str], None] | None = None):
         self.specs = pod_specs(pods)
+        self.stable_wrapper, self.stable_wrapper_shown = stable_wrapper_path()
+        """`~/.cache/gpuctl/gpuctl-demo`: the same path for every demo, so the README and
+        the TUI's help can name it (the real wrapper lives in the demo's temp dir).
+        Resolved here, before the CLI points HOME and XDG_* at the demo's client dir."""
         self.preempt_after = preempt_after
         self.outage = outage
         self.pace = pace
@@ -171,6 +175,23 @@ class Demo:
         """A script that runs gpuctl against the demo from another terminal."""
         assert self.root is not None
         return self.root / "gpuctl"
+
+    def _write_stable_wrapper(self) -> None:
+        """Point the stable path at this demo's wrapper. It is left in place when the demo
+        ends (or is killed): it then says that no demo is running, which beats a
+        `No such file` for a path the user was told to use."""
+        path = self.stable_wrapper
+        path.parent.mkdir(parents=True, exist_ok=True)
+        wrapper = shlex.quote(str(self.gpuctl_wrapper))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(
+            "#!/bin/sh\n# gpuctl against the running `gpuctl demo` (rewritten by each demo that starts).\n"
+            f"if [ ! -x {wrapper} ]; then\n"
+            "    echo 'gpuctl-demo: no demo is running (start one with ./scripts/demo)' >&2\n"
+            "    exit 1\nfi\n"
+            f'exec {wrapper} "$@"\n')
+        tmp.chmod(0o700)
+        os.replace(tmp, path)
 
     def pod(self, name: str) -> DemoPod:
         return self.pods[name]
@@ -272,6 +293,10 @@ class Demo:
             "#!/bin/sh\n# gpuctl against this demo's pods (its config and host keys); gone when the demo ends.\n"
             f'exec env {assignments} {command} "$@"\n')
         self.gpuctl_wrapper.chmod(0o700)
+        try:
+            self._write_stable_wrapper()
+        except OSError:  # a read-only cache dir costs the shortcut, not the demo
+            pass
 
     def session_command(self, spec: SessionSpec, *, resume: bool = False) -> str:
         """The shell command a session runs (with ``{checkpoint}`` for the resume template)."""
@@ -389,6 +414,19 @@ class Demo:
     def temp_dirs(self) -> list[Path]:
         """Every folder the demo made (removed by `stop`)."""
         return [p for p in (self.root, self.sockets_root) if p is not None]
+
+
+def stable_wrapper_path() -> tuple[Path, str]:
+    """Where each demo puts its `gpuctl-demo` shortcut (the user's cache dir), and that
+    path as shown to the user (`~` for their home)."""
+    import platformdirs
+
+    path = Path(platformdirs.user_cache_dir("gpuctl", appauthor=False)) / "gpuctl-demo"
+    home = os.path.expanduser("~")
+    text = str(path)
+    if home != "/" and text.startswith(home + os.sep):
+        text = "~" + text[len(home):]
+    return path, text
 
 
 def _release(watchdog: subprocess.Popen) -> None:

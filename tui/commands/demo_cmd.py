@@ -161,7 +161,8 @@ def _run(demo: Any, args: argparse.Namespace, notices: _Notices) -> int:
     if run_app is not None:
         # The TUI shows what happens to the pods itself; text on its terminal would garble it.
         asyncio.run(launch_sessions(config, notices))
-        result = run_app(config)
+        result = run_app(config, help_note=f"Headless commands against this demo, from another terminal: "
+                                           f"{_shortest_wrapper(demo)} status (or sessions, logs, checkpoints…)")
         return result if isinstance(result, int) else 0
     if why_not:
         _err(f"{why_not}; showing the headless view instead (--headless)")
@@ -179,6 +180,11 @@ def _find_tui() -> tuple[Callable[..., Any] | None, str]:
     return run_app, ""
 
 
+def _shortest_wrapper(demo: Any) -> str:
+    """The stable `~/.cache/gpuctl/gpuctl-demo` when it was written, else the demo's own."""
+    return demo.stable_wrapper_shown if demo.stable_wrapper.exists() else str(demo.gpuctl_wrapper)
+
+
 def _intro(demo: Any, args: argparse.Namespace, *, tui: bool) -> None:
     pods = ", ".join(f"{p.name} ({p.spec.gpu_count}x {p.spec.runpod_gpu.replace('NVIDIA ', '')})"
                      for p in demo.pods.values())
@@ -187,7 +193,8 @@ def _intro(demo: Any, args: argparse.Namespace, *, tui: bool) -> None:
     spot = [p.name for p in demo.pods.values() if p.spec.spot]
     if spot and args.preempt_after:
         _err(f"{spot[0]} is a spot pod: preempted after {args.preempt_after:g}s, back {args.outage:g}s later")
-    _err(f"from another terminal: {demo.gpuctl_wrapper} sessions {next(iter(demo.pods))}   (or logs, attach, kill...)")
+    _err(f"from another terminal: {_shortest_wrapper(demo)} sessions {next(iter(demo.pods))}   "
+         "(or status, logs, attach, kill...)")
     _err("quitting the TUI stops everything" if tui else "Ctrl-C stops everything")
 
 

@@ -43,4 +43,7 @@ class HelpScreen(ModalScreen[None]):
                 table.add_row(Text(shown, style="bold"), what)
             table.add_row("", "")
         table.add_row("", Text("Themes: ctrl+p, then “theme”. gpuctl remembers the choice.", style="dim"))
+        note = getattr(app, "help_note", "")
+        if note:
+            table.add_row("", Text(note, style="dim"))
         return table
