@@ -11,6 +11,7 @@ learns a provider's vocabulary; the provider's own word is kept in `raw_status`.
 from __future__ import annotations
 
 import abc
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,11 +59,57 @@ class Secret:
         return bool(self._value)
 
 
+_MIN_SECRET = 4
+_MIN_B64_CORE = 8
+
+
+def _b64_cores(raw: bytes) -> set[str]:
+    """The base64 text of `raw` wherever it sits inside a longer base64 string.
+
+    Base64 works in 3-byte groups, so the same key encodes three ways depending on
+    how many bytes come before it ("key", "user:key", "x:key" in HTTP Basic auth):
+    for each offset, keep only the characters whose 6 bits all come from `raw`.
+    Those appear verbatim whatever precedes or follows, padded or not.
+    """
+    import base64
+
+    cores: set[str] = set()
+    for lead in range(3):
+        encoded = base64.b64encode(b"\0" * lead + raw).decode().rstrip("=")
+        first = -(-8 * lead // 6)                 # first char starting at or after bit 8*lead
+        last = (8 * (lead + len(raw))) // 6      # chars ending at or before the key's last bit
+        core = encoded[first:last]
+        if len(core) >= _MIN_B64_CORE:
+            cores.add(core)
+            cores.add(core.replace("+", "-").replace("/", "_"))  # the URL-safe alphabet
+    return cores
+
+
+def _secret_pattern(secret: str) -> str:
+    """A regex for `secret` as a provider might echo it: as is, in another case,
+    URL-encoded (fully or in part, `%2f` or `%2F`, `+` for a space), or base64 of it
+    alone or inside `key:` / `:key` (HTTP Basic auth), std or URL-safe, with or
+    without padding. Matched case-insensitively: over-redacting is the safe side."""
+    from urllib.parse import quote
+
+    chars = []
+    for ch in secret:
+        options = [re.escape(ch), re.escape(quote(ch, safe=""))]
+        if ch == " ":
+            options.append(r"\+")
+        chars.append("(?:" + "|".join(dict.fromkeys(options)) + ")")
+    forms = ["".join(chars)]
+    forms += sorted((re.escape(c) for c in _b64_cores(secret.encode())), key=len, reverse=True)
+    return "|".join(forms)
+
+
 def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """`text` with every secret (of 4 or more characters) replaced by `***`."""
+    """`text` with every secret (of 4 or more characters) replaced by `***`, in every
+    form a provider has been seen to echo it (see `_secret_pattern`). The one place
+    keys are hidden: every provider message goes through here."""
     for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
+        if secret and len(secret) >= _MIN_SECRET:
+            text = re.sub(_secret_pattern(secret), "***", text, flags=re.IGNORECASE)
     return text
 
 
@@ -102,7 +149,43 @@ class Unsupported(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
-    """The provider cannot be reached: its CLI is not installed, the network is down."""
+    """The provider cannot be reached: its CLI is not installed, the network is down,
+    or it did not answer within the call's deadline."""
+
+
+UNREADABLE = "the provider answered something gpuctl cannot read"
+
+
+class UnreadableAnswer(ProviderError):
+    """The provider answered "success", but not in a shape gpuctl can read: a proxy's
+    `null` or HTML page, `{}`, a list where a mapping belongs.
+
+    Never read as "no such instance": a teardown or stop that took an unreadable
+    answer for "already gone" would report success and send nothing.
+    """
+
+
+def unreadable(provider: str, request: str, got: str, status: int | None = 200) -> UnreadableAnswer:
+    """The `UnreadableAnswer` for `request` ("GET /v2/pods/x") that returned `got`
+    (what came back, in words: "null", "an object without `instances`")."""
+    return UnreadableAnswer(provider, status, None, f"{UNREADABLE} ({request}: {got})")
+
+
+def shape(value: object) -> str:
+    """What a JSON value is, in words, for `unreadable` (never its content: it may echo
+    a key)."""
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an empty object" if not value else "an object with keys " + ", ".join(
+            sorted(str(k)[:40] for k in value)[:6])
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a string"
 
 
 @dataclass(frozen=True)
@@ -117,6 +200,10 @@ class Capabilities:
         stop_refusal: why there is no stop, and what to do instead.
         can_list: whether `list` works (for `pods import`).
         can_query: whether `get` works (an `ssh` pod has no API to ask).
+        stop_loses_data: a stop wipes a disk training may write checkpoints to
+            (RunPod's container disk, EC2 instance store, GCP local SSD, Azure's
+            temporary disk), so `stop` runs the teardown guard first. The one
+            place that rule is recorded, per provider (PROVIDERS.md section 1.3).
     """
 
     can_stop: bool
@@ -126,6 +213,7 @@ class Capabilities:
     stop_refusal: str | None = None
     can_list: bool = True
     can_query: bool = True
+    stop_loses_data: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ credentials the way the user set them up (profiles, `gcloud auth login`, `az log
 with JSON output where the tool has it. A missing tool is a `ProviderUnavailable`
 naming how to install it.
 
+Output that exits 0 but is not what the tool prints (`null`, an empty document, a
+list where an object belongs) is an `UnreadableAnswer`, never "no such instance":
+a missing instance is the tool's own not-found error.
+
 Mutating calls are given a long timeout: `gcloud ... stop`, `az vm deallocate` and
 `sky down` wait for the cloud by default, and waiting there is fine because the
 sessions layer polls the final state afterwards anyway.
@@ -31,9 +35,12 @@ from backends.providers.base import (
     ProviderError,
     ProviderSettings,
     ProviderUnavailable,
+    UnreadableAnswer,
     as_float,
     as_text,
     parse_time,
+    shape,
+    unreadable,
 )
 
 MUTATION_TIMEOUT = 600.0
@@ -110,12 +117,20 @@ class CliProvider(Provider):
             raise self.error(result)
         return result.stdout
 
-    async def call_json(self, *args: str, timeout: float | None = None) -> Any:
+    async def call_json(self, *args: str, timeout: float | None = None,
+                        expect: type | tuple[type, ...] | None = None) -> Any:
+        """`call`, then stdout as JSON; `expect`: the type(s) it must have."""
         out = await self.call(*args, timeout=timeout)
         try:
-            return json.loads(out) if out.strip() else None
+            body = json.loads(out) if out.strip() else None
         except ValueError:
-            raise ProviderError(self.type, None, None, f"{self.program} printed something that is not JSON") from None
+            raise self.unreadable(args, "something that is not JSON") from None
+        if expect is not None and not isinstance(body, expect):
+            raise self.unreadable(args, "nothing" if not out.strip() else shape(body))
+        return body
+
+    def unreadable(self, args: Sequence[str], got: str) -> UnreadableAnswer:
+        return unreadable(self.type, " ".join([self.program, *args[:3]]), got, None)
 
     def error(self, result: CliResult) -> ProviderError:
         text = (result.stderr.strip() or result.stdout.strip())
@@ -168,6 +183,7 @@ class Aws(CliProvider):
     code_pattern = re.compile(r"An error occurred \(([^)]+)\)")
     capabilities = Capabilities(
         can_stop=True,
+        stop_loses_data=True,  # see stop_loses: a disk checkpoints may be on is wiped
         stop_keeps="the EBS volumes",
         stop_loses="instance-store disks are wiped; EBS volumes keep billing",
         teardown_destroys="the instance and every EBS volume marked DeleteOnTermination (usually the root disk)",
@@ -182,18 +198,21 @@ class Aws(CliProvider):
             args += ["--endpoint-url", self.settings.api_url]
         return args
 
-    @staticmethod
-    def _instances(body: Any) -> list[dict[str, Any]]:
-        return [i for r in (body or {}).get("Reservations") or () for i in r.get("Instances") or ()]
+    async def _instances(self, *args: str) -> list[dict[str, Any]]:
+        args = ("ec2", "describe-instances", *args)
+        body = await self.call_json(*args, expect=dict)
+        reservations = body.get("Reservations")
+        if not isinstance(reservations, list) or not all(isinstance(r, dict) for r in reservations):
+            raise self.unreadable(args, f"{shape(body)}, no `Reservations` list")
+        return [i for r in reservations for i in r.get("Instances") or () if isinstance(i, dict)]
 
     async def list(self) -> list[InstanceInfo]:
-        body = await self.call_json("ec2", "describe-instances", "--filters",
-                                    "Name=instance-state-name,Values=pending,running,stopping,stopped")
-        return [aws_instance(i) for i in self._instances(body)]
+        found = await self._instances("--filters", "Name=instance-state-name,Values=pending,running,stopping,stopped")
+        return [aws_instance(i) for i in found]
 
     async def get(self, instance_id: str) -> InstanceInfo:
-        found = self._instances(await self.call_json("ec2", "describe-instances", "--instance-ids", self.ident(instance_id)))
-        if not found:
+        found = await self._instances("--instance-ids", self.ident(instance_id))
+        if not found:  # an empty but well-formed answer: the id is not there
             raise InstanceNotFound(self.type, None, None, f"no instance {instance_id}")
         return aws_instance(found[0])
 
@@ -247,6 +266,7 @@ class Gcp(CliProvider):
     not_found = re.compile(r"was not found|\bnotFound\b")
     capabilities = Capabilities(
         can_stop=True,
+        stop_loses_data=True,  # see stop_loses: a disk checkpoints may be on is wiped
         stop_keeps="the persistent disks",
         stop_loses="local SSDs are discarded; persistent disks keep billing",
         teardown_destroys="the VM and every disk marked auto-delete (usually the boot disk)",
@@ -263,13 +283,13 @@ class Gcp(CliProvider):
 
     async def list(self) -> list[InstanceInfo]:
         zones = ["--zones", self.opt("zone")] if self.opt("zone") else []
-        body = await self.call_json("compute", "instances", "list", *zones)  # type: ignore[arg-type]
-        return [gcp_instance(i) for i in body or () if isinstance(i, dict)]
+        body = await self.call_json("compute", "instances", "list", *zones, expect=list)  # type: ignore[arg-type]
+        return [gcp_instance(i) for i in body if isinstance(i, dict)]
 
     async def get(self, instance_id: str) -> InstanceInfo:
-        inst = await self.call_json("compute", "instances", "describe", self.ident(instance_id), *self._zone())
-        if not isinstance(inst, dict):
-            raise InstanceNotFound(self.type, None, None, f"no instance {instance_id}")
+        # A missing VM is gcloud's own "was not found" error (see `not_found`).
+        inst = await self.call_json("compute", "instances", "describe", self.ident(instance_id), *self._zone(),
+                                    expect=dict)
         info = gcp_instance(inst)
         if info.interruptible and info.state == InstanceState.STOPPED:
             # A preempted spot VM with action STOP only shows TERMINATED; the zone's
@@ -330,6 +350,7 @@ class Azure(CliProvider):
     code_pattern = re.compile(r"\(([A-Za-z]+)\)")
     capabilities = Capabilities(
         can_stop=True,
+        stop_loses_data=True,  # see stop_loses: a disk checkpoints may be on is wiped
         stop_keeps="the managed disks and the VM's configuration (stop deallocates, so compute stops billing)",
         stop_loses="the temporary disk and a dynamic public IP are released; managed disks keep billing",
         teardown_destroys=("the VM; its NIC, disks and public IP survive (and bill) unless they were "
@@ -353,13 +374,13 @@ class Azure(CliProvider):
 
     async def list(self) -> list[InstanceInfo]:
         group = ["--resource-group", self.opt("resource_group")] if self.opt("resource_group") else []
-        body = await self.call_json("vm", "list", "--show-details", *group)  # type: ignore[arg-type]
-        return [azure_instance(vm) for vm in body or () if isinstance(vm, dict)]
+        body = await self.call_json("vm", "list", "--show-details", *group, expect=list)  # type: ignore[arg-type]
+        return [azure_instance(vm) for vm in body if isinstance(vm, dict)]
 
     async def get(self, instance_id: str) -> InstanceInfo:
-        vm = await self.call_json("vm", "show", "--show-details", *self._target(self.ident(instance_id)))
-        if not isinstance(vm, dict):
-            raise InstanceNotFound(self.type, None, None, f"no VM {instance_id}")
+        # A missing VM is az's own ResourceNotFound error (see `not_found`).
+        vm = await self.call_json("vm", "show", "--show-details", *self._target(self.ident(instance_id)),
+                                  expect=dict)
         info = azure_instance(vm)
         return info if instance_id.startswith("/subscriptions/") else _with_id(info, instance_id)
 
@@ -379,6 +400,8 @@ def _with_id(info: InstanceInfo, instance_id: str) -> InstanceInfo:
 # --- SkyPilot -------------------------------------------------------------------------
 
 _SKY_STATES = {"INIT": InstanceState.STARTING, "UP": InstanceState.RUNNING, "STOPPED": InstanceState.STOPPED}
+_SKY_HEADER = re.compile(r"^\s*NAME\b.*\bSTATUS\b", re.MULTILINE)
+_SKY_NONE = re.compile(r"no existing clusters", re.IGNORECASE)
 
 
 def parse_sky_status(text: str) -> dict[str, str]:
@@ -425,8 +448,13 @@ class SkyPilot(CliProvider):
         return [self._info(n, s) for n, s in (await self._table()).items()]
 
     async def get(self, instance_id: str) -> InstanceInfo:
-        table = await self._table(self.ident(instance_id))
+        out = await self.call("status", self.ident(instance_id))
+        table = parse_sky_status(out)
         if instance_id not in table:
+            # Only a clusters table without it, or sky saying so, means "no such
+            # cluster"; empty or other output is not read as the cluster being gone.
+            if not (_SKY_HEADER.search(out) or _SKY_NONE.search(out) or self.not_found.search(out)):
+                raise self.unreadable(("status", instance_id), "no clusters table")
             raise InstanceNotFound(self.type, None, None, f"no cluster {instance_id} in `sky status`")
         return self._info(instance_id, table[instance_id])
 
@@ -494,9 +522,11 @@ class Dstack(CliProvider):
         return ["--project", self.opt("project")] if self.opt("project") else []  # type: ignore[list-item]
 
     async def list(self) -> list[InstanceInfo]:
-        body = await self.call_json("ps", "--json")
+        body = await self.call_json("ps", "--json", expect=(dict, list))
         runs = body.get("runs") if isinstance(body, dict) else body
-        return [dstack_run(r) for r in runs or () if isinstance(r, dict)]
+        if not isinstance(runs, list):
+            raise self.unreadable(("ps", "--json"), f"{shape(body)}, no `runs` list")
+        return [dstack_run(r) for r in runs if isinstance(r, dict)]
 
     async def get(self, instance_id: str) -> InstanceInfo:
         for info in await self.list():

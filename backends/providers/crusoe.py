@@ -33,6 +33,7 @@ from backends.providers.base import (
     Secret,
     as_text,
     parse_time,
+    shape,
 )
 from backends.providers.http import HttpProvider, segment
 
@@ -139,28 +140,35 @@ class Crusoe(HttpProvider):
         return f"/v1/projects/{segment(self.project)}/compute/vms/instances"
 
     async def list(self) -> list[InstanceInfo]:
-        body = await self.client.json("GET", self._base())
-        items = body.get("items") if isinstance(body, dict) else None
-        return [instance_from_api(vm) for vm in items or () if isinstance(vm, dict)]
+        path = self._base()
+        body = await self.client.json("GET", path, expect=dict)
+        items = body.get("items", [])  # JSON from protobuf may leave an empty list out
+        if not isinstance(items, list):
+            raise self.client.unreadable("GET", path, f"{shape(body)}, no `items` list")
+        return [instance_from_api(vm) for vm in items if isinstance(vm, dict)]
 
     async def get(self, instance_id: str) -> InstanceInfo:
-        body = await self.client.json("GET", f"{self._base()}/{segment(instance_id)}")
-        if not isinstance(body, dict):
-            raise ProviderError(self.type, 200, None, f"no VM object for {instance_id}")
+        path = f"{self._base()}/{segment(instance_id)}"
+        body = await self.client.json("GET", path, expect=dict)
+        if not body.get("state"):
+            raise self.client.unreadable("GET", path, f"{shape(body)}, not a VM (no state)")
         return instance_from_api(body)
 
     async def stop(self, instance_id: str) -> None:
-        body = await self.client.json("PATCH", f"{self._base()}/{segment(instance_id)}", json={"action": "STOP"})
-        self._check_operation(body)
+        path = f"{self._base()}/{segment(instance_id)}"
+        self._check_operation("PATCH", path, await self.client.json("PATCH", path, json={"action": "STOP"}))
 
     async def terminate(self, instance_id: str) -> None:
-        body = await self.client.json("DELETE", f"{self._base()}/{segment(instance_id)}")
-        self._check_operation(body)
+        path = f"{self._base()}/{segment(instance_id)}"
+        self._check_operation("DELETE", path, await self.client.json("DELETE", path))
 
-    def _check_operation(self, body: Any) -> None:
-        """A mutation returns `{"operation": {...}}`; one already FAILED is an error."""
+    def _check_operation(self, method: str, path: str, body: Any) -> None:
+        """A mutation returns `{"operation": {...}}`; one already FAILED is an error,
+        and an answer without one was not understood."""
         op = body.get("operation") if isinstance(body, dict) else None
-        if isinstance(op, dict) and str(op.get("state", "")).upper() == "FAILED":
+        if not isinstance(op, dict):
+            raise self.client.unreadable(method, path, f"{shape(body)}, no `operation`")
+        if str(op.get("state", "")).upper() == "FAILED":
             result = op.get("result") if isinstance(op.get("result"), dict) else {}
             raise ProviderError(self.type, 200, as_text(result.get("code")),
                                 self.client.redact(as_text(result.get("message")) or "the operation failed"))

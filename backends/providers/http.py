@@ -1,12 +1,18 @@
 """The one HTTP client every API provider uses: timeouts, retries, plain errors, no leaks.
 
-* Timeouts on every request (connect, read, write, pool).
-* Retries with exponential backoff on 429 and 5xx and on connection errors. A
-  `Retry-After` header (seconds or an HTTP date) is honoured up to `max_retry_after`;
-  a provider asking for longer gets a `ProviderError` saying how long, at once,
-  rather than a UI frozen for minutes. Vast's 429s carry no `Retry-After`, so
-  backoff alone applies there. Stop and terminate are safe to repeat, which is
-  why POST/PUT/DELETE are retried too.
+* One overall deadline per call (`timeout`, retries and their waits included): a
+  provider that answers in 40 s makes a call fail after `timeout` seconds with
+  "RunPod did not answer within 20 s", not after four timed-out attempts in a row.
+  A request that timed out is not retried: the deadline is spent.
+* Retries with exponential backoff on 429 and 5xx and on connection errors, while
+  the deadline allows. A `Retry-After` header (seconds or an HTTP date) is honoured
+  up to `max_retry_after`; a provider asking for longer gets a `ProviderError`
+  saying how long, at once, rather than a UI frozen for minutes. Vast's 429s carry
+  no `Retry-After`, so backoff alone applies there. Stop and terminate are safe to
+  repeat, which is why POST/PUT/DELETE are retried too.
+* A 2xx answer that is not what the API sends (a proxy's `null` or HTML, `{}`, a
+  list for a mapping) is an `UnreadableAnswer`, never "no such instance": `json`
+  checks the top-level type, and the provider modules check what they read.
 * Error bodies become `ProviderError(provider, status, code, message)` with the
   provider's own code, from each API's envelope (see `error_from_body`).
 * The key is redacted from every message, log line and repr this module produces.
@@ -34,7 +40,10 @@ from backends.providers.base import (
     ProviderSettings,
     ProviderUnavailable,
     Secret,
+    UnreadableAnswer,
     redact,
+    shape,
+    unreadable,
 )
 
 log = logging.getLogger("gpuctl.providers")
@@ -148,7 +157,8 @@ class ApiClient:
         base_url: the server root (official one, or `api_url` from config).
         auth: how to authenticate (BearerAuth, or Crusoe's signer).
         secrets: values to redact from every message (the key, the key id).
-        timeout: seconds for each request.
+        timeout: seconds for each call, all its attempts and waits together.
+        label: the provider's name as people write it ("RunPod"), for messages.
         retries: extra attempts after the first, on 429/5xx/connection errors.
         backoff: first backoff delay in seconds, doubled per attempt, capped at
             `backoff_cap`.
@@ -174,8 +184,13 @@ class ApiClient:
         transport: httpx.AsyncBaseTransport | None = None,
         parse_error: ErrorParser | None = None,
         headers: Mapping[str, str] | None = None,
+        label: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.provider = provider
+        self.label = label or provider
+        self.timeout = timeout
+        self._clock = clock
         self.base_url = base_url.rstrip("/")
         self._secrets = tuple(
             s.reveal() if isinstance(s, Secret) else s for s in secrets if s
@@ -210,6 +225,16 @@ class ApiClient:
         cls = InstanceNotFound if is_missing else ProviderError
         return cls(self.provider, response.status_code, code and self.redact(code), self.redact(message))
 
+    def unreadable(self, method: str, path: str, got: str, status: int | None = 200) -> UnreadableAnswer:
+        """The error for a 2xx answer to `method path` that is not what the API sends."""
+        error = unreadable(self.provider, f"{method} {path}", got, status)
+        error.message = self.redact(error.message)
+        return error
+
+    def _too_slow(self, method: str, path: str) -> ProviderUnavailable:
+        return ProviderUnavailable(self.provider, None, None,
+                                   f"{self.label} did not answer within {self.timeout:g} s ({method} {path})")
+
     async def request(
         self,
         method: str,
@@ -230,14 +255,23 @@ class ApiClient:
         if json is not _UNSET:
             kwargs["json"] = json
         is_ok = ok or (lambda r: r.is_success)
+        deadline = self._clock() + self.timeout
         attempt = 0
         while True:
+            left = deadline - self._clock()
+            if left <= 0:
+                raise self._too_slow(method, path)
             try:
-                response = await self._client.request(method, path, **kwargs)
+                # httpx's timeout is per read; wait_for bounds the whole attempt (a
+                # server trickling bytes), both by what is left of the one deadline.
+                response = await asyncio.wait_for(
+                    self._client.request(method, path, timeout=httpx.Timeout(left), **kwargs), left)
+            except (httpx.TimeoutException, asyncio.TimeoutError, TimeoutError):
+                raise self._too_slow(method, path) from None
             except httpx.TransportError as exc:
                 detail = self.redact(str(exc) or type(exc).__name__)
-                if attempt < self.retries:
-                    delay = self._backoff_delay(attempt)
+                delay = self._backoff_delay(attempt)
+                if attempt < self.retries and delay < deadline - self._clock():
                     log.info("%s %s %s: %s; retrying in %.1fs", self.provider, method, path, detail, delay)
                     attempt += 1
                     await self._sleep(delay)
@@ -249,23 +283,36 @@ class ApiClient:
                 return response
             if response.status_code in RETRY_STATUSES and attempt < self.retries:
                 delay = self._retry_delay(response, attempt)
-                log.info("%s %s %s: HTTP %s; retrying in %.1fs", self.provider, method, path,
-                         response.status_code, delay)
-                attempt += 1
-                await self._sleep(delay)
-                continue
+                if delay < deadline - self._clock():
+                    log.info("%s %s %s: HTTP %s; retrying in %.1fs", self.provider, method, path,
+                             response.status_code, delay)
+                    attempt += 1
+                    await self._sleep(delay)
+                    continue
             raise self.error(response)
 
-    async def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """`request`, then the body as JSON (None for an empty body)."""
+    async def json(self, method: str, path: str, *, expect: type | tuple[type, ...] | None = None,
+                   **kwargs: Any) -> Any:
+        """`request`, then the body as JSON (None for an empty body).
+
+        Args:
+            expect: the type(s) the body must have (`dict`; `(dict, type(None))` where
+                an empty body is fine too); anything else is an `UnreadableAnswer`.
+        """
         response = await self.request(method, path, **kwargs)
-        if not response.content.strip():
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise ProviderError(self.provider, response.status_code, None,
-                                f"answered {method} {path} with something that is not JSON") from None
+        text = response.content.strip()
+        if not text:
+            body = None
+        else:
+            try:
+                body = response.json()
+            except ValueError:
+                got = "an HTML page (a proxy's?)" if text[:1] == b"<" else "something that is not JSON"
+                raise self.unreadable(method, path, got, response.status_code) from None
+        if expect is not None and not isinstance(body, expect):
+            got = "an empty body" if not text else shape(body)
+            raise self.unreadable(method, path, got, response.status_code)
+        return body
 
     def _backoff_delay(self, attempt: int) -> float:
         return min(self.backoff_cap, self.backoff * (2 ** attempt))
@@ -306,10 +353,14 @@ class HttpProvider(Provider):
 
     def __init__(self, settings: ProviderSettings, *, transport: httpx.AsyncBaseTransport | None = None,
                  sleep: Callable[[float], Awaitable[Any]] | None = None, **_: Any) -> None:
+        from backends.providers.registry import SPECS
+
+        known = SPECS.get(self.type)
         self.settings = settings
         self.client = ApiClient(
             self.type,
             settings.api_url or self.default_url,
+            label=known.label if known else self.type,
             auth=self.make_auth(settings),
             secrets=self.secrets(settings),
             timeout=settings.timeout,

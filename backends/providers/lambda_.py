@@ -21,6 +21,7 @@ from backends.providers.base import (
     as_float,
     as_int,
     as_text,
+    shape,
 )
 from backends.providers.http import HttpProvider, segment
 
@@ -82,24 +83,28 @@ class Lambda(HttpProvider):
         return exc
 
     async def list(self) -> list[InstanceInfo]:
-        body = await self.client.json("GET", "/api/v1/instances")
-        data = body.get("data") if isinstance(body, dict) else None
-        return [instance_from_api(i) for i in data or () if isinstance(i, dict)]
+        body = await self.client.json("GET", "/api/v1/instances", expect=dict)
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise self.client.unreadable("GET", "/api/v1/instances", f"{shape(body)}, no `data` list")
+        return [instance_from_api(i) for i in data if isinstance(i, dict)]
 
     async def get(self, instance_id: str) -> InstanceInfo:
+        path = f"/api/v1/instances/{segment(instance_id)}"
         try:
-            body = await self.client.json("GET", f"/api/v1/instances/{segment(instance_id)}")
+            body = await self.client.json("GET", path, expect=dict)
         except ProviderError as exc:
             raise self._not_found(exc) from None
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, dict):
-            raise ProviderError(self.type, 200, None,
-                                f"GET /api/v1/instances/{instance_id} answered without an instance")
+        data = body.get("data")
+        if not isinstance(data, dict) or not data.get("status"):
+            raise self.client.unreadable("GET", path, f"{shape(body)}, no `data` instance")
         return instance_from_api(data)
 
     async def terminate(self, instance_id: str) -> None:
+        path = "/api/v1/instance-operations/terminate"
         try:
-            await self.client.json("POST", "/api/v1/instance-operations/terminate",
-                                   json={"instance_ids": [instance_id]})
+            body = await self.client.json("POST", path, json={"instance_ids": [instance_id]}, expect=dict)
         except ProviderError as exc:
             raise self._not_found(exc) from None
+        if not isinstance(body.get("data"), dict):  # {"data": {"terminated_instances": [...]}}
+            raise self.client.unreadable("POST", path, f"{shape(body)}, no `data` object")

@@ -5,7 +5,9 @@ is interruptible (spot), so preemption needs GraphQL's `podType`. From outside, 
 interrupted spot pod is `EXITED` with `podType == "INTERRUPTABLE"`; a user's own
 stop of a spot pod looks the same, which is why the sessions layer remembers the
 stops gpuctl made. GraphQL answers client errors with HTTP 200 and an `errors`
-array; that is turned into a `ProviderError` like any other failure.
+array; that is turned into a `ProviderError` like any other failure. A 2xx body that
+is not a pod (or a pod list) where one belongs is an `UnreadableAnswer`, never an
+empty account or an unknown pod.
 
 SSH: `ssh.direct` (public IP and port, user root) when the pod exposes 22/tcp, else
 `ssh.proxy` (`<token>@ssh.runpod.io`), an interactive shell only (no exec, no SFTP),
@@ -30,6 +32,7 @@ from backends.providers.base import (
     as_int,
     as_text,
     parse_time,
+    shape,
 )
 from backends.providers.http import HttpProvider, segment
 
@@ -109,6 +112,7 @@ class RunPod(HttpProvider):
     default_url = DEFAULT_URL
     capabilities = Capabilities(
         can_stop=True,
+        stop_loses_data=True,
         stop_keeps="the volume disk (/workspace) and the pod itself, to start again later",
         stop_loses=("the container disk is wiped (everything outside /workspace); the volume disk "
                     "keeps billing; a restart can come up with zero GPUs if the host's GPU was taken"),
@@ -117,9 +121,11 @@ class RunPod(HttpProvider):
     )
 
     async def list(self) -> list[InstanceInfo]:
-        body = await self.client.json("GET", "/v2/pods")
-        pods = body.get("pods") if isinstance(body, dict) else body
-        pods = [p for p in pods or () if isinstance(p, dict)]
+        body = await self.client.json("GET", "/v2/pods", expect=(dict, list))
+        pods = body.get("pods") if isinstance(body, dict) else body  # a bare list: the v1 shape
+        if not isinstance(pods, list):
+            raise self.client.unreadable("GET", "/v2/pods", f"{shape(body)}, no `pods` list")
+        pods = [p for p in pods if isinstance(p, dict)]
         types: dict[str, str | None] = {}
         note = None
         if any(_STATES.get(str(p.get("status", "")).upper()) == InstanceState.STOPPED for p in pods):
@@ -134,9 +140,10 @@ class RunPod(HttpProvider):
                 for p in pods]
 
     async def get(self, instance_id: str) -> InstanceInfo:
-        pod = await self.client.json("GET", f"/v2/pods/{segment(instance_id)}")
-        if not isinstance(pod, dict):
-            raise ProviderError(self.type, 200, None, f"GET /v2/pods/{instance_id} answered without a pod")
+        path = f"/v2/pods/{segment(instance_id)}"
+        pod = await self.client.json("GET", path, expect=dict)
+        if pod.get("id") is None or not (pod.get("status") or pod.get("desiredStatus")):
+            raise self.client.unreadable("GET", path, f"{shape(pod)}, not a pod (no id and status)")
         pod_type = note = None
         if _STATES.get(str(pod.get("status", "")).upper()) == InstanceState.STOPPED:
             try:
@@ -160,12 +167,15 @@ class RunPod(HttpProvider):
         try:
             body = response.json()
         except ValueError:
-            raise ProviderError(self.type, response.status_code, None,
-                                "GraphQL answered with something that is not JSON") from None
-        if isinstance(body, dict) and body.get("errors"):
+            raise self.client.unreadable("POST", "/graphql", "something that is not JSON") from None
+        if not isinstance(body, dict):
+            raise self.client.unreadable("POST", "/graphql", shape(body))
+        if body.get("errors"):
             raise self.client.error(response, not_found=False)
-        data = body.get("data") if isinstance(body, dict) else None
-        return data if isinstance(data, dict) else {}
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise self.client.unreadable("POST", "/graphql", f"{shape(body)}, no `data` object")
+        return data
 
     async def pod_type(self, instance_id: str) -> str | None:
         """GraphQL `podType` of one pod (`INTERRUPTABLE` for spot), None if unknown."""

@@ -4,7 +4,9 @@ PROVIDERS.md rates this API "shaky": the docs show a JSON:API body
 (`data.attributes.instances[].attributes`), a third-party Terraform provider that was
 tested against the live API decodes flat instances or ones wrapped in `data`, and a
 derived schema shows `portForwards` as a map and `gpus` as a list. Every one of those
-shapes is accepted here. Also: an `{"error": ...}` inside a 2xx body is a failure.
+shapes is accepted here, and nothing else: a body in none of them (a proxy's `null`,
+`{}`, HTML) is an `UnreadableAnswer`, never an empty account. Also: an
+`{"error": ...}` inside a 2xx body is a failure.
 The SSH user depends on the image and is unknown ([unverified]), so it is left None
 unless the body has a `user`.
 """
@@ -22,6 +24,7 @@ from backends.providers.base import (
     as_int,
     as_text,
     parse_time,
+    shape,
 )
 from backends.providers.http import HttpProvider, segment
 
@@ -51,8 +54,8 @@ def _unwrap(item: Any) -> dict[str, Any]:
     return dict(item) if isinstance(item, dict) else {}
 
 
-def _instances(body: Any) -> list[dict[str, Any]]:
-    """The list of instances in any of the documented list shapes."""
+def _instances(body: Any) -> list[dict[str, Any]] | None:
+    """The list of instances in any of the documented list shapes; None in none of them."""
     for candidate in (body, _unwrap(body)):
         if isinstance(candidate, list):
             return [_unwrap(i) for i in candidate]
@@ -60,7 +63,7 @@ def _instances(body: Any) -> list[dict[str, Any]]:
             inner = candidate.get("instances")
             if isinstance(inner, list):
                 return [_unwrap(i) for i in inner]
-    return []
+    return None
 
 
 def _ssh_port(inst: dict[str, Any]) -> int | None:
@@ -131,20 +134,29 @@ class TensorDock(HttpProvider):
         return body
 
     async def list(self) -> list[InstanceInfo]:
-        body = self._check(await self.client.json("GET", "/api/v2/instances"))
-        return [instance_from_api(i) for i in _instances(body) if i]
+        path = "/api/v2/instances"
+        body = self._check(await self.client.json("GET", path, expect=(dict, list)))
+        found = _instances(body)
+        if found is None:
+            raise self.client.unreadable("GET", path, f"{shape(body)}, no instance list")
+        return [instance_from_api(i) for i in found if i]
 
     async def get(self, instance_id: str) -> InstanceInfo:
-        body = self._check(await self.client.json("GET", f"/api/v2/instances/{segment(instance_id)}"))
+        path = f"/api/v2/instances/{segment(instance_id)}"
+        body = self._check(await self.client.json("GET", path, expect=dict))
         inst = _unwrap(body)
-        if not inst:
-            raise ProviderError(self.type, 200, None,
-                                f"GET /api/v2/instances/{instance_id} answered without an instance")
+        if not inst.get("status"):
+            raise self.client.unreadable("GET", path, f"{shape(body)}, not an instance (no status)")
         inst.setdefault("id", instance_id)
         return instance_from_api(inst)
 
+    # Mutations: the answer's shape is not documented, so an empty body or any object
+    # is taken as accepted (the sessions layer then polls for the new state); a bare
+    # `null`, list or text is not.
     async def stop(self, instance_id: str) -> None:
-        self._check(await self.client.json("POST", f"/api/v2/instances/{segment(instance_id)}/stop"))
+        self._check(await self.client.json("POST", f"/api/v2/instances/{segment(instance_id)}/stop",
+                                           expect=(dict, type(None))))
 
     async def terminate(self, instance_id: str) -> None:
-        self._check(await self.client.json("DELETE", f"/api/v2/instances/{segment(instance_id)}"))
+        self._check(await self.client.json("DELETE", f"/api/v2/instances/{segment(instance_id)}",
+                                           expect=(dict, type(None))))

@@ -6,6 +6,9 @@ Sources are the official `tnr` CLI and Terraform provider (PROVIDERS.md section 
 * There is no get: the list is filtered (by key, or by `uuid`).
 * There is no stop in the current CLI or API; delete is `POST /instances/{id}/delete`.
 * Errors are `{"code": <int>, "error": "<type>", "message": ...}`.
+* `{}` is a real answer (no instances), so "not found" rests on it; anything else
+  that is not a map of instances (a proxy's `null` or HTML, a list, a map whose
+  values are not instances) is an `UnreadableAnswer`, never "already gone".
 * Prices come from `GET /pricing`, whose key format is [unverified], so no price is
   read here: set `price_per_hour` in the pod's config.
 """
@@ -22,6 +25,7 @@ from backends.providers.base import (
     as_int,
     as_text,
     parse_time,
+    shape,
 )
 from backends.providers.http import HttpProvider, segment
 
@@ -77,12 +81,11 @@ class Thunder(HttpProvider):
     )
 
     async def _entries(self) -> list[tuple[str, dict[str, Any]]]:
-        body = await self.client.json("GET", "/v1/instances/list")
-        if isinstance(body, list):  # defensive: an array, ids inside
-            return [(str(i.get("id")), i) for i in body if isinstance(i, dict)]
-        if not isinstance(body, dict):
-            return []
-        return [(str(k), v) for k, v in body.items() if isinstance(v, dict)]
+        path = "/v1/instances/list"
+        body = await self.client.json("GET", path, expect=dict)
+        if not all(isinstance(v, dict) for v in body.values()):
+            raise self.client.unreadable("GET", path, f"{shape(body)}, not a map of instances")
+        return [(str(k), v) for k, v in body.items()]
 
     async def list(self) -> list[InstanceInfo]:
         return [instance_from_api(k, v) for k, v in await self._entries()]

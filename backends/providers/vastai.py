@@ -2,7 +2,10 @@
 
 Quirks handled here (PROVIDERS.md section 3):
 * `GET /api/v0/instances/{id}/` returns `{"instances": {...}}`: a single object under
-  a plural key, which may be `null` for an unknown id.
+  a plural key, which may be `null` for an unknown id. Only that documented shape
+  means "gone": a body without the `instances` key (a proxy's `null`, `{}`, HTML, a
+  list) is an `UnreadableAnswer`, so teardown and stop never take it for success.
+* Stop and destroy answer `{"success": true}`; anything else is refused or unreadable.
 * String values can carry trailing whitespace (`"198.51.100.20\\n"`); every string
   is stripped, as vast-cli does.
 * 429s are often plain text and carry no `Retry-After`; vast-cli backs off from
@@ -28,6 +31,7 @@ from backends.providers.base import (
     as_int,
     as_text,
     parse_time,
+    shape,
 )
 from backends.providers.http import HttpProvider, segment
 
@@ -138,14 +142,17 @@ class VastAI(HttpProvider):
     async def list(self) -> list[InstanceInfo]:
         found: list[InstanceInfo] = []
         token: str | None = None
+        path = "/api/v1/instances/"
         for _ in range(_MAX_PAGES):
             params: dict[str, Any] = {"limit": _PAGE}
             if token:
                 params["after_token"] = token
-            body = strip_strings(await self.client.json("GET", "/api/v1/instances/", params=params))
-            if not isinstance(body, dict):
-                break
-            found += [instance_from_api(i) for i in body.get("instances") or () if isinstance(i, dict)]
+            body = strip_strings(await self.client.json("GET", path, params=params, expect=dict))
+            self._check(body)
+            items = body.get("instances")
+            if not isinstance(items, list):
+                raise self.client.unreadable("GET", path, f"{shape(body)}, no `instances` list")
+            found += [instance_from_api(i) for i in items if isinstance(i, dict)]
             token = body.get("next_token")
             if not token:
                 break
@@ -153,22 +160,27 @@ class VastAI(HttpProvider):
 
     async def get(self, instance_id: str) -> InstanceInfo:
         path = f"/api/v0/instances/{segment(instance_id)}/"
-        body = strip_strings(await self._json("GET", path, params={"owner": "me"}))
-        inst = body.get("instances") if isinstance(body, dict) else None
+        body = strip_strings(await self._json("GET", path, params={"owner": "me"}, expect=dict))
+        self._check(body)
+        if "instances" not in body:
+            raise self.client.unreadable("GET", path, f"{shape(body)}, no `instances`")
+        inst = body["instances"]
         if isinstance(inst, list):  # the plural key holding a list after all
             inst = next((i for i in inst if isinstance(i, dict) and str(i.get("id")) == str(instance_id)), None)
-        if not isinstance(inst, dict):
+        elif inst is not None and not isinstance(inst, dict):
+            raise self.client.unreadable("GET", path, f"`instances` holding {shape(inst)}")
+        if inst is None:  # the documented answer for an id the account does not have
             raise InstanceNotFound(self.type, 200, None, f"no instance {instance_id} on this account")
         return instance_from_api(inst)
 
     async def stop(self, instance_id: str) -> None:
-        body = await self._json("PUT", f"/api/v0/instances/{segment(instance_id)}/", json={"state": "stopped"})
-        self._check(body)
+        path = f"/api/v0/instances/{segment(instance_id)}/"
+        self._accepted("PUT", path, await self._json("PUT", path, json={"state": "stopped"}, expect=dict))
 
     async def terminate(self, instance_id: str) -> None:
         # The CLI sends an empty JSON body with DELETE; so does gpuctl.
-        body = await self._json("DELETE", f"/api/v0/instances/{segment(instance_id)}/", json={})
-        self._check(body)
+        path = f"/api/v0/instances/{segment(instance_id)}/"
+        self._accepted("DELETE", path, await self._json("DELETE", path, json={}, expect=dict))
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         """`client.json`, with Vast's "no such instance" codes raised as `InstanceNotFound`."""
@@ -178,6 +190,12 @@ class VastAI(HttpProvider):
             if exc.code in _GONE_CODES and not isinstance(exc, InstanceNotFound):
                 raise InstanceNotFound(exc.provider, exc.status, exc.code, exc.message) from None
             raise
+
+    def _accepted(self, method: str, path: str, body: dict[str, Any]) -> None:
+        """A mutation went through only when Vast says `"success": true`."""
+        self._check(body)
+        if body.get("success") is not True:
+            raise self.client.unreadable(method, path, f"{shape(body)}, no `\"success\": true`")
 
     def _check(self, body: Any) -> None:
         """`{"success": false, ...}` with HTTP 200 is a failure too."""
