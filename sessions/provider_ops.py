@@ -7,7 +7,8 @@ What lives here and not in `backends.providers`:
   `VAST_URL`), else the official one;
 * refusing what must not happen: `stop` where the provider has none (Lambda, Thunder:
   never turned into a terminate), teardown while the guard (newest checkpoint not
-  verified locally) says no, unless forced;
+  verified locally) says no, unless forced, and a stop that wipes a disk
+  (`Capabilities.stop_loses_data`: RunPod's container disk, ...) on the same terms;
 * polling until the provider reports the new state, bounded by a timeout, with a
   progress callback; teardown is idempotent (already gone is success, said so);
 * remembering which stops gpuctl made, because a user's stop of a RunPod spot pod
@@ -150,10 +151,31 @@ def capabilities(entry: ProviderConfig) -> Capabilities:
     return registry.build(entry.type, ProviderSettings(options=options)).capabilities
 
 
+API_TIMEOUT_S = 20.0
+"""Seconds one provider call may take, retries included (`--api-timeout`)."""
+
+
 def build_provider(entry: ProviderConfig, environ: Mapping[str, str] = os.environ, *,
-                   pod_name: str = "", **deps: Any) -> Provider:
+                   pod_name: str = "", api_timeout: float = API_TIMEOUT_S, **deps: Any) -> Provider:
     """The backend for a provider entry (deps: `transport`, `sleep`, `run`, `run_command`)."""
-    return registry.build(entry.type, settings_for(entry, environ, pod_name=pod_name), **deps)
+    return registry.build(entry.type, settings_for(entry, environ, pod_name=pod_name, timeout=api_timeout), **deps)
+
+
+def refusal(pod: PodConfig, verb: str, note: str, caps: Capabilities | None = None) -> str:
+    """Why gpuctl will not `verb` ("stop" / "teardown") the pod while the guard says
+    no, and the ways through: one wording for `gpuctl`, the TUI and the watcher."""
+    doing = "stopping" if verb == "stop" else "tearing down"
+    why = f"; a stop loses data there ({caps.stop_loses})" if verb == "stop" and caps else ""
+    return (f"not {doing} pod {pod.name!r}: {note}{why}; download and verify it first "
+            f"(gpuctl download {pod.name} SESSION), or pass --force")
+
+
+async def _ask_guard(config: Config, pod: PodConfig, guard: Guard | None) -> tuple[bool, str]:
+    if guard is None:
+        from sessions.teardown_guard import guard_for
+
+        guard = guard_for(config)
+    return await guard(pod)
 
 
 def _ssh_runner(config: Config, pod: PodConfig) -> Callable[[str], Awaitable[None]]:
@@ -277,19 +299,25 @@ async def _poll(provider: Provider, instance_id: str, done: Callable[[InstanceIn
 # --- stop -----------------------------------------------------------------------------
 
 
-async def stop(config: Config, pod: PodConfig, *, environ: Mapping[str, str] = os.environ,
+async def stop(config: Config, pod: PodConfig, *, force: bool = False, guard: Guard | None = None,
+               environ: Mapping[str, str] = os.environ,
                progress: Progress | None = None, timeout: float = STOP_TIMEOUT_S, poll_every: float = POLL_EVERY_S,
                sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep, clock: Callable[[], float] = time.monotonic,
-               **deps: Any) -> ActionResult:
+               api_timeout: float = API_TIMEOUT_S, **deps: Any) -> ActionResult:
     """Stop the pod's instance and wait until the provider reports it stopped.
+
+    Where the provider's stop wipes a disk (`capabilities.stop_loses_data`), the
+    teardown guard must allow it first, unless `force`: a RunPod stop deletes
+    everything outside /workspace, checkpoints included.
 
     Raises:
         ProviderSetupError: no provider entry, id or key.
-        ActionRefused: the provider has no stop (the message says why, and what to do).
+        ActionRefused: the provider has no stop (the message says why, and what to
+            do), or the guard said no (and not forced).
         ProviderError: the provider refused or failed the request.
     """
     entry = provider_entry(pod, "stop")
-    provider = build_provider(entry, environ, pod_name=pod.name, **deps)
+    provider = build_provider(entry, environ, pod_name=pod.name, api_timeout=api_timeout, **deps)
     caps = provider.capabilities
     try:
         if not caps.can_stop:
@@ -304,6 +332,10 @@ async def stop(config: Config, pod: PodConfig, *, environ: Mapping[str, str] = o
             what = "already stopped" if before.state == InstanceState.STOPPED else "already gone"
             return ActionResult(pod.name, "stop", "already", before.state, caps.stop_keeps, caps.stop_loses,
                                 f"pod {pod.name!r} is {what} ({before.raw_status})")
+        if caps.stop_loses_data and not force:
+            ok, note = await _ask_guard(config, pod, guard)
+            if not ok:
+                raise ActionRefused(refusal(pod, "stop", note, caps))
         if progress:
             progress(f"{pod.name}: asking {entry.type} to stop {instance_id}")
         await provider.stop(instance_id)
@@ -330,7 +362,8 @@ async def teardown(config: Config, pod: PodConfig, *, force: bool = False, guard
                    environ: Mapping[str, str] = os.environ, progress: Progress | None = None,
                    timeout: float = TEARDOWN_TIMEOUT_S, poll_every: float = POLL_EVERY_S,
                    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                   clock: Callable[[], float] = time.monotonic, **deps: Any) -> ActionResult:
+                   clock: Callable[[], float] = time.monotonic, api_timeout: float = API_TIMEOUT_S,
+                   **deps: Any) -> ActionResult:
     """Terminate the pod's instance and wait until the provider reports it gone.
 
     Idempotent: an instance the provider no longer knows, or reports terminated, is
@@ -345,7 +378,7 @@ async def teardown(config: Config, pod: PodConfig, *, force: bool = False, guard
     entry = provider_entry(pod, "tear down")
     if entry.type == "ssh":
         deps.setdefault("run_command", _ssh_runner(config, pod))
-    provider = build_provider(entry, environ, pod_name=pod.name, **deps)
+    provider = build_provider(entry, environ, pod_name=pod.name, api_timeout=api_timeout, **deps)
     caps = provider.capabilities
     instance_id = entry.id or ""
     try:
@@ -365,14 +398,9 @@ async def teardown(config: Config, pod: PodConfig, *, force: bool = False, guard
                 "its billing; if it does, set shutdown_stops_billing: true in its provider entry")
         guard_note = ""
         if not force:
-            if guard is None:
-                from sessions.teardown_guard import guard_for
-
-                guard = guard_for(config)
-            ok, guard_note = await guard(pod)
+            ok, guard_note = await _ask_guard(config, pod, guard)
             if not ok:
-                raise ActionRefused(f"not tearing down pod {pod.name!r}: {guard_note}; download and verify it "
-                                    f"first (gpuctl download {pod.name} SESSION), or pass --force")
+                raise ActionRefused(refusal(pod, "teardown", guard_note))
         if progress:
             progress(f"{pod.name}: asking {entry.type} to terminate {instance_id or pod.host}")
         try:

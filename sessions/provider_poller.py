@@ -4,7 +4,11 @@ One low-frequency task for the whole fleet (every 60 s, and on demand): it asks 
 provider about its pods (one `list` per account and server when several pods share
 one, else `get`) and keeps what it learned as a `ProviderView` per pod. It never
 touches the SSH side: a slow or failing API only delays this task, and a provider
-error is shown as a note (`provider_error`), never as the pod being offline.
+error is shown as a note (`provider_error`), never as the pod being offline. Each call
+is bounded by one deadline (`REQUEST_TIMEOUT_S`, retries included); a provider that
+did not answer a round's `list` is not asked again per pod in the same round (that
+would wait once more per pod); and a one-shot command that stops waiting for the first
+round (`settled`) still shows, per pod, that the provider has not answered.
 
 `apply` merges a view into a monitor's snapshot, and is cheap enough to run on every
 telemetry sample:
@@ -27,7 +31,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from backends.providers.base import InstanceInfo, InstanceNotFound, InstanceState, ProviderError
+from backends.providers.base import (
+    InstanceInfo,
+    InstanceNotFound,
+    InstanceState,
+    ProviderError,
+    ProviderUnavailable,
+)
 from sessions import provider_ops
 from sessions.config import PodConfig, ProviderConfig
 from sessions.snapshot import PodSnapshot, PodState, SessionState, with_state
@@ -134,12 +144,22 @@ class ProviderPoller:
 
     # -- polling ------------------------------------------------------------------
 
-    async def settled(self, limit: float = FIRST_ROUND_WAIT_S) -> None:
-        """Wait for the first round, at most `limit` seconds (never raises on timeout)."""
+    async def settled(self, limit: float | None = None) -> None:
+        """Wait for the first round, at most `limit` seconds (default
+        `FIRST_ROUND_WAIT_S`; never raises on timeout). A pod whose provider has not
+        answered by then gets that as its `provider_error`, so `status --json` says
+        why there is no provider state instead of showing nothing."""
+        limit = FIRST_ROUND_WAIT_S if limit is None else limit
         try:
             await asyncio.wait_for(self.first_round.wait(), limit)
         except (asyncio.TimeoutError, TimeoutError):
-            pass
+            from backends.providers import registry
+
+            for pod in self._polled:
+                if pod.name not in self.views:
+                    label = registry.spec(pod.provider.type).label  # type: ignore[union-attr]
+                    self._set(pod.name, ProviderView(
+                        error=f"{label} did not answer within {limit:g} s", polled_at=time.time()))
 
     def poll_now(self) -> None:
         """Start the next round now (after a stop or teardown, or a key press)."""
@@ -187,6 +207,10 @@ class ProviderPoller:
             if len(pods) > 1:
                 try:
                     listed = {i.id: i for i in await provider.list()}
+                except ProviderUnavailable as exc:  # timed out or unreachable: asking per pod waits again
+                    for pod in pods:
+                        self._set(pod.name, ProviderView(error=str(exc), polled_at=time.time()))
+                    return
                 except ProviderError:
                     listed = {}  # fall back to one get per pod, which says what is wrong
             for pod in pods:

@@ -7,8 +7,9 @@ When it reaches `budget.max_usd`:
 * `stop` / `teardown` first download and verify the newest checkpoint of every
   configured session of the pod, retrying until `grace_minutes` have passed; then
   they call the provider (`Fleet.stop_instance` / `Fleet.teardown_instance`). A
-  teardown after a verified download passes the teardown guard on its own; after
-  the grace period it is forced, and the event says the checkpoints were not saved.
+  teardown (or a stop that wipes a disk, RunPod's) after a verified download passes
+  the teardown guard on its own; after the grace period it is forced, and the event
+  says the checkpoints were not saved.
 
 The action is taken once per pod and remembered in the state file; a provider call
 that fails is retried every few minutes, with an alert saying why.
@@ -57,7 +58,7 @@ class BudgetGuard:
             try:
                 async with ctx.lock(pod):
                     if budget.action == "stop":
-                        result = await ctx.fleet.stop_instance(pod)
+                        result = await ctx.fleet.stop_instance(pod, force=not saved)
                     else:
                         result = await ctx.fleet.teardown_instance(pod, force=not saved)
                 break

@@ -1,9 +1,10 @@
 """`gpuctl pods import PROVIDER [--write]`, `gpuctl stop POD`, `gpuctl teardown POD`.
 
 Exit status: 0 done, or nothing to do (already stopped, already gone: said so);
-1 the provider refused or failed, gpuctl refused (no stop at this provider, the
-newest checkpoint has no verified local copy), or the new state did not show in
-time; 2 the command line, config or environment is wrong (unknown pod, no provider
+1 the provider refused, failed, did not answer within `--api-timeout` or answered
+something gpuctl cannot read; gpuctl refused (no stop at this provider, the newest
+checkpoint has no verified local copy: teardown, and stop where the provider's stop
+wipes a disk, e.g. RunPod's container disk); or the new state did not show in time; 2 the command line, config or environment is wrong (unknown pod, no provider
 entry, the key variable unset, no terminal to confirm on and no --yes).
 
 Confirmation: on a terminal, stop and teardown print what is kept and what is lost,
@@ -39,10 +40,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
         p.add_argument("--timeout", type=float, default=600.0, metavar="S",
                        help="seconds to wait for the provider to report the new state (default 600)")
-        if verb == "teardown":
-            p.add_argument("--force", action="store_true",
-                           help="tear down even though the newest checkpoint has no verified local copy")
+        p.add_argument("--api-timeout", type=_positive, default=None, metavar="S",
+                       help="seconds each provider API call may take, retries included (default 20)")
+        p.add_argument("--force", action="store_true",
+                       help=f"{verb} even though the newest checkpoint has no verified local copy"
+                       + (" (stop checks only where the provider's stop wipes a disk)" if verb == "stop" else ""))
         p.set_defaults(handler=_stop if verb == "stop" else _teardown)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
+def _api_timeout(args: argparse.Namespace) -> dict[str, float]:
+    return {} if args.api_timeout is None else {"api_timeout": args.api_timeout}
 
 
 def _err(message: str) -> None:
@@ -118,21 +135,41 @@ def _stop(args: argparse.Namespace) -> int:
     if isinstance(prepared, int):
         return prepared
     config, pod, caps = prepared
-    from sessions import provider_ops
-
     if not caps.can_stop:
         _err(f"not stopping pod {pod.name!r}: {caps.stop_refusal}")
         return EXIT_FAILED
-    entry = pod.provider
-    if not args.yes and not _confirm(pod, [
-        f"Stop pod {pod.name!r} ({entry.type} {entry.id})?",
-        f"  kept: {caps.stop_keeps}",
-        f"  lost: {caps.stop_loses}",
-    ]):
-        _err("not stopped")
+    return run_async(lambda: _stop_async(args, config, pod, caps))
+
+
+async def _stop_async(args: argparse.Namespace, config: Any, pod: Any, caps: Any) -> int:
+    from sessions import provider_ops, teardown_guard
+
+    # Where a stop wipes a disk, the teardown guard decides, before the prompt (as
+    # teardown does), so nobody types a name only to be refused.
+    checked = caps.stop_loses_data and not args.force
+    ok, note = await teardown_guard.check(config, pod) if checked else (True, "")
+    if not ok:
+        _err(provider_ops.refusal(pod, "stop", note, caps))
         return EXIT_FAILED
-    return run_async(lambda: _act("stop", provider_ops.stop(
-        config, pod, progress=_progress, timeout=args.timeout)))
+    entry = pod.provider
+    if not args.yes:
+        lines = [f"Stop pod {pod.name!r} ({entry.type} {entry.id})?",
+                 f"  kept: {caps.stop_keeps}",
+                 f"  lost: {caps.stop_loses}"]
+        if note:
+            lines.append(f"  checkpoints: {note}")
+        elif caps.stop_loses_data:
+            lines.append("  checkpoints: not checked (--force)")
+        if not _confirm(pod, lines):
+            _err("not stopped")
+            return EXIT_FAILED
+
+    async def decided(_pod: Any) -> tuple[bool, str]:
+        return ok, note
+
+    return await _act("stop", provider_ops.stop(
+        config, pod, force=args.force, guard=decided, progress=_progress, timeout=args.timeout,
+        **_api_timeout(args)))
 
 
 def _teardown(args: argparse.Namespace) -> int:
@@ -149,8 +186,7 @@ async def _teardown_async(args: argparse.Namespace, config: Any, pod: Any, caps:
     # Ask the guard before the prompt, so nobody types a name only to be refused.
     ok, note = (True, "") if args.force else await teardown_guard.check(config, pod)
     if not ok:
-        _err(f"not tearing down pod {pod.name!r}: {note}; download and verify it first "
-             f"(gpuctl download {pod.name} SESSION), or pass --force")
+        _err(provider_ops.refusal(pod, "teardown", note))
         return EXIT_FAILED
     entry = pod.provider
     if not args.yes:
@@ -168,7 +204,8 @@ async def _teardown_async(args: argparse.Namespace, config: Any, pod: Any, caps:
         return ok, note
 
     return await _act("teardown", provider_ops.teardown(
-        config, pod, force=args.force, guard=decided, progress=_progress, timeout=args.timeout))
+        config, pod, force=args.force, guard=decided, progress=_progress, timeout=args.timeout,
+        **_api_timeout(args)))
 
 
 # -------------------------------------------------------------------------- import
