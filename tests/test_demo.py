@@ -357,7 +357,8 @@ async def test_kill_and_resume_continues_from_the_checkpoint(demo, config):
         assert killed.existed and killed.was_running
         resumed = await resume(runner, pod_cfg, "pretrain")
     step = resumed.checkpoint.step
-    assert resumed.command.endswith(f"--resume {shlex.quote(resumed.checkpoint.path)}")
+    assert resumed.command.startswith(f"export GPUCTL_CHECKPOINT={shlex.quote(resumed.checkpoint.path)}; ")
+    assert resumed.command.endswith('--resume "$GPUCTL_CHECKPOINT"')
     log = demo_pod.sandbox.home / ".gpuctl" / "logs" / "pretrain.log"
 
     def first_step_after_resume():
