@@ -36,8 +36,11 @@ from tui.sessions_table import step_text
 if TYPE_CHECKING:
     from tui.app import GpuctlApp
 
-AttachRunner = Callable[["GpuctlApp", list[str]], Awaitable[int]]
-"""Runs the attach command with the terminal handed over; returns its exit status."""
+AttachRunner = Callable[["GpuctlApp", list[str]], Awaitable[tuple[int, str]]]
+"""Runs the attach command with the terminal handed over; returns its exit status and
+the end of what it wrote to stderr (the reason, when it failed)."""
+
+_STDERR_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,40 @@ async def run_in_terminal(app: "GpuctlApp", argv: list[str]) -> int:
     held with `batch_update`: in Textual 8.2 a repaint while suspended queues output
     to the stopped writer thread, whose bounded queue then blocks the loop."""
     with app.batch_update(), app.suspend():
-        process = await asyncio.create_subprocess_exec(*argv)
-        return await process.wait()
+        return await run_teeing_stderr(argv)
+
+
+async def run_teeing_stderr(argv: list[str]) -> tuple[int, str]:
+    """Run `argv` on this terminal, its stderr passed through to ours as it comes and
+    the last few KiB kept: why an attach failed ("Connection refused", "can't find
+    session") is printed while the app is suspended, and would otherwise be seen only
+    after quitting."""
+    process = await asyncio.create_subprocess_exec(*argv, stderr=asyncio.subprocess.PIPE)
+    assert process.stderr is not None
+    kept = b""
+    while chunk := await process.stderr.read(4096):
+        try:
+            os.write(2, chunk)
+        except OSError:
+            pass
+        kept = (kept + chunk)[-_STDERR_KEPT:]
+    return await process.wait(), kept.decode(errors="replace")
+
+
+def attach_failure(status: int, stderr: str, argv: list[str], session: str) -> str:
+    """Why an attach ended with `status`, in one sentence for a toast."""
+    from tui.terminal_text import visible
+
+    lines = [line.strip() for line in stderr.replace("\r", "\n").splitlines() if line.strip()]
+    said = visible(lines[-1])[:200] if lines else ""
+    if argv[0] == "ssh" and status == 255:
+        return f"ssh could not connect: {said}" if said else "ssh could not connect"
+    if said:
+        return said
+    term = os.environ.get("TERM", "")
+    hint = "" if term.startswith(("xterm", "screen", "tmux", "vt", "linux", "rxvt")) else (
+        f", or the pod's tmux does not know TERM={term!r} (try TERM=xterm-256color)" if term else "")
+    return f"tmux could not attach to {session!r} (it may have just ended{hint})"
 
 
 def error_text(exc: BaseException) -> str:
@@ -258,7 +293,7 @@ class Actions:
             return
         argv = fleet.attach_argv(pod, session, inside_tmux=bool(os.environ.get("TMUX")))
         try:
-            status = await self.attach_runner(self.app, argv)
+            status, stderr = await self.attach_runner(self.app, argv)
         except SuspendNotSupported:
             self.app.notify(f"This terminal cannot be handed over; run: gpuctl attach {pod} {session}",
                             title=pod, severity="error")
@@ -268,8 +303,8 @@ class Actions:
             return
         fleet.refresh(pod)
         if status not in (0, None):
-            why = " (ssh could not connect)" if status == 255 and argv[0] == "ssh" else ""
-            self.app.notify(f"Attach ended with status {status}{why}.", title=pod, severity="warning")
+            self.app.notify(f"Attach ended with status {status}: {attach_failure(status, stderr, argv, session)}.",
+                            title=pod, severity="warning")
 
     # -- checkpoints: download and resume ----------------------------------------------
 
