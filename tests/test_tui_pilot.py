@@ -209,7 +209,7 @@ async def test_attach_hands_ssh_the_resolved_settings(sshd, tmp_path, clean_tmux
 
     async def record(app, argv):
         recorded.append(argv)
-        return 0
+        return 0, ""
 
     app = make_app(config_for(sshd, tmp_path), attach_runner=record, state_file=tmp_path / "tui.json")
     notes = Notes(app)
@@ -222,6 +222,15 @@ async def test_attach_hands_ssh_the_resolved_settings(sshd, tmp_path, clean_tmux
         await until(pilot, lambda: session(app, "train").state == "running", what="train running")
         await pilot.press("a")
         await until(pilot, lambda: recorded, what="attach argv")
+
+        async def refused(app, argv):
+            return 255, "ssh: connect to host 127.0.0.1 port 22: Connection refused\r\n"
+
+        app.actions.attach_runner = refused  # a failed attach says why in its toast
+        await pilot.press("a")
+        await until(pilot, lambda: notes.find("Attach ended with status 255: ssh could not connect: "
+                                              "ssh: connect to host 127.0.0.1 port 22: Connection refused"),
+                    what="the reason in the toast")
     argv = recorded[0]
     assert argv[:2] == ["ssh", "-t"]
     assert argv[argv.index("-p") + 1] == str(sshd.port)
