@@ -181,14 +181,16 @@ class Fleet:
     def _on_provider_change(self, pod_name: str) -> None:
         self._on_update(self._monitors[pod_name].snapshot)
 
-    async def stop_instance(self, pod_name: str, *, force: bool = False, progress=None):
+    async def stop_instance(self, pod_name: str, *, force: bool = False, guard=None, progress=None):
         """Stop the pod's instance through its provider; callers confirm first.
         Returns a `provider_ops.ActionResult` (raises as `provider_ops.stop` does,
-        `ActionRefused` where the stop wipes a disk and the guard says no, unless `force`)."""
+        `ActionRefused` where the stop wipes a disk and `guard`, by default
+        `sessions.teardown_guard.guard_for(config)`, says no, unless `force`)."""
         from sessions import provider_ops
 
         try:
-            return await provider_ops.stop(self.config, self.pod_config(pod_name), force=force, progress=progress)
+            return await provider_ops.stop(self.config, self.pod_config(pod_name), force=force, guard=guard,
+                                           progress=progress)
         finally:
             self.providers.poll_now()
 

@@ -420,6 +420,7 @@ async def test_stop_and_teardown_through_the_provider_api(sshd, tmp_path, monkey
             await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="stop dialog", timeout=30)
             body = str(app.screen.query_one(".dialog-body").render())
             assert "ask runpod to stop instance pod1" in body and "Kept:" in body and "Lost:" in body
+            assert "Checkpoints: NOT safely downloaded:" in body and "step_200.pt" in body  # the stop wipes it
             await pilot.press("y")
             await until(pilot, lambda: notes.find("is stopped"), what="stopped")
             assert server.calls("POST", "/v2/pods/pod1/action")

@@ -434,6 +434,7 @@ class Actions:
             await provider.aclose()
 
     async def _stop(self, pod_name: str) -> None:
+        from sessions import teardown_guard
         from tui.dialogs.confirm import ConfirmDialog
 
         pod = self.app.config.pod(pod_name)
@@ -443,20 +444,31 @@ class Actions:
             return
         question = (f"Stop pod {pod_name!r}: ask {pod.provider.type} to stop instance {pod.provider.id}.\n"
                     f"Kept: {caps.stop_keeps}\nLost: {caps.stop_loses}")
-        if not await self.app.push_screen_wait(ConfirmDialog("Stop pod?", question, "Stop")):
+        ok, guard = True, None
+        if caps.stop_loses_data:  # the stop wipes a disk (RunPod): the teardown guard's question too
+            guard = teardown_guard.guard_for(self.app.config)
+            ok, note = await guard(pod)
+            question += "\n" + self.checkpoints_line(ok, note)
+        if not await self.app.push_screen_wait(ConfirmDialog("Stop pod?", question, "Stop" if ok else "Stop anyway")):
             self.app.notify(f"Pod {pod_name!r} was not stopped.", title=pod_name)
             return
         self.app.notify(f"Asking {pod.provider.type} to stop the pod; this can take minutes.", title=pod_name)
         fleet = self._fleet()
         if fleet is not None:
-            self._provider_result(await fleet.stop_instance(pod_name))
+            # Confirming after reading the checkpoint warning is the TUI's --force.
+            self._provider_result(await fleet.stop_instance(pod_name, force=not ok, guard=guard))
+
+    @staticmethod
+    def checkpoints_line(ok: bool, note: str) -> str:
+        """The dialogs' line on whether the newest checkpoint is safe (the guard's words)."""
+        return ("Checkpoints: safe: " if ok else "Checkpoints: NOT safely downloaded: ") + f"{note}."
 
     def teardown_question(self, pod: Any, caps: Any, checkpoint_ok: bool, checkpoint_note: str) -> str:
         """What a teardown destroys, and whether the newest checkpoint is safe."""
         where = f"instance {pod.provider.id}" if pod.provider.id else pod.host
-        safe = "Checkpoints: safe: " if checkpoint_ok else "Checkpoints: NOT safely downloaded: "
         return (f"Terminate pod {pod.name!r}: ask {pod.provider.type} to delete {where}.\n"
-                f"Destroyed: {caps.teardown_destroys}\n{safe}{checkpoint_note}.\nThis cannot be undone.")
+                f"Destroyed: {caps.teardown_destroys}\n{self.checkpoints_line(checkpoint_ok, checkpoint_note)}\n"
+                "This cannot be undone.")
 
     async def _teardown(self, pod_name: str) -> None:
         from sessions import teardown_guard
