@@ -57,11 +57,13 @@ import posixpath
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-from backends.runner import Runner
 from sessions.config_model import PodConfig, SessionConfig
 from sessions.tmux import pod_dir
+
+if TYPE_CHECKING:  # config validation imports this module and must not load asyncssh
+    from backends.runner import Runner
 
 FILE, DIR = "file", "dir"
 COMPLETE, WRITING = "complete", "writing"

@@ -20,6 +20,7 @@ import math
 import os
 import re
 import types
+import unicodedata
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,14 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from sessions import yaml_lines as yl
-from sessions.config_model import HOST_KEY_POLICIES, LOCAL_HOST, ConfigProblem
+from sessions.checkpoints import UnsafeName, check_relative
+from sessions.config_model import (
+    HOST_KEY_POLICIES,
+    KEY_BINDING_IDS,
+    LOCAL_HOST,
+    ConfigProblem,
+)
+from sessions.tmux import tmux_name_problem
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -147,6 +155,11 @@ def text(ck: Checker, node: Node, field: str, what: str = "text") -> Any:
         return ck.problem(node, field, f"expected {what}, got {got(node)}")
     if node.tag.startswith("!"):
         return ck.problem(node, field, f"the YAML tag {node.tag} is not supported here")
+    if "\0" in node.value:
+        # Only a `"\0"` escape gets here; no argv, path, environment value or name
+        # can carry one (the OS cuts the string there or refuses it).
+        return ck.problem(node, field, f"holds a NUL character (\\0), which no command, path or name "
+                                       f"can carry: {node.value!r}")
     return node.value
 
 
@@ -170,12 +183,42 @@ def name(ck: Checker, node: Node, field: str) -> Any:
     return ck.problem(node, field, f"expected {what}, got {value!r} ({shown} not allowed)")
 
 
+def pod_name(ck: Checker, node: Node, field: str) -> Any:
+    """A pod name is a folder in local paths (`download_dir: checkpoints/{pod}/...`)."""
+    value = name(ck, node, field)
+    if value in (".", ".."):
+        return ck.problem(node, field, f"{value!r} cannot name a pod: it names a folder in the paths "
+                                       "gpuctl builds from pod names (checkpoints/{pod}/...)")
+    return value
+
+
+def session_name(ck: Checker, node: Node, field: str) -> Any:
+    """A session name is its tmux session's name, which tmux must keep exactly as
+    written: tmux stores `a.b` as `a_b`, so gpuctl would never find `a.b` and would
+    take `a_b` (another session, or an adopted one) for it."""
+    value = name(ck, node, field)
+    if value is INVALID:
+        return value
+    problem = tmux_name_problem(value)
+    return ck.problem(node, field, problem) if problem else value
+
+
+def _control_character(value: str) -> str | None:
+    """The first control character in `value` (C0, DEL or C1), or None."""
+    return next((c for c in value if unicodedata.category(c) == "Cc"), None)
+
+
 def host(ck: Checker, node: Node, field: str) -> Any:
     """Reject what would reach `ssh` as an option or hide a port/user in the host."""
     what = f"an IP address, a host name, an alias from ~/.ssh/config, or {LOCAL_HOST!r}"
     value = nonempty(ck, node, field, what)
     if value is INVALID:
         return value
+    control = _control_character(value)
+    if control is not None:
+        # A host reaches ssh's argv, ~/.ssh/config matching and messages on a terminal.
+        return ck.problem(node, field, f"expected {what}, got {value!r} (it contains the control "
+                                       f"character {control!r})")
     if any(c.isspace() for c in value):
         return ck.problem(node, field, f"expected {what}, got {value!r} (it contains a space)")
     if value.startswith("-"):
@@ -203,6 +246,10 @@ def user(ck: Checker, node: Node, field: str) -> Any:
     value = nonempty(ck, node, field, what)
     if value is INVALID:
         return value
+    control = _control_character(value)
+    if control is not None:
+        return ck.problem(node, field, f"expected {what}, got {value!r} (it contains the control "
+                                       f"character {control!r})")
     if any(c.isspace() for c in value) or value.startswith("-") or "@" in value:
         return ck.problem(node, field, f"expected {what} (no spaces, '@' or leading '-'), got {value!r}")
     return value
@@ -319,7 +366,29 @@ def globs(ck: Checker, node: Node, field: str) -> Any:
         hint = f"; write [{node.value!r}]" if isinstance(node, ScalarNode) else ""
         return ck.problem(node, field, f"expected {what}, got {got(node)}{hint}")
     values = [nonempty(ck, item, f"{field}[{i}]", "a glob pattern") for i, item in enumerate(node.value)]
+    for i, (item, value) in enumerate(zip(node.value, values)):
+        if value is INVALID:
+            continue
+        try:
+            check_relative(value, "checkpoints glob")  # the rule listing applies, said at check time
+        except UnsafeName as exc:
+            values[i] = ck.problem(item, f"{field}[{i}]", str(exc))
     return INVALID if INVALID in values else tuple(values)
+
+
+def key_bindings(ck: Checker, node: Node, field: str) -> Any:
+    """`keys:`: binding id -> key, every id one the TUI has (`KEY_BINDING_IDS`)."""
+    value = string_map(ck, node, field)
+    if value is INVALID:
+        return value
+    entries, _ = yl.mapping_entries(node)  # type: ignore[arg-type]
+    ok = True
+    for e in entries:
+        if e.key not in KEY_BINDING_IDS:
+            close = suggest(e.key, KEY_BINDING_IDS)
+            hint = f"did you mean {close!r}?" if close else f"ids: {', '.join(KEY_BINDING_IDS)}"
+            ok = ck.problem(e.key_node, join(field, e.key), f"no key binding with id {e.key!r}; {hint}")
+    return value if ok is True else INVALID
 
 
 def string_map(ck: Checker, node: Node, field: str, key_pattern: re.Pattern[str] | None = None,

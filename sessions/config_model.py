@@ -37,6 +37,21 @@ PROVIDER_TYPES: tuple[str, ...] = (
 )
 """What `provider: {type: ...}` may say (`backends.providers.registry` has one module each)."""
 
+KEY_BINDING_IDS: tuple[str, ...] = (
+    "app.help", "app.quit", "app.palette",
+    "fleet.open", "fleet.filter", "fleet.sort", "fleet.reverse",
+    "pod.attach", "pod.launch", "pod.kill", "pod.download", "pod.resume", "pod.stop",
+    "pod.teardown", "pod.log", "pod.automation", "pod.back", "pod.previous_session",
+    "pod.next_session",
+    "log.search", "log.follow", "log.page_up", "log.page_down", "log.back", "log.next_match",
+    "log.previous_match",
+    "dialog.confirm", "dialog.cancel",
+)
+"""What `keys:` may remap: the ids of the bindings in `tui.bindings`, a contract with
+users' configs. Listed here, not read from there, because config validation lives in
+`sessions` (which may not import the TUI) and `gpuctl config check` must not load
+Textual; a test keeps this list equal to `tui.bindings.binding_ids()`."""
+
 
 
 def _empty() -> Mapping[str, Any]:

@@ -33,15 +33,16 @@ from sessions.config_fields import (
     host_key,
     identity,
     join,
+    key_bindings,
     minutes,
-    name,
     nonempty,
+    pod_name,
     port,
     positive_int,
     price,
     progress,
     seconds,
-    string_map,
+    session_name,
     suggest,
     url,
     user,
@@ -90,13 +91,13 @@ KEY_ALIASES: Mapping[str, str] = {
 # --- sections ------------------------------------------------------------------------
 
 SESSION_FIELDS: dict[str, Validator] = {
-    "name": name, "command": nonempty, "workdir": nonempty, "env": env, "log": nonempty,
+    "name": session_name, "command": nonempty, "workdir": nonempty, "env": env, "log": nonempty,
     "total_steps": positive_int, "progress": progress,
     "resume": shell_template.field(shell_template.RESUME_PLACEHOLDERS), "checkpoints": globs,
     "stall_minutes": minutes, "policies": policy_schema.policies,
 }
 POD_FIELDS: dict[str, Validator] = {
-    "name": name, "host": host, "port": port, "user": user, "identity": identity,
+    "name": pod_name, "host": host, "port": port, "user": user, "identity": identity,
     "host_key": host_key, "price_per_hour": price, "workdir": nonempty,
     "provider": lambda ck, n, f: provider(ck, n, f),
     "sessions": lambda ck, n, f: sessions(ck, n, f),
@@ -109,7 +110,7 @@ DEFAULTS_FIELDS: dict[str, Validator] = {
 TOP_FIELDS: dict[str, Validator] = {
     "defaults": lambda ck, n, f: defaults(ck, n, f),
     "pods": lambda ck, n, f: pods(ck, n, f),
-    "read_only": boolean, "keys": lambda ck, n, f: string_map(ck, n, f),
+    "read_only": boolean, "keys": key_bindings,
     "policies": policy_schema.policies, "theme": nonempty,
 }
 SECTIONS: dict[str, tuple[str, dict[str, Validator]]] = {

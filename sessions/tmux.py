@@ -36,9 +36,12 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from backends.remote_path import quote_path
-from backends.ssh import SshTarget
+
+if TYPE_CHECKING:  # config validation imports this module and must not load asyncssh
+    from backends.ssh import SshTarget
 
 STATE_DIR = "~/.gpuctl/sessions"
 """Where the launch wrapper records each session's exit status (`<name>.exit`)."""

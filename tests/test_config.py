@@ -39,7 +39,7 @@ defaults: {user: root, identity: ~/.ssh/id_ed25519, host_key: strict, port: 2222
            connect_timeout: 5, command_timeout: 60, interval: 0.5}
 read_only: true
 theme: gpuctl-dark
-keys: {download: d, teardown: ctrl+t}
+keys: {pod.download: d, pod.teardown: ctrl+t}
 policies:
   auto_download: newest
 pods:
@@ -88,7 +88,7 @@ def test_full_example(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.defaults == Defaults("root", "/home/u/.ssh/id_ed25519", "strict", 2222, 5.0, 60.0, 0.5)
     assert config.read_only is True
     assert config.theme == "gpuctl-dark"
-    assert dict(config.keys) == {"download": "d", "teardown": "ctrl+t"}
+    assert dict(config.keys) == {"pod.download": "d", "pod.teardown": "ctrl+t"}
     assert config.policies.auto_download == "newest"
     west, alias, here = config.pods
     assert (west.name, west.host, west.port, west.user) == ("a100-west", "203.0.113.7", 22022, "ubuntu")

@@ -11,6 +11,10 @@ surrogates, /dev/zero, a FIFO) and the fields it found too lenient.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from textwrap import dedent
 
 import pytest
@@ -174,3 +178,124 @@ def test_a_symlink_to_a_regular_config_is_still_read(tmp_path):
     link = tmp_path / "config.yaml"
     link.symlink_to(real)
     assert load_config(link).pods[0].name == "a"
+
+
+# --- item 12: fields config check let through ---------------------------------------------
+
+
+@pytest.mark.parametrize("glob, message", [
+    ("/etc/*", "checkpoints glob '/etc/*' is absolute; gpuctl takes paths relative to the workdir"),
+    ("../*/*.pt", "checkpoints glob '../*/*.pt' contains '..'; gpuctl refuses paths that leave their folder"),
+    ("ckpts/../../x", "checkpoints glob 'ckpts/../../x' contains '..'"),
+], ids=["absolute", "dotdot", "dotdot-inside"])
+def test_checkpoint_globs_that_leave_the_workdir_are_refused_by_config_check(glob, message):
+    """The runtime already refused these on first listing; now the file says so up front."""
+    problem = only_problem(f"""\
+        pods:
+          - name: a
+            host: h
+            sessions: [{{name: t, checkpoints: ["ok/*.pt", "{glob}"]}}]
+        """)
+    assert (problem.line, problem.field) == (4, "pods[0] (a).sessions[0] (t).checkpoints[1]")
+    assert message in problem.message
+
+
+@pytest.mark.parametrize("field, value, shown", [
+    ("host", '"10.0.0.1\\0-oProxyCommand=x"', "NUL"),
+    ("user", '"root\\0"', "NUL"),
+    ("host", '"h\\e]52;c;aGk=\\a"', "control character '\\x1b'"),
+    ("user", '"ro\\x7fot"', "control character '\\x7f'"),
+    ("host", '"h\\x85"', "control character '\\x85'"),
+], ids=["host-nul", "user-nul", "host-osc52", "user-del", "host-c1"])
+def test_nul_and_control_characters_in_host_and_user_are_refused(field, value, shown):
+    problem = only_problem(f"pods: [{{name: a, host: h, {field}: {value}}}]\n".replace(
+        "host: h, host:", "host:"))
+    assert (problem.line, problem.field) == (1, f"pods[0] (a).{field}")
+    assert shown in problem.message
+
+
+def test_a_nul_is_refused_in_any_text_field():
+    problem = only_problem('pods: [{name: a, host: h, sessions: [{name: t, command: "python\\0 x.py"}]}]')
+    assert problem.field == "pods[0] (a).sessions[0] (t).command"
+    assert "holds a NUL character" in problem.message
+
+
+def test_unknown_key_binding_ids_are_refused_with_a_suggestion():
+    problems = problems_of("""\
+        keys: {pod.teardown: ctrl+t, teardown: x, pod.kil: K, zzz: z}
+        pods: [{name: a, host: h}]
+        """)
+    assert [(p.line, p.column, p.field) for p in problems] == [
+        (1, 30, "keys.teardown"), (1, 43, "keys.pod.kil"), (1, 55, "keys.zzz")]
+    assert problems[0].message == "no key binding with id 'teardown'; did you mean 'pod.teardown'?"
+    assert problems[1].message == "no key binding with id 'pod.kil'; did you mean 'pod.kill'?"
+    assert problems[2].message.startswith("no key binding with id 'zzz'; ids: app.help, app.quit,")
+
+
+def test_the_config_knows_exactly_the_ids_the_tui_binds():
+    """The id list lives in sessions (config check must not load Textual); this keeps
+    it equal to the TUI's bindings, so neither can drift from the other."""
+    from sessions.config_model import KEY_BINDING_IDS
+    from tui.bindings import binding_ids
+
+    assert len(set(KEY_BINDING_IDS)) == len(KEY_BINDING_IDS)
+    assert set(KEY_BINDING_IDS) == binding_ids()
+    config = parse_config("keys: {" + ", ".join(f"{i}: x" for i in KEY_BINDING_IDS) + "}\n"
+                          "pods: [{name: a, host: h}]\n", "cfg.yaml")
+    assert set(config.keys) == binding_ids()
+
+
+def test_checking_a_config_with_sessions_does_not_load_asyncssh():
+    """The globs and session names are checked by the runtime's own rules
+    (`checkpoints.check_relative`, `tmux.tmux_name_problem`); importing them must not
+    cost the TUI's first frame the ~170 ms asyncssh import (tests/test_tui_startup.py)."""
+    code = textwrap.dedent("""
+        import sys
+        from sessions.config import parse_config
+        parse_config("pods: [{name: a, host: h, sessions: [{name: t, checkpoints: [x/*.pt]}]}]", "c")
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "asyncssh"))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+# --- item 9: names tmux would rewrite -------------------------------------------------------
+
+
+def test_a_session_name_tmux_would_rewrite_is_refused():
+    problem = only_problem("pods: [{name: a, host: h, sessions: [{name: exp.1, command: x}]}]")
+    assert (problem.line, problem.column, problem.field) == (1, 45, "pods[0] (a).sessions[0] (exp.1).name")
+    assert "tmux would name the session 'exp_1', not 'exp.1'" in problem.message
+
+
+def test_two_session_names_that_are_one_tmux_name_are_an_error():
+    """tmux stores `a.b` as `a_b`: killing one would kill the other."""
+    problems = problems_of("""\
+        pods:
+          - name: a
+            host: h
+            sessions:
+              - {name: a_b, command: x}
+              - {name: a.b, command: y}
+        """)
+    assert [(p.line, p.field) for p in problems] == [(6, "pods[0] (a).sessions[1] (a.b).name")]
+    assert "tmux would name the session 'a_b', not 'a.b'" in problems[0].message
+
+
+def test_pod_names_keep_dots_but_not_dot_folders():
+    """A pod name is no tmux name (`.` is fine); it is a folder in download paths."""
+    config = parse_config("pods: [{name: a100.west, host: h, sessions: [{name: t}]}]", "cfg.yaml")
+    assert config.pods[0].name == "a100.west"
+    for bad in (".", ".."):
+        problem = only_problem(f"pods: [{{name: '{bad}', host: h}}]")
+        assert problem.field == f"pods[0] ({bad}).name"
+        assert f"{bad!r} cannot name a pod" in problem.message
+
+
+def test_config_check_reports_a_dotted_session_name_and_exits_2(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text("pods:\n  - name: a\n    host: h\n    sessions: [{name: a.b, command: x}]\n")
+    code, out = run_cli(capsys, "--config", str(path), "config", "check")
+    assert code == 2
+    assert f"{path}:4:23: pods[0] (a).sessions[0] (a.b).name: tmux would name the session 'a_b'" in out
