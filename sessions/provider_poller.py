@@ -157,9 +157,10 @@ class ProviderPoller:
 
             for pod in self._polled:
                 if pod.name not in self.views:
-                    label = registry.spec(pod.provider.type).label  # type: ignore[union-attr]
-                    self._set(pod.name, ProviderView(
-                        error=f"{label} did not answer within {limit:g} s", polled_at=time.time()))
+                    kind = pod.provider.type  # type: ignore[union-attr]
+                    self._set(pod.name, ProviderView(  # worded as a ProviderError of that call would be
+                        error=f"{kind}: {registry.spec(kind).label} did not answer within {limit:g} s",
+                        polled_at=time.time()))
 
     def poll_now(self) -> None:
         """Start the next round now (after a stop or teardown, or a key press)."""

@@ -213,7 +213,8 @@ def test_status_json_says_so_when_it_stops_waiting_for_the_provider(tmp_path, ca
     path.write_text(f"pods:\n  - {{name: box, host: 127.0.0.1, port: {refused_port}, connect_timeout: 2,\n"
                     f"      provider: {{type: runpod, id: pod1, api_url: '{silent_runpod.url}'}}}}\n")
     main(["--config", str(path), "status", "--json"])
-    assert json.loads(capsys.readouterr().out)["pods"][0]["provider_error"] == "RunPod did not answer within 0.3 s"
+    assert json.loads(capsys.readouterr().out)["pods"][0]["provider_error"] == (
+        "runpod: RunPod did not answer within 0.3 s")
 
 
 # --- item 12: stop runs the teardown guard where the provider's stop wipes a disk --------
