@@ -227,9 +227,7 @@ class ApiClient:
 
     def unreadable(self, method: str, path: str, got: str, status: int | None = 200) -> UnreadableAnswer:
         """The error for a 2xx answer to `method path` that is not what the API sends."""
-        error = unreadable(self.provider, f"{method} {path}", got, status)
-        error.message = self.redact(error.message)
-        return error
+        return unreadable(self.provider, f"{method} {path}", self.redact(got), status)
 
     def _too_slow(self, method: str, path: str) -> ProviderUnavailable:
         return ProviderUnavailable(self.provider, None, None,
