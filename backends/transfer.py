@@ -53,6 +53,7 @@ resumable, hashed) that is easier to check in one place than across four files.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import hashlib
 import mmap
@@ -60,6 +61,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -68,6 +70,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 import asyncssh
 
+from backends import child_procs
 from backends.remote_path import quote_path
 from backends.ssh import FailureKind, SshFailure
 
@@ -242,7 +245,7 @@ class LocalHasher:
             if not self._landed:
                 return
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)  # the file the writer opened, not a link
         except OSError as exc:
             self._error = exc
             return
@@ -316,7 +319,7 @@ class PartWriter:
         self.size = size
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+            self._fd = _open_part(self.path)
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -362,7 +365,7 @@ class PartWriter:
                 view = view[written:]
                 self.pos += written
         except OSError as exc:
-            raise TransferFailed("local", f"cannot write {self.path}: {exc.strerror or exc}") from exc
+            raise _write_failed(self.path, self.remaining, exc) from exc
         if self.pos >= self._next_mark:
             self.mark()
 
@@ -402,6 +405,8 @@ class PartWriter:
         try:
             await asyncio.get_running_loop().run_in_executor(None, os.fsync, self._fd)
         except OSError as exc:
+            if exc.errno in _NO_SPACE:  # delayed allocation: the disk filled up at the flush
+                raise _write_failed(self.path, 0, exc) from exc
             raise TransferFailed("local", f"cannot flush {self.path}: {exc.strerror or exc}") from exc
 
     async def close(self) -> None:
@@ -413,6 +418,56 @@ class PartWriter:
                 await asyncio.gather(self._syncing, return_exceptions=True)
         finally:
             os.close(self._fd)
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+"""Write errors that mean "the local disk (or this user's share of it) is full"."""
+
+
+def _open_part(path: Path) -> int:
+    """Open (or create) a `.part` file for appending, never through a symlink.
+
+    O_NOFOLLOW: a link planted at `DEST/x.part` would otherwise have its target (any
+    file this user may write) truncated and overwritten, and then renamed into place
+    as a "verified" copy. O_NONBLOCK for the open only: a FIFO there must not hang
+    the download. The mode is 0o666 as for any new file: the user's umask decides,
+    never the pod's mode.
+
+    Raises:
+        TransferFailed: a symlink or something other than a regular file is there.
+        OSError: any other reason it cannot be opened.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise TransferFailed("local", f"refusing to write through the symlink {path}; "
+                                          "remove it (its target is left alone)") from None
+        if exc.errno == errno.ENXIO:  # a FIFO with no reader
+            raise TransferFailed("local", f"refusing to write into {path}: not a regular file") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TransferFailed("local", f"refusing to write into {path}: not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _write_failed(path: Path, needed: int, exc: OSError) -> TransferFailed:
+    """What a failed local write says: a full disk (or quota) in words a person can act
+    on, with how much is still needed and how much is free; else the OS's reason."""
+    if exc.errno not in _NO_SPACE:
+        return TransferFailed("local", f"cannot write {path}: {exc.strerror or exc}")
+    try:
+        fs = os.statvfs(path.parent)
+        free = f"{fs.f_bavail * fs.f_frsize:,} bytes"
+    except OSError:
+        free = "unknown"
+    what = {errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file size limit reached"}.get(
+        exc.errno, "no space left")
+    return TransferFailed("local", f"{what} on the local disk at {path.parent} "
+                                   f"(needed {needed:,} bytes more, free {free}) writing {path.name}")
 
 
 # ------------------------------------------------------------- remote commands
@@ -648,44 +703,45 @@ class Fetcher:
 
         No byte passes through Python: this process only watches the file grow (for
         the hasher, the progress callback and the background fsyncs). When `ssh`
-        itself fails (exit 255: it could not connect or authenticate the way
-        asyncssh did, or the connection dropped) the rest comes over asyncssh's
-        exec stream from where the file ends.
+        fails for any reason the rest comes over asyncssh's exec stream from where
+        the file ends (see below). The child never outlives gpuctl
+        (`backends.child_procs`): it holds the `.part` and its lock.
         """
         command = [*argv[:-1], *_OPENSSH_OPTIONS, argv[-1], stream_command(remote_path, writer.pos)]
         start = writer.pos
+        proc = None
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *command, stdin=asyncio.subprocess.DEVNULL, stdout=writer.fd, stderr=asyncio.subprocess.PIPE)
+            async with child_procs.tied(*command, stdin=asyncio.subprocess.DEVNULL, stdout=writer.fd,
+                                        stderr=asyncio.subprocess.DEVNULL) as proc:
+                # ssh's stderr is not kept: whatever it failed on, the stream below runs
+                # into again and reports in its own (and the pod's) words.
+                exited = asyncio.ensure_future(proc.wait())
+                try:
+                    while not exited.done():
+                        await asyncio.wait((exited,), timeout=_WATCH_S)
+                        writer.landed(os.fstat(writer.fd).st_size)
+                except BaseException:
+                    exited.cancel()
+                    raise
         except OSError:
-            await self._stream(remote_path, writer)
+            if proc is not None:
+                raise
+            await self._stream(remote_path, writer)  # no ssh to start after all
             return STREAM
-        assert proc.stderr is not None
-        errors = asyncio.ensure_future(_last_bytes(proc.stderr))
-        exited = asyncio.ensure_future(proc.wait())
-        try:
-            while not exited.done():
-                await asyncio.wait((exited,), timeout=_WATCH_S)
-                writer.landed(os.fstat(writer.fd).st_size)
-            stderr = await errors
-        except BaseException:
-            if proc.returncode is None:
-                proc.kill()
-            await asyncio.gather(exited, return_exceptions=True)
-            errors.cancel()
-            raise
         writer.landed(os.fstat(writer.fd).st_size)
-        status = proc.returncode
-        if status == 255:  # ssh's own failure: go on over the connection we have
-            ssh_moved = writer.pos > start
-            os.lseek(writer.fd, writer.pos, os.SEEK_SET)
-            await self._stream(remote_path, writer)
-            return f"{SSH}+{STREAM}" if ssh_moved else STREAM
-        if status != 0:
-            lines = stderr.decode(errors="replace").strip().splitlines()
-            why = lines[-1] if lines else f"exit status {status}"
-            raise TransferFailed("remote", f"cannot read {remote_path} on the pod: {why}")
-        return None
+        if proc.returncode == 0 and writer.remaining <= 0:
+            return None
+        # ssh failed: its own failure (255: no usable key in BatchMode, a dropped link),
+        # the pod's (the file went away), or a local write (a full disk: ssh then drops
+        # the rest and may even exit 0, as the pod's side succeeded; it cannot say
+        # which). The rest comes over the connection we have, from where the file
+        # ends: that either finishes the file or fails with the real reason, a local
+        # one included, where ssh's exit status alone read as "cannot read it on the
+        # pod" (or a short file as "did the file change?").
+        ssh_moved = writer.pos > start
+        os.lseek(writer.fd, writer.pos, os.SEEK_SET)
+        await self._stream(remote_path, writer)
+        return f"{SSH}+{STREAM}" if ssh_moved else STREAM
 
     async def _stream(self, remote_path: str, writer: PartWriter) -> None:
         command = stream_command(remote_path, writer.pos)
@@ -799,14 +855,6 @@ async def _fetch_into(remote_path: str, part_path: Path, size: int,
         await writer.close()
     return FetchStats(remote_path, Path(part_path), writer.pos, resumed_from,
                       writer.pos - resumed_from, method, time.monotonic() - started)
-
-
-async def _last_bytes(reader: asyncio.StreamReader, keep: int = 4096) -> bytes:
-    """Everything `reader` gives until its end, but only the last `keep` bytes of it."""
-    data = b""
-    while chunk := await reader.read(65536):
-        data = (data + chunk)[-keep:]
-    return data
 
 
 def _lost(remote_path: str, exc: BaseException) -> TransferFailed:

@@ -323,6 +323,10 @@ async def _download(config: Config, pod: PodConfig, cfg: SessionConfig, name: st
             f"{final} already exists and is not a copy gpuctl downloaded and verified; "
             "move it away or pass another --dest")
     part = final.with_name(final.name + PART_SUFFIX)
+    for path in (final, part):  # written into, renamed over: a planted link's target stays untouched
+        if os.path.islink(path):
+            raise UnsafeCheckpoint(f"refusing to write through the symlink {path}; "
+                                   "remove it (its target is left alone)")
     plan, listed_stamp = await _plan(runner, checkpoint, part)
     if os.path.lexists(part) and part.is_dir() != (checkpoint.kind == DIR):
         _remove(part)  # a file .part where a folder is wanted, or the reverse: stale
