@@ -18,6 +18,9 @@ from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, PodState
 from tui import humanize
 from tui.terminal_text import plain_table, visible
 
+ALARMING_KINDS = frozenset({"host-key-changed", "host-key-revoked"})
+"""Failures that may mean someone is in the middle: shown in bold red, not plain red."""
+
 COLUMNS = ("POD", "STATE", "GPU", "TEMP", "UTIL", "MEMORY", "POWER", "DISK", "LOAD", "UP", "$/H", "SPENT")
 
 STATE_STYLE = {
@@ -144,7 +147,7 @@ def rich_renderable(fleet: FleetSnapshot) -> RenderableType:
     for pod, message in problems(fleet):
         line = Text()
         line.append(f"{pod.name}: ", style="bold")
-        style = "bold red" if pod.error_kind == "host-key-changed" else "red"
+        style = "bold red" if pod.error_kind in ALARMING_KINDS else "red"
         line.append(visible(message), style=style)
         parts.append(line)
     return Group(*parts)
