@@ -60,3 +60,12 @@ def test_demo_does_not_pretend_to_take_a_config(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     assert "--config" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["kill", "p", "a.b", "--yes"], ["attach", "p", "a:b"], ["logs", "p", "x.y"]])
+def test_a_session_name_tmux_cannot_have_is_a_usage_error_before_connecting(argv, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("pods:\n  - {name: p, host: 127.0.0.1, port: 1, user: root}\n")
+    assert main(["--config", str(config), *argv]) == 2
+    err = capsys.readouterr().err
+    assert "no tmux session can be named" in err and "connection refused" not in err

@@ -76,17 +76,16 @@ def _logs(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     config, pod = loaded
-    from sessions.config_fields import NAME_PATTERN
     from sessions.session_logs import default_log_path, log_path_for
+    from tui.commands.session_cmds import name_refused
 
     configured = {s.name: s for s in pod.sessions}
     if args.session in configured:
         path = log_path_for(configured[args.session])
-    elif NAME_PATTERN.fullmatch(args.session):
-        path = default_log_path(args.session)  # an adopted session, captured by pipe-pane
-    else:
-        print(f"gpuctl: {args.session!r} is not a valid session name", file=sys.stderr)
+    elif name_refused(pod, args.session):
         return EXIT_USAGE
+    else:
+        path = default_log_path(args.session)  # an adopted session, captured by pipe-pane
     return run_async(lambda: _logs_async(config, pod, path, args.lines, args.follow))
 
 

@@ -44,6 +44,17 @@ def _refuse_read_only(config: Any, verb: str) -> bool:
     return bool(config.read_only)
 
 
+def name_refused(pod: Any, name: str) -> bool:
+    """Say so (and return True) when no tmux session can be called `name` (`a.b` is
+    `a_b` to tmux): a usage error, found before connecting."""
+    from sessions.tmux import tmux_name_problem
+
+    problem = tmux_name_problem(name, existing=True)
+    if problem:
+        complain(f"pod {pod.name!r}: {problem}")
+    return problem is not None
+
+
 async def _on_pod(config: Any, pod: Any, action: Callable[[Any], Awaitable[int]]) -> int:
     """Connect, run `action(runner)`, and print pod and session errors plainly."""
     from backends.ssh import SshFailure
@@ -111,7 +122,7 @@ def _kill(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     config, pod = loaded
-    if _refuse_read_only(config, "kill"):
+    if _refuse_read_only(config, "kill") or name_refused(pod, args.session):
         return EXIT_USAGE
     if not args.yes and not sys.stdin.isatty():
         complain(f"not killing session {args.session!r} on pod {pod.name!r} without confirmation: "
@@ -174,6 +185,8 @@ def _attach(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     config, pod = loaded
+    if name_refused(pod, args.session):
+        return EXIT_USAGE
     from sessions import pods, session_control as sc
     from sessions.tmux import attach_argv
 
