@@ -72,7 +72,7 @@ import asyncssh
 
 from backends import child_procs
 from backends.remote_path import quote_path
-from backends.ssh import FailureKind, SshFailure
+from backends.ssh import REMOTE_ENCODING, REMOTE_ERRORS, FailureKind, SshFailure, command_bytes
 
 if TYPE_CHECKING:
     from backends.pty_shell import PtyShell
@@ -747,7 +747,9 @@ class Fetcher:
         command = stream_command(remote_path, writer.pos)
         try:
             chan, session = await self.conn.create_session(
-                lambda: _StreamSession(writer), command, encoding=None, window=STREAM_WINDOW)
+                # Bytes: a pod's file name may hold any byte (surrogateescape'd in the str).
+                lambda: _StreamSession(writer), command_bytes(command), encoding=None,  # type: ignore[arg-type]
+                window=STREAM_WINDOW)
         except (asyncssh.Error, OSError) as exc:
             raise _lost(remote_path, exc) from exc
         chan.write_eof()
@@ -772,7 +774,7 @@ class Fetcher:
 
     async def _sftp_client(self) -> asyncssh.SFTPClient:
         if self._sftp is None:
-            self._sftp = await self.conn.start_sftp_client()
+            self._sftp = await self.conn.start_sftp_client(path_encoding=REMOTE_ENCODING, path_errors=REMOTE_ERRORS)
         return self._sftp
 
     async def _sftp_read(self, remote_path: str, writer: PartWriter) -> None:

@@ -215,3 +215,21 @@ def test_the_checkpoints_command_shows_a_non_utf8_name_escaped(sshd, tmp_path, c
     assert main(["--config", str(config), "checkpoints", "p", "train", "--json"]) == 0
     names = [c["name"] for c in json.loads(capsys.readouterr().out)["checkpoints"]]
     assert [os.fsencode(n) for n in names] == [b"step_400.pt", b"step_3_\xff.pt"]
+
+
+@pytest.mark.parametrize("method", ["ssh", "stream", "sftp"])
+async def test_a_checkpoint_named_with_a_non_utf8_byte_downloads_verified(sshd, tmp_path, method):
+    """The name's bytes reach the pod intact on every transfer path (the asyncssh
+    stream sends the command as bytes, SFTP paths use surrogateescape, ssh's argv is
+    encoded by the OS), and the local copy carries the same bytes in its name."""
+    from sessions.download import download_checkpoint
+
+    workdir = tmp_path / "run"
+    put(os.fsencode(workdir) + b"/step_3_\xff.pt", b"odd" * 1000)
+    config_path = config_for(sshd, tmp_path, workdir)
+    config = parse_config(config_path.read_text(), config_path)
+    dest = tmp_path / "dest"
+    result = await download_checkpoint(config, "p", "train", os.fsdecode(b"step_3_\xff.pt"), dest=dest,
+                                       method=method)
+    assert os.fsencode(result.local_path).endswith(b"step_3_\xff.pt")
+    assert Path(result.local_path).read_bytes() == b"odd" * 1000
