@@ -49,6 +49,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from backends import child_procs
 from backends.providers.http import retry_after_seconds
 from sessions.events import ALL_KINDS, EventKind, WatchEvent
 from sessions.policy_model import NotifyTarget
@@ -135,17 +136,6 @@ def _exit_reason(returncode: int, stderr: bytes) -> str:
         reason = f"exit status {returncode}"
     tail = stderr.decode("utf-8", "replace").strip()[-STDERR_TAIL:].strip()
     return f"{reason}: {' | '.join(tail.splitlines())}" if tail else reason
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """Kill the child and everything it started (a shell's `sleep` would keep the pipe open)."""
-    try:
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:  # pragma: no cover - Windows
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class _Reported:
@@ -294,21 +284,14 @@ class Notifier:
     async def _run(self, command: str | list[str], *, env: Mapping[str, str] | None = None) -> None:
         """Run a program (argv) or a shell command line; raise DeliveryFailed unless it exits 0.
 
-        It gets no stdin and its own process group, so a timeout or cancellation kills
-        it and anything it started.
+        It gets no stdin and runs as a `child_procs.tied` child (its own process group,
+        never outliving gpuctl), so a timeout or cancellation kills it and anything it
+        started.
         """
-        options = dict(stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                       stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
-        if isinstance(command, str):
-            proc = await asyncio.create_subprocess_shell(command, **options)
-        else:
-            proc = await asyncio.create_subprocess_exec(*command, **options)
-        try:
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else command
+        async with child_procs.tied(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                                    stderr=asyncio.subprocess.PIPE, env=env) as proc:
             _out, err = await proc.communicate()
-        finally:
-            if proc.returncode is None:
-                _kill_group(proc)
-                await proc.wait()
         if proc.returncode != 0:
             raise DeliveryFailed(_exit_reason(proc.returncode, err or b""))
 
