@@ -49,6 +49,14 @@ def merge_bomb(levels: int, width: int = 9) -> str:
     return "\n".join(lines) + "\n"
 
 
+def list_bomb(levels: int) -> str:
+    """The classic billion laughs: nine lists of nine aliases of the previous list."""
+    text = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    for i in range(1, levels + 1):
+        text += f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n"
+    return text + f"pods: [{{name: a, host: h}}]\npolicies: {{notify: *a{levels}}}\n"
+
+
 @pytest.mark.timeout(60)  # the old reader took 189 s on 8 levels: a hang fails here by name
 def test_a_merge_key_bomb_is_refused_at_the_alias_that_multiplies():
     text = merge_bomb(8)
@@ -62,11 +70,7 @@ def test_a_merge_key_bomb_is_refused_at_the_alias_that_multiplies():
 @pytest.mark.timeout(60)
 def test_a_list_bomb_in_a_raw_section_is_refused():
     """`policies` is kept as plain data (every alias copied): the classic billion laughs."""
-    text = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
-    for i in range(1, 10):
-        text += f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n"
-    text += "pods: [{name: a, host: h}]\npolicies: {notify: *a9}\n"
-    problem = only_problem(text)
+    problem = only_problem(list_bomb(9))
     assert problem.field.startswith("a")
     assert "billion laughs" in problem.message
 
@@ -299,3 +303,121 @@ def test_config_check_reports_a_dotted_session_name_and_exits_2(tmp_path, capsys
     code, out = run_cli(capsys, "--config", str(path), "config", "check")
     assert code == 2
     assert f"{path}:4:23: pods[0] (a).sessions[0] (a.b).name: tmux would name the session 'a_b'" in out
+
+
+# --- item 4 of the brief: a bounded fuzz of the reader ----------------------------------------
+
+REALISTIC = """\
+defaults: {user: root, host_key: strict}
+keys: {pod.teardown: ctrl+t}
+policies:
+  auto_resume: {max_restarts: 5}
+  alerts: {gpu_temp_c: 85, nan_loss: true}
+  budget: {max_usd: 120, action: stop}
+  notify: [desktop, {command: "notify-send {message}", kinds: [alert]}]
+pods:
+  - name: a100
+    host: 203.0.113.7
+    <<: &ssh {user: ubuntu, port: 2222, price_per_hour: 1.29}
+    provider: {type: runpod, id: abc123}
+    sessions:
+      - &train {name: train, workdir: /w, command: "python t.py", log: t.log}
+      - name: ft
+        env: {CUDA_VISIBLE_DEVICES: 0}
+        progress: 'step (?P<step>\\d+)'
+        resume: torchrun ft.py --resume {checkpoint}
+        checkpoints: ["ckpt/step_*.pt"]
+        policies: {auto_resume: off}
+  - {name: h100, host: h100-box, <<: *ssh, sessions: [*train]}
+"""
+"""Every section and kind of value once, with an anchor, a merge and an alias: small,
+because every prefix of it is read (PyYAML is pure Python here: ~5 ms a read)."""
+
+SUBSTITUTES = ("[1, x]", "{a: 1}", "42", "-3.5", ".inf", "true", "null", "''", '"\\0"', '"\\ud800"', "~/x",
+               "*ssh", "&z [*z]", "!!int abc", "!custom x", "[" * 100 + "]" * 100)
+"""Typed mutations: each node's text swapped for a list, a mapping, numbers, a boolean,
+null, an empty string, a NUL, a lone surrogate, a path, an alias (some spots make it
+undefined), a recursive list, a tag YAML rejects, a tag it does not know, and nesting
+past the limit."""
+
+
+def bombs() -> list[str]:
+    """Aliases that multiply, in merges and in plain lists; recursive aliases; depth."""
+    out = [merge_bomb(levels) for levels in range(1, 10)]
+    out += [list_bomb(levels) for levels in range(1, 10)]
+    out += [
+        "pods: &p [{name: a, host: h, sessions: *p}]\n",
+        "pods: [&q {name: a, host: h, <<: *q}]\n",
+        "pods: [&q {name: a, host: h, sessions: [{name: s, policies: *q}]}]\n",
+        "pods: [{name: a, host: h, policies: &r {notify: [*r]}}]\n",
+        "pods: [{name: a, host: h}]\npolicies: &r {notify: [{command: *r}]}\n",
+        "pods: [{name: a, host: h, provider: &r {type: runpod, region: *r}}]\n",
+        "keys: &k {pod.kill: *k}\npods: [{name: a, host: h}]\n",
+    ]
+    for depth in (10, 63, 64, 65, 200, 2000):
+        out.append("pods: " + "[" * depth + "]" * depth + "\n")
+        out.append("pods: [{name: a, host: h}]\npolicies: " + "{a: " * depth + "1" + "}" * depth + "\n")
+    return out
+
+
+def mutations(text: str) -> list[str]:
+    """`text` with each node's span replaced by substitutes."""
+    from sessions import yaml_lines
+
+    spans: list[tuple[int, int]] = []
+    stack = [yaml_lines.compose(text)]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        spans.append((node.start_mark.index, node.end_mark.index))
+        if isinstance(node.value, list):
+            stack += [n for item in node.value for n in (item if isinstance(item, tuple) else (item,))]
+    # Three substitutes per node, rotating, so every kind lands on every kind of node
+    # over the file while the case count stays a few hundred.
+    return [text[:start] + SUBSTITUTES[(i * 5 + j) % len(SUBSTITUTES)] + text[end:]
+            for i, (start, end) in enumerate(sorted(set(spans))) for j in range(3)]
+
+
+def load_or_config_error(text: str) -> None:
+    """The property: a `Config` that can be described, or a `ConfigError` that can be
+    printed; any other exception fails the test with the text that caused it."""
+    from sessions.config import describe_config
+
+    try:
+        config = parse_config(text, "fuzz.yaml")
+    except ConfigError as exc:
+        assert exc.problems, text
+        str(exc).encode("utf-8")
+        return
+    except Exception as exc:  # the point: report which input broke it
+        raise AssertionError(f"{type(exc).__name__}: {exc}\n--- for this config:\n{text}") from exc
+    describe_config(config).encode("utf-8")
+
+
+def test_the_realistic_config_itself_loads():
+    config = parse_config(REALISTIC, "fuzz.yaml")
+    assert [p.name for p in config.pods] == ["a100", "h100"]
+    assert (config.pods[1].user, config.pods[1].sessions[0].command) == ("ubuntu", "python t.py")
+
+
+@pytest.mark.timeout(120)  # a case that hangs (as the merge bombs did) fails here by name
+def test_every_truncation_loads_or_is_a_config_error():
+    for end in range(len(REALISTIC) + 1):
+        load_or_config_error(REALISTIC[:end])
+
+
+@pytest.mark.timeout(120)
+def test_every_typed_mutation_loads_or_is_a_config_error():
+    cases = mutations(REALISTIC)
+    assert len(cases) > 200
+    for text in cases:
+        load_or_config_error(text)
+
+
+@pytest.mark.timeout(120)
+def test_bombs_recursion_and_depth_load_or_are_config_errors():
+    for text in bombs():
+        load_or_config_error(text)
