@@ -80,14 +80,20 @@ adds a few thousand; nine anchors each naming the previous one nine times (484 b
 a "billion laughs") would add 9**9 and took minutes to validate."""
 
 
+MAX_VALUES = 50_000
+"""Most values (scalars, lists, mappings) a document may write out. Hundreds of pods
+with sessions and policies take a few thousand; PyYAML here is pure Python (~70 µs a
+value), so the bound keeps a wrong file within the 1 MiB size limit (a flat list of
+500,000 numbers took a minute) to a few seconds and a readable number of problems."""
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 """Reachable only through escapes (`"\\ud800"`): a UTF-8 file cannot hold one, and
 PyYAML's reader refuses them in the text itself."""
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing what `MAX_DEPTH`, `MAX_ALIAS_VALUES` and the
-    surrogate rule forbid while it composes, before anything walks the tree.
+    """PyYAML's safe loader, refusing what `MAX_DEPTH`, `MAX_VALUES`, `MAX_ALIAS_VALUES`
+    and the surrogate rule forbid while it composes, before anything walks the tree.
 
     Every node's expanded size and height are recorded when it is complete, so an
     alias costs one lookup: the work stays linear in the text whatever the aliases
@@ -100,6 +106,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._path: list[str | int] = []
         self._measure: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, height)
         self._alias_values = 0
+        self._values = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         mark = self.peek_event().start_mark
@@ -109,6 +116,11 @@ class _BoundedLoader(yaml.SafeLoader):
             if len(self._path) > MAX_DEPTH:
                 self._refuse(mark, f"lists and mappings nest deeper than {MAX_DEPTH} levels here; "
                                    "a gpuctl config needs about ten")
+            if not alias:
+                self._values += 1
+                if self._values > MAX_VALUES:
+                    self._refuse(mark, f"the document holds more than {MAX_VALUES:,} values; gpuctl "
+                                       "reads configs up to that size (hundreds of pods take a few thousand)")
             node = super().compose_node(parent, index)
             if alias:
                 self._count_alias(node, mark)
@@ -175,8 +187,9 @@ def compose(text: str) -> Node | None:
     Raises:
         YamlSyntaxError: with the parser's own position, so the message can point at
             the exact line and column instead of dumping PyYAML's multi-line report.
-        YamlRefused: (a YamlSyntaxError) for aliases that multiply past
-            `MAX_ALIAS_VALUES`, nesting past `MAX_DEPTH`, or a lone surrogate.
+        YamlRefused: (a YamlSyntaxError) for more than `MAX_VALUES` values, aliases
+            that multiply past `MAX_ALIAS_VALUES`, nesting past `MAX_DEPTH`, or a lone
+            surrogate.
     """
     loader = _BoundedLoader(text)
     try:

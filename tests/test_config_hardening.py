@@ -100,6 +100,15 @@ def test_an_anchor_reused_by_many_pods_still_works():
         "s199", "python train.py", {"A": "1", "B": "2"})
 
 
+@pytest.mark.timeout(60)
+def test_a_document_of_more_than_50000_values_is_refused_where_it_crosses():
+    """Within the 1 MiB limit a flat list of 500,000 numbers took a minute to read and
+    gave as many problems; the reader stops at the value that crosses the bound."""
+    problem = only_problem("pods:\n  - [" + ", ".join(["1"] * 60_000) + "]\n")
+    assert (problem.line, problem.field) == (2, "pods[0][49996]")  # after the 4 values around it
+    assert problem.message.startswith("the document holds more than 50,000 values")
+
+
 # --- item 12: nesting, surrogates -------------------------------------------------------
 
 
