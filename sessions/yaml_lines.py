@@ -7,6 +7,11 @@ module holds the few node helpers it needs: composing with a readable syntax err
 positions, mapping entries (with duplicate keys reported and `<<` merge keys applied),
 scalar values, and a plain frozen conversion for sections kept raw.
 
+Composing is bounded (`_BoundedLoader`), because the validators walk what aliases
+name once per reference and recurse per level: a 484-byte merge-key bomb took 22 s,
+a 1,000-deep list hit Python's recursion limit. Limits are checked while composing,
+so the cost of reading stays linear in the text whatever it holds.
+
 Nothing here knows the config schema; it reports `Issue`s (node, message, key) and lets
 the caller word the field path.
 """
