@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from textwrap import dedent
 
@@ -262,7 +261,7 @@ def test_checking_a_config_with_sessions_does_not_load_asyncssh():
     """The globs and session names are checked by the runtime's own rules
     (`checkpoints.check_relative`, `tmux.tmux_name_problem`); importing them must not
     cost the TUI's first frame the ~170 ms asyncssh import (tests/test_tui_startup.py)."""
-    code = textwrap.dedent("""
+    code = dedent("""
         import sys
         from sessions.config import parse_config
         parse_config("pods: [{name: a, host: h, sessions: [{name: t, checkpoints: [x/*.pt]}]}]", "c")
