@@ -155,10 +155,10 @@ def test_a_dotted_name_is_refused_and_never_reaches_the_underscored_session(home
     a_b = pid_of("a_b")
     config = config_file(tmp_path, [])
 
-    assert cli(config, "kill", "me", "a.b", "--yes") == 1
+    assert cli(config, "kill", "me", "a.b", "--yes") == 2  # a usage error, found before connecting
     err = capsys.readouterr().err
     assert "no tmux session can be named 'a.b'" in err and "'a_b': use that name" in err
-    assert cli(config, "attach", "me", "a.b") == 1
+    assert cli(config, "attach", "me", "a.b") == 2
     assert "no tmux session can be named 'a.b'" in capsys.readouterr().err
     with pytest.raises(sc.BadSessionName, match="'a_b'"):
         on_pod(lambda r: sc.session_state(r, "a.b", pod_name="me"))
