@@ -18,7 +18,7 @@ import argparse
 import sys
 from typing import Any
 
-from tui.commands.common import EXIT_USAGE, load_pod_or_explain, run_async
+from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, run_async
 
 EXIT_FAILED = 1
 
@@ -62,9 +62,6 @@ def _api_timeout(args: argparse.Namespace) -> dict[str, float]:
     return {} if args.api_timeout is None else {"api_timeout": args.api_timeout}
 
 
-def _err(message: str) -> None:
-    print(f"gpuctl: {message}", file=sys.stderr, flush=True)
-
 
 def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -88,7 +85,7 @@ def _prepare(args: argparse.Namespace, verb: str) -> tuple[Any, Any, Any] | int:
         return EXIT_USAGE
     config, pod = loaded
     if config.read_only:
-        _err(f"{config.path} sets read_only: true, so gpuctl {verb} does not change pods")
+        complain(f"{config.path} sets read_only: true, so gpuctl {verb} does not change pods")
         return EXIT_USAGE
     from sessions import provider_ops
 
@@ -96,11 +93,11 @@ def _prepare(args: argparse.Namespace, verb: str) -> tuple[Any, Any, Any] | int:
         entry = provider_ops.provider_entry(pod, "tear down" if verb == "teardown" else verb)
         provider_ops.settings_for(entry, pod_name=pod.name)  # the key variable is set
     except provider_ops.ProviderSetupError as exc:
-        _err(str(exc))
+        complain(str(exc))
         return EXIT_USAGE
     caps = provider_ops.capabilities(entry)
     if not args.yes and not sys.stdin.isatty():
-        _err(f"not doing {verb} of pod {pod.name!r} without confirmation: pass --yes to do it without a prompt")
+        complain(f"not doing {verb} of pod {pod.name!r} without confirmation: pass --yes to do it without a prompt")
         return EXIT_USAGE
     return config, pod, caps
 
@@ -121,12 +118,12 @@ async def _act(verb: str, coro: Any) -> int:
     try:
         return _report(await coro, verb)
     except provider_ops.ActionRefused as exc:
-        _err(str(exc))
+        complain(str(exc))
     except provider_ops.ProviderSetupError as exc:
-        _err(str(exc))
+        complain(str(exc))
         return EXIT_USAGE
     except ProviderError as exc:
-        _err(str(exc))
+        complain(str(exc))
     return EXIT_FAILED
 
 
@@ -136,40 +133,20 @@ def _stop(args: argparse.Namespace) -> int:
         return prepared
     config, pod, caps = prepared
     if not caps.can_stop:
-        _err(f"not stopping pod {pod.name!r}: {caps.stop_refusal}")
+        complain(f"not stopping pod {pod.name!r}: {caps.stop_refusal}")
         return EXIT_FAILED
     return run_async(lambda: _stop_async(args, config, pod, caps))
 
 
 async def _stop_async(args: argparse.Namespace, config: Any, pod: Any, caps: Any) -> int:
-    from sessions import provider_ops, teardown_guard
+    from sessions import provider_ops
 
-    # Where a stop wipes a disk, the teardown guard decides, before the prompt (as
-    # teardown does), so nobody types a name only to be refused.
-    checked = caps.stop_loses_data and not args.force
-    ok, note = await teardown_guard.check(config, pod) if checked else (True, "")
-    if not ok:
-        _err(provider_ops.refusal(pod, "stop", note, caps))
-        return EXIT_FAILED
     entry = pod.provider
-    if not args.yes:
-        lines = [f"Stop pod {pod.name!r} ({entry.type} {entry.id})?",
-                 f"  kept: {caps.stop_keeps}",
-                 f"  lost: {caps.stop_loses}"]
-        if note:
-            lines.append(f"  checkpoints: {note}")
-        elif caps.stop_loses_data:
-            lines.append("  checkpoints: not checked (--force)")
-        if not _confirm(pod, lines):
-            _err("not stopped")
-            return EXIT_FAILED
-
-    async def decided(_pod: Any) -> tuple[bool, str]:
-        return ok, note
-
-    return await _act("stop", provider_ops.stop(
-        config, pod, force=args.force, guard=decided, progress=_progress, timeout=args.timeout,
-        **_api_timeout(args)))
+    return await _guarded(
+        args, config, pod, verb="stop", guarded=caps.stop_loses_data, caps=caps, undone="not stopped",
+        question=[f"Stop pod {pod.name!r} ({entry.type} {entry.id})?", f"  kept: {caps.stop_keeps}",
+                  f"  lost: {caps.stop_loses}"],
+        operation=provider_ops.stop)
 
 
 def _teardown(args: argparse.Namespace) -> int:
@@ -181,31 +158,43 @@ def _teardown(args: argparse.Namespace) -> int:
 
 
 async def _teardown_async(args: argparse.Namespace, config: Any, pod: Any, caps: Any) -> int:
+    from sessions import provider_ops
+
+    entry = pod.provider
+    return await _guarded(
+        args, config, pod, verb="teardown", guarded=True, caps=caps, undone="not torn down",
+        question=[f"Tear down pod {pod.name!r} ({entry.type} {entry.id or pod.host})?",
+                  f"  gone: {caps.teardown_destroys}"],
+        operation=provider_ops.teardown)
+
+
+async def _guarded(args: argparse.Namespace, config: Any, pod: Any, *, verb: str, guarded: bool,
+                   caps: Any, undone: str, question: list[str], operation: Any) -> int:
+    """Stop or teardown behind the checkpoint guard: the guard is asked before the
+    prompt (so nobody types a name only to be refused), its answer is shown in the
+    prompt, and the operation reuses that answer instead of asking again."""
     from sessions import provider_ops, teardown_guard
 
-    # Ask the guard before the prompt, so nobody types a name only to be refused.
-    ok, note = (True, "") if args.force else await teardown_guard.check(config, pod)
+    checked = guarded and not args.force
+    ok, note = await teardown_guard.check(config, pod) if checked else (True, "")
     if not ok:
-        _err(provider_ops.refusal(pod, "teardown", note))
+        complain(provider_ops.refusal(pod, verb, note, caps))
         return EXIT_FAILED
-    entry = pod.provider
     if not args.yes:
-        lines = [f"Tear down pod {pod.name!r} ({entry.type} {entry.id or pod.host})?",
-                 f"  gone: {caps.teardown_destroys}"]
+        lines = list(question)
         if note:
             lines.append(f"  checkpoints: {note}")
-        elif args.force:
+        elif guarded:
             lines.append("  checkpoints: not checked (--force)")
         if not _confirm(pod, lines):
-            _err("not torn down")
+            complain(undone)
             return EXIT_FAILED
 
     async def decided(_pod: Any) -> tuple[bool, str]:
         return ok, note
 
-    return await _act("teardown", provider_ops.teardown(
-        config, pod, force=args.force, guard=decided, progress=_progress, timeout=args.timeout,
-        **_api_timeout(args)))
+    return await _act(verb, operation(config, pod, force=args.force, guard=decided, progress=_progress,
+                                      timeout=args.timeout, **_api_timeout(args)))
 
 
 # -------------------------------------------------------------------------- import
@@ -221,7 +210,7 @@ def _import(args: argparse.Namespace) -> int:
     kind = PROVIDER_ALIASES.get(kind, kind)
     if kind not in PROVIDER_TYPES:
         close = suggest(kind, PROVIDER_TYPES, PROVIDER_ALIASES)
-        _err(f"unknown provider {args.provider!r}; " +
+        complain(f"unknown provider {args.provider!r}; " +
              (f"did you mean {close!r}?" if close else f"known providers: {', '.join(PROVIDER_TYPES)}"))
         return EXIT_USAGE
     location = locate_config(args.config)
@@ -230,7 +219,7 @@ def _import(args: argparse.Namespace) -> int:
     except ConfigNotFound:
         config = None  # nothing to keep: --write creates the file
     except ConfigError as exc:
-        _err(f"{exc}\n(fix the config before importing into it)")
+        complain(f"{exc}\n(fix the config before importing into it)")
         return EXIT_USAGE
     # Reuse how an existing pod of this provider reaches it (key variable, server).
     sibling = next((p.provider for p in (config.pods if config else ()) if p.provider and p.provider.type == kind), None)
@@ -249,15 +238,15 @@ async def _import_async(args: argparse.Namespace, config: Any, path: Any, entry:
     try:
         provider = provider_ops.build_provider(entry)
     except provider_ops.ProviderSetupError as exc:
-        _err(str(exc))
+        complain(str(exc))
         return EXIT_USAGE
     try:
         if not provider.capabilities.can_list:
-            _err(f"{entry.type} pods cannot be imported: there is no provider API to list them")
+            complain(f"{entry.type} pods cannot be imported: there is no provider API to list them")
             return EXIT_USAGE
         instances = await provider.list()
     except ProviderError as exc:
-        _err(str(exc))
+        complain(str(exc))
         return EXIT_FAILED
     finally:
         await provider.aclose()
@@ -267,13 +256,13 @@ async def _import_async(args: argparse.Namespace, config: Any, path: Any, entry:
                                                                    "subscription", "profile")})
     plan = pod_import.plan(config, entry.type, instances, indent=pod_import.list_indent(text), provider_extra=extra)
     for info, why in plan.skipped:
-        _err(f"skipped {entry.type} {info.id}{f' ({info.name})' if info.name else ''}: {why}")
+        complain(f"skipped {entry.type} {info.id}{f' ({info.name})' if info.name else ''}: {why}")
     if not plan.added:
         print(f"nothing to import from {entry.type}: {len(instances)} instance(s), none new and running")
         return 0
     entries = "".join(p.text for p in plan.added)
     if any(p.info.ssh_proxied for p in plan.added):
-        _err(f"note: {pod_import.PROXY_NOTE}")
+        complain(f"note: {pod_import.PROXY_NOTE}")
     if not args.write:
         print(f"# would add {len(plan.added)} pod(s) to {path} (run again with --write to add them):")
         sys.stdout.write(entries)
@@ -282,10 +271,10 @@ async def _import_async(args: argparse.Namespace, config: Any, path: Any, entry:
         new_text = pod_import.insert_pods(text, entries)
         pod_import.write_config(path, new_text)
     except pod_import.ImportError_ as exc:
-        _err(f"{path}: {exc}")
+        complain(f"{path}: {exc}")
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - ConfigError or OSError: nothing was written
-        _err(f"{path} was not changed: {exc}")
+        complain(f"{path} was not changed: {exc}")
         return EXIT_FAILED
     names = ", ".join(p.name for p in plan.added)
     print(f"added {len(plan.added)} pod(s) to {path}: {names}")
