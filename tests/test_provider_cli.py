@@ -13,7 +13,7 @@ from backends.providers.base import (
     ProviderUnavailable,
     Unsupported,
 )
-from backends.providers.cli import parse_sky_status
+from backends.providers.skypilot import parse_sky_status
 from tests.support.fake_cli import FakeCli
 
 

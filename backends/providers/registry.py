@@ -54,11 +54,11 @@ SPECS: dict[str, ProviderSpec] = {s.type: s for s in (
                  "https://api.thundercompute.com:8443"),
     ProviderSpec("crusoe", "Crusoe", _P + "crusoe", "Crusoe", "CRUSOE_SECRET_KEY", None,
                  "https://api.cloud.crusoe.ai"),
-    ProviderSpec("aws", "AWS EC2", _P + "cli", "Aws"),
-    ProviderSpec("gcp", "Google Compute Engine", _P + "cli", "Gcp"),
-    ProviderSpec("azure", "Azure", _P + "cli", "Azure"),
-    ProviderSpec("skypilot", "SkyPilot", _P + "cli", "SkyPilot"),
-    ProviderSpec("dstack", "dstack", _P + "cli", "Dstack"),
+    ProviderSpec("aws", "AWS EC2", _P + "aws", "Aws"),
+    ProviderSpec("gcp", "Google Compute Engine", _P + "gcp", "Gcp"),
+    ProviderSpec("azure", "Azure", _P + "azure", "Azure"),
+    ProviderSpec("skypilot", "SkyPilot", _P + "skypilot", "SkyPilot"),
+    ProviderSpec("dstack", "dstack", _P + "dstack", "Dstack"),
     ProviderSpec("ssh", "SSH host", _P + "ssh", "SshHost"),
 )}
 
