@@ -361,18 +361,22 @@ def progress(ck: Checker, node: Node, field: str) -> Any:
 
 
 def globs(ck: Checker, node: Node, field: str) -> Any:
-    what = "a list of glob patterns"
-    if not isinstance(node, SequenceNode):
-        hint = f"; write [{node.value!r}]" if isinstance(node, ScalarNode) else ""
-        return ck.problem(node, field, f"expected {what}, got {got(node)}{hint}")
-    values = [nonempty(ck, item, f"{field}[{i}]", "a glob pattern") for i, item in enumerate(node.value)]
-    for i, (item, value) in enumerate(zip(node.value, values)):
+    """Glob patterns: a list, or one pattern written alone (`checkpoints: "out/ckpt-*"`),
+    which people write for a single pattern and which means only one thing."""
+    if isinstance(node, ScalarNode):
+        items, fields = [node], [field]
+    elif isinstance(node, SequenceNode):
+        items, fields = list(node.value), [f"{field}[{i}]" for i in range(len(node.value))]
+    else:
+        return ck.problem(node, field, f"expected a glob pattern or a list of them, got {got(node)}")
+    values = [nonempty(ck, item, sub, "a glob pattern") for item, sub in zip(items, fields)]
+    for i, (item, value) in enumerate(zip(items, values)):
         if value is INVALID:
             continue
         try:
             check_relative(value, "checkpoints glob")  # the rule listing applies, said at check time
         except UnsafeName as exc:
-            values[i] = ck.problem(item, f"{field}[{i}]", str(exc))
+            values[i] = ck.problem(item, fields[i], str(exc))
     return INVALID if INVALID in values else tuple(values)
 
 
