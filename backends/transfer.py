@@ -29,7 +29,7 @@ The ssh and stream methods (and the PTY one) run `stream_command` on the pod:
 `cat` after a `dd` seek (never `tail -c +N`: 4 KiB writes, twice the CPU per byte).
 
 A pod behind a shell-only proxy (RunPod's) has none of these: `PtyFetcher` streams
-each file as base64 through a PTY shell (`backends.pty_shell.PtyShell.stream`) into
+each file as base64 through a PTY shell (`backends.transport.pty_shell.PtyShell.stream`) into
 the same writer, with the same contract.
 
 `choose_method` picks ssh (else stream) for large single files (less client CPU per
@@ -75,7 +75,7 @@ from backends.remote_path import quote_path
 from backends.ssh import REMOTE_ENCODING, REMOTE_ERRORS, FailureKind, SshFailure, command_bytes
 
 if TYPE_CHECKING:
-    from backends.pty_shell import PtyShell
+    from backends.transport.pty_shell import PtyShell
 
 ProgressFn = Callable[[int, int], None]
 """`progress(done_bytes, total_bytes)` for one file; `done` counts a resumed prefix."""
@@ -798,7 +798,7 @@ class Fetcher:
 
 class PtyFetcher:
     """Fetches files through one PTY shell, for pods with no exec channel and no SFTP
-    (RunPod's proxied SSH; see `backends.pty_shell`).
+    (RunPod's proxied SSH; see `backends.transport.pty_shell`).
 
     One `cat FILE | base64` (seeking first, to resume) per file, decoded as it
     arrives (`PtyShell.stream`) into the same `PartWriter` the other methods use: in

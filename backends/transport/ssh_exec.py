@@ -1,0 +1,120 @@
+"""`Transport` over an open asyncssh connection: one exec channel per command.
+
+The connection is lent (by `sessions.pod_link`), never owned: closing this transport
+closes nothing but the SFTP channel a download may have opened. Any number of
+commands can run at once, each on its own channel, so `beside()` is this transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
+
+import asyncssh
+
+from backends.ssh import FailureKind, SshFailure, command_bytes, run_command
+from backends.transport.base import CommandResult, read_range_command, write_command
+
+if TYPE_CHECKING:
+    from backends.agent import AgentChannel
+    from backends.transfer import Fetcher
+
+_CHUNK = 64 * 1024
+
+
+class SshTransport:
+    """Commands as exec channels of `conn`.
+
+    Args:
+        conn: an open connection (`backends.ssh.connect`), lent by its owner.
+        default_timeout: seconds a `run` may take when the caller gives none.
+        ssh_argv: `SshTarget.ssh_argv(tty=False)` for the same pod, so a large
+            download can go through the OpenSSH client (`backends.transfer`);
+            None leaves that method out.
+    """
+
+    kind = "ssh"
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, default_timeout: float = 30.0, *,
+                 ssh_argv: Sequence[str] | None = None):
+        self.conn = conn
+        self._timeout = default_timeout
+        self._ssh_argv = list(ssh_argv) if ssh_argv else None
+
+    async def run(self, command: str, *, timeout: float | None = None) -> CommandResult:
+        result = await run_command(self.conn, command, timeout=timeout or self._timeout, check=False)
+        status = result.exit_status if result.exit_status is not None else 255
+        return CommandResult(status, str(result.stdout or ""), str(result.stderr or ""))
+
+    async def stream(self, command: str) -> AsyncIterator[bytes]:
+        try:
+            process = await self.conn.create_process(command_bytes(command), encoding=None)  # type: ignore[arg-type]
+        except (asyncssh.Error, OSError) as exc:
+            raise SshFailure(FailureKind.LOST, f"connection lost: {exc}") from exc
+        try:
+            while True:
+                try:
+                    chunk = await process.stdout.read(_CHUNK)
+                except (asyncssh.Error, OSError) as exc:
+                    raise SshFailure(FailureKind.LOST, f"connection lost: {exc}") from exc
+                if not chunk:
+                    break
+                yield chunk
+            await process.wait_closed()
+            if process.exit_status is None and process.exit_signal is None:
+                raise SshFailure(FailureKind.LOST, "connection lost while the command ran")
+            if process.exit_status not in (0, None):
+                err = (await process.stderr.read()) or b""
+                lines = err.decode(errors="replace").strip().splitlines()
+                raise SshFailure(FailureKind.COMMAND, lines[-1] if lines else f"exit status {process.exit_status}")
+        finally:
+            process.close()
+
+    async def read_file(self, path: str, offset: int = 0, length: int | None = None, *,
+                        timeout: float | None = None) -> bytes:
+        result = await self.run(read_range_command(path, offset, length), timeout=timeout)
+        if not result.ok:
+            raise SshFailure(FailureKind.COMMAND, f"cannot read {path}: {result.last_error_line()}")
+        return result.stdout_bytes
+
+    async def write_file(self, path: str, data: bytes, *, mode: int = 0o600,
+                         timeout: float | None = None) -> None:
+        try:
+            result = await asyncio.wait_for(
+                self.conn.run(command_bytes(write_command(path, mode)), input=data, encoding=None,  # type: ignore[arg-type]
+                              check=False), timeout or self._timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise SshFailure(FailureKind.TIMEOUT, f"writing {path} timed out") from None
+        except (asyncssh.Error, OSError) as exc:
+            raise SshFailure(FailureKind.LOST, f"connection lost: {exc}") from exc
+        if result.exit_status != 0:
+            lines = (result.stderr or b"").decode(errors="replace").strip().splitlines()  # type: ignore[union-attr]
+            why = lines[-1] if lines else f"exit status {result.exit_status}"
+            raise SshFailure(FailureKind.COMMAND, f"could not write {path}: {why}")
+
+    def fetcher(self, *, method: str = "auto") -> "Fetcher":
+        from backends.transfer import Fetcher
+
+        return Fetcher(self.conn, method=method, ssh_argv=self._ssh_argv)
+
+    @asynccontextmanager
+    async def beside(self) -> AsyncIterator["SshTransport"]:
+        yield self  # every command is a channel of its own already
+
+    async def start_agent(self, options: dict[str, Any], *, timeout: float) -> "AgentChannel":
+        from backends.agent import AgentChannel
+
+        return await AgentChannel.start(self.conn, options, timeout=timeout)
+
+    async def open_pty(self, command: str | None = None, *, term_size: tuple[int, int] = (80, 24)) -> Any:
+        try:
+            return await self.conn.create_process(
+                command_bytes(command) if command is not None else None,  # type: ignore[arg-type]
+                term_type="xterm-256color", term_size=term_size, request_pty="force",
+                encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            raise SshFailure(FailureKind.LOST, f"could not open a terminal: {exc}") from exc
+
+    def close(self) -> None:
+        pass  # the connection is lent; Fetcher closes its own SFTP channel
