@@ -28,17 +28,21 @@ from __future__ import annotations
 import os
 import re
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from sessions import progress_formats as pf
+from sessions import progress_ranks
 from sessions.progress_bars import RATE_SAMPLES, Bar, BarReader
 from sessions.progress_lines import LineReader
-from sessions.progress_rate import derived_rate, printed_rate
+from sessions.progress_rate import derived_rate, printed_rate, run_pace
 
 PARSE_CHUNK = 1 << 16
 """`parse_log` and `parse_file` feed a file in pieces of this many characters, as the
 agent would: small pieces stay in the CPU cache, and a big file is never copied whole."""
+
+LINE_HEAD = 256
+"""How much of the line under way is kept to find a rank prefix cut across chunks."""
 
 MAX_PENDING = 65536
 """An unterminated tail longer than this is dropped: a log that never ends a line is
@@ -63,6 +67,10 @@ class Progress:
         tokens_per_s: the most recently logged token throughput.
         epoch: epochs done, fractional where the log allows (`2.45`).
         eta_s: seconds to `total`, from the bar's remaining time or (total-step)/rate.
+        slowest_rank: for a log whose lines carry rank prefixes (torchrun `--tee`,
+            SkyPilot, OpenMPI), the rank whose reading this is: the one furthest
+            behind, since a job ends when its last rank does. None otherwise.
+        ranks: each rank's own reading, `(rank, Progress)` in rank order, or None.
     """
 
     format: str | None = None
@@ -75,10 +83,23 @@ class Progress:
     tokens_per_s: float | None = None
     epoch: float | None = None
     eta_s: float | None = None
+    slowest_rank: str | None = None
+    ranks: tuple[tuple[str, Progress], ...] | None = None
+
+    def __post_init__(self) -> None:
+        # `Progress(**p.to_json())` must give `p` back (readers merge readings that
+        # way): `ranks` comes back from JSON as `{rank: reading}`.
+        if isinstance(self.ranks, dict):
+            object.__setattr__(self, "ranks", tuple(
+                (str(r), Progress(**v) if isinstance(v, dict) else v) for r, v in self.ranks.items()))
 
     def to_json(self) -> dict[str, Any]:
-        """The `gpuctl progress --json` object: exactly these ten keys, None as null."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The `gpuctl progress --json` object: one key per field, None as null;
+        `ranks` as `{rank: reading}` (each reading without ranks of its own)."""
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.ranks is not None:
+            doc["ranks"] = {r: p.to_json() for r, p in self.ranks}
+        return doc
 
 
 class ProgressTracker(BarReader, LineReader):
@@ -92,8 +113,17 @@ class ProgressTracker(BarReader, LineReader):
     Feed it log deltas in order with `feed(text, now)`; ask `progress()` at any time.
     """
 
-    def __init__(self, user_pattern: str | None = None) -> None:
+    def __init__(self, user_pattern: str | None = None, *, split_ranks: bool = True) -> None:
+        self._user_pattern = user_pattern
         self._user = re.compile(user_pattern) if user_pattern else None
+        # per-rank output (progress_ranks): None until a line with a rank prefix shows
+        self._split_ranks = split_ranks
+        self._ranks: dict[str, ProgressTracker] | None = None
+        self._rank_buf = ""
+        self._rank_cur: str | None = None
+        self._rank_open = False  # a line is under way and `_rank_cur` is its rank
+        self._line_head = ""  # the start of the line under way, until ranks are found
+        self._line_whole = True  # ... and whether that is all of it so far
         self._pending = ""
         self._bar: Bar | None = None
         self._desc_info: dict[str, tuple[bool, str, int | None, int | None, str, int]] = {}
@@ -107,6 +137,7 @@ class ProgressTracker(BarReader, LineReader):
         self._k_updates = 0
         self._k_rates: deque[tuple[str, str]] = deque(maxlen=RATE_SAMPLES)
         self._k_series: deque[tuple[float, int]] = deque(maxlen=64)
+        self._k_first: tuple[float, int] | None = None  # the first (time, step) seen
         self._u_step: int | None = None
         self._u_total: int | None = None
         self._u_rate: float | None = None
@@ -118,6 +149,7 @@ class ProgressTracker(BarReader, LineReader):
         self._post_fresh = False
         self._hf = False
         self._rate_hint: float | None = None
+        self._summary_steps: int | None = None
         self._advanced_at: float | None = None
         self._chunk_step: int | None = None
 
@@ -135,6 +167,79 @@ class ProgressTracker(BarReader, LineReader):
         self._feed(text, now)
 
     def _feed(self, text: str, now: float | None) -> None:
+        if self._ranks is None and self._split_ranks and text:
+            # The start of the line under way is kept (a prefix may arrive cut in two);
+            # once a line opens with a rank prefix, that line is read again from its
+            # start by its rank, and every later line is routed.
+            det = self._line_head + text if self._line_head else text
+            if any(m in det for m in progress_ranks.RANK_MARKS) and self._starts_ranked(det):
+                self._ranks = {}
+                if self._line_whole:
+                    self._pending, text = "", det
+                else:  # a very long line under way: its rest goes where its prefix says
+                    self._rank_cur, self._rank_open = progress_ranks.rank_of(self._line_head)[0], True
+            else:
+                j = text.rfind("\n")
+                tail = text[j + 1:] if j >= 0 else det
+                self._line_whole = len(tail) <= LINE_HEAD
+                self._line_head = tail[:LINE_HEAD]
+        if self._ranks is not None:
+            text = self._route(text, now)
+        self._feed_plain(text, now)
+
+    def _starts_ranked(self, text: str) -> bool:
+        """Whether a line of `text` opens with a rank prefix (a mark inside a line,
+        `world_size=2, rank=0` in a config dump, is not one)."""
+        for mark in progress_ranks.RANK_MARKS:
+            i, seen = text.find(mark), 0
+            while i >= 0 and seen < 8:
+                start = text.rfind("\n", 0, i) + 1
+                if progress_ranks.rank_of(text[start:start + 200])[0] is not None:
+                    return True
+                i, seen = text.find(mark, i + 1), seen + 1
+        return False
+
+    def _route(self, text: str, now: float | None) -> str:
+        """Send each rank's lines to its own tracker; return the text of no rank.
+
+        A line's rank is decided at its start (the prefix) and holds until its `\n`,
+        across chunks; a line start too short to tell waits for more text.
+        """
+        assert self._ranks is not None
+        buf = self._rank_buf + text if self._rank_buf else text
+        self._rank_buf = ""
+        plain: list[str] = []
+        per: dict[str | None, list[str]] = {}
+        pos, n = 0, len(buf)
+        while pos < n:
+            if not self._rank_open:
+                nl = buf.find("\n", pos)
+                head = buf[pos:nl if nl >= 0 else n]
+                if head[:1] in "[(\x1b":
+                    if nl < 0 and len(head) < 64:
+                        self._rank_buf = head  # `[ran`: wait for the rest of the prefix
+                        break
+                    rank, skip = progress_ranks.rank_of(head)
+                    if rank is not None and rank not in self._ranks and len(self._ranks) >= progress_ranks.MAX_RANKS:
+                        rank, skip = None, 0
+                else:
+                    rank, skip = None, 0
+                self._rank_cur, self._rank_open = rank, True
+                pos += skip
+            nl = buf.find("\n", pos)
+            stop = nl + 1 if nl >= 0 else n
+            (plain if self._rank_cur is None else per.setdefault(self._rank_cur, [])).append(buf[pos:stop])
+            pos = stop
+            if nl >= 0:
+                self._rank_open = False
+        for rank, parts in per.items():
+            tracker = self._ranks.get(rank)  # type: ignore[arg-type]
+            if tracker is None:
+                tracker = self._ranks[rank] = ProgressTracker(self._user_pattern, split_ranks=False)  # type: ignore[index]
+            tracker._feed("".join(parts), now)
+        return "".join(plain)
+
+    def _feed_plain(self, text: str, now: float | None) -> None:
         data = self._pending + text if self._pending else text
         if not data:
             return
@@ -164,9 +269,15 @@ class ProgressTracker(BarReader, LineReader):
         self._advanced_at = now
         fam = self._family()
         if fam == "bar":
-            self._bar.series.append((now, step))  # type: ignore[union-attr]
+            bar = self._bar
+            assert bar is not None
+            bar.series.append((now, step))
+            if bar.first is None or (bar.jump_t is not None and bar.first[0] < bar.jump_t):
+                bar.first = (now, step)  # a resume jump starts the pace afresh
         elif fam == "kv":
             self._k_series.append((now, step))
+            if self._k_first is None:
+                self._k_first = (now, step)
 
     def _lines(self, lines: list[str], now: float | None) -> None:
         # The hot loop: most lines of a busy log are tqdm redraws, so those cost one
@@ -249,6 +360,11 @@ class ProgressTracker(BarReader, LineReader):
 
     def _finish(self) -> Progress:
         """The reading at the end of a whole file: its unterminated tail is a line."""
+        if self._rank_buf:
+            buf, self._rank_buf = self._rank_buf, ""
+            self._feed_plain(buf, None)
+        for tracker in (self._ranks or {}).values():
+            tracker._finish()
         if self._pending:
             self._lines([self._pending], None)
             self._pending = ""
@@ -260,13 +376,30 @@ class ProgressTracker(BarReader, LineReader):
         False while no step has been seen (a log without progress is unknown, not
         stalled) and once the step reached the total (a finished run is not stuck).
         """
+        if self._ranks:  # one hung rank hangs the job
+            return any(t.stalled(now, after_s) for t in self._ranks.values())
         if self._advanced_at is None or now - self._advanced_at < after_s:
             return False
         p = self.progress()
         return not (p.total is not None and p.step is not None and p.step >= p.total)
 
     def progress(self) -> Progress:
-        """The current reading; cheap enough to call after every chunk."""
+        """The current reading; cheap enough to call after every chunk.
+
+        With rank prefixes in the log, the reading of the rank furthest behind (lowest
+        step), with every rank's reading in `ranks`."""
+        own = self._own_progress()
+        if not self._ranks:
+            return own
+        readings = tuple(sorted(((r, t._own_progress()) for r, t in self._ranks.items()),
+                                key=lambda rp: int(rp[0])))
+        stepped = [rp for rp in readings if rp[1].step is not None]
+        if not stepped:
+            return replace(own, ranks=readings)
+        rank, slow = min(stepped, key=lambda rp: rp[1].step)  # type: ignore[arg-type, return-value]
+        return replace(slow, slowest_rank=rank, ranks=readings)
+
+    def _own_progress(self) -> Progress:
         if self._post_fresh and self._bar is not None:
             self._apply_post(self._bar.post)  # idempotent: the postfix is still the latest
         fam = self._family()
@@ -293,12 +426,31 @@ class ProgressTracker(BarReader, LineReader):
                 unit = "derived" if rate is not None else None
         elif self._hf:
             fmt = "hf_trainer"
+            if self._summary_steps is not None:  # a finished run that drew no bar
+                step = total = self._summary_steps
         if rate is None and self._rate_hint is not None and step is not None:
             rate, unit = self._rate_hint, "it/s"
-        if eta is None and total is not None and step is not None and rate:
-            eta = max(total - step, 0) / rate
+        if total is not None and step is not None:
+            pace = self._pace(fam)
+            if pace:  # the pace with the run's recurring pauses in it: see run_pace
+                eta = max(total - step, 0) / pace
+            elif eta is None and rate:
+                eta = max(total - step, 0) / rate
         return Progress(fmt, step, total, rate, unit, self._loss, self._lr, self._tokens,
                         self._epoch, eta)
+
+    def _pace(self, fam: str | None) -> float | None:
+        """The run's pace over all of it seen so far (progress_rate.run_pace)."""
+        if fam == "bar":
+            bar = self._bar
+            assert bar is not None
+            if bar.first is not None and bar.series:
+                return run_pace(bar.first, bar.series[-1])
+            return run_pace(*bar.clock_pace_points())
+        if fam == "kv" and self._k_series:
+            return run_pace(self._k_first, self._k_series[-1])
+        return None
+
 
 def parse_log(text: str) -> Progress:
     """What a whole log says (for `gpuctl progress FILE`).

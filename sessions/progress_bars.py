@@ -25,7 +25,7 @@ class Bar:
 
     __slots__ = ("fmt", "kind", "dkey", "total_s", "total", "epochs", "ep_base", "step", "updates", "rates",
                  "remaining", "clock_eta", "start", "jump", "jump_t", "last_el", "series",
-                 "post")
+                 "post", "first")
 
     def __init__(self, fmt: str, kind: str, dkey: str, total_s: str | None, total: int | None,
                  epochs: int | None):
@@ -47,13 +47,26 @@ class Bar:
         self.last_el: str | None = None
         self.series: deque[tuple[float, int]] = deque(maxlen=64)
         self.post = ""
+        self.first: tuple[float, int] | None = None  # (arrival time, step) when first seen moving
 
     def restart(self) -> None:
         """The same bar went back: a new run in the same log (a resume after a crash,
         appended to the tmux log). Its pace and resume jump are its own."""
-        self.start = self.jump = self.jump_t = None
+        self.start = self.jump = self.jump_t = self.first = None
         self.rates.clear()
         self.series.clear()
+
+    def clock_pace_points(self) -> tuple[tuple[float, int] | None, tuple[float, int] | None]:
+        """(first, last) `(elapsed s, step)` by the bar's own clock, for a whole file
+        (no arrival times): from the resume jump where there was one, else from its
+        first update. None where the clock is not the run's (an epoch bar's)."""
+        if not self.clock_eta or self.start is None or self.step is None:
+            return None, None
+        n0, e0 = self.jump if self.jump is not None else self.start
+        t0, t1 = pf.clock_seconds(e0) if e0 else 0.0, pf.clock_seconds(self.last_el)
+        if t0 is None or t1 is None:
+            return None, None
+        return (t0, n0), (t1, self.step)
 
 
 class BarReader:

@@ -26,6 +26,7 @@ class LineReader:
     _k_updates: int
     _k_rates: deque[tuple[str, str]]
     _k_series: deque[tuple[float, int]]
+    _k_first: tuple[float, int] | None
     _u_step: int | None
     _u_total: int | None
     _u_rate: float | None
@@ -33,6 +34,7 @@ class LineReader:
     _hf: bool
     _epoch: float | None
     _rate_hint: float | None
+    _summary_steps: int | None
     # also used: `_on_keras` (BarReader), `_materialize_post`, `_apply_metrics` (ProgressTracker)
 
     def _on_kv(self, line: str, now: float | None) -> None:
@@ -95,7 +97,10 @@ class LineReader:
         if now is None and done != self._k_step:
             ts = pf.TIMESTAMP_RE.match(line)
             if ts is not None:
-                self._k_series.append((pf.timestamp_seconds(ts), done))
+                point = (pf.timestamp_seconds(ts), done)
+                self._k_series.append(point)
+                if self._k_first is None:
+                    self._k_first = point
         self._k_step = done
         if total is not None:
             self._k_total = total
@@ -119,6 +124,12 @@ class LineReader:
         self._materialize_post()
         if summary:
             self._rate_hint = pf.to_float(items.get("train_steps_per_second"))
+            runtime = pf.to_float(items.get("train_runtime"))
+            if runtime and self._rate_hint:
+                # The run's only count of steps when `disable_tqdm=True` leaves no bar:
+                # its runtime times its steps/s (both printed to 4 digits: within one
+                # step up to thousands of steps).
+                self._summary_steps = round(runtime * self._rate_hint)
             found = {"_epoch": found["_epoch"]} if "_epoch" in found else {}
         for attr, v in found.items():
             setattr(self, attr, v)

@@ -16,6 +16,13 @@ SERIES_WINDOW = 12
 """How many (time, step) points a derived rate spans: enough to smooth the jitter of
 log flushing, few enough to follow a real change of pace within a minute or two."""
 
+PACE_MIN_SPAN_S = 5.0
+"""A run's pace (`run_pace`) needs at least this much time between its two points: a
+whole-second bar clock is then within 20 %, and the ETA stays on the bar's own until."""
+
+PACE_MIN_STEPS = 5
+"""...and at least this many steps between them."""
+
 JUMP_FACTOR = 3.0
 """A bar's first move counts as a resume jump when it went this many times faster than
 the pace that follows it. A fresh bar's first update is never faster than its pace
@@ -99,3 +106,29 @@ def jump_pace(
         return None
     first = (nj - n0) / max(ej - e0, 0.5)
     return after if first > JUMP_FACTOR * after else None
+
+
+def run_pace(first: tuple[float, int] | None, last: tuple[float, int] | None) -> float | None:
+    """Steps per second from the first step seen to the latest: the pace with every
+    pause in it.
+
+    Why this and not the recent pace for an ETA: evaluations, checkpoint saves and epoch
+    ends recur through a run, so the time left holds as many of them, in proportion, as
+    the time behind. A recent-window pace (or tqdm's own smoothed remaining time) falls
+    at every pause and climbs after it, so an ETA built on it swings by the length of
+    a pause at every sample, while this one barely moves.
+
+    Args:
+        first: `(seconds, step)` when the run (or its resumed part) was first seen.
+        last: `(seconds, step)` of its latest advance.
+
+    Returns:
+        Steps per second, or None while the two are less than PACE_MIN_SPAN_S or
+        PACE_MIN_STEPS apart.
+    """
+    if first is None or last is None:
+        return None
+    (t0, s0), (t1, s1) = first, last
+    if t1 - t0 < PACE_MIN_SPAN_S or s1 - s0 < PACE_MIN_STEPS:
+        return None
+    return (s1 - s0) / (t1 - t0)

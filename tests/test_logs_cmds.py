@@ -123,7 +123,8 @@ def test_logs_follow_reads_a_truncated_log_from_its_start(sshd, tmp_path):
 def test_progress_json_has_exactly_the_documented_keys(capsys):
     assert main(["progress", str(DATA / "hf_trainer.file.log"), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert list(doc) == ["format", "step", "total", "rate", "rate_unit", "loss", "lr", "tokens_per_s", "epoch", "eta_s"]
+    assert list(doc) == ["format", "step", "total", "rate", "rate_unit", "loss", "lr", "tokens_per_s", "epoch", "eta_s",
+                         "slowest_rank", "ranks", "missing"]
     assert doc["format"] == "hf_trainer" and doc["step"] == doc["total"] and doc["rate"] > 0
 
 

@@ -74,4 +74,19 @@ def render_progress(progress: Progress, source: str) -> str:
         ("epoch", f"{progress.epoch:.3g}" if progress.epoch is not None else "-"),
         ("eta", humanize.duration(progress.eta_s) if progress.eta_s is not None else "-"),
     ]
-    return "".join(f"{k:<9} {v}\n" for k, v in rows)
+    from sessions.progress_explain import missing
+
+    why = missing(progress)
+    field = {"step": "step", "total": "step", "rate": "rate", "loss": "loss", "eta_s": "eta"}
+    out = []
+    for k, v in rows:
+        out.append(f"{k:<9} {v}\n")
+        for f, reason in why.items():
+            if field[f] == k:
+                out.append(f"{'':<9}   {'total: ' if f == 'total' else ''}{reason}\n")
+    if progress.ranks:
+        out.append(f"ranks     {len(progress.ranks)}, slowest rank {progress.slowest_rank} (its reading above)\n")
+        for rank, p in progress.ranks:
+            loss = f"{p.loss:.4g}" if p.loss is not None else "-"
+            out.append(f"  rank {rank:<4} step {step_text(p):<12} rate {rate_text(p):<12} loss {loss}\n")
+    return "".join(out)

@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _progress(args: argparse.Namespace) -> int:
     from sessions.progress import parse_file
+    from sessions.progress_explain import missing
     from tui.sessions_table import render_progress
 
     try:
@@ -38,7 +39,8 @@ def _progress(args: argparse.Namespace) -> int:
         print(f"gpuctl: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
-        print(json.dumps(progress.to_json()))
+        # the reading's keys, plus why each missing figure is missing
+        print(json.dumps({**progress.to_json(), "missing": missing(progress)}))
     else:
         sys.stdout.write(render_progress(progress, args.file))
     return 0
