@@ -35,7 +35,7 @@ from sessions import progress_formats as pf
 from sessions import progress_ranks
 from sessions.progress_bars import RATE_SAMPLES, Bar, BarReader
 from sessions.progress_lines import LineReader
-from sessions.progress_rate import derived_rate, printed_rate, run_pace
+from sessions.progress_rate import CLOCK_MIN_SPAN_S, derived_rate, printed_rate, run_pace
 
 PARSE_CHUNK = 1 << 16
 """`parse_log` and `parse_file` feed a file in pieces of this many characters, as the
@@ -272,8 +272,11 @@ class ProgressTracker(BarReader, LineReader):
             bar = self._bar
             assert bar is not None
             bar.series.append((now, step))
-            if bar.first is None or (bar.jump_t is not None and bar.first[0] < bar.jump_t):
-                bar.first = (now, step)  # a resume jump starts the pace afresh
+            if bar.first is None or bar.first[1] == bar.start[0] or (  # type: ignore[index]
+                    bar.jump_t is not None and bar.first[0] < bar.jump_t):
+                # From the first step that completed (a bar drawn at 0 waits out the
+                # model's warm-up, not a step), and afresh after a resume jump.
+                bar.first = (now, step)
         elif fam == "kv":
             self._k_series.append((now, step))
             if self._k_first is None:
@@ -301,6 +304,13 @@ class ProgressTracker(BarReader, LineReader):
                     m = tqdm_search(line, i - 40 if i > 40 else 0)
                 if m is not None:
                     self._on_tqdm(line, m, now)
+                    e = m.end()
+                    if e < len(line):
+                        # A Trainer's dict printed to a block-buffered stdout lands
+                        # right after the bar's last redraw, with no line break between.
+                        j = line.find("{", e)
+                        if j >= 0:
+                            self._on_dict(line[j:], now)
                     continue
             p = pre_search(line)
             if p is None:
@@ -430,12 +440,13 @@ class ProgressTracker(BarReader, LineReader):
                 step = total = self._summary_steps
         if rate is None and self._rate_hint is not None and step is not None:
             rate, unit = self._rate_hint, "it/s"
-        if total is not None and step is not None:
-            pace = self._pace(fam)
-            if pace:  # the pace with the run's recurring pauses in it: see run_pace
-                eta = max(total - step, 0) / pace
-            elif eta is None and rate:
-                eta = max(total - step, 0) / rate
+        pace = self._pace(fam) if step is not None else None
+        if pace:
+            # The pace with the run's recurring pauses in it (see run_pace): what the
+            # time left will really be spent at, where a bar's it/s leaves pauses out.
+            rate, unit = pace, "derived"
+        if total is not None and step is not None and rate and (pace or eta is None):
+            eta = max(total - step, 0) / rate
         return Progress(fmt, step, total, rate, unit, self._loss, self._lr, self._tokens,
                         self._epoch, eta)
 
@@ -446,7 +457,7 @@ class ProgressTracker(BarReader, LineReader):
             assert bar is not None
             if bar.first is not None and bar.series:
                 return run_pace(bar.first, bar.series[-1])
-            return run_pace(*bar.clock_pace_points())
+            return run_pace(*bar.clock_pace_points(), min_span_s=CLOCK_MIN_SPAN_S)
         if fam == "kv" and self._k_series:
             return run_pace(self._k_first, self._k_series[-1])
         return None

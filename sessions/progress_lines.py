@@ -117,7 +117,9 @@ class LineReader:
         values = {attr: pf.to_float(pf.first(items, keys)) for keys, attr in (
             (pf.LOSS_KEYS, "_loss"), (pf.LR_KEYS, "_lr"), (pf.TOKENS_KEYS, "_tokens"),
             (pf.EPOCH_KEYS, "_epoch"))}
-        summary = "train_runtime" in items  # the Trainer's closing summary: run averages
+        # The Trainer's closing summary (run averages); `include_num_input_tokens_seen`
+        # puts train_runtime in every step's dict too, beside its loss.
+        summary = "train_steps_per_second" in items or ("train_runtime" in items and "loss" not in items)
         found = {k: v for k, v in values.items() if v is not None}
         if not found and not summary and pf.to_float(items.get("eval_loss")) is None:
             return  # a config dump or some other dict

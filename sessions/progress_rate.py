@@ -16,12 +16,17 @@ SERIES_WINDOW = 12
 """How many (time, step) points a derived rate spans: enough to smooth the jitter of
 log flushing, few enough to follow a real change of pace within a minute or two."""
 
-PACE_MIN_SPAN_S = 5.0
-"""A run's pace (`run_pace`) needs at least this much time between its two points: a
-whole-second bar clock is then within 20 %, and the ETA stays on the bar's own until."""
+PACE_MIN_SPAN_S = 2.0
+"""A run's pace (`run_pace`) by arrival times needs at least this much time between its
+two points: tqdm redraws at most every 0.1 s, so the pace is then within 5 %; until
+then the ETA is the bar's own."""
 
 PACE_MIN_STEPS = 5
 """...and at least this many steps between them."""
+
+CLOCK_MIN_SPAN_S = 20.0
+"""The span `run_pace` needs on a bar's own whole-second clock (a file has no arrival
+times): one second off is then at most 5 %, finer than the printed rate is anyway."""
 
 JUMP_FACTOR = 3.0
 """A bar's first move counts as a resume jump when it went this many times faster than
@@ -108,7 +113,8 @@ def jump_pace(
     return after if first > JUMP_FACTOR * after else None
 
 
-def run_pace(first: tuple[float, int] | None, last: tuple[float, int] | None) -> float | None:
+def run_pace(first: tuple[float, int] | None, last: tuple[float, int] | None,
+             min_span_s: float = PACE_MIN_SPAN_S) -> float | None:
     """Steps per second from the first step seen to the latest: the pace with every
     pause in it.
 
@@ -124,11 +130,11 @@ def run_pace(first: tuple[float, int] | None, last: tuple[float, int] | None) ->
 
     Returns:
         Steps per second, or None while the two are less than PACE_MIN_SPAN_S or
-        PACE_MIN_STEPS apart.
+        PACE_MIN_STEPS apart (`min_span_s`: CLOCK_MIN_SPAN_S for whole-second clocks).
     """
     if first is None or last is None:
         return None
     (t0, s0), (t1, s1) = first, last
-    if t1 - t0 < PACE_MIN_SPAN_S or s1 - s0 < PACE_MIN_STEPS:
+    if t1 - t0 < min_span_s or s1 - s0 < PACE_MIN_STEPS:
         return None
     return (s1 - s0) / (t1 - t0)

@@ -1,0 +1,54 @@
+"""Progress under the logging options people set, one quirk at a time.
+
+The real runs behind these are in tests/data/runs/ (test_progress_runs.py); these pin
+the single behaviours the matrix found, in the forms other versions print them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sessions.progress import parse_log
+
+BAR = "\r{pct:3d}%|#    | {n}/{total} [00:{el:02d}<00:10, 10.00it/s{post}]"
+
+
+@pytest.mark.parametrize("line", [
+    "{'loss': 4.433, 'grad_norm': 0.57, 'learning_rate': 6.25e-06, 'epoch': 2.0}",            # transformers 4
+    "{'loss': '4.433', 'grad_norm': '0.5703', 'learning_rate': '6.25e-06', 'epoch': '2'}",     # transformers 5
+    "{'loss': '4.433', 'grad_norm': '0.5703', 'learning_rate': '6.25e-06', 'epoch': '2', "
+    "'num_input_tokens_seen': 10240, 'train_runtime': '23.33', 'train_tokens_per_second': '438.9'}",
+    "{'loss': 4.433, 'grad_norm': 0.57, 'learning_rate': 6.25e-06, 'entropy': 4.7, 'num_tokens': 6400.0, "
+    "'mean_token_accuracy': 0.02, 'epoch': 2.0}",                                              # TRL
+    '{"loss": "4.433", "learning_rate": 6.25e-06, "epoch": 2}',                                # JSON, strings
+])
+def test_trainer_dicts_give_the_loss_whatever_else_they_carry(line):
+    p = parse_log(BAR.format(pct=50, n=80, total=160, el=8, post="") + "\n" + line + "\n")
+    assert (p.step, p.loss, p.lr) == (80, 4.433, 6.25e-06)
+
+
+def test_a_per_step_dict_with_train_runtime_is_not_the_closing_summary():
+    """`include_num_input_tokens_seen` puts train_runtime in every step's dict."""
+    line = ("{'loss': '4.433', 'epoch': '2', 'num_input_tokens_seen': 10240, 'train_runtime': '23.33', "
+            "'train_tokens_per_second': '438.9'}\n")
+    p = parse_log(line)
+    assert (p.loss, p.step) == (4.433, None)
+    summary = ("{'train_runtime': '23.33', 'train_samples_per_second': '27.43', 'train_steps_per_second': "
+               "'3.429', 'train_loss': '4.473', 'epoch': '2', 'num_input_tokens_seen': 10240}\n")
+    p = parse_log(line + summary)
+    assert (p.loss, p.step, p.total, p.rate) == (4.433, 80, 80, 3.429)  # train_loss is a run average
+
+
+@pytest.mark.parametrize("post", [", loss=0.353, lr=0.0003", ", loss=0.35294117647058826, lr=3e-4",
+                                  ", loss=3.53e-01"])
+def test_postfix_values_as_numbers_or_strings(post):
+    assert parse_log(BAR.format(pct=50, n=5, total=10, el=1, post=post)).loss == pytest.approx(0.353, rel=1e-3)
+
+
+def test_a_dict_glued_to_the_bars_last_redraw_is_read():
+    """Redirected to a file, stdout is block-buffered: the Trainer's `{'loss': ...}` lands
+    right after the bar's last redraw, no line break between (hf_epoch_eval.file.log)."""
+    text = (BAR.format(pct=33, n=60, total=180, el=11, post="").replace("\r", "\r" + " " * 40)
+            + "{'loss': '4.485', 'grad_norm': '0.774', 'learning_rate': '0.0003361', 'epoch': '1'}\n")
+    p = parse_log(text)
+    assert (p.step, p.loss, p.lr, p.epoch) == (60, 4.485, 0.0003361, 1.0)
