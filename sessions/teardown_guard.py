@@ -14,7 +14,8 @@ says yes only when, in every session, nothing is newer than that:
   counts; an abandoned `checkpoint-300/` without its marker behind a verified
   `checkpoint-400/` does not).
 
-A session with checkpoints but none verified is refused the same way. The refusal
+A session with checkpoints but none verified is refused the same way, and so is one
+with none at all where the caller knows it has trained (`steps`). The refusal
 names what is newer and, for a copy that failed to confirm, why.
 
 It refuses when it cannot check (the pod is unreachable, the listing fails): a
@@ -28,7 +29,7 @@ providers whose stop loses the disk.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -66,8 +67,12 @@ async def _runner(config: Config, pod: PodConfig) -> AsyncIterator[Runner]:
         conn.close()
 
 
-async def check(config: Config, pod: PodConfig) -> tuple[bool, str]:
-    """(ok, description) for tearing down `pod`; see the module docstring."""
+async def check(config: Config, pod: PodConfig, steps: Mapping[str, int] | None = None) -> tuple[bool, str]:
+    """(ok, description) for tearing down `pod`; see the module docstring.
+
+    `steps`: how far each session's training got, where the caller knows it (the TUI
+    reads it from the log). A session with no checkpoint at all but steps behind it is
+    progress a teardown loses, so it refuses then instead of calling it safe."""
     if not pod.sessions:
         return True, "no sessions are configured on it, so gpuctl knows of no checkpoints to keep"
     host = checkpoint_index.host_identity(pod, config.defaults)
@@ -85,8 +90,11 @@ async def check(config: Config, pod: PodConfig) -> tuple[bool, str]:
         return False, f"cannot check its checkpoints: {exc.message}"
     except (CheckpointListingFailed, UnsafeName) as exc:
         return False, f"cannot check its checkpoints: {exc}"
-    if refusals:
-        return False, "; ".join(refusals)
+    known = steps or {}
+    lost = [f"session {name} has no checkpoint yet: its {known[name]} step{'s' if known[name] != 1 else ''} "
+            "will be lost" for name in empty if known.get(name)]
+    if refusals or lost:
+        return False, "; ".join(refusals + lost)
     parts = verified + ([f"no checkpoints in session{'s' if len(empty) > 1 else ''} {', '.join(empty)}"]
                         if empty else [])
     return True, "; ".join(parts)
@@ -129,11 +137,12 @@ async def _session_verdict(runner: Runner, host: str, session: str,
     return False, "; ".join(clauses)
 
 
-def guard_for(config: Config):
-    """The guard for pods of `config` (what `provider_ops.teardown` and the TUI take)."""
+def guard_for(config: Config, steps: Mapping[str, int] | None = None):
+    """The guard for pods of `config` (what `provider_ops.teardown` and the TUI take);
+    `steps` as for `check`."""
 
     async def guard(pod: PodConfig) -> tuple[bool, str]:
-        return await check(config, pod)
+        return await check(config, pod, steps)
 
     return guard
 

@@ -484,7 +484,12 @@ async def test_policies_run_in_the_tui_and_w_pauses_them_per_pod(sshd, tmp_path,
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
         await until(pilot, lambda: app.automation and app.automation.watcher, what="policies running")
-        await pilot.press("n")
+        await pilot.press("n")  # step_100.pt is there: n asks, and this run starts from scratch
+        from tui.dialogs.pick import PickDialog
+        await until(pilot, lambda: isinstance(app.screen, PickDialog), what="resume-or-scratch question")
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="from-scratch confirmation")
+        await pilot.press("y")
         await until(pilot, lambda: session(app, "train") and session(app, "train").state == "running",
                     what="train running")
         (work / "crash").write_text("")

@@ -114,7 +114,7 @@ def test_teardown_confirmation_asks_for_the_pod_name(snap_compare, tmp_path, siz
     async def unsafe(pod):  # the real guard would try to reach the example pod over SSH
         return False, "session train's newest checkpoint checkpoint-1200 has no verified local copy"
 
-    monkeypatch.setattr(teardown_guard, "guard_for", lambda config: unsafe)
+    monkeypatch.setattr(teardown_guard, "guard_for", lambda config, **_: unsafe)
 
     async def typed_half(pilot) -> None:
         for _ in range(50):

@@ -215,9 +215,57 @@ class Actions:
         fleet = self._fleet()
         if fleet is None:
             return
+        how = await self._launch_how(pod, session)
+        if how is None:
+            self.app.notify(f"Session {session!r} was not launched.", title=pod)
+            return
+        if how == "resume":
+            await self._resume(Target(pod, session), running=False)
+            return
         result = await fleet.launch(pod, session)
         replaced = " (replacing its exited run)" if result.replaced else ""
         self.app.notify(f"Launched session {session!r}{replaced}. Log: {result.log_path}", title=pod)
+
+    async def _launch_how(self, pod: str, session: str) -> str | None:
+        """"scratch", "resume", or None (cancelled). Launching runs the session's
+        `command:`, which starts training at step 0: where the pod holds a complete
+        checkpoint of the session, that silently throws it away, so `n` asks as `r` does
+        (resume from it, or start from scratch after a second yes)."""
+        from sessions.checkpoints import newest_complete
+        from sessions.resume import NoResumeTemplate, resumable
+        from tui.dialogs.confirm import ConfirmDialog
+        from tui.dialogs.pick import PickDialog
+
+        try:
+            newest = newest_complete(await self.list_checkpoints(Target(pod, session)))
+        except Exception as exc:  # noqa: BLE001 - could not look: say so, and let the user choose
+            question = (f"gpuctl could not look for checkpoints of session {session!r}: {error_text(exc)}\n"
+                        "Launching runs its `command:`, which starts training from step 0.")
+            ok = await self.app.push_screen_wait(ConfirmDialog("Launch without checking?", question, "Launch"))
+            return "scratch" if ok else None
+        if newest is None:
+            return "scratch"
+        at = f" (step {newest.step})" if newest.step is not None else ""
+        verified = ", a verified copy is downloaded here" if getattr(newest, "verified_local", False) else ""
+        scratch = (f"Launch session {session!r} on pod {pod!r} from scratch?\n"
+                   f"Its `command:` runs and training starts again from step 0. {newest.name}{at} stays on the "
+                   "pod, unless the new run saves over it.")
+        try:
+            resumable(self.app.config.pod(pod), session)
+        except NoResumeTemplate:
+            question = (scratch + f"\nThe session has no `resume:` command, so it cannot resume from "
+                        f"{newest.name}; add one to config to resume with n or r.")
+            ok = await self.app.push_screen_wait(ConfirmDialog("Start from scratch?", question, "Start from scratch"))
+            return "scratch" if ok else None
+        choice = await self.app.push_screen_wait(PickDialog(
+            f"Launch {session}", [("resume", f"Resume from {newest.name}{at}"),
+                                  ("scratch", "Start from scratch (step 0)…")],
+            body=f"Session {session!r} has a checkpoint on pod {pod!r}: {newest.name}{at}{verified}.",
+            show_names=False))
+        if choice != "scratch":
+            return choice
+        ok = await self.app.push_screen_wait(ConfirmDialog("Start from scratch?", scratch, "Start from scratch"))
+        return "scratch" if ok else None
 
     # -- kill ----------------------------------------------------------------------
 
@@ -446,7 +494,7 @@ class Actions:
                     f"Kept: {caps.stop_keeps}\nLost: {caps.stop_loses}")
         ok, guard = True, None
         if caps.stop_loses_data:  # the stop wipes a disk (RunPod): the teardown guard's question too
-            guard = teardown_guard.guard_for(self.app.config)
+            guard = teardown_guard.guard_for(self.app.config, steps=self.trained_steps(pod_name))
             ok, note = await guard(pod)
             question += "\n" + self.checkpoints_line(ok, note)
         if not await self.app.push_screen_wait(ConfirmDialog("Stop pod?", question, "Stop" if ok else "Stop anyway")):
@@ -457,6 +505,13 @@ class Actions:
         if fleet is not None:
             # Confirming after reading the checkpoint warning is the TUI's --force.
             self._provider_result(await fleet.stop_instance(pod_name, force=not ok, guard=guard))
+
+    def trained_steps(self, pod_name: str) -> dict[str, int]:
+        """Session -> the step its log last showed: the guard's evidence that a session
+        without any checkpoint has progress to lose (a stop or teardown wipes it)."""
+        pod = self._pod(pod_name)
+        return {s.name: s.progress.step for s in (pod.sessions if pod else ())
+                if s.progress is not None and s.progress.step}
 
     @staticmethod
     def checkpoints_line(ok: bool, note: str) -> str:
@@ -476,7 +531,7 @@ class Actions:
 
         pod = self.app.config.pod(pod_name)
         caps = await self._capabilities(pod)
-        guard = teardown_guard.guard_for(self.app.config)
+        guard = teardown_guard.guard_for(self.app.config, steps=self.trained_steps(pod_name))
         ok, note = await guard(pod)
         question = self.teardown_question(pod, caps, ok, note)
         dialog = TypedConfirmDialog("Tear down pod?", question, "Tear down" if ok else "Tear down anyway", pod_name)

@@ -53,9 +53,11 @@ class DownloadState:
 
 
 def checkpoint_lines(listing: Sequence[Any] | None, download: DownloadState | None, *, error: str | None = None,
-                     limit: int = 8) -> list[tuple[str, str]]:
+                     limit: int = 8, globs: Sequence[str] = ()) -> list[tuple[str, str]]:
     """(text, tone) lines: the download in progress or its outcome, then the
-    checkpoints newest first, each with step, size, age, state and local copy."""
+    checkpoints newest first, each with step, size, age, state and local copy.
+    `globs`: the session's configured `checkpoints:`, named while none matches yet
+    (a run that has not saved yet is the usual case, not a config problem)."""
     lines: list[tuple[str, str]] = []
     if download is not None:
         what = download.name or "the newest checkpoint"
@@ -69,6 +71,8 @@ def checkpoint_lines(listing: Sequence[Any] | None, download: DownloadState | No
         lines.append((error, "warning"))
     elif listing is None:
         lines.append(("listing checkpoints…", "muted"))
+    elif not listing and globs:
+        lines.append((f"No checkpoint yet (looking for {', '.join(globs)}).", "muted"))
     elif not listing:
         lines.append(("No checkpoints found (set the session's `checkpoints:` globs, relative to its workdir).",
                       "muted"))

@@ -1,4 +1,5 @@
-"""Pick one name from a short list (which configured session to launch)."""
+"""Pick one name from a short list (which configured session to launch; resume it or
+start it from scratch)."""
 
 from __future__ import annotations
 
@@ -21,16 +22,22 @@ class PickDialog(ModalScreen["str | None"]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
 
-    def __init__(self, title: str, choices: list[tuple[str, str]]) -> None:
-        """`choices`: (name, description) pairs."""
+    def __init__(self, title: str, choices: list[tuple[str, str]], *, body: str = "", show_names: bool = True) -> None:
+        """`choices`: (name, description) pairs; `body`: what the choice is about, above
+        them; `show_names=False` shows only the descriptions (names are then ids)."""
         super().__init__()
         self.title_text = title
         self.choices = choices
+        self.body = body
+        self.show_names = show_names
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog") as box:
             box.border_title = self.title_text
-            yield OptionList(*(Option(Content(f"{name}  {desc}"), id=name) for name, desc in self.choices))
+            if self.body:
+                yield Static(Content(self.body), classes="dialog-body")
+            yield OptionList(*(Option(Content(f"{name}  {desc}" if self.show_names else desc), id=name)
+                               for name, desc in self.choices))
             yield Static(Content("Enter: choose · Esc: cancel"), classes="dialog-hint")
 
     @on(OptionList.OptionSelected)

@@ -158,8 +158,17 @@ class PodScreen(PodActionsMixin, Screen):
         if session != selected:
             listing, why = None, None
         download = self.app.actions.downloads.get((self.pod_name, selected)) if selected else None  # type: ignore[attr-defined]
-        lines = checkpoint_lines(listing, download, error=why) if selected else [("No session selected.", "muted")]
+        lines = (checkpoint_lines(listing, download, error=why, globs=self._globs(selected)) if selected
+                 else [("No session selected.", "muted")])
         self.query_one(CheckpointList).show(lines)
+
+    def _globs(self, session: str) -> tuple[str, ...]:
+        """The session's configured `checkpoints:` globs (none when unset or not in config)."""
+        config = self.app.config  # type: ignore[attr-defined]
+        try:
+            return config.pod(self.pod_name).session(session).checkpoints if config is not None else ()
+        except KeyError:
+            return ()
 
     def downloads_changed(self) -> None:
         """A download's progress or outcome (from the app): redraw; list again when one ended."""
