@@ -11,8 +11,8 @@ the chunks into a `ProgressTracker` at their arrival times and reads the ETA whe
 true step first reaches 10, 15, ... 95 % of the total; prints the relative error
 (ETA - true remaining) / true remaining at 10/25/50/75 %, and the largest move between
 consecutive samples beyond the time that passed, relative to the true time left.
-`--old` does the same with tqdm's own remaining time (the bar's `<mm:ss>`), the
-figure gpuctl used to show, for comparison.
+To compare with another version of the parser, run this file from a copy of that tree
+(with tests/support/progress_runs.py and tests/data/runs/ beside it).
 
 Run: .venv/bin/python bench/eta_replay.py
 Not a test: the runs are tiny (seconds), so their first pauses weigh more than in a

@@ -35,7 +35,12 @@ from sessions import progress_formats as pf
 from sessions import progress_ranks
 from sessions.progress_bars import RATE_SAMPLES, Bar, BarReader
 from sessions.progress_lines import LineReader
-from sessions.progress_rate import CLOCK_MIN_SPAN_S, derived_rate, printed_rate, run_pace
+from sessions.progress_rate import (
+    CLOCK_MIN_SPAN_S,
+    derived_rate,
+    printed_rate,
+    run_pace,
+)
 
 PARSE_CHUNK = 1 << 16
 """`parse_log` and `parse_file` feed a file in pieces of this many characters, as the
@@ -128,6 +133,7 @@ class ProgressTracker(BarReader, LineReader):
         self._bar: Bar | None = None
         self._desc_info: dict[str, tuple[bool, str, int | None, int | None, str, int]] = {}
         self._keras_epoch: tuple[int, int] | None = None
+        self._outer: dict[tuple[str, str | None], tuple[int, int]] = {}  # (desc, total) -> (total, n)
         # the line family (key/value, JSON lines) and the user pattern
         self._k_fmt: str | None = None
         self._k_step: int | None = None

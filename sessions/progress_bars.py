@@ -25,7 +25,7 @@ class Bar:
 
     __slots__ = ("fmt", "kind", "dkey", "total_s", "total", "epochs", "ep_base", "step", "updates", "rates",
                  "remaining", "clock_eta", "start", "jump", "jump_t", "last_el", "series",
-                 "post", "first")
+                 "post", "first", "outer", "outer_at")
 
     def __init__(self, fmt: str, kind: str, dkey: str, total_s: str | None, total: int | None,
                  epochs: int | None):
@@ -48,6 +48,8 @@ class Bar:
         self.series: deque[tuple[float, int]] = deque(maxlen=64)
         self.post = ""
         self.first: tuple[float, int] | None = None  # (arrival time, step) when first seen moving
+        self.outer: tuple[str, str | None] | None = None  # the loop this bar is nested in
+        self.outer_at: dict[tuple[str, str | None], int] = {}  # outer loops' counts when this began
 
     def restart(self) -> None:
         """The same bar went back: a new run in the same log (a resume after a crash,
@@ -73,6 +75,7 @@ class BarReader:
     """The bar half of `ProgressTracker` (see there for the state it shares)."""
 
     _bar: Bar | None
+    _outer: dict[tuple[str, str | None], tuple[int, int]]
     _desc_info: dict[str, tuple[bool, str, int | None, int | None, str, int]]
     _keras_epoch: tuple[int, int] | None
     _epoch: float | None
@@ -112,18 +115,28 @@ class BarReader:
         bar = self._bar
         if bar is None or bar.kind != "tqdm" or bar.dkey != info[1] or bar.total_s != total_s:
             total = int(total_s) if total_s and total_s != "?" else None
-            bar = self._adopt("tqdm", info[1], total_s, total, info[4], info[3], info[2] is not None)
-            if bar is None:
+            adopted = self._adopt("tqdm", info[1], total_s, total, info[4], info[3], info[2] is not None)
+            if adopted is None:  # a secondary bar: perhaps the outer loop of a nested pair
+                self._note_outer(info[1], total_s, total, int(n))
                 return
+            bar = adopted
         if info[2] is not None:
             self._bar_update(bar, int(n), info[2], info[5], rate, rate_unit, elapsed, remaining,
                              post, now)
+            return
+        if bar.outer is not None:
+            self._bar_update(bar, int(n), self._outer[bar.outer][1], 0, rate, rate_unit, elapsed,
+                             remaining, post, now)
             return
         # `_bar_update` inlined for a plain bar: this runs on most lines of a busy log
         step = int(n)
         bar.updates += 1
         if step != bar.step:
             if bar.step is not None and step < bar.step:
+                if self._nests(bar):
+                    self._bar_update(bar, step, self._outer[bar.outer][1], 0, rate,  # type: ignore[index]
+                                     rate_unit, elapsed, remaining, post, now)
+                    return
                 bar.restart()
             if bar.start is None:
                 bar.start = (step, elapsed)
@@ -151,8 +164,38 @@ class BarReader:
             return bar
         if bar is not None and not epoch_bar and (total is None or (bar.total is not None and total <= bar.total)):
             return None
-        self._bar = Bar(fmt, kind, dkey, total_s, total, epochs)
-        return self._bar
+        new = Bar(fmt, kind, dkey, total_s, total, epochs)
+        if bar is not None and bar.kind == "tqdm" == kind and not epoch_bar:
+            # The bar it replaces may be the loop around it (`for epoch in trange(3)`
+            # around `for batch in tqdm(loader)`): say so from the start when its
+            # description says epoch, else once this bar restarts as it advances.
+            self._note_outer(bar.dkey, bar.total_s, bar.total, bar.step or 0)
+            if bar.step == 0 and bar.total and "epoch" in bar.dkey.lower():
+                new.outer, new.epochs = (bar.dkey, bar.total_s), bar.total
+        new.outer_at = {k: v[1] for k, v in self._outer.items()}
+        self._bar = new
+        return new
+
+    def _note_outer(self, dkey: str, total_s: str | None, total: int | None, n: int) -> None:
+        """Remember a secondary training-looking bar's count: it may be an outer loop."""
+        if total:
+            if len(self._outer) > 16:
+                self._outer.clear()
+            self._outer[(dkey, total_s)] = (total, n)
+
+    def _nests(self, bar: Bar) -> bool:
+        """Whether the training bar, going back to 0, is an inner loop starting its next
+        round: it had finished a round, and exactly one other bar advanced by one since
+        it began (an evaluation bar jumps by its whole total; a crash and rerun
+        restarts an unfinished bar). Then its count is within that loop's."""
+        if bar.total is None or bar.step is None or bar.step < bar.total:
+            return False
+        for key, (total, n) in self._outer.items():
+            if key != (bar.dkey, bar.total_s) and n == bar.outer_at.get(key, 0) + 1:
+                bar.outer, bar.epochs = key, total
+                bar.step = (n - 1) * bar.total + bar.step  # the rounds so far, in global steps
+                return True
+        return False
 
     def _bar_update(self, bar: Bar, n: int, ep: int | None, base: int, rate: str | None,
                     unit: str | None, elapsed: str | None, remaining: str | None, post: str,

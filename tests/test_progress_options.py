@@ -52,3 +52,24 @@ def test_a_dict_glued_to_the_bars_last_redraw_is_read():
             + "{'loss': '4.485', 'grad_norm': '0.774', 'learning_rate': '0.0003361', 'epoch': '1'}\n")
     p = parse_log(text)
     assert (p.step, p.loss, p.lr, p.epoch) == (60, 4.485, 0.0003361, 1.0)
+
+
+NESTED = "\r{d}: {p:3d}%|#  | {n}/{t} [00:01<00:05, 10.00it/s{post}]"
+
+
+@pytest.mark.parametrize("outer", ["Epoch", "outer"])
+def test_a_bar_nested_in_an_outer_loop_counts_the_rounds_before(outer):
+    """`for e in trange(3)` around `for b in tqdm(loader, leave=False)`: the inner bar
+    restarts every round; the step is rounds done x its total + its count. An outer
+    described as an epoch is known from the start, any other from the first round."""
+    text = NESTED.format(d=outer, p=0, n=0, t=3, post="")
+    for e in range(2):
+        for b in range(51):
+            text += "\n" + NESTED.format(d="Iteration", p=2 * b, n=b, t=50, post=f", loss={2 - (e * 50 + b) * 0.01:.4f}")
+        text += "\r" + NESTED.format(d=outer, p=33 * (e + 1), n=e + 1, t=3, post="")
+    for b in range(21):
+        text += "\n" + NESTED.format(d="Iteration", p=2 * b, n=b, t=50, post=", loss=0.5")
+    p = parse_log(text)
+    assert (p.step, p.total, p.loss) == (120, 150, 0.5)
+    early = parse_log(text[: text.index("| 10/50")] + "| 10/50 [00:01<00:05, 10.00it/s]")
+    assert (early.step, early.total) == ((10, 150) if outer == "Epoch" else (10, 50))
