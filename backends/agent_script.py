@@ -19,6 +19,8 @@ Protocol v1 (stdout, one JSON object per line, flushed):
   ``skipped`` the bytes dropped to honour ``max_bytes`` (0 normally), ``event`` null or
   "opened" (the first message, or the file appeared), "missing", "truncated", "rotated";
 * ``{"kind": "tail", "v": 1, "id", "path", "data", "size", "error"}`` answers ``tail``;
+* ``{"kind": "trackers", "v": 1, "id", "roots", "trackers", "search"}`` after a tick in
+  which a watched session's tracker files changed (see ``make_reading`` for each entry);
 * ``{"kind": "error", "v": 1, "message"}`` (plus ``"id"`` when the command had one)
   when a command on stdin is wrong or failed.
 
@@ -26,8 +28,9 @@ Commands arrive on stdin as JSON lines, dispatched through ``COMMANDS``:
 ``{"cmd": "interval", "seconds": 2.0}``, ``{"cmd": "sample"}``,
 ``{"cmd": "follow", "id", "path", "tail_lines"?: 0, "from_offset"?, "max_bytes"?: 262144}``,
 ``{"cmd": "unfollow", "id"}``, ``{"cmd": "follow_interval", "seconds"}`` (default 0.25,
-independent of the telemetry interval) and ``{"cmd": "tail", "id", "path", "lines",
-"max_bytes"?}``. The agent exits when stdin reaches EOF or stdout breaks: the SSH
+independent of the telemetry interval), ``{"cmd": "tail", "id", "path", "lines",
+"max_bytes"?}`` and ``{"cmd": "trackers", "id", "roots": [dir or file, ...]}`` (an empty
+list stops watching). The agent exits when stdin reaches EOF or stdout breaks: the SSH
 channel is gone and no orphan may stay behind.
 
 Options (the one JSON argument): ``interval`` (s), ``disk_path``, ``tmux`` (bool),
@@ -44,6 +47,7 @@ when the server's state may have changed (``TmuxReader``).
 from __future__ import annotations
 
 import codecs
+import csv
 import json
 import math
 import os
@@ -51,6 +55,7 @@ import select
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -1148,6 +1153,1045 @@ def read_tail(path, lines, max_bytes):
 
 
 # ---------------------------------------------------------------------------------------
+# Tracker files: what the training program records itself (HF trainer_state.json,
+# TensorBoard events, a W&B run's summary, Lightning's metrics.csv, MLflow's file store).
+# They hold the exact total, the loss at every logged step and the evaluation history,
+# which a log may not print. Found under a session's workdir by a bounded search (or at
+# paths config names), and re-read only when a file's size or mtime moved: a tick with
+# nothing new costs one stat per chosen file.
+
+#: Sources in the order their figures are trusted when several agree on a step.
+TRACKER_SOURCES = ("trainer_state", "tfevents", "mlflow", "csv", "wandb")
+#: The search looks this many directories deep (``mlruns/<exp>/<run>/metrics`` is 4).
+TRACKER_MAX_DEPTH = 5
+#: Directory entries one search may look at; past it the search stops (``truncated``).
+TRACKER_MAX_ENTRIES = 5000
+#: A directory with more entries than this holds data (images, shards), not a run: skipped.
+TRACKER_MAX_DIR_ENTRIES = 1000
+#: Never descended into: version control, environments, caches, wandb's per-run
+#: folders (``latest-run`` is read directly) and MLflow's artifacts.
+TRACKER_SKIP_DIRS = frozenset((
+    ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", "env",
+    "site-packages", "dist-packages", ".cache", ".ipynb_checkpoints", "artifacts",
+))
+#: How often the search runs again (a new checkpoint's trainer_state.json, a new run).
+TRACKER_RESCAN_S = 30.0
+#: Loss points kept per tracker (what the pod screen's loss curve can draw).
+TRACKER_HISTORY = 256
+#: A JSON tracker file bigger than this is not parsed (trainer_state.json of a very long
+#: run with logging_steps=1 is ~15 MB).
+TRACKER_MAX_JSON_BYTES = 64 * 1024 * 1024
+#: CSV and MLflow metric files are read from at most this far before their end.
+TRACKER_TAIL_BYTES = 4 * 1024 * 1024
+#: An events file is read from at most this far before its end the first time, and at
+#: most this much per look after that.
+TFEVENTS_WINDOW = 8 * 1024 * 1024
+#: Scalars kept per tracker (name -> latest value); more are dropped, alphabetically last.
+TRACKER_MAX_SCALARS = 64
+MAX_TRACKER_WATCHES = 256
+MLFLOW_MAX_METRICS = 64
+
+#: Keys that name the training loss, best first; past these, any key holding "loss"
+#: that is not an evaluation's (see ``_is_eval_key``).
+LOSS_KEYS = (
+    "train/loss", "train_loss", "loss", "train/loss_step", "train_loss_step", "training_loss",
+    "train/train_loss", "loss/train", "train/loss_epoch", "train_loss_epoch",
+)
+STEP_KEYS = ("train/global_step", "trainer/global_step", "global_step", "step")
+LR_KEYS = ("train/learning_rate", "learning_rate", "lr", "train/lr")
+EPOCH_KEYS = ("train/epoch", "epoch")
+
+
+def _is_eval_key(key):
+    low = key.lower()
+    return any(word in low for word in ("eval", "val_", "val/", "/val", "valid", "test"))
+
+
+def _is_eval_metric(key):
+    """An evaluation's result worth showing (not its runtime or throughput)."""
+    low = key.lower()
+    return _is_eval_key(key) and "runtime" not in low and "per_second" not in low
+
+
+def pick_loss_key(keys):
+    """The key among ``keys`` that holds the training loss, or None."""
+    keys = list(keys)
+    for key in LOSS_KEYS:
+        if key in keys:
+            return key
+    lowered = {}
+    for key in keys:
+        lowered.setdefault(key.lower(), key)
+    for key in LOSS_KEYS:
+        if key in lowered:
+            return lowered[key]
+    loose = sorted(k for k in keys if "loss" in k.lower() and not _is_eval_key(k))
+    return loose[0] if loose else None
+
+
+def _pick(keys, wanted):
+    for key in wanted:
+        if key in keys:
+            return key
+    return None
+
+
+def _lr_key(keys):
+    found = _pick(keys, LR_KEYS)
+    if found is None:  # Lightning's LearningRateMonitor: lr-AdamW, lr-SGD/pg1...
+        found = next((k for k in sorted(keys) if k.startswith("lr-")), None)
+    return found
+
+
+def _finite(value):
+    """A real number, or None (bools, strings, inf and nan are not figures here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _loss_value(value):
+    """A loss: a number, nan included (a nan loss is news), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return None if math.isinf(value) else value
+
+
+def _cell_number(text):
+    """A number written in a CSV cell or an MLflow line (nan kept, inf dropped), else None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return None if math.isinf(value) else value
+
+
+def _whole(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        return int(value)
+    return value if isinstance(value, int) else None
+
+
+def tracker_kind(path):
+    """Which tracker a file is, from its name (and, for MLflow, its folders), or None."""
+    name = os.path.basename(path)
+    if name == "trainer_state.json":
+        return "trainer_state"
+    if name.startswith("events.out.tfevents."):
+        return "tfevents"
+    if name == "wandb-summary.json" or name.endswith(".wandb"):
+        return "wandb"
+    if name.endswith(".csv"):
+        return "csv"
+    return None
+
+
+def _rate_of(series):
+    """Steps per second over ``(wall_time, step)`` points, oldest first, or None."""
+    if len(series) < 2:
+        return None
+    (t0, s0), (t1, s1) = series[0], series[-1]
+    if t1 - t0 <= 0 or s1 <= s0:
+        return None
+    return (s1 - s0) / (t1 - t0)
+
+
+def _bounded_scalars(scalars):
+    if len(scalars) <= TRACKER_MAX_SCALARS:
+        return scalars
+    return dict(sorted(scalars.items())[:TRACKER_MAX_SCALARS])
+
+
+def make_reading(source, path, mtime, scalars, steps=None, total=None, series=None,
+                 history=None, extra=None):
+    """The one place a tracker reading's keys are written (the ``trackers`` message).
+
+    Args:
+        scalars: name -> latest value of every scalar the file holds.
+        steps: name -> the step that value was logged at.
+        series: ``(wall_time, step)`` points for the rate, oldest first.
+        history: ``(step, loss)`` points, oldest first.
+    """
+    steps = steps or {}
+    keys = list(scalars)
+    loss_key = pick_loss_key(keys)
+    lr_key, epoch_key = _lr_key(keys), _pick(keys, EPOCH_KEYS)
+    evals = dict((k, v) for k, v in sorted(scalars.items()) if _is_eval_metric(k) and _finite(v) is not None)
+    eval_steps = [steps[k] for k in evals if steps.get(k) is not None]
+    reading = {
+        "source": source, "path": path, "mtime": mtime,
+        "step": max(steps.values()) if steps else None,
+        "total": total, "loss_key": loss_key,
+        "loss": _loss_value(scalars.get(loss_key)) if loss_key else None,
+        "loss_step": steps.get(loss_key) if loss_key else None,
+        "lr": _finite(scalars.get(lr_key)) if lr_key else None,
+        "epoch": _finite(scalars.get(epoch_key)) if epoch_key else None,
+        "rate": _rate_of(series or ()),
+        "updated": series[-1][0] if series else None,
+        "history": [list(p) for p in (history or ())][-TRACKER_HISTORY:],
+        "eval": dict(list(evals.items())[:8]),
+        "eval_step": max(eval_steps) if eval_steps else None,
+        "scalars": sorted(_bounded_scalars(scalars)),
+        "best_checkpoint": None, "best_metric": None, "error": None,
+    }
+    if extra:
+        reading.update(extra)
+    return reading
+
+
+def tracker_error(source, path, message):
+    reading = make_reading(source, path, None, {})
+    reading["error"] = message
+    return reading
+
+
+def _read_bounded(path, limit):
+    """A file's bytes, or None when it is bigger than ``limit``."""
+    fd, st = open_log(path)
+    try:
+        if st.st_size > limit:
+            return None
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _read_tail(path, limit, keep_first_line=False):
+    """The last ``limit`` bytes of a file from a line start (and its first line, if asked)."""
+    fd, st = open_log(path)
+    try:
+        size = st.st_size
+        if size <= limit:
+            return os.pread(fd, size, 0)
+        data, _ = read_window(fd, 0, size, limit)
+        if keep_first_line:
+            head = os.pread(fd, 65536, 0)
+            newline = head.find(b"\n")
+            if newline >= 0:
+                data = head[:newline + 1] + data
+        return data
+    finally:
+        os.close(fd)
+
+
+def read_trainer_state(path, mtime=None):
+    """HF ``trainer_state.json``: exact step and total, loss and eval history, best checkpoint."""
+    data = _read_bounded(path, TRACKER_MAX_JSON_BYTES)
+    if data is None:
+        return tracker_error("trainer_state", path, "larger than %d MiB, not read" % (TRACKER_MAX_JSON_BYTES // _MIB))
+    state = json.loads(data.decode("utf-8", "replace"))
+    if not isinstance(state, dict):
+        return tracker_error("trainer_state", path, "not a trainer state (no JSON object)")
+    scalars, steps, history = {}, {}, []
+    log_history = state.get("log_history")
+    for entry in log_history if isinstance(log_history, list) else ():
+        if not isinstance(entry, dict):
+            continue
+        step = _whole(entry.get("step"))
+        for key, value in entry.items():
+            if key == "step" or _finite(value) is None and _loss_value(value) is None:
+                continue
+            scalars[key] = value
+            if step is not None:
+                steps[key] = step
+        loss = _loss_value(entry.get("loss"))
+        if loss is not None and step is not None:
+            history.append((step, loss))
+    global_step = _whole(state.get("global_step"))
+    if global_step is not None:
+        steps["global_step"] = global_step
+    epoch = _finite(state.get("epoch"))
+    if epoch is not None:
+        scalars["epoch"] = epoch
+        if global_step is not None:
+            steps["epoch"] = global_step
+    total = _whole(state.get("max_steps"))
+    extra = {
+        "best_checkpoint": state.get("best_model_checkpoint") if isinstance(state.get("best_model_checkpoint"), str) else None,
+        "best_metric": _finite(state.get("best_metric")),
+    }
+    # the summary entry a finished run appends (train_runtime, train_loss...) is not a step's loss
+    scalars.pop("train_loss", None)
+    reading = make_reading("trainer_state", path, mtime, scalars, steps, total if total and total > 0 else None,
+                           history=history, extra=extra)
+    if global_step is not None:
+        reading["step"] = global_step
+    return reading
+
+
+# --- TensorBoard: TFRecord framing (length, masked CRC32C) around Event protobufs.
+
+_CRC32C_TABLE = []
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli), as TFRecord frames use it; table-driven, pure Python."""
+    table = _CRC32C_TABLE
+    if not table:
+        for i in range(256):
+            crc = i
+            for _ in range(8):
+                crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+            table.append(crc)
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc32c(data):
+    """TFRecord's masked CRC: rotated right by 15 bits plus a constant (the two shifted
+    halves share no bit, so + is the rotation's |)."""
+    crc = crc32c(data)
+    return (((crc >> 15) + ((crc << 17) & 0xFFFFFFFF)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _u32(data, pos):
+    return data[pos] + (data[pos + 1] << 8) + (data[pos + 2] << 16) + (data[pos + 3] << 24)
+
+
+def _u64(data, pos):
+    return _u32(data, pos) + (_u32(data, pos + 4) << 32)
+
+
+def _record_header_at(data, pos):
+    """The payload length of a valid record header at ``pos``, else None."""
+    if pos + 12 > len(data):
+        return None
+    if masked_crc32c(data[pos:pos + 8]) != _u32(data, pos + 8):
+        return None
+    return _u64(data, pos)
+
+
+def split_records(data, pos=0, resync=False):
+    """TFRecord payloads in ``data`` from ``pos``.
+
+    Args:
+        resync: ``pos`` may be mid-record (a window cut into a big file): skip ahead to
+            the first offset where a header's CRC holds.
+
+    Returns:
+        ``(payloads, end, corrupt)``: ``end`` is where an incomplete last record starts
+        (read on from there once the file grows); ``corrupt`` counts records dropped for
+        a bad CRC.
+    """
+    payloads, corrupt, size = [], 0, len(data)
+    if resync:
+        while pos + 12 <= size and _record_header_at(data, pos) is None:
+            pos += 1
+    while pos + 12 <= size:
+        length = _record_header_at(data, pos)
+        if length is None:  # a torn frame: find the next good header
+            corrupt += 1
+            pos += 1
+            while pos + 12 <= size and _record_header_at(data, pos) is None:
+                pos += 1
+            continue
+        end = pos + 12 + length + 4
+        if end > size:
+            break
+        payload = data[pos + 12:pos + 12 + length]
+        if masked_crc32c(payload) == _u32(data, end - 4):
+            payloads.append(payload)
+        else:
+            corrupt += 1
+        pos = end
+    return payloads, pos, corrupt
+
+
+def _varint(buf, pos):
+    result, shift = 0, 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result += (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def proto_fields(buf):
+    """``(field number, wire type, value)`` of a protobuf message, in order.
+
+    Varints come as ints, fixed64/fixed32 as their bytes, length-delimited as bytes.
+    """
+    pos, size = 0, len(buf)
+    while pos < size:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 1:
+            value, pos = buf[pos:pos + 8], pos + 8
+        elif wire == 2:
+            length, pos = _varint(buf, pos)
+            value, pos = buf[pos:pos + length], pos + length
+        elif wire == 5:
+            value, pos = buf[pos:pos + 4], pos + 4
+        else:
+            raise ValueError("unsupported wire type %d" % wire)
+        if pos > size:
+            raise ValueError("truncated field")
+        yield number, wire, value
+
+
+# TensorProto dtypes with a scalar we can read: DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64, DT_HALF... no half.
+_TENSOR_FORMATS = {1: ("<f", 4), 2: ("<d", 8), 3: ("<i", 4), 9: ("<q", 8)}
+
+
+def _tensor_scalar(buf):
+    """The first number of a TensorProto (dtype=1, tensor_content=4, float_val=5,
+    double_val=6, int_val=7, int64_val=10), or None."""
+    dtype, content = None, None
+    for number, wire, value in proto_fields(buf):
+        if number == 1 and wire == 0:
+            dtype = value
+        elif number == 4 and wire == 2:
+            content = value
+        elif number == 5:
+            if wire == 5:
+                return struct.unpack("<f", value)[0]
+            if wire == 2 and len(value) >= 4:
+                return struct.unpack("<f", value[:4])[0]
+        elif number == 6:
+            if wire == 1:
+                return struct.unpack("<d", value)[0]
+            if wire == 2 and len(value) >= 8:
+                return struct.unpack("<d", value[:8])[0]
+        elif number in (7, 10):
+            if wire == 0:
+                return value
+            if wire == 2 and value:
+                return _varint(value, 0)[0]
+    fmt = _TENSOR_FORMATS.get(dtype)
+    if content and fmt and len(content) >= fmt[1]:
+        return struct.unpack(fmt[0], content[:fmt[1]])[0]
+    return None
+
+
+def parse_event(payload):
+    """An Event protobuf -> ``(wall_time, step, [(tag, value), ...])``.
+
+    Event: wall_time=1 (double), step=2 (int64), summary=5; Summary.value=1 (repeated);
+    Value: tag=1, simple_value=2 (float), tensor=8 (TensorProto). Images, histograms
+    and the rest are skipped.
+    """
+    wall, step, values = None, 0, []
+    for number, wire, value in proto_fields(payload):
+        if number == 1 and wire == 1:
+            wall = struct.unpack("<d", value)[0]
+        elif number == 2 and wire == 0:
+            step = value - (1 << 64) if value >= (1 << 63) else value
+        elif number == 5 and wire == 2:
+            for snum, swire, sval in proto_fields(value):
+                if snum != 1 or swire != 2:
+                    continue
+                tag, scalar = None, None
+                for vnum, vwire, vval in proto_fields(sval):
+                    if vnum == 1 and vwire == 2:
+                        tag = vval.decode("utf-8", "replace")
+                    elif vnum == 2 and vwire == 5:
+                        scalar = struct.unpack("<f", vval)[0]
+                    elif vnum == 8 and vwire == 2:
+                        scalar = _tensor_scalar(vval)
+                if tag is not None and scalar is not None:
+                    values.append((tag, scalar))
+    return wall, step, values
+
+
+class TrackerFile:
+    """One tracker file (or MLflow run) and its latest reading, re-read only on change."""
+
+    def __init__(self, kind, path):
+        self.kind = kind
+        self.path = path
+        self.stamp = None
+        self.reading = None
+
+    def _stat_stamp(self):
+        st = os.stat(self.path)
+        return (st.st_size, st.st_mtime_ns, st.st_ino), st.st_mtime
+
+    def refresh(self):
+        """Read again if the file changed; True when the reading may have changed."""
+        try:
+            stamp, mtime = self._stat_stamp()
+        except OSError as exc:
+            if self.stamp == "gone":
+                return False
+            self.stamp = "gone"
+            self.reading = tracker_error(self.kind, self.path, str(_problem(exc, self.path)))
+            return True
+        if stamp == self.stamp:
+            return False
+        self.stamp = stamp
+        try:
+            self.reading = self.read(round(mtime, 3))
+        except (OSError, FileProblem) as exc:
+            problem = exc if isinstance(exc, FileProblem) else _problem(exc, self.path)
+            self.reading = tracker_error(self.kind, self.path, str(problem))
+        except (ValueError, KeyError, IndexError, TypeError, struct.error) as exc:
+            self.reading = tracker_error(self.kind, self.path, "unreadable: %s" % exc)
+        return True
+
+    def read(self, mtime):
+        if self.kind == "trainer_state":
+            return read_trainer_state(self.path, mtime)
+        if self.kind == "wandb":
+            return read_wandb_summary(self.path, mtime)
+        return read_csv_metrics(self.path, mtime)
+
+
+class TfeventsFile(TrackerFile):
+    """An events file, read on from where the last look stopped (it only grows)."""
+
+    def __init__(self, path):
+        TrackerFile.__init__(self, "tfevents", path)
+        self._reset()
+
+    def _reset(self):
+        self.offset = None
+        self.inode = None
+        self.scalars, self.steps = {}, {}
+        self.histories = {}  # loss-like tag -> [(step, value)]
+        self.series = []
+        self.corrupt = 0
+
+    def read(self, mtime):
+        fd, st = open_log(self.path)
+        try:
+            if st.st_ino != self.inode or (self.offset is not None and st.st_size < self.offset):
+                self._reset()
+                self.inode = st.st_ino
+            resync = False
+            if self.offset is None:
+                self.offset = max(0, st.st_size - TFEVENTS_WINDOW)
+                resync = self.offset > 0
+            end = min(st.st_size, self.offset + TFEVENTS_WINDOW)
+            data = os.pread(fd, end - self.offset, self.offset)
+        finally:
+            os.close(fd)
+        payloads, used, corrupt = split_records(data, 0, resync=resync)
+        self.offset += used
+        self.corrupt += corrupt
+        if end < st.st_size:
+            self.stamp = None  # more to read: look again next tick
+        for payload in payloads:
+            try:
+                wall, step, values = parse_event(payload)
+            except (ValueError, IndexError, struct.error):
+                self.corrupt += 1
+                continue
+            for tag, value in values:
+                if tag not in self.scalars and len(self.scalars) >= TRACKER_MAX_SCALARS * 2:
+                    continue
+                self.scalars[tag] = value
+                self.steps[tag] = step
+                if "loss" in tag.lower() and not _is_eval_key(tag):
+                    points = self.histories.setdefault(tag, [])
+                    points.append((step, value))
+                    if len(points) > 2 * TRACKER_HISTORY:
+                        del points[:-TRACKER_HISTORY]
+            if values and wall is not None:
+                if not self.series or step > self.series[-1][1]:
+                    self.series.append((wall, step))
+                    del self.series[:-32]
+        history = self.histories.get(pick_loss_key(self.scalars), [])
+        reading = make_reading("tfevents", self.path, mtime, self.scalars, self.steps,
+                               series=self.series, history=history)
+        if self.corrupt:
+            reading["error"] = "%d damaged records skipped" % self.corrupt
+        return reading
+
+
+def read_csv_metrics(path, mtime=None):
+    """Lightning ``CSVLogger``'s metrics.csv (or any CSV with a step column)."""
+    data = _read_tail(path, TRACKER_TAIL_BYTES, keep_first_line=True)
+    lines = data.decode("utf-8", "replace").splitlines()
+    rows = csv.reader(lines)
+    header = next(rows, None)
+    if not header:
+        return tracker_error("csv", path, "empty")
+    step_col = _pick(header, ("step", "global_step", "trainer/global_step"))
+    step_at = header.index(step_col) if step_col else None
+    loss_key = pick_loss_key(header)
+    scalars, steps, history = {}, {}, []
+    for row in rows:
+        step = None
+        if step_at is not None and step_at < len(row):
+            step = _whole(_cell_number(row[step_at]))
+        for key, cell in zip(header, row):
+            if not cell or key == step_col:
+                continue
+            value = _cell_number(cell)
+            if value is None:
+                continue
+            scalars[key] = value
+            if step is not None:
+                steps[key] = step
+            if key == loss_key and step is not None:
+                history.append((step, value))
+    if step_col == "step":
+        # Lightning writes the 0-based index of the batch that logged (the 5th step logs
+        # step 4): as steps completed when the value was logged, that is one more.
+        steps = dict((k, v + 1) for k, v in steps.items())
+        history = [(s + 1, v) for s, v in history]
+    return make_reading("csv", path, mtime, scalars, steps, history=history[-TRACKER_HISTORY:])
+
+
+def read_wandb_summary(path, mtime=None):
+    """A W&B run's ``files/wandb-summary.json``: the latest value of everything logged."""
+    data = _read_bounded(path, TRACKER_MAX_JSON_BYTES)
+    if data is None:
+        return tracker_error("wandb", path, "too large")
+    summary = json.loads(data.decode("utf-8", "replace"))
+    if not isinstance(summary, dict):
+        return tracker_error("wandb", path, "not a summary (no JSON object)")
+    scalars = dict((k, v) for k, v in summary.items()
+                   if not k.startswith("_") and (_finite(v) is not None or _loss_value(v) is not None))
+    step_key = _pick(summary, STEP_KEYS)
+    step = _whole(summary.get(step_key)) if step_key else None
+    for key in STEP_KEYS:
+        scalars.pop(key, None)
+    steps = dict((k, step) for k in scalars) if step is not None else {}
+    if step is not None:
+        steps[step_key] = step
+    reading = make_reading("wandb", path, mtime, scalars, steps)
+    runtime, stamp = _finite(summary.get("_runtime")), _finite(summary.get("_timestamp"))
+    reading["updated"] = stamp
+    if step and runtime:
+        reading["rate"] = step / runtime
+    return reading
+
+
+# --- W&B: a run's ``run-<id>.wandb`` file is a LevelDB-style log (7-byte file header,
+# 32 KiB blocks, records framed as crc(4) length(2) type(1)) of ``Record`` protobufs:
+# history=2 (HistoryRecord: item=1 {key=1, nested_key=2, value_json=16}, step=2) and
+# summary=3 (SummaryRecord: update=1, the same items). Offline runs write no
+# wandb-summary.json, so this is where their figures are.
+
+WANDB_HEADER = b":W&B"
+WANDB_BLOCK = 32768
+_WANDB_FULL, _WANDB_FIRST, _WANDB_MIDDLE, _WANDB_LAST = 1, 2, 3, 4
+
+
+def split_wandb_records(data, base, pending):
+    """Whole ``Record`` payloads in ``data`` (which starts at file offset ``base``, a
+    record boundary). ``pending`` holds a record begun in an earlier read.
+
+    Returns:
+        ``(payloads, used, pending)``: ``used`` bytes were consumed (an incomplete record
+        at the end is read again next time).
+    """
+    payloads, pos, size = [], 0, len(data)
+    if base == 0:
+        if data[:4] != WANDB_HEADER:
+            raise ValueError("not a W&B run file")
+        pos = 7
+    while True:
+        room = WANDB_BLOCK - (base + pos) % WANDB_BLOCK
+        if room < 7:  # a block's tail too short for a header is padding
+            if pos + room > size:
+                break
+            pos += room
+            continue
+        if pos + 7 > size:
+            break
+        length = data[pos + 4] + (data[pos + 5] << 8)
+        kind = data[pos + 6]
+        if pos + 7 + length > size:
+            break
+        chunk = data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind == _WANDB_FULL:
+            payloads.append(chunk)
+            pending = None
+        elif kind == _WANDB_FIRST:
+            pending = chunk
+        elif kind in (_WANDB_MIDDLE, _WANDB_LAST) and pending is not None:
+            pending += chunk
+            if kind == _WANDB_LAST:
+                payloads.append(pending)
+                pending = None
+        elif kind == 0 and length == 0:
+            pos += room - 7  # zero fill to the block's end
+    return payloads, pos, pending
+
+
+def _wandb_items(buf):
+    """``(key, value)`` of a HistoryRecord's items or a SummaryRecord's updates."""
+    items = []
+    for number, wire, value in proto_fields(buf):
+        if number != 1 or wire != 2:
+            continue
+        key, nested, raw = None, [], None
+        for inum, iwire, ival in proto_fields(value):
+            if inum == 1 and iwire == 2:
+                key = ival.decode("utf-8", "replace")
+            elif inum == 2 and iwire == 2:  # wandb-core writes the key here, one part per level
+                nested.append(ival.decode("utf-8", "replace"))
+            elif inum == 16 and iwire == 2:
+                raw = ival
+        if not key and nested:
+            key = ".".join(nested)
+        if key and raw is not None:
+            try:
+                items.append((key, json.loads(raw.decode("utf-8", "replace"))))
+            except ValueError:
+                continue
+    return items
+
+
+class WandbRun(TrackerFile):
+    """A W&B run file, read on from where the last look stopped (it only grows)."""
+
+    def __init__(self, path):
+        TrackerFile.__init__(self, "wandb", path)
+        self.offset, self.inode, self.pending = 0, None, None
+        self.scalars, self.steps, self.history, self.series = {}, {}, [], []
+
+    def read(self, mtime):
+        fd, st = open_log(self.path)
+        try:
+            if st.st_ino != self.inode or st.st_size < self.offset:
+                self.__init__(self.path)
+                self.inode = st.st_ino
+            if self.offset == 0 and st.st_size > TFEVENTS_WINDOW:  # start at a block boundary near the end
+                self.offset = (st.st_size - TFEVENTS_WINDOW) // WANDB_BLOCK * WANDB_BLOCK
+                self.pending = b""  # a MIDDLE/LAST tail of a record begun before: dropped
+            end = min(st.st_size, self.offset + TFEVENTS_WINDOW)
+            data = os.pread(fd, end - self.offset, self.offset)
+        finally:
+            os.close(fd)
+        payloads, used, self.pending = split_wandb_records(data, self.offset, self.pending or None)
+        self.offset += used
+        if end < st.st_size:
+            self.stamp = None
+        for payload in payloads:
+            self._take(payload)
+        reading = make_reading("wandb", self.path, mtime, self.scalars, self.steps,
+                               series=self.series, history=self.history[-TRACKER_HISTORY:])
+        return reading
+
+    def _take(self, payload):
+        for number, wire, value in proto_fields(payload):
+            if number == 2 and wire == 2:
+                items = dict(_wandb_items(value))
+                step = _whole(_pick_value(items, STEP_KEYS + ("_step",)))
+                for key, item in items.items():
+                    if key.startswith("_") or key in STEP_KEYS or _loss_value(item) is None:
+                        continue
+                    self.scalars[key] = item
+                    if step is not None:
+                        self.steps[key] = step
+                loss_key = pick_loss_key(self.scalars)
+                if step is not None and loss_key in items:
+                    self.history.append((step, items[loss_key]))
+                    del self.history[:-2 * TRACKER_HISTORY]
+                stamp = _finite(items.get("_timestamp"))
+                if step is not None and stamp is not None and (not self.series or step > self.series[-1][1]):
+                    self.series.append((stamp, step))
+                    del self.series[:-32]
+
+
+def _pick_value(items, keys):
+    for key in keys:
+        if key in items:
+            return items[key]
+    return None
+
+
+class MlflowRun(TrackerFile):
+    """An MLflow file-store run: ``<run>/metrics/<key>`` files of "timestamp value step"."""
+
+    def __init__(self, path):
+        TrackerFile.__init__(self, "mlflow", path)
+
+    def _metric_files(self):
+        folder = os.path.join(self.path, "metrics")
+        files = []
+        for root, dirs, names in os.walk(folder):  # keys with '/' are nested folders
+            dirs[:] = sorted(dirs)[:MLFLOW_MAX_METRICS]
+            for name in sorted(names):
+                files.append(os.path.join(root, name))
+                if len(files) >= MLFLOW_MAX_METRICS:
+                    return files
+        return files
+
+    def _stat_stamp(self):
+        files = self._metric_files()
+        stamps, newest = [], 0.0
+        for path in files:
+            st = os.stat(path)
+            stamps.append((path, st.st_size, st.st_mtime_ns))
+            newest = max(newest, st.st_mtime)
+        if not files:
+            raise FileNotFoundError(2, "no metrics", os.path.join(self.path, "metrics"))
+        self._files = files
+        return tuple(stamps), newest
+
+    def read(self, mtime):
+        folder = os.path.join(self.path, "metrics")
+        scalars, steps, histories, series = {}, {}, {}, []
+        for path in self._files:
+            key = os.path.relpath(path, folder).replace(os.sep, "/")
+            points = []
+            for line in _read_tail(path, TRACKER_TAIL_BYTES).decode("utf-8", "replace").splitlines():
+                parts = line.split()
+                if len(parts) < 2:
+                    continue
+                stamp, value = _cell_number(parts[0]), _cell_number(parts[1])
+                step = _whole(_cell_number(parts[2])) if len(parts) > 2 else 0
+                if stamp is None or value is None or step is None:
+                    continue
+                points.append((stamp / 1000.0, step, value))
+            if not points:
+                continue
+            scalars[key], steps[key] = points[-1][2], points[-1][1]
+            histories[key] = points
+        loss_key = pick_loss_key(scalars)
+        history = [(s, v) for _, s, v in histories.get(loss_key, ())]
+        if loss_key:
+            series = [(t, s) for t, s, _ in histories[loss_key]][-32:]
+        return make_reading("mlflow", self.path, mtime, scalars, steps, series=series,
+                            history=history[-TRACKER_HISTORY:])
+
+
+def _natural(path):
+    """A path's sort key with its numbers as numbers: checkpoint-100 after checkpoint-20."""
+    key, number = [], ""
+    for char in path:
+        if char.isdigit():
+            number += char
+            continue
+        if number:
+            key.append((1, int(number), ""))
+            number = ""
+        key.append((0, 0, char))
+    if number:
+        key.append((1, int(number), ""))
+    return key
+
+
+def _newer(found, kind, path, mtime):
+    """Keep the newest file of each kind; on equal mtimes (checkpoints saved within one
+    second, a filesystem with coarse times), the higher-numbered path."""
+    best = found.get(kind)
+    if best is None or (mtime, _natural(path)) > (best[1], _natural(best[0])):
+        found[kind] = (path, mtime)
+
+
+def _mlflow_runs(folder, found, budget):
+    """``mlruns/<experiment>/<run>/metrics``: the run whose metrics changed last."""
+    for exp in _listdir_entries(folder, budget):
+        if not _is_dir(exp) or exp.name in TRACKER_SKIP_DIRS or exp.name.startswith("."):
+            continue
+        for run in _listdir_entries(exp.path, budget):
+            if not _is_dir(run):
+                continue
+            try:
+                metrics = _listdir_entries(os.path.join(run.path, "metrics"), budget)
+            except OSError:
+                continue
+            newest = None
+            for metric in metrics[:MLFLOW_MAX_METRICS]:
+                try:
+                    mtime = metric.stat().st_mtime
+                except OSError:
+                    continue
+                newest = mtime if newest is None else max(newest, mtime)
+            if newest is not None:
+                _newer(found, "mlflow", run.path, newest)
+
+
+def _is_dir(entry):
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _listdir_entries(path, budget):
+    """A directory's entries, counted against the search's budget; a huge one is skipped."""
+    entries = []
+    with os.scandir(path) as it:
+        for entry in it:
+            entries.append(entry)
+            if len(entries) > TRACKER_MAX_DIR_ENTRIES:
+                budget["skipped"] += 1
+                return []
+    budget["left"] -= len(entries)
+    return entries
+
+
+def _special_dir(name, path, found, budget):
+    """W&B keeps one folder per run (only ``latest-run`` counts); MLflow has its layout."""
+    try:
+        if name == "wandb":
+            latest = os.path.join(path, "latest-run")
+            runs = sorted(n for n in os.listdir(latest) if n.endswith(".wandb"))
+            if runs:  # the run's own record log: history, and the only record of an offline run
+                run = os.path.join(latest, runs[-1])
+            else:
+                run = os.path.join(latest, "files", "wandb-summary.json")
+            _newer(found, "wandb", run, os.stat(run).st_mtime)
+        else:
+            _mlflow_runs(path, found, budget)
+    except OSError:
+        pass
+
+
+def find_trackers(roots, max_depth=TRACKER_MAX_DEPTH):
+    """The newest tracker file of each kind under ``roots`` (a bounded search).
+
+    Returns:
+        ``(found, info)``: ``found`` maps a kind to ``(path, mtime)``; ``info`` says how
+        many entries were looked at and whether the search stopped at its limit.
+    """
+    found = {}
+    budget = {"left": TRACKER_MAX_ENTRIES, "skipped": 0}
+    stack = []
+    for root in roots:
+        root = os.path.expanduser(root)
+        if os.path.isdir(root):
+            name = os.path.basename(os.path.normpath(root))
+            if name == "mlruns" or (name == "wandb" and os.path.isdir(os.path.join(root, "latest-run"))):
+                _special_dir(name, root, found, budget)
+            else:
+                stack.append((root, 0))
+        else:
+            kind = tracker_kind(root)
+            try:
+                mtime = os.stat(root).st_mtime
+            except OSError:
+                continue
+            if kind:
+                _newer(found, kind, root, mtime)
+    truncated = False
+    while stack:
+        if budget["left"] <= 0:
+            truncated = True
+            break
+        path, depth = stack.pop()
+        try:
+            entries = _listdir_entries(path, budget)
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            if _is_dir(entry):
+                if name in TRACKER_SKIP_DIRS or depth + 1 > max_depth:
+                    continue
+                if name in ("wandb", "mlruns"):
+                    _special_dir(name, entry.path, found, budget)
+                    continue
+                stack.append((entry.path, depth + 1))
+                continue
+            kind = tracker_kind(name)
+            if kind is None or (kind == "csv" and name != "metrics.csv"):
+                continue
+            try:
+                if entry.is_file():
+                    _newer(found, kind, entry.path, entry.stat().st_mtime)
+            except OSError:
+                continue
+    info = {"entries": TRACKER_MAX_ENTRIES - budget["left"], "truncated": truncated,
+            "skipped_dirs": budget["skipped"]}
+    return found, info
+
+
+def _tracker_file(kind, path):
+    if kind == "tfevents":
+        return TfeventsFile(path)
+    if kind == "mlflow":
+        return MlflowRun(path)
+    if kind == "wandb" and path.endswith(".wandb"):
+        return WandbRun(path)
+    return TrackerFile(kind, path)
+
+
+class TrackerWatch:
+    """One session's tracker files: found, chosen (the newest of each kind), re-read
+    when they change; ``check`` answers a ``trackers`` message only when a reading did.
+
+    Args:
+        watch_id: the session name (the message's ``id``).
+        roots: directories to search and files to read (``~`` expands here, on the pod).
+    """
+
+    def __init__(self, watch_id, roots, rescan_s=TRACKER_RESCAN_S):
+        self.id = watch_id
+        self.roots = list(roots)
+        self.rescan_s = rescan_s
+        self.files = {}  # kind -> TrackerFile
+        self.info = None
+        self._next_scan = None
+        self._sent = None
+
+    def scan(self):
+        found, self.info = find_trackers(self.roots)
+        files = {}
+        for kind, (path, _) in found.items():
+            old = self.files.get(kind)
+            files[kind] = old if old is not None and old.path == path else _tracker_file(kind, path)
+        changed = set(files) != set(self.files) or any(files[k] is not self.files.get(k) for k in files)
+        self.files = files
+        return changed
+
+    def readings(self):
+        return [self.files[k].reading for k in TRACKER_SOURCES if k in self.files and self.files[k].reading]
+
+    def check(self, now):
+        """Look once (search again when due); the message to send, or None."""
+        changed = False
+        if self._next_scan is None or now >= self._next_scan:
+            changed = self.scan()
+            self._next_scan = now + self.rescan_s
+        for kind in TRACKER_SOURCES:
+            tracker = self.files.get(kind)
+            if tracker is not None and tracker.refresh():
+                changed = True
+        if not changed and self._sent is not None:
+            return None
+        message = make_trackers(self.id, self.roots, self.readings(), self.info)
+        if message == self._sent:
+            return None
+        self._sent = message
+        return message
+
+
+def check_tracker_watches(watches, now):
+    """Check each watch once; the messages to send. A bug costs that watch's look."""
+    messages = []
+    for watch in list(watches):
+        try:
+            message = watch.check(now)
+        except Exception as exc:
+            message = make_error("trackers failed: %s: %s" % (type(exc).__name__, exc), watch.id)
+        if message is not None:
+            messages.append(message)
+    return messages
+
+
+def make_trackers(watch_id, roots, readings, info):
+    return {
+        "kind": "trackers", "v": AGENT_PROTOCOL_VERSION, "id": watch_id, "roots": roots,
+        "trackers": readings, "search": info,
+    }
+
+
+# ---------------------------------------------------------------------------------------
 # Samples.
 
 
@@ -1361,10 +2405,29 @@ def _cmd_tail(agent, message):
     })
 
 
+def _cmd_trackers(agent, message):
+    """``{"cmd": "trackers", "id", "roots"}``: watch a session's tracker files (checked
+    each tick); no roots: stop."""
+    watch_id = _str_arg(message, "id")
+    roots = message.get("roots")
+    if not isinstance(roots, list) or not all(isinstance(r, str) and r for r in roots):
+        raise CommandError("roots needs a list of paths, got %r" % (roots,))
+    if not roots:
+        agent.trackers.pop(watch_id, None)
+        return
+    if watch_id not in agent.trackers and len(agent.trackers) >= MAX_TRACKER_WATCHES:
+        raise CommandError("already watching %d sessions' trackers" % MAX_TRACKER_WATCHES)
+    watch = agent.trackers[watch_id] = TrackerWatch(watch_id, roots)
+    # Answer at once, not a tick later: a one-shot `gpuctl sessions` waits for this.
+    for reply in check_tracker_watches([watch], time.monotonic()):
+        agent.emit(reply)
+
+
 #: Command name -> handler(agent, message). Later protocol additions register here.
 COMMANDS = {
     "interval": _cmd_interval, "sample": _cmd_sample, "follow": _cmd_follow,
     "unfollow": _cmd_unfollow, "follow_interval": _cmd_follow_interval, "tail": _cmd_tail,
+    "trackers": _cmd_trackers,
 }
 
 
@@ -1393,12 +2456,18 @@ class Agent:
         self.follows = {}  # id -> Follow, in the order they were asked for
         self.follow_interval = FOLLOW_INTERVAL_S
         self._follow_deadline = None
+        self.trackers = {}  # session id -> TrackerWatch
 
     def emit(self, obj):
         write_line(self.out_fd, obj)
 
     def emit_sample(self, fresh=False):
         self.emit(collect_sample(self.state, fresh=fresh))
+
+    def check_trackers(self):
+        """Once per tick: each watched session's tracker files, sent only when changed."""
+        for message in check_tracker_watches(self.trackers.values(), time.monotonic()):
+            self.emit(message)
 
     def set_interval(self, seconds):
         """Change the cadence: the next tick comes one new interval after the last one."""
@@ -1446,6 +2515,7 @@ class Agent:
                 if now >= self._deadline:
                     self._last_tick = self._deadline
                     self.emit_sample()
+                    self.check_trackers()
                     self._deadline = next_deadline(self._deadline, self.interval, time.monotonic())
                 wake = self._deadline
                 if self.follows:

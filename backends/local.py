@@ -8,12 +8,15 @@ exactly the shape and the NVML-first behaviour of a remote one.
 from __future__ import annotations
 
 import threading
+import time
 
 from backends.agent_script import (
     FOLLOW_MAX_BYTES,
     AgentState,
     FileProblem,
     Follow,
+    TrackerWatch,
+    check_tracker_watches,
     collect_sample,
     make_error,
 )
@@ -46,9 +49,17 @@ class LocalFollows:
 
     def __init__(self) -> None:
         self._follows: dict[str, Follow] = {}
+        self._trackers: dict[str, TrackerWatch] = {}
 
     def start(self, command: dict) -> list[dict]:
-        """Begin following per a `follow` command; returns the first message."""
+        """Begin following per a `follow` command (or watching a session's tracker
+        files per a `trackers` one); returns the first message."""
+        if command.get("cmd") == "trackers":
+            if not command["roots"]:
+                self._trackers.pop(command["id"], None)
+                return []
+            watch = self._trackers[command["id"]] = TrackerWatch(command["id"], command["roots"])
+            return check_tracker_watches([watch], time.monotonic())
         follow = Follow(command["id"], command["path"], command.get("max_bytes", FOLLOW_MAX_BYTES))
         try:
             first = follow.start(tail_lines=command.get("tail_lines", 0), from_offset=command.get("from_offset"))
@@ -69,6 +80,7 @@ class LocalFollows:
                 messages.extend(follow.check())
             except (FileProblem, OSError) as exc:
                 messages.append(make_error(str(exc), follow.id))
+        messages.extend(check_tracker_watches(self._trackers.values(), time.monotonic()))
         return messages
 
     def close(self) -> None:

@@ -380,6 +380,23 @@ def globs(ck: Checker, node: Node, field: str) -> Any:
     return INVALID if INVALID in values else tuple(values)
 
 
+def trackers(ck: Checker, node: Node, field: str) -> Any:
+    """A session's tracker files or run folders: one path or a list (relative paths are
+    under its workdir), or `false` to read none; left out, the workdir is searched."""
+    if isinstance(node, ScalarNode) and node.tag == yl.BOOL_TAG:
+        if yl.scalar_value(node) is False:
+            return ()
+        return ck.problem(node, field, "expected a path, a list of paths, or false (read no tracker files)")
+    if isinstance(node, ScalarNode):
+        items, fields = [node], [field]
+    elif isinstance(node, SequenceNode):
+        items, fields = list(node.value), [f"{field}[{i}]" for i in range(len(node.value))]
+    else:
+        return ck.problem(node, field, f"expected a path, a list of paths, or false, got {got(node)}")
+    values = [nonempty(ck, item, sub, "a tracker file or folder") for item, sub in zip(items, fields)]
+    return INVALID if INVALID in values else tuple(values)
+
+
 def key_bindings(ck: Checker, node: Node, field: str) -> Any:
     """`keys:`: binding id -> key, every id one the TUI has (`KEY_BINDING_IDS`)."""
     value = string_map(ck, node, field)

@@ -126,6 +126,8 @@ class SessionConfig:
         checkpoints: glob patterns locating checkpoints (empty: built-in patterns).
         stall_minutes: minutes without a new step before the session counts as
             stalled (None: gpuctl's default, 15).
+        trackers: tracker files or run folders to read (relative: under workdir);
+            None searches the workdir, ``()`` reads none (`sessions.trackers`).
         policies: this session's `policies:` layer (innermost; see
             `sessions.policy_model.policies_for`), or None.
         line: 1-based line of the entry in the config file.
@@ -142,6 +144,7 @@ class SessionConfig:
     checkpoints: tuple[str, ...] = ()
     stall_minutes: float | None = None
     policies: Policies | None = None
+    trackers: tuple[str, ...] | None = None
     line: int | None = None
 
 

@@ -44,6 +44,7 @@ from sessions.config_fields import (
     seconds,
     session_name,
     suggest,
+    trackers,
     url,
     user,
 )
@@ -94,7 +95,7 @@ SESSION_FIELDS: dict[str, Validator] = {
     "name": session_name, "command": nonempty, "workdir": nonempty, "env": env, "log": nonempty,
     "total_steps": positive_int, "progress": progress,
     "resume": shell_template.field(shell_template.RESUME_PLACEHOLDERS), "checkpoints": globs,
-    "stall_minutes": minutes, "policies": policy_schema.policies,
+    "stall_minutes": minutes, "policies": policy_schema.policies, "trackers": trackers,
 }
 POD_FIELDS: dict[str, Validator] = {
     "name": pod_name, "host": host, "port": port, "user": user, "identity": identity,

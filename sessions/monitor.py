@@ -90,6 +90,13 @@ class PodMonitor:
         if self._ever_online and not self.book.waiting_for_first_log():
             self.settled.set()
 
+    def _on_trackers(self, message: dict[str, Any]) -> None:
+        if self.book.on_trackers(message) is None:
+            return
+        self._publish(with_state(self.snapshot, sessions=self.book.view(time.time())))
+        if self._ever_online and not self.book.waiting_for_first_log():
+            self.settled.set()
+
     def _adopt(self, fresh: list[str], tmux: list[dict[str, Any]]) -> None:
         """Capture the panes of running sessions gpuctl did not start, so their
         log and progress show too (`tmux new -s train` by hand is the common case)."""
@@ -210,6 +217,8 @@ class PodMonitor:
                     self._on_sample(message, "agent")
                 elif kind == "log":
                     self._on_log(message)
+                elif kind == "trackers":
+                    self._on_trackers(message)
         finally:
             agent.close()
 
@@ -251,6 +260,8 @@ class PodMonitor:
                 for message in messages:
                     if message.get("kind") == "log":
                         self._on_log(message)
+                    elif message.get("kind") == "trackers":
+                        self._on_trackers(message)
                 await asyncio.sleep(min(_LOCAL_FOLLOW_S, max(0.0, next_sample - time.monotonic())))
         finally:
             follows.close()

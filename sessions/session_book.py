@@ -1,9 +1,10 @@
 """What one pod's monitor knows about its training sessions.
 
-Three sources meet here: the sessions declared in config, the tmux sessions the agent
-lists each tick (including ones started by hand, which gpuctl adopts), and the log
-deltas the agent streams for each of them. From those the book builds immutable
-`SessionSnapshot`s with progress (step, rate, loss, ETA) and the stalled flag.
+Four sources meet here: the sessions declared in config, the tmux sessions the agent
+lists each tick (including ones started by hand, which gpuctl adopts), the log deltas
+the agent streams for each of them, and the tracker files it reads in their workdirs
+(`sessions.trackers`). From those the book builds immutable `SessionSnapshot`s with
+progress (step, rate, loss, ETA, each figure's source) and the stalled flag.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from sessions.config_model import PodConfig, SessionConfig
-from sessions.progress import Progress, ProgressTracker
+from sessions.progress import ProgressTracker
 from sessions.session_logs import default_log_path, log_path_for
 from sessions.snapshot import SessionSnapshot, SessionState
+from sessions.trackers import TrackerReading, merge, readings_from, tracker_roots, with_config_total
 
 DEFAULT_STALL_MINUTES = 15.0
 RECENT_BYTES = 256 * 1024
@@ -52,6 +54,8 @@ class SessionBook:
         self._tmux: dict[str, dict[str, Any]] = {}
         self._logs: dict[str, FollowedLog] = {}
         self._listeners: dict[str, set[LogListener]] = {}
+        self._trackers: dict[str, tuple[TrackerReading, ...]] = {}
+        self._trackers_asked: set[str] = set()
         for session in pod.sessions:
             self._ensure_log(session.name)
 
@@ -93,6 +97,14 @@ class SessionBook:
             listener(message)
         return name
 
+    def on_trackers(self, message: dict[str, Any]) -> str | None:
+        """Take one `trackers` message from the agent; returns the session name it was for."""
+        name = message.get("id")
+        if not isinstance(name, str) or name not in self._configured:
+            return None
+        self._trackers[name] = readings_from(message)
+        return name
+
     # -- what the monitor must ask the agent ------------------------------------------
 
     def follow_requests(self, tail_lines: int) -> list[dict[str, Any]]:
@@ -112,16 +124,29 @@ class SessionBook:
             else:
                 command["tail_lines"] = tail_lines
             commands.append(command)
+        return commands + self._tracker_requests()
+
+    def _tracker_requests(self) -> list[dict[str, Any]]:
+        """`trackers` commands: each configured session's workdir (or its `trackers:`)."""
+        commands = []
+        for name, config in self._configured.items():
+            roots = tracker_roots(config.workdir, config.trackers)
+            if roots and name not in self._trackers_asked:
+                self._trackers_asked.add(name)
+                commands.append({"cmd": "trackers", "id": name, "roots": roots})
         return commands
 
     def agent_restarted(self) -> None:
         """A new agent knows nothing we asked its predecessor."""
         for log in self._logs.values():
             log.requested = False
+        self._trackers_asked.clear()
 
     def waiting_for_first_log(self) -> bool:
-        """Whether some followed log has not answered yet (one-shot status waits a bit)."""
-        return any(log.requested and not log.first_seen for log in self._logs.values())
+        """Whether some followed log (or tracker watch) has not answered yet (one-shot
+        status waits a bit)."""
+        return (any(log.requested and not log.first_seen for log in self._logs.values())
+                or any(name not in self._trackers for name in self._trackers_asked))
 
     def uses_default_log(self, name: str) -> bool:
         """Whether gpuctl must capture this session's pane itself (no `log:` configured)."""
@@ -156,8 +181,12 @@ class SessionBook:
         config = self._configured.get(name)
         log = self._logs.get(name)
         progress = log.tracker.progress() if log else None
-        if progress is not None and config is not None and config.total_steps and progress.total is None:
-            progress = _with_total(progress, config.total_steps)
+        if progress is not None and not progress.format:
+            progress = None
+        readings = self._trackers.get(name, ())
+        merged = merge(progress, readings, started=tmux.get("created") if tmux else None)
+        merged = with_config_total(merged, config.total_steps if config else None)
+        progress = merged.progress
         state = SessionState.ABSENT
         if tmux is not None:
             state = SessionState.EXITED if tmux.get("state") == "exited" else SessionState.RUNNING
@@ -175,14 +204,8 @@ class SessionBook:
             log=log.path if log else None,
             progress=progress if progress and progress.format else None,
             stalled=stalled,
+            sources=merged.sources,
+            trackers=readings,
+            loss_history=merged.loss_history,
         )
 
-
-def _with_total(progress: Progress, total: int) -> Progress:
-    """The configured total_steps where the log does not print one, with its ETA."""
-    eta = progress.eta_s
-    if eta is None and progress.step is not None and progress.rate:
-        eta = max(total - progress.step, 0) / progress.rate
-    values = progress.to_json()
-    values.update(total=total, eta_s=eta)
-    return Progress(**values)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the parser costs ~15 ms to import; the TUI's first frame needs none of it
     from sessions.progress import Progress
+    from sessions.trackers import TrackerReading
 
 
 class PodState:
@@ -85,9 +86,14 @@ class SessionSnapshot:
         exit_status: the command's exit status once it has exited, else None.
         configured: declared in config (else adopted: started by hand in tmux).
         log: the remote log path gpuctl follows for it.
-        progress: step, rate, loss, ETA... read from the log; None when the log
-            shows no progress gpuctl recognises.
+        progress: step, rate, loss, ETA... read from the log and the session's tracker
+            files; None when neither shows progress gpuctl recognises.
         stalled: running, but the step has not advanced for `stall_minutes`.
+        sources: ``(figure, source)`` for each figure of `progress`: `log`,
+            `trainer_state`, `tfevents`, `wandb`, `csv`, `mlflow` or `config`.
+        trackers: the tracker files read for this session (`sessions.trackers`).
+        loss_history: the loss at each logged step from the tracker the loss came
+            from, oldest first; empty when the log is the only source.
     """
 
     name: str
@@ -101,6 +107,9 @@ class SessionSnapshot:
     log: str | None = None
     progress: Progress | None = None
     stalled: bool = False
+    sources: tuple[tuple[str, str], ...] = ()
+    trackers: tuple[TrackerReading, ...] = ()
+    loss_history: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

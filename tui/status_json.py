@@ -40,6 +40,9 @@ def session_json(session: SessionSnapshot) -> dict[str, Any]:
         "windows": session.windows,
         "created": session.created,
         "pid": session.pid,
+        # where each figure above came from: log, trainer_state, tfevents, wandb, csv, mlflow, config
+        "sources": dict(session.sources),
+        "trackers": [t.to_json() for t in session.trackers],
     }
 
 

@@ -23,12 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     logs.set_defaults(handler=_logs)
 
     progress = sub.add_parser("progress", help="show what gpuctl reads from a local log file")
-    progress.add_argument("file", metavar="FILE")
+    progress.add_argument("file", metavar="FILE", nargs="?")
+    progress.add_argument("--dir", metavar="RUN_DIR", dest="run_dir",
+                          help="read the tracker files of a local run directory instead of a log")
     progress.add_argument("--json", action="store_true", help="print JSON")
     progress.set_defaults(handler=_progress)
 
 
 def _progress(args: argparse.Namespace) -> int:
+    if args.run_dir is not None or args.file is None:
+        return _progress_dir(args)
     from sessions.progress import parse_file
     from sessions.progress_explain import missing
     from tui.sessions_table import render_progress
@@ -43,6 +47,25 @@ def _progress(args: argparse.Namespace) -> int:
         print(json.dumps({**progress.to_json(), "missing": missing(progress)}))
     else:
         sys.stdout.write(render_progress(progress, args.file))
+    return 0
+
+
+def _progress_dir(args: argparse.Namespace) -> int:
+    """`gpuctl progress --dir RUN_DIR`: the logic is `sessions.trackers`'."""
+    import os
+
+    from sessions import trackers
+
+    if args.run_dir is None or args.file is not None:
+        print("gpuctl: progress takes a log FILE or --dir RUN_DIR (one of them)", file=sys.stderr)
+        return EXIT_USAGE
+    if not os.path.isdir(args.run_dir):
+        print(f"gpuctl: not a directory: {args.run_dir}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(trackers.dir_json(args.run_dir)))
+    else:
+        sys.stdout.write(trackers.explain(args.run_dir))
     return 0
 
 
