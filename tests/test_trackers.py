@@ -281,3 +281,20 @@ def test_progress_dir_json(tmp_path, capsys):
 def test_progress_dir_that_is_not_a_directory_is_a_usage_error(tmp_path, capsys):
     assert main(["progress", "--dir", str(tmp_path / "nope")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the pod screen's row
+
+
+def test_the_pod_screens_session_row_names_where_tracker_figures_came_from():
+    from sessions.snapshot import SessionSnapshot, SessionState
+    from tui.widgets.sessions_panel import numbers_text
+
+    log = Progress(format="tqdm", step=130, rate=2.0, loss=0.9)
+    state = _reading(step=120, total=600, loss=0.8, loss_step=120)
+    events = _reading(source="tfevents", step=140, loss=0.7, loss_step=140)
+    merged = merge(log, (state, events))
+    row = SessionSnapshot(name="sft", state=SessionState.RUNNING, progress=merged.progress, sources=merged.sources)
+    assert numbers_text(row).endswith(" · tfevents (step, loss), trainer_state (total)")
+    only_log = SessionSnapshot(name="sft", state=SessionState.RUNNING, progress=log, sources=(("step", "log"),))
+    assert "·" not in numbers_text(only_log)

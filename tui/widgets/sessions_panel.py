@@ -40,17 +40,34 @@ def state_word(s: SessionSnapshot) -> str:
 
 
 def numbers_text(s: SessionSnapshot) -> str:
-    """'1200/5000 2.31 it/s ETA 27m04s loss 1.234', aligned across rows."""
+    """'1200/5000 2.31 it/s ETA 27m04s loss 1.234', aligned across rows, then where
+    figures not read from the log came from (' · trainer_state')."""
     p = s.progress
     if p is None:
         return "no progress in the log yet" if s.state == SessionState.RUNNING else ""
     if s.state != SessionState.RUNNING:  # a rate and an ETA of a process that is gone mislead
-        return f"{step_text(p).rjust(9)}" + (f"  loss {p.loss:.4g}" if p.loss is not None else "")
+        return f"{step_text(p).rjust(9)}" + (f"  loss {p.loss:.4g}" if p.loss is not None else "") + sources_text(s)
     parts = [step_text(p).rjust(9), rate_text(p).rjust(10)]
     parts.append(f"ETA {humanize.duration(p.eta_s)}".ljust(10) if p.eta_s is not None else " " * 10)
     if p.loss is not None:
         parts.append(f"loss {p.loss:.4g}")
-    return " ".join(parts)
+    return " ".join(parts) + sources_text(s)
+
+
+def sources_text(s: SessionSnapshot) -> str:
+    """Where the figures shown came from when tracker files gave some: ' · trainer_state'
+    (one source), ' · trainer_state (step, total, loss), tfevents (rate)' (several); ''
+    when the log gave them all."""
+    shown = ("step", "total", "loss") if s.state != SessionState.RUNNING else ("step", "total", "rate", "loss")
+    by_source: dict[str, list[str]] = {}
+    for figure, source in s.sources:
+        if figure in shown and source not in ("log", "config"):
+            by_source.setdefault(source, []).append(figure)
+    if not by_source:
+        return ""
+    if len(by_source) == 1:
+        return f" · {next(iter(by_source))}"
+    return " · " + ", ".join(f"{source} ({', '.join(figures)})" for source, figures in by_source.items())
 
 
 class SessionRow(Horizontal):
@@ -73,7 +90,7 @@ class SessionRow(Horizontal):
         bar.fraction = p.step / p.total if p and p.step is not None and p.total else None  # type: ignore[attr-defined]
         bar.set_class(bool(p and p.total and p.step is not None and p.step >= p.total), "-done")
         set_text(numbers, numbers_text(s))
-        spark.show(losses)  # type: ignore[attr-defined]
+        spark.show(s.loss_history or losses)  # type: ignore[attr-defined]  # the tracker's curve is exact
 
 
 class SessionsPanel(VerticalScroll):
