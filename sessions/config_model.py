@@ -38,7 +38,7 @@ PROVIDER_TYPES: tuple[str, ...] = (
 """What `provider: {type: ...}` may say (`backends.providers.registry` has one module each)."""
 
 KEY_BINDING_IDS: tuple[str, ...] = (
-    "app.help", "app.quit", "app.palette",
+    "app.help", "app.quit", "app.palette", "app.notifications",
     "fleet.open", "fleet.filter", "fleet.sort", "fleet.reverse",
     "pod.attach", "pod.launch", "pod.kill", "pod.download", "pod.resume", "pod.stop",
     "pod.teardown", "pod.log", "pod.automation", "pod.back", "pod.previous_session",

@@ -11,6 +11,11 @@ closes the app and `run_app` raises its error for the CLI to print.
 Snapshots reach the screens as `FleetUpdated` messages from the Fleet's worker; the
 app keeps the history for sparklines, turns changes into toasts, and hands the
 snapshot down to the screens, which draw it when visible.
+
+Every notification passes through `notify`: kept whole in `notices` (the history
+screen, `m`) and shown as a toast of at most two lines (`tui.toasts`), in a band
+above the key line that the screen's layout gives up while it shows (gpuctl.tcss), so
+a toast never covers a table row.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from textual.screen import Screen
 
 from sessions.snapshot import FleetSnapshot, PodSnapshot
 from themes.palettes import DEFAULT_THEME, STYLESHEETS, THEMES
-from tui import bindings, theme_state
+from tui import bindings, theme_state, toasts
 from tui.actions import Actions, AttachRunner
 from tui.messages import DownloadsChanged, FleetUpdated
+from tui.notices import Notice, NoticeLog, tidy
 from tui.sparkline_history import History
 
 if TYPE_CHECKING:
@@ -92,6 +98,10 @@ class GpuctlApp(App[int]):
         self._cooldown: notify_rules.Cooldown | None = None
         self._state_file = state_file
         self._warnings: list[str] = []
+        self.notices = NoticeLog()
+        """Every notification shown, in full (the history screen)."""
+        self.start_dir = Path.cwd()
+        """Where gpuctl was started: downloads land under it, toasts name paths relative to it."""
         self.keymap: dict[str, str] = {}
         for theme in THEMES:
             self.register_theme(theme)
@@ -195,10 +205,7 @@ class GpuctlApp(App[int]):
         """Run the config's policies (`gpuctl watch`'s engine) beside the Fleet."""
         from tui.watch_bridge import WatchBridge
 
-        def toast(title: str, message: str, severity: str, timeout: float) -> None:
-            self.notify(message, title=title, severity=severity, timeout=timeout)  # type: ignore[arg-type]
-
-        self.automation = WatchBridge(fleet, toast, paused=self.actions.read_only)
+        self.automation = WatchBridge(fleet, self.notify, start_dir=self.start_dir, paused=self.actions.read_only)
         self.run_worker(self.automation.run(), name="automation", group="automation", exit_on_error=False)
 
     def _thresholds(self, pod_name: str) -> "notify_rules.Thresholds":
@@ -219,7 +226,7 @@ class GpuctlApp(App[int]):
             self._cooldown = notify_rules.Cooldown()
         notes = notify_rules.changes(previous, self.snapshot, self._thresholds if self.config else notify_rules.Thresholds())
         for note in self._cooldown.admit(notes, time.monotonic()):
-            self.notify(note.message, title=note.title, severity=note.severity)  # type: ignore[arg-type]
+            self.notify(note.message, title=note.title, severity=note.severity)
         self._show(self.snapshot)
 
     def _show(self, snapshot: FleetSnapshot) -> None:
@@ -234,6 +241,38 @@ class GpuctlApp(App[int]):
             if changed is not None:
                 changed()
 
+    # -- notifications ----------------------------------------------------------------
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",  # type: ignore[override]
+               timeout: float | None = None, markup: bool = True, routine: bool = False,
+               brief: str | None = None) -> None:
+        """Record a notification in full and show it short.
+
+        `routine`: news nobody acts on (a download finished): one line, shown
+        briefly. `brief`: the toast's text when the caller has a shorter one than
+        `message` (the history keeps `message`). `markup` is ignored: gpuctl's
+        messages are plain text, and an exception's `[Errno 2]` must not be read as
+        a style.
+        """
+        from textual.notifications import Notify
+
+        notice = self.notices.add(Notice(title, tidy(str(message)), severity, routine))
+        if timeout is None:
+            timeout = toasts.ROUTINE_S if routine else self.NOTIFICATION_TIMEOUT
+        self.post_message(Notify(toasts.toast(notice, screen_width=self.size.width, timeout=timeout, brief=brief,
+                                              start_dir=self.start_dir)))
+        for screen in self.screen_stack:
+            changed = getattr(screen, "notices_changed", None)
+            if changed is not None:
+                changed()
+
+    def action_notifications(self) -> None:
+        """Every notification so far, newest first (`m`)."""
+        from tui.screens.notifications_screen import NotificationsScreen
+
+        if not isinstance(self.screen, NotificationsScreen):
+            self.push_screen(NotificationsScreen())
+
     # -- app-wide actions -------------------------------------------------------------
 
     def action_help(self) -> None:
@@ -246,8 +285,7 @@ class GpuctlApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         from tui.palette import screen_commands
 
-        yield from super().get_system_commands(screen)
-        yield from screen_commands(self, screen)
+        yield from screen_commands(self, screen)  # not Textual's defaults: see tui.palette
 
     def watch_theme(self, theme: str) -> None:
         if self._theme_ready:

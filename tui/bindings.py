@@ -18,6 +18,8 @@ HELP = Binding("question_mark", "app.help", "Help", id="app.help", tooltip="Show
 APP: list[Binding] = [
     HELP,
     Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit gpuctl (sessions keep running on the pods)"),
+    Binding("m", "notifications", "Notices", id="app.notifications", show=False,
+            tooltip="Every notification so far, newest first, with time, pod and severity"),
     Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False, priority=True,
             tooltip="Command palette: every action and theme by name"),
 ]

@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tui import humanize
+from tui.notices import shorten_path
 
 RUNNING, DONE, FAILED = "running", "done", "failed"
 
@@ -64,7 +66,8 @@ def checkpoint_lines(listing: Sequence[Any] | None, download: DownloadState | No
         if download.state == RUNNING:
             lines.append((f"↓ downloading {what}: {download.progress_text()}", "running"))
         elif download.state == DONE:
-            lines.append((f"✓ downloaded {what} to {download.message} (verified)", "ok"))
+            where = shorten_path(download.message, Path.cwd())  # downloads land under the start dir
+            lines.append((f"✓ downloaded {what} to {where} (verified)", "ok"))
         else:
             lines.append((f"✗ download of {what} failed: {download.message}", "error"))
     if error:

@@ -84,14 +84,29 @@ def changes(previous: FleetSnapshot | None, current: FleetSnapshot,
 
 def _connection(old: PodSnapshot, pod: PodSnapshot) -> list[Note]:
     if pod.state == PodState.PREEMPTED and old.state != PodState.PREEMPTED:
-        why = pod.error or "the provider took the instance back"
+        why = (pod.error or "the provider took the instance back").rstrip(". ")
         return [Note(f"{pod.name}:conn", pod.name, f"{why[:1].upper()}{why[1:]}.", "error", 0.0)]
     if old.state == PodState.ONLINE and pod.state in _DOWN:
-        why = f": {pod.error}" if pod.error else ""
-        return [Note(f"{pod.name}:conn", pod.name, f"Connection lost{why}. Retrying.", "error", 0.0)]
+        return [Note(f"{pod.name}:conn", pod.name, f"{sentence('Connection lost', pod.error)} Retrying.",
+                     "error", 0.0)]
     if old.state in _DOWN and pod.state == PodState.ONLINE:
         return [Note(f"{pod.name}:conn", pod.name, "Connection restored.", "information", 0.0)]
     return []
+
+
+def sentence(headline: str, reason: str | None) -> str:
+    """`headline: reason.` as one sentence, the reason's own copies of the headline
+    dropped.
+
+    The reason arrives composed in layers, each naming the failure again: the SSH
+    layer's "connection lost: " before asyncssh's "Connection lost" made the toast
+    "Connection lost: connection lost: Connection lost. Retrying.". What those layers
+    say stays theirs (`gpuctl status` prints it whole); only the toast composes."""
+    rest = (reason or "").strip()
+    while rest.casefold().startswith(headline.casefold()) and not rest[len(headline):len(headline) + 1].isalnum():
+        rest = rest[len(headline):].lstrip(" :;,-—").strip()
+    rest = rest.rstrip(". ")
+    return f"{headline}: {rest}." if rest else f"{headline}."
 
 
 def _sessions(old: PodSnapshot, pod: PodSnapshot) -> list[Note]:

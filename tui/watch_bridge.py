@@ -11,7 +11,10 @@ state of its own in memory-only mode (a temp file), shows events and alerts, and
 pauses its actions on every pod so the two never resume the same session twice.
 
 Events become toasts (the ones `tui.notify_rules` does not already announce), and
-go to the `notify:` targets like headless ones.
+go to the `notify:` targets like headless ones. Routine ones (a checkpoint
+downloaded, an alert cleared) are one quiet line: at 80x24 an auto-download every
+30 s must not keep a block of text over the fleet; the history screen has the
+event's full sentence.
 """
 
 from __future__ import annotations
@@ -19,19 +22,27 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Protocol
 
 from sessions.events import EventKind, WatchEvent
 
-TOASTS: dict[str, tuple[str, float]] = {
+TOASTS: dict[str, tuple[str, float | None]] = {
     EventKind.ALERT: ("warning", 10.0),
-    EventKind.ALERT_CLEARED: ("information", 5.0),
+    EventKind.ALERT_CLEARED: ("information", None),
     EventKind.RESUMED: ("information", 8.0),
-    EventKind.CHECKPOINT_DOWNLOADED: ("information", 6.0),
+    EventKind.CHECKPOINT_DOWNLOADED: ("information", None),
     EventKind.BUDGET_ACTION: ("error", 30.0),
 }
-"""Event kind -> (severity, seconds shown). Connection changes, preemption and session
-exits are toasted by `notify_rules` from the snapshots already."""
+"""Event kind -> (severity, seconds shown; None: a routine line). Connection changes,
+preemption and session exits are toasted by `notify_rules` from the snapshots
+already."""
+
+
+class Toast(Protocol):
+    """`GpuctlApp.notify`'s shape, as far as the bridge uses it."""
+
+    def __call__(self, message: str, *, title: str = ..., severity: str = ..., timeout: float | None = ...,
+                 routine: bool = ..., brief: str | None = ...) -> None: ...
 
 TOASTED_ELSEWHERE = frozenset({"gpu_temp_c", "disk_used_pct", "stall_minutes"})
 """Alerts `notify_rules` already toasts from the snapshots (with the same policy
@@ -47,7 +58,7 @@ class WatchBridge:
         events: the newest events, for the help screen and tests (bounded).
     """
 
-    def __init__(self, fleet: Any, toast: Callable[[str, str, str, float], None],
+    def __init__(self, fleet: Any, toast: Toast,
                  start_dir: Path | None = None, state_path: Path | None = None, *, paused: bool = False):
         """`paused`: every pod's actions start paused (read-only mode: alerts only)."""
         self.fleet = fleet
@@ -87,9 +98,8 @@ class WatchBridge:
             for pod in self.fleet.config.pods:
                 self.watcher.set_actions(pod.name, False)
         if not self.shared:
-            self.toast("gpuctl watch", "A headless gpuctl watch runs for this config: it does the "
-                       "downloads and restarts; here they are paused (w turns them on per pod).",
-                       "information", 10.0)
+            self.toast("A headless gpuctl watch runs for this config: it does the downloads and restarts; "
+                       "here they are paused (w turns them on per pod).", title="gpuctl watch", timeout=10.0)
         try:
             await self.watcher.run()
         finally:
@@ -100,8 +110,10 @@ class WatchBridge:
         self._router.submit(event)
         toast = TOASTS.get(event.kind)
         if toast and event.extra.get("alert") not in TOASTED_ELSEWHERE:
+            severity, timeout = toast
             where = event.pod if event.session is None else f"{event.pod} / {event.session}"
-            self.toast(where, event.message, *toast)
+            self.toast(event.message, title=where, severity=severity, timeout=timeout, routine=timeout is None,
+                       brief=brief(event))
 
     def actions_enabled(self, pod: str) -> bool:
         return self.watcher is not None and self.watcher.actions_enabled(pod)
@@ -127,3 +139,15 @@ class WatchBridge:
         if self._temp is not None:
             self._temp.cleanup()
             self._temp = None
+
+
+def brief(event: WatchEvent) -> str | None:
+    """A shorter toast text than the event's sentence, where one says the same.
+
+    A download's sentence names the checkpoint's path on the pod and the local one in
+    full (~200 characters): the one-line toast names the checkpoint's own name and
+    that it was verified; sizes and paths are in the history and the pod screen."""
+    named = event.extra.get("name") or event.extra.get("checkpoint")
+    if event.kind == EventKind.CHECKPOINT_DOWNLOADED and named:
+        return f"✓ {str(named).rstrip('/').rsplit('/', 1)[-1]} downloaded and verified"
+    return None

@@ -121,8 +121,7 @@ class FleetScreen(PodActionsMixin, Screen):
         order = fleet_rows.SORT_ORDER
         table = self.table
         table.sort_key = order[(order.index(table.sort_key) + 1) % len(order)]
-        self._draw()
-        self.notify(f"Sorted by {fleet_rows.SORTS[table.sort_key][0]}.", timeout=2)
+        self._draw()  # the header says "sorted by …": no toast repeats it
 
     def action_reverse_sort(self) -> None:
         self.table.reverse = not self.table.reverse
