@@ -23,9 +23,10 @@ The policy around `backends.transfer` (which only moves bytes):
    hash runs between two stat stamps (`checkpoint_verify.bracketed_command`; a folder's
    file listing after a third): if they differ, the checkpoint changed meanwhile.
    A digest mismatch deletes the bad copy (a file's `.part`; in a folder, the files
-   that differ) and says so. A pod behind RunPod's shell-only proxy gets the same
-   steps through PTY shells (`backends.transfer.PtyFetcher`; the hash runs in a second
-   shell on the same connection).
+   that differ) and says so. The transport decides how bytes move
+   (`Transport.fetcher`) and where the hash runs beside them (`Transport.beside`):
+   behind RunPod's shell-only proxy that is a PTY shell and a second shell on the
+   same connection; this module never asks which transport it holds.
 5. **Record** the verified copy in the index, with both stamps (so the next check
    hashes again only what changed).
 
@@ -48,11 +49,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from backends.pty_shell import PtyShell
 from backends.runner import Runner
 from backends.ssh import SshFailure
-from backends.transfer import (PTY, Fetcher, LocalHasher, PtyFetcher, TransferFailed, parse_sha256,
-                               sha256_command)
+from backends.transfer import LocalHasher, TransferFailed, parse_sha256, sha256_command
+from backends.transport import TransportUnsupported
 from sessions import checkpoint_index as index
 from sessions.checkpoint_verify import HASH_RATE, bracketed_command, confirm, manifest_digest, split_bracketed
 from sessions.checkpoints import (
@@ -69,9 +69,9 @@ from sessions.checkpoints import (
     parse_snapshot,
     snapshot_command,
 )
-from sessions.config_model import Config, Defaults, PodConfig, SessionConfig
-from sessions.pod_access import open_runner
+from sessions.config_model import Config, PodConfig, SessionConfig
 from sessions import pods
+from sessions.pod_link import open_transport
 
 ProgressFn = Callable[[int, int], None]
 
@@ -251,7 +251,8 @@ async def download_checkpoint(config: Config, pod: str | PodConfig, session: str
         dest: local folder (default `default_dest`); created when missing.
         progress: `progress(done_bytes, total_bytes)`, at most every 0.1 s and once at
             the end; `done` includes bytes already there from an interrupted run.
-        runner: an open SSH runner to use (default: connect, and close after).
+        runner: a transport to use (`Fleet.borrow`: the live link's channels; default:
+            the pod's link opens one connection, closed after).
         method: "auto", "ssh", "stream" or "sftp" (see `backends.transfer`); a pod behind
             a shell-only proxy (RunPod's) takes "auto" or "pty".
 
@@ -274,7 +275,7 @@ async def download_checkpoint(config: Config, pod: str | PodConfig, session: str
     dest_dir = Path(dest) if dest is not None else default_dest(pod_cfg.name, cfg.name)
     if runner is not None:
         return await _download(config, pod_cfg, cfg, name, dest_dir, progress, runner, method)
-    async with open_runner(pod_cfg, config.defaults) as opened:
+    async with open_transport(pod_cfg, config.defaults) as opened:
         return await _download(config, pod_cfg, cfg, name, dest_dir, progress, opened, method)
 
 
@@ -330,8 +331,7 @@ async def _download(config: Config, pod: PodConfig, cfg: SessionConfig, name: st
     plan, listed_stamp = await _plan(runner, checkpoint, part)
     if os.path.lexists(part) and part.is_dir() != (checkpoint.kind == DIR):
         _remove(part)  # a file .part where a folder is wanted, or the reverse: stale
-    outcome = await _fetch_and_verify(runner, pod, config.defaults, checkpoint, part, plan, progress, method,
-                                      listed_stamp)
+    outcome = await _fetch_and_verify(runner, pod, checkpoint, part, plan, progress, method, listed_stamp)
     local_bytes, files_digest, moved, resumed, methods, pod_stamp = outcome
     _install(part, final, replace_old=ours)
     entry = index.record(index.IndexEntry(
@@ -362,22 +362,17 @@ async def _plan(runner: Runner, checkpoint: Checkpoint,
         raise DownloadError(str(exc)) from None
 
 
-async def _fetch_and_verify(runner: Runner, pod: PodConfig, defaults: Defaults, checkpoint: Checkpoint, part: Path,
+async def _fetch_and_verify(runner: Runner, pod: PodConfig, checkpoint: Checkpoint, part: Path,
                             plan: list[tuple[RemoteFile, str, Path]], progress: ProgressFn | None,
                             method: str, listed_stamp: str | None) -> tuple[int, str, int, int, list[str], str]:
     """Fetch every file while the pod hashes them; return (bytes, digest, moved, resumed,
     methods, the pod's stamp of what it hashed)."""
-    fetcher: Fetcher | PtyFetcher
-    if isinstance(runner, PtyShell):
-        if method not in ("auto", PTY):
-            raise DownloadUsageError(f"pod {pod.name!r} is reached through a shell-only proxy: its files come "
-                                     f"through the shell (method pty), not {method}")
-        fetcher = PtyFetcher(runner)
-    elif getattr(runner, "conn", None) is not None:
-        target = pods.ssh_target(pod, defaults)
-        fetcher = Fetcher(runner.conn, method=method, ssh_argv=target.ssh_argv(tty=False))  # type: ignore[attr-defined]
-    else:
-        raise DownloadError("downloads need an SSH connection to the pod")
+    try:
+        fetcher = runner.fetcher(method=method)
+    except TransportUnsupported as exc:
+        raise DownloadUsageError(f"pod {pod.name!r}: {exc}") from None
+    except ValueError as exc:
+        raise DownloadUsageError(str(exc)) from None
     total = sum(f.size for f, _, _ in plan)
     if checkpoint.kind == DIR:
         hash_root, hash_files = checkpoint.path, [f.rel for f, _, _ in plan]
@@ -439,23 +434,11 @@ async def _fetch_and_verify(runner: Runner, pod: PodConfig, defaults: Defaults, 
 
 
 async def _pod_hash(runner: Runner, command: str, timeout: float) -> Any:
-    """The pod's hash command, run beside the transfer.
-
-    Over an exec-capable connection that is simply another channel. A PTY shell runs
-    one command at a time, and its transfer holds it: the hash gets a second shell on
-    the same connection, or, when the proxy refuses one, waits for the transfer and
-    runs after it in the same shell.
-    """
-    if not isinstance(runner, PtyShell):
-        return await runner.run(command, timeout=timeout)
-    try:
-        beside = await runner.sibling(timeout=30.0)
-    except SshFailure:
-        return await runner.run(command, timeout=timeout)
-    try:
+    """The pod's hash command, run beside the transfer (`Transport.beside`: another
+    channel over exec; a second shell through a PTY-only proxy, or, when the proxy
+    refuses one, the same shell after the transfer)."""
+    async with runner.beside() as beside:
         return await beside.run(command, timeout=timeout)
-    finally:
-        beside.close()
 
 
 async def _cancel(task: asyncio.Task[Any] | None) -> None:

@@ -14,7 +14,7 @@ from typing import AsyncIterator
 from sessions import pods
 from sessions.config import Config
 from sessions.monitor import PodMonitor
-from sessions.pod_access import open_runner
+from sessions.pod_link import PodLink
 from sessions.provider_poller import ProviderPoller
 from sessions.snapshot import FleetSnapshot, PodSnapshot
 
@@ -55,7 +55,11 @@ class Fleet:
         # Price, spend and preemption from the providers: a task of its own, so a slow
         # API never delays telemetry (sessions/provider_poller.py).
         self.providers = ProviderPoller(selected, self._on_provider_change)
-        self._monitors = {p.name: PodMonitor(p, config.defaults, self._on_update) for p in selected}
+        # One link per pod: the monitor's connection, lent to every action on the pod
+        # (sessions/pod_link.py), so a `d` in the TUI needs no new handshake.
+        self.links = {p.name: PodLink(p, config.defaults) for p in selected}
+        self._monitors = {p.name: PodMonitor(p, config.defaults, self._on_update, self.links[p.name])
+                          for p in selected}
         self._pods: dict[str, PodSnapshot] = {name: m.snapshot for name, m in self._monitors.items()}
         self._cached: FleetSnapshot | None = None
         self._subscriptions: set[Subscription] = set()
@@ -130,13 +134,21 @@ class Fleet:
         """The config entry of a followed pod (KeyError with a hint if unknown)."""
         return self.config.pod(pod_name)
 
+    def borrow(self, pod_name: str):
+        """`async with fleet.borrow(pod) as transport:` a `backends.transport.Transport`
+        for one action: channels of the monitor's live connection when it is up, else a
+        connection for this action alone (`PodLink.borrow`). A pod the fleet does not
+        follow gets a link of its own."""
+        link = self.links.get(pod_name) or PodLink(self.pod_config(pod_name), self.config.defaults)
+        return link.borrow()
+
     async def launch(self, pod_name: str, session_name: str):
         """Launch a configured session in tmux (see `session_control.launch`)."""
         from sessions import session_control
 
         pod = self.pod_config(pod_name)
-        async with open_runner(pod, self.config.defaults) as runner:
-            result = await session_control.launch(runner, pod, session_name)
+        async with self.borrow(pod_name) as transport:
+            result = await session_control.launch(transport, pod, session_name)
         self.refresh(pod_name)
         return result
 
@@ -144,9 +156,8 @@ class Fleet:
         """Kill a tmux session; callers confirm first (this does not ask)."""
         from sessions import session_control
 
-        pod = self.pod_config(pod_name)
-        async with open_runner(pod, self.config.defaults) as runner:
-            result = await session_control.kill(runner, session_name, pod_name=pod_name)
+        async with self.borrow(pod_name) as transport:
+            result = await session_control.kill(transport, session_name, pod_name=pod_name)
         self.refresh(pod_name)
         return result
 
@@ -155,8 +166,12 @@ class Fleet:
         connection settings monitoring uses."""
         from sessions.tmux import attach_argv
 
-        pod = self.pod_config(pod_name)
-        target = None if pods.is_local(pod) else pods.ssh_target(pod, self.config.defaults)
+        link = self.links.get(pod_name)
+        if link is not None:
+            target = link.target
+        else:
+            pod = self.pod_config(pod_name)
+            target = None if pods.is_local(pod) else pods.ssh_target(pod, self.config.defaults)
         return attach_argv(target, session_name, inside_tmux=inside_tmux)
 
     def refresh(self, pod_name: str | None = None) -> None:

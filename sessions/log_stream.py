@@ -11,6 +11,10 @@ without python3 work too:
 2. `tail -c +S+1 -F` streams everything after S. Bytes are counted, so after a
    dropped connection the stream resumes at the exact byte it had reached; a file
    that shrank meanwhile (rotated or truncated) is read from its start, said so.
+
+Both steps go through the pod's link (`sessions.pod_link`), so a pod behind RunPod's
+shell-only proxy is read through its PTY shell like every other command, and a
+`host: local` pod through `sh -c`.
 """
 
 from __future__ import annotations
@@ -21,16 +25,12 @@ from typing import AsyncIterator, Callable
 import asyncssh
 
 from backends.remote_path import quote_path
-from backends.runner import CommandResult
-from backends.ssh import Backoff, FailureKind, SshFailure, connect
-from sessions import pods
+from backends.ssh import Backoff, FailureKind, SshFailure
 from sessions.config import Defaults, PodConfig
+from sessions.pod_link import PodLink
 
 LAST_BYTES = 4 * 1024 * 1024
 """At most this much of the file's end is read to find its last N lines."""
-
-_CHUNK = 64 * 1024
-
 
 def snapshot_command(path: str, max_bytes: int = LAST_BYTES) -> str:
     """Print the file's size on one line, then its last min(size, max_bytes) bytes.
@@ -69,53 +69,6 @@ def last_lines(data: bytes, count: int) -> bytes:
     return data[pos + 1:]
 
 
-class _PodShell:
-    """Exec and stream bytes on one pod, over SSH or locally."""
-
-    def __init__(self, pod: PodConfig, defaults: Defaults):
-        self._pod = pod
-        self._defaults = defaults
-        self._conn: asyncssh.SSHClientConnection | None = None
-
-    async def __aenter__(self) -> "_PodShell":
-        if not pods.is_local(self._pod):
-            self._conn = await connect(pods.ssh_target(self._pod, self._defaults))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._conn is not None:
-            self._conn.close()
-
-    async def run(self, command: str, timeout: float) -> tuple[int, bytes, str]:
-        if self._conn is None:
-            proc = await asyncio.create_subprocess_exec(
-                "sh", "-c", command, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            out, err = await asyncio.wait_for(proc.communicate(), timeout)
-            return proc.returncode or 0, out, err.decode(errors="replace")
-        result = await asyncio.wait_for(self._conn.run(command, encoding=None), timeout)
-        return result.exit_status or 0, result.stdout or b"", (result.stderr or b"").decode(errors="replace")
-
-    async def stream(self, command: str) -> AsyncIterator[bytes]:
-        if self._conn is None:
-            proc = await asyncio.create_subprocess_exec(
-                "sh", "-c", command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE)
-            try:
-                while chunk := await proc.stdout.read(_CHUNK):
-                    yield chunk
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-            return
-        process = await self._conn.create_process(command, encoding=None)
-        try:
-            while chunk := await process.stdout.read(_CHUNK):
-                yield chunk
-        finally:
-            process.close()
-
-
 async def stream_log(
     pod: PodConfig,
     defaults: Defaults,
@@ -132,38 +85,42 @@ async def stream_log(
             cannot be read. With `follow`, later failures reconnect with backoff.
     """
     timeout = defaults.command_timeout
+    link = PodLink(pod, defaults)  # the target is resolved once, not per reconnect
     offset: int | None = None  # the next byte of the file to show
     backoff = Backoff(base=1.0, cap=30.0)
     first = True
     while True:
         try:
-            async with _PodShell(pod, defaults) as shell:
+            async with link.borrow() as shell:
                 if offset is None:
-                    status, out, err = await shell.run(snapshot_command(path), timeout)
-                    if status != 0:
+                    result = await shell.run(snapshot_command(path), timeout=timeout)
+                    if not result.ok:
                         if not follow:
-                            reason = CommandResult(status, "", err).last_error_line()
-                            raise SshFailure(FailureKind.COMMAND, f"cannot read {path}: {reason}")
+                            raise SshFailure(FailureKind.COMMAND, f"cannot read {path}: {result.last_error_line()}")
                         on_notice(f"{path} does not exist yet; waiting for it")
                         offset = 0
                     else:
-                        header, _, body = out.partition(b"\n")
+                        header, _, body = result.stdout_bytes.partition(b"\n")
                         offset = int(header.strip() or b"0")
                         if body:
                             yield last_lines(body, lines)
                     if not follow:
                         return
                 else:
-                    _, out, _ = await shell.run(size_command(path), timeout)
-                    size = int(out.strip() or b"0")
+                    result = await shell.run(size_command(path), timeout=timeout)
+                    size = int(result.stdout.strip() or "0")
                     if size < offset:
                         on_notice(f"{path} shrank while disconnected (rotated or truncated); showing it from the start")
                         offset = 0
                 first = False
                 backoff.reset()
-                async for chunk in shell.stream(follow_command(path, offset)):
-                    offset += len(chunk)
-                    yield chunk
+                stream = shell.stream(follow_command(path, offset))
+                try:
+                    async for chunk in stream:
+                        offset += len(chunk)
+                        yield chunk
+                finally:
+                    await stream.aclose()
                 on_notice("the follow ended on the pod; restarting it")
         except SshFailure as failure:
             if first or not follow:

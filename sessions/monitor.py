@@ -13,11 +13,13 @@ from typing import Any, Callable
 
 import asyncssh
 
-from backends.agent import AgentChannel, AgentUnavailable, probe_once
-from backends.runner import LocalRunner, Runner, SshRunner
-from backends.ssh import Backoff, FailureKind, SshFailure, connect
-from sessions import pods, proxied_ssh
+from backends.agent import AgentChannel, AgentUnavailable
+from backends.shell_probe import parse_probe_output, probe_command
+from backends.ssh import Backoff, FailureKind, SshFailure
+from backends.transport import LocalTransport, Transport
+from sessions import pods
 from sessions.config import Defaults, PodConfig
+from sessions.pod_link import PodLink
 from sessions.session_book import SessionBook
 from sessions.snapshot import PodSnapshot, PodState, apply_sample, with_state
 
@@ -40,21 +42,23 @@ class PodMonitor:
             failure), so one-shot commands like `gpuctl status` know when to print.
     """
 
-    def __init__(self, pod: PodConfig, defaults: Defaults, publish: Callable[[PodSnapshot], None]):
+    def __init__(self, pod: PodConfig, defaults: Defaults, publish: Callable[[PodSnapshot], None],
+                 link: PodLink | None = None):
         self.pod = pod
+        # The pod's connection lives in its link, which lends it to actions too.
+        self.link = link or PodLink(pod, defaults)
         self._defaults = defaults
         self._publish_cb = publish
         self._interval = pods.interval(pod, defaults)
         self._agent: AgentChannel | None = None
         self.book = SessionBook(pod)
-        self._runner: Runner | None = None
+        self._runner: Transport | None = None
         self._adoptions: set[asyncio.Task] = set()
         self._ever_online = False
         self.settled = asyncio.Event()
         host = pod.host
-        self._target = None
-        if not pods.is_local(pod):
-            self._target = pods.ssh_target(pod, defaults)
+        self._target = self.link.target
+        if self._target is not None:
             host = self._target.display
         self.snapshot = PodSnapshot(name=pod.name, host=host, price_per_hour=pod.price_per_hour)
 
@@ -162,14 +166,13 @@ class PodMonitor:
             self._set_state(state, attempts=attempts)
             started = time.monotonic()
             try:
-                conn = await connect(self._target)
+                conn = await self.link.connect()
             except SshFailure as failure:
                 self._on_failure(failure)
                 await asyncio.sleep(backoff.next_delay())
                 continue
             try:
-                async with conn:
-                    await self._stream(conn)
+                await self._stream(conn)
                 failure = SshFailure(FailureKind.LOST, "the agent stopped (channel closed)")
             except SshFailure as exc:
                 failure = exc
@@ -178,6 +181,7 @@ class PodMonitor:
             finally:
                 self._agent = None
                 self._runner = None
+                self.link.release(conn)
             if time.monotonic() - started > _STABLE_AFTER_S:
                 backoff.reset()
             if self._ever_online:
@@ -188,15 +192,11 @@ class PodMonitor:
 
     async def _stream(self, conn: asyncssh.SSHClientConnection) -> None:
         options = {"interval": self._interval, "disk_path": pods.disk_path(self.pod)}
-        timeout = self._target.command_timeout
-        self._runner = SshRunner(conn, timeout)
         try:
-            if proxied_ssh.is_proxied(self.pod):  # RunPod's proxy: a PTY shell, no exec
-                self._runner, agent = await proxied_ssh.start(conn, options, timeout=timeout)
-            else:
-                agent = await AgentChannel.start(conn, options, timeout=timeout)
+            self._runner, agent = await self.link.start_agent(conn, options)
         except AgentUnavailable:
-            await self._poll_with_probe(conn)
+            self._runner = self.link.transport_on(conn)
+            await self._poll_with_probe(self._runner)
             return
         self._agent = agent
         self.book.agent_restarted()
@@ -222,13 +222,14 @@ class PodMonitor:
         finally:
             agent.close()
 
-    async def _poll_with_probe(self, conn: asyncssh.SSHClientConnection) -> None:
-        """No python3 on the pod: one exec of the shell probe per tick."""
-        disk = pods.disk_path(self.pod)
+    async def _poll_with_probe(self, transport: Transport) -> None:
+        """No python3 on the pod: one run of the shell probe per tick."""
+        command = probe_command(pods.disk_path(self.pod))
         seq = 0
         while True:
             tick = time.monotonic()
-            sample = await probe_once(conn, disk, seq=seq, timeout=self._target.command_timeout)
+            result = await transport.run(command, timeout=self.link.timeout)
+            sample = parse_probe_output(result.stdout, seq=seq, t=time.time())
             seq += 1
             self._on_sample(sample, "exec")
             await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - tick)))
@@ -243,7 +244,7 @@ class PodMonitor:
 
         sampler = LocalSampler(disk_path=pods.disk_path(self.pod))
         follows = LocalFollows()
-        self._runner = LocalRunner(self._defaults.command_timeout)
+        self._runner = LocalTransport(self._defaults.command_timeout)
         next_sample = time.monotonic()
         try:
             while True:

@@ -1,8 +1,9 @@
 """Pods reached through RunPod's SSH proxy: an interactive shell only.
 
 `<token>@ssh.runpod.io` gives no exec channel and no SFTP, so for such a pod the
-monitor runs the agent inside a PTY shell (`backends.pty_shell`) and one-off
-commands go through a second shell. Slower than direct TCP (every command is typed
+monitor runs the agent inside a PTY shell (`backends.transport.pty_shell`) and
+one-off commands go through a second shell (`backends.transport.PtyTransport`); the
+pod's link (`sessions.pod_link`) picks that transport for every action too. Slower than direct TCP (every command is typed
 and framed; downloads are base64), so the import and the UI say that exposing
 22/tcp on the pod is the faster way.
 
@@ -17,8 +18,9 @@ from typing import Any
 import asyncssh
 
 from backends.agent import AgentChannel
-from backends.pty_shell import PtyShell
 from backends.ssh import FailureKind, SshFailure
+from backends.transport import PtyTransport
+from backends.transport.pty_shell import PtyShell
 from sessions.config import PodConfig
 
 RUNPOD_PROXY_HOST = "ssh.runpod.io"
@@ -33,7 +35,7 @@ def is_proxied(pod: PodConfig) -> bool:
 
 
 async def start(conn: asyncssh.SSHClientConnection, options: dict[str, Any], *,
-                timeout: float) -> tuple[PtyShell | None, AgentChannel]:
+                timeout: float) -> tuple[PtyTransport | None, AgentChannel]:
     """(a shell for one-off commands, the agent) over a proxied connection.
 
     The command shell is a second channel; if the proxy refuses it, commands are
@@ -54,7 +56,7 @@ async def start(conn: asyncssh.SSHClientConnection, options: dict[str, Any], *,
                              "way to read it; expose 22/tcp for direct TCP") from None
         raise
     try:
-        runner: PtyShell | None = await PtyShell.open(conn, timeout=timeout)
+        commands: PtyTransport | None = await PtyTransport.open(conn, timeout=timeout)
     except SshFailure:
-        runner = None
-    return runner, agent
+        commands = None
+    return commands, agent

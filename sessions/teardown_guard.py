@@ -47,24 +47,12 @@ from sessions.config import Config, Defaults, PodConfig
 
 @asynccontextmanager
 async def _runner(config: Config, pod: PodConfig) -> AsyncIterator[Runner]:
-    """A command runner on the pod; a shell-only (RunPod proxied) pod gets a PTY shell."""
-    from sessions import pods, proxied_ssh
+    """A transport on the pod through its link (a PTY shell where RunPod's proxy
+    offers no exec: the link picks, as for every other action)."""
+    from sessions.pod_link import open_transport
 
-    if not proxied_ssh.is_proxied(pod):
-        from sessions.pod_access import open_runner
-
-        async with open_runner(pod, config.defaults) as runner:
-            yield runner
-        return
-    from backends.pty_shell import PtyShell
-    from backends.ssh import connect
-
-    target = pods.ssh_target(pod, config.defaults)
-    conn = await connect(target)
-    try:
-        yield await PtyShell.open(conn, timeout=target.command_timeout)
-    finally:
-        conn.close()
+    async with open_transport(pod, config.defaults) as transport:
+        yield transport
 
 
 async def check(config: Config, pod: PodConfig, steps: Mapping[str, int] | None = None) -> tuple[bool, str]:

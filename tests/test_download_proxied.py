@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from backends.pty_shell import PtyShell
+from backends.transport import PtyTransport
 from backends.ssh import SshFailure, connect
 from sessions import checkpoint_index as index
 from sessions import download as dl
@@ -55,10 +56,10 @@ class ProxiedPod:
     async def download(self, name=None, progress=None, **kwargs) -> dl.DownloadResult:
         return await dl.download_checkpoint(self.config, "p", "train", name, None, progress, **kwargs)
 
-    async def shell(self) -> PtyShell:
-        """A shell on a connection of its own (the caller closes `shell._conn`)."""
+    async def shell(self) -> PtyTransport:
+        """A shell transport on a connection of its own (the caller closes `shell._conn`)."""
         conn = await connect(pods.ssh_target(self.config.pod("p"), self.config.defaults))
-        return await PtyShell.open(conn)
+        return await PtyTransport.open(conn)
 
 
 @pytest.fixture
@@ -121,7 +122,7 @@ async def test_the_listing_survives_the_terminal(pod):
     for i, name in enumerate(names):
         put(pod.workdir / name, bytes([i]) * (i + 1))
     async with open_runner(pod.config.pod("p"), pod.config.defaults) as runner:
-        assert isinstance(runner, PtyShell)
+        assert runner.kind == "pty"
         found = await list_checkpoints(runner, pod.config.pod("p"), "train", settle=0)
     assert sorted((c.name, c.size) for c in found) == sorted((n, i + 1) for i, n in enumerate(names))
     result = await pod.download("step_5\rcr.pt")
@@ -131,7 +132,7 @@ async def test_the_listing_survives_the_terminal(pod):
 class DropAt:
     """A progress callback that closes the SSH connection once `limit` bytes landed."""
 
-    def __init__(self, limit: int, shell: PtyShell):
+    def __init__(self, limit: int, shell: PtyTransport):
         self.limit = limit
         self.shell = shell
         self.dropped_at: int | None = None

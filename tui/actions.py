@@ -376,6 +376,15 @@ class Actions:
         self._set_download(DownloadState(target.pod, target.session, started=time.monotonic()))
         self._run("Download", target, self._download(target.pod, target.session))
 
+    def _borrow(self, pod: str) -> Any:
+        """`async with`: a transport on the pod through its link (`Fleet.borrow`): the
+        monitor's live connection when it is up, so an action costs no handshake."""
+        if self.app.fleet is not None:
+            return self.app.fleet.borrow(pod)
+        from sessions.pod_link import open_transport
+
+        return open_transport(self.app.config.pod(pod), self.app.config.defaults)
+
     def _set_download(self, state: DownloadState) -> None:
         self.downloads[(state.pod, state.session)] = state
         self.app.post_message(DownloadsChanged())
@@ -389,9 +398,11 @@ class Actions:
             state = self.downloads[key]
             self._set_download(DownloadState(pod, session, RUNNING, state.name, done, total, started=state.started))
 
-        self.app.notify(f"Downloading the newest complete checkpoint of {session!r}.", title=pod, routine=True)
+        self.app.notify(f"Downloading the newest complete checkpoint of {session!r}.", title=pod)
         try:
-            result = await download_checkpoint(self.app.config, pod, session, progress=progress)
+            async with self._borrow(pod) as transport:  # the live link: no new handshake
+                result = await download_checkpoint(self.app.config, pod, session, progress=progress,
+                                                   runner=transport)
         except Exception as exc:  # noqa: BLE001 - DownloadError, listing, SSH...: all shown
             why = error_text(exc)
             self._set_download(DownloadState(pod, session, FAILED, self.downloads[key].name, message=why))
@@ -417,7 +428,6 @@ class Actions:
 
     async def _resume(self, target: Target, running: bool) -> None:
         from sessions import resume
-        from sessions.pod_access import open_runner
         from tui.dialogs.confirm import ConfirmDialog
 
         pod = self.app.config.pod(target.pod)
@@ -429,8 +439,8 @@ class Actions:
             if not await self.app.push_screen_wait(ConfirmDialog("Restart from checkpoint?", question, "Restart")):
                 self.app.notify(f"Session {target.session!r} was left running.", title=target.pod)
                 return
-        async with open_runner(pod, self.app.config.defaults) as runner:
-            result = await resume.resume(runner, pod, target.session or "", restart=running)
+        async with self._borrow(target.pod) as transport:
+            result = await resume.resume(transport, pod, target.session or "", restart=running)
         if self.app.fleet is not None:
             self.app.fleet.refresh(target.pod)
         self.app.notify(f"Resumed {target.session!r} from {result.checkpoint.name}: {result.command}",
@@ -441,12 +451,11 @@ class Actions:
         exists here (for the pod screen's worker). Raises as `list_checkpoints` does."""
         from sessions.checkpoint_index import host_identity, mark_verified
         from sessions.checkpoints import list_checkpoints
-        from sessions.pod_access import open_runner
 
         pod = self.app.config.pod(target.pod)
         session = pod.session(target.session or "")
-        async with open_runner(pod, self.app.config.defaults) as runner:
-            found = await list_checkpoints(runner, pod, session, settle=0)
+        async with self._borrow(target.pod) as transport:
+            found = await list_checkpoints(transport, pod, session, settle=0)
         return mark_verified(found, host_identity(pod, self.app.config.defaults))
 
     # -- stop and teardown, through the pod's provider ---------------------------------

@@ -279,7 +279,8 @@ class PtyShell:
         in 30 KiB blocks, so a slowly growing log (`gpuctl logs -f`) would show in
         bursts. The bytes come raw instead (output processing is off, and this shell
         decodes with surrogateescape, so every byte survives), and the end frame is
-        found by its nonce, which no output can guess. stderr is dropped (it shares
+        found by its nonce, which no output can guess; output is held back only while
+        it ends in what could be the frame's first characters (a record separator). stderr is dropped (it shares
         the terminal and would mix into the data); a non-zero exit says its status.
 
         Raises:
@@ -288,7 +289,10 @@ class PtyShell:
                 closed: the command is still running in it.
         """
         def frame(tag: str, typed: str) -> str:
-            return f"{{ ( {typed}\n) </dev/null 2>/dev/null; printf '\\n%s-%s %s\\n' E {tag} \"$?\"; }} | cat\n"
+            # The end frame starts with an ASCII record separator rather than a newline:
+            # the part of the output that could be the start of the frame is held back
+            # until more arrives, and a log's last newline must not wait for the next line.
+            return f"{{ ( {typed}\n) </dev/null 2>/dev/null; printf '\\036%s-%s %s\\n' E {tag} \"$?\"; }} | cat\n"
 
         # The lock is taken by hand, not with `_framed`: a generator that yields inside
         # an `async with` cannot be finalised cleanly when its consumer drops it.
@@ -300,7 +304,7 @@ class PtyShell:
             tag = self._next_tag()
             self._process.stdin.write(f"printf '%s-%s\\n' B {tag}\n" + frame(tag, typed))
             await self._read_until(re.compile(rf"B-{tag}\n"), 30.0)
-            marker = f"\nE-{tag} "
+            marker = f"\x1eE-{tag} "
             pending, self._buffer = self._buffer, ""
             while True:
                 at = pending.find(marker)

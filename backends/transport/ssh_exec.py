@@ -80,16 +80,29 @@ class SshTransport:
 
     async def write_file(self, path: str, data: bytes, *, mode: int = 0o600,
                          timeout: float | None = None) -> None:
+        limit = timeout or self._timeout
         try:
-            result = await asyncio.wait_for(
-                self.conn.run(command_bytes(write_command(path, mode)), input=data, encoding=None,  # type: ignore[arg-type]
-                              check=False), timeout or self._timeout)
-        except (asyncio.TimeoutError, TimeoutError):
-            raise SshFailure(FailureKind.TIMEOUT, f"writing {path} timed out") from None
+            process = await self.conn.create_process(command_bytes(write_command(path, mode)),  # type: ignore[arg-type]
+                                                     encoding=None)
         except (asyncssh.Error, OSError) as exc:
             raise SshFailure(FailureKind.LOST, f"connection lost: {exc}") from exc
+        try:
+            try:
+                process.stdin.write(data)
+                process.stdin.write_eof()
+            except (asyncssh.Error, OSError):
+                pass  # the command ended before reading it all: its exit status says why
+            result = await asyncio.wait_for(process.wait(check=False), limit)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise SshFailure(FailureKind.TIMEOUT, f"writing {path} timed out after {limit:g}s") from None
+        except (asyncssh.Error, OSError) as exc:
+            raise SshFailure(FailureKind.LOST, f"connection lost: {exc}") from exc
+        finally:
+            process.close()
+        if result.exit_status is None and result.exit_signal is None:
+            raise SshFailure(FailureKind.LOST, f"connection lost while writing {path}")
         if result.exit_status != 0:
-            lines = (result.stderr or b"").decode(errors="replace").strip().splitlines()  # type: ignore[union-attr]
+            lines = bytes(result.stderr or b"").decode(errors="replace").strip().splitlines()
             why = lines[-1] if lines else f"exit status {result.exit_status}"
             raise SshFailure(FailureKind.COMMAND, f"could not write {path}: {why}")
 
