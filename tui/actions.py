@@ -398,7 +398,7 @@ class Actions:
             state = self.downloads[key]
             self._set_download(DownloadState(pod, session, RUNNING, state.name, done, total, started=state.started))
 
-        self.app.notify(f"Downloading the newest complete checkpoint of {session!r}.", title=pod)
+        self.app.notify(f"Downloading the newest complete checkpoint of {session!r}.", title=pod, routine=True)
         try:
             async with self._borrow(pod) as transport:  # the live link: no new handshake
                 result = await download_checkpoint(self.app.config, pod, session, progress=progress,
