@@ -5,7 +5,7 @@ Layout, under the demo's temp dir::
 
     <pod>/home        HOME on the pod; sessions run in home/workspace
     <pod>/bin         first on PATH: nvidia-smi (simulated), python3, python
-    <pod>/lib         on PYTHONPATH: a pynvml that refuses to load (see below)
+    <pod>/lib         on PYTHONPATH: a pynvml that refuses to load, a stand-in torch (below)
     <pod>/t           TMUX_TMPDIR: the pod's own tmux server socket (see `socket_dir`)
     <pod>/gpus.json   the simulated GPUs' state (GPUCTL_SIM_GPU_STATE)
     <pod>/heartbeat   touched by the simulated trainer (GPUCTL_DEMO_HEARTBEAT)
@@ -16,6 +16,9 @@ Layout, under the demo's temp dir::
   NVIDIA GPUs the agent would otherwise read *those* through NVML instead of the
   simulated ones. A demo pod has no NVML, like a container without the driver's
   libraries; the agent falls back to ``nvidia-smi``, which is the simulated one.
+* ``torch`` is the demo's stand-in (`backends.demo.torch_standin`, copied as
+  ``lib/torch/__init__.py``): ``gpuctl check`` probes ``import torch`` and failed on
+  every demo pod; the stand-in reports CUDA available with the simulated GPU count.
 * Every process started on a pod carries ``GPUCTL_DEMO_ROOT`` in its environment, so
   the demo can find (`leftover_pids`) and end (`end_leftovers`) anything of its own
   that outlived its parent.
@@ -127,6 +130,8 @@ class Sandbox:
             wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(python)} "$@"\n')
             wrapper.chmod(0o755)
         (self.lib / "pynvml.py").write_text(_NO_NVML)
+        (self.lib / "torch").mkdir(exist_ok=True)
+        shutil.copyfile(Path(__file__).with_name("torch_standin.py"), self.lib / "torch" / "__init__.py")
 
     def environment(self, user: str) -> dict[str, str]:
         """The environment of every command run on the pod (exec, shell, SFTP-free)."""
