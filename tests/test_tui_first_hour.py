@@ -163,3 +163,98 @@ async def test_the_checkpoint_pane_names_the_globs_it_waits_for(sshd, tmp_path):
         await until(pilot, lambda: "No checkpoint yet" in str(listing.render()), what="the empty pane")
         assert "No checkpoint yet (looking for out/checkpoint-*)." in str(listing.render())
         assert "set the session's" not in str(listing.render())
+
+
+# ------------------------------------------------------------------- item 12, smaller
+
+
+def send(app, event) -> None:
+    """Deliver `event` the way the terminal driver does, without waiting for it."""
+    event.set_sender(app)
+    app._driver.send_message(event)
+
+
+async def test_a_filter_typed_or_pasted_in_one_burst_after_slash_is_not_lost(sshd, tmp_path, refused_port):
+    from textual import events
+
+    from tui.widgets.fleet_table import FleetTable
+
+    offline = {"name": "lambda-1", "host": "127.0.0.1", "port": refused_port}
+    trust(sshd)
+    doc = {"pods": [sshd.pod_entry("a100", sessions=[{"name": "train", "command": "sleep 600"}]), offline]}
+    app = make_app(parse_config(yaml.safe_dump(doc), tmp_path / "config.yaml"), state_file=tmp_path / "tui.json")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        table = app.screen.query_one(FleetTable)
+        # As a terminal delivers a fast typist or a paste: every event queued before the
+        # app handles the first (pilot.press would wait for each key to settle).
+        for key, char in (("slash", "/"), ("l", "l"), ("a", "a"), ("m", "m")):
+            send(app, events.Key(key, char))
+        await until(pilot, lambda: table.filter_text == "lam", what="the whole burst in the filter")
+        assert table.row_count == 1 and table.selected_pod == "lambda-1"
+        assert not isinstance(app.screen, ConfirmDialog) and session(app, "train").state == "absent"
+        await pilot.press("escape")
+        await until(pilot, lambda: table.filter_text == "", what="filter cleared")
+        send(app, events.Key("slash", "/"))
+        send(app, events.Paste("a100"))
+        await until(pilot, lambda: table.filter_text == "a100", what="the paste in the filter")
+        await pilot.press("slash")  # with the filter focused, `/` is text, not the key
+        await until(pilot, lambda: table.filter_text == "a100/", what="a slash in the filter")
+
+
+async def test_a_key_read_only_turned_off_says_so(sshd, tmp_path):
+    config = one_session_config(sshd, tmp_path, command="sleep 600")
+    app = make_app(config, read_only=True, state_file=tmp_path / "tui.json")
+    notes = Notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        await pilot.press("k")
+        await until(pilot, lambda: notes.find("Read-only: k (kill) is off."), what="the kill key's toast")
+        await pilot.press("n")
+        await until(pilot, lambda: notes.find("Read-only: n (launch) is off."), what="the launch key's toast")
+        await pilot.press("d")  # download changes nothing on the pod: still allowed, no toast
+        await pilot.press("slash", "k")  # typed into the filter: text, not a refused kill
+        await pilot.pause(0.3)
+        assert len(notes.find("Read-only: k")) == 1
+        assert session(app, "train").state == "absent"
+
+
+async def test_the_palette_offers_only_gpuctls_actions_and_themes(sshd, tmp_path):
+    from themes.palettes import THEMES
+
+    config = one_session_config(sshd, tmp_path, command="sleep 600")
+    app = make_app(config, state_file=tmp_path / "tui.json")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+    themes = [t for t in titles if t.startswith("Theme: ")]
+    assert themes == [f"Theme: {t.name}" for t in THEMES]
+    assert "Quit (q)" in titles and "Help (?)" in titles and "Launch (n)" in titles
+    # Textual's own entries: its theme picker (24 themes), Keys, Screenshot, Maximize...
+    assert not [t for t in titles if t in ("Theme", "Keys", "Screenshot", "Quit", "Maximize", "Minimize")]
+    assert all(t.endswith(")") or t.startswith("Theme: ") for t in titles), titles
+
+
+async def test_paused_policies_are_marked_in_the_fleet_row_and_the_pod_header(sshd, tmp_path, monkeypatch):
+    from tui.widgets.fleet_table import FleetTable
+
+    monkeypatch.chdir(tmp_path)  # the policies' state file lands in the start dir
+    config = one_session_config(sshd, tmp_path, command="sleep 600")
+    app = make_app(config, state_file=tmp_path / "tui.json")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        await until(pilot, lambda: app.automation and app.automation.watcher, what="policies running")
+        table = app.screen.query_one(FleetTable)
+        detail = app.screen.query_one("#fleet-detail")
+        assert table.cell_texts("a100")[1] == "online"
+        await pilot.press("w")
+        await until(pilot, lambda: table.cell_texts("a100")[1] == "online ⏸", what="the row's mark")
+        assert "policies paused (w)" in str(detail.render())
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, PodScreen), what="pod screen")
+        header = app.screen.query_one("#pod-header")
+        await until(pilot, lambda: "a100 · online · policies paused (w)" in str(header.render()), what="header")
+        await pilot.press("w")  # on again, from the pod screen
+        await until(pilot, lambda: "paused" not in str(header.render()), what="the header's mark gone")
+        await pilot.press("escape")
+        await until(pilot, lambda: table.cell_texts("a100")[1] == "online", what="the row's mark gone")

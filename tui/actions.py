@@ -134,6 +134,10 @@ class Actions:
             return True
         return False
 
+    def refused_key(self, key: str, action: str) -> None:
+        """A key read-only mode turned off was pressed: a short toast, so it is not silent."""
+        self.app.notify(f"Read-only: {key} ({action}) is off.", severity="warning", timeout=3)
+
     def _fleet(self) -> Any | None:
         if self.app.fleet is None:
             self.app.notify("Still starting up: no pod is connected yet.", severity="warning")
@@ -168,6 +172,9 @@ class Actions:
         if enabled is None:
             self.app.notify("Still starting up: the policies are not running yet.", severity="warning")
             return
+        marker = getattr(self.app.screen, "automation_changed", None)
+        if marker is not None:
+            marker()
         if enabled:
             self.app.notify("Policies on: auto-download, auto-resume and the budget act on this pod.",
                             title=target.pod)

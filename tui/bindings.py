@@ -27,7 +27,7 @@ APP: list[Binding] = [
 FLEET: list[Binding] = [
     HELP,
     Binding("enter", "open_pod", "Open", id="fleet.open", tooltip="Open the highlighted pod"),
-    Binding("slash", "filter", "Filter", id="fleet.filter",
+    Binding("slash", "filter", "Filter", id="fleet.filter", priority=True,  # see FleetScreen.compose
             tooltip="Filter pods by name, host, state, GPU model or session (Esc clears)"),
     Binding("o", "sort", "Sort", id="fleet.sort",
             tooltip="Sort by the next key: config order, name, state, hottest GPU, utilization, ETA, $/h"),

@@ -176,8 +176,14 @@ def step_span(progress) -> str:
     return compact_count(progress.step) + total
 
 
-def pod_cells(pod: PodSnapshot) -> dict[str, Cell]:
-    """Every column's (text, tone) for one pod."""
+PAUSED_MARK = " ⏸"
+"""After the state of a pod whose policies `w` paused: a lasting mark, since the toast
+that said so is gone in seconds (the detail line and pod header say it in words)."""
+PAUSED_WORDS = "policies paused (w)"
+
+
+def pod_cells(pod: PodSnapshot, paused: bool = False) -> dict[str, Cell]:
+    """Every column's (text, tone) for one pod; `paused`: its policies' actions are off."""
     session = main_session(pod)
     progress = session.progress if session else None
     live = progress if session is not None and session.state == SessionState.RUNNING else None
@@ -186,7 +192,7 @@ def pod_cells(pod: PodSnapshot) -> dict[str, Cell]:
     eta = humanize.duration(live.eta_s) if live and live.eta_s is not None else "-"
     return {
         "pod": ((pod.name, ""),),
-        "state": ((pod.state, pod.state if pod.state in TONES else ""),),
+        "state": ((pod.state, pod.state if pod.state in TONES else ""),) + (((PAUSED_MARK, "muted"),) if paused else ()),
         "gpus": gpus_cell(pod),
         "mem": ((memory(pod), ""),),
         "session": (session_span(session),),  # width: COLUMNS' session width
@@ -199,9 +205,9 @@ def pod_cells(pod: PodSnapshot) -> dict[str, Cell]:
     }
 
 
-def detail_line(pod: PodSnapshot) -> Span:
+def detail_line(pod: PodSnapshot, paused: bool = False) -> Span:
     """The line under the table for the highlighted pod: why it is not online, or
-    where it is."""
+    where it is (and that its policies are paused)."""
     if pod.error and pod.state != PodState.ONLINE:
         return (f"{pod.name}: {pod.error}", "reconnecting" if pod.state == PodState.RECONNECTING else "failed")
     if pod.gpu_status == "error" and pod.gpu_error:
@@ -211,6 +217,8 @@ def detail_line(pod: PodSnapshot) -> Span:
         parts.append(f"up {humanize.duration(pod.uptime_s)}")
     if pod.disk and pod.disk.used_pct is not None:
         parts.append(f"disk {pod.disk.used_pct:.0f}%")
+    if paused:
+        parts.append(PAUSED_WORDS)
     return (" · ".join(parts), "")
 
 

@@ -39,9 +39,17 @@ class FleetScreen(PodActionsMixin, Screen):
         self._drawn: FleetSnapshot | None = None
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import Input
+
         yield Static(id="fleet-header")
         yield FleetTable(id="fleet-table")
         yield Static(id="fleet-detail")
+        # Mounted now and hidden, not on `/`, and `/` is a priority binding (run by the app
+        # before it hands the next key on): keys typed or pasted in one burst after `/` went
+        # to the table, where `a` attaches and `l` opens a log, instead of the filter.
+        box = Input(placeholder="filter: pod, host, state, GPU or session (Enter: keep, Esc: clear)", id="fleet-filter")
+        box.display = False
+        yield box
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -66,7 +74,7 @@ class FleetScreen(PodActionsMixin, Screen):
     def _draw(self) -> None:
         snapshot = self._drawn = self.snapshot
         table = self.table
-        table.show(snapshot)
+        table.show(snapshot, self.paused_pods())
         if self.app.config is None:  # type: ignore[attr-defined]
             header = LOADING  # the app reads it after this first frame
         else:
@@ -85,7 +93,7 @@ class FleetScreen(PodActionsMixin, Screen):
         detail = self.query_one("#fleet-detail", Static)
         text, tone = ("", "")
         if name is not None:
-            text, tone = fleet_rows.detail_line(self.snapshot.pod(name))
+            text, tone = fleet_rows.detail_line(self.snapshot.pod(name), name in self.paused_pods())
         elif self.snapshot.pods:
             text = "No pod matches the filter."
         for cls in ("-failed", "-reconnecting"):
@@ -134,17 +142,15 @@ class FleetScreen(PodActionsMixin, Screen):
         return found.first() if found else None  # type: ignore[return-value]
 
     def action_filter(self) -> None:
-        from textual.widgets import Input  # mounted on first use: the first frame needs none of it
-
         box = self._filter_box()
-        if box is None:
-            box = Input(placeholder="filter: pod, host, state, GPU or session (Enter: keep, Esc: clear)",
-                        id="fleet-filter")
-            self.mount(box, before=self.query_one(KeyBar))
-        box.display = True
-        self.set_focus(box)
+        if box is not None:
+            box.display = True
+            self.set_focus(box)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "filter":  # a priority key: once the filter has the focus, `/` is text
+            box = self._filter_box()
+            return not (box is not None and box.display and self.focused is box)
         if action == "clear_filter":
             box = self._filter_box()
             return bool(self.table.filter_text) or bool(box is not None and box.display)

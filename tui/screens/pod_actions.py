@@ -8,7 +8,7 @@ hidden in read-only mode and greyed out when there is nothing to act on, through
 from __future__ import annotations
 
 from tui.actions import Target
-from tui.bindings import POD_ACTIONS
+from tui.bindings import MUTATING, POD_ACTIONS
 
 POD_ACTION_NAMES = frozenset(b.action for b in POD_ACTIONS)
 
@@ -35,6 +35,39 @@ class PodActionsMixin:
         if action in POD_ACTION_NAMES:
             return self.app.actions.check(action, self.target())  # type: ignore[attr-defined]
         return True
+
+    def on_key(self, event) -> None:
+        """A key whose action read-only mode hides still says why it did nothing: the
+        hidden binding is skipped silently by Textual, and a user who pressed `k` would
+        otherwise not know whether it was ignored, broken or still coming."""
+        actions = self.app.actions  # type: ignore[attr-defined]
+        if not actions.read_only:
+            return
+        # The chain, not self._bindings: it has config `keys:` applied and leaves out keys
+        # a focused Input takes (typing `k` into the filter is not a refused kill).
+        chain = dict(self._binding_chain)  # type: ignore[attr-defined]
+        mine = chain.get(self)
+        for binding in mine.key_to_bindings.get(event.key, ()) if mine is not None else ():
+            if binding.action in MUTATING:
+                from tui.palette import key_label
+
+                event.stop()
+                actions.refused_key(key_label(self.app, binding), binding.action)  # type: ignore[attr-defined]
+                return
+
+    def paused_pods(self) -> frozenset[str]:
+        """Pods whose policies `w` (or a headless watch holding the state) paused, among
+        the screen's snapshot. None in read-only mode: there every pod's are off and the
+        header says READ-ONLY instead."""
+        bridge = self.app.automation  # type: ignore[attr-defined]
+        if bridge is None or bridge.watcher is None or self.app.actions.read_only:  # type: ignore[attr-defined]
+            return frozenset()
+        pods = self.snapshot.pods  # type: ignore[attr-defined]
+        return frozenset(p.name for p in pods if not bridge.actions_enabled(p.name))
+
+    def automation_changed(self) -> None:
+        """`w` paused or resumed a pod's policies: mark it now, not at the next snapshot."""
+        self._draw()  # type: ignore[attr-defined]
 
     def _act(self, name: str) -> None:
         target = self.target()

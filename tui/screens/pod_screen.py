@@ -25,10 +25,10 @@ from tui.widgets.sessions_panel import SessionsPanel
 from tui.widgets.text import set_text
 
 
-def pod_header(pod: PodSnapshot) -> str:
+def pod_header(pod: PodSnapshot, paused: bool = False) -> str:
     """'a100-west · online · $1.29/h · spent $2.10 · $0.59 to finish · up 1h38m · disk 23G/252G ·
     load 7.90 · root@203.0.113.7:22', most important first: a narrow terminal cuts the end."""
-    parts = [pod.name, pod.state]
+    parts = [pod.name, pod.state] + ([fleet_rows.PAUSED_WORDS] if paused else [])
     if pod.price_per_hour is not None:
         parts.append(f"${pod.price_per_hour:.2f}/h")
     cost = fleet_rows.spent(pod)
@@ -108,7 +108,7 @@ class PodScreen(PodActionsMixin, Screen):
             return
         history = self.app.history  # type: ignore[attr-defined]
         header = self.query_one("#pod-header", Static)
-        set_text(header, pod_header(pod) + (f" · {pod.error}" if pod.error and pod.state != "online" else ""))
+        set_text(header, pod_header(pod, self.pod_name in self.paused_pods()) + (f" · {pod.error}" if pod.error and pod.state != "online" else ""))
         header.set_class(pod.state in ("offline", "preempted"), "-offline")
         header.set_class(pod.state == "reconnecting", "-reconnecting")
         self.query_one(GpuPanel).show(pod, lambda i: history.gpu(pod.name, i))

@@ -98,8 +98,9 @@ class FleetTable(ScrollView, can_focus=True):
         cells = self._cells[pod]
         return ["".join(part for part, _ in cells[c.key]) for c in self._columns]
 
-    def show(self, fleet: FleetSnapshot) -> None:
-        """Bring the table to `fleet`, repainting only the rows that changed."""
+    def show(self, fleet: FleetSnapshot, paused: frozenset[str] = frozenset()) -> None:
+        """Bring the table to `fleet`, repainting only the rows that changed; `paused`:
+        pods whose policies are paused (marked after their state)."""
         self._fleet = fleet
         names = tuple(p.name for p in fleet.pods)
         if names != self._names:  # the pod column fits the longest name
@@ -111,7 +112,7 @@ class FleetTable(ScrollView, can_focus=True):
         order = [p.name for p in fleet_rows.ordered(pods, self.sort_key, self.reverse)]
         changed: list[str] = []
         for pod in pods:
-            cells = fleet_rows.pod_cells(pod)
+            cells = fleet_rows.pod_cells(pod, pod.name in paused)
             if self._cells.get(pod.name) != cells:
                 self._cells[pod.name] = cells
                 self._strips.pop(pod.name, None)
