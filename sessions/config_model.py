@@ -44,7 +44,7 @@ KEY_BINDING_IDS: tuple[str, ...] = (
     "pod.teardown", "pod.log", "pod.automation", "pod.back", "pod.previous_session",
     "pod.next_session",
     "log.search", "log.follow", "log.page_up", "log.page_down", "log.back", "log.next_match",
-    "log.previous_match",
+    "log.previous_match", "log.wrap", "log.top", "log.end", "log.left", "log.right",
     "dialog.confirm", "dialog.cancel",
 )
 """What `keys:` may remap: the ids of the bindings in `tui.bindings`, a contract with

@@ -51,6 +51,18 @@ POD_ACTIONS: list[Binding] = [
 """On the fleet screen they act on the highlighted pod's main session; on the pod
 screen, on the selected session."""
 
+LOG_VIEW: list[Binding] = [
+    Binding("z", "wrap", "Wrap", id="log.wrap",
+            tooltip="Wrap long log lines at the pane's width, or crop them and scroll sideways (left/right)"),
+    Binding("home", "log_top", "Top", id="log.top", show=False, tooltip="The log's oldest kept line (pauses following)"),
+    Binding("end", "log_end", "End", id="log.end", show=False, tooltip="The log's newest line, and follow it"),
+    Binding("left", "log_side(-1)", "Scroll left", id="log.left", show=False,
+            tooltip="Scroll a cropped (no wrap) log left"),
+    Binding("right", "log_side(1)", "Scroll right", id="log.right", show=False,
+            tooltip="Scroll a cropped (no wrap) log right"),
+]
+"""Log keys of the pod screen and the full-screen log (`w` is taken: pod automation)."""
+
 POD: list[Binding] = [
     Binding("escape", "back", "Back", id="pod.back", tooltip="Back to the fleet"),
     Binding("slash", "search", "Search", id="log.search",
@@ -59,6 +71,7 @@ POD: list[Binding] = [
     Binding("pageup", "log_page(-1)", "Page up", id="log.page_up", show=False, tooltip="Scroll the log up a page"),
     Binding("pagedown", "log_page(1)", "Page down", id="log.page_down", show=False,
             tooltip="Scroll the log down a page"),
+    *LOG_VIEW,
 ]
 
 POD_SCREEN: list[Binding] = POD + [
@@ -77,6 +90,7 @@ LOG: list[Binding] = [
     Binding("n", "next_match", "Next match", id="log.next_match", show=False, tooltip="Next (newer) match"),
     Binding("N", "previous_match", "Previous match", id="log.previous_match", show=False,
             tooltip="Previous (older) match"),
+    *LOG_VIEW,
 ]
 
 DIALOG: list[Binding] = [
@@ -96,7 +110,7 @@ GROUPS: tuple[tuple[str, list[Binding]], ...] = (
 FOOTER_PRIORITY: tuple[str, ...] = (
     "app.help", "app.quit", "fleet.open", "pod.back", "log.back", "fleet.filter", "log.search", "pod.log",
     "pod.attach", "pod.launch", "pod.kill", "pod.download", "pod.resume", "pod.stop", "pod.teardown",
-    "log.follow", "fleet.sort", "pod.automation",
+    "log.follow", "fleet.sort", "pod.automation", "log.wrap",
 )
 """Which keys the footer keeps when it cannot show them all (a narrow terminal): help
 and quit always, then the way in and out, then the actions. Shown keys keep their

@@ -64,7 +64,9 @@ class FleetScreen(PodActionsMixin, Screen):
     def show(self, snapshot: FleetSnapshot) -> None:
         """Take a new snapshot; drawn now if this screen is visible, else on resume."""
         self.snapshot = snapshot
-        if self.is_current or self._drawn is None:
+        # is_active, not is_current: Textual 8 counts the screen under the top one as
+        # current and forwards its repaints to the top screen (a full repaint per draw).
+        if self.is_active or self._drawn is None:
             self._draw()
 
     def on_screen_resume(self) -> None:

@@ -1,17 +1,17 @@
-"""One session's log, full screen: follow on/off, search, scroll with the keyboard."""
+"""One session's log, full screen: follow on/off, search, wrap, scroll with the keyboard."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.screen import Screen
 
 from themes.palettes import POD_STYLESHEET
 from tui.bindings import LOG
+from tui.screens.opaque import OpaqueScreen
 from tui.widgets.key_bar import KeyBar
-from tui.widgets.log_pane import LogPane
+from tui.widgets.log_pane import LogKeys, LogPane
 
 
-class LogScreen(Screen):
+class LogScreen(LogKeys, OpaqueScreen):
     CSS_PATH = str(POD_STYLESHEET)
     BINDINGS = LOG
 
@@ -32,12 +32,6 @@ class LogScreen(Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
-
-    def action_search(self) -> None:
-        self.query_one(LogPane).open_search()
-
-    def action_follow(self) -> None:
-        self.query_one(LogPane).toggle_follow()
 
     def action_next_match(self) -> None:
         self.query_one(LogPane).view.step_match(1)

@@ -7,7 +7,6 @@ from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.screen import Screen
 from textual.widgets import Static
 
 from sessions.snapshot import FleetSnapshot, PodSnapshot
@@ -16,11 +15,12 @@ from tui import fleet_rows, humanize
 from tui.actions import Target, error_text
 from tui.bindings import HELP, POD_ACTIONS, POD_SCREEN
 from tui.downloads import RUNNING, checkpoint_lines
+from tui.screens.opaque import OpaqueScreen
 from tui.screens.pod_actions import PodActionsMixin
 from tui.widgets.checkpoint_list import CheckpointList
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.key_bar import KeyBar
-from tui.widgets.log_pane import LogPane
+from tui.widgets.log_pane import LogKeys, LogPane
 from tui.widgets.sessions_panel import SessionsPanel
 from tui.widgets.text import set_text
 
@@ -50,7 +50,7 @@ CHECKPOINT_REFRESH_S = 30.0
 """How often the open pod screen lists the selected session's checkpoints again."""
 
 
-class PodScreen(PodActionsMixin, Screen):
+class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
     """Follows one pod through the snapshots the app hands it (`show`)."""
 
     CSS_PATH = str(POD_STYLESHEET)
@@ -87,7 +87,8 @@ class PodScreen(PodActionsMixin, Screen):
     def show(self, snapshot: FleetSnapshot) -> None:
         self.snapshot = snapshot
         # A snapshot can arrive between push_screen and compose: on_mount draws it then.
-        if self._composed and (self.is_current or self._drawn is None):
+        # is_active, not is_current: see FleetScreen.show (under the full-screen log).
+        if self._composed and (self.is_active or self._drawn is None):
             self._draw()
 
     def on_screen_resume(self) -> None:
@@ -191,16 +192,3 @@ class PodScreen(PodActionsMixin, Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
-
-    def action_search(self) -> None:
-        self.query_one(LogPane).open_search()
-
-    def action_follow(self) -> None:
-        self.query_one(LogPane).toggle_follow()
-
-    def action_log_page(self, direction: int) -> None:
-        view = self.query_one(LogPane).view
-        if direction < 0:
-            view.scroll_page_up(animate=False)
-        else:
-            view.scroll_page_down(animate=False)

@@ -1,5 +1,6 @@
 """A session's live log with its title line and search box: the pod screen's log
-panel and the full-screen log are both one of these."""
+panel and the full-screen log are both one of these. `LogKeys` holds the log keys'
+actions for the screens that show one (their bindings are in `tui.bindings`)."""
 
 from __future__ import annotations
 
@@ -99,11 +100,55 @@ class LogPane(Vertical):
 
     @on(LogView.StatusChanged)
     def _title(self) -> None:
-        view = self.view
-        where = f"{self._pod} / {self.session}" if self.show_pod else self.session
-        parts = [f"Log · {where}" if self.session else "Log · no session selected"]
-        parts.append("following" if view.follow else f"paused ({view.unseen} new lines, f: follow)")
-        if view.search:
-            at, count = view.match_position
-            parts.append(f"{count} matches" if not at else f"match {at}/{count}")
-        self.border_title = " · ".join(parts)
+        self.border_title = log_title(self.view, self.session, self._pod if self.show_pod else None)
+
+
+def log_title(view: LogView, session: str | None, pod: str | None = None) -> str:
+    """'Log · pretrain · paused at line 120/5,000 (3 new lines, End: follow) · no wrap'."""
+    where = f"{pod} / {session}" if pod else session
+    parts = [f"Log · {where}" if session else "Log · no session selected"]
+    if view.follow:
+        parts.append("following")
+    else:
+        at, kept = view.position
+        new = f"{view.unseen:,} new line{'' if view.unseen == 1 else 's'}, " if view.unseen else ""
+        parts.append(f"paused at line {at:,}/{kept:,} ({new}End: follow)")
+    if not view.wrap:
+        parts.append("no wrap")
+    if view.search:
+        at, count = view.match_position
+        parts.append(f"{count} match{'' if count == 1 else 'es'}" if not at else f"match {at}/{count}")
+    return " · ".join(parts)
+
+
+class LogKeys:
+    """The log keys' actions, for a screen with one `LogPane` (the pod screen, the log)."""
+
+    def _log(self) -> LogPane:
+        return self.query_one(LogPane)  # type: ignore[attr-defined]
+
+    def action_search(self) -> None:
+        self._log().open_search()
+
+    def action_follow(self) -> None:
+        self._log().toggle_follow()
+
+    def action_wrap(self) -> None:
+        view = self._log().view
+        view.set_wrap(not view.wrap)
+
+    def action_log_top(self) -> None:
+        self._log().view.jump_top()
+
+    def action_log_end(self) -> None:
+        self._log().view.jump_end()
+
+    def action_log_page(self, direction: int) -> None:
+        view = self._log().view
+        if direction < 0:
+            view.scroll_page_up(animate=False)
+        else:
+            view.scroll_page_down(animate=False)
+
+    def action_log_side(self, direction: int) -> None:
+        self._log().view.scroll_side(direction)
