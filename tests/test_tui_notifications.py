@@ -228,28 +228,36 @@ async def test_m_lists_every_notification_with_time_severity_and_pod(tmp_path):
         await pilot.press("m")
         await pilot.pause(0.3)
         assert isinstance(app.screen, NotificationsScreen)
-        body = app.screen.query_one(".notices-body")
-        rows = [line.rstrip() for line in _text(body).splitlines() if line.strip()]
-        clock = app.notices.newest_first()[0].clock
-        assert rows[0].startswith(clock) and "error" in rows[0] and "pod-01" in rows[0]
-        assert "info" in rows[1] and "pod-00" in rows[1]
-        assert "/tmp/gpuctl-demo-m2uzahog/downloads" in _text(body)  # the full path, not the toast's
+        text = shown_text(app)
+        first, second = app.notices
+        assert text[0].startswith(f"{first.clock} info") and "pod-00" in text[0]
+        assert "/tmp/gpuctl-demo-m2uzahog/downloads/a100x4/sft/lightning_logs/version_0/checkpoints/checkpoint-400" \
+            in "".join(line.strip() for line in text[:4])  # the full path, not the toast's
+        assert any(line.startswith(f"{second.clock} error") and "pod-01" in line for line in text)
         app.notify("Session 'train' exited with status 0.", title="pod-02")
         await pilot.pause(0.3)
-        assert "exited with status 0" in _text(body).splitlines()[0]  # follows new ones, newest first
+        assert "exited with status 0" in shown_text(app)[-1]  # follows new ones, the newest last
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, NotificationsScreen)
         await pilot.press("question_mark")
         await pilot.pause(0.3)
         assert isinstance(app.screen, HelpScreen)
-        assert "Every notification so far" in _text(app.screen.query_one(".help-body"))
+        assert "m  Every notification so far" in rendered(app.screen.query_one(".help-body").content)
 
 
-def _text(widget) -> str:
-    """What a Static shows, as plain text at its width."""
+def rendered(renderable) -> str:
+    import io
+
     from rich.console import Console
 
-    console = Console(width=widget.size.width or 120, record=True, file=open("/dev/null", "w"))
-    console.print(widget.content)
+    console = Console(width=120, file=io.StringIO(), record=True)
+    console.print(renderable)
     return console.export_text()
+
+
+def shown_text(app) -> list[str]:
+    """The history's lines as plain text."""
+    from textual.widgets import RichLog
+
+    return [strip.text.rstrip() for strip in app.screen.query_one(RichLog).lines]

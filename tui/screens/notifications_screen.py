@@ -1,63 +1,82 @@
-"""`m`: every notification so far, newest first, in full: time, severity, pod, message.
+"""`m`: every notification so far, in full: time, severity, pod, message, the newest last.
 
 Toasts are cut to two lines and routine ones vanish after a few seconds; this is where
 the whole sentence (the full local path of a download, every line of a provider's
 answer) stays readable, for as long as the app runs (`tui.notices.KEPT` of them).
-It follows new notices while open.
+It follows new notices while open, the way a log does: the newest at the bottom, in
+view, older ones a scroll up.
+
+A `RichLog` renders each notice once, when it is written, and draws only the rows in
+view; each notice is wrapped here into plain lines (a rich Table per notice cost ~8 ms
+to render; one Table of 2,000 notices in a scrolled `Static` took a minute to open).
 """
 
 from __future__ import annotations
 
-from rich.table import Table
+import textwrap
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import RichLog
 
 from themes.palettes import DIALOG_STYLESHEET
 from tui.notices import Notice
 
 SEVERITY_WORDS = {"error": "error", "warning": "warning", "information": "info"}
+WHERE_WIDTH = 18
+"""Cells for the pod (`rtx4090-spot / vit`); a longer title is cut (the toast had it whole)."""
 
 
 class NotificationsScreen(ModalScreen[None]):
     CSS_PATH = str(DIALOG_STYLESHEET)
     BINDINGS = [Binding("escape,m", "dismiss", "Close", id="notices.close")]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._written = 0  # the log's `version` written so far
+
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog notices"):
-            yield Static(classes="notices-body")
+        with Vertical(classes="dialog notices"):
+            yield RichLog(wrap=False, markup=False, auto_scroll=True, classes="notices-body")
 
     def on_mount(self) -> None:
-        self._drawn = -1
-        self.notices_changed()
-        self.query_one(".notices", VerticalScroll).focus()
+        self.query_one(RichLog).focus()
+        self.call_after_refresh(self.notices_changed)  # once the log knows its width
 
     def notices_changed(self) -> None:
-        """The app added a notice (or the screen just opened): redraw the list."""
+        """The app added a notice (or the screen just opened): write what is new."""
         log = self.app.notices  # type: ignore[attr-defined]
-        if log.version == getattr(self, "_drawn", log.version):  # unchanged, or not mounted yet
+        body = self.query_one(RichLog)
+        width = body.scrollable_content_region.width
+        if not self.is_attached or not width or log.version == self._written:
             return
-        self._drawn = log.version
-        self.query_one(".notices").border_title = f"Notifications: {len(log)}, newest first (Esc closes)"
-        self.query_one(".notices-body", Static).update(self._table(log.newest_first()))
+        new = min(log.version - self._written, len(log))
+        if not self._written and not new:
+            body.write(Text("Nothing yet: connection changes, exits, alerts, downloads and the results of "
+                            "your actions will be listed here.", style="dim"))
+        rows = [self._row(notice, width) for notice in list(log)[len(log) - new:]]
+        if rows:  # one write: RichLog's cost is per write (~5 ms), not per line
+            body.write(Text("\n").join(rows), shrink=False)
+        self._written = log.version
+        self.query_one(".notices").border_title = f"Notifications: {len(log)}, the newest last (Esc closes)"
 
-    def _table(self, notices: list[Notice]) -> Table | Text:
-        if not notices:
-            return Text("Nothing yet: connection changes, exits, alerts, downloads and the results of "
-                        "your actions will be listed here.", style="dim")
+    def _row(self, notice: Notice, width: int) -> Text:
+        """One notice as lines of `width`: time, severity and pod in columns, the
+        message wrapped beside them (a path folds whole, never cut)."""
         theme = self.app.current_theme
-        tone = {"error": f"bold {theme.error}", "warning": str(theme.warning)}
-        table = Table.grid(padding=(0, 1))
-        table.add_column(no_wrap=True, style="dim")
-        table.add_column(no_wrap=True)
-        table.add_column(no_wrap=True, style="bold")
-        table.add_column(ratio=1, overflow="fold")  # a path wraps whole, never cut
-        for notice in notices:
-            muted = "dim" if notice.routine else ""
-            table.add_row(notice.clock, Text(SEVERITY_WORDS.get(notice.severity, notice.severity),
-                                             style=tone.get(notice.severity, "dim")),
-                          Text(notice.title or "-", style=muted), Text(notice.message, style=muted))
-        return table
+        tone = {"error": f"bold {theme.error}", "warning": str(theme.warning)}.get(notice.severity, "dim")
+        muted = "dim" if notice.routine else ""
+        where = (notice.title or "-")[:WHERE_WIDTH]
+        indent = len(notice.clock) + 1 + 8 + WHERE_WIDTH + 1
+        room = max(20, width - indent)
+        lines = [chunk for line in notice.message.splitlines() or [""]
+                 for chunk in textwrap.wrap(line, room, break_on_hyphens=False) or [""]]
+        row = Text.assemble((notice.clock + " ", "dim"), (f"{SEVERITY_WORDS.get(notice.severity, notice.severity):<8}", tone),
+                            (f"{where:<{WHERE_WIDTH}} ", f"bold {muted}".strip()), (lines[0], muted))
+        for line in lines[1:]:
+            row.append("\n" + " " * indent)
+            row.append(line, style=muted)
+        return row
