@@ -258,3 +258,22 @@ async def test_paused_policies_are_marked_in_the_fleet_row_and_the_pod_header(ss
         await until(pilot, lambda: "paused" not in str(header.render()), what="the header's mark gone")
         await pilot.press("escape")
         await until(pilot, lambda: table.cell_texts("a100")[1] == "online", what="the row's mark gone")
+
+
+async def test_the_kill_dialog_quotes_what_runs_not_only_the_configured_command(sshd, tmp_path, clean_tmux):
+    work = tmp_path / "work"
+    newest = checkpoints_in(work)
+    config = one_session_config(sshd, tmp_path, command="sleep 600",
+                                resume="python3 -c 'import time; time.sleep(600)' {checkpoint}")
+    app = make_app(config, state_file=tmp_path / "tui.json")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: pod_state(app).state == "online", what="pod online")
+        await pilot.press("r")  # relaunched from the checkpoint: not its `command:`
+        await until(pilot, lambda: (s := session(app, "train")) and s.state == "running" and s.pid,
+                    what="the resumed run in the snapshot")
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="kill dialog")
+        text = body(app)
+        assert f"It is running: python3 -c import time; time.sleep(600) {newest}" in text
+        assert "(its configured command: sleep 600)" in text
+        await pilot.press("escape")

@@ -286,15 +286,23 @@ class Actions:
             return
         self._run("Kill", target, self._kill(target, session))
 
-    def kill_question(self, target: Target, session: SessionSnapshot) -> str:
-        """The dialog text: which session, what it is doing, what is lost and kept."""
+    def kill_question(self, target: Target, session: SessionSnapshot, running: str | None = None) -> str:
+        """The dialog text: which session, what it is doing, what is lost and kept.
+        `running`: what the pod's process table says runs (`sessions.pane_process`),
+        quoted before the configured `command:`, which a `resume:` relaunch or a
+        session started by hand does not run."""
         lines = [f"Kill tmux session {session.name!r} on pod {target.pod!r}."]
         if session.state == SessionState.EXITED:
             status = f" with status {session.exit_status}" if session.exit_status is not None else ""
             lines.append(f"Its command already exited{status}; this removes the session and its last screen.")
         else:
-            command = self._configured_command(target.pod, session.name) or "a command started by hand"
-            lines.append(f"It is running: {command}")
+            configured = self._configured_command(target.pod, session.name)
+            if running:
+                lines.append(f"It is running: {running}")
+                if configured and " ".join(configured.split()) != running:
+                    lines.append(f"(its configured command: {configured})")
+            else:
+                lines.append(f"It is running: {configured or 'a command started by hand'}")
             p = session.progress
             if p and p.step is not None:
                 eta = f", ETA {humanize.duration(p.eta_s)}" if p.eta_s is not None else ""
@@ -311,10 +319,25 @@ class Actions:
         except KeyError:
             return None
 
+    async def _what_runs(self, pod: str, session: SessionSnapshot) -> str | None:
+        """What the session's pane runs, read from the pod (None when unknown: the
+        dialog then quotes the configured command, as it always did)."""
+        from sessions.pane_process import what_runs
+        from tui.terminal_text import visible
+
+        if session.state != SessionState.RUNNING or session.pid is None:
+            return None
+        try:
+            async with self._borrow(pod) as transport:
+                found = await what_runs(transport, session.pid)
+        except Exception:  # noqa: BLE001 - a question about the kill must not stop the kill
+            return None
+        return visible(found)[:300] if found else None
+
     async def _kill(self, target: Target, session: SessionSnapshot) -> None:
         from tui.dialogs.confirm import ConfirmDialog
 
-        question = self.kill_question(target, session)
+        question = self.kill_question(target, session, await self._what_runs(target.pod, session))
         if not await self.app.push_screen_wait(ConfirmDialog("Kill session?", question, "Kill")):
             self.app.notify(f"Session {session.name!r} was not killed.", title=target.pod)
             return
