@@ -3,21 +3,20 @@
 An exec per poll costs the pod a shell start each time (and conda/pyenv init on many
 images: 90-140 ms), so gpuctl starts `backends/agent_script.py` once per connection and
 reads the JSON lines it streams. Pods without python3 fall back to one exec per tick of
-the shell probe in `backends/shell_probe.py`, which yields samples of the same shape.
+the shell probe in `backends/shell_probe.py`, which yields samples of the same shape
+(run through the pod's transport by `sessions.monitor`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import asyncssh
 
 from backends.agent_command import build_agent_command
-from backends.shell_probe import parse_probe_output, probe_command
-from backends.ssh import FailureKind, SshFailure, run_command
+from backends.ssh import FailureKind, SshFailure
 
 # A shell reports a missing program with status 127 ("command not found").
 _NOT_FOUND_STATUS = 127
@@ -111,12 +110,3 @@ class AgentChannel:
         except (OSError, asyncssh.Error, BrokenPipeError):
             pass
         self._process.close()
-
-
-async def probe_once(conn: asyncssh.SSHClientConnection, disk_path: str, *, seq: int, timeout: float) -> dict[str, Any]:
-    """One sample through the shell probe (for pods without python3).
-
-    Returns a dict shaped like the agent's `sample` message, numbered `seq`.
-    """
-    result = await run_command(conn, probe_command(disk_path), timeout=timeout, check=False)
-    return parse_probe_output(str(result.stdout or ""), seq=seq, t=time.time())

@@ -2,8 +2,8 @@
 
 **One round trip.** `preflight_command` builds ONE `sh -c` script (a fixed script
 plus `shlex.quote`d arguments: the pod's workdir and the torch probe), run through
-any `backends.runner.Runner` (SSH exec, a local pod's `sh -c`, a RunPod proxied PTY
-shell). The script prints sections framed as::
+the pod's `backends.transport.Transport`, lent by its link (`sessions.pod_link`:
+SSH exec, a local pod's `sh -c`, a RunPod proxied PTY shell). The script prints sections framed as::
 
     ##gpuctl NAME
     ...what the commands printed (stderr folded in)...
@@ -64,7 +64,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
-from backends.runner import Runner
+from backends.transport import Transport as Runner
 from sessions.config_model import PodConfig
 from sessions.tmux import TMUX_INSTALL_HINT, pod_dir
 

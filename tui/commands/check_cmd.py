@@ -53,11 +53,11 @@ def _check(args: argparse.Namespace) -> int:
 
 async def _check_async(config: Any, pod: Any, args: argparse.Namespace) -> int:
     from backends.ssh import SshFailure
-    from sessions.pod_access import open_runner
+    from sessions.pod_link import open_transport
     from sessions.preflight import FAIL, MIN_FREE_GB, run_checks
 
     try:
-        async with open_runner(pod, config.defaults) as runner:
+        async with open_transport(pod, config.defaults) as runner:
             results = await run_checks(
                 runner, pod, min_free_gb=MIN_FREE_GB if args.min_free_gb is None else args.min_free_gb,
                 expect_gpus=args.expect_gpus, expect_mem_gib=args.expect_mem_gib)

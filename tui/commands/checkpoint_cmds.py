@@ -93,10 +93,10 @@ async def _checkpoints_async(config: Any, pod: Any, session: Any, as_json: bool)
     from backends.ssh import SshFailure
     from sessions.checkpoint_index import host_identity, mark_verified
     from sessions.checkpoints import CheckpointListingFailed, list_checkpoints
-    from sessions.pod_access import open_runner
+    from sessions.pod_link import open_transport
 
     try:
-        async with open_runner(pod, config.defaults) as runner:
+        async with open_transport(pod, config.defaults) as runner:
             found = await list_checkpoints(runner, pod, session)
     except SshFailure as exc:
         complain(f"pod {pod.name!r}: {exc.message}")
@@ -245,12 +245,12 @@ def _resume(args: argparse.Namespace) -> int:
 async def _resume_async(config: Any, pod: Any, session: Any, restart: bool) -> int:
     from backends.ssh import SshFailure
     from sessions.checkpoints import CheckpointListingFailed
-    from sessions.pod_access import open_runner
+    from sessions.pod_link import open_transport
     from sessions.resume import resume
     from sessions.session_control import SessionError
 
     try:
-        async with open_runner(pod, config.defaults) as runner:
+        async with open_transport(pod, config.defaults) as runner:
             result = await resume(runner, pod, session, restart=restart)
     except SshFailure as exc:
         complain(f"pod {pod.name!r}: {exc.message}")

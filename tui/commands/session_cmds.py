@@ -58,11 +58,11 @@ def name_refused(pod: Any, name: str) -> bool:
 async def _on_pod(config: Any, pod: Any, action: Callable[[Any], Awaitable[int]]) -> int:
     """Connect, run `action(runner)`, and print pod and session errors plainly."""
     from backends.ssh import SshFailure
-    from sessions.pod_access import open_runner
+    from sessions.pod_link import open_transport
     from sessions.session_control import SessionError
 
     try:
-        async with open_runner(pod, config.defaults) as runner:
+        async with open_transport(pod, config.defaults) as runner:
             return await action(runner)
     except SshFailure as exc:
         complain(f"pod {pod.name!r}: {exc.message}")
