@@ -243,7 +243,7 @@ async def test_m_lists_every_notification_with_time_severity_and_pod(tmp_path):
         await pilot.press("question_mark")
         await pilot.pause(0.3)
         assert isinstance(app.screen, HelpScreen)
-        assert "m  Every notification so far" in rendered(app.screen.query_one(".help-body").content)
+        assert "m  Every notification so far, in full" in rendered(app.screen.query_one(".help-body").content)
 
 
 def rendered(renderable) -> str:

@@ -267,7 +267,7 @@ class GpuctlApp(App[int]):
                 changed()
 
     def action_notifications(self) -> None:
-        """Every notification so far, newest first (`m`)."""
+        """Every notification so far, in full (`m`)."""
         from tui.screens.notifications_screen import NotificationsScreen
 
         if not isinstance(self.screen, NotificationsScreen):

@@ -19,7 +19,7 @@ APP: list[Binding] = [
     HELP,
     Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit gpuctl (sessions keep running on the pods)"),
     Binding("m", "notifications", "Notices", id="app.notifications", show=False,
-            tooltip="Every notification so far, newest first, with time, pod and severity"),
+            tooltip="Every notification so far, in full, with time, severity and pod"),
     Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False, priority=True,
             tooltip="Command palette: every action and theme by name"),
 ]
