@@ -16,7 +16,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Protocol, runtime_checkable
 
 from backends.ssh import REMOTE_ENCODING, REMOTE_ERRORS
 
@@ -88,7 +88,7 @@ class Transport(Protocol):
         non-zero exit (that is `CommandResult.ok`)."""
         ...
 
-    def stream(self, command: str) -> AsyncIterator[bytes]:
+    def stream(self, command: str) -> AsyncGenerator[bytes, None]:
         """Run `command` and yield its stdout as bytes, in order, as they arrive, until
         it ends. Raises `SshFailure`: LOST when the link drops, COMMAND when the command
         exits non-zero (after its output). Closing the iterator stops the command."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator
 
 from backends.ssh import REMOTE_ENCODING, REMOTE_ERRORS, FailureKind, SshFailure
 from backends.transport.base import CommandResult, TransportUnsupported, read_range_command, write_command
@@ -52,7 +52,7 @@ class LocalTransport:
         status, out, err = await self._communicate(command, None, timeout)
         return CommandResult(status, out.decode(REMOTE_ENCODING, REMOTE_ERRORS), err.decode(REMOTE_ENCODING, REMOTE_ERRORS))
 
-    async def stream(self, command: str) -> AsyncIterator[bytes]:
+    async def stream(self, command: str) -> AsyncGenerator[bytes, None]:
         proc = await asyncio.create_subprocess_exec(
             "sh", "-c", command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator
 
 import asyncssh
 
@@ -44,7 +44,7 @@ class PtyTransport:
     async def run(self, command: str, *, timeout: float | None = None) -> CommandResult:
         return await self.shell.run(command, timeout=timeout or self._timeout)
 
-    async def stream(self, command: str) -> AsyncIterator[bytes]:
+    async def stream(self, command: str) -> AsyncGenerator[bytes, None]:
         async for chunk in self.shell.follow(command):
             yield chunk
 

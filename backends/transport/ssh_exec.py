@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, Sequence
 
 import asyncssh
 
@@ -47,7 +47,7 @@ class SshTransport:
         status = result.exit_status if result.exit_status is not None else 255
         return CommandResult(status, str(result.stdout or ""), str(result.stderr or ""))
 
-    async def stream(self, command: str) -> AsyncIterator[bytes]:
+    async def stream(self, command: str) -> AsyncGenerator[bytes, None]:
         try:
             process = await self.conn.create_process(command_bytes(command), encoding=None)  # type: ignore[arg-type]
         except (asyncssh.Error, OSError) as exc:
@@ -102,7 +102,8 @@ class SshTransport:
         if result.exit_status is None and result.exit_signal is None:
             raise SshFailure(FailureKind.LOST, f"connection lost while writing {path}")
         if result.exit_status != 0:
-            lines = bytes(result.stderr or b"").decode(errors="replace").strip().splitlines()
+            err = result.stderr or b""
+            lines = (err if isinstance(err, str) else err.decode(errors="replace")).strip().splitlines()
             why = lines[-1] if lines else f"exit status {result.exit_status}"
             raise SshFailure(FailureKind.COMMAND, f"could not write {path}: {why}")
 
