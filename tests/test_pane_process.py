@@ -59,3 +59,15 @@ def test_the_real_ps_output_parses_and_finds_this_process_under_a_shell():
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.parametrize("configured, running, same", [
+    ("python3 train.py --seed 2", "/venv/bin/python train.py --seed 2", True),
+    ("python train.py --out 'a b'", "python train.py --out a b", True),
+    ("sleep 600", "python3 -c import time; time.sleep(600) /w/step_200.pt", False),
+    ("python train.py", "python train.py --resume /w/ckpt", False),
+])
+def test_the_kill_dialog_names_the_configured_command_only_where_it_differs(configured, running, same):
+    from tui.actions import same_command
+
+    assert same_command(configured, running) is same

@@ -94,6 +94,19 @@ def attach_failure(status: int, stderr: str, argv: list[str], session: str) -> s
     return f"tmux could not attach to {session!r} (it may have just ended{hint})"
 
 
+def same_command(configured: str, running: str) -> bool:
+    """Whether `running` (ps's arguments, space-joined) is the configured command line,
+    the program's path aside: `python3 train.py` runs as `/usr/bin/python3 train.py`
+    through a wrapper or a venv, and saying so would only be noise."""
+    import shlex
+
+    try:
+        words = shlex.split(configured)
+    except ValueError:
+        words = configured.split()
+    return bool(words) and " ".join(words[1:]) == " ".join(running.split()[1:])
+
+
 def error_text(exc: BaseException) -> str:
     """An exception as a sentence for a toast (SSH failures carry their own)."""
     message = getattr(exc, "message", None)
@@ -299,7 +312,7 @@ class Actions:
             configured = self._configured_command(target.pod, session.name)
             if running:
                 lines.append(f"It is running: {running}")
-                if configured and " ".join(configured.split()) != running:
+                if configured and not same_command(configured, running):
                     lines.append(f"(its configured command: {configured})")
             else:
                 lines.append(f"It is running: {configured or 'a command started by hand'}")
