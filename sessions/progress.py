@@ -310,13 +310,11 @@ class ProgressTracker(BarReader, LineReader):
                     m = tqdm_search(line, i - 40 if i > 40 else 0)
                 if m is not None:
                     self._on_tqdm(line, m, now)
-                    e = m.end()
-                    if e < len(line):
-                        # A Trainer's dict printed to a block-buffered stdout lands
-                        # right after the bar's last redraw, with no line break between.
-                        j = line.find("{", e)
-                        if j >= 0:
-                            self._on_dict(line[j:], now)
+                    if m.end() < len(line):
+                        # A line printed while a bar is drawn lands right after its last
+                        # redraw, with no line break between (a Trainer's dict to a
+                        # block-buffered stdout, `accelerator.print` on a terminal).
+                        self._lines([line[m.end():]], now)
                     continue
             p = pre_search(line)
             if p is None:

@@ -118,6 +118,13 @@ class BarReader:
             adopted = self._adopt("tqdm", info[1], total_s, total, info[4], info[3], info[2] is not None)
             if adopted is None:  # a secondary bar: perhaps the outer loop of a nested pair
                 self._note_outer(info[1], total_s, total, int(n))
+                if bar is not None and bar.outer == (info[1], total_s) and bar.total:
+                    # The outer loop advanced: all rounds before it are done, even where
+                    # the inner bar (`leave=False`) was cleared before its last redraw.
+                    done = int(n) * bar.total
+                    if bar.step is not None and done > bar.step:
+                        bar.step = done
+                        bar.updates += 1
                 return
             bar = adopted
         if info[2] is not None:

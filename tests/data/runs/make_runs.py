@@ -336,12 +336,13 @@ def run_tqdm_inner_postfix() -> None:
 
 
 def run_nanogpt() -> None:
-    """nanoGPT's print statements (0-based `iter`), with an evaluation every 50 iters."""
+    """nanoGPT's print statements (0-based `iter`, run through `max_iters` inclusive as
+    nanoGPT's loop does), with an evaluation every 50 iters."""
     tr = truth()
     max_iters = 200
     tr.total = None
     t = time.time()
-    for it in range(max_iters):
+    for it in range(max_iters + 1):
         if it % 50 == 0 and it:
             time.sleep(0.5)
             print(f"step {it}: train loss {3.0 - it * 0.005:.4f}, val loss {3.1 - it * 0.005:.4f}")
