@@ -29,7 +29,6 @@ from sessions import checkpoint_index
 from sessions.checkpoints import Checkpoint, CheckpointListingFailed, list_checkpoints, newest_complete
 from sessions.download import DownloadError, DownloadResult, NoCompleteCheckpoint, download_checkpoint
 from sessions.events import EventKind
-from sessions.pod_access import open_runner
 from sessions.watch_context import WatchContext
 from sessions.watch_state import session_key
 
@@ -87,7 +86,7 @@ class AutoDownload:
         pod_cfg = ctx.config.pod(pod)
         try:
             async with ctx.lock(pod, "download"):
-                async with open_runner(pod_cfg, ctx.config.defaults) as runner:
+                async with ctx.fleet.borrow(pod) as runner:  # the pod's live link: no new handshake
                     listing = await list_checkpoints(runner, pod_cfg, session, previous=previous)
                     self._announce(pod, session, listing)
                     for checkpoint in self._wanted(pod, session, listing):

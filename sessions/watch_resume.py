@@ -27,7 +27,6 @@ from backends.ssh import SshFailure
 from sessions import resume as resume_mod
 from sessions import session_control as sc
 from sessions.events import EventKind
-from sessions.pod_access import open_runner
 from sessions.snapshot import SessionSnapshot, SessionState
 from sessions.watch_context import WatchContext
 
@@ -131,7 +130,7 @@ class AutoResume:
         old = next((s for s in snap.sessions if s.name == session), None) if snap else None
         checkpoint = None
         try:
-            async with open_runner(pod, ctx.config.defaults) as runner:
+            async with ctx.fleet.borrow(pod_name) as runner:  # the pod's live link: no new handshake
                 try:
                     result = await resume_mod.resume(runner, pod, session)
                     checkpoint, command = result.checkpoint, result.command
