@@ -72,7 +72,7 @@ async def check(config: Config, pod: PodConfig, steps: Mapping[str, int] | None 
                 if not found:
                     empty.append(session.name)
                     continue
-                ok, note = await _session_verdict(runner, host, session.name, found)
+                ok, note = await _session_verdict(runner, host, session.name, found, (steps or {}).get(session.name))
                 (verified if ok else refusals).append(note)
     except SshFailure as exc:
         return False, f"cannot check its checkpoints: {exc.message}"
@@ -89,8 +89,10 @@ async def check(config: Config, pod: PodConfig, steps: Mapping[str, int] | None 
 
 
 async def _session_verdict(runner: Runner, host: str, session: str,
-                           found: Sequence[Checkpoint]) -> tuple[bool, str]:
-    """(ok, what to say) for one session's checkpoints (newest first, not empty)."""
+                           found: Sequence[Checkpoint], trained: int | None = None) -> tuple[bool, str]:
+    """(ok, what to say) for one session's checkpoints (newest first, not empty).
+    `trained`: the step the run reached, where known: the steps past the verified
+    checkpoint are said to be lost (every stop loses them, so it is no refusal)."""
     entries = checkpoint_index.load()
     why_not: dict[str, str] = {}
     newest: Checkpoint | None = None
@@ -109,7 +111,9 @@ async def _session_verdict(runner: Runner, host: str, session: str,
         c in ahead or (newest is not None and c.mtime > newest.mtime))]
     unverified = next((c for c in ahead if c.complete), None)
     if copy is not None and newest is not None and not writing and unverified is None:
-        return True, f"session {session}: {newest.name} verified at {copy.local_path}"
+        since = trained - newest.step if trained is not None and newest.step is not None else 0
+        lost = f" (the {since} step{'s' if since != 1 else ''} since step {newest.step} will be lost)" if since > 0 else ""
+        return True, f"session {session}: {newest.name} verified at {copy.local_path}{lost}"
     clauses = []
     for c in writing:
         after = f" (newer than verified {newest.name})" if newest is not None else ""
