@@ -97,7 +97,7 @@ def baseline_revision() -> str | None:
     """The parent of the commit that added the terminal-scroll path, if there is one."""
     added = subprocess.run(["git", "-C", str(ROOT), "log", "--diff-filter=A", "--format=%H", "--",
                             "tui/widgets/band_scroll.py"], capture_output=True, text=True).stdout.split()
-    return f"{added[-1]}^" if added else None
+    return f"{added[-1][:10]}^" if added else None
 
 
 def export(revision: str) -> Path:
@@ -131,12 +131,12 @@ def main() -> int:
     runs.append(("now (working tree)", measure(ROOT, args, "now")))
 
     print(f"terminal output at {args.size}, KB/s over {args.seconds:g}s per screen (KB = 1000 bytes)")
-    print(f"{'':28}" + "".join(f"{s:>10}" for s in SCREENS))
+    print(f"{'':30}" + "".join(f"{s:>10}" for s in SCREENS))
     for label, figures in runs:
-        print(f"{label:28}" + "".join(f"{figures.get(s, 0) / 1000:10.1f}" for s in SCREENS))
+        print(f"{label:30}" + "".join(f"{figures.get(s, 0) / 1000:10.1f}" for s in SCREENS))
     if len(runs) == 2:
         (_, before), (_, after) = runs
-        print(f"{'ratio now/baseline':28}" + "".join(
+        print(f"{'ratio now/baseline':30}" + "".join(
             f"{(after[s] / before[s] if before.get(s) else 0):10.2f}" for s in SCREENS))
     print("target: pod and log under 20 KB/s")
     return 0

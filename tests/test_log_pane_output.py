@@ -21,6 +21,7 @@ from sessions.config import parse_config
 from tests.support.fake_fleet import StaticFleet, demo_snapshot
 from tests.support.log_output_app import line_text
 from tui.app import make_app
+from tui.log_lines import fit_bar
 from tui.log_rows import LogRows, wrap_ranges
 from tui.screens.log_screen import LogScreen
 from tui.widgets.log_pane import LogPane
@@ -40,6 +41,16 @@ def test_a_long_line_wraps_into_rows_and_trailing_blanks_make_no_empty_row():
     assert wrap_ranges("界" * 50, 80) == [(0, 40), (40, 50)]  # two cells each
 
 
+def test_a_bar_drawn_for_a_wide_terminal_gives_up_width_first():
+    wide = "  2%|██▋" + " " * 150 + "| 90/6000 [00:13<14:55,  6.60it/s]"  # tqdm in a 200-column tmux
+    fitted = fit_bar(wide, 78)
+    assert len(fitted) == 78 and fitted.endswith("| 90/6000 [00:13<14:55,  6.60it/s]")
+    assert fitted.startswith("  2%|") and fitted[5] in "▏▎▍▌▋▊▉" and fitted[6:43].strip() == ""  # 2%: a sliver
+    half = fit_bar(" 50%|" + "█" * 100 + " " * 100 + "| 3000/6000", 60)
+    assert half == " 50%|" + "█" * 22 + " " * 22 + "| 3000/6000"
+    assert fit_bar("plain text " * 20, 40) == "plain text " * 20 and fit_bar(TQDM, 200) == TQDM
+
+
 def test_rows_follow_wrap_width_and_the_tail():
     rows = LogRows(max_lines=3)
     rows.add([("a" * 100, ""), ("b", "warning")])
@@ -47,8 +58,8 @@ def test_rows_follow_wrap_width_and_the_tail():
     assert rows.layout(40, True)
     assert len(rows) == 4 and rows.row(2) == (0, "a" * 20, "", 80) and rows.row(3) == (1, "b", "warning", 0)
     rows.set_tail(TQDM, "")
-    assert len(rows) == 4 + 3 and rows.complete_rows == 4
-    assert "".join(rows.row(i)[1] for i in range(4, 7)) == TQDM
+    assert len(rows) == 4 + 3 and rows.complete_rows == 4  # the bar narrowed, the counts still wrap
+    assert "".join(rows.row(i)[1] for i in range(4, len(rows))) == fit_bar(TQDM, 40)
     dropped = rows.add([("c", ""), ("d", "")])  # max 3 lines: "a..." falls off
     assert dropped == 3 and rows.first == 1 and rows.row(0)[1] == "b" and rows.first_row_of(3) == 2
     rows.layout(40, False)
@@ -91,7 +102,7 @@ async def test_a_tqdm_bar_redrawn_with_cr_shows_its_last_state_whole_at_80_colum
     async with app.run_test(size=(80, 24)) as pilot:
         await open_log(app, pilot)
         text = "\n".join(screen_text(app))
-        assert "1854/5000" in text and "grad_norm=0.8812]" in text  # the end of the bar, not cropped
+        assert "1854/5000" in text and "grad_norm=\n0.8812]" in text  # the end of the bar, wrapped, not cropped
         assert "1853/5000" not in text  # only the last redraw
         await pilot.press("z")  # no wrap: cropped at the width, scrolled sideways with right
         await pilot.pause()

@@ -5,7 +5,8 @@ progress bars redraw a line with `\\r`. `LineSplitter` yields complete lines the
 terminal would have left them (the text after the last `\\r`), and keeps the
 unterminated tail, which is usually the live progress bar, as `partial`.
 `LineClassifier` marks errors (tracebacks from their first line to the exception,
-`CUDA out of memory`, NCCL failures, `nan`/`inf` loss) and warnings.
+`CUDA out of memory`, NCCL failures, `nan`/`inf` loss) and warnings. `fit_bar` draws a
+tqdm bar narrower, as tqdm would have in a narrower terminal.
 """
 
 from __future__ import annotations
@@ -26,6 +27,34 @@ ERROR_RE = re.compile(
 )
 LEVEL_ERROR_RE = re.compile(r"\b(?:ERROR|FATAL|CRITICAL)\b")
 WARNING_RE = re.compile(r"\bWARN(?:ING)?\b|\bwarning:|\bUserWarning\b|\bDeprecationWarning\b")
+
+
+TQDM_BAR_RE = re.compile(r"^(?P<pre>.*?\d+%\|)(?P<bar>[^|]{5,})(?P<post>\|.*)$")
+BAR_CELLS = " ▏▎▍▌▋▊▉█"
+"""tqdm's unicode bar: blank, 1/8 ... 7/8, full."""
+
+
+def fit_bar(line: str, width: int) -> str:
+    """A tqdm line wider than `width` with its bar drawn shorter so the line fits.
+
+    tqdm sizes the bar to the terminal it ran in (often 200+ columns in tmux); wrapped
+    into a pane that is a row of blocks, a row of blanks, then the counts. The counts,
+    rate and ETA are what matter, so the bar gives up width first (down to 4 cells).
+    """
+    if width <= 0 or len(line) <= width:
+        return line
+    match = TQDM_BAR_RE.match(line.rstrip())
+    if match is None:
+        return line
+    pre, bar, post = match.group("pre", "bar", "post")
+    cells = max(4, width - len(pre) - len(post))
+    if cells >= len(bar):
+        return line
+    eighths = len(BAR_CELLS) - 1
+    done = sum(eighths if c == BAR_CELLS[-1] else max(0, BAR_CELLS.find(c)) for c in bar) / (len(bar) * eighths)
+    full, part = divmod(round(done * cells * eighths), eighths)
+    drawn = BAR_CELLS[-1] * full + (BAR_CELLS[part] if full < cells else "")
+    return pre + drawn.ljust(cells) + post
 
 
 def last_redraw(line: str) -> str:

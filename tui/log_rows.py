@@ -17,6 +17,8 @@ from collections import deque
 
 from rich.cells import cell_len, get_character_cell_size
 
+from tui.log_lines import fit_bar
+
 MAX_LINES = 20_000
 
 Row = tuple[int, int, int]
@@ -120,12 +122,14 @@ class LogRows:
         return True
 
     def row(self, index: int) -> tuple[int, str, str, int]:
-        """(line number or TAIL, the row's text, tone, start offset in its line)."""
+        """(line number or TAIL, the row's text, tone, start offset in its shown line)."""
         number, start, end = self._row(index)
-        if number == TAIL:
-            return TAIL, self.tail[start:end], self.tail_tone, start
-        text, tone = self.lines[number - self.first]
-        return number, text[start:end], tone, start
+        text, tone = self.line_text(number)
+        return number, self.shown(text)[start:end], tone, start
+
+    def shown(self, text: str) -> str:
+        """A line as drawn: wrapped, a tqdm bar is first narrowed to fit (`fit_bar`)."""
+        return fit_bar(text, self.width) if self.wrap else text
 
     def line_of_row(self, index: int) -> int:
         """The absolute line number shown on row `index` (TAIL for the tail)."""
@@ -151,7 +155,7 @@ class LogRows:
     def _ranges(self, text: str) -> list[tuple[int, int]]:
         if not self.wrap:
             return [(0, len(text))]
-        return wrap_ranges(text, self.width)
+        return wrap_ranges(self.shown(text), self.width)
 
     def _drop_rows_before(self, number: int) -> int:
         start = self._head

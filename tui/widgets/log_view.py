@@ -360,7 +360,7 @@ class LogView(ScrollView, can_focus=True):
             rich_text.stylize(self._tone(tone))
         if self.search:
             # Matches are found in the whole line: one may cross this row's edges.
-            line = self._rows.line_text(number)[0].lower()
+            line = self._rows.shown(self._rows.line_text(number)[0]).lower()
             style = self._tone("current" if number == self._current else "match")
             size = len(self.search)
             at = line.find(self.search, max(0, start - size + 1))
