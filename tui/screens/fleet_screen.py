@@ -37,6 +37,7 @@ class FleetScreen(PodActionsMixin, Screen):
         super().__init__()
         self.snapshot = FleetSnapshot()
         self._drawn: FleetSnapshot | None = None
+        self._composed = False
 
     def compose(self) -> ComposeResult:
         from textual.widgets import Input
@@ -53,6 +54,7 @@ class FleetScreen(PodActionsMixin, Screen):
         yield KeyBar()
 
     def on_mount(self) -> None:
+        self._composed = True
         self.show(self.app.snapshot)  # type: ignore[attr-defined]
 
     @property
@@ -66,7 +68,9 @@ class FleetScreen(PodActionsMixin, Screen):
         self.snapshot = snapshot
         # is_active, not is_current: Textual 8 counts the screen under the top one as
         # current and forwards its repaints to the top screen (a full repaint per draw).
-        if self.is_active or self._drawn is None:
+        # A snapshot can arrive before compose has finished (NoMatches 'FleetTable', seen
+        # in a test run): on_mount draws the newest one then, as PodScreen does.
+        if self._composed and (self.is_active or self._drawn is None):
             self._draw()
 
     def on_screen_resume(self) -> None:
