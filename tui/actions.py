@@ -5,10 +5,13 @@ action runs in an async worker with `exit_on_error=False`; any failure becomes a
 notification naming the pod and what failed, never a traceback on screen. Nothing here
 draws: screens say what is targeted (`Target`) and show the results.
 
-Wired: launch (`n`), kill (`k`, confirmed) and attach (`a`: suspends the app, runs
+Wired: launch (`n`; where the pod holds a complete checkpoint of the session it asks:
+resume from it, or start from scratch after a second yes), kill (`k`, confirmed, quoting
+what the pane runs: `sessions.pane_process`) and attach (`a`: suspends the app, runs
 `ssh -t ... tmux attach`) through the Fleet; stop (`s`, confirmed) and teardown (`T`,
 type the pod name; the dialog says whether the newest checkpoint is safe, from
-`sessions.teardown_guard`) through the Fleet's provider calls, a pod without
+`sessions.teardown_guard`, told the steps each session trained so a run that never
+saved is not called safe) through the Fleet's provider calls, a pod without
 `provider:` saying it has none; download (`d`: `sessions.download`, progress in the
 checkpoint list, the app stays usable) and resume (`r`: `sessions.resume`, confirmed
 when it would restart a running session); the checkpoint listing the pod screen shows.
