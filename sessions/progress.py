@@ -261,7 +261,7 @@ class ProgressTracker(BarReader, LineReader):
             # The newest bar state usually sits unterminated until the next redraw;
             # a tqdm match needs its closing `]`, so a half-written one is not read.
             m = pf.TQDM_RE.search(pending)
-            if m is not None and (self._user is None or not self._user.search(pending)):
+            if m is not None and m.group()[-1] == "]" and (self._user is None or not self._user.search(pending)):
                 self._on_tqdm(pending, m, now)
         if now is not None:
             self._tick(now)

@@ -25,7 +25,7 @@ class Bar:
 
     __slots__ = ("fmt", "kind", "dkey", "total_s", "total", "epochs", "ep_base", "step", "updates", "rates",
                  "remaining", "clock_eta", "start", "jump", "jump_t", "last_el", "series",
-                 "post", "first", "outer", "outer_at")
+                 "post", "first", "outer", "outer_at", "ep_now", "clock_base")
 
     def __init__(self, fmt: str, kind: str, dkey: str, total_s: str | None, total: int | None,
                  epochs: int | None):
@@ -50,6 +50,8 @@ class Bar:
         self.first: tuple[float, int] | None = None  # (arrival time, step) when first seen moving
         self.outer: tuple[str, str | None] | None = None  # the loop this bar is nested in
         self.outer_at: dict[tuple[str, str | None], int] = {}  # outer loops' counts when this began
+        self.ep_now: int | None = None  # the epoch an epoch bar is drawing now
+        self.clock_base = 0.0  # seconds of the epochs before it, by its own clock
 
     def restart(self) -> None:
         """The same bar went back: a new run in the same log (a resume after a crash,
@@ -60,13 +62,21 @@ class Bar:
 
     def clock_pace_points(self) -> tuple[tuple[float, int] | None, tuple[float, int] | None]:
         """(first, last) `(elapsed s, step)` by the bar's own clock, for a whole file
-        (no arrival times): from the resume jump where there was one, else from its
-        first update. None where the clock is not the run's (an epoch bar's)."""
-        if not self.clock_eta or self.start is None or self.step is None:
+        (no arrival times): from its second update (the first completed step, or the
+        resume jump), else its first. An epoch bar's clock restarts at every epoch's
+        first batch (and runs on through its validation): from the first epoch's start,
+        the epochs before counting with their last reading (a non-TTY Rich log shows
+        only each epoch's end)."""
+        if self.start is None or self.step is None:
             return None, None
+        t1 = pf.clock_seconds(self.last_el)
+        if t1 is None:
+            return None, None
+        if self.ep_now is not None:  # each epoch's clock starts with its first batch
+            return (0.0, 0), (self.clock_base + t1, self.step)
         n0, e0 = self.jump if self.jump is not None else self.start
-        t0, t1 = pf.clock_seconds(e0) if e0 else 0.0, pf.clock_seconds(self.last_el)
-        if t0 is None or t1 is None:
+        t0 = pf.clock_seconds(e0) if e0 else 0.0
+        if t0 is None:
             return None, None
         return (t0, n0), (t1, self.step)
 
@@ -106,6 +116,9 @@ class BarReader:
         n, total_s, _unit, elapsed, remaining, rate, rate_unit, post = m.groups()
         if rate_unit not in pf.TRAIN_RATE_UNITS:
             return  # dataset map (`examples/s`), downloads (`B/s`) ...
+        if post and line[m.end() - 1] != "]":  # cut at the terminal's edge: its last value may be cut too
+            k = post.rfind(",")
+            post = post[:k] if k > 0 else ""
         start = m.start()
         i = line.find("%|", 0, start)
         head = line[:i].rstrip("0123456789. ") if i >= 0 else line[:start]
@@ -211,7 +224,13 @@ class BarReader:
             if bar.ep_base is None or ep < bar.ep_base:
                 bar.ep_base = min(base, ep)
             step = (ep - bar.ep_base) * bar.total + n if bar.total else n
+            if n == 0 and ep == bar.ep_now and bar.step is not None and step < bar.step:
+                return  # Lightning resets its bar, drawn once more under the old epoch, before the next
             bar.clock_eta = False  # the bar's clock is this epoch's, not the run's
+            if ep != bar.ep_now:
+                if bar.ep_now is not None and bar.last_el and ep > bar.ep_now:
+                    bar.clock_base += pf.clock_seconds(bar.last_el) or 0.0
+                bar.ep_now = ep
             self._epoch = ep - bar.ep_base + (n / bar.total if bar.total else 0.0)
         else:
             step = n

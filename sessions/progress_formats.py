@@ -52,11 +52,13 @@ TQDM_RE = _rx(
     r"(?P<n>\d+)(?:/(?P<total>\d+|\?))?(?P<unit>[A-Za-z]*) \["
     r"(?P<elapsed>[\d:]+)(?:<(?P<remaining>[\d:]+|\?))?,\s*"
     r"(?P<rate>\d+(?:\.\d+)?[kMG]?|\?)\s?(?P<rate_unit>[^\s,\]]*)"
-    r"(?P<postfix>[^\]]*)\]"
+    r"(?P<postfix>[^\]]*)(?:\]|$)"
 )
 """A tqdm meter: `45%|████▌ | 9/20 [00:01<00:01,  8.12it/s, loss=0.3]`, also without a
 total (`9it [00:01, 8.12it/s]`) and with a `?` total (Lightning's `0/?`). The text
-before the match is the description plus percentage and bar."""
+before the match is the description plus percentage and bar. A line that ends
+without its `]` was cut to the terminal's width (tqdm drops what does not fit: an
+80-column Lightning bar loses the end of its postfix)."""
 
 TRAIN_RATE_UNITS = frozenset(
     f"{a}/{b}"

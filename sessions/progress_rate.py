@@ -24,9 +24,9 @@ then the ETA is the bar's own."""
 PACE_MIN_STEPS = 5
 """...and at least this many steps between them."""
 
-CLOCK_MIN_SPAN_S = 20.0
+CLOCK_MIN_SPAN_S = 8.0
 """The span `run_pace` needs on a bar's own whole-second clock (a file has no arrival
-times): one second off is then at most 5 %, finer than the printed rate is anyway."""
+times): one second off is then at most 12 %."""
 
 JUMP_FACTOR = 3.0
 """A bar's first move counts as a resume jump when it went this many times faster than

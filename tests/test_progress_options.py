@@ -73,3 +73,33 @@ def test_a_bar_nested_in_an_outer_loop_counts_the_rounds_before(outer):
     assert (p.step, p.total, p.loss) == (120, 150, 0.5)
     early = parse_log(text[: text.index("| 10/50")] + "| 10/50 [00:01<00:05, 10.00it/s]")
     assert (early.step, early.total) == ((10, 150) if outer == "Epoch" else (10, 50))
+
+
+def test_a_print_glued_to_a_bars_redraw_on_a_terminal_is_read():
+    """`accelerator.print` while tqdm draws on the same terminal (accelerate_tqdm.tty.log)."""
+    text = ("\rTraining:  94%|#########4| 180/192 [00:24<00:02,  5.98it/s]epoch 2 step 180: loss 0.0192\r"
+            "\rTraining:  94%|#########4| 181/192 [00:24<00:02,  5.98it/s]")
+    p = parse_log(text)
+    assert (p.step, p.total, p.loss) == (181, 192, 0.0192)
+
+
+def test_a_bar_cut_at_an_80_column_terminal_is_read():
+    """Lightning's tqdm bar at 80 columns loses the end of its postfix, `]` included
+    (lightning_tqdm_narrow.tty.log); the value cut in two is not taken."""
+    text = ("\rEpoch 2: 100%|█| 40/40 [00:06<00:00,  5.79it/s, train_loss=0.0161, val_loss=0.0\n"
+            "\rEpoch 2:  50%|█| 20/40 [00:03<00:03,  5.79it/s, train_loss=0.0\n")
+    p = parse_log(text[: text.index("\n") + 1])
+    assert (p.step, p.loss) == (120, 0.0161)
+    assert parse_log(text).loss == 0.0161 and parse_log(text).step == 100
+
+
+def test_lightnings_reset_redraw_under_the_old_epoch_is_not_a_restart():
+    """Before each epoch Lightning resets its bar, drawn once more as `Epoch 0: 0/40`
+    (lightning_tqdm_narrow.file.log). The pace counts every epoch's clock, validation
+    included (it runs under the training bar: epoch 0's clock ends at 16 s, not 8)."""
+    bar = "\rEpoch {e}: {p:3d}%|#  | {n}/40 [00:{el:02d}<00:00,  5.00it/s, train_loss=0.5]"
+    text = "".join(bar.format(e=0, p=n * 2, n=n, el=n // 5) for n in range(41))
+    text += bar.format(e=0, p=100, n=40, el=16) + "\n"
+    text += bar.format(e=0, p=0, n=0, el=0) + "".join(bar.format(e=1, p=n * 2, n=n, el=n // 5) for n in range(41))
+    p = parse_log(text)
+    assert (p.step, p.rate, p.rate_unit) == (80, pytest.approx(79 / 24, rel=0.02), "derived")
