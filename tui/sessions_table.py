@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: the TUI's first frame should not pay for the parser
@@ -82,8 +83,10 @@ def render_progress(progress: Progress, source: str) -> str:
     for k, v in rows:
         out.append(f"{k:<9} {v}\n")
         for f, reason in why.items():
-            if field[f] == k:
-                out.append(f"{'':<9}   {'total: ' if f == 'total' else ''}{reason}\n")
+            if field[f] == k:  # wrapped to 80 columns under its figure
+                text = f"{'total: ' if f == 'total' else ''}{reason}"
+                out += [line + "\n" for line in textwrap.wrap(text, 80, initial_indent=" " * 12,
+                                                                subsequent_indent=" " * 12)]
     if progress.ranks:
         out.append(f"ranks     {len(progress.ranks)}, slowest rank {progress.slowest_rank} (its reading above)\n")
         for rank, p in progress.ranks:
