@@ -19,8 +19,9 @@ Protocol v1 (stdout, one JSON object per line, flushed):
   ``skipped`` the bytes dropped to honour ``max_bytes`` (0 normally), ``event`` null or
   "opened" (the first message, or the file appeared), "missing", "truncated", "rotated";
 * ``{"kind": "tail", "v": 1, "id", "path", "data", "size", "error"}`` answers ``tail``;
-* ``{"kind": "trackers", "v": 1, "id", "roots", "trackers", "search"}`` after a tick in
-  which a watched session's tracker files changed (see ``make_reading`` for each entry);
+* ``{"kind": "trackers", "v": 1, "id", "roots", "trackers", "current", "search"}`` after
+  a tick in which a watched session's tracker files changed: the changed readings (see
+  ``make_reading``) and the sources that stand (see ``TrackerWatch.check``);
 * ``{"kind": "error", "v": 1, "message"}`` (plus ``"id"`` when the command had one)
   when a command on stdin is wrong or failed.
 
@@ -29,8 +30,8 @@ Commands arrive on stdin as JSON lines, dispatched through ``COMMANDS``:
 ``{"cmd": "follow", "id", "path", "tail_lines"?: 0, "from_offset"?, "max_bytes"?: 262144}``,
 ``{"cmd": "unfollow", "id"}``, ``{"cmd": "follow_interval", "seconds"}`` (default 0.25,
 independent of the telemetry interval), ``{"cmd": "tail", "id", "path", "lines",
-"max_bytes"?}`` and ``{"cmd": "trackers", "id", "roots": [dir or file, ...]}`` (an empty
-list stops watching). The agent exits when stdin reaches EOF or stdout breaks: the SSH
+"max_bytes"?}`` and ``{"cmd": "trackers", "id", "roots": [dir or file, ...], "every_s"?: 2.0}``
+(an empty list stops watching). The agent exits when stdin reaches EOF or stdout breaks: the SSH
 channel is gone and no orphan may stay behind.
 
 Options (the one JSON argument): ``interval`` (s), ``disk_path``, ``tmux`` (bool),
@@ -1174,10 +1175,15 @@ TRACKER_SKIP_DIRS = frozenset((
     ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", "env",
     "site-packages", "dist-packages", ".cache", ".ipynb_checkpoints", "artifacts",
 ))
-#: How often the search runs again (a new checkpoint's trainer_state.json, a new run).
-TRACKER_RESCAN_S = 30.0
+#: How often the search may run again (a new checkpoint's trainer_state.json, a new
+#: run): it does only when a folder it listed changed (one stat per folder tells).
+TRACKER_RESCAN_S = 10.0
+#: How often a session's chosen tracker files are looked at (a stat each). They back the
+#: live log up rather than race it, and a live events file changes every step: looking
+#: every tick would cost a re-read and a message each tick.
+TRACKER_CHECK_S = 2.0
 #: Loss points kept per tracker (what the pod screen's loss curve can draw).
-TRACKER_HISTORY = 256
+TRACKER_HISTORY = 64
 #: A JSON tracker file bigger than this is not parsed (trainer_state.json of a very long
 #: run with logging_steps=1 is ~15 MB).
 TRACKER_MAX_JSON_BYTES = 64 * 1024 * 1024
@@ -1648,9 +1654,7 @@ class TrackerFile:
     def read(self, mtime):
         if self.kind == "trainer_state":
             return read_trainer_state(self.path, mtime)
-        if self.kind == "wandb":
-            return read_wandb_summary(self.path, mtime)
-        return read_csv_metrics(self.path, mtime)
+        return read_wandb_summary(self.path, mtime)
 
 
 class TfeventsFile(TrackerFile):
@@ -1715,39 +1719,73 @@ class TfeventsFile(TrackerFile):
         return reading
 
 
-def read_csv_metrics(path, mtime=None):
-    """Lightning ``CSVLogger``'s metrics.csv (or any CSV with a step column)."""
-    data = _read_tail(path, TRACKER_TAIL_BYTES, keep_first_line=True)
-    lines = data.decode("utf-8", "replace").splitlines()
-    rows = csv.reader(lines)
-    header = next(rows, None)
-    if not header:
-        return tracker_error("csv", path, "empty")
-    step_col = _pick(header, ("step", "global_step", "trainer/global_step"))
-    step_at = header.index(step_col) if step_col else None
-    loss_key = pick_loss_key(header)
-    scalars, steps, history = {}, {}, []
-    for row in rows:
-        step = None
-        if step_at is not None and step_at < len(row):
-            step = _whole(_cell_number(row[step_at]))
-        for key, cell in zip(header, row):
-            if not cell or key == step_col:
-                continue
-            value = _cell_number(cell)
-            if value is None:
-                continue
-            scalars[key] = value
-            if step is not None:
-                steps[key] = step
-            if key == loss_key and step is not None:
-                history.append((step, value))
-    if step_col == "step":
-        # Lightning writes the 0-based index of the batch that logged (the 5th step logs
-        # step 4): as steps completed when the value was logged, that is one more.
-        steps = dict((k, v + 1) for k, v in steps.items())
-        history = [(s + 1, v) for s, v in history]
-    return make_reading("csv", path, mtime, scalars, steps, history=history[-TRACKER_HISTORY:])
+class CsvFile(TrackerFile):
+    """Lightning ``CSVLogger``'s metrics.csv (or any CSV with a step column), read on from
+    where the last look stopped: Lightning appends rows, and rewrites the whole file
+    only when a new column appears (then the header changed and it is read afresh)."""
+
+    def __init__(self, path):
+        TrackerFile.__init__(self, "csv", path)
+        self._reset()
+
+    def _reset(self):
+        self.offset, self.inode, self.head = None, None, None
+        self.header, self.step_col, self.loss_key = None, None, None
+        self.scalars, self.steps, self.history = {}, {}, []
+
+    def read(self, mtime):
+        fd, st = open_log(self.path)
+        try:
+            head = os.pread(fd, 4096, 0)
+            first = head.split(b"\n", 1)[0]
+            if st.st_ino != self.inode or first != self.head or self.offset is None or st.st_size < self.offset:
+                self._reset()
+                self.inode, self.head = st.st_ino, first
+                data = _read_tail(self.path, TRACKER_TAIL_BYTES, keep_first_line=True)
+                lines = data.decode("utf-8", "replace").splitlines()
+                self.header = next(csv.reader(lines[:1]), None)
+                rows = lines[1:]
+                self.offset = st.st_size if data.endswith(b"\n") else st.st_size - len(data.rsplit(b"\n", 1)[-1])
+            else:
+                data = os.pread(fd, min(st.st_size - self.offset, TRACKER_TAIL_BYTES), self.offset)
+                complete = data.rfind(b"\n") + 1  # a row still being written waits
+                rows = data[:complete].decode("utf-8", "replace").splitlines()
+                self.offset += complete
+        finally:
+            os.close(fd)
+        if not self.header:
+            return tracker_error("csv", self.path, "empty")
+        if self.step_col is None:
+            self.step_col = _pick(self.header, ("step", "global_step", "trainer/global_step"))
+            self.loss_key = pick_loss_key(self.header)
+        self._take(rows)
+        steps, history = self.steps, self.history
+        if self.step_col == "step":
+            # Lightning writes the 0-based index of the batch that logged (the 5th step
+            # logs step 4): as steps completed when the value was logged, one more.
+            steps = dict((k, v + 1) for k, v in steps.items())
+            history = [(s + 1, v) for s, v in history]
+        return make_reading("csv", self.path, mtime, self.scalars, steps, history=history)
+
+    def _take(self, rows):
+        header, step_col = self.header, self.step_col
+        step_at = header.index(step_col) if step_col else None
+        for row in csv.reader(rows):
+            step = None
+            if step_at is not None and step_at < len(row):
+                step = _whole(_cell_number(row[step_at]))
+            for key, cell in zip(header, row):
+                if not cell or key == step_col:
+                    continue
+                value = _cell_number(cell)
+                if value is None:
+                    continue
+                self.scalars[key] = value
+                if step is not None:
+                    self.steps[key] = step
+                if key == self.loss_key and step is not None:
+                    self.history.append((step, value))
+        del self.history[:-TRACKER_HISTORY]
 
 
 def read_wandb_summary(path, mtime=None):
@@ -1919,15 +1957,16 @@ class MlflowRun(TrackerFile):
         TrackerFile.__init__(self, "mlflow", path)
 
     def _metric_files(self):
-        folder = os.path.join(self.path, "metrics")
-        files = []
-        for root, dirs, names in os.walk(folder):  # keys with '/' are nested folders
-            dirs[:] = sorted(dirs)[:MLFLOW_MAX_METRICS]
-            for name in sorted(names):
-                files.append(os.path.join(root, name))
-                if len(files) >= MLFLOW_MAX_METRICS:
-                    return files
-        return files
+        """Metric files, keys with '/' being nested folders; at most MLFLOW_MAX_METRICS."""
+        files, folders = [], [os.path.join(self.path, "metrics")]
+        while folders and len(files) < MLFLOW_MAX_METRICS:
+            with os.scandir(folders.pop()) as it:
+                for entry in sorted(it, key=lambda e: e.name):
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.path)
+                    else:
+                        files.append(entry.path)
+        return files[:MLFLOW_MAX_METRICS]
 
     def _stat_stamp(self):
         files = self._metric_files()
@@ -2023,8 +2062,12 @@ def _is_dir(entry):
 
 
 def _listdir_entries(path, budget):
-    """A directory's entries, counted against the search's budget; a huge one is skipped."""
+    """A directory's entries, counted against the search's budget; a huge one is skipped.
+    Its mtime goes into ``budget["dirs"]``: the search's signature (see ``TrackerWatch``)."""
     entries = []
+    dirs = budget.get("dirs")
+    if dirs is not None:
+        dirs[path] = os.stat(path).st_mtime_ns  # before listing: a change after it shows next time
     with os.scandir(path) as it:
         for entry in it:
             entries.append(entry)
@@ -2040,6 +2083,9 @@ def _special_dir(name, path, found, budget):
     try:
         if name == "wandb":
             latest = os.path.join(path, "latest-run")
+            if budget.get("dirs") is not None:  # a new run moves the link; its file appears in latest
+                budget["dirs"][path] = os.stat(path).st_mtime_ns
+                budget["dirs"][latest] = os.stat(latest).st_mtime_ns
             runs = sorted(n for n in os.listdir(latest) if n.endswith(".wandb"))
             if runs:  # the run's own record log: history, and the only record of an offline run
                 run = os.path.join(latest, runs[-1])
@@ -2052,18 +2098,24 @@ def _special_dir(name, path, found, budget):
         pass
 
 
-def find_trackers(roots, max_depth=TRACKER_MAX_DEPTH):
+def find_trackers(roots, max_depth=TRACKER_MAX_DEPTH, dirs=None):
     """The newest tracker file of each kind under ``roots`` (a bounded search).
+
+    Args:
+        dirs: filled with ``path -> mtime_ns`` of every folder listed (and each root),
+            so a caller can tell later whether a new search could find anything new.
 
     Returns:
         ``(found, info)``: ``found`` maps a kind to ``(path, mtime)``; ``info`` says how
         many entries were looked at and whether the search stopped at its limit.
     """
     found = {}
-    budget = {"left": TRACKER_MAX_ENTRIES, "skipped": 0}
+    budget = {"left": TRACKER_MAX_ENTRIES, "skipped": 0, "dirs": dirs}
     stack = []
     for root in roots:
         root = os.path.expanduser(root)
+        if dirs is not None:
+            dirs[root] = _mtime_ns(root)
         if os.path.isdir(root):
             name = os.path.basename(os.path.normpath(root))
             if name == "mlruns" or (name == "wandb" and os.path.isdir(os.path.join(root, "latest-run"))):
@@ -2111,6 +2163,13 @@ def find_trackers(roots, max_depth=TRACKER_MAX_DEPTH):
     return found, info
 
 
+def _mtime_ns(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
 def _tracker_file(kind, path):
     if kind == "tfevents":
         return TfeventsFile(path)
@@ -2118,6 +2177,8 @@ def _tracker_file(kind, path):
         return MlflowRun(path)
     if kind == "wandb" and path.endswith(".wandb"):
         return WandbRun(path)
+    if kind == "csv":
+        return CsvFile(path)
     return TrackerFile(kind, path)
 
 
@@ -2130,17 +2191,35 @@ class TrackerWatch:
         roots: directories to search and files to read (``~`` expands here, on the pod).
     """
 
-    def __init__(self, watch_id, roots, rescan_s=TRACKER_RESCAN_S):
+    def __init__(self, watch_id, roots, rescan_s=TRACKER_RESCAN_S, every_s=TRACKER_CHECK_S):
         self.id = watch_id
         self.roots = list(roots)
         self.rescan_s = rescan_s
+        self.every_s = every_s
         self.files = {}  # kind -> TrackerFile
         self.info = None
+        self._dirs = {}  # the last search's folders -> mtime_ns
         self._next_scan = None
+        self._next_check = None
         self._sent = None
 
+    def _dirs_unchanged(self):
+        """Whether no folder the last search listed gained or lost an entry since (one
+        stat each): then searching again cannot find anything new."""
+        if not self._dirs:
+            return False
+        for path, mtime in self._dirs.items():
+            if _mtime_ns(path) != mtime:
+                return False
+        return True
+
     def scan(self):
-        found, self.info = find_trackers(self.roots)
+        """Search again, unless no folder changed; True when the chosen files changed."""
+        if self._dirs_unchanged():
+            return False
+        dirs = {}
+        found, self.info = find_trackers(self.roots, dirs=dirs)
+        self._dirs = dirs
         files = {}
         for kind, (path, _) in found.items():
             old = self.files.get(kind)
@@ -2153,22 +2232,27 @@ class TrackerWatch:
         return [self.files[k].reading for k in TRACKER_SOURCES if k in self.files and self.files[k].reading]
 
     def check(self, now):
-        """Look once (search again when due); the message to send, or None."""
-        changed = False
+        """Look once (search again when due); the message to send, or None.
+
+        The first message holds every reading; later ones only the readings that changed
+        (a live events file changes every step: resending the other files' histories
+        each tick would cost more than reading them), and ``current`` always names every
+        source chosen, so one that vanished is dropped.
+        """
+        if self._next_check is not None and now < self._next_check:
+            return None
+        self._next_check = now + self.every_s
         if self._next_scan is None or now >= self._next_scan:
-            changed = self.scan()
+            self.scan()
             self._next_scan = now + self.rescan_s
-        for kind in TRACKER_SOURCES:
-            tracker = self.files.get(kind)
-            if tracker is not None and tracker.refresh():
-                changed = True
-        if not changed and self._sent is not None:
+        changed = [k for k in TRACKER_SOURCES if k in self.files and self.files[k].refresh()]
+        current = [k for k in TRACKER_SOURCES if k in self.files and self.files[k].reading]
+        if self._sent is not None and not changed and current == self._sent:
             return None
-        message = make_trackers(self.id, self.roots, self.readings(), self.info)
-        if message == self._sent:
-            return None
-        self._sent = message
-        return message
+        fresh = self._sent is None
+        readings = [self.files[k].reading for k in current if fresh or k in changed or k not in self._sent]
+        self._sent = current
+        return make_trackers(self.id, self.roots, readings, current, self.info)
 
 
 def check_tracker_watches(watches, now):
@@ -2184,10 +2268,12 @@ def check_tracker_watches(watches, now):
     return messages
 
 
-def make_trackers(watch_id, roots, readings, info):
+def make_trackers(watch_id, roots, readings, current, info):
+    """A ``trackers`` message: ``trackers`` holds the readings new since the last one,
+    ``current`` the sources whose readings stand (see ``TrackerWatch.check``)."""
     return {
         "kind": "trackers", "v": AGENT_PROTOCOL_VERSION, "id": watch_id, "roots": roots,
-        "trackers": readings, "search": info,
+        "trackers": readings, "current": current, "search": info,
     }
 
 
@@ -2417,7 +2503,8 @@ def _cmd_trackers(agent, message):
         return
     if watch_id not in agent.trackers and len(agent.trackers) >= MAX_TRACKER_WATCHES:
         raise CommandError("already watching %d sessions' trackers" % MAX_TRACKER_WATCHES)
-    watch = agent.trackers[watch_id] = TrackerWatch(watch_id, roots)
+    every = _number_arg(message, "every_s", TRACKER_CHECK_S)
+    watch = agent.trackers[watch_id] = TrackerWatch(watch_id, roots, every_s=min(3600.0, max(0.0, every)))
     # Answer at once, not a tick later: a one-shot `gpuctl sessions` waits for this.
     for reply in check_tracker_watches([watch], time.monotonic()):
         agent.emit(reply)

@@ -102,7 +102,12 @@ class SessionBook:
         name = message.get("id")
         if not isinstance(name, str) or name not in self._configured:
             return None
-        self._trackers[name] = readings_from(message)
+        known = {r.source: r for r in self._trackers.get(name, ())}
+        known.update((r.source, r) for r in readings_from(message))
+        current = message.get("current")
+        if isinstance(current, list):  # the agent sends what changed, and names what stands
+            known = {source: known[source] for source in current if source in known}
+        self._trackers[name] = tuple(known.values())
         return name
 
     # -- what the monitor must ask the agent ------------------------------------------

@@ -140,7 +140,7 @@ def test_wandb_summary_json_of_an_online_run(tmp_path):
 
 def test_a_file_is_read_again_only_when_it_changed(tmp_path):
     root, _ = run_dir("hf_trainer", tmp_path)
-    watch = agent.TrackerWatch("s", [str(root)])
+    watch = agent.TrackerWatch("s", [str(root)], every_s=0)
     assert watch.check(time.monotonic()) is not None
 
     def refuse(mtime):
@@ -157,7 +157,7 @@ def test_a_growing_events_file_is_read_on_from_where_it_stopped_even_cut_mid_rec
     dest = tmp_path / "runs" / src.name
     dest.parent.mkdir()
     dest.write_bytes(data[: len(data) // 2])  # a writer caught mid-record
-    watch = agent.TrackerWatch("s", [str(tmp_path)])
+    watch = agent.TrackerWatch("s", [str(tmp_path)], every_s=0)
     first = watch.check(time.monotonic())["trackers"][0]
     assert first["error"] is None and 0 < first["step"] < 49
     with open(dest, "ab") as f:
@@ -174,6 +174,54 @@ def test_a_damaged_record_is_skipped_and_said(tmp_path):
     (tmp_path / src.name).write_bytes(bytes(data))
     r = readings(tmp_path)["tfevents"]
     assert r["step"] == 49 and "damaged" in r["error"]
+
+
+def test_files_are_looked_at_every_two_seconds_not_every_tick(tmp_path):
+    root, _ = run_dir("tensorboard", tmp_path)
+    watch = agent.TrackerWatch("s", [str(root)])
+    assert watch.check(100.0) is not None
+    events = next(root.rglob("events.out.tfevents.*"))
+    os.utime(events, (time.time() + 9, time.time() + 9))
+    assert watch.check(100.0 + agent.TRACKER_CHECK_S / 2) is None
+    again = watch.check(100.0 + agent.TRACKER_CHECK_S)
+    assert again is not None and again["current"] == ["tfevents"]
+
+
+def test_the_search_walks_again_only_when_a_folder_changed(tmp_path):
+    root, _ = run_dir("hf_trainer", tmp_path)
+    watch = agent.TrackerWatch("s", [str(root)], every_s=0)
+    watch.check(0.0)
+    assert watch.scan() is False and watch._dirs_unchanged()
+    newer = root / "output" / "checkpoint-40"
+    newer.mkdir()  # the trainer saves a checkpoint: output/ changed
+    state = json.loads((root / "output" / "checkpoint-30" / "trainer_state.json").read_text())
+    state["global_step"] = 40
+    (newer / "trainer_state.json").write_text(json.dumps(state))
+    os.utime(newer / "trainer_state.json", (time.time() + 60, time.time() + 60))
+    message = watch.check(agent.TRACKER_RESCAN_S + 1)
+    (state_reading,) = [r for r in message["trackers"] if r["source"] == "trainer_state"]
+    assert state_reading["step"] == 40 and "checkpoint-40" in state_reading["path"]
+
+
+def test_later_messages_carry_only_what_changed_and_the_book_keeps_the_rest(tmp_path):
+    from sessions.config import parse_config
+    from sessions.session_book import SessionBook
+
+    root, truth = run_dir("hf_trainer", tmp_path)
+    watch = agent.TrackerWatch("sft", [str(root)], every_s=0)
+    first = watch.check(0.0)
+    assert [r["source"] for r in first["trackers"]] == first["current"] == ["trainer_state", "tfevents"]
+    events = next(root.rglob("events.out.tfevents.*"))
+    os.utime(events, (time.time() + 9, time.time() + 9))
+    second = watch.check(1.0)
+    assert [r["source"] for r in second["trackers"]] == ["tfevents"] and second["current"] == first["current"]
+    config = parse_config(f"pods:\n  - name: p\n    host: h\n    sessions:\n      - {{name: sft, workdir: {root}}}\n",
+                          tmp_path / "c.yaml")
+    book = SessionBook(config.pods[0])
+    assert book.on_trackers(first) == book.on_trackers(second) == "sft"
+    (view,) = book.view(time.time())
+    assert [t.source for t in view.trackers] == ["trainer_state", "tfevents"]
+    assert view.progress.total == truth["max_steps"]
 
 
 def test_crc32c_matches_the_published_check_value():
