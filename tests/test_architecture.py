@@ -18,7 +18,7 @@ PACKAGES = ("tui", "backends", "sessions", "themes")
 ALLOWED = {
     "backends": {"backends"},
     "sessions": {"sessions", "backends"},
-    "tui": {"tui", "sessions", "backends", "themes"},
+    "tui": {"tui", "sessions", "themes"},  # backends only through sessions (sessions.errors, sessions.demo)
     "themes": {"themes"},
 }
 

@@ -90,7 +90,7 @@ def _checkpoints(args: argparse.Namespace) -> int:
 
 
 async def _checkpoints_async(config: Any, pod: Any, session: Any, as_json: bool) -> int:
-    from backends.ssh import SshFailure
+    from sessions.errors import SshFailure
     from sessions.checkpoint_index import host_identity, mark_verified
     from sessions.checkpoints import CheckpointListingFailed, list_checkpoints
     from sessions.pod_link import open_transport
@@ -169,7 +169,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 async def _download_async(config: Any, pod: Any, session: Any, name: str | None, dest: str | None) -> int:
-    from backends.ssh import SshFailure
+    from sessions.errors import SshFailure
     from sessions.checkpoints import CheckpointListingFailed
     from sessions.download import DownloadError, download_checkpoint
     from tui import humanize
@@ -243,7 +243,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 async def _resume_async(config: Any, pod: Any, session: Any, restart: bool) -> int:
-    from backends.ssh import SshFailure
+    from sessions.errors import SshFailure
     from sessions.checkpoints import CheckpointListingFailed
     from sessions.pod_link import open_transport
     from sessions.resume import resume

@@ -86,8 +86,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from backends.demo.demo import MAX_PODS, Demo, DemoError, require_tmux
-    from backends.demo.thread import DemoThread
+    from sessions.demo import MAX_PODS, Demo, DemoError, DemoThread, require_tmux
 
     try:
         require_tmux()

@@ -115,7 +115,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 async def _logs_async(config, pod, path: str, lines: int, follow: bool) -> int:
-    from backends.ssh import SshFailure
+    from sessions.errors import SshFailure
     from sessions.log_stream import stream_log
 
     from tui.terminal_text import LogBytes, visible

@@ -112,7 +112,7 @@ def _report(result: Any, verb: str) -> int:
 
 
 async def _act(verb: str, coro: Any) -> int:
-    from backends.providers.base import ProviderError
+    from sessions.errors import ProviderError
     from sessions import provider_ops
 
     try:
@@ -232,7 +232,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 async def _import_async(args: argparse.Namespace, config: Any, path: Any, entry: Any) -> int:
-    from backends.providers.base import ProviderError
+    from sessions.errors import ProviderError
     from sessions import pod_import, provider_ops
 
     try:

@@ -57,7 +57,7 @@ def name_refused(pod: Any, name: str) -> bool:
 
 async def _on_pod(config: Any, pod: Any, action: Callable[[Any], Awaitable[int]]) -> int:
     """Connect, run `action(runner)`, and print pod and session errors plainly."""
-    from backends.ssh import SshFailure
+    from sessions.errors import SshFailure
     from sessions.pod_link import open_transport
     from sessions.session_control import SessionError
 
