@@ -257,7 +257,7 @@ def render_table(state: dict, now: float | None = None) -> str:
         "|" + _RULE[1:-1].replace("-", "=") + "|",
     ]
     for position in range(len(gpus)):
-        value = lambda field: _gpu_value(state, gpus, position, field)  # noqa: E731
+        value = lambda field, position=position: _gpu_value(state, gpus, position, field)  # noqa: E731
         name = format_value(value("name"), "name")
         lines.append(_row(
             ("%3s  %s" % (value("index"), name)).ljust(36)[:36] + "On ",

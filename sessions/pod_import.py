@@ -21,7 +21,6 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from backends.providers.base import InstanceInfo, InstanceState
 from sessions import yaml_lines as yl
 from sessions.config import Config, parse_config
-from sessions.config_fields import NAME_PATTERN
 
 PROXY_NOTE = ("RunPod proxied SSH: an interactive shell only (no exec channel, no SFTP); "
               "expose 22/tcp on the pod for direct TCP, which is faster and works everywhere")

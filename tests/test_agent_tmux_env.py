@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 
@@ -73,7 +72,7 @@ def test_an_exited_session_without_a_status_from_tmux_takes_it_from_the_exit_fil
 def test_a_launched_session_reports_its_exit_status(private_tmux):
     env = private_tmux
     subprocess.run(["tmux", "-f", "/dev/null", "new-session", "-d", "-s", "done",
-                    f"sh -c 'mkdir -p ~/.gpuctl/sessions; echo 7 > ~/.gpuctl/sessions/done.exit; exit 7'",
+                    "sh -c 'mkdir -p ~/.gpuctl/sessions; echo 7 > ~/.gpuctl/sessions/done.exit; exit 7'",
                     ";", "set-window-option", "-t", "=done:", "remain-on-exit", "on"], env=env, check=True)
     deadline = time.monotonic() + 10
     while True:

@@ -310,7 +310,7 @@ class Provider(abc.ABC):
     async def terminate(self, instance_id: str) -> None:
         """Ask the provider to destroy the instance. `InstanceNotFound` if already gone."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook: CLI providers hold nothing to release
         """Release connections (HTTP providers close their client)."""
 
     async def __aenter__(self) -> "Provider":

@@ -56,7 +56,7 @@ def run_tqdm_slow() -> None:
     """A slow loop, so tqdm prints `s/it` rather than `it/s`."""
     from tqdm import tqdm
 
-    for i in tqdm(range(6)):
+    for _ in tqdm(range(6)):
         time.sleep(1.3)
 
 
