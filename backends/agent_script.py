@@ -1186,7 +1186,7 @@ TRACKER_CHECK_S = 2.0
 TRACKER_HISTORY = 64
 #: A JSON tracker file bigger than this is not parsed (trainer_state.json of a very long
 #: run with logging_steps=1 is ~15 MB).
-TRACKER_MAX_JSON_BYTES = 64 * 1024 * 1024
+TRACKER_MAX_JSON_BYTES = 16 * 1024 * 1024
 #: CSV and MLflow metric files are read from at most this far before their end.
 TRACKER_TAIL_BYTES = 4 * 1024 * 1024
 #: An events file is read from at most this far before its end the first time, and at
@@ -1738,14 +1738,16 @@ class CsvFile(TrackerFile):
         try:
             head = os.pread(fd, 4096, 0)
             first = head.split(b"\n", 1)[0]
-            if st.st_ino != self.inode or first != self.head or self.offset is None or st.st_size < self.offset:
+            if (st.st_ino != self.inode or first != self.head or self.offset is None or self.header is None
+                    or st.st_size < self.offset):
                 self._reset()
                 self.inode, self.head = st.st_ino, first
                 data = _read_tail(self.path, TRACKER_TAIL_BYTES, keep_first_line=True)
-                lines = data.decode("utf-8", "replace").splitlines()
+                complete = data.rfind(b"\n") + 1  # a row still being written waits
+                lines = data[:complete].decode("utf-8", "replace").splitlines()
                 self.header = next(csv.reader(lines[:1]), None)
                 rows = lines[1:]
-                self.offset = st.st_size if data.endswith(b"\n") else st.st_size - len(data.rsplit(b"\n", 1)[-1])
+                self.offset = st.st_size - (len(data) - complete)
             else:
                 data = os.pread(fd, min(st.st_size - self.offset, TRACKER_TAIL_BYTES), self.offset)
                 complete = data.rfind(b"\n") + 1  # a row still being written waits

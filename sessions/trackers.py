@@ -290,28 +290,32 @@ def dir_json(path: str) -> dict[str, Any]:
 
 
 def explain(path: str) -> str:
-    """`gpuctl progress --dir RUN_DIR`: what was found, each figure's source, what is missing."""
+    """`gpuctl progress --dir RUN_DIR`: what was found, each figure's source, what is missing.
+
+    Kept within 80 columns: a file's path (relative to RUN_DIR) on its own line, what it
+    holds on the next ones.
+    """
     readings, info = read_dir(path)
     lines = [f"{path}: tracker files"]
     if not readings:
-        lines.append("  none found (looked for trainer_state.json, events.out.tfevents.*, "
-                     "wandb/latest-run/files/wandb-summary.json, metrics.csv, mlruns/)")
+        lines.append("  none found (looked for trainer_state.json, events.out.tfevents.*,")
+        lines.append("  wandb/latest-run, metrics.csv and mlruns/, 5 folders deep)")
     for r in readings:
+        lines.append(f"  {r.source:<13} {_relative(r.path, path)}")
         if r.error and r.step is None and r.loss is None:
-            lines.append(f"  {r.source:<13} {r.path}: {r.error}")
+            lines.append(f"  {'':<13} {r.error}")
             continue
-        bits = [f"step {r.step}" if r.step is not None else "no step"]
-        if r.total:
-            bits.append(f"of {r.total}")
+        bits = [f"step {r.step}" + (f" of {r.total}" if r.total else "") if r.step is not None else "no step"]
         if r.loss is not None:
             bits.append(f"loss {r.loss:.4g} ({r.loss_key})")
-        if r.eval:
-            bits.append(", ".join(f"{k} {v:.4g}" for k, v in r.eval[:3]))
-        if r.best_checkpoint:
-            bits.append(f"best {r.best_checkpoint}")
         if r.history:
             bits.append(f"{len(r.history)} loss points")
-        lines.append(f"  {r.source:<13} {r.path}: " + ", ".join(bits) + (f" ({r.error})" if r.error else ""))
+        bits.extend(f"{k} {v:.4g}" for k, v in r.eval[:2])
+        if r.error:
+            bits.append(r.error)
+        lines.extend(f"  {'':<13} {line}" for line in _wrap(bits, 64))
+        if r.best_checkpoint:
+            lines.append(f"  {'':<13} best: {_relative(r.best_checkpoint, path)}")
     if info.get("truncated"):
         lines.append(f"  the search stopped after {info.get('entries')} entries: name the files with `trackers:`")
     if info.get("skipped_dirs"):
@@ -323,20 +327,41 @@ def explain(path: str) -> str:
         for figure in FIGURES:
             value = getattr(p, figure)
             if value is not None:
-                lines.append(f"  {figure:<6} {value:.6g}  from {sources.get(figure, '?')}"
-                             if isinstance(value, float) else f"  {figure:<6} {value}  from {sources.get(figure, '?')}")
-        missing = [f for f in FIGURES if getattr(p, f) is None]
-        for figure in missing:
-            lines.append(f"  {figure:<6} -  {_why_missing(figure, readings)}")
+                shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+                lines.append(f"  {figure:<6} {shown:<12} from {sources.get(figure, '?')}")
+        for figure in FIGURES:
+            if getattr(p, figure) is None:
+                lines.append(f"  {figure:<6} {'-':<12} {_why_missing(figure, readings)}")
     return "\n".join(lines) + "\n"
 
 
+def _relative(target: str, root: str) -> str:
+    import os
+
+    rel = os.path.relpath(target, root)
+    return target if rel.startswith("..") else rel
+
+
+def _wrap(bits: list[str], width: int) -> list[str]:
+    lines, line = [], ""
+    for bit in bits:
+        if line and len(line) + 3 + len(bit) > width:
+            lines.append(line)
+            line = bit
+        else:
+            line = f"{line} · {bit}" if line else bit
+    return lines + ([line] if line else [])
+
+
 def _why_missing(figure: str, readings: tuple[TrackerReading, ...]) -> str:
+    kinds = ", ".join(sorted({r.source for r in readings})) or "no files"
     if figure == "total":
-        return "only trainer_state.json records the total (max_steps); set total_steps: in config"
-    if figure in ("rate", "eta_s"):
-        return "no timestamps in these files (trainer_state.json has none); the log's rate is used on a pod"
+        return "only trainer_state.json has it; or set total_steps:"
+    if figure == "rate":
+        return f"no timestamps in {kinds}"
+    if figure == "eta_s":
+        return "needs a total and a rate"
     if figure == "loss":
-        names = sorted({s for r in readings for s in r.scalars})[:12]
-        return "no scalar named like a training loss" + (f" (found: {', '.join(names)})" if names else "")
-    return "not recorded"
+        names = sorted({s for r in readings for s in r.scalars})[:4]
+        return "nothing named like a training loss" + (f" ({', '.join(names)})" if names else "")
+    return f"not in {kinds}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -167,6 +168,22 @@ def test_a_growing_events_file_is_read_on_from_where_it_stopped_even_cut_mid_rec
     assert [s for s, _ in second["history"]] == list(range(50))
 
 
+def test_metrics_csv_is_read_on_as_rows_arrive_and_afresh_when_lightning_rewrites_it(tmp_path):
+    csv_path = tmp_path / "metrics.csv"
+    csv_path.write_text("epoch,step,train_loss\n0,4,2.0\n0,9,1.5\n0,14,1.")  # the last row half written
+    watch = agent.TrackerWatch("s", [str(csv_path)], every_s=0)
+    first = watch.check(0.0)["trackers"][0]
+    assert (first["step"], first["loss"]) == (10, 1.5)
+    with open(csv_path, "a") as f:
+        f.write("25\n")
+    assert watch.check(1.0)["trackers"][0]["loss"] == 1.25
+    # a new column (val_loss): Lightning rewrites the file with the new header
+    csv_path.write_text("epoch,step,train_loss,val_loss\n0,4,2.0,\n0,9,1.5,\n0,14,1.25,\n0,19,1.0,\n0,19,,0.9\n")
+    again = watch.check(2.0)["trackers"][0]
+    assert (again["step"], again["loss"], again["eval"]) == (20, 1.0, {"val_loss": 0.9})
+    assert [s for s, _ in again["history"]] == [5, 10, 15, 20]
+
+
 def test_a_damaged_record_is_skipped_and_said(tmp_path):
     src = next((DATA / "tensorboard").rglob("events.out.tfevents.*"))
     data = bytearray(src.read_bytes())
@@ -314,8 +331,10 @@ def test_progress_dir_explains_what_it_found(tmp_path, capsys):
     assert main(["progress", "--dir", str(root)]) == 0
     out = capsys.readouterr().out
     assert "trainer_state" in out and "tfevents" in out and "checkpoint-30" in out
-    assert f"total  {truth['max_steps']}  from trainer_state" in out
-    assert "rate" in out and "no timestamps" not in out  # the events file has wall times
+    assert f"total  {truth['max_steps']:<12} from trainer_state" in out
+    ours = [line for line in out.splitlines() if not any(p in line for p in (str(root), "best:", "tfevents."))]
+    assert max(len(line) for line in ours) <= 80  # paths are the only long lines
+    assert re.search(r"^  rate   \S+ +from tfevents$", out, re.M)  # trainer_state.json has no times; the events file has
 
 
 def test_progress_dir_json(tmp_path, capsys):
