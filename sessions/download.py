@@ -153,9 +153,19 @@ class DownloadResult:
     method: str = ""
 
 
-def default_dest(pod: str, session: str) -> Path:
-    """`./checkpoints/<pod>/<session>`, relative to the current directory."""
-    return Path("checkpoints") / pod / session
+def default_dest(config: Config, pod: PodConfig, session: SessionConfig, start_dir: Path | None = None) -> Path:
+    """Where a session's checkpoints go when no `--dest` is given: its `download_dir`
+    policy (default `checkpoints/{pod}/{session}`) with `{pod}` and `{session}` filled,
+    relative to `start_dir` (None: the current directory, and the path stays relative).
+
+    The one answer for `gpuctl download`, the TUI's `d` and watch's auto-download, so a
+    manual download lands beside the automatic ones (the demo points it into its temp dir).
+    """
+    from sessions.policy_model import policies_for
+
+    template = policies_for(config, pod, session).download_dir
+    path = Path(template.replace("{pod}", pod.name).replace("{session}", session.name)).expanduser()
+    return path if path.is_absolute() or start_dir is None else start_dir / path
 
 
 def local_target(dest: Path, name: str) -> Path:
@@ -272,7 +282,7 @@ async def download_checkpoint(config: Config, pod: str | PodConfig, session: str
         raise DownloadUsageError(
             f"pod {pod_cfg.name!r} is this machine (host: local): its checkpoints are already "
             "here; copy them with cp if you want them elsewhere")
-    dest_dir = Path(dest) if dest is not None else default_dest(pod_cfg.name, cfg.name)
+    dest_dir = Path(dest) if dest is not None else default_dest(config, pod_cfg, cfg)
     if runner is not None:
         return await _download(config, pod_cfg, cfg, name, dest_dir, progress, runner, method)
     async with open_transport(pod_cfg, config.defaults) as opened:

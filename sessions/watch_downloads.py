@@ -27,17 +27,23 @@ from pathlib import Path
 from backends.ssh import SshFailure
 from sessions import checkpoint_index
 from sessions.checkpoints import Checkpoint, CheckpointListingFailed, list_checkpoints, newest_complete
-from sessions.download import DownloadError, DownloadResult, NoCompleteCheckpoint, download_checkpoint
+from sessions.download import (
+    DownloadError,
+    DownloadResult,
+    NoCompleteCheckpoint,
+    default_dest,
+    download_checkpoint,
+)
 from sessions.events import EventKind
 from sessions.watch_context import WatchContext
 from sessions.watch_state import session_key
 
 
 def download_dir(ctx: WatchContext, pod: str, session: str) -> Path:
-    """`policies.download_dir` with `{pod}`/`{session}` filled, rooted at the start dir."""
-    template = ctx.policies(pod, session).download_dir
-    path = Path(template.replace("{pod}", pod).replace("{session}", session)).expanduser()
-    return path if path.is_absolute() else ctx.start_dir / path
+    """`policies.download_dir` with `{pod}`/`{session}` filled, rooted at the start dir
+    (`sessions.download.default_dest`, the same answer `gpuctl download` and `d` use)."""
+    pod_cfg = ctx.config.pod(pod)
+    return default_dest(ctx.config, pod_cfg, pod_cfg.session(session), ctx.start_dir)
 
 
 class AutoDownload:

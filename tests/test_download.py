@@ -488,3 +488,15 @@ async def test_local_hasher_follows_a_growing_file(tmp_path):
     await writer.finish()
     await writer.close()
     assert await hasher.result(writer.size) == sha256_file(path)
+
+
+def test_without_dest_a_download_goes_where_the_download_dir_policy_says(sshd, tmp_path):
+    """One answer for where checkpoints land: `gpuctl download` (and the TUI's `d`)
+    follow `policies.download_dir`, as watch's auto-download does; the demo points it
+    into its temp dir, so a manual download there no longer lands in the current
+    directory."""
+    p = Pod(sshd, tmp_path, policies={"download_dir": str(tmp_path / "kept" / "{pod}-{session}")})
+    put(p.workdir / "step_1.pt", b"w" * 1000)
+    assert p.cli("download", "p", "train") == 0
+    assert (tmp_path / "kept" / "p-train" / "step_1.pt").read_bytes() == b"w" * 1000
+    assert not (tmp_path / "checkpoints").exists()
