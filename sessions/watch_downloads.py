@@ -96,15 +96,32 @@ class AutoDownload:
                     listing = await list_checkpoints(runner, pod_cfg, session, previous=previous)
                     self._announce(pod, session, listing)
                     for checkpoint in self._wanted(pod, session, listing):
-                        result = await download_checkpoint(
-                            ctx.config, pod_cfg, session, checkpoint.name,
-                            dest=download_dir(ctx, pod, session), runner=runner)
+                        try:
+                            result = await download_checkpoint(
+                                ctx.config, pod_cfg, session, checkpoint.name,
+                                dest=download_dir(ctx, pod, session), runner=runner)
+                        except DownloadError:
+                            if await self._rotated_away(runner, pod_cfg, session, checkpoint):
+                                continue
+                            raise
                         self._downloaded(pod, session, result)
         except (SshFailure, CheckpointListingFailed, DownloadError, OSError) as exc:
             self._failed(pod, session, exc)
             return previous
         self._recovered(pod, session)
         return listing
+
+    @staticmethod
+    async def _rotated_away(runner, pod_cfg, session: str, checkpoint: Checkpoint) -> bool:
+        """Whether a checkpoint whose download failed is simply gone from the pod: a
+        trainer keeping its newest k (Lightning's save_top_k, HF's save_total_limit)
+        deletes one while it is fetched. That is routine, not a failed download: the
+        next round fetches what replaced it."""
+        try:
+            now = await list_checkpoints(runner, pod_cfg, session, settle=0.0)
+        except (SshFailure, CheckpointListingFailed):
+            return False
+        return all(c.name != checkpoint.name for c in now)
 
     def _announce(self, pod: str, session: str, listing: list[Checkpoint]) -> None:
         key = session_key(pod, session)

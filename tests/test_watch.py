@@ -428,3 +428,30 @@ async def test_a_session_lost_before_its_first_checkpoint_starts_again_from_the_
         resumed = (await run.wait_for("resumed"))[0]
         assert resumed.extra["checkpoint"] is None and "from the beginning" in resumed.message
         await poll(lambda: (work / "starts").read_text().count("started") == 2)
+
+
+async def test_a_checkpoint_rotated_away_mid_download_is_no_failure_and_the_next_is_fetched(sshd, tmp_path,
+                                                                                             monkeypatch):
+    """A trainer keeping its newest k (Lightning's save_top_k) deletes a checkpoint while
+    it is fetched: routine, so no download_failed alert; an unreadable checkpoint that
+    is still there stays a failure."""
+    from sessions import watch_downloads
+
+    work = tmp_path / "work"
+    work.mkdir()
+    doomed = checkpoint(work, "step_100.pt")
+    real = watch_downloads.download_checkpoint
+
+    async def rotating(config, pod, session, name, **kwargs):
+        if name == "step_100.pt" and doomed.exists():  # the trainer rotates it away right now
+            doomed.unlink()
+            checkpoint(work, "step_200.pt")
+        return await real(config, pod, session, name, **kwargs)
+
+    monkeypatch.setattr(watch_downloads, "download_checkpoint", rotating)
+    config = config_for(sshd, tmp_path, {}, {"auto_download": "newest", "checkpoint_interval_s": 0.3,
+                                             "download_dir": "dl/{pod}/{session}"})
+    async with Run(config, tmp_path) as run:
+        done = await run.wait_for("checkpoint_downloaded")
+        assert done[0].extra["name"] == "step_200.pt"
+        assert not run.kinds("alert", alert="download_failed")
