@@ -77,3 +77,14 @@ def test_good_trackers_config():
            "      - {name: b, trackers: [x, /y]}\n      - {name: c, trackers: false}\n      - {name: d}\n"
     sessions = parse_config(text, Path("c.yaml")).pods[0].sessions
     assert [s.trackers for s in sessions] == [("out",), ("x", "/y"), (), None]
+
+
+def test_a_local_pods_session_reads_its_trackers_in_process(tmp_path, capsys):
+    """`host: local` runs the agent's readers in-process (backends/local.py), same answer."""
+    root, truth = run_dir("mlflow", tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"pods": [{"name": "here", "host": "local", "sessions": [
+        {"name": "ml", "workdir": str(root), "command": "true"}]}]}, sort_keys=False))
+    assert main(["--config", str(config), "sessions", "here", "--json"]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)["sessions"]
+    assert (doc["step"], doc["loss"], doc["sources"]["loss"]) == (truth["last_step"], truth["last_loss"], "mlflow")
