@@ -100,8 +100,9 @@ def probe_command(disk_path: str = "~") -> str:
 
 def split_sections(text: str) -> dict:
     """Map section name -> ``(body, rc)``; rc is an int, "absent", or None if cut off."""
-    sections = {}
-    name, body = None, []
+    sections: dict[str, tuple[str, int | str | None]] = {}
+    name: str | None = None
+    body: list[str] = []
     for line in text.splitlines():
         match = _MARKER.match(line)
         if match is None:
@@ -111,7 +112,7 @@ def split_sections(text: str) -> dict:
         kind, section, rc = match.groups()
         if kind == "begin":
             name, body = section, []
-        elif section == name:
+        elif name is not None and section == name:
             sections[name] = ("\n".join(body), int(rc) if rc and rc.isdigit() else rc)
             name = None
     if name is not None:  # output cut before the end marker

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncssh
 from asyncssh.config import SSHClientConfig
@@ -142,9 +142,10 @@ def _lookup_ssh_config(alias: str, files: Sequence[str]) -> SSHClientConfig | No
         return None
     # `()` for user and port means "not given on the command line", so the file's own
     # User/Port entries stay visible to us.
-    return SSHClientConfig.load(
+    # asyncssh annotates load() on its base class as returning SSHConfig; it builds `cls`.
+    return cast(SSHClientConfig, SSHClientConfig.load(
         None, list(files), False, False, False, getpass.getuser(), (), alias, ()
-    )
+    ))
 
 
 def resolve_target(
@@ -497,7 +498,7 @@ async def run_command(
     """
     try:
         result = await asyncio.wait_for(
-            conn.run(command_bytes(command), check=False, encoding=REMOTE_ENCODING, errors=REMOTE_ERRORS),  # type: ignore[arg-type]
+            conn.run(command_bytes(command), check=False, encoding=REMOTE_ENCODING, errors=REMOTE_ERRORS),
             timeout=timeout)
     except (asyncio.TimeoutError, TimeoutError):
         raise SshFailure(FailureKind.TIMEOUT, f"remote command timed out after {timeout:g}s") from None

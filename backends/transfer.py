@@ -618,10 +618,10 @@ class _StreamSession(asyncssh.SSHClientSession):
         self.done: asyncio.Future = asyncio.get_running_loop().create_future()
         self._chan: asyncssh.SSHClientChannel | None = None
 
-    def connection_made(self, chan: asyncssh.SSHClientChannel) -> None:  # type: ignore[override]
+    def connection_made(self, chan: asyncssh.SSHClientChannel) -> None:
         self._chan = chan
 
-    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:  # type: ignore[override]
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
             self.stderr = (self.stderr + data)[-4096:]
             return
@@ -752,6 +752,7 @@ class Fetcher:
                 window=STREAM_WINDOW)
         except (asyncssh.Error, OSError) as exc:
             raise _lost(remote_path, exc) from exc
+        assert isinstance(session, _StreamSession)  # asyncssh types it as the base session
         chan.write_eof()
         try:
             lost = await session.done

@@ -314,7 +314,7 @@ class Demo:
 
     def config_dict(self) -> dict[str, Any]:
         """gpuctl's config for the demo pods (what `config_text` writes)."""
-        assert self.standin is not None
+        assert self.standin is not None and self.root is not None  # both set by start()
         pods = []
         for name, pod in self.pods.items():
             spec, session = pod.spec, pod.spec.session

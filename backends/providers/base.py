@@ -369,6 +369,12 @@ def as_int(value: Any) -> int | None:
     return int(number) if number is not None and number == int(number) else None
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    """A nested object of a provider's reply, or an empty one when it is missing or not
+    an object, so a reader chains `.get` without a None check at each level."""
+    return value if isinstance(value, dict) else {}
+
+
 def as_text(value: Any) -> str | None:
     """Stripped text, or None for missing/empty (Vast pads strings with whitespace)."""
     if value is None:

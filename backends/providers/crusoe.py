@@ -31,6 +31,7 @@ from backends.providers.base import (
     ProviderError,
     ProviderSettings,
     Secret,
+    as_dict,
     as_text,
     parse_time,
     shape,
@@ -169,6 +170,6 @@ class Crusoe(HttpProvider):
         if not isinstance(op, dict):
             raise self.client.unreadable(method, path, f"{shape(body)}, no `operation`")
         if str(op.get("state", "")).upper() == "FAILED":
-            result = op.get("result") if isinstance(op.get("result"), dict) else {}
+            result = as_dict(op.get("result"))
             raise ProviderError(self.type, 200, as_text(result.get("code")),
                                 self.client.redact(as_text(result.get("message")) or "the operation failed"))

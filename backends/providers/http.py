@@ -133,15 +133,15 @@ def error_from_body(status: int, body: bytes | str, reason: str = "") -> tuple[s
             if isinstance(errors, list) and errors:
                 message += ": " + "; ".join(str(e) for e in errors)
             return _first_text(data.get("title")), message
-        message = _first_text(data.get("msg"), data.get("message"), data.get("detail"))
+        said = _first_text(data.get("msg"), data.get("message"), data.get("detail"))
         code_value = data.get("code")
         code = code_value if isinstance(code_value, str) and _CODE_LIKE.fullmatch(code_value) else None
         if isinstance(err, str) and err.strip():
-            if message is None:  # TensorDock: the error is the message
+            if said is None:  # TensorDock: the error is the message
                 return (err.strip() if _CODE_LIKE.fullmatch(err.strip()) else code), err.strip()
             code = err.strip() if _CODE_LIKE.fullmatch(err.strip()) else code
         code = code or _first_text(data.get("reason"))
-        return code, message or reason or f"HTTP {status}"
+        return code, said or reason or f"HTTP {status}"
     if text.startswith("<"):  # an HTML error page from a proxy: say only the status
         return None, reason or f"HTTP {status}"
     if text:

@@ -18,6 +18,7 @@ from backends.providers.base import (
     InstanceNotFound,
     InstanceState,
     ProviderError,
+    as_dict,
     as_float,
     as_int,
     as_text,
@@ -43,8 +44,8 @@ _STATES = {
 def instance_from_api(inst: dict[str, Any]) -> InstanceInfo:
     """An `InstanceInfo` from a Lambda `Instance` object."""
     raw = as_text(inst.get("status"))
-    itype = inst.get("instance_type") if isinstance(inst.get("instance_type"), dict) else {}
-    specs = itype.get("specs") if isinstance(itype.get("specs"), dict) else {}
+    itype = as_dict(inst.get("instance_type"))
+    specs = as_dict(itype.get("specs"))
     cents = as_float(itype.get("price_cents_per_hour"))
     ip = as_text(inst.get("ip"))
     return InstanceInfo(

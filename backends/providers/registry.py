@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from backends.providers.base import Provider, ProviderSettings
@@ -85,4 +86,7 @@ def build(provider_type: str, settings: ProviderSettings, **deps: Any) -> Provid
         deps: injected collaborators, passed through: `transport`/`sleep` (HTTP),
             `run`/`which` (CLI), `run_command` (ssh). Each class ignores the rest.
     """
-    return provider_class(provider_type)(settings, **deps)
+    # Every concrete provider takes (settings, **deps); the abstract base declares no
+    # constructor of its own, so the class is called through this wider type.
+    factory: Callable[..., Provider] = provider_class(provider_type)
+    return factory(settings, **deps)

@@ -28,6 +28,7 @@ from backends.providers.base import (
     InstanceInfo,
     InstanceState,
     ProviderError,
+    as_dict,
     as_float,
     as_int,
     as_text,
@@ -56,12 +57,12 @@ _GQL_FIELDS = "id podType desiredStatus"
 
 def _ssh(pod: dict[str, Any]) -> tuple[str | None, int | None, str | None, bool]:
     """(host, port, user, proxied): direct TCP first, else the proxy."""
-    ssh = pod.get("ssh") if isinstance(pod.get("ssh"), dict) else {}
+    ssh = as_dict(pod.get("ssh"))
     direct = ssh.get("direct")
     if isinstance(direct, dict) and as_text(direct.get("host")):
         return (as_text(direct.get("host")), as_int(direct.get("port")) or 22,
                 as_text(direct.get("username")) or "root", False)
-    runtime = pod.get("runtime") if isinstance(pod.get("runtime"), dict) else {}
+    runtime = as_dict(pod.get("runtime"))
     for port in runtime.get("ports") or ():
         # The same rule as runpodctl: private port 22, TCP, on a public IP.
         if (isinstance(port, dict) and as_int(port.get("private", port.get("privatePort"))) == 22
@@ -82,8 +83,8 @@ def instance_from_v2(pod: dict[str, Any], pod_type: str | None = None, note: str
     if pod.get("interruptible") is not None:  # REST v1 shape, should a gateway serve it
         interruptible = bool(pod["interruptible"])
     host, port, user, proxied = _ssh(pod)
-    gpu = pod.get("gpu") if isinstance(pod.get("gpu"), dict) else {}
-    runtime = pod.get("runtime") if isinstance(pod.get("runtime"), dict) else {}
+    gpu = as_dict(pod.get("gpu"))
+    runtime = as_dict(pod.get("runtime"))
     running = state == InstanceState.RUNNING
     return InstanceInfo(
         id=str(pod.get("id")),

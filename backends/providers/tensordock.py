@@ -20,6 +20,7 @@ from backends.providers.base import (
     InstanceInfo,
     InstanceState,
     ProviderError,
+    as_dict,
     as_float,
     as_int,
     as_text,
@@ -82,7 +83,7 @@ def _ssh_port(inst: dict[str, Any]) -> int | None:
 
 
 def _gpus(inst: dict[str, Any]) -> tuple[str | None, int | None]:
-    resources = inst.get("resources") if isinstance(inst.get("resources"), dict) else {}
+    resources = as_dict(inst.get("resources"))
     gpus = resources.get("gpus")
     if isinstance(gpus, dict) and gpus:
         name, info = next(iter(gpus.items()))

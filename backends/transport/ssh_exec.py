@@ -49,7 +49,7 @@ class SshTransport:
 
     async def stream(self, command: str) -> AsyncGenerator[bytes, None]:
         try:
-            process = await self.conn.create_process(command_bytes(command), encoding=None)  # type: ignore[arg-type]
+            process = await self.conn.create_process(command_bytes(command), encoding=None)
         except (asyncssh.Error, OSError) as exc:
             raise SshFailure(FailureKind.LOST, f"connection lost: {exc}") from exc
         try:
@@ -82,7 +82,7 @@ class SshTransport:
                          timeout: float | None = None) -> None:
         limit = timeout or self._timeout
         try:
-            process = await self.conn.create_process(command_bytes(write_command(path, mode)),  # type: ignore[arg-type]
+            process = await self.conn.create_process(command_bytes(write_command(path, mode)),
                                                      encoding=None)
         except (asyncssh.Error, OSError) as exc:
             raise SshFailure(FailureKind.LOST, f"connection lost: {exc}") from exc
@@ -124,7 +124,7 @@ class SshTransport:
     async def open_pty(self, command: str | None = None, *, term_size: tuple[int, int] = (80, 24)) -> Any:
         try:
             return await self.conn.create_process(
-                command_bytes(command) if command is not None else None,  # type: ignore[arg-type]
+                command_bytes(command) if command is not None else None,
                 term_type="xterm-256color", term_size=term_size, request_pty="force",
                 encoding=None)
         except (asyncssh.Error, OSError) as exc:
