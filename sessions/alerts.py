@@ -156,8 +156,8 @@ class AlertTracker:
             del self._active[key]
         self._idle_since.pop(pod, None)
         for table in (self._stall, self._losses):
-            for key in [k for k in table if k[0] == pod]:
-                del table[key]
+            for session_key in [k for k in table if k[0] == pod]:
+                del table[session_key]
 
     # ------------------------------------------------------------------ update
 
@@ -205,11 +205,11 @@ class AlertTracker:
         self._gpu_temps(pod, pod_alerts.gpu_temp_c, out, now)
         self._disk(pod, pod_alerts.disk_used_pct, out, now)
         self._idle(pod, pod_alerts.gpu_idle_minutes, out, now)
-        for session in pod.sessions:
-            thresholds = alerts_of(session.name)
-            self._stalled(pod.name, session, thresholds.stall_minutes, out, now)
-            self._nan(pod.name, session, thresholds.nan_loss, out, now)
-            self._spike(pod.name, session, thresholds.loss_spike, out, now)
+        for snap in pod.sessions:
+            thresholds = alerts_of(snap.name)
+            self._stalled(pod.name, snap, thresholds.stall_minutes, out, now)
+            self._nan(pod.name, snap, thresholds.nan_loss, out, now)
+            self._spike(pod.name, snap, thresholds.loss_spike, out, now)
         self._gone(pod.name, sessions, out)
         return out
 
@@ -257,7 +257,7 @@ class AlertTracker:
         if minutes is None or not utils or any(u is None for u in utils):
             return  # no GPUs, or a reading missing: unknown, leave it
         key: AlertKey = (pod.name, None, "gpu_idle_minutes", None)
-        busiest = max(utils)  # type: ignore[type-var]
+        busiest = max(u for u in utils if u is not None)
         if busiest >= IDLE_UNDER_PCT:
             self._idle_since.pop(pod.name, None)
             if key in self._active and busiest >= BUSY_FROM_PCT:

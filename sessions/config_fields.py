@@ -98,7 +98,7 @@ def got(node: Node) -> str:
         return "a list"
     if node.tag == yl.NULL_TAG:
         return "nothing (an empty value)"
-    if node.tag == yl.BOOL_TAG:
+    if isinstance(node, ScalarNode) and node.tag == yl.BOOL_TAG:  # only a scalar carries !!bool
         try:
             meaning = "true" if yl.scalar_value(node) else "false"
         except yl.ScalarError:  # `!!bool maybe`: tagged boolean, but not one

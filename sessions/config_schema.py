@@ -407,7 +407,8 @@ def build_config(root: Node | None, path: Path) -> Config:
     hint = None
     if values is not None:
         pods_entry = next((e for e in yl.mapping_entries(root)[0] if e.key == "pods"), None)  # type: ignore[arg-type]
-        empty_list = isinstance(pods_entry and pods_entry.value, SequenceNode) and not pods_entry.value.value
+        empty_list = (pods_entry is not None and isinstance(pods_entry.value, SequenceNode)
+                      and not pods_entry.value.value)
         if pods_entry is None or yl.is_null(pods_entry.value) or empty_list:
             where = pods_entry.value if pods_entry is not None else None
             ck.problem(where, "pods", "no pods configured; add at least one under 'pods:'")

@@ -120,7 +120,7 @@ class Fleet:
         Each pod's first attempt is bounded by its own connect timeout, so a dead pod
         never delays the others beyond that; `timeout` is an overall safety net.
         """
-        waits = [asyncio.create_task(m.settled.wait()) for m in self._monitors.values()]
+        waits: list[asyncio.Task[object]] = [asyncio.create_task(m.settled.wait()) for m in self._monitors.values()]
         waits.append(asyncio.create_task(self.providers.settled()))
         if waits:
             done, pending = await asyncio.wait(waits, timeout=timeout)

@@ -167,8 +167,8 @@ class PodMonitor:
             started = time.monotonic()
             try:
                 conn = await self.link.connect()
-            except SshFailure as failure:
-                self._on_failure(failure)
+            except SshFailure as refused:
+                self._on_failure(refused)
                 await asyncio.sleep(backoff.next_delay())
                 continue
             try:

@@ -292,7 +292,7 @@ class Notifier:
         async with child_procs.tied(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                                     stderr=asyncio.subprocess.PIPE, env=env) as proc:
             _out, err = await proc.communicate()
-        if proc.returncode != 0:
+        if proc.returncode:  # set by communicate(): never None here
             raise DeliveryFailed(_exit_reason(proc.returncode, err or b""))
 
     # --- reporting -----------------------------------------------------------------------

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from backends.providers.base import InstanceInfo, InstanceState
 from sessions import yaml_lines as yl
@@ -85,7 +85,7 @@ def entry_text(name: str, info: InstanceInfo, provider_type: str, indent: int,
     if info.ssh_proxied:
         lines.append(f"{pad}# {PROXY_NOTE}")
     lines.append(f"{pad}- name: {scalar(name)}")
-    body = [("host", info.ssh_host)]
+    body: list[tuple[str, object]] = [("host", info.ssh_host)]
     if info.ssh_port and info.ssh_port != 22:
         body.append(("port", info.ssh_port))
     body.append(("user", info.ssh_user))
@@ -131,7 +131,7 @@ def plan(config: Config | None, provider_type: str, instances: list[InstanceInfo
 # --- editing the file -----------------------------------------------------------------
 
 
-def _pods_node(root: object) -> tuple[ScalarNode, object] | None:
+def _pods_node(root: object) -> tuple[ScalarNode, Node] | None:
     if not isinstance(root, MappingNode):
         return None
     for key, value in root.value:

@@ -234,6 +234,7 @@ async def launch(runner: Runner, pod: PodConfig, session: str | SessionConfig) -
         await kill(runner, cfg.name, pod_name=pod.name)
     piped = not cfg.log
     log_path = log_path_for(cfg)
+    assert cfg.command is not None  # launchable() refused a session without one (NoCommand)
     command = tmux.launch_command(
         cfg.name, cfg.command, workdir=cfg.workdir, env=cfg.env, pipe_log=log_path if piped else None
     )

@@ -64,7 +64,9 @@ async def check(config: Config, pod: PodConfig, steps: Mapping[str, int] | None 
     if not pod.sessions:
         return True, "no sessions are configured on it, so gpuctl knows of no checkpoints to keep"
     host = checkpoint_index.host_identity(pod, config.defaults)
-    verified, refusals, empty = [], [], []
+    verified: list[str] = []
+    refusals: list[str] = []
+    empty: list[str] = []
     try:
         async with _runner(config, pod) as runner:
             for session in pod.sessions:

@@ -96,8 +96,9 @@ class AutoResume:
         wait = min(MAX_BACKOFF_S, policy.backoff_s * 2 ** restarts.count)
         task = asyncio.create_task(self._restart_later(pod, session_name, reason, wait),
                                    name=f"gpuctl-resume-{pod}-{session_name}")
-        self._pending[(pod, session_name)] = task
-        task.add_done_callback(lambda _t, key=(pod, session_name): self._pending.pop(key, None))
+        key = (pod, session_name)
+        self._pending[key] = task
+        task.add_done_callback(lambda _t: self._pending.pop(key, None))
 
     def _give_up(self, pod: str, session: str, why: str, message: str) -> None:
         restarts = self.ctx.state.restarts_of(pod, session)

@@ -127,6 +127,7 @@ class _BoundedLoader(yaml.SafeLoader):
                     self._refuse(mark, f"the document holds more than {MAX_VALUES:,} values; gpuctl "
                                        "reads configs up to that size (hundreds of pods take a few thousand)")
             node = super().compose_node(parent, index)
+            assert node is not None  # PyYAML's stubs allow None; compose_node returns a node or raises
             if alias:
                 self._count_alias(node, mark)
             else:
