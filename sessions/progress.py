@@ -310,7 +310,7 @@ class ProgressTracker(BarReader, LineReader):
                     m = tqdm_search(line, i - 40 if i > 40 else 0)
                 if m is not None:
                     self._on_tqdm(line, m, now)
-                    if m.end() < len(line):
+                    if line[-1] != "]" and m.end() < len(line) and not line[m.end():].isspace():
                         # A line printed while a bar is drawn lands right after its last
                         # redraw, with no line break between (a Trainer's dict to a
                         # block-buffered stdout, `accelerator.print` on a terminal).
