@@ -430,7 +430,7 @@ async def _fetch_and_verify(runner: Runner, pod: PodConfig, checkpoint: Checkpoi
     meter.final()
     await _check_unchanged(runner, pod, checkpoint, part)
     pod_stamp = ""
-    if hash_files:
+    if remote is not None:  # the pod hashed exactly when there were files to hash
         remote, before, pod_stamp = split_bracketed(remote)
         if before != pod_stamp or (listed_stamp is not None and listed_stamp != pod_stamp):
             _remove(part)
@@ -484,7 +484,7 @@ def _compare(checkpoint: Checkpoint, part: Path, rels: Sequence[str], remote: An
         remote_digests = parse_sha256(remote.stdout, len(rels))
     except ValueError as exc:
         raise DownloadError(f"cannot verify {checkpoint.name!r}: {exc}; the copy is kept as {part}") from None
-    bad = [(rel, r, l) for rel, r, l in zip(rels, remote_digests, local_digests) if r != l]
+    bad = [(rel, pod, here) for rel, pod, here in zip(rels, remote_digests, local_digests) if pod != here]
     if not bad:
         return
     if checkpoint.kind == DIR:
@@ -494,7 +494,7 @@ def _compare(checkpoint: Checkpoint, part: Path, rels: Sequence[str], remote: An
     else:
         _remove(part)
         deleted = f"the bad copy {part} was deleted"
-    shown = "; ".join(f"{rel or checkpoint.name}: pod {r[:16]}, local {l[:16]}" for rel, r, l in bad[:3])
+    shown = "; ".join(f"{rel or checkpoint.name}: pod {pod[:16]}, local {here[:16]}" for rel, pod, here in bad[:3])
     more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
     raise VerificationFailed(f"SHA-256 mismatch for {checkpoint.name!r}: {shown}{more}. {deleted[0].upper()}{deleted[1:]}; "
                              "run the same command again to download it afresh")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from typing import TYPE_CHECKING
 
 from sessions import progress_formats as pf
 from sessions.progress_rate import derived_rate, jump_pace, printed_rate
@@ -90,7 +91,9 @@ class BarReader:
     _keras_epoch: tuple[int, int] | None
     _epoch: float | None
     _post_fresh: bool
-    # also used: `_on_loss_line` (LineReader)
+
+    if TYPE_CHECKING:  # defined by LineReader, the other half; declared for mypy only
+        def _on_loss_line(self, line: str, now: float | None) -> None: ...
 
     def _describe(self, head: str) -> tuple[bool, str, int | None, int | None, str, int]:
         """What a bar's head (the text before its count, percentage stripped) says:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from typing import TYPE_CHECKING
 
 from sessions import progress_formats as pf
 
@@ -35,7 +36,13 @@ class LineReader:
     _epoch: float | None
     _rate_hint: float | None
     _summary_steps: int | None
-    # also used: `_on_keras` (BarReader), `_materialize_post`, `_apply_metrics` (ProgressTracker)
+
+    if TYPE_CHECKING:  # defined by the other halves of ProgressTracker; declared for mypy only,
+        # so at run time the MRO finds the real ones (BarReader, ProgressTracker)
+        def _on_keras(self, km: re.Match[str], now: float | None) -> None: ...
+        def _materialize_post(self) -> None: ...
+        def _apply_metrics(self, loss: float | None, lr: float | None, tok: float | None,
+                           epoch: float | None) -> None: ...
 
     def _on_kv(self, line: str, now: float | None) -> None:
         """torchrun-style `step N | loss X | lr Y | tok/s Z`, nanoGPT, DeepSpeed, Megatron."""

@@ -81,7 +81,9 @@ class SessionBook:
     def on_log(self, message: dict[str, Any], now: float) -> str | None:
         """Take one `log` message from the agent; returns the session name it was for."""
         name = message.get("id")
-        log = self._logs.get(name) if isinstance(name, str) else None
+        if not isinstance(name, str):
+            return None
+        log = self._logs.get(name)
         if log is None:
             return None
         if message.get("event") in ("truncated", "rotated"):

@@ -105,7 +105,8 @@ class TrackerReading:
             (p[0], float(p[1])) for p in raw.get("history") or ()
             if isinstance(p, (list, tuple)) and len(p) == 2 and _int(p[0]) is not None and _loss(p[1]) is not None
         )
-        evals = raw.get("eval") if isinstance(raw.get("eval"), dict) else {}
+        evals_raw = raw.get("eval")
+        evals = evals_raw if isinstance(evals_raw, dict) else {}
         rate = _num(raw.get("rate"))
         return cls(
             source=raw["source"], path=raw["path"], mtime=_num(raw.get("mtime")),
