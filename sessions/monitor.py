@@ -248,6 +248,15 @@ class PodMonitor:
         next_sample = time.monotonic()
         try:
             while True:
+                # Logs and tracker files first: on the first pass they answer before the
+                # first sample settles the monitor, so one-shot commands show them.
+                commands = self.book.follow_requests(_INITIAL_TAIL_LINES)
+                messages = await asyncio.to_thread(_local_follow_step, follows, commands)
+                for message in messages:
+                    if message.get("kind") == "log":
+                        self._on_log(message)
+                    elif message.get("kind") == "trackers":
+                        self._on_trackers(message)
                 if time.monotonic() >= next_sample:
                     next_sample = time.monotonic() + self._interval
                     try:
@@ -256,13 +265,6 @@ class PodMonitor:
                         self._on_failure(SshFailure(FailureKind.OTHER, f"local sampling failed: {exc}"))
                     else:
                         self._on_sample(sample, "local")
-                commands = self.book.follow_requests(_INITIAL_TAIL_LINES)
-                messages = await asyncio.to_thread(_local_follow_step, follows, commands)
-                for message in messages:
-                    if message.get("kind") == "log":
-                        self._on_log(message)
-                    elif message.get("kind") == "trackers":
-                        self._on_trackers(message)
                 await asyncio.sleep(min(_LOCAL_FOLLOW_S, max(0.0, next_sample - time.monotonic())))
         finally:
             follows.close()
