@@ -16,6 +16,8 @@ reconstructions in tests/data/logs/, writes it to a temp file, then times, best 
 
 Run: .venv/bin/python bench/parse_rate.py [--lines N] [--repeat R]
 Not a test: timings depend on the machine and its load; the ratio is what to read.
+Times are this process's CPU time (`time.process_time`), not wall time: on a machine
+shared with other work, wall time counts the others' turns on the CPU, CPU time far less.
 """
 
 from __future__ import annotations
@@ -57,9 +59,9 @@ def best_of_interleaved(repeat: int, fns: dict[str, object]) -> dict[str, tuple[
     best: dict[str, tuple[float, object]] = {name: (float("inf"), None) for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             result = fn()  # type: ignore[operator]
-            elapsed = time.perf_counter() - t0
+            elapsed = time.process_time() - t0
             if elapsed < best[name][0]:
                 best[name] = (elapsed, result)
     return best

@@ -49,6 +49,11 @@ agent would: small pieces stay in the CPU cache, and a big file is never copied 
 LINE_HEAD = 256
 """How much of the line under way is kept to find a rank prefix cut across chunks."""
 
+RANK_SCAN_LIMIT = 8 << 20
+"""Rank prefixes are looked for in this many characters of a log, then no longer: a
+launcher prefixes its workers' lines from their first, and the four substring scans per
+chunk were the largest cost this added to a long log (bench/parse_rate.py)."""
+
 MAX_PENDING = 65536
 """An unterminated tail longer than this is dropped: a log that never ends a line is
 not progress output, and must not grow memory without bound."""
@@ -128,6 +133,7 @@ class ProgressTracker(BarReader, LineReader):
         self._rank_cur: str | None = None
         self._rank_open = False  # a line is under way and `_rank_cur` is its rank
         self._line_head = ""  # the start of the line under way, until ranks are found
+        self._rank_scan = 0  # characters looked through for a rank prefix
         self._line_whole = True  # ... and whether that is all of it so far
         self._pending = ""
         self._bar: Bar | None = None
@@ -173,7 +179,8 @@ class ProgressTracker(BarReader, LineReader):
         self._feed(text, now)
 
     def _feed(self, text: str, now: float | None) -> None:
-        if self._ranks is None and self._split_ranks and text:
+        if self._ranks is None and self._split_ranks and text and self._rank_scan < RANK_SCAN_LIMIT:
+            self._rank_scan += len(text)
             # The start of the line under way is kept (a prefix may arrive cut in two);
             # once a line opens with a rank prefix, that line is read again from its
             # start by its rank, and every later line is routed.
