@@ -54,7 +54,10 @@ def measure(name: str) -> tuple[dict[float, float | None], float | None]:
 
 
 def main() -> None:
-    names = sorted({n for n, k in runs.captures() if k == "tty" and (runs.RUNS / f"{n}.tty.times.json").exists()})
+    # A run that stops short of its total (torchrun_ddp: a time budget) has no true time
+    # left to the total to compare with.
+    names = sorted({n for n, k in runs.captures() if k == "tty" and (runs.RUNS / f"{n}.tty.times.json").exists()
+                    and runs.truth(n, "tty").final_step >= (runs.truth(n, "tty").total or 0)})
     head = "".join(f"{int(f * 100):>7}%" for f in REPORTED)
     print(f"{'capture':<24}{head}   max swing   (ETA error vs true time left; + = late)")
     worst, within = [], 0
