@@ -123,7 +123,9 @@ def load(path: Path | None = None) -> dict[str, IndexEntry]:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock beside `path`, so two gpuctl processes writing the
+    same small JSON file do not lose each other's changes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -134,7 +136,13 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _write(entries: dict[str, IndexEntry], path: Path) -> None:
-    data = {"version": _VERSION, "entries": [asdict(e) for e in sorted(entries.values(), key=lambda e: e.key)]}
+    write_json_atomic(path, {"version": _VERSION,
+                             "entries": [asdict(e) for e in sorted(entries.values(), key=lambda e: e.key)]})
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Temp file, fsync, `os.replace`: a reader sees the old file or the new one, never
+    half of one (also used by `sessions.spend`; call it inside `locked`)."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
@@ -153,7 +161,7 @@ def record(entry: IndexEntry, path: Path | None = None) -> IndexEntry:
     path = path or index_path()
     if not entry.verified_at:
         entry = replace(entry, verified_at=time.time())
-    with _locked(path):
+    with locked(path):
         entries = {
             k: e for k, e in load(path).items()
             if not (e.host == entry.host and e.remote_path == entry.remote_path and e.local_path == entry.local_path)
@@ -240,7 +248,7 @@ def mark_verified(checkpoints: Sequence[Checkpoint], host: str, path: Path | Non
 def forget(keys: Sequence[str], path: Path | None = None) -> None:
     """Drop entries (their local copies were deleted on purpose, e.g. by `keep_local`)."""
     path = path or index_path()
-    with _locked(path):
+    with locked(path):
         entries = load(path)
         if any(k in entries for k in keys):
             _write({k: e for k, e in entries.items() if k not in set(keys)}, path)

@@ -16,7 +16,8 @@ from sessions.config import Config
 from sessions.monitor import PodMonitor
 from sessions.pod_link import PodLink
 from sessions.provider_poller import ProviderPoller
-from sessions.snapshot import FleetSnapshot, PodSnapshot
+from sessions.snapshot import FleetSnapshot, PodSnapshot, with_state
+from sessions.spend import SpendBook, default_path
 
 
 class Subscription:
@@ -60,7 +61,11 @@ class Fleet:
         self.links = {p.name: PodLink(p, config.defaults) for p in selected}
         self._monitors = {p.name: PodMonitor(p, config.defaults, self._on_update, self.links[p.name])
                           for p in selected}
-        self._pods: dict[str, PodSnapshot] = {name: m.snapshot for name, m in self._monitors.items()}
+        # Spend is accumulated and kept per pod (sessions/spend.py), so it never goes
+        # down when a pod stops or gpuctl restarts; pods dropped from the config are forgotten.
+        self.spend = SpendBook(default_path(config.path), [p.name for p in config.pods])
+        self._pods: dict[str, PodSnapshot] = {name: self._with_spend(self.providers.apply(m.snapshot))
+                                              for name, m in self._monitors.items()}
         self._cached: FleetSnapshot | None = None
         self._subscriptions: set[Subscription] = set()
         self._tasks: list[asyncio.Task] = []
@@ -94,9 +99,18 @@ class Fleet:
             if not task.cancelled():
                 task.exception()  # retrieved, so asyncio does not warn about it
         self._tasks.clear()
+        self.spend.flush()
+
+    def _with_spend(self, snapshot: PodSnapshot) -> PodSnapshot:
+        """The snapshot's spend from the pod's ledger, not from this sample alone."""
+        since, source = self.providers.running_since(snapshot)
+        ledger = self.spend.record(snapshot.name, snapshot.price_per_hour, since, source)
+        if ledger is None:
+            return with_state(snapshot, spend_usd=None)
+        return with_state(snapshot, spend_usd=ledger.total, spend_since=ledger.since, spend_from=ledger.source)
 
     def _on_update(self, snapshot: PodSnapshot) -> None:
-        snapshot = self.providers.apply(snapshot)
+        snapshot = self._with_spend(self.providers.apply(snapshot))
         self._pods[snapshot.name] = snapshot
         self._cached = None
         for sub in self._subscriptions:

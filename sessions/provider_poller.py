@@ -14,8 +14,9 @@ round (`settled`) still shows, per pod, that the provider has not answered.
 telemetry sample:
 * price: the config's `price_per_hour` wins when set (the user knows their
   discounts, storage and reserved rates); else the provider's price.
-* spend: price x how long the instance has run, from the provider's start time or
-  uptime when it gives one, else the agent's uptime (the machine's).
+* spend: accumulated in `sessions.spend` (never decreases); `running_since` says
+  when the current run started: the provider's start time or uptime when it gives
+  one, else the agent's uptime (the machine's), else when gpuctl first saw it.
 * projected: price x the longest ETA among running sessions.
 * preempted: when the provider says the instance was taken back and SSH cannot reach
   it, the pod's state is `preempted`, not `offline` (a stop gpuctl made itself does
@@ -110,6 +111,30 @@ def merge(snapshot: PodSnapshot, pod: PodConfig | None, view: ProviderView | Non
     return with_state(snapshot, **changes)
 
 
+def running_since(snapshot: PodSnapshot, view: ProviderView | None,
+                  now: float | None = None) -> tuple[float | None, str | None]:
+    """When the pod's current run started and who says so, for `sessions.spend`:
+    `(start, "provider")` from the provider's start time or uptime (uptime is read at
+    poll time, so it is anchored there, not at `now`), `(start, "uptime")` from the
+    machine's uptime, `(None, "first_seen")` when running but nobody knows since when,
+    and `(None, None)` when not running (the provider says it is not, or SSH cannot
+    reach a pod the provider says nothing about: a torn-down instance is both)."""
+    now = time.time() if now is None else now
+    info = view.instance if view else None
+    if info is not None and info.state == InstanceState.RUNNING:
+        if info.uptime_s is not None:
+            return (view.polled_at or now) - info.uptime_s, "provider"  # type: ignore[union-attr]
+        if info.started_at is not None:
+            return info.started_at, "provider"
+    elif info is not None and info.state != InstanceState.RUNNING:
+        return None, None
+    if snapshot.state != PodState.ONLINE:
+        return None, None
+    if snapshot.uptime_s is not None:
+        return now - snapshot.uptime_s, "uptime"
+    return None, "first_seen"
+
+
 class ProviderPoller:
     """Polls the providers of a fleet's pods; see the module docstring.
 
@@ -141,6 +166,10 @@ class ProviderPoller:
     def apply(self, snapshot: PodSnapshot, now: float | None = None) -> PodSnapshot:
         """The snapshot with what the provider said merged in (see `merge`)."""
         return merge(snapshot, self._pods.get(snapshot.name), self.views.get(snapshot.name), now)
+
+    def running_since(self, snapshot: PodSnapshot, now: float | None = None) -> tuple[float | None, str | None]:
+        """See the module-level `running_since`."""
+        return running_since(snapshot, self.views.get(snapshot.name), now)
 
     # -- polling ------------------------------------------------------------------
 

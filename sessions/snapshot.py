@@ -125,8 +125,11 @@ class PodSnapshot:
         gpu_status: "ok", "none" (the pod has no GPU) or "error" (see gpu_error).
         price_per_hour: USD per hour: the config's, else the provider's.
         price_source: "config" or "provider", None when there is no price.
-        spend_usd: price x how long the instance has run (the provider's start
-            time when it has one, else the pod's uptime), or None.
+        spend_usd: dollars spent on the pod so far, accumulated across stops,
+            preemptions and gpuctl restarts (`sessions.spend`), or None.
+        spend_since: unix time the current (or last) run started, or None.
+        spend_from: where that start came from: `provider`, `uptime` (the machine's)
+            or `first_seen` (when gpuctl first saw it online), or None.
         projected_usd: price x the longest running session's ETA: what finishing costs.
         provider_state: what the provider says (`running`, `stopped`, ...), or None.
         provider_error: why the provider could not be asked (a note: the pod's
@@ -154,6 +157,8 @@ class PodSnapshot:
     projected_usd: float | None = None
     provider_state: str | None = None
     provider_error: str | None = None
+    spend_since: float | None = None
+    spend_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,8 @@ def pod_json(pod: PodSnapshot) -> dict[str, Any]:
         "price_per_hour": pod.price_per_hour,
         "price_source": pod.price_source,
         "spend_usd": pod.spend_usd,
+        "spend_since": pod.spend_since,
+        "spend_from": pod.spend_from,  # provider | uptime | first_seen: who says when the run began
         "projected_usd": pod.projected_usd,
         "provider_state": pod.provider_state,
         "provider_error": pod.provider_error,
