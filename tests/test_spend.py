@@ -102,3 +102,12 @@ async def test_a_pod_that_drops_off_keeps_its_spend(sshd_fresh, tmp_path):
     kept = Fleet(config).snapshot().pod("p")
     assert kept.spend_usd >= up.spend_usd
     assert up.spend_from == "uptime"  # no provider: from the machine's boot
+
+
+def test_the_pod_header_says_which_clock_the_spend_counts_from():
+    from sessions.snapshot import PodSnapshot
+    from tui.screens.pod_screen import pod_header
+
+    pod = PodSnapshot("h100x8", "h", state="online", price_per_hour=23.92, spend_usd=0.0, uptime_s=3552.0,
+                      spend_from="provider")
+    assert "spent $0.00 (from provider start) · up 59m12s" in pod_header(pod)

@@ -7,6 +7,7 @@ from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from sessions.snapshot import FleetSnapshot, PodSnapshot
@@ -25,6 +26,10 @@ from tui.widgets.sessions_panel import SessionsPanel
 from tui.widgets.text import set_text
 
 
+SPEND_FROM_WORDS = {"provider": "from provider start", "uptime": "from boot", "first_seen": "from first seen"}
+"""`PodSnapshot.spend_from` in words, for the pod header."""
+
+
 def pod_header(pod: PodSnapshot, paused: bool = False) -> str:
     """'a100-west · online · $1.29/h · spent $2.10 · $0.59 to finish · up 1h38m · disk 23G/252G ·
     load 7.90 · root@203.0.113.7:22', most important first: a narrow terminal cuts the end."""
@@ -33,7 +38,10 @@ def pod_header(pod: PodSnapshot, paused: bool = False) -> str:
         parts.append(f"${pod.price_per_hour:.2f}/h")
     cost = fleet_rows.spent(pod)
     if cost is not None:
-        parts.append(f"spent ${cost:,.2f}")
+        # which clock the spend counts from, so "up 59m" beside "spent $0.00" explains itself
+        # (the provider's start is not the machine's boot); see sessions/spend.py
+        origin = SPEND_FROM_WORDS.get(pod.spend_from or "")
+        parts.append(f"spent ${cost:,.2f}" + (f" ({origin})" if origin else ""))
     if pod.projected_usd is not None:
         parts.append(f"${pod.projected_usd:,.2f} to finish")
     if pod.uptime_s is not None:
@@ -108,7 +116,10 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
         if pod is None:
             return
         history = self.app.history  # type: ignore[attr-defined]
-        header = self.query_one("#pod-header", Static)
+        try:
+            header = self.query_one("#pod-header", Static)
+        except NoMatches:  # the screen is being taken down (Esc) as an update arrives
+            return
         set_text(header, pod_header(pod, self.pod_name in self.paused_pods()) + (f" · {pod.error}" if pod.error and pod.state != "online" else ""))
         header.set_class(pod.state in ("offline", "preempted"), "-offline")
         header.set_class(pod.state == "reconnecting", "-reconnecting")
