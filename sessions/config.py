@@ -49,7 +49,7 @@ __all__ = [
     "DEFAULT_HOST_KEY", "ENV_VAR", "HOST_KEY_POLICIES", "LOCAL_HOST", "MAX_CONFIG_BYTES", "PROGRESS_GROUPS",
     "Config", "ConfigError", "ConfigLocation", "ConfigNotFound", "ConfigProblem", "Defaults",
     "EffectivePolicies", "PodConfig", "Policies", "ProviderConfig", "SessionConfig", "UnknownName",
-    "default_config_path", "describe_config", "describe_policies", "effective", "load_config",
+    "default_config_path", "deprecations", "describe_config", "describe_policies", "effective", "load_config",
     "locate_config", "parse_config", "policies_for", "resolve_config_path",
 ]
 
@@ -383,6 +383,22 @@ def _describe_pod(pod: PodConfig, defaults: Defaults) -> list[str]:
     else:
         lines.append(f"  {'sessions':<11} none configured (existing tmux sessions still show)")
     return lines
+
+
+def deprecations(config: Config) -> list[str]:
+    """Warnings for keys still accepted but replaced, as `file:line: ...` lines that say
+    what to write instead (`gpuctl config check` prints them)."""
+    out: list[str] = []
+    for pod in config.pods:
+        for session in pod.sessions:
+            if session.stall_minutes is None:
+                continue
+            where = f"{config.path}:{session.line}" if session.line else str(config.path)
+            out.append(f"{where}: sessions[].stall_minutes (session {session.name!r} of pod {pod.name!r}) is "
+                       f"deprecated; write it as policies: {{alerts: {{stall_minutes: {session.stall_minutes:g}}}}} "
+                       "in that session instead (policies.alerts.stall_minutes, the one stall threshold "
+                       "the stalled flag and the stall alert both use).")
+    return out
 
 
 def describe_config(config: Config) -> str:

@@ -59,7 +59,7 @@ class Fleet:
         # One link per pod: the monitor's connection, lent to every action on the pod
         # (sessions/pod_link.py), so a `d` in the TUI needs no new handshake.
         self.links = {p.name: PodLink(p, config.defaults) for p in selected}
-        self._monitors = {p.name: PodMonitor(p, config.defaults, self._on_update, self.links[p.name])
+        self._monitors = {p.name: PodMonitor(p, config.defaults, self._on_update, self.links[p.name], config)
                           for p in selected}
         # Spend is accumulated and kept per pod (sessions/spend.py), so it never goes
         # down when a pod stops or gpuctl restarts; pods dropped from the config are forgotten.

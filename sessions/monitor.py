@@ -43,7 +43,7 @@ class PodMonitor:
     """
 
     def __init__(self, pod: PodConfig, defaults: Defaults, publish: Callable[[PodSnapshot], None],
-                 link: PodLink | None = None):
+                 link: PodLink | None = None, config: Any = None):
         self.pod = pod
         # The pod's connection lives in its link, which lends it to actions too.
         self.link = link or PodLink(pod, defaults)
@@ -51,7 +51,8 @@ class PodMonitor:
         self._publish_cb = publish
         self._interval = pods.interval(pod, defaults)
         self._agent: AgentChannel | None = None
-        self.book = SessionBook(pod)
+        # The whole config, for its top-level policies: the stall threshold lives there.
+        self.book = SessionBook(pod, config)
         self._runner: Transport | None = None
         self._adoptions: set[asyncio.Task] = set()
         self._ever_online = False

@@ -18,7 +18,7 @@ rules and the TUI import plain dataclasses only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 AUTO_DOWNLOAD_MODES: tuple[str, ...] = ("newest", "all", "off")
@@ -229,4 +229,20 @@ def policies_for(config: Any, pod: Any, session: Any = None) -> EffectivePolicie
     if isinstance(session, str):
         session = pod.session(session)
     return effective(getattr(config, "policies", None), getattr(pod, "policies", None),
-                     getattr(session, "policies", None) if session is not None else None)
+                     _session_layer(session) if session is not None else None)
+
+
+def _session_layer(session: Any) -> Policies | None:
+    """The session's `policies:` layer, with the deprecated `sessions[].stall_minutes`
+    folded in as its `alerts.stall_minutes` (unless that is written too, which wins):
+    one stall threshold, so the `stalled` flag and the stall alert cannot disagree, and
+    old configs keep their meaning. `config check` warns about the old key."""
+    layer = getattr(session, "policies", None)
+    old = getattr(session, "stall_minutes", None)
+    if old is None:
+        return layer
+    layer = layer or Policies()
+    alerts = layer.alerts or AlertLayer()
+    if alerts.stall_minutes is not None:
+        return layer
+    return replace(layer, alerts=replace(alerts, stall_minutes=old))

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from sessions.config_model import PodConfig, SessionConfig
+from sessions.policy_model import policies_for
 from sessions.progress import ProgressTracker
 from sessions.session_logs import default_log_path, log_path_for
 from sessions.snapshot import SessionSnapshot, SessionState
 from sessions.trackers import TrackerReading, merge, readings_from, tracker_roots, with_config_total
 
-DEFAULT_STALL_MINUTES = 15.0
 RECENT_BYTES = 256 * 1024
 """Recent log text kept per session for viewers (the TUI's log pane, `logs -f` late
 joiners); older text is dropped, so a chatty log cannot grow memory."""
@@ -49,7 +49,10 @@ class FollowedLog:
 class SessionBook:
     """Sessions of one pod: config + tmux + logs -> `SessionSnapshot`s."""
 
-    def __init__(self, pod: PodConfig):
+    def __init__(self, pod: PodConfig, top: Any = None):
+        """`top`: the whole `Config` (for its top-level `policies:`), None without one."""
+        self._pod = pod
+        self._top = top
         self._configured: dict[str, SessionConfig] = {s.name: s for s in pod.sessions}
         self._tmux: dict[str, dict[str, Any]] = {}
         self._logs: dict[str, FollowedLog] = {}
@@ -197,8 +200,11 @@ class SessionBook:
         state = SessionState.ABSENT
         if tmux is not None:
             state = SessionState.EXITED if tmux.get("state") == "exited" else SessionState.RUNNING
-        stall_s = 60.0 * ((config.stall_minutes if config else None) or DEFAULT_STALL_MINUTES)
-        stalled = bool(state == SessionState.RUNNING and log and log.tracker.stalled(now, stall_s))
+        # One stall threshold: the alerts policy in force for the session, which the
+        # stall alert reads too (`policies_for` folds the old `stall_minutes` key in).
+        minutes = policies_for(self._top, self._pod, config).alerts.stall_minutes
+        stalled = bool(state == SessionState.RUNNING and log and minutes is not None
+                       and log.tracker.stalled(now, 60.0 * minutes))
         return SessionSnapshot(
             name=name,
             state=state,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, SessionSnapshot, SessionState
 from tui import humanize
 from tui.sessions_table import rate_text, step_text
-from tui.status_table import HOT_C, WARM_C, short_gpu_name, summary
+from tui.status_table import short_gpu_name, summary, temp_tone
 
 Span = tuple[str, str]
 """(text, tone); tone is "" or one of TONES."""
@@ -95,14 +95,6 @@ def _model(name: str | None) -> str:
     return next((word for word in short.split() if any(ch.isdigit() for ch in word)), short)
 
 
-def temp_tone(temp_c: float | None) -> str:
-    if temp_c is None:
-        return "muted"
-    if temp_c >= HOT_C:
-        return "hot"
-    return "warm" if temp_c >= WARM_C else ""
-
-
 def hottest(pod: PodSnapshot) -> float | None:
     temps = [g.temp_c for g in pod.gpus if g.temp_c is not None]
     return max(temps) if temps else None
@@ -146,14 +138,15 @@ def session_span(session: SessionSnapshot | None, width: int = 12) -> Span:
     return (name + suffix, tone)
 
 
-def gpus_cell(pod: PodSnapshot) -> Cell:
-    """'2×A100    52°  96%': model, hottest temperature (toned), mean utilization."""
+def gpus_cell(pod: PodSnapshot, hot_c: float | None = None) -> Cell:
+    """'2×A100    52°  96%': model, hottest temperature (toned against `hot_c`, the pod's
+    alert threshold; None: the default), mean utilization."""
     if not pod.gpus:
         return ((gpu_model(pod), "muted"),)
     temp, util = hottest(pod), mean_util(pod)
     model = gpu_model(pod)
     model = model if len(model) <= 8 else model[:7] + "…"
-    return ((f"{model:<8}", ""), (f"{humanize.number(temp, '°'):>4}", temp_tone(temp)),
+    return ((f"{model:<8}", ""), (f"{humanize.number(temp, '°'):>4}", temp_tone(temp, hot_c)),
             (f"{humanize.number(util, '%'):>5}", ""))
 
 
@@ -182,8 +175,9 @@ that said so is gone in seconds (the detail line and pod header say it in words)
 PAUSED_WORDS = "policies paused (w)"
 
 
-def pod_cells(pod: PodSnapshot, paused: bool = False) -> dict[str, Cell]:
-    """Every column's (text, tone) for one pod; `paused`: its policies' actions are off."""
+def pod_cells(pod: PodSnapshot, paused: bool = False, hot_c: float | None = None) -> dict[str, Cell]:
+    """Every column's (text, tone) for one pod; `paused`: its policies' actions are off;
+    `hot_c`: the pod's GPU temperature alert threshold (`status_table.pod_alerts`)."""
     session = main_session(pod)
     progress = session.progress if session else None
     live = progress if session is not None and session.state == SessionState.RUNNING else None
@@ -193,7 +187,7 @@ def pod_cells(pod: PodSnapshot, paused: bool = False) -> dict[str, Cell]:
     return {
         "pod": ((pod.name, ""),),
         "state": ((pod.state, pod.state if pod.state in TONES else ""),) + (((PAUSED_MARK, "muted"),) if paused else ()),
-        "gpus": gpus_cell(pod),
+        "gpus": gpus_cell(pod, hot_c),
         "mem": ((memory(pod), ""),),
         "session": (session_span(session),),  # width: COLUMNS' session width
         "step": ((step_span(progress), ""),),

@@ -31,14 +31,14 @@ def _settle_timeout(config: Config) -> float:
     return longest + config.defaults.command_timeout + 5
 
 
-def print_snapshot(fleet: FleetSnapshot, *, as_json: bool, out: TextIO) -> None:
+def print_snapshot(fleet: FleetSnapshot, *, as_json: bool, out: TextIO, config: Config | None = None) -> None:
     """One rendering of the fleet in the requested form."""
     if as_json:
         out.write(json.dumps(fleet_json(fleet)) + "\n")
     elif out.isatty():
         from rich.console import Console
 
-        render_rich(fleet, Console(file=out))
+        render_rich(fleet, Console(file=out), config)
     else:
         out.write(render_plain(fleet))
     out.flush()
@@ -51,14 +51,14 @@ async def run_status(config: Config, *, as_json: bool, watch: bool, interval: fl
     async with Fleet(config, pod_names) as fleet:
         snapshot = await fleet.wait_settled(timeout=_settle_timeout(config))
         if not watch:
-            print_snapshot(snapshot, as_json=as_json, out=out)
+            print_snapshot(snapshot, as_json=as_json, out=out, config=config)
             return exit_code(snapshot)
         try:
             if out.isatty() and not as_json:
                 await _watch_live(fleet, interval, out)
             else:
                 while True:
-                    print_snapshot(fleet.snapshot(), as_json=as_json, out=out)
+                    print_snapshot(fleet.snapshot(), as_json=as_json, out=out, config=config)
                     if not as_json:
                         out.write("\n")
                     await asyncio.sleep(interval)
@@ -74,7 +74,7 @@ async def _watch_live(fleet: Fleet, interval: float, out: TextIO) -> None:
 
     from tui.status_table import rich_renderable
 
-    with Live(rich_renderable(fleet.snapshot()), console=Console(file=out), auto_refresh=False) as live:
+    with Live(rich_renderable(fleet.snapshot(), fleet.config), console=Console(file=out), auto_refresh=False) as live:
         while True:
             await asyncio.sleep(interval)
-            live.update(rich_renderable(fleet.snapshot()), refresh=True)
+            live.update(rich_renderable(fleet.snapshot(), fleet.config), refresh=True)

@@ -15,17 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, SessionState
-from tui.status_table import HOT_C
+from sessions.policy_model import Alerts
 
-DISK_FULL_PCT = 90.0
-"""Disk use, in percent, from which a pod's disk is worth a warning."""
 
 @dataclass(frozen=True)
 class Thresholds:
-    """A pod's toast thresholds; None turns that toast off."""
+    """A pod's toast thresholds; None turns that toast off. The defaults are the alerts
+    policy's own, so a toast, an alert and a cell colour never disagree on a number."""
 
-    gpu_temp_c: float | None = HOT_C
-    disk_pct: float | None = DISK_FULL_PCT
+    gpu_temp_c: float | None = Alerts.gpu_temp_c
+    disk_pct: float | None = Alerts.disk_used_pct
 
     @classmethod
     def from_alerts(cls, alerts) -> "Thresholds":

@@ -14,6 +14,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from sessions.policy_model import Alerts, policies_for
 from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, PodState
 from tui import humanize
 from tui.terminal_text import plain_table, visible
@@ -31,19 +32,43 @@ STATE_STYLE = {
     PodState.PREEMPTED: "bold magenta",
 }
 
-HOT_C = 85
-WARM_C = 75
+WARM_MARGIN_C = 10.0
+"""How far under the alert threshold a GPU turns "warm": far enough to be seen coming
+(75 °C under the default 85 °C), near enough not to colour every busy GPU."""
 
 
-def temp_style(temp_c: float | None) -> str:
-    """Red at or over 85 °C (the default alert threshold), yellow from 75 °C."""
+def pod_alerts(config, pod_name: str) -> Alerts:
+    """The `alerts:` policy in force for a pod: the one place the colours, the toasts and
+    the alerts take their thresholds from. gpuctl's defaults without a config (the demo)
+    or for a pod the config does not name."""
+    if config is None:
+        return Alerts()
+    try:
+        return policies_for(config, config.pod(pod_name)).alerts
+    except KeyError:  # UnknownName: a pod added at run time
+        return Alerts()
+
+
+def hot_at(alerts: Alerts) -> float:
+    """The temperature that colours a cell hot: the alert threshold. With the alert
+    turned off the default still colours, so a hot GPU never looks cool on screen."""
+    return alerts.gpu_temp_c if alerts.gpu_temp_c is not None else Alerts().gpu_temp_c  # type: ignore[return-value]
+
+
+def temp_tone(temp_c: float | None, hot_c: float | None = None) -> str:
+    """'hot' at or over `hot_c` (the pod's alert threshold; default 85 °C), 'warm' from
+    WARM_MARGIN_C under it, 'muted' without a reading, else ''."""
+    hot = hot_c if hot_c is not None else hot_at(Alerts())
     if temp_c is None:
-        return "dim"
-    if temp_c >= HOT_C:
-        return "bold red"
-    if temp_c >= WARM_C:
-        return "yellow"
-    return ""
+        return "muted"
+    if temp_c >= hot:
+        return "hot"
+    return "warm" if temp_c >= hot - WARM_MARGIN_C else ""
+
+
+def temp_style(temp_c: float | None, hot_c: float | None = None) -> str:
+    """Rich style of `temp_tone`: red when hot, yellow when warm."""
+    return {"muted": "dim", "hot": "bold red", "warm": "yellow"}.get(temp_tone(temp_c, hot_c), "")
 
 
 def _gpu_cells(gpu: GpuSample) -> list[str]:
@@ -125,8 +150,11 @@ def summary(fleet: FleetSnapshot) -> str:
     return " · ".join(parts)
 
 
-def rich_renderable(fleet: FleetSnapshot) -> RenderableType:
-    """The coloured table with the problems under it, for printing or `rich.live`."""
+def rich_renderable(fleet: FleetSnapshot, config=None) -> RenderableType:
+    """The coloured table with the problems under it, for printing or `rich.live`.
+
+    `config` gives each pod's temperature threshold (`pod_alerts`); None: the defaults.
+    """
     table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
     for col in COLUMNS:
         justify = "right" if col in ("TEMP", "UTIL", "MEMORY", "POWER", "DISK", "LOAD", "UP", "$/H", "SPENT") else "left"
@@ -137,7 +165,7 @@ def rich_renderable(fleet: FleetSnapshot) -> RenderableType:
             styled[0].stylize("bold")
             styled[1].stylize(STATE_STYLE.get(pod.state, ""))
             if gpu is not None:
-                styled[3].stylize(temp_style(gpu.temp_c))
+                styled[3].stylize(temp_style(gpu.temp_c, hot_at(pod_alerts(config, pod.name))))
             elif cells[2] in ("no GPU", "-"):
                 styled[2].stylize("dim")
             elif cells[2] == "GPU error":
@@ -153,9 +181,9 @@ def rich_renderable(fleet: FleetSnapshot) -> RenderableType:
     return Group(*parts)
 
 
-def render_rich(fleet: FleetSnapshot, console: Console) -> None:
-    """Print the coloured table and the problems under it."""
-    console.print(rich_renderable(fleet))
+def render_rich(fleet: FleetSnapshot, console: Console, config=None) -> None:
+    """Print the coloured table and the problems under it (`config`: see rich_renderable)."""
+    console.print(rich_renderable(fleet, config))
 
 
 def render_plain(fleet: FleetSnapshot) -> str:

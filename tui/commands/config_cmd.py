@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tui.commands.common import EXIT_USAGE, load_config_or_explain
 
@@ -24,10 +25,12 @@ def _path(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from sessions.config import describe_config
+    from sessions.config import deprecations, describe_config
 
     config = load_config_or_explain(args)
     if config is None:
         return EXIT_USAGE
     print(describe_config(config))
+    for line in deprecations(config):  # still valid, so a warning, not a failure
+        print(f"warning: {line}", file=sys.stderr)
     return 0

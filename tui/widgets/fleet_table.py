@@ -25,6 +25,7 @@ from textual.strip import Strip
 from sessions.snapshot import FleetSnapshot
 from tui import fleet_rows
 from tui.fleet_rows import Cell, Column
+from tui.status_table import hot_at, pod_alerts
 from tui.widgets.tones import ToneStyles
 
 PAD = fleet_rows.CELL_PADDING
@@ -111,8 +112,12 @@ class FleetTable(ScrollView, can_focus=True):
         pods = [p for p in fleet.pods if fleet_rows.matches(p, self.filter_text)]
         order = [p.name for p in fleet_rows.ordered(pods, self.sort_key, self.reverse)]
         changed: list[str] = []
+        config = getattr(self.app, "config", None)
         for pod in pods:
-            cells = fleet_rows.pod_cells(pod, pod.name in paused)
+            # The temperature turns hot at the pod's alert threshold: colour, toast and
+            # alert read the same policy value.
+            hot_c = hot_at(pod_alerts(config, pod.name))
+            cells = fleet_rows.pod_cells(pod, pod.name in paused, hot_c)
             if self._cells.get(pod.name) != cells:
                 self._cells[pod.name] = cells
                 self._strips.pop(pod.name, None)

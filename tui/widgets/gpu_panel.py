@@ -11,8 +11,8 @@ from textual.content import Content
 from textual.widgets import Static
 
 from sessions.snapshot import GpuSample, PodSnapshot
-from tui import fleet_rows, humanize
-from tui.status_table import short_gpu_name
+from tui import humanize
+from tui.status_table import hot_at, pod_alerts, short_gpu_name, temp_tone
 from tui.widgets.meter import Meter
 from tui.widgets.spark import Spark
 from tui.widgets.text import set_text
@@ -35,12 +35,13 @@ class GpuRow(Horizontal):
         yield Static(classes="gpu-power")
         yield Spark(low=0, high=100, classes="gpu-spark")
 
-    def show(self, gpu: GpuSample, position: int, util_history: Sequence[float]) -> None:
+    def show(self, gpu: GpuSample, position: int, util_history: Sequence[float],
+             hot_c: float | None = None) -> None:
         index = gpu.index if gpu.index is not None else position
         name, temp, util_bar, util, mem_bar, mem, power, spark = self.children
         set_text(name, f"{index} {short_gpu_name(gpu.name)}")
         set_text(temp, humanize.number(gpu.temp_c, "°C"))
-        tone = fleet_rows.temp_tone(gpu.temp_c)
+        tone = temp_tone(gpu.temp_c, hot_c)
         for widget in (temp, spark):
             widget.set_class(tone == "hot", "-hot")
             widget.set_class(tone == "warm", "-warm")
@@ -77,8 +78,10 @@ class GpuPanel(VerticalScroll):
             self.mount_all([GpuRow() for _ in gpus])
             self.call_after_refresh(self.show, pod, history)  # children compose first
             return
+        # Hot at the pod's alert threshold, as the fleet row and the alert itself say.
+        hot_c = hot_at(pod_alerts(getattr(self.app, "config", None), pod.name))
         for i, (row, gpu) in enumerate(zip(rows, gpus)):
-            row.show(gpu, i, history(gpu.index if gpu.index is not None else i))
+            row.show(gpu, i, history(gpu.index if gpu.index is not None else i), hot_c)
 
 
 def _no_gpu_text(pod: PodSnapshot) -> str:
