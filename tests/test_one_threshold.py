@@ -139,3 +139,16 @@ async def test_the_stalled_flag_follows_the_policys_stall_minutes(sshd, tmp_path
 def test_no_config_keeps_the_defaults(tmp_path: Path):
     assert hot_at(pod_alerts(None, "a")) == 85.0
     assert notify_rules.Thresholds() == notify_rules.Thresholds(85.0, 90.0)
+
+
+def test_the_disk_cell_is_red_at_the_disk_alert_threshold(tmp_path):
+    from sessions.snapshot import DiskUsage
+
+    config = parse_config("policies: {alerts: {disk_used_pct: 70}}\npods:\n  - {name: a, host: h}\n",
+                          tmp_path / "c.yaml")
+    full = PodSnapshot(name="a", host="h", state="online", gpu_status="ok",
+                       gpus=pod(50.0).gpus, disk=DiskUsage("/workspace", 72 * 2**30, 100 * 2**30))
+    out = io.StringIO()
+    Console(file=out, force_terminal=True, color_system="standard", width=200).print(
+        rich_renderable(FleetSnapshot(pods=(full,)), config))
+    assert "\x1b[1;31m72G/100G" in out.getvalue()

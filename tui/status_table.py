@@ -66,6 +66,21 @@ def temp_tone(temp_c: float | None, hot_c: float | None = None) -> str:
     return "warm" if temp_c >= hot - WARM_MARGIN_C else ""
 
 
+WARM_MARGIN_PCT = 10.0
+"""How far under the disk alert threshold the DISK cell turns yellow (80% under 90%)."""
+
+
+def disk_style(pod: PodSnapshot, alerts: Alerts) -> str:
+    """Red at or over the pod's `disk_used_pct` alert threshold, yellow from
+    WARM_MARGIN_PCT under it; uncoloured with the alert off or no reading."""
+    used, limit = (pod.disk.used_pct if pod.disk else None), alerts.disk_used_pct
+    if used is None or limit is None:
+        return ""
+    if used >= limit:
+        return "bold red"
+    return "yellow" if used >= limit - WARM_MARGIN_PCT else ""
+
+
 def temp_style(temp_c: float | None, hot_c: float | None = None) -> str:
     """Rich style of `temp_tone`: red when hot, yellow when warm."""
     return {"muted": "dim", "hot": "bold red", "warm": "yellow"}.get(temp_tone(temp_c, hot_c), "")
@@ -160,12 +175,15 @@ def rich_renderable(fleet: FleetSnapshot, config=None) -> RenderableType:
         justify = "right" if col in ("TEMP", "UTIL", "MEMORY", "POWER", "DISK", "LOAD", "UP", "$/H", "SPENT") else "left"
         table.add_column(col, justify=justify, no_wrap=True)
     for pod in fleet.pods:
-        for cells, gpu in rows(pod):
+        alerts = pod_alerts(config, pod.name)  # every colour below from the one policy
+        for i, (cells, gpu) in enumerate(rows(pod)):
             styled = [Text(visible(c)) for c in cells]
             styled[0].stylize("bold")
             styled[1].stylize(STATE_STYLE.get(pod.state, ""))
+            if i == 0:
+                styled[COLUMNS.index("DISK")].stylize(disk_style(pod, alerts))
             if gpu is not None:
-                styled[3].stylize(temp_style(gpu.temp_c, hot_at(pod_alerts(config, pod.name))))
+                styled[3].stylize(temp_style(gpu.temp_c, hot_at(alerts)))
             elif cells[2] in ("no GPU", "-"):
                 styled[2].stylize("dim")
             elif cells[2] == "GPU error":
