@@ -95,8 +95,7 @@ class SpendBook:
         None when the pod is not running. Returns the ledger (None: never any spend)."""
         now = self._clock() if now is None else now
         ledger = self.ledgers.get(pod)
-        running = source is not None and price is not None
-        if not running:
+        if source is None or price is None:  # not running (or no price): nothing accrues
             if ledger is not None and ledger.open:
                 ledger.open = False
                 self._save(now, force=True)
@@ -115,7 +114,9 @@ class SpendBook:
             ledger.since, ledger.source, changed = start, source, True  # a better start time
         if not ledger.open:
             ledger.open, changed = True, True
-        ledger.current = max(ledger.current, round(price * max(0.0, now - ledger.since) / 3600.0, 4))
+        running_since = ledger.since
+        assert running_since is not None  # set above on a ledger's first sample
+        ledger.current = max(ledger.current, round(price * max(0.0, now - running_since) / 3600.0, 4))
         self._save(now, force=changed)
         return ledger
 
