@@ -360,15 +360,23 @@ def progress(ck: Checker, node: Node, field: str) -> Any:
     return value
 
 
-def globs(ck: Checker, node: Node, field: str) -> Any:
-    """Glob patterns: a list, or one pattern written alone (`checkpoints: "out/ckpt-*"`),
-    which people write for a single pattern and which means only one thing."""
+def _one_or_list(node: Node, field: str) -> tuple[list[Node], list[str]] | None:
+    """The items of a list, or of one value written alone (people write `checkpoints:
+    "out/ckpt-*"` for a single pattern, and it means only one thing), each with its
+    field path; None when the node is neither."""
     if isinstance(node, ScalarNode):
-        items, fields = [node], [field]
-    elif isinstance(node, SequenceNode):
-        items, fields = list(node.value), [f"{field}[{i}]" for i in range(len(node.value))]
-    else:
+        return [node], [field]
+    if isinstance(node, SequenceNode):
+        return list(node.value), [f"{field}[{i}]" for i in range(len(node.value))]
+    return None
+
+
+def globs(ck: Checker, node: Node, field: str) -> Any:
+    """Glob patterns: a list, or one pattern written alone."""
+    found = _one_or_list(node, field)
+    if found is None:
         return ck.problem(node, field, f"expected a glob pattern or a list of them, got {got(node)}")
+    items, fields = found
     values = [nonempty(ck, item, sub, "a glob pattern") for item, sub in zip(items, fields)]
     for i, (item, value) in enumerate(zip(items, values)):
         if value is INVALID:
@@ -387,12 +395,10 @@ def trackers(ck: Checker, node: Node, field: str) -> Any:
         if yl.scalar_value(node) is False:
             return ()
         return ck.problem(node, field, "expected a path, a list of paths, or false (read no tracker files)")
-    if isinstance(node, ScalarNode):
-        items, fields = [node], [field]
-    elif isinstance(node, SequenceNode):
-        items, fields = list(node.value), [f"{field}[{i}]" for i in range(len(node.value))]
-    else:
+    found = _one_or_list(node, field)
+    if found is None:
         return ck.problem(node, field, f"expected a path, a list of paths, or false, got {got(node)}")
+    items, fields = found
     values = [nonempty(ck, item, sub, "a tracker file or folder") for item, sub in zip(items, fields)]
     return INVALID if INVALID in values else tuple(values)
 

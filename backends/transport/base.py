@@ -147,6 +147,18 @@ def read_range_command(path: str, offset: int, length: int | None) -> str:
     return f"exec < {quote_path(path)} && tail -c +{int(offset) + 1}{cut}"
 
 
+async def read_file_by_command(transport: Transport, path: str, offset: int, length: int | None,
+                               timeout: float | None) -> bytes:
+    """`read_file` for a transport whose `run` returns exact bytes (ssh exec, local):
+    `read_range_command` run once; a failure names the path and the shell's words."""
+    from backends.ssh import FailureKind, SshFailure
+
+    result = await transport.run(read_range_command(path, offset, length), timeout=timeout)
+    if not result.ok:
+        raise SshFailure(FailureKind.COMMAND, f"cannot read {path}: {result.last_error_line()}")
+    return result.stdout_bytes
+
+
 def write_command(path: str, mode: int) -> str:
     """Shell text that writes stdin to `path` with `mode` (never readable by others
     in between: the umask applies from the file's creation)."""

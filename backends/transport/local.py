@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator
 
 from backends.ssh import REMOTE_ENCODING, REMOTE_ERRORS, FailureKind, SshFailure
-from backends.transport.base import CommandResult, TransportUnsupported, read_range_command, write_command
+from backends.transport.base import CommandResult, TransportUnsupported, read_file_by_command, write_command
 
 if TYPE_CHECKING:
     from backends.agent import AgentChannel
@@ -72,10 +72,7 @@ class LocalTransport:
 
     async def read_file(self, path: str, offset: int = 0, length: int | None = None, *,
                         timeout: float | None = None) -> bytes:
-        result = await self.run(read_range_command(path, offset, length), timeout=timeout)
-        if not result.ok:
-            raise SshFailure(FailureKind.COMMAND, f"cannot read {path}: {result.last_error_line()}")
-        return result.stdout_bytes
+        return await read_file_by_command(self, path, offset, length, timeout)
 
     async def write_file(self, path: str, data: bytes, *, mode: int = 0o600,
                          timeout: float | None = None) -> None:
