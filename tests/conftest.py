@@ -9,7 +9,10 @@ skips the real-component tests proves nothing.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -48,9 +51,26 @@ def pytest_configure(config: pytest.Config) -> None:
     # tests, and a test's kill-server would end them), whatever TMUX_TMPDIR says.
     for var in ("TMUX", "TMUX_PANE"):
         os.environ.pop(var, None)
+    # And a tmux of the run's own: a test that runs `tmux` on this machine (a `host:
+    # local` pod) must not see the user's sessions on the default socket either.
+    global _RUN_TMUX_TMPDIR
+    _RUN_TMUX_TMPDIR = tempfile.mkdtemp(prefix="gpuctl-tests-tmux-")
+    os.environ["TMUX_TMPDIR"] = _RUN_TMUX_TMPDIR
     config.addinivalue_line(
         "markers", "requires_tools(*names): skip (fail under CI=true) unless installed"
     )
+
+
+_RUN_TMUX_TMPDIR = ""
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the run's own tmux server (if a test started one) and remove its folder."""
+    if _RUN_TMUX_TMPDIR:
+        if shutil.which("tmux"):
+            subprocess.run(["tmux", "kill-server"], env={**os.environ, "TMUX_TMPDIR": _RUN_TMUX_TMPDIR},
+                           capture_output=True, timeout=10, check=False)
+        shutil.rmtree(_RUN_TMUX_TMPDIR, ignore_errors=True)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
+from textual.css.query import NoMatches
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Static
@@ -78,8 +79,11 @@ class FleetScreen(PodActionsMixin, Screen):
             self._draw()
 
     def _draw(self) -> None:
+        try:
+            table = self.table
+        except NoMatches:  # taken down (the app quitting) as an update arrived
+            return
         snapshot = self._drawn = self.snapshot
-        table = self.table
         table.show(snapshot, self.paused_pods())
         if self.app.config is None:  # type: ignore[attr-defined]
             header = LOADING  # the app reads it after this first frame
