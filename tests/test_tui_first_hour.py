@@ -130,7 +130,8 @@ async def test_teardown_and_stop_say_the_unsaved_steps_are_lost(sshd, tmp_path, 
                         what="a few steps trained")
             await pilot.press("escape")  # the log screen the launch opened
             await pilot.press("T")
-            await until(pilot, lambda: isinstance(app.screen, TypedConfirmDialog), what="teardown dialog", timeout=30)
+            await until(pilot, lambda: isinstance(app.screen, TypedConfirmDialog) and app.screen.query(".dialog-body"),
+                        what="teardown dialog, composed", timeout=30)
             text = body(app)
             assert "Checkpoints: NOT safely downloaded: session train has no checkpoint yet: its " in text
             assert "steps will be lost" in text and "safe: no checkpoints" not in text
@@ -140,7 +141,8 @@ async def test_teardown_and_stop_say_the_unsaved_steps_are_lost(sshd, tmp_path, 
             await pilot.press("escape")
             await until(pilot, lambda: not isinstance(app.screen, TypedConfirmDialog), what="closed")
             await pilot.press("s")  # RunPod's stop wipes the container disk: the same words
-            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="stop dialog", timeout=30)
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog) and app.screen.query(".dialog-body"),
+                        what="stop dialog, composed", timeout=30)
             assert "session train has no checkpoint yet: its " in body(app)
             await pilot.press("escape")
     assert not server.calls("DELETE") and not server.calls("POST")
