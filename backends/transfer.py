@@ -43,7 +43,7 @@ resumed `.part`'s old prefix is hashed the same way as new data, and the event l
 never copies data for the hash), and starts background `fdatasync`s so the final
 fsync before the rename has little left.
 
-Nothing here knows about checkpoints: `sessions.download` decides what to fetch and
+Nothing here knows about checkpoints: `sessions.checkpoints.download` decides what to fetch and
 where, and checks the result. The pod-side hash command is built here too, next to
 its parser (one place to audit the quoting). The module runs past 400 lines because
 the transfer paths, the writer and the hasher share one contract (in order,

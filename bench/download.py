@@ -6,7 +6,7 @@ A random file of --size-mib (default 1 GiB) sits in a session's workdir on a rea
 OpenSSH sshd on loopback. Each round runs every method once, in turn, into a fresh
 local path (alternating, so a slow patch of the shared machine hits all of them):
 
-  gpuctl          sessions.download.download_checkpoint, exactly what `gpuctl download`
+  gpuctl          sessions.checkpoints.download.download_checkpoint, exactly what `gpuctl download`
                   runs: connect, list, transfer (auto: the OpenSSH client streaming
                   the file into the `.part`, for a big file), the pod's SHA-256 beside
                   the transfer, the local SHA-256 as data lands, fsync, re-stat on the
@@ -136,8 +136,8 @@ class Bench:
     def __init__(self, server: SshdServer, work: Path, size: int):
         import yaml
 
-        from sessions.config import parse_config
-        from sessions.paths import gpuctl_known_hosts_path
+        from sessions.config.loader import parse_config
+        from sessions.config.paths import gpuctl_known_hosts_path
 
         self.server = server
         self.size = size
@@ -157,14 +157,14 @@ class Bench:
     def fresh_dest(self, method: str) -> Path:
         dest = self.local_root / method
         remove(dest)
-        from sessions.checkpoint_index import index_path
+        from sessions.checkpoints.index import index_path
 
         index_path().unlink(missing_ok=True)  # else gpuctl would (rightly) skip the copy
         dest.mkdir(parents=True)
         return dest
 
     async def gpuctl(self, dest: Path, method: str = "auto") -> int:
-        from sessions.download import download_checkpoint
+        from sessions.checkpoints.download import download_checkpoint
 
         last_byte: list[float] = []
 
@@ -181,7 +181,7 @@ class Bench:
     async def transfer_only(self, dest: Path) -> int:
         from backends.ssh import connect
         from backends.transfer import Fetcher
-        from sessions import pods
+        from sessions.link import pods
 
         target = pods.ssh_target(self.config.pod("bench"), self.config.defaults)
         conn = await connect(target)
@@ -234,7 +234,7 @@ class Bench:
     async def resume(self) -> tuple[float, int, int, tuple[float, float, float]]:
         """Finish a half-done gpuctl download: (seconds, bytes moved, bytes resumed from,
         CPU seconds (this process, its children, the pod))."""
-        from sessions.download import download_checkpoint
+        from sessions.checkpoints.download import download_checkpoint
 
         dest = self.fresh_dest("resume")
         half = self.size // 2
@@ -275,7 +275,7 @@ async def main_async(args: argparse.Namespace) -> None:
         with SshdServer(env={"HOME": str(pod_home)}) as server:
             bench = Bench(server, work, size)
             make_file(bench.remote, size)
-            importlib.import_module("sessions.download")  # imports (~0.3 s) are not what is measured
+            importlib.import_module("sessions.checkpoints.download")  # imports (~0.3 s) are not what is measured
             subprocess.run(["cat", str(bench.remote)], stdout=subprocess.DEVNULL, check=True)  # page cache
             print(f"file: {args.size_mib} MiB of random bytes; rounds: {args.rounds}; "
                   f"order per round: {', '.join(methods)}")

@@ -119,8 +119,8 @@ async def _measure(ages_of, n: int, seconds: float, ready) -> dict:
 
 
 async def worker_gpuctl(spec: dict) -> dict:
-    from sessions.config import parse_config
-    from sessions.fleet import Fleet
+    from sessions.config.loader import parse_config
+    from sessions.fleet.facade import Fleet
 
     n = spec["n"]
     pods = "\n".join(

@@ -74,8 +74,8 @@ def agent_pid(sshd_pid: int) -> int | None:
 async def gpuctl_run(server: SshdServer, workdir: Path, rate: int, seconds: float) -> dict:
     import yaml
 
-    from sessions.config import parse_config
-    from sessions.fleet import Fleet
+    from sessions.config.loader import parse_config
+    from sessions.fleet.facade import Fleet
 
     entry = server.pod_entry("p", sessions=[{"name": "train", "workdir": str(workdir), "log": "train.log"}])
     config = parse_config(yaml.safe_dump({"pods": [entry]}), workdir / "c.yaml")

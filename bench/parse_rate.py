@@ -10,8 +10,8 @@ reconstructions in tests/data/logs/, writes it to a temp file, then times, best 
 --repeat rounds (taking turns, best time each):
 
   baseline   `for line in f: rx.search(line)` with one precompiled tqdm regex
-  parse_log  read the whole file, `sessions.progress.parse_log(text)`
-  parse_file `sessions.progress.parse_file(path)` (reads 64 Ki-character pieces)
+  parse_log  read the whole file, `sessions.progress.tracker.parse_log(text)`
+  parse_file `sessions.progress.tracker.parse_file(path)` (reads 64 Ki-character pieces)
   feed       read 64 KiB chunks, `ProgressTracker.feed(chunk, now)` each (the agent path)
 
 Run: .venv/bin/python bench/parse_rate.py [--lines N] [--repeat R]
@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sessions.progress import ProgressTracker, parse_file, parse_log  # noqa: E402
+from sessions.progress.tracker import ProgressTracker, parse_file, parse_log  # noqa: E402
 
 LOGS = ROOT / "tests" / "data" / "logs"
 BASELINE_RE = re.compile(r"(\d+)/(\d+) \[")

@@ -46,7 +46,7 @@ def child(mode: str, pods: int, seconds: float, size: tuple[int, int], ui_interv
     import yaml
     from textual.screen import Screen
 
-    from sessions.config import parse_config
+    from sessions.config.loader import parse_config
     from tests.support.fake_fleet import TickingFleet
     from tui.app import GpuctlApp
     from tui.screens.fleet_screen import FleetScreen

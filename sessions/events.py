@@ -2,7 +2,7 @@
 
 Every event becomes one JSON line on stdout with `--json` (`ts`, `pod`, `session`,
 `kind`, `message`, then the kind's own keys), or one readable line otherwise, and is
-handed to the notifiers (`sessions.notify`). The TUI shows the same events as toasts.
+handed to the notifiers (`sessions.watch.notify`). The TUI shows the same events as toasts.
 """
 
 from __future__ import annotations

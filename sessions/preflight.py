@@ -2,7 +2,7 @@
 
 **One round trip.** `preflight_command` builds ONE `sh -c` script (a fixed script
 plus `shlex.quote`d arguments: the pod's workdir and the torch probe), run through
-the pod's `backends.transport.Transport`, lent by its link (`sessions.pod_link`:
+the pod's `backends.transport.Transport`, lent by its link (`sessions.link.pod_link`:
 SSH exec, a local pod's `sh -c`, a RunPod proxied PTY shell). The script prints sections framed as::
 
     ##gpuctl NAME
@@ -65,8 +65,8 @@ from dataclasses import asdict, dataclass
 from typing import Mapping
 
 from backends.transport import Transport as Runner
-from sessions.config_model import PodConfig
-from sessions.tmux import TMUX_INSTALL_HINT, pod_dir
+from sessions.config.model import PodConfig
+from sessions.tmux.commands import TMUX_INSTALL_HINT, pod_dir
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 STATUSES = (PASS, WARN, FAIL)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the parser costs ~15 ms to import; the TUI's first frame needs none of it
-    from sessions.progress import Progress
-    from sessions.trackers import TrackerReading
+    from sessions.progress.tracker import Progress
+    from sessions.progress.trackers import TrackerReading
 
 
 class PodState:
@@ -91,7 +91,7 @@ class SessionSnapshot:
         stalled: running, but the step has not advanced for `stall_minutes`.
         sources: ``(figure, source)`` for each figure of `progress`: `log`,
             `trainer_state`, `tfevents`, `wandb`, `csv`, `mlflow` or `config`.
-        trackers: the tracker files read for this session (`sessions.trackers`).
+        trackers: the tracker files read for this session (`sessions.progress.trackers`).
         loss_history: the loss at each logged step from the tracker the loss came
             from, oldest first; empty when the log is the only source.
     """
@@ -126,7 +126,7 @@ class PodSnapshot:
         price_per_hour: USD per hour: the config's, else the provider's.
         price_source: "config" or "provider", None when there is no price.
         spend_usd: dollars spent on the pod so far, accumulated across stops,
-            preemptions and gpuctl restarts (`sessions.spend`), or None.
+            preemptions and gpuctl restarts (`sessions.providers.spend`), or None.
         spend_since: unix time the current (or last) run started, or None.
         spend_from: where that start came from: `provider`, `uptime` (the machine's)
             or `first_seen` (when gpuctl first saw it online), or None.

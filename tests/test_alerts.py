@@ -1,4 +1,4 @@
-"""Alert rules over sequences of hand-built snapshots (sessions.alerts, pure)."""
+"""Alert rules over sequences of hand-built snapshots (sessions.watch.alerts, pure)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from sessions.alerts import AlertTracker
+from sessions.watch.alerts import AlertTracker
 from sessions.events import EventKind
-from sessions.policy_model import Alerts
-from sessions.progress import Progress
+from sessions.config.policy_model import Alerts
+from sessions.progress.tracker import Progress
 from sessions.snapshot import DiskUsage, GpuSample, PodSnapshot, SessionSnapshot
 
 MIN = 60.0

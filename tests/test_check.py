@@ -451,8 +451,8 @@ def test_a_local_pod_with_torch_newer_than_the_driver_warns_and_exits_0(gpu_pod_
 @pytest.mark.requires_tools("bash", "tmux")
 async def test_a_proxied_pod_is_checked_through_its_shell(gpu_pod_here, tmp_path, monkeypatch):
     """RunPod's shell-only proxy: the same one script, typed into a PTY shell."""
-    from sessions.config import parse_config
-    from sessions.pod_access import open_runner
+    from sessions.config.loader import parse_config
+    from sessions.link.pod_access import open_runner
     from tests.support.shell_only_sshd import ShellOnlyServer
 
     monkeypatch.setenv("HOME", str(tmp_path))

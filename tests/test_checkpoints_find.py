@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sessions.checkpoints import (
+from sessions.checkpoints.listing import (
     COMPLETE,
     DEFAULT_PATTERNS,
     DIR,
@@ -35,9 +35,9 @@ from sessions.checkpoints import (
     sort_newest_first,
     step_of,
 )
-from sessions.config import parse_config
-from sessions.config_model import SessionConfig
-from sessions.pod_access import open_runner
+from sessions.config.loader import parse_config
+from sessions.config.model import SessionConfig
+from sessions.link.pod_access import open_runner
 from tui.cli import main
 from tests.support.pinning import trust
 

@@ -1,4 +1,4 @@
-"""Tests for sessions.config: paths, loading, validation messages, describe.
+"""Tests for sessions.config.loader: paths, loading, validation messages, describe.
 
 Error cases are one table: each row is a small config, and the one problem it must
 produce (line, field path, a fragment of the message with its hint). Every row asserts
@@ -16,7 +16,7 @@ from textwrap import dedent
 
 import pytest
 
-from sessions.config import (
+from sessions.config.loader import (
     ENV_VAR,
     Config,
     ConfigError,

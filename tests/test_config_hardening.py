@@ -18,7 +18,7 @@ from textwrap import dedent
 
 import pytest
 
-from sessions.config import ConfigError, ConfigProblem, load_config, parse_config
+from sessions.config.loader import ConfigError, ConfigProblem, load_config, parse_config
 from tui.cli import main
 
 
@@ -247,7 +247,7 @@ def test_unknown_key_binding_ids_are_refused_with_a_suggestion():
 def test_the_config_knows_exactly_the_ids_the_tui_binds():
     """The id list lives in sessions (config check must not load Textual); this keeps
     it equal to the TUI's bindings, so neither can drift from the other."""
-    from sessions.config_model import KEY_BINDING_IDS
+    from sessions.config.model import KEY_BINDING_IDS
     from tui.bindings import binding_ids
 
     assert len(set(KEY_BINDING_IDS)) == len(KEY_BINDING_IDS)
@@ -263,7 +263,7 @@ def test_checking_a_config_with_sessions_does_not_load_asyncssh():
     cost the TUI's first frame the ~170 ms asyncssh import (tests/test_tui_startup.py)."""
     code = dedent("""
         import sys
-        from sessions.config import parse_config
+        from sessions.config.loader import parse_config
         parse_config("pods: [{name: a, host: h, sessions: [{name: t, checkpoints: [x/*.pt]}]}]", "c")
         print(sorted(m for m in sys.modules if m.split(".")[0] == "asyncssh"))
     """)
@@ -370,7 +370,7 @@ def bombs() -> list[str]:
 
 def mutations(text: str) -> list[str]:
     """`text` with each node's span replaced by substitutes."""
-    from sessions import yaml_lines
+    from sessions.config import yaml_lines
 
     spans: list[tuple[int, int]] = []
     stack = [yaml_lines.compose(text)]
@@ -392,7 +392,7 @@ def mutations(text: str) -> list[str]:
 def load_or_config_error(text: str) -> None:
     """The property: a `Config` that can be described, or a `ConfigError` that can be
     printed; any other exception fails the test with the text that caused it."""
-    from sessions.config import describe_config
+    from sessions.config.loader import describe_config
 
     try:
         config = parse_config(text, "fuzz.yaml")

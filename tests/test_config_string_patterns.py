@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessions.config import ConfigError, parse_config
+from sessions.config.loader import ConfigError, parse_config
 
 POD = "pods:\n  - name: a\n    host: h\n    sessions:\n      - name: t\n"
 

@@ -46,6 +46,10 @@ def test_the_import_contracts_catch_tui_importing_backends(tmp_path):
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
     (tmp_path / "sessions" / "link.py").write_text("import backends\n")
+    # The sub-packages the sessions layers contract names must exist, or it complains.
+    for layer in ("watch", "fleet", "providers", "checkpoints", "tmux", "progress", "config"):
+        (tmp_path / "sessions" / layer).mkdir()
+        (tmp_path / "sessions" / layer / "__init__.py").write_text("")
     (tmp_path / "tui" / "screen.py").write_text("import sessions.link\nfrom backends import ssh\n")
     (tmp_path / "backends" / "ssh.py").write_text("")
     (tmp_path / "backends" / "agent_script.py").write_text("import json\n")

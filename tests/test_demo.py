@@ -35,13 +35,15 @@ from backends.demo.demo import Demo, DemoError, pod_specs
 from backends.demo.sandbox import leftover_pids
 from backends.demo.thread import DemoThread
 from backends.ssh import FailureKind, SshFailure, connect
-from sessions import pods as pod_settings
-from sessions import provider_ops, session_control, teardown_guard
-from sessions.config import load_config
-from sessions.download import download_checkpoint
-from sessions.paths import gpuctl_known_hosts_path
-from sessions.pod_access import open_runner
-from sessions.resume import resume
+from sessions.link import pods as pod_settings
+from sessions.providers import ops as provider_ops
+from sessions.tmux import control as session_control
+from sessions.checkpoints import teardown_guard
+from sessions.config.loader import load_config
+from sessions.checkpoints.download import download_checkpoint
+from sessions.config.paths import gpuctl_known_hosts_path
+from sessions.link.pod_access import open_runner
+from sessions.checkpoints.resume import resume
 from tui.commands.demo_cmd import launch_sessions, running_fleet
 
 pytestmark = pytest.mark.requires_tools("tmux")

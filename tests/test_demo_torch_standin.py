@@ -12,7 +12,7 @@ import subprocess
 import time
 
 from backends.demo.sandbox import Sandbox
-from sessions.config import PodConfig
+from sessions.config.loader import PodConfig
 from sessions.preflight import judge, parse_sections, preflight_command
 
 

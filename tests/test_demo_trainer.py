@@ -25,7 +25,7 @@ import pytest
 from backends.demo import trainer
 from backends.demo.gpu_sim import MODELS, PodGpus, read_heartbeat
 from backends.sim_nvidia_smi import render_query
-from sessions.progress import parse_log
+from sessions.progress.tracker import parse_log
 
 TRAINER = Path(trainer.__file__)
 LOGS = Path(__file__).resolve().parent / "data" / "logs"

@@ -18,11 +18,11 @@ import yaml
 
 from backends.transfer import (LocalHasher, PartWriter, parse_sha256, sha256_command, sha256_file,
                                stream_command)
-from sessions import checkpoint_index as index
-from sessions import download as dl
-from sessions.checkpoints import UnsafeName, list_checkpoints
-from sessions.config import parse_config
-from sessions.pod_access import open_runner
+from sessions.checkpoints import index
+from sessions.checkpoints import download as dl
+from sessions.checkpoints.listing import UnsafeName, list_checkpoints
+from sessions.config.loader import parse_config
+from sessions.link.pod_access import open_runner
 from tui.cli import main
 from tests.support.pinning import trust
 from tests.support.files import OLD, age_tree, put

@@ -18,12 +18,12 @@ import yaml
 from backends.pty_shell import PtyShell
 from backends.transport import PtyTransport
 from backends.ssh import SshFailure, connect
-from sessions import checkpoint_index as index
-from sessions import download as dl
-from sessions import pods
-from sessions.checkpoints import list_checkpoints
-from sessions.config import parse_config
-from sessions.pod_access import open_runner
+from sessions.checkpoints import index
+from sessions.checkpoints import download as dl
+from sessions.link import pods
+from sessions.checkpoints.listing import list_checkpoints
+from sessions.config.loader import parse_config
+from sessions.link.pod_access import open_runner
 from tests.support.shell_only_sshd import ShellOnlyServer
 from tests.support.files import age_tree, put
 

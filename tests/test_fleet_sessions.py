@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sessions.config import parse_config
-from sessions.fleet import Fleet
+from sessions.config.loader import parse_config
+from sessions.fleet.facade import Fleet
 from tests.support.pinning import trust
 
 pytestmark = pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")

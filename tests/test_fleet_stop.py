@@ -6,8 +6,8 @@ import asyncio
 
 import yaml
 
-from sessions.config import parse_config
-from sessions.fleet import Fleet
+from sessions.config.loader import parse_config
+from sessions.fleet.facade import Fleet
 
 
 async def test_stop_ends_a_monitor_that_swallowed_a_cancellation(tmp_path):

@@ -22,12 +22,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sessions import checkpoint_index as index
-from sessions import checkpoint_verify, teardown_guard
-from sessions import download as dl
-from sessions.checkpoints import list_checkpoints
-from sessions.config import parse_config
-from sessions.pod_access import open_runner
+from sessions.checkpoints import index
+from sessions.checkpoints import verify as checkpoint_verify
+from sessions.checkpoints import teardown_guard
+from sessions.checkpoints import download as dl
+from sessions.checkpoints.listing import list_checkpoints
+from sessions.config.loader import parse_config
+from sessions.link.pod_access import open_runner
 from tests.support.files import OLD, age_tree, put
 from tests.support.pinning import trust
 from tests.support.shell_only_sshd import ShellOnlyServer

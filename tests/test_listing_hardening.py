@@ -25,14 +25,14 @@ import pytest
 import yaml
 
 from backends.runner import CommandResult
-from sessions.checkpoints import (
+from sessions.checkpoints.listing import (
     CheckpointListingFailed,
     list_checkpoints,
     listing_command,
     parse_listing,
 )
-from sessions.config import parse_config
-from sessions.pod_access import open_runner
+from sessions.config.loader import parse_config
+from sessions.link.pod_access import open_runner
 from tests.support.pinning import trust
 
 OLD = time.time() - 3600
@@ -182,7 +182,7 @@ async def test_a_non_utf8_name_round_trips_through_a_pty_shell(shell_server):
     import asyncssh
 
     from backends.pty_shell import PtyShell
-    from sessions.checkpoints import judge
+    from sessions.checkpoints.listing import judge
 
     put(os.fsencode(shell_server.home) + b"/step_3_\xff.pt", b"odd")
     put(shell_server.home / "step_400.pt", b"w" * 400)
@@ -222,7 +222,7 @@ async def test_a_checkpoint_named_with_a_non_utf8_byte_downloads_verified(sshd, 
     """The name's bytes reach the pod intact on every transfer path (the asyncssh
     stream sends the command as bytes, SFTP paths use surrogateescape, ssh's argv is
     encoded by the OS), and the local copy carries the same bytes in its name."""
-    from sessions.download import download_checkpoint
+    from sessions.checkpoints.download import download_checkpoint
 
     workdir = tmp_path / "run"
     put(os.fsencode(workdir) + b"/step_3_\xff.pt", b"odd" * 1000)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from sessions.config import parse_config
+from sessions.config.loader import parse_config
 from tests.support.fake_fleet import StaticFleet, demo_snapshot
 from tests.support.log_output_app import line_text
 from tui.app import make_app

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sessions.log_stream import last_lines
+from sessions.tmux.log_stream import last_lines
 from tui.cli import main
 from tests.support.pinning import trust
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from sessions import notify
+from sessions.watch import notify
 from sessions.events import ALL_KINDS, EventKind, WatchEvent
-from sessions.notify import DEFAULT_KINDS, DESKTOP_MISSING, INTERRUPTING, Notifier, kinds_for
-from sessions.policy_model import NotifyTarget
-from sessions.shell_template import NOTIFY_PLACEHOLDERS, render
+from sessions.watch.notify import DEFAULT_KINDS, DESKTOP_MISSING, INTERRUPTING, Notifier, kinds_for
+from sessions.config.policy_model import NotifyTarget
+from sessions.config.shell_template import NOTIFY_PLACEHOLDERS, render
 from tests.support.net import SilentServer, refused_port
 from tests.support.provider_server import ProviderServer, Reply
 from tests.support.procs import alive

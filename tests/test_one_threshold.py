@@ -15,12 +15,12 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
-from sessions.alerts import AlertTracker
-from sessions.config import deprecations, parse_config
+from sessions.watch.alerts import AlertTracker
+from sessions.config.loader import deprecations, parse_config
 from sessions.events import EventKind
-from sessions.fleet import Fleet
-from sessions.policy_model import policies_for
-from sessions.progress import Progress
+from sessions.fleet.facade import Fleet
+from sessions.config.policy_model import policies_for
+from sessions.progress.tracker import Progress
 from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, SessionSnapshot
 from tests.support.pinning import trust
 from tui import fleet_rows, notify_rules

@@ -1,4 +1,4 @@
-"""`sessions.pane_process`: what a pane runs, from `ps -A -o pid= -o ppid= -o args=`."""
+"""`sessions.tmux.pane_process`: what a pane runs, from `ps -A -o pid= -o ppid= -o args=`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from sessions.pane_process import PS_COMMAND, is_shell, parse_ps, running_command
+from sessions.tmux.pane_process import PS_COMMAND, is_shell, parse_ps, running_command
 
 # A gpuctl session after `resume:` (the wrapper, `bash -c`, the program), an idle
 # interactive shell, torchrun with workers, and one started by hand whose bash exec'd.

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sessions.config import parse_config
-from sessions.fleet import Fleet
+from sessions.config.loader import parse_config
+from sessions.fleet.facade import Fleet
 from tests.support.pinning import trust
 from tests.support.shell_only_sshd import ShellOnlyServer
 from tui.cli import main
@@ -153,7 +153,7 @@ async def test_logs_prints_the_last_lines_of_a_proxied_pod(proxied, capfd):
 
 @pytest.mark.requires_tools("bash")
 async def test_logs_follow_on_a_proxied_pod_shows_appended_bytes(proxied):
-    from sessions.log_stream import stream_log
+    from sessions.tmux.log_stream import stream_log
 
     server, path, work = proxied
     log = work / "train.log"

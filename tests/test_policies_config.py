@@ -13,7 +13,7 @@ from textwrap import dedent, indent
 
 import pytest
 
-from sessions.config import (
+from sessions.config.loader import (
     ConfigError,
     Policies,
     describe_config,
@@ -21,7 +21,7 @@ from sessions.config import (
     parse_config,
     policies_for,
 )
-from sessions.policy_model import (
+from sessions.config.policy_model import (
     AlertLayer,
     Alerts,
     AutoResume,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions.progress import Progress, ProgressTracker, parse_file, parse_log
+from sessions.progress.tracker import Progress, ProgressTracker, parse_file, parse_log
 
 LOGS = Path(__file__).parent / "data" / "logs"
 approx = pytest.approx

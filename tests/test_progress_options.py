@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessions.progress import parse_log
+from sessions.progress.tracker import parse_log
 
 BAR = "\r{pct:3d}%|#    | {n}/{total} [00:{el:02d}<00:10, 10.00it/s{post}]"
 

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from sessions.progress import Progress, ProgressTracker, parse_log
+from sessions.progress.tracker import Progress, ProgressTracker, parse_log
 from tests.support import progress_runs as runs
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessions.progress import parse_log
+from sessions.progress.tracker import parse_log
 from tests.support import progress_runs as runs
 
 CAPTURES = runs.captures()

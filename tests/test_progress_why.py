@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from sessions.progress import ProgressTracker, parse_log
-from sessions.progress_explain import missing
+from sessions.progress.tracker import ProgressTracker, parse_log
+from sessions.progress.explain import missing
 from tests.support import progress_runs as runs
 from tui.cli import main
 

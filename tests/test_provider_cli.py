@@ -248,7 +248,7 @@ async def test_an_id_that_looks_like_an_option_is_refused(cli):
 
 
 def test_the_registry_has_one_module_per_config_type():
-    from sessions.config_model import PROVIDER_TYPES
+    from sessions.config.model import PROVIDER_TYPES
 
     assert tuple(registry.SPECS) == PROVIDER_TYPES
     for kind, spec in registry.SPECS.items():

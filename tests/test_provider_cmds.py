@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from sessions.config import load_config
+from sessions.config.loader import load_config
 from tests.support.provider_server import (
     KEY,
     FakeLambda,

@@ -10,9 +10,9 @@ from textwrap import dedent
 
 import pytest
 
-from sessions.config import ConfigError, ProviderConfig, parse_config
-from sessions.config_model import PROVIDER_TYPES
-from sessions.config_schema import PROVIDER_OPTIONS
+from sessions.config.loader import ConfigError, ProviderConfig, parse_config
+from sessions.config.model import PROVIDER_TYPES
+from sessions.config.schema import PROVIDER_OPTIONS
 
 POD = "pods:\n  - name: a\n    host: h\n"
 

@@ -22,8 +22,10 @@ from urllib.parse import quote, quote_plus
 import pytest
 import yaml
 
-from sessions import provider_ops, provider_poller
-from sessions.config import parse_config
+from sessions.providers import ops as provider_ops
+
+from sessions.providers import poller as provider_poller
+from sessions.config.loader import parse_config
 from tests.support.files import put
 from tests.support.pinning import trust
 from tests.support.provider_server import (

@@ -1,13 +1,14 @@
-"""Stop and teardown policy (sessions.provider_ops) against the local fake APIs."""
+"""Stop and teardown policy (sessions.providers.ops) against the local fake APIs."""
 
 from __future__ import annotations
 
 import pytest
 
 from backends.providers.base import InstanceInfo, InstanceState, ProviderError
-from sessions import provider_ops, teardown_guard
-from sessions.config import parse_config
-from sessions.provider_ops import ActionRefused, ProviderSetupError
+from sessions.providers import ops as provider_ops
+from sessions.checkpoints import teardown_guard
+from sessions.config.loader import parse_config
+from sessions.providers.ops import ActionRefused, ProviderSetupError
 from tests.support.provider_server import (
     KEY,
     FakeLambda,

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from backends.providers.base import InstanceInfo, InstanceState
-from sessions.config import parse_config
-from sessions.fleet import Fleet
-from sessions.progress import Progress
-from sessions.provider_poller import ProviderPoller, ProviderView, merge
+from sessions.config.loader import parse_config
+from sessions.fleet.facade import Fleet
+from sessions.progress.tracker import Progress
+from sessions.providers.poller import ProviderPoller, ProviderView, merge
 from sessions.snapshot import PodSnapshot, PodState, SessionSnapshot, SessionState
 from tests.support.provider_server import KEY, FakeRunPod, ProviderServer, runpod_pod
 from tui.cli import main

@@ -94,8 +94,8 @@ async def test_the_agent_streams_through_the_shell(shell_server):
 
 @pytest.mark.requires_tools("python3")
 async def test_a_proxied_pod_is_monitored_without_a_single_exec(shell_server, tmp_path, monkeypatch):
-    from sessions.config import parse_config
-    from sessions.fleet import Fleet
+    from sessions.config.loader import parse_config
+    from sessions.fleet.facade import Fleet
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.ssh of the person running the tests
     monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
@@ -119,8 +119,8 @@ async def test_one_off_commands_on_a_proxied_pod_go_through_the_shell(shell_serv
     """`gpuctl launch`/`kill` use open_runner: on a proxied pod it must never try exec."""
     import yaml
 
-    from sessions.config import parse_config
-    from sessions.pod_access import open_runner
+    from sessions.config.loader import parse_config
+    from sessions.link.pod_access import open_runner
 
     monkeypatch.setenv("HOME", str(tmp_path))
     config = parse_config(yaml.safe_dump({"pods": [{

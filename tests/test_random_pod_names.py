@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sessions.checkpoints import list_checkpoints
-from sessions.config import parse_config
-from sessions.download import download_checkpoint
-from sessions.pod_access import open_runner
-from sessions.resume import resume
+from sessions.checkpoints.listing import list_checkpoints
+from sessions.config.loader import parse_config
+from sessions.checkpoints.download import download_checkpoint
+from sessions.link.pod_access import open_runner
+from sessions.checkpoints.resume import resume
 from tests.support.pinning import trust
 from tests.test_template_injection import received, recorder, wait_for
 

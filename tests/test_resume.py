@@ -16,10 +16,10 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from sessions import session_control as sc
-from sessions.config import parse_config
-from sessions.pod_access import open_runner
-from sessions.resume import NoCheckpointToResume, NoResumeTemplate, fill_template, resumable, resume
+from sessions.tmux import control as sc
+from sessions.config.loader import parse_config
+from sessions.link.pod_access import open_runner
+from sessions.checkpoints.resume import NoCheckpointToResume, NoResumeTemplate, fill_template, resumable, resume
 from tests.support.sshd import SshdServer
 from tui.cli import main
 from tests.support.pinning import trust

@@ -27,10 +27,10 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from sessions import session_control as sc
-from sessions.config import parse_config
-from sessions.pod_access import open_runner
-from sessions.tmux import parse_capture
+from sessions.tmux import control as sc
+from sessions.config.loader import parse_config
+from sessions.link.pod_access import open_runner
+from sessions.tmux.commands import parse_capture
 from tests.support.sshd import SshdServer
 from tui.cli import main
 from tests.support.pinning import trust

@@ -11,9 +11,9 @@ import asyncio
 
 import yaml
 
-from sessions.config import parse_config
-from sessions.fleet import Fleet
-from sessions.spend import SpendBook, default_path
+from sessions.config.loader import parse_config
+from sessions.fleet.facade import Fleet
+from sessions.providers.spend import SpendBook, default_path
 from tests.support.pinning import trust
 from tests.support.provider_server import KEY, FakeRunPod, ProviderServer, runpod_pod
 

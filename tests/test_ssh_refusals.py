@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from backends.ssh import FailureKind, SshFailure, connect, resolve_target
-from sessions.paths import gpuctl_known_hosts_path
+from sessions.config.paths import gpuctl_known_hosts_path
 from tests.support.sshd import SshdServer
 from tui.cli import main
 

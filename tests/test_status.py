@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sessions.config import parse_config
-from sessions.fleet import Fleet
-from sessions.paths import gpuctl_known_hosts_path
+from sessions.config.loader import parse_config
+from sessions.fleet.facade import Fleet
+from sessions.config.paths import gpuctl_known_hosts_path
 from tests.support.sshd import SshdServer
 from tui.cli import main
 from tests.support.pinning import trust

@@ -7,9 +7,10 @@ import os
 import time
 
 from backends.runner import LocalRunner
-from sessions import checkpoint_index, teardown_guard
-from sessions.checkpoints import list_checkpoints
-from sessions.config import parse_config
+from sessions.checkpoints import index as checkpoint_index
+from sessions.checkpoints import teardown_guard
+from sessions.checkpoints.listing import list_checkpoints
+from sessions.config.loader import parse_config
 
 
 def setup(tmp_path, *names: str):

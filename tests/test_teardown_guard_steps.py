@@ -4,7 +4,7 @@ many steps a teardown loses (no refusal: every stop loses those)."""
 
 from __future__ import annotations
 
-from sessions import teardown_guard
+from sessions.checkpoints import teardown_guard
 from tests.test_teardown_guard import record_copy, setup
 
 

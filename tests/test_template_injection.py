@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sessions.config import parse_config
+from sessions.config.loader import parse_config
 from sessions.events import EventKind, WatchEvent
-from sessions.notify import Notifier
-from sessions.pod_access import open_runner
-from sessions.policy_model import NotifyTarget
-from sessions.resume import NoResumeTemplate, fill_template, resumable, resume
-from sessions.shell_template import (
+from sessions.watch.notify import Notifier
+from sessions.link.pod_access import open_runner
+from sessions.config.policy_model import NotifyTarget
+from sessions.checkpoints.resume import NoResumeTemplate, fill_template, resumable, resume
+from sessions.config.shell_template import (
     NOTIFY_PLACEHOLDERS,
     RESUME_PLACEHOLDERS,
     TemplateError,

@@ -1,4 +1,4 @@
-"""sessions.tmux: every builder quotes everything; every parser reads real tmux output.
+"""sessions.tmux.commands: every builder quotes everything; every parser reads real tmux output.
 
 No tmux and no pod here. Quoting is checked two ways: by splitting the built
 command back with `shlex.split` (what the pod's shell does), and by running the
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from backends.ssh import SshTarget
-from sessions import tmux
-from sessions.tmux import SessionState
+from sessions.tmux import commands as tmux
+from sessions.tmux.commands import SessionState
 
 NASTY_COMMANDS = [
     pytest.param("python train.py --lr 3e-4", id="plain"),

@@ -31,11 +31,11 @@ from typing import Any
 import pytest
 import yaml
 
-from sessions import session_control as sc
-from sessions.config_model import Defaults, PodConfig, SessionConfig
-from sessions.pod_access import open_runner
-from sessions.session_logs import default_log_path, log_file_name
-from sessions.tmux import tmux_name_problem
+from sessions.tmux import control as sc
+from sessions.config.model import Defaults, PodConfig, SessionConfig
+from sessions.link.pod_access import open_runner
+from sessions.tmux.logs import default_log_path, log_file_name
+from sessions.tmux.commands import tmux_name_problem
 from tui.cli import main
 
 pytestmark = pytest.mark.requires_tools("tmux")

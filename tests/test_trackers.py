@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from backends import agent_script as agent
-from sessions.progress import Progress
-from sessions.trackers import TrackerReading, merge, readings_from, tracker_roots, with_config_total
+from sessions.progress.tracker import Progress
+from sessions.progress.trackers import TrackerReading, merge, readings_from, tracker_roots, with_config_total
 from tui.cli import main
 
 DATA = Path(__file__).parent / "data" / "trackers"
@@ -221,8 +221,8 @@ def test_the_search_walks_again_only_when_a_folder_changed(tmp_path):
 
 
 def test_later_messages_carry_only_what_changed_and_the_book_keeps_the_rest(tmp_path):
-    from sessions.config import parse_config
-    from sessions.session_book import SessionBook
+    from sessions.config.loader import parse_config
+    from sessions.fleet.session_book import SessionBook
 
     root, truth = run_dir("hf_trainer", tmp_path)
     watch = agent.TrackerWatch("sft", [str(root)], every_s=0)

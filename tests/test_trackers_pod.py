@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sessions.config import ConfigError, parse_config
+from sessions.config.loader import ConfigError, parse_config
 from tests.support.pinning import trust
 from tests.test_trackers import run_dir
 from tui.cli import main

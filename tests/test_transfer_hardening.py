@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from backends.transfer import PartWriter, TransferFailed
-from sessions import checkpoint_index as index
-from sessions import download as dl
+from sessions.checkpoints import index
+from sessions.checkpoints import download as dl
 from tests.support.files import OLD, age_tree, put
 from tests.support.procs import alive, descendants
 from tests.test_download import MB, Pod

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sessions.config import parse_config
+from sessions.config.loader import parse_config
 from tests.support.pinning import trust
 from tests.support.provider_server import KEY, FakeRunPod, ProviderServer, runpod_pod
 from tests.test_tui_pilot import (

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sessions.progress import Progress
+from sessions.progress.tracker import Progress
 from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, SessionSnapshot
 from tui import fleet_rows
 from tui.bindings import binding_ids, keymap_from_config
@@ -183,7 +183,7 @@ def test_the_theme_pick_is_remembered_until_config_changes(tmp_path):
 
 
 def test_checkpoint_lines_show_the_download_and_each_checkpoints_state():
-    from sessions.checkpoints import Checkpoint
+    from sessions.checkpoints.listing import Checkpoint
     from tui.downloads import DONE, FAILED, RUNNING, DownloadState, checkpoint_lines
 
     listing = [Checkpoint("step_200.pt", "/w/step_200.pt", "file", 200, 2 << 30, 990.0, "writing", listed_at=1000.0),

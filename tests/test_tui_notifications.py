@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from sessions.config import parse_config
+from sessions.config.loader import parse_config
 from sessions.events import EventKind, WatchEvent
 from sessions.snapshot import FleetSnapshot
 from tests.support.fake_fleet import StaticFleet, demo_snapshot
@@ -195,7 +195,7 @@ async def test_routine_notices_are_one_line_each_and_sort_says_nothing(tmp_path)
 
 
 async def test_a_downloaded_checkpoint_from_the_policies_is_a_routine_line(tmp_path):
-    from sessions.watch_notify import NotifyRouter
+    from sessions.watch.notify_routing import NotifyRouter
     from tui.watch_bridge import WatchBridge
 
     app = app_with(tmp_path, many_pods(3))

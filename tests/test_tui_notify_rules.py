@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessions.progress import Progress
+from sessions.progress.tracker import Progress
 from sessions.snapshot import DiskUsage, FleetSnapshot, GpuSample, PodSnapshot, SessionSnapshot
 from tui.notify_rules import Cooldown, Note, Thresholds, changes
 

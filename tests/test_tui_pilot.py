@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sessions.config import parse_config
-from sessions.paths import gpuctl_known_hosts_path
+from sessions.config.loader import parse_config
+from sessions.config.paths import gpuctl_known_hosts_path
 from tests.support.provider_server import KEY, FakeRunPod, ProviderServer, runpod_pod
 from tui.actions import Target
 from tui.app import make_app

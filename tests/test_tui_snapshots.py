@@ -14,8 +14,8 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from sessions.checkpoints import Checkpoint
-from sessions.config import parse_config
+from sessions.checkpoints.listing import Checkpoint
+from sessions.config.loader import parse_config
 from tests.support.fake_fleet import DEMO_LOG, StaticFleet, demo_snapshot
 from tui.app import make_app
 
@@ -109,7 +109,7 @@ def test_kill_confirmation(snap_compare, tmp_path, size):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_teardown_confirmation_asks_for_the_pod_name(snap_compare, tmp_path, size, monkeypatch):
-    from sessions import teardown_guard
+    from sessions.checkpoints import teardown_guard
 
     async def unsafe(pod):  # the real guard would try to reach the example pod over SSH
         return False, "session train's newest checkpoint checkpoint-1200 has no verified local copy"

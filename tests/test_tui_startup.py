@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_importing_the_app_loads_neither_asyncssh_nor_the_fleet():
-    code = "import sys, tui.app; print(sorted(m for m in sys.modules if m in ('asyncssh', 'sessions.fleet')))"
+    code = "import sys, tui.app; print(sorted(m for m in sys.modules if m in ('asyncssh', 'sessions.fleet.facade')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
 
@@ -29,7 +29,7 @@ def test_the_first_frame_is_drawn_before_asyncssh_is_imported(tmp_path):
     config.write_text("pods:\n  - {name: nowhere, host: 127.0.0.1, port: 9, connect_timeout: 2}\n")
     script = textwrap.dedent(f"""
         import asyncio, sys
-        from sessions.config import load_config
+        from sessions.config.loader import load_config
         from tui.app import GpuctlApp
 
         class Probe(GpuctlApp):
@@ -104,7 +104,7 @@ def test_the_first_frame_is_drawn_before_the_config_schema_is_imported(tmp_path)
 
         class Probe(GpuctlApp):
             def on_mount(self):
-                self.call_after_refresh(lambda: print("FIRST FRAME schema:", "sessions.config_schema" in sys.modules,
+                self.call_after_refresh(lambda: print("FIRST FRAME schema:", "sessions.config.schema" in sys.modules,
                                                       "yaml:", "yaml" in sys.modules, "|", header(self)))
 
         async def main():
@@ -140,7 +140,7 @@ def test_a_bad_config_closes_the_tui_and_is_explained_like_any_command(tmp_path)
 
 
 def test_the_guessed_config_path_is_the_one_config_reads(tmp_path, monkeypatch):
-    from sessions.config import locate_config
+    from sessions.config.loader import locate_config
     from tui.cli import config_path_guess
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))

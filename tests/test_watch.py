@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 import yaml
 
-from sessions.config import parse_config
+from sessions.config.loader import parse_config
 from sessions.events import WatchEvent
-from sessions.fleet import Fleet
-from sessions.watch import Watcher, last_lines
-from sessions.watch_state import open_state
+from sessions.fleet.facade import Fleet
+from sessions.watch.watcher import Watcher, last_lines
+from sessions.watch.state import open_state
 from tests.support.pinning import trust
 
 pytestmark = [pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux"), pytest.mark.usefixtures("isolated_home")]
@@ -257,7 +257,7 @@ class Receiver:
 
 
 async def test_a_webhook_on_loopback_receives_the_events(sshd, tmp_path):
-    from sessions.watch_notify import NotifyRouter
+    from sessions.watch.notify_routing import NotifyRouter
 
     (tmp_path / "work").mkdir()
     receiver = Receiver()
@@ -313,7 +313,7 @@ async def test_restarting_watch_keeps_restart_counts_and_downloads(sshd, tmp_pat
 
 
 def test_a_second_watch_on_the_same_state_file_is_refused(tmp_path):
-    from sessions.watch_state import StateLocked
+    from sessions.watch.state import StateLocked
 
     state, _ = open_state(tmp_path / "s.json")
     try:
@@ -435,7 +435,7 @@ async def test_a_checkpoint_rotated_away_mid_download_is_no_failure_and_the_next
     """A trainer keeping its newest k (Lightning's save_top_k) deletes a checkpoint while
     it is fetched: routine, so no download_failed alert; an unreadable checkpoint that
     is still there stays a failure."""
-    from sessions import watch_downloads
+    from sessions.watch import downloads as watch_downloads
 
     work = tmp_path / "work"
     work.mkdir()

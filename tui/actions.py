@@ -7,13 +7,13 @@ draws: screens say what is targeted (`Target`) and show the results.
 
 Wired: launch (`n`; where the pod holds a complete checkpoint of the session it asks:
 resume from it, or start from scratch after a second yes), kill (`k`, confirmed, quoting
-what the pane runs: `sessions.pane_process`) and attach (`a`: suspends the app, runs
+what the pane runs: `sessions.tmux.pane_process`) and attach (`a`: suspends the app, runs
 `ssh -t ... tmux attach`) through the Fleet; stop (`s`, confirmed) and teardown (`T`,
 type the pod name; the dialog says whether the newest checkpoint is safe, from
-`sessions.teardown_guard`, told the steps each session trained so a run that never
+`sessions.checkpoints.teardown_guard`, told the steps each session trained so a run that never
 saved is not called safe) through the Fleet's provider calls, a pod without
-`provider:` saying it has none; download (`d`: `sessions.download`, progress in the
-checkpoint list, the app stays usable) and resume (`r`: `sessions.resume`, confirmed
+`provider:` saying it has none; download (`d`: `sessions.checkpoints.download`, progress in the
+checkpoint list, the app stays usable) and resume (`r`: `sessions.checkpoints.resume`, confirmed
 when it would restart a running session); the checkpoint listing the pod screen shows.
 
 Past 400 lines on purpose: the issue asks for every action's wiring in one module,
@@ -254,8 +254,8 @@ class Actions:
         `command:`, which starts training at step 0: where the pod holds a complete
         checkpoint of the session, that silently throws it away, so `n` asks as `r` does
         (resume from it, or start from scratch after a second yes)."""
-        from sessions.checkpoints import newest_complete
-        from sessions.resume import NoResumeTemplate, resumable
+        from sessions.checkpoints.listing import newest_complete
+        from sessions.checkpoints.resume import NoResumeTemplate, resumable
         from tui.dialogs.confirm import ConfirmDialog
         from tui.dialogs.pick import PickDialog
 
@@ -304,7 +304,7 @@ class Actions:
 
     def kill_question(self, target: Target, session: SessionSnapshot, running: str | None = None) -> str:
         """The dialog text: which session, what it is doing, what is lost and kept.
-        `running`: what the pod's process table says runs (`sessions.pane_process`),
+        `running`: what the pod's process table says runs (`sessions.tmux.pane_process`),
         quoted before the configured `command:`, which a `resume:` relaunch or a
         session started by hand does not run."""
         lines = [f"Kill tmux session {session.name!r} on pod {target.pod!r}."]
@@ -338,7 +338,7 @@ class Actions:
     async def _what_runs(self, pod: str, session: SessionSnapshot) -> str | None:
         """What the session's pane runs, read from the pod (None when unknown: the
         dialog then quotes the configured command, as it always did)."""
-        from sessions.pane_process import what_runs
+        from sessions.tmux.pane_process import what_runs
         from tui.terminal_text import visible
 
         if session.state != SessionState.RUNNING or session.pid is None:
@@ -427,7 +427,7 @@ class Actions:
         monitor's live connection when it is up, so an action costs no handshake."""
         if self.app.fleet is not None:
             return self.app.fleet.borrow(pod)
-        from sessions.pod_link import open_transport
+        from sessions.link.pod_link import open_transport
 
         return open_transport(self.app.config.pod(pod), self.app.config.defaults)
 
@@ -436,7 +436,7 @@ class Actions:
         self.app.post_message(DownloadsChanged())
 
     async def _download(self, pod: str, session: str) -> None:
-        from sessions.download import download_checkpoint
+        from sessions.checkpoints.download import download_checkpoint
 
         key = (pod, session)
 
@@ -473,7 +473,7 @@ class Actions:
         self._run("Resume", target, self._resume(target, running))
 
     async def _resume(self, target: Target, running: bool) -> None:
-        from sessions import resume
+        from sessions.checkpoints import resume
         from tui.dialogs.confirm import ConfirmDialog
 
         pod = self.app.config.pod(target.pod)
@@ -495,8 +495,8 @@ class Actions:
     async def list_checkpoints(self, target: Target) -> list[Any]:
         """The session's checkpoints, newest first, each marked when a verified copy
         exists here (for the pod screen's worker). Raises as `list_checkpoints` does."""
-        from sessions.checkpoint_index import host_identity, mark_verified
-        from sessions.checkpoints import list_checkpoints
+        from sessions.checkpoints.index import host_identity, mark_verified
+        from sessions.checkpoints.listing import list_checkpoints
 
         pod = self.app.config.pod(target.pod)
         session = pod.session(target.session or "")
@@ -528,7 +528,7 @@ class Actions:
     async def _capabilities(self, pod: Any) -> Any:
         """What the provider can do and what each action keeps and destroys (raises
         `ProviderSetupError`, e.g. an unset key variable, before anything is asked)."""
-        from sessions import provider_ops
+        from sessions.providers import ops as provider_ops
 
         provider = provider_ops.build_provider(pod.provider, pod_name=pod.name)
         try:
@@ -537,7 +537,7 @@ class Actions:
             await provider.aclose()
 
     async def _stop(self, pod_name: str) -> None:
-        from sessions import teardown_guard
+        from sessions.checkpoints import teardown_guard
         from tui.dialogs.confirm import ConfirmDialog
 
         pod = self.app.config.pod(pod_name)
@@ -581,7 +581,7 @@ class Actions:
                 "This cannot be undone.")
 
     async def _teardown(self, pod_name: str) -> None:
-        from sessions import teardown_guard
+        from sessions.checkpoints import teardown_guard
         from tui.dialogs.confirm import TypedConfirmDialog
 
         pod = self.app.config.pod(pod_name)

@@ -1,7 +1,7 @@
 """The Textual app: a view over the same `sessions.Fleet` the headless commands use.
 
 `make_app` is the one factory the CLI, the Pilot tests and the snapshot tests share.
-The app paints first and connects after: `sessions.fleet` (and so asyncssh, ~170 ms
+The app paints first and connects after: `sessions.fleet.facade` (and so asyncssh, ~170 ms
 to import) is loaded by the worker that starts the Fleet, never before the first
 frame. The CLI also hands over a function that reads the config rather than the
 config itself, so the config schema and YAML (~50 ms to import) load after the first
@@ -40,7 +40,7 @@ from tui.notices import Notice, NoticeLog, tidy
 from tui.sparkline_history import History
 
 if TYPE_CHECKING:
-    from sessions.config import Config
+    from sessions.config.loader import Config
     from tui import notify_rules
 
 UI_INTERVAL = 0.1
@@ -53,11 +53,11 @@ pods: the UI adds ~4.5 % of a core at 0.1 s (p99 106 ms to screen), ~3 % at 0.25
 FleetFactory = Callable[["Config"], Any]
 ConfigLoader = Callable[[], "Config"]
 """Reads and validates the config (run in a thread after the first frame); raises
-`sessions.config.ConfigError` when it cannot."""
+`sessions.config.loader.ConfigError` when it cannot."""
 
 
 def _real_fleet(config: "Config") -> Any:
-    from sessions.fleet import Fleet
+    from sessions.fleet.facade import Fleet
 
     return Fleet(config)
 
@@ -183,7 +183,7 @@ class GpuctlApp(App[int]):
         try:
             if self._fleet_factory is None:
                 # asyncssh takes ~170 ms to import: load it off the event loop.
-                await asyncio.to_thread(importlib.import_module, "sessions.fleet")
+                await asyncio.to_thread(importlib.import_module, "sessions.fleet.facade")
             fleet = (self._fleet_factory or _real_fleet)(self.config)
             fleet.start()
         except Exception as exc:  # noqa: BLE001 - shown, and the app stays up
@@ -209,7 +209,7 @@ class GpuctlApp(App[int]):
         self.run_worker(self.automation.run(), name="automation", group="automation", exit_on_error=False)
 
     def _thresholds(self, pod_name: str) -> "notify_rules.Thresholds":
-        from sessions.policy_model import policies_for
+        from sessions.config.policy_model import policies_for
         from tui import notify_rules
 
         try:

@@ -178,7 +178,7 @@ def _tui(args: argparse.Namespace) -> int:
     try:
         return run_app(config, read_only=args.read_only)
     except Exception as exc:
-        from sessions.config import ConfigError
+        from sessions.config.loader import ConfigError
 
         if not isinstance(exc, ConfigError):
             raise
@@ -187,7 +187,7 @@ def _tui(args: argparse.Namespace) -> int:
 
 
 def config_path_guess(cli_path: str | None, environ: Mapping[str, str] = os.environ) -> str:
-    """The file `sessions.config.locate_config` picks (same precedence), without
+    """The file `sessions.config.loader.locate_config` picks (same precedence), without
     importing it: enough to know, before loading Textual, whether there is a file to
     open at all. `locate_config` stays the authority (the app reads through it), so a
     guess that ever drifts only moves where a config error is shown, never what it says."""
@@ -201,7 +201,7 @@ def config_path_guess(cli_path: str | None, environ: Mapping[str, str] = os.envi
 
 def _read_config(cli_path: str | None):
     """The app's `ConfigLoader` (called in a thread after the first frame)."""
-    from sessions.config import load_config, locate_config
+    from sessions.config.loader import load_config, locate_config
 
     return load_config(locate_config(cli_path))
 

@@ -12,8 +12,8 @@ import json
 import sys
 from typing import TextIO
 
-from sessions.config import Config
-from sessions.fleet import Fleet
+from sessions.config.loader import Config
+from sessions.fleet.facade import Fleet
 from sessions.snapshot import FleetSnapshot, PodState
 from tui.status_json import fleet_json
 from tui.status_table import render_plain, render_rich

@@ -26,10 +26,10 @@ def _say(text: str) -> None:
 async def run_watch(config: Any, *, state_path: Path, as_json: bool, pod_names: list[str] | None,
                     start_dir: Path, out: TextIO = sys.stdout) -> int:
     """Run until interrupted; returns the exit status."""
-    from sessions.fleet import Fleet
-    from sessions.watch import Watcher
-    from sessions.watch_notify import NotifyRouter
-    from sessions.watch_state import StateLocked, open_state
+    from sessions.fleet.facade import Fleet
+    from sessions.watch.watcher import Watcher
+    from sessions.watch.notify_routing import NotifyRouter
+    from sessions.watch.state import StateLocked, open_state
 
     try:
         state, note = open_state(state_path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from sessions.progress_formats import strip_controls
+from sessions.progress.formats import strip_controls
 
 MAX_LINE = 4000
 """Longer lines are cut: a log line this long is binary noise, not something to read."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, SessionState
-from sessions.policy_model import Alerts
+from sessions.config.policy_model import Alerts
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Thresholds:
 
     @classmethod
     def from_alerts(cls, alerts) -> "Thresholds":
-        """From the `alerts:` policy in force for a pod (`sessions.policy_model.Alerts`)."""
+        """From the `alerts:` policy in force for a pod (`sessions.config.policy_model.Alerts`)."""
         return cls(alerts.gpu_temp_c, alerts.disk_used_pct)
 
 

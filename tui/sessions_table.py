@@ -6,7 +6,7 @@ import textwrap
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: the TUI's first frame should not pay for the parser
-    from sessions.progress import Progress
+    from sessions.progress.tracker import Progress
 
 from sessions.snapshot import SessionSnapshot, SessionState
 from tui import humanize
@@ -75,7 +75,7 @@ def render_progress(progress: Progress, source: str) -> str:
         ("epoch", f"{progress.epoch:.3g}" if progress.epoch is not None else "-"),
         ("eta", humanize.duration(progress.eta_s) if progress.eta_s is not None else "-"),
     ]
-    from sessions.progress_explain import missing
+    from sessions.progress.explain import missing
 
     why = missing(progress)
     field = {"step": "step", "total": "step", "rate": "rate", "loss": "loss", "eta_s": "eta"}

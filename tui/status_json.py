@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessions.progress import Progress
+from sessions.progress.tracker import Progress
 from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, SessionSnapshot
 
 

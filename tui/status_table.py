@@ -14,7 +14,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from sessions.policy_model import Alerts, policies_for
+from sessions.config.policy_model import Alerts, policies_for
 from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, PodState
 from tui import humanize
 from tui.terminal_text import plain_table, visible

@@ -1,6 +1,6 @@
 """The TUI's automation: the same Watcher as `gpuctl watch`, with actions per pod.
 
-The app runs one `sessions.watch.Watcher` over its Fleet, so the config's
+The app runs one `sessions.watch.watcher.Watcher` over its Fleet, so the config's
 `policies:` (auto-download, auto-resume, alerts, budget, notify) apply while a person
 watches, exactly as they do headless. `w` pauses or resumes a pod's *actions*
 (downloads, restarts, budget stop); alerts and events keep flowing either way.
@@ -74,7 +74,7 @@ class WatchBridge:
         self._temp: tempfile.TemporaryDirectory | None = None
 
     def _open_state(self) -> Any:
-        from sessions.watch_state import StateLocked, default_state_path, open_state
+        from sessions.watch.state import StateLocked, default_state_path, open_state
 
         path = self.state_path or default_state_path(self.fleet.config.path, self.start_dir)
         try:
@@ -88,8 +88,8 @@ class WatchBridge:
 
     async def run(self) -> None:
         """Run until cancelled (the app's worker)."""
-        from sessions.watch import Watcher
-        from sessions.watch_notify import NotifyRouter
+        from sessions.watch.watcher import Watcher
+        from sessions.watch.notify_routing import NotifyRouter
 
         self._state = await asyncio.to_thread(self._open_state)
         self._router = NotifyRouter(self.fleet.config)

@@ -10,7 +10,7 @@
   servers with the demo key and ``host_key: strict``, the pods' host keys for a
   known_hosts file, and `client_env`: HOME, the XDG dirs and ``GPUCTL_CONFIG`` pointing
   into the temp dir. The front end applies `client_env` to its process before gpuctl
-  resolves any path (``sessions.paths`` reads the XDG dirs at call time), then writes
+  resolves any path (``sessions.config.paths`` reads the XDG dirs at call time), then writes
   the host keys with `install_known_hosts` into the known_hosts gpuctl will read. So
   the demo never reads or writes the user's config, ``~/.ssh`` or known_hosts.
 
@@ -352,7 +352,7 @@ class Demo:
 
     def install_known_hosts(self, path: str | os.PathLike[str]) -> Path:
         """Write the pods' host keys into `path`, the known_hosts gpuctl reads
-        (``sessions.paths.gpuctl_known_hosts_path()`` with `client_env` applied).
+        (``sessions.config.paths.gpuctl_known_hosts_path()`` with `client_env` applied).
 
         Raises:
             DemoError: `path` is outside the demo's temp dir: `client_env` was not

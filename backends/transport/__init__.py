@@ -4,7 +4,7 @@
 * `PtyTransport` (`pty.py`): one interactive PTY shell (RunPod's shell-only proxy).
 * `LocalTransport` (`local.py`): `sh -c` on this machine (`host: local`).
 
-Connections are opened and owned by `sessions.pod_link`; a transport only borrows one.
+Connections are opened and owned by `sessions.link.pod_link`; a transport only borrows one.
 """
 
 from backends.transport.base import CommandResult, Fetcher, Transport, TransportUnsupported

@@ -131,7 +131,7 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release what this transport holds (a shell, a channel); never the connection
-        it was lent (that belongs to `sessions.pod_link`)."""
+        it was lent (that belongs to `sessions.link.pod_link`)."""
         ...
 
 

@@ -22,7 +22,7 @@ of that one shell, slower than direct TCP but working:
    stdout the pod base64-encodes, and hands the client the decoded bytes line-whole
    and in order, so a `.part` file written from it is always a clean prefix of the
    file (`backends.transfer.PtyFetcher` resumes a download there, and
-   `sessions.download` verifies it against the pod's SHA-256 as for direct pods).
+   `sessions.checkpoints.download` verifies it against the pod's SHA-256 as for direct pods).
 5. **Typed text is plain.** A terminal acts on control characters typed into it
    (`^C` interrupts, `^D` ends input, `\r` becomes `\n`, `^V` and DEL edit the
    line), so a command holding any (a file name with a `\r` in it) is typed as

@@ -1,6 +1,6 @@
 """`Transport` over an open asyncssh connection: one exec channel per command.
 
-The connection is lent (by `sessions.pod_link`), never owned: closing this transport
+The connection is lent (by `sessions.link.pod_link`), never owned: closing this transport
 closes nothing but the SFTP channel a download may have opened. Any number of
 commands can run at once, each on its own channel, so `beside()` is this transport.
 """

@@ -3,7 +3,7 @@
 ticking at 1 Hz, so the cost measured is the UI's, not SSH's).
 
 Everything else in the TUI tests runs against real sshd pods. Both classes offer the
-part of `sessions.fleet.Fleet` the TUI reads: `start`, `stop`, `subscribe` (latest
+part of `sessions.fleet.facade.Fleet` the TUI reads: `start`, `stop`, `subscribe` (latest
 only), `snapshot`, `recent_log`, log listeners, `refresh`, `attach_argv`.
 No pytest import: bench/ uses this too.
 """
@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sessions.progress import Progress
+from sessions.progress.tracker import Progress
 from sessions.snapshot import DiskUsage, FleetSnapshot, GpuSample, PodSnapshot, SessionSnapshot
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sessions.paths import gpuctl_known_hosts_path
+from sessions.config.paths import gpuctl_known_hosts_path
 from tests.support.sshd import SshdServer
 
 

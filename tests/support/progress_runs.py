@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sessions.progress import Progress, ProgressTracker
+from sessions.progress.tracker import Progress, ProgressTracker
 
 RUNS = Path(__file__).resolve().parent.parent / "data" / "runs"
 KINDS = ("tty", "file")

@@ -53,7 +53,7 @@ def _check(args: argparse.Namespace) -> int:
 
 async def _check_async(config: Any, pod: Any, args: argparse.Namespace) -> int:
     from sessions.errors import SshFailure
-    from sessions.pod_link import open_transport
+    from sessions.link.pod_link import open_transport
     from sessions.preflight import FAIL, MIN_FREE_GB, run_checks
 
     try:

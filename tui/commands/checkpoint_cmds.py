@@ -55,7 +55,7 @@ def _session_or_explain(pod: Any, name: str) -> Any:
 
 def _globs_ok(session: Any) -> bool:
     """The session's `checkpoints:` globs stay in its workdir (else say so)."""
-    from sessions.checkpoints import UnsafeName, patterns_for
+    from sessions.checkpoints.listing import UnsafeName, patterns_for
 
     try:
         patterns_for(session)
@@ -91,9 +91,9 @@ def _checkpoints(args: argparse.Namespace) -> int:
 
 async def _checkpoints_async(config: Any, pod: Any, session: Any, as_json: bool) -> int:
     from sessions.errors import SshFailure
-    from sessions.checkpoint_index import host_identity, mark_verified
-    from sessions.checkpoints import CheckpointListingFailed, list_checkpoints
-    from sessions.pod_link import open_transport
+    from sessions.checkpoints.index import host_identity, mark_verified
+    from sessions.checkpoints.listing import CheckpointListingFailed, list_checkpoints
+    from sessions.link.pod_link import open_transport
 
     try:
         async with open_transport(pod, config.defaults) as runner:
@@ -170,8 +170,8 @@ def _download(args: argparse.Namespace) -> int:
 
 async def _download_async(config: Any, pod: Any, session: Any, name: str | None, dest: str | None) -> int:
     from sessions.errors import SshFailure
-    from sessions.checkpoints import CheckpointListingFailed
-    from sessions.download import DownloadError, download_checkpoint
+    from sessions.checkpoints.listing import CheckpointListingFailed
+    from sessions.checkpoints.download import DownloadError, download_checkpoint
     from tui import humanize
 
     label = f"{pod.name}/{session.name}"
@@ -227,7 +227,7 @@ def _resume(args: argparse.Namespace) -> int:
     if config.read_only:
         complain(f"{config.path} sets read_only: true, so gpuctl resume does not change pods")
         return EXIT_USAGE
-    from sessions.resume import NoResumeTemplate, resumable
+    from sessions.checkpoints.resume import NoResumeTemplate, resumable
 
     try:  # before connecting: no pod can fix the config
         session = resumable(pod, args.session)
@@ -244,10 +244,10 @@ def _resume(args: argparse.Namespace) -> int:
 
 async def _resume_async(config: Any, pod: Any, session: Any, restart: bool) -> int:
     from sessions.errors import SshFailure
-    from sessions.checkpoints import CheckpointListingFailed
-    from sessions.pod_link import open_transport
-    from sessions.resume import resume
-    from sessions.session_control import SessionError
+    from sessions.checkpoints.listing import CheckpointListingFailed
+    from sessions.link.pod_link import open_transport
+    from sessions.checkpoints.resume import resume
+    from sessions.tmux.control import SessionError
 
     try:
         async with open_transport(pod, config.defaults) as runner:

@@ -23,7 +23,7 @@ def complain(message: str) -> None:
 
 def load_config_or_explain(args: argparse.Namespace):
     """The validated config, or None after printing why not (to stderr)."""
-    from sessions.config import ConfigError, load_config, locate_config
+    from sessions.config.loader import ConfigError, load_config, locate_config
 
     try:
         return load_config(locate_config(args.config))

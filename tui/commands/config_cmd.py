@@ -18,14 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _path(args: argparse.Namespace) -> int:
-    from sessions.config import resolve_config_path
+    from sessions.config.loader import resolve_config_path
 
     print(resolve_config_path(args.config))
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    from sessions.config import deprecations, describe_config
+    from sessions.config.loader import deprecations, describe_config
 
     config = load_config_or_explain(args)
     if config is None:

@@ -147,8 +147,8 @@ def _restore_signal_handlers(saved: dict[int, Any]) -> None:
 
 def _run(demo: Any, args: argparse.Namespace, notices: _Notices) -> int:
     """With the pods up: point gpuctl at them, launch the sessions, show them."""
-    from sessions.config import load_config
-    from sessions.paths import gpuctl_known_hosts_path
+    from sessions.config.loader import load_config
+    from sessions.config.paths import gpuctl_known_hosts_path
 
     os.environ.update(demo.client_env)
     demo.install_known_hosts(gpuctl_known_hosts_path())
@@ -209,7 +209,7 @@ def _watch(demo: Any, config: Any, args: argparse.Namespace, notices: _Notices) 
 
 async def launch_sessions(config: Any, notify: Callable[[str], None]) -> None:
     """Start every configured session with gpuctl's own launch (tmux over SSH)."""
-    from sessions.fleet import Fleet
+    from sessions.fleet.facade import Fleet
 
     fleet = Fleet(config)  # not started: only its actions are used
     jobs = [(pod.name, session.name) for pod in config.pods for session in pod.sessions if session.command]
@@ -229,7 +229,7 @@ async def running_fleet(config: Any, pod_names: list[str] | None = None) -> Asyn
     demo's Ctrl-C would then never reach its cleanup. So the stop is asked again
     until it is done.
     """
-    from sessions.fleet import Fleet
+    from sessions.fleet.facade import Fleet
 
     fleet = Fleet(config, pod_names)
     fleet.start()

@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _progress(args: argparse.Namespace) -> int:
     if args.run_dir is not None or args.file is None:
         return _progress_dir(args)
-    from sessions.progress import parse_file
-    from sessions.progress_explain import missing
+    from sessions.progress.tracker import parse_file
+    from sessions.progress.explain import missing
     from tui.sessions_table import render_progress
 
     try:
@@ -51,10 +51,10 @@ def _progress(args: argparse.Namespace) -> int:
 
 
 def _progress_dir(args: argparse.Namespace) -> int:
-    """`gpuctl progress --dir RUN_DIR`: the logic is `sessions.trackers`'."""
+    """`gpuctl progress --dir RUN_DIR`: the logic is `sessions.progress.trackers`'."""
     import os
 
-    from sessions import trackers
+    from sessions.progress import trackers
 
     if args.run_dir is None or args.file is not None:
         print("gpuctl: progress takes a log FILE or --dir RUN_DIR (one of them)", file=sys.stderr)
@@ -78,7 +78,7 @@ def _sessions(args: argparse.Namespace) -> int:
 
 
 async def _sessions_async(config, name: str, as_json: bool) -> int:
-    from sessions.fleet import Fleet
+    from sessions.fleet.facade import Fleet
     from tui.sessions_table import render_sessions_plain
     from tui.status_json import session_json
 
@@ -101,7 +101,7 @@ def _logs(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     config, pod = loaded
-    from sessions.session_logs import default_log_path, log_path_for
+    from sessions.tmux.logs import default_log_path, log_path_for
     from tui.commands.session_cmds import name_refused
 
     configured = {s.name: s for s in pod.sessions}
@@ -116,7 +116,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 async def _logs_async(config, pod, path: str, lines: int, follow: bool) -> int:
     from sessions.errors import SshFailure
-    from sessions.log_stream import stream_log
+    from sessions.tmux.log_stream import stream_log
 
     from tui.terminal_text import LogBytes, visible
 

@@ -87,7 +87,7 @@ def _prepare(args: argparse.Namespace, verb: str) -> tuple[Any, Any, Any] | int:
     if config.read_only:
         complain(f"{config.path} sets read_only: true, so gpuctl {verb} does not change pods")
         return EXIT_USAGE
-    from sessions import provider_ops
+    from sessions.providers import ops as provider_ops
 
     try:
         entry = provider_ops.provider_entry(pod, "tear down" if verb == "teardown" else verb)
@@ -113,7 +113,7 @@ def _report(result: Any, verb: str) -> int:
 
 async def _act(verb: str, coro: Any) -> int:
     from sessions.errors import ProviderError
-    from sessions import provider_ops
+    from sessions.providers import ops as provider_ops
 
     try:
         return _report(await coro, verb)
@@ -139,7 +139,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 async def _stop_async(args: argparse.Namespace, config: Any, pod: Any, caps: Any) -> int:
-    from sessions import provider_ops
+    from sessions.providers import ops as provider_ops
 
     entry = pod.provider
     return await _guarded(
@@ -158,7 +158,7 @@ def _teardown(args: argparse.Namespace) -> int:
 
 
 async def _teardown_async(args: argparse.Namespace, config: Any, pod: Any, caps: Any) -> int:
-    from sessions import provider_ops
+    from sessions.providers import ops as provider_ops
 
     entry = pod.provider
     return await _guarded(
@@ -173,7 +173,8 @@ async def _guarded(args: argparse.Namespace, config: Any, pod: Any, *, verb: str
     """Stop or teardown behind the checkpoint guard: the guard is asked before the
     prompt (so nobody types a name only to be refused), its answer is shown in the
     prompt, and the operation reuses that answer instead of asking again."""
-    from sessions import provider_ops, teardown_guard
+    from sessions.providers import ops as provider_ops
+    from sessions.checkpoints import teardown_guard
 
     checked = guarded and not args.force
     ok, note = await teardown_guard.check(config, pod) if checked else (True, "")
@@ -201,10 +202,10 @@ async def _guarded(args: argparse.Namespace, config: Any, pod: Any, *, verb: str
 
 
 def _import(args: argparse.Namespace) -> int:
-    from sessions.config import ConfigError, ConfigNotFound, ProviderConfig, load_config, locate_config
-    from sessions.config_model import PROVIDER_TYPES
-    from sessions.config_schema import PROVIDER_ALIASES
-    from sessions.config_fields import suggest
+    from sessions.config.loader import ConfigError, ConfigNotFound, ProviderConfig, load_config, locate_config
+    from sessions.config.model import PROVIDER_TYPES
+    from sessions.config.schema import PROVIDER_ALIASES
+    from sessions.config.fields import suggest
 
     kind = args.provider.strip().lower()
     kind = PROVIDER_ALIASES.get(kind, kind)
@@ -233,7 +234,8 @@ def _import(args: argparse.Namespace) -> int:
 
 async def _import_async(args: argparse.Namespace, config: Any, path: Any, entry: Any) -> int:
     from sessions.errors import ProviderError
-    from sessions import pod_import, provider_ops
+    from sessions.providers import pod_import
+    from sessions.providers import ops as provider_ops
 
     try:
         provider = provider_ops.build_provider(entry)

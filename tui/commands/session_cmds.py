@@ -47,7 +47,7 @@ def _refuse_read_only(config: Any, verb: str) -> bool:
 def name_refused(pod: Any, name: str) -> bool:
     """Say so (and return True) when no tmux session can be called `name` (`a.b` is
     `a_b` to tmux): a usage error, found before connecting."""
-    from sessions.tmux import tmux_name_problem
+    from sessions.tmux.commands import tmux_name_problem
 
     problem = tmux_name_problem(name, existing=True)
     if problem:
@@ -58,8 +58,8 @@ def name_refused(pod: Any, name: str) -> bool:
 async def _on_pod(config: Any, pod: Any, action: Callable[[Any], Awaitable[int]]) -> int:
     """Connect, run `action(runner)`, and print pod and session errors plainly."""
     from sessions.errors import SshFailure
-    from sessions.pod_link import open_transport
-    from sessions.session_control import SessionError
+    from sessions.link.pod_link import open_transport
+    from sessions.tmux.control import SessionError
 
     try:
         async with open_transport(pod, config.defaults) as runner:
@@ -81,7 +81,7 @@ def _launch(args: argparse.Namespace) -> int:
     config, pod = loaded
     if _refuse_read_only(config, "launch"):
         return EXIT_USAGE
-    from sessions import session_control as sc
+    from sessions.tmux import control as sc
 
     try:  # before connecting: no pod can fix the config
         session = sc.launchable(pod, args.session)
@@ -128,7 +128,7 @@ def _kill(args: argparse.Namespace) -> int:
         complain(f"not killing session {args.session!r} on pod {pod.name!r} without confirmation: "
              "pass --yes to kill without a prompt")
         return EXIT_USAGE
-    from sessions import session_control as sc
+    from sessions.tmux import control as sc
 
     configured = {s.name: s.command for s in pod.sessions}
 
@@ -187,8 +187,9 @@ def _attach(args: argparse.Namespace) -> int:
     config, pod = loaded
     if name_refused(pod, args.session):
         return EXIT_USAGE
-    from sessions import pods, session_control as sc
-    from sessions.tmux import attach_argv
+    from sessions.link import pods
+    from sessions.tmux import control as sc
+    from sessions.tmux.commands import attach_argv
 
     configured = {s.name for s in pod.sessions}
     found: dict[str, Any] = {}

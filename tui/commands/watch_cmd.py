@@ -28,7 +28,7 @@ def _watch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if any(find_pod_or_explain(config, name) is None for name in args.pods):
         return EXIT_USAGE
-    from sessions.watch_state import default_state_path
+    from sessions.watch.state import default_state_path
     from tui.headless_watch import run_watch
 
     start_dir = Path.cwd()

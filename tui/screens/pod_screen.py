@@ -39,7 +39,7 @@ def pod_header(pod: PodSnapshot, paused: bool = False) -> str:
     cost = fleet_rows.spent(pod)
     if cost is not None:
         # which clock the spend counts from, so "up 59m" beside "spent $0.00" explains itself
-        # (the provider's start is not the machine's boot); see sessions/spend.py
+        # (the provider's start is not the machine's boot); see sessions/providers/spend.py
         origin = SPEND_FROM_WORDS.get(pod.spend_from or "")
         parts.append(f"spent ${cost:,.2f}" + (f" ({origin})" if origin else ""))
     if pod.projected_usd is not None:

@@ -1,0 +1,243 @@
+"""The Fleet: every pod's monitor, and one subscription API for all front ends.
+
+The TUI and the headless commands are two views over this object; neither holds
+logic the other lacks. Subscribers get the *latest* fleet snapshot when something
+changed, never a backlog: a slow renderer skips intermediate states instead of
+falling behind (the same idea as Textual's `can_replace` messages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+from sessions.link import pods
+from sessions.config.loader import Config
+from sessions.fleet.monitor import PodMonitor
+from sessions.link.pod_link import PodLink
+from sessions.providers.poller import ProviderPoller
+from sessions.snapshot import FleetSnapshot, PodSnapshot, with_state
+from sessions.providers.spend import SpendBook, default_path
+
+
+class Subscription:
+    """An async iterator of fleet snapshots, each yielded after at least one change."""
+
+    def __init__(self, fleet: "Fleet"):
+        self._fleet = fleet
+        self._changed = asyncio.Event()
+        self._changed.set()  # the first iteration yields the current state at once
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    def __aiter__(self) -> AsyncIterator[FleetSnapshot]:
+        return self
+
+    async def __anext__(self) -> FleetSnapshot:
+        await self._changed.wait()
+        self._changed.clear()
+        return self._fleet.snapshot()
+
+    def close(self) -> None:
+        """Stop receiving updates."""
+        self._fleet._subscriptions.discard(self)
+
+
+class Fleet:
+    """Follows every pod of a config concurrently.
+
+    Use as `async with Fleet(config) as fleet:`; the monitors stop on exit.
+    """
+
+    def __init__(self, config: Config, pod_names: list[str] | None = None):
+        self.config = config
+        selected = [p for p in config.pods if pod_names is None or p.name in pod_names]
+        # Price, spend and preemption from the providers: a task of its own, so a slow
+        # API never delays telemetry (sessions/providers/poller.py).
+        self.providers = ProviderPoller(selected, self._on_provider_change)
+        # One link per pod: the monitor's connection, lent to every action on the pod
+        # (sessions/link/pod_link.py), so a `d` in the TUI needs no new handshake.
+        self.links = {p.name: PodLink(p, config.defaults) for p in selected}
+        self._monitors = {p.name: PodMonitor(p, config.defaults, self._on_update, self.links[p.name], config)
+                          for p in selected}
+        # Spend is accumulated and kept per pod (sessions/providers/spend.py), so it never goes
+        # down when a pod stops or gpuctl restarts; pods dropped from the config are forgotten.
+        self.spend = SpendBook(default_path(config.path), [p.name for p in config.pods])
+        self._pods: dict[str, PodSnapshot] = {name: self._with_spend(self.providers.apply(m.snapshot))
+                                              for name, m in self._monitors.items()}
+        self._cached: FleetSnapshot | None = None
+        self._subscriptions: set[Subscription] = set()
+        self._tasks: list[asyncio.Task] = []
+
+    async def __aenter__(self) -> "Fleet":
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def start(self) -> None:
+        """Start one monitor task per pod."""
+        for name, monitor in self._monitors.items():
+            self._tasks.append(asyncio.create_task(monitor.run(), name=f"gpuctl-pod-{name}"))
+        self._tasks.append(asyncio.create_task(self.providers.run(), name="gpuctl-providers"))
+
+    async def stop(self, patience: float = 0.5) -> None:
+        """Cancel every monitor and wait until they have really ended.
+
+        On Python 3.11 `asyncio.wait_for` can swallow a cancellation that races with
+        the awaited read completing (CPython gh-86296), leaving a monitor running, so
+        the cancellation is repeated every `patience` seconds until each task is done.
+        """
+        pending = {task for task in self._tasks if not task.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=patience)
+        for task in self._tasks:
+            if not task.cancelled():
+                task.exception()  # retrieved, so asyncio does not warn about it
+        self._tasks.clear()
+        self.spend.flush()
+
+    def _with_spend(self, snapshot: PodSnapshot) -> PodSnapshot:
+        """The snapshot's spend from the pod's ledger, not from this sample alone."""
+        since, source = self.providers.running_since(snapshot)
+        ledger = self.spend.record(snapshot.name, snapshot.price_per_hour, since, source)
+        if ledger is None:
+            return with_state(snapshot, spend_usd=None)
+        return with_state(snapshot, spend_usd=ledger.total, spend_since=ledger.since, spend_from=ledger.source)
+
+    def _on_update(self, snapshot: PodSnapshot) -> None:
+        snapshot = self._with_spend(self.providers.apply(snapshot))
+        self._pods[snapshot.name] = snapshot
+        self._cached = None
+        for sub in self._subscriptions:
+            sub._notify()
+
+    def snapshot(self) -> FleetSnapshot:
+        """The newest snapshot of every pod, in config order."""
+        if self._cached is None:
+            self._cached = FleetSnapshot(pods=tuple(self._pods.values()))
+        return self._cached
+
+    def subscribe(self) -> Subscription:
+        """Updates as an async iterator; call `close()` on it when done."""
+        sub = Subscription(self)
+        self._subscriptions.add(sub)
+        return sub
+
+    async def wait_settled(self, timeout: float | None = None) -> FleetSnapshot:
+        """Wait until every pod has answered or failed its first attempt.
+
+        Each pod's first attempt is bounded by its own connect timeout, so a dead pod
+        never delays the others beyond that; `timeout` is an overall safety net.
+        """
+        waits: list[asyncio.Task[object]] = [asyncio.create_task(m.settled.wait()) for m in self._monitors.values()]
+        waits.append(asyncio.create_task(self.providers.settled()))
+        if waits:
+            done, pending = await asyncio.wait(waits, timeout=timeout)
+            for task in pending:
+                task.cancel()
+        return self.snapshot()
+
+    # -- actions: the same calls the headless commands make, for the TUI --------------
+
+    def pod_config(self, pod_name: str):
+        """The config entry of a followed pod (KeyError with a hint if unknown)."""
+        return self.config.pod(pod_name)
+
+    def borrow(self, pod_name: str):
+        """`async with fleet.borrow(pod) as transport:` a `backends.transport.Transport`
+        for one action: channels of the monitor's live connection when it is up, else a
+        connection for this action alone (`PodLink.borrow`). A pod the fleet does not
+        follow gets a link of its own."""
+        link = self.links.get(pod_name) or PodLink(self.pod_config(pod_name), self.config.defaults)
+        return link.borrow()
+
+    async def launch(self, pod_name: str, session_name: str):
+        """Launch a configured session in tmux (see `session_control.launch`)."""
+        from sessions.tmux import control as session_control
+
+        pod = self.pod_config(pod_name)
+        async with self.borrow(pod_name) as transport:
+            result = await session_control.launch(transport, pod, session_name)
+        self.refresh(pod_name)
+        return result
+
+    async def kill(self, pod_name: str, session_name: str):
+        """Kill a tmux session; callers confirm first (this does not ask)."""
+        from sessions.tmux import control as session_control
+
+        async with self.borrow(pod_name) as transport:
+            result = await session_control.kill(transport, session_name, pod_name=pod_name)
+        self.refresh(pod_name)
+        return result
+
+    def attach_argv(self, pod_name: str, session_name: str, *, inside_tmux: bool = False) -> list[str]:
+        """The command that attaches a terminal to the session, with exactly the
+        connection settings monitoring uses."""
+        from sessions.tmux.commands import attach_argv
+
+        link = self.links.get(pod_name)
+        if link is not None:
+            target = link.target
+        else:
+            pod = self.pod_config(pod_name)
+            target = None if pods.is_local(pod) else pods.ssh_target(pod, self.config.defaults)
+        return attach_argv(target, session_name, inside_tmux=inside_tmux)
+
+    def refresh(self, pod_name: str | None = None) -> None:
+        """Ask agents for a fresh sample now (after an action changed something)."""
+        for name, monitor in self._monitors.items():
+            if pod_name in (None, name):
+                monitor.request_sample()
+
+    def recent_log(self, pod_name: str, session_name: str) -> str:
+        """The recent text of a session's followed log (up to 256 KiB)."""
+        return self._monitors[pod_name].book.recent_text(session_name)
+
+    def add_log_listener(self, pod_name: str, session_name: str, listener) -> None:
+        """Call `listener(message)` for each log delta of the session (agent `log` messages)."""
+        self._monitors[pod_name].book.add_listener(session_name, listener)
+
+    def remove_log_listener(self, pod_name: str, session_name: str, listener) -> None:
+        self._monitors[pod_name].book.remove_listener(session_name, listener)
+
+    # -- provider actions (sessions/providers/ops.py; `gpuctl stop|teardown` make the same calls)
+
+    def _on_provider_change(self, pod_name: str) -> None:
+        self._on_update(self._monitors[pod_name].snapshot)
+
+    async def stop_instance(self, pod_name: str, *, force: bool = False, guard=None, progress=None):
+        """Stop the pod's instance through its provider; callers confirm first.
+        Returns a `provider_ops.ActionResult` (raises as `provider_ops.stop` does,
+        `ActionRefused` where the stop wipes a disk and `guard`, by default
+        `sessions.checkpoints.teardown_guard.guard_for(config)`, says no, unless `force`)."""
+        from sessions.providers import ops as provider_ops
+
+        try:
+            return await provider_ops.stop(self.config, self.pod_config(pod_name), force=force, guard=guard,
+                                           progress=progress)
+        finally:
+            self.providers.poll_now()
+
+    async def teardown_instance(self, pod_name: str, *, force: bool = False, guard=None, progress=None):
+        """Terminate the pod's instance through its provider; callers confirm first.
+        `guard` defaults to `sessions.checkpoints.teardown_guard.guard_for(config)`."""
+        from sessions.providers import ops as provider_ops
+        from sessions.checkpoints import teardown_guard
+
+        try:
+            return await provider_ops.teardown(self.config, self.pod_config(pod_name), force=force,
+                                               guard=guard or teardown_guard.guard_for(self.config),
+                                               progress=progress)
+        finally:
+            self.providers.poll_now()
+
+    def set_interval(self, seconds: float, pod_name: str | None = None) -> None:
+        """Change the telemetry interval of one pod, or all."""
+        for name, monitor in self._monitors.items():
+            if pod_name in (None, name):
+                monitor.set_interval(seconds)

@@ -1,0 +1,146 @@
+"""Money spent per pod, accumulated and kept, so a total never goes down.
+
+Spend used to be recomputed on every sample as price x how long the instance has run
+now, so it fell to zero when a pod stopped, was preempted or torn down, or when gpuctl
+restarted (the fleet's total went $2.63 -> $2.07). Here each pod has a ledger:
+`banked` (closed running intervals) plus the current interval's dollars, and the
+current interval's figure only ever grows. An interval starts at the provider's start
+time where the provider gives one (`provider`), else when the machine booted (`uptime`,
+the agent's), else when gpuctl first saw the pod online (`first_seen`); a start clearly
+later than the recorded one (same source) means the instance ran again, so the old
+interval is banked first. A pod that is not running keeps its total: stopped,
+preempted and torn-down pods still show what they cost until removed from the config.
+
+One small JSON file per config file under the platform state dir, written with
+`checkpoint_index.write_json_atomic` under its lock: at once when an interval opens or
+is banked, else at most every `SAVE_EVERY_S` (a crash loses at most that much of the
+current interval, which the provider's start time restores anyway).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import platformdirs
+
+from sessions.checkpoints.index import locked, write_json_atomic
+
+_VERSION = 1
+SAVE_EVERY_S = 60.0
+NEW_INTERVAL_SLACK_S = 300.0
+"""How much later a start time must be to count as a new run: the provider's uptime is
+read at poll time and the agent's at sample time, so the same run's start wobbles."""
+
+FROM_PROVIDER, FROM_UPTIME, FROM_FIRST_SEEN = "provider", "uptime", "first_seen"
+
+
+def default_path(config_path: Path | str) -> Path:
+    """One ledger per config file (pods are named per config)."""
+    digest = hashlib.sha256(str(Path(config_path).resolve()).encode()).hexdigest()[:16]
+    return platformdirs.user_state_path("gpuctl") / "spend" / f"{digest}.json"
+
+
+@dataclass
+class Ledger:
+    """One pod's spend.
+
+    Attributes:
+        banked: dollars of finished running intervals.
+        current: dollars of the current (or last) interval so far; never decreases.
+        since: unix time the current interval started, or None.
+        source: where `since` came from (`provider`, `uptime`, `first_seen`).
+        open: the pod was running at the last sample (a `first_seen` interval that
+            closed cannot be told apart from a new one, so it is banked on reopening).
+    """
+
+    banked: float = 0.0
+    current: float = 0.0
+    since: float | None = None
+    source: str | None = None
+    open: bool = False
+
+    @property
+    def total(self) -> float:
+        return round(self.banked + self.current, 4)
+
+
+class SpendBook:
+    """Every pod's ledger for one config file; see the module docstring."""
+
+    def __init__(self, path: Path, pod_names: Iterable[str] | None = None,
+                 clock=time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._saved_at = 0.0
+        self.ledgers: dict[str, Ledger] = {}
+        try:
+            raw = json.loads(path.read_text())
+            items = raw.get("pods", {}) if isinstance(raw, dict) else {}
+            for name, item in items.items():
+                self.ledgers[name] = Ledger(**item)
+        except (OSError, ValueError, TypeError, AttributeError):
+            self.ledgers = {}  # unreadable: start again rather than fail the screen
+        self._keep = None if pod_names is None else set(pod_names)
+        if self._keep is not None:  # a pod removed from the config takes its spend with it
+            self.ledgers = {n: lg for n, lg in self.ledgers.items() if n in self._keep}
+
+    def record(self, pod: str, price: float | None, since: float | None, source: str | None,
+               now: float | None = None) -> Ledger | None:
+        """Account one sample: `since`/`source` describe the running interval, or are
+        None when the pod is not running. Returns the ledger (None: never any spend)."""
+        now = self._clock() if now is None else now
+        ledger = self.ledgers.get(pod)
+        if source is None or price is None:  # not running (or no price): nothing accrues
+            if ledger is not None and ledger.open:
+                ledger.open = False
+                self._save(now, force=True)
+            return ledger
+        if ledger is None:
+            ledger = self.ledgers[pod] = Ledger()
+        start = now if since is None else min(since, now)
+        changed = False
+        if ledger.since is None:
+            ledger.since, ledger.source, changed = start, source, True
+        elif source == ledger.source and (not ledger.open if source == FROM_FIRST_SEEN
+                                          else start > ledger.since + NEW_INTERVAL_SLACK_S):
+            ledger.banked = round(ledger.banked + ledger.current, 4)
+            ledger.current, ledger.since, changed = 0.0, start, True
+        elif source == FROM_PROVIDER and ledger.source != FROM_PROVIDER and start < ledger.since:
+            ledger.since, ledger.source, changed = start, source, True  # a better start time
+        if not ledger.open:
+            ledger.open, changed = True, True
+        running_since = ledger.since
+        assert running_since is not None  # set above on a ledger's first sample
+        ledger.current = max(ledger.current, round(price * max(0.0, now - running_since) / 3600.0, 4))
+        self._save(now, force=changed)
+        return ledger
+
+    def flush(self) -> None:
+        """Write now (gpuctl is exiting)."""
+        self._save(self._clock(), force=True)
+
+    def _merge_disk(self) -> None:
+        """Another gpuctl (the TUI beside `gpuctl watch`) may have written a larger
+        figure since this one read the file: keep the larger, so the file never goes down."""
+        for name, item in SpendBook(self.path, self._keep, clock=self._clock).ledgers.items():
+            mine = self.ledgers.get(name)
+            if mine is None or item.total > mine.total:
+                self.ledgers[name] = item
+
+    def _save(self, now: float, *, force: bool) -> None:
+        if not force and now - self._saved_at < SAVE_EVERY_S:
+            return
+        self._saved_at = now
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with locked(self.path):
+                self._merge_disk()
+                write_json_atomic(self.path, {"version": _VERSION,
+                                              "pods": {n: asdict(lg) for n, lg in sorted(self.ledgers.items())}})
+        except OSError:
+            pass  # a full or read-only disk must not stop monitoring; the figure is still shown

@@ -1,0 +1,186 @@
+"""`gpuctl watch`: follow the fleet unattended, report what happens, act by policy.
+
+The Watcher subscribes to the Fleet and compares each pod's newest snapshot with the
+one before (and, for sessions, with the state file, so an exit that happened while
+watch itself was down is still noticed). What changed becomes events: `connected`,
+`disconnected`, `preempted`, `session_exited` (with the exit status and the last log
+lines), alerts; the parts it drives add `resumed`, `checkpoint_found`,
+`checkpoint_downloaded` and `budget_action`.
+
+The TUI runs the same Watcher, with actions switched per pod (`set_actions`); the
+headless command prints the events and hands them to the notifiers.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from sessions.events import EventKind, WatchEvent
+from sessions.snapshot import PodSnapshot, PodState, SessionState
+from sessions.watch.budget import BudgetGuard
+from sessions.watch.context import WatchContext
+from sessions.watch.downloads import AutoDownload
+from sessions.watch.resume import AutoResume
+from sessions.watch.state import WatchState, session_key
+
+LAST_LINES = 15
+"""Log lines carried by a `session_exited` event: enough to see the traceback's end."""
+
+ALERT_STATE_SAVE_S = 60.0
+
+_DOWN = (PodState.RECONNECTING, PodState.OFFLINE, PodState.PREEMPTED)
+
+
+def last_lines(text: str, count: int = LAST_LINES) -> list[str]:
+    """The last `count` non-empty lines of a log, `\\r` progress redraws collapsed."""
+    lines = [line.rsplit("\r", 1)[-1].rstrip() for line in text.splitlines()]
+    return [line for line in lines if line][-count:]
+
+
+class Watcher:
+    """Turns fleet snapshots into events and policy actions.
+
+    Use `await watcher.run()` (until cancelled) next to a started Fleet, then
+    `await watcher.aclose()`.
+    """
+
+    def __init__(self, fleet: Any, state: WatchState, emit: Callable[[WatchEvent], None], *,
+                 start_dir: Path | None = None, clock: Callable[[], float] = time.time):
+        from sessions.watch.alerts import AlertTracker
+
+        self.ctx = WatchContext(fleet=fleet, state=state, emit=emit,
+                                start_dir=Path(start_dir or Path.cwd()), clock=clock)
+        self.resume = AutoResume(self.ctx)
+        self.downloads = AutoDownload(self.ctx)
+        self.budget = BudgetGuard(self.ctx, self.downloads)
+        self.alerts = AlertTracker()
+        if state.alerts:
+            self.alerts.load_state(state.alerts)
+        self._interrupted: set[str] = set()  # pods that went down since their sessions last ran
+        self._alerts_saved = 0.0
+
+    def set_actions(self, pod: str, enabled: bool) -> None:
+        """Allow or forbid watch's actions on a pod (events and alerts continue)."""
+        self.ctx.actions[pod] = enabled
+
+    def actions_enabled(self, pod: str) -> bool:
+        return self.ctx.may_act(pod)
+
+    async def run(self) -> None:
+        """Follow the fleet until cancelled."""
+        subscription = self.ctx.fleet.subscribe()
+        try:
+            async for fleet_snapshot in subscription:
+                for pod in fleet_snapshot.pods:
+                    self.observe(pod)
+        finally:
+            subscription.close()
+
+    def observe(self, pod: PodSnapshot) -> None:
+        """React to one pod's newest snapshot."""
+        before = self.ctx.pod(pod.name)
+        if before is pod:
+            return
+        self.ctx.set_pod(pod)
+        self._connection(before, pod)
+        if pod.state == PodState.ONLINE:
+            self._sessions(pod)
+            self.downloads.ensure(pod.name)
+        self._alerts(pod)
+        self.budget.check(pod.name, pod.spend_usd)
+
+    # -- connection ----------------------------------------------------------------
+
+    def _connection(self, before: PodSnapshot | None, pod: PodSnapshot) -> None:
+        old = before.state if before else PodState.CONNECTING
+        new = pod.state
+        if new == old:
+            return
+        say = self.ctx.say
+        if new == PodState.ONLINE:
+            back = " (back after an outage)" if pod.name in self._interrupted else ""
+            say(EventKind.CONNECTED, pod.name, f"connected over {pod.transport or 'ssh'}{back}",
+                transport=pod.transport)
+        elif new == PodState.PREEMPTED:
+            self._interrupted.add(pod.name)
+            say(EventKind.PREEMPTED, pod.name, pod.error or "the provider took the instance back",
+                provider_state=pod.provider_state)
+        elif new in _DOWN and old not in _DOWN:
+            if old == PodState.ONLINE:
+                self._interrupted.add(pod.name)
+            say(EventKind.DISCONNECTED, pod.name, pod.error or "connection lost",
+                error_kind=pod.error_kind)
+
+    # -- sessions ------------------------------------------------------------------
+
+    def _sessions(self, pod: PodSnapshot) -> None:
+        state = self.ctx.state
+        came_back = pod.name in self._interrupted
+        self._interrupted.discard(pod.name)
+        changed = False
+        for s in pod.sessions:
+            key = session_key(pod.name, s.name)
+            stale = self.resume.stale.get((pod.name, s.name))
+            if stale is not None:
+                if (s.created, s.pid) == stale:
+                    continue  # still the pane a restart replaced
+                del self.resume.stale[(pod.name, s.name)]
+            last = state.sessions.get(key)
+            if s.state == SessionState.RUNNING:
+                self.resume.note_progress(pod.name, s)
+            if last == SessionState.RUNNING and s.state != SessionState.RUNNING:
+                self._exited(pod, s, came_back)
+            if last != s.state:
+                state.sessions[key] = s.state
+                changed = True
+        if changed:
+            state.save()
+
+    def _exited(self, pod: PodSnapshot, s: Any, came_back: bool) -> None:
+        lines = last_lines(self.ctx.fleet.recent_log(pod.name, s.name)) if s.state == SessionState.EXITED else []
+        if s.state == SessionState.EXITED:
+            status = "unknown status" if s.exit_status is None else f"status {s.exit_status}"
+            message = f"session exited with {status}"
+        elif came_back:
+            message = "session is gone: the pod restarted while it ran"
+        else:
+            message = "tmux session ended (killed by hand?)"
+        step = s.progress.step if s.progress else None
+        self.ctx.say(EventKind.SESSION_EXITED, pod.name, message, s.name,
+                     exit_status=s.exit_status, last_lines=lines, step=step)
+        self.downloads.poke(pod.name, s.name)
+        if s.state == SessionState.EXITED and s.exit_status not in (0, None):
+            self.resume.consider(pod.name, s.name, f"exit status {s.exit_status}")
+        elif came_back and s.state != SessionState.RUNNING:
+            self.resume.consider(pod.name, s.name, "the pod came back after a preemption or outage")
+
+    # -- alerts --------------------------------------------------------------------
+
+    def _alerts(self, pod: PodSnapshot) -> None:
+        ctx = self.ctx
+        pod_alerts = ctx.policies(pod.name).alerts
+        cfg = ctx.config.pod(pod.name)
+        configured = {s.name for s in cfg.sessions}
+
+        def session_alerts(name: str):
+            return ctx.policies(pod.name, name if name in configured else None).alerts
+
+        now = ctx.clock()
+        events = self.alerts.update(pod, pod_alerts, session_alerts, now)
+        for event in events:
+            ctx.emit(event)
+        # The tracker's clocks (idle since, stalled since) must survive a restart too,
+        # so they are saved now and then even when nothing was raised.
+        if events or now - self._alerts_saved > ALERT_STATE_SAVE_S:
+            ctx.state.alerts = self.alerts.to_state()
+            ctx.state.save()
+            self._alerts_saved = now
+
+    async def aclose(self) -> None:
+        """Stop every task watch started (downloads in flight keep their `.part`)."""
+        await self.resume.aclose()
+        await self.downloads.aclose()
+        await self.budget.aclose()
+
