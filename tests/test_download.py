@@ -434,6 +434,42 @@ def test_download_command_output_and_exit_codes(pod, tmp_path, capsys):
     assert "no checkpoint 'step_99.pt'" in capsys.readouterr().err
 
 
+def test_an_explicit_dest_gets_the_file_from_a_verified_copy_elsewhere(pod, tmp_path, capsys):
+    """`--dest NEWDIR` once said "already downloaded at OLDDIR" and left NEWDIR empty."""
+    data = os.urandom(MB + 11)
+    put(pod.workdir / "step_4.pt", data)
+    put(pod.workdir / "output" / "checkpoint-9" / "model.bin", os.urandom(MB))
+    put(pod.workdir / "output" / "checkpoint-9" / "trainer_state.json", b"{}")
+    put(pod.workdir / "output" / "checkpoint-9" / "sub" / "rng.pt", b"rng")
+    age_tree(pod.workdir / "output")
+    assert pod.cli("download", "p", "train", "step_4.pt", "--dest", "old") == 0
+    capsys.readouterr()
+    assert pod.cli("download", "p", "train", "step_4.pt", "--dest", "new") == 0
+    out = capsys.readouterr().out
+    new = tmp_path / "new" / "step_4.pt"
+    assert new.read_bytes() == data and (tmp_path / "old" / "step_4.pt").read_bytes() == data
+    assert f"from the verified copy at {tmp_path / 'old' / 'step_4.pt'}" in out and str(new) in out
+    assert not new.with_name("step_4.pt.part").exists()
+    [entry] = [e for e in index.load().values() if e.remote_path.endswith("step_4.pt")]
+    assert entry.local_path == str(new)  # the index follows the copy asked for last
+    assert pod.cli("download", "p", "train", "step_4.pt", "--dest", "new") == 0
+    assert "already downloaded and verified" in capsys.readouterr().out
+    # A folder; a copy elsewhere that no longer holds what was verified is not used.
+    first = await_(pod.download("output/checkpoint-9", dest=tmp_path / "a"))
+    second = await_(pod.download("output/checkpoint-9", dest=tmp_path / "b"))
+    assert (second.transferred, second.copied_from, second.method) == (0, first.local_path, "link")
+    assert tree_bytes(second.local_path) == tree_bytes(first.local_path)
+    pod_bytes = tree_bytes(pod.workdir / "output" / "checkpoint-9")
+    (second.local_path / "model.bin").write_bytes(os.urandom(MB))  # a hard link: both change
+    third = await_(pod.download("output/checkpoint-9", dest=tmp_path / "c"))
+    assert (third.copied_from, third.transferred > 0) == (None, True)  # from the pod, not the bad copy
+    assert tree_bytes(third.local_path) == pod_bytes
+
+
+def await_(coro):
+    return asyncio.run(coro)
+
+
 def test_download_from_an_unreachable_pod_is_exit_1(tmp_path, refused_port, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"pods": [{"name": "p", "host": "127.0.0.1", "port": refused_port,

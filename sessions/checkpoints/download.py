@@ -45,7 +45,7 @@ import os
 import posixpath
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -54,7 +54,8 @@ from backends.ssh import SshFailure
 from backends.transfer import LocalHasher, TransferFailed, parse_sha256, sha256_command
 from backends.transport import TransportUnsupported
 from sessions.checkpoints import index
-from sessions.checkpoints.verify import HASH_RATE, bracketed_command, confirm, manifest_digest, split_bracketed
+from sessions.checkpoints.verify import (HASH_RATE, bracketed_command, confirm, local_digest, manifest_digest,
+                                         split_bracketed)
 from sessions.checkpoints.listing import (
     DIR,
     Checkpoint,
@@ -136,7 +137,11 @@ class DownloadResult:
         sha256: the file's digest; for a folder, the digest of its manifest.
         files: files in the copy.
         method: how the bytes moved ("ssh", "stream", "sftp", several joined by "+",
-            "pty" through a shell-only proxy, or ""); see `backends.transfer`.
+            "pty" through a shell-only proxy, "link" or "copy" from a verified local
+            copy, or ""); see `backends.transfer`.
+        copied_from: the verified local copy this one was hard-linked or copied from
+            (an explicit `dest` elsewhere than that copy), None when bytes came from
+            the pod or nothing moved.
     """
 
     pod: str
@@ -151,6 +156,7 @@ class DownloadResult:
     sha256: str
     files: int = 1
     method: str = ""
+    copied_from: Path | None = None
 
 
 def default_dest(config: Config, pod: PodConfig, session: SessionConfig, start_dir: Path | None = None) -> Path:
@@ -258,7 +264,9 @@ async def download_checkpoint(config: Config, pod: str | PodConfig, session: str
         config: the loaded config (for defaults and host resolution).
         pod, session: names or config entries.
         name: the checkpoint's name as listed (or a unique basename); None = newest.
-        dest: local folder (default `default_dest`); created when missing.
+        dest: local folder (default `default_dest`); created when missing. Always
+            honoured when given: a verified copy of the same version elsewhere is
+            hard-linked (or copied) here and hashed, not fetched again.
         progress: `progress(done_bytes, total_bytes)`, at most every 0.1 s and once at
             the end; `done` includes bytes already there from an interrupted run.
         runner: a transport to use (`Fleet.borrow`: the live link's channels; default:
@@ -283,10 +291,11 @@ async def download_checkpoint(config: Config, pod: str | PodConfig, session: str
             f"pod {pod_cfg.name!r} is this machine (host: local): its checkpoints are already "
             "here; copy them with cp if you want them elsewhere")
     dest_dir = Path(dest) if dest is not None else default_dest(config, pod_cfg, cfg)
+    explicit = dest is not None
     if runner is not None:
-        return await _download(config, pod_cfg, cfg, name, dest_dir, progress, runner, method)
+        return await _download(config, pod_cfg, cfg, name, dest_dir, progress, runner, method, explicit)
     async with open_transport(pod_cfg, config.defaults) as opened:
-        return await _download(config, pod_cfg, cfg, name, dest_dir, progress, opened, method)
+        return await _download(config, pod_cfg, cfg, name, dest_dir, progress, opened, method, explicit)
 
 
 async def _pick(runner: Runner, pod: PodConfig, cfg: SessionConfig, name: str | None) -> Checkpoint:
@@ -311,7 +320,8 @@ async def _pick(runner: Runner, pod: PodConfig, cfg: SessionConfig, name: str | 
 
 
 async def _download(config: Config, pod: PodConfig, cfg: SessionConfig, name: str | None, dest: Path,
-                    progress: ProgressFn | None, runner: Runner, method: str) -> DownloadResult:
+                    progress: ProgressFn | None, runner: Runner, method: str,
+                    explicit_dest: bool = False) -> DownloadResult:
     started = time.monotonic()
     checkpoint = await _pick(runner, pod, cfg, name)
     host = index.host_identity(pod, config.defaults)
@@ -322,7 +332,8 @@ async def _download(config: Config, pod: PodConfig, cfg: SessionConfig, name: st
     done = index.entry_for(host, checkpoint)
     if done is not None:
         done, _ = await confirm(runner, checkpoint, done)
-    if done is not None:
+    elsewhere = done is not None and explicit_dest and not _same_file(Path(done.local_path), final)
+    if done is not None and not elsewhere:
         local = Path(done.local_path)
         if progress is not None:
             progress(done.expected_local_bytes, done.expected_local_bytes)
@@ -338,6 +349,8 @@ async def _download(config: Config, pod: PodConfig, cfg: SessionConfig, name: st
         if os.path.islink(path):
             raise UnsafeCheckpoint(f"refusing to write through the symlink {path}; "
                                    "remove it (its target is left alone)")
+    if done is not None:  # a verified copy elsewhere, and the user named this dest
+        return await _from_local_copy(pod, cfg, checkpoint, done, part, final, ours, progress, started)
     plan, listed_stamp = await _plan(runner, checkpoint, part)
     if os.path.lexists(part) and part.is_dir() != (checkpoint.kind == DIR):
         _remove(part)  # a file .part where a folder is wanted, or the reverse: stale
@@ -351,6 +364,67 @@ async def _download(config: Config, pod: PodConfig, cfg: SessionConfig, name: st
         pod_stamp=pod_stamp, local_stamp=index.local_stamp(final) or ""))
     return DownloadResult(pod.name, cfg.name, checkpoint, final, False, local_bytes, moved, resumed,
                           time.monotonic() - started, entry.sha256, len(plan), "+".join(methods))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """`a` and `b` name the same place (after resolving symlinks in their folders)."""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _link_or_copy(src: str, dst: str) -> str:
+    """Hard-link `src` at `dst` (no bytes copied, instant for a 20 GB file); copy
+    where a link cannot be made (another filesystem, a filesystem without links)."""
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copyfile(src, dst, follow_symlinks=False)
+    return dst
+
+
+async def _from_local_copy(pod: PodConfig, cfg: SessionConfig, checkpoint: Checkpoint, done: index.IndexEntry,
+                           part: Path, final: Path, ours: bool, progress: ProgressFn | None,
+                           started: float) -> DownloadResult:
+    """Put a verified local copy of this exact version at `final` (an explicit dest
+    elsewhere) without asking the pod for its bytes again: hard links (else copies)
+    into `.part`, hashed, renamed, recorded.
+
+    The index keeps one copy per checkpoint version, so the entry moves to the new
+    copy (the one the user asked for last); the old copy stays on disk untouched.
+    """
+    source = Path(done.local_path)
+    if os.path.lexists(part):
+        _remove(part)  # a stale .part of a fetch into this dest: the verified copy is quicker
+    final.parent.mkdir(parents=True, exist_ok=True)
+
+    def make() -> str:
+        if source.is_dir():
+            shutil.copytree(source, part, symlinks=True, copy_function=_link_or_copy)
+            inside = [p for p in part.rglob("*") if p.is_file()]
+            linked = bool(inside) and all(os.path.samefile(p, source / p.relative_to(part)) for p in inside)
+        else:
+            _link_or_copy(str(source), str(part))
+            linked = os.path.samefile(part, source)
+        return "link" if linked else "copy"
+
+    try:
+        how = await asyncio.to_thread(make)
+    except OSError as exc:
+        _remove(part)
+        raise DownloadError(f"cannot put the verified copy {source} at {final}: {exc.strerror or exc}") from None
+    digest = await asyncio.to_thread(local_digest, part)
+    if digest != done.sha256:
+        _remove(part)
+        raise VerificationFailed(
+            f"the verified copy {source} no longer holds what was verified (it changed after its check); "
+            f"nothing was put at {final}; run the same command again to download it from the pod")
+    _install(part, final, replace_old=ours)
+    entry = index.record(replace(done, local_path=str(final.absolute()), verified_at=0.0,
+                                 local_stamp=index.local_stamp(final) or ""))
+    size = done.expected_local_bytes
+    if progress is not None:
+        progress(size, size)
+    return DownloadResult(pod.name, cfg.name, checkpoint, final, False, size, 0, 0,
+                          time.monotonic() - started, entry.sha256, done.files, how, copied_from=source)
 
 
 async def _plan(runner: Runner, checkpoint: Checkpoint,
