@@ -6,7 +6,10 @@ module owns three decisions that must be identical for monitoring, downloads and
 
 * **Resolution order.** A value the pod entry sets wins; else `~/.ssh/config` (so an
   alias alone is a complete pod entry); else gpuctl's `defaults`; else OpenSSH's own
-  defaults (port 22, the local user name).
+  defaults (port 22, the local user name). The SSH config is read as OpenSSH reads it,
+  `Include` (relative to ~/.ssh, globs) followed, so SkyPilot's generated entries
+  resolve; its `ProxyCommand` (tokens expanded with the values that won) reaches
+  asyncssh and the OpenSSH client alike.
 * **Host keys.** `strict`: the key must already be in `~/.ssh/known_hosts` (or a file
   the SSH config names) or gpuctl's own known_hosts. `accept-new`: an unknown host is
   recorded into gpuctl's known_hosts, like OpenSSH's `StrictHostKeyChecking=accept-new`,
@@ -21,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import hashlib
 import os
+import re
 import shlex
 import socket
 import sys
@@ -90,6 +95,9 @@ class SshTarget:
     known_hosts_files: tuple[str, ...] = ()
     gpuctl_known_hosts: str = ""
     proxy_jump: str | None = None
+    proxy_command: str | None = None
+    """The SSH config's `ProxyCommand`, its `%h %p %r` tokens already expanded (a shell
+    command line: OpenSSH runs it with `sh -c`). None: a direct TCP connection."""
     ssh_config_files: tuple[str, ...] = ()
     connect_timeout: float = 10.0
     command_timeout: float = 30.0
@@ -120,6 +128,9 @@ class SshTarget:
         argv += ["-o", f"StrictHostKeyChecking={checking}"]
         if self.proxy_jump:
             argv += ["-J", self.proxy_jump]
+        elif self.proxy_command:
+            # OpenSSH expands tokens in the option again: a literal % must stay one.
+            argv += ["-o", "ProxyCommand=" + self.proxy_command.replace("%", "%%")]
         argv += ["-o", f"ConnectTimeout={int(max(1, self.connect_timeout))}"]
         argv.append(self.hostname)
         return argv
@@ -137,15 +148,49 @@ def default_known_hosts_files() -> tuple[str, ...]:
     return tuple(str(p) for p in (home / "known_hosts", home / "known_hosts2") if p.is_file())
 
 
+class _RawProxyConfig(SSHClientConfig):
+    """asyncssh's client config reader (it follows `Include`, relative to ~/.ssh, with
+    globs), but leaving `ProxyCommand` unexpanded: asyncssh would fill `%p` and `%r`
+    from the file alone, while the pod entry's port and user win over the file's."""
+
+    _percent_expand = SSHClientConfig._percent_expand - {"ProxyCommand"}
+
+
 def _lookup_ssh_config(alias: str, files: Sequence[str]) -> SSHClientConfig | None:
     if not files:
         return None
     # `()` for user and port means "not given on the command line", so the file's own
     # User/Port entries stay visible to us.
     # asyncssh annotates load() on its base class as returning SSHConfig; it builds `cls`.
-    return cast(SSHClientConfig, SSHClientConfig.load(
+    return cast(SSHClientConfig, _RawProxyConfig.load(
         None, list(files), False, False, False, getpass.getuser(), (), alias, ()
     ))
+
+
+_PROXY_TOKEN = re.compile(r"%(.)", re.DOTALL)
+
+
+def expand_proxy_command(command: str, *, host: str, port: int, user: str, alias: str) -> str:
+    """`ProxyCommand`'s tokens filled in as OpenSSH does: `%h` host name, `%p` port,
+    `%r` remote user, `%n` the name as given, and the rest of OpenSSH's list.
+
+    Raises:
+        ValueError: a token OpenSSH does not define either (OpenSSH refuses it too).
+    """
+    local_host = socket.gethostname()
+    values = {"%": "%", "h": host, "p": str(port), "r": user, "n": alias, "k": alias, "j": "",
+              "u": getpass.getuser(), "d": str(Path.home()), "i": str(os.getuid()),
+              "l": local_host, "L": local_host.split(".", 1)[0],
+              "C": hashlib.sha1((local_host + host + str(port) + user).encode()).hexdigest()}
+
+    def one(match: re.Match[str]) -> str:
+        token = match.group(1)
+        if token not in values:
+            raise ValueError(f"ProxyCommand for {alias!r} uses %{token}, which gpuctl does not expand "
+                             "(OpenSSH knows %h %p %r %n %k %j %u %d %i %l %L %C %%)")
+        return values[token]
+
+    return _PROXY_TOKEN.sub(one, command)
 
 
 def resolve_target(
@@ -208,6 +253,15 @@ def resolve_target(
         proxy = ",".join(str(p) for p in proxy)
     if proxy in ("none", ""):
         proxy = None
+    # ProxyJump wins over ProxyCommand, as in asyncssh (OpenSSH takes whichever it
+    # read first; a config setting both is ambiguous anyway).
+    proxy_command = None
+    raw_command = from_cfg("ProxyCommand")
+    if isinstance(raw_command, (list, tuple)):
+        raw_command = " ".join(str(p) for p in raw_command)
+    if not proxy and raw_command and str(raw_command).strip().lower() != "none":
+        proxy_command = expand_proxy_command(str(raw_command).strip(), host=str(hostname),
+                                             port=int(resolved_port), user=str(resolved_user), alias=host)
     return SshTarget(
         name=name,
         alias=host,
@@ -219,6 +273,7 @@ def resolve_target(
         known_hosts_files=tuple(known),
         gpuctl_known_hosts=gpuctl_known_hosts,
         proxy_jump=proxy,
+        proxy_command=proxy_command,
         ssh_config_files=config_files,
         connect_timeout=connect_timeout,
         command_timeout=command_timeout,
@@ -338,6 +393,10 @@ async def connect(target: SshTarget, *, notice: Callable[[str], None] | None = N
         options["client_keys"] = list(target.identities)
     if target.proxy_jump:
         options["tunnel"] = target.proxy_jump
+    # Always said, never left to asyncssh's own lookup of `target.hostname` (the alias
+    # is what the SSH config names). Run as OpenSSH runs it, through the shell; the host
+    # key is still checked by the gate above, whatever the config says about checking.
+    options["proxy_command"] = ["/bin/sh", "-c", "exec " + target.proxy_command] if target.proxy_command else None
     try:
         conn = await asyncio.wait_for(
             asyncssh.connect(target.hostname, **options), timeout=target.connect_timeout + 1
