@@ -9,6 +9,9 @@ Supported calls:
 
 * ``--query-gpu=FIELDS --format=csv[,noheader][,nounits]`` (``FIELDS`` from
   ``QUERY_FIELDS``, comma-separated, any order; an unknown one fails like the real tool);
+* ``--query-compute-apps=FIELDS`` (``pid``, ``used_memory``...: one row per process in
+  each GPU's ``compute_apps`` list; with none, the header alone) and
+  ``--query-remapped-rows=FIELDS`` (one row per GPU), with the same ``--format``;
 * ``-L`` / ``--list-gpus`` (MIG devices listed under their GPU);
 * no arguments: a short version of the usual table;
 * loop mode, with a query: ``-l SEC`` / ``--loop=SEC`` or ``-lms MS`` / ``--loop-ms=MS``
@@ -37,8 +40,15 @@ half a file)::
          "temperature.gpu": 45, "utilization.gpu": 97,
          "memory.used": 61234, "memory.total": 81920,
          "power.draw": 312.5, "power.limit": 400.0,
-         "mig_devices": [{"profile": "1g.10gb", "uuid": "MIG-..."}]}   # optional, for -L
-      ]
+         "mig_devices": [{"profile": "1g.10gb", "uuid": "MIG-..."}],   # optional, for -L
+         "ecc.errors.uncorrected.volatile.total": 2,                   # health fields:
+         "clocks_event_reasons.hw_slowdown": "Active",                 # see HEALTH_FIELDS
+         "pcie.link.width.current": 4, "pcie.link.width.max": 16,
+         "remapped_rows.failure": "No",                                # --query-remapped-rows
+         "compute_apps": [{"pid": 4135549, "used_memory": 7242,       # --query-compute-apps
+                           "process_name": "python"}]}
+      ],
+      "kernel_log": {"denied": false, "lines": ["[ 12.3] NVRM: Xid ..."]}  # sim_dmesg.py
     }
 
 GPU keys are nvidia-smi's own field names. A number is formatted as nvidia-smi does
@@ -48,6 +58,14 @@ real tool prints them. A missing key prints ``[N/A]``; a missing ``index`` is th
 position in the list. ``fail: "driver"`` prints the driver message and exits 9;
 ``fail: "no-devices"`` (or an empty ``gpus`` list) prints ``No devices were found`` and
 exits 6, as nvidia-smi does on a machine without GPUs.
+
+Health fields are nvidia-smi's own names and values: counts are numbers; clock event
+reasons are ``"Active"``/``"Not Active"``; ``persistence_mode`` is ``"Enabled"``/``"Disabled"``;
+``retired_pages.pending`` and ``remapped_rows.pending``/``.failure`` are ``"Yes"``/``"No"``.
+``clocks_event_reasons.*`` and the older ``clocks_throttle_reasons.*`` read the same state
+key (either spelling); a driver older than 535 (``driver_version``) refuses the
+``clocks_event_reasons.*`` names as unknown fields, as those drivers do, so a reader
+must fall back to the old ones. A GeForce answers ``[N/A]`` for ECC: put the string in.
 
 When ``$GPUCTL_SIM_GPU_STATE`` is unset or names a file that does not exist, the tool
 behaves as one healthy, busy A100 (``DEFAULT_STATE``), so a demo works with no setup.
@@ -91,6 +109,53 @@ QUERY_FIELDS = {
     "memory.free": ("MiB", "int"),
     "power.draw": ("W", "watts"),
     "power.limit": ("W", "watts"),
+    "persistence_mode": ("", "str"),
+    "ecc.mode.current": ("", "str"),
+    "ecc.errors.corrected.volatile.total": ("", "int"),
+    "ecc.errors.uncorrected.volatile.total": ("", "int"),
+    "ecc.errors.corrected.aggregate.total": ("", "int"),
+    "ecc.errors.uncorrected.aggregate.total": ("", "int"),
+    "retired_pages.single_bit_ecc.count": ("", "int"),
+    "retired_pages.double_bit.count": ("", "int"),
+    "retired_pages.pending": ("", "str"),
+    "pcie.link.gen.current": ("", "int"),
+    "pcie.link.gen.max": ("", "int"),
+    "pcie.link.width.current": ("", "int"),
+    "pcie.link.width.max": ("", "int"),
+    "clocks.sm": ("MHz", "int"),
+    "clocks.max.sm": ("MHz", "int"),
+}
+#: The clock event reasons, under the name drivers >= 535 use and the older one.
+CLOCK_REASONS = (
+    "gpu_idle", "applications_clocks_setting", "sw_power_cap", "hw_slowdown",
+    "hw_thermal_slowdown", "hw_power_brake_slowdown", "sw_thermal_slowdown", "sync_boost",
+)
+EVENT_PREFIX, THROTTLE_PREFIX = "clocks_event_reasons.", "clocks_throttle_reasons."
+for _reason in CLOCK_REASONS + ("active",):
+    QUERY_FIELDS[EVENT_PREFIX + _reason] = ("", "str")
+    QUERY_FIELDS[THROTTLE_PREFIX + _reason] = ("", "str")
+EVENT_NAMES_SINCE_DRIVER = 535
+"""Drivers before this one know only ``clocks_throttle_reasons.*``."""
+
+#: ``--query-compute-apps`` fields -> (unit, kind); one row per process.
+APP_FIELDS = {
+    "pid": ("", "int"),
+    "process_name": ("", "str"),
+    "used_gpu_memory": ("MiB", "int"),
+    "gpu_uuid": ("", "str"),
+    "gpu_bus_id": ("", "str"),
+    "gpu_name": ("", "str"),
+}
+APP_ALIASES = {"used_memory": "used_gpu_memory", "name": "process_name"}
+#: ``--query-remapped-rows`` fields; one row per GPU.
+REMAP_FIELDS = {
+    "gpu_bus_id": ("", "str"),
+    "gpu_uuid": ("", "str"),
+    "gpu_name": ("", "str"),
+    "remapped_rows.correctable": ("", "int"),
+    "remapped_rows.uncorrectable": ("", "int"),
+    "remapped_rows.pending": ("", "str"),
+    "remapped_rows.failure": ("", "str"),
 }
 #: Other names nvidia-smi accepts; the header shows the canonical name, as the real one.
 FIELD_ALIASES = {
@@ -116,6 +181,35 @@ DEFAULT_STATE = {
         "memory.total": 81920,
         "power.draw": 312.5,
         "power.limit": 400.0,
+        "persistence_mode": "Enabled",
+        "ecc.mode.current": "Enabled",
+        "ecc.errors.corrected.volatile.total": 0,
+        "ecc.errors.uncorrected.volatile.total": 0,
+        "ecc.errors.corrected.aggregate.total": 0,
+        "ecc.errors.uncorrected.aggregate.total": 0,
+        "retired_pages.single_bit_ecc.count": "[N/A]",
+        "retired_pages.double_bit.count": "[N/A]",
+        "retired_pages.pending": "[N/A]",  # an A100 remaps rows instead of retiring pages
+        "remapped_rows.correctable": 0,
+        "remapped_rows.uncorrectable": 0,
+        "remapped_rows.pending": "No",
+        "remapped_rows.failure": "No",
+        "pcie.link.gen.current": 4,
+        "pcie.link.gen.max": 4,
+        "pcie.link.width.current": 16,
+        "pcie.link.width.max": 16,
+        "clocks.sm": 1410,
+        "clocks.max.sm": 1410,
+        "clocks_event_reasons.active": "0x0000000000000000",
+        "clocks_event_reasons.gpu_idle": "Not Active",
+        "clocks_event_reasons.applications_clocks_setting": "Not Active",
+        "clocks_event_reasons.sw_power_cap": "Not Active",
+        "clocks_event_reasons.hw_slowdown": "Not Active",
+        "clocks_event_reasons.hw_thermal_slowdown": "Not Active",
+        "clocks_event_reasons.hw_power_brake_slowdown": "Not Active",
+        "clocks_event_reasons.sw_thermal_slowdown": "Not Active",
+        "clocks_event_reasons.sync_boost": "Not Active",
+        "compute_apps": [],
     }],
 }
 
@@ -144,12 +238,26 @@ def load_state(path: str | None = None) -> dict:
     return state
 
 
-def canonical_field(field: str) -> str:
-    """Map an accepted field name to the one nvidia-smi prints in its header."""
+def canonical_field(field: str, state: dict | None = None) -> str:
+    """Map an accepted field name to the one nvidia-smi prints in its header.
+
+    With ``state``, a driver older than 535 refuses the ``clocks_event_reasons.*``
+    names, as it does not know them yet.
+    """
     name = FIELD_ALIASES.get(field.strip(), field.strip())
     if name not in QUERY_FIELDS:
         raise UnknownFieldError(field.strip())
+    if state is not None and name.startswith(EVENT_PREFIX) and _driver_major(state) < EVENT_NAMES_SINCE_DRIVER:
+        raise UnknownFieldError(field.strip())
     return name
+
+
+def _driver_major(state: dict) -> int:
+    version = str(state.get("driver_version", DEFAULT_STATE["driver_version"]))
+    try:
+        return int(version.split(".")[0])
+    except ValueError:
+        return EVENT_NAMES_SINCE_DRIVER
 
 
 def _gpu_value(state, gpus, position, field):
@@ -167,6 +275,9 @@ def _gpu_value(state, gpus, position, field):
         used, total = gpu.get("memory.used"), gpu.get("memory.total")
         if _is_number(used) and _is_number(total):
             return total - used
+    for mine, other in ((EVENT_PREFIX, THROTTLE_PREFIX), (THROTTLE_PREFIX, EVENT_PREFIX)):
+        if field.startswith(mine):  # one reason, two spellings: either key in the state
+            return gpu.get(other + field[len(mine):])
     return None
 
 
@@ -174,20 +285,20 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def format_value(value, field: str, units: bool = True) -> str:
+def format_value(value, field: str, units: bool = True, table: dict | None = None) -> str:
     """Format one cell as nvidia-smi does: ``97 %``, ``61234 MiB``, ``312.50 W``, ``45``."""
     if value is None:
         return "[N/A]"
     if not _is_number(value):
         return str(value)  # "[N/A]", "[Not Supported]", names: printed verbatim
-    unit, kind = QUERY_FIELDS[field]
+    unit, kind = (table or QUERY_FIELDS)[field]
     text = "%.2f" % value if kind == "watts" else str(int(round(value)))
     return "%s %s" % (text, unit) if units and unit else text
 
 
-def header_cell(field: str) -> str:
+def header_cell(field: str, table: dict | None = None) -> str:
     """Header name; units stay in the header even with ``nounits``, as in the real tool."""
-    unit = QUERY_FIELDS[field][0]
+    unit = (table or QUERY_FIELDS)[field][0]
     return "%s [%s]" % (field, unit) if unit else field
 
 
@@ -206,11 +317,68 @@ def render_query(state: dict, fields, header: bool = True, units: bool = True) -
     Raises:
         UnknownFieldError: a field nvidia-smi does not know.
     """
-    names = [canonical_field(field) for field in fields]
+    names = [canonical_field(field, state) for field in fields]
     gpus = state.get("gpus") or []
     lines = [", ".join(header_cell(name) for name in names)] if header else []
     for position in range(len(gpus)):
         cells = [format_value(_gpu_value(state, gpus, position, name), name, units) for name in names]
+        lines.append(", ".join(cells))
+    return "".join(line + "\n" for line in lines)
+
+
+def _other_field(field: str, table: dict, aliases: dict) -> str:
+    name = aliases.get(field.strip(), field.strip())
+    if name not in table:
+        raise UnknownFieldError(field.strip())
+    return name
+
+
+def _gpu_identity(state, gpus, position, field):
+    """``gpu_uuid``/``gpu_bus_id``/``gpu_name`` of a GPU, for the app and remap rows."""
+    return _gpu_value(state, gpus, position, {"gpu_uuid": "uuid", "gpu_bus_id": "pci.bus_id",
+                                              "gpu_name": "name"}[field])
+
+
+def render_compute_apps(state: dict, fields, header: bool = True, units: bool = True) -> str:
+    """Render ``--query-compute-apps=FIELDS``: one row per process, GPU by GPU.
+
+    With no process on any GPU the real tool prints the header alone (nothing with
+    ``noheader``); a used memory the driver cannot see (WDDM, some containers) is a
+    ``"[N/A]"`` string in the state.
+
+    Raises:
+        UnknownFieldError: a field nvidia-smi does not know.
+    """
+    names = [_other_field(field, APP_FIELDS, APP_ALIASES) for field in fields]
+    gpus = state.get("gpus") or []
+    lines = [", ".join(header_cell(name, APP_FIELDS) for name in names)] if header else []
+    for position, gpu in enumerate(gpus):
+        for app in gpu.get("compute_apps") or []:
+            cells = []
+            for name in names:
+                if name.startswith("gpu_"):
+                    value = _gpu_identity(state, gpus, position, name)
+                else:
+                    value = app.get("used_memory" if name == "used_gpu_memory" else name)
+                cells.append(format_value(value, name, units, APP_FIELDS))
+            lines.append(", ".join(cells))
+    return "".join(line + "\n" for line in lines)
+
+
+def render_remapped_rows(state: dict, fields, header: bool = True, units: bool = True) -> str:
+    """Render ``--query-remapped-rows=FIELDS``: one row per GPU.
+
+    Raises:
+        UnknownFieldError: a field nvidia-smi does not know.
+    """
+    names = [_other_field(field, REMAP_FIELDS, {}) for field in fields]
+    gpus = state.get("gpus") or []
+    lines = [", ".join(header_cell(name, REMAP_FIELDS) for name in names)] if header else []
+    for position, gpu in enumerate(gpus):
+        cells = []
+        for name in names:
+            value = _gpu_identity(state, gpus, position, name) if name.startswith("gpu_") else gpu.get(name)
+            cells.append(format_value(value, name, units, REMAP_FIELDS))
         lines.append(", ".join(cells))
     return "".join(line + "\n" for line in lines)
 
@@ -319,11 +487,14 @@ def run(argv, state: dict) -> tuple:
         return EXIT_NO_DEVICES, NO_DEVICES_MESSAGE + "\n"
     if "-L" in argv or "--list-gpus" in argv:
         return 0, render_list(state)
-    query = _option(argv, "--query-gpu")
-    if query is not None:
+    for option, render in (("--query-gpu", render_query), ("--query-compute-apps", render_compute_apps),
+                           ("--query-remapped-rows", render_remapped_rows)):
+        query = _option(argv, option)
+        if query is None:
+            continue
         try:
             header, units = parse_format(_option(argv, "--format") or "")
-            return 0, render_query(state, query.split(","), header=header, units=units)
+            return 0, render(state, query.split(","), header=header, units=units)
         except ValueError as exc:  # UnknownFieldError included
             return EXIT_BAD_ARGUMENTS, "%s\n\n" % exc
     if argv:
