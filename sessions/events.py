@@ -1,8 +1,14 @@
-"""What `gpuctl watch` reports: one event per thing that happened, for people and scripts.
+"""One stream of typed domain events: what happened to a pod, a session or a checkpoint.
 
-Every event becomes one JSON line on stdout with `--json` (`ts`, `pod`, `session`,
-`kind`, `message`, then the kind's own keys), or one readable line otherwise, and is
-handed to the notifiers (`sessions.watch.notify`). The TUI shows the same events as toasts.
+Producers publish each event once to the Fleet's `EventStream` (`Fleet.events`): the
+Watcher (connection changes, preemption, session exits, alerts, checkpoints found,
+downloaded and pruned, resumes, budget actions) and the TUI's own actions (a
+download a person started). Consumers subscribe, and none derives its own news from
+snapshots: `gpuctl watch` prints each event as one line (JSON with `--json`: `ts`,
+`pod`, `session`, `kind`, `message`, then the kind's own keys; readable otherwise),
+the notifiers (`sessions.watch.notify`) deliver them, the TUI toasts them
+(`tui.event_toasts`) and its checkpoint pane redraws from them. So a download shown
+as verified, or a copy pruned, is told the same everywhere at the same moment.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 
 class EventKind:
@@ -26,6 +32,7 @@ class EventKind:
     ALERT = "alert"                        # extra: alert (its name), value, threshold
     ALERT_CLEARED = "alert_cleared"        # extra: alert
     BUDGET_ACTION = "budget_action"        # extra: action, spend_usd, max_usd, result
+    CHECKPOINT_PRUNED = "checkpoint_pruned"  # extra: checkpoint, local_path (keep_local deleted the copy)
 
 
 ALL_KINDS: tuple[str, ...] = tuple(v for k, v in vars(EventKind).items() if k.isupper())
@@ -33,7 +40,7 @@ ALL_KINDS: tuple[str, ...] = tuple(v for k, v in vars(EventKind).items() if k.is
 
 @dataclass(frozen=True)
 class WatchEvent:
-    """One thing that happened.
+    """One thing that happened (the stream's one event type; the name is watch's, kept).
 
     Attributes:
         kind: an `EventKind` value.
@@ -42,6 +49,11 @@ class WatchEvent:
         session: the session's name, or None for pod-level events.
         ts: unix time it was noticed (this machine's clock).
         extra: the kind's own keys (see `EventKind`), JSON-serialisable.
+        before, after: the state before and after the change, where the kind is one:
+            pod states for `connected`/`disconnected`/`preempted`, session states for
+            `session_exited`. For consumers in this process (a toast says "restored"
+            only after an outage, "exited" only for an exit, not a kill); kept out of
+            the JSON line, so scripts see the keys they always saw.
     """
 
     kind: str
@@ -50,6 +62,8 @@ class WatchEvent:
     session: str | None = None
     ts: float = field(default_factory=time.time)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    before: str | None = None
+    after: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` object: the five fixed keys first, then the kind's own."""
@@ -67,3 +81,40 @@ class WatchEvent:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.ts))
         where = self.pod if self.session is None else f"{self.pod}/{self.session}"
         return f"{stamp}  {where}  {self.kind}  {self.message}"
+
+
+Consumer = Callable[[WatchEvent], None]
+
+
+class EventStream:
+    """Publish once, every subscriber told in order, on the caller's loop.
+
+    Delivery is synchronous and cheap by contract: a consumer that has slow work
+    (a webhook, a redraw) hands it off (`NotifyRouter.submit`, a Textual message).
+    One consumer that raises does not keep the event from the others; the first
+    error is raised to the producer after everyone was told, as a failing `emit`
+    always was (a closed stdout ends `gpuctl watch`).
+    """
+
+    def __init__(self) -> None:
+        self._consumers: list[Consumer] = []
+
+    def subscribe(self, consumer: Consumer) -> Callable[[], None]:
+        """Tell `consumer` every event from now on; returns the call that stops it."""
+        self._consumers.append(consumer)
+
+        def unsubscribe() -> None:
+            if consumer in self._consumers:
+                self._consumers.remove(consumer)
+
+        return unsubscribe
+
+    def publish(self, event: WatchEvent) -> None:
+        failed: BaseException | None = None
+        for consumer in list(self._consumers):
+            try:
+                consumer(event)
+            except Exception as exc:  # noqa: BLE001 - raised below, once all were told
+                failed = failed or exc
+        if failed is not None:
+            raise failed

@@ -13,6 +13,7 @@ from typing import AsyncIterator
 
 from sessions.link import pods
 from sessions.config.loader import Config
+from sessions.events import EventStream
 from sessions.fleet.monitor import PodMonitor
 from sessions.link.pod_link import PodLink
 from sessions.providers.poller import ProviderPoller
@@ -69,6 +70,9 @@ class Fleet:
         self._cached: FleetSnapshot | None = None
         self._subscriptions: set[Subscription] = set()
         self._tasks: list[asyncio.Task] = []
+        # The one stream of domain events (sessions/events.py): the Watcher and the TUI's
+        # actions publish; watch's output, notify targets, toasts and the checkpoint pane listen.
+        self.events = EventStream()
 
     async def __aenter__(self) -> "Fleet":
         self.start()
