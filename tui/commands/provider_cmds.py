@@ -237,6 +237,18 @@ async def _import_async(args: argparse.Namespace, config: Any, path: Any, entry:
     from sessions.providers import pod_import
     from sessions.providers import ops as provider_ops
 
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if entry.type == "skypilot":
+        # SkyPilot's own SSH entries say everything (no `sky` call): see skypilot_import.
+        from sessions.providers import skypilot_import
+
+        clusters = skypilot_import.read_clusters()
+        if not clusters:
+            complain(f"no SkyPilot clusters: {skypilot_import.generated_dir()} holds no SSH entries "
+                     "(SkyPilot writes them while a cluster is up: sky status)")
+            return 0
+        return _write_plan(args, path, text, "skypilot", sum(len(c) for c in clusters),
+                           skypilot_import.plan(config, clusters, indent=pod_import.list_indent(text)))
     try:
         provider = provider_ops.build_provider(entry)
     except provider_ops.ProviderSetupError as exc:
@@ -252,15 +264,21 @@ async def _import_async(args: argparse.Namespace, config: Any, path: Any, entry:
         return EXIT_FAILED
     finally:
         await provider.aclose()
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
     extra = {k: v for k, v in (("api_key_env", entry.api_key_env), ("api_url", entry.api_url)) if v}
     extra.update({k: v for k, v in entry.options.items() if k in ("region", "zone", "project", "resource_group",
                                                                    "subscription", "profile")})
     plan = pod_import.plan(config, entry.type, instances, indent=pod_import.list_indent(text), provider_extra=extra)
+    return _write_plan(args, path, text, entry.type, len(instances), plan)
+
+
+def _write_plan(args: argparse.Namespace, path: Any, text: str, kind: str, count: int, plan: Any) -> int:
+    """Print or write an import plan (`--write`), saying what was skipped and why."""
+    from sessions.providers import pod_import
+
     for info, why in plan.skipped:
-        complain(f"skipped {entry.type} {info.id}{f' ({info.name})' if info.name else ''}: {why}")
+        complain(f"skipped {kind} {info.id}{f' ({info.name})' if info.name else ''}: {why}")
     if not plan.added:
-        print(f"nothing to import from {entry.type}: {len(instances)} instance(s), none new and running")
+        print(f"nothing to import from {kind}: {count} instance(s), none new and running")
         return 0
     entries = "".join(p.text for p in plan.added)
     if any(p.info.ssh_proxied for p in plan.added):
