@@ -207,6 +207,10 @@ async def test_a_new_checkpoint_is_downloaded_once_verified_and_old_copies_prune
         await run.wait_for("checkpoint_downloaded", count=2)
         assert (tmp_path / "dl/p/train/step_200.pt").read_bytes() == second.read_bytes()
         assert not local.exists(), "keep_local: 1 keeps only the newest copy"
+        pruned = (await run.wait_for("checkpoint_pruned"))[0]
+        assert (pruned.session, pruned.extra["local_path"], pruned.extra["checkpoint"]) == (
+            "train", str(local), str(first))
+        assert run.events.index(pruned) > run.events.index(run.kinds("checkpoint_downloaded")[1])
         # Several more listing rounds: nothing is fetched again.
         await asyncio.sleep(1.5)
         assert [e.extra["name"] for e in run.kinds("checkpoint_downloaded")] == ["step_100.pt", "step_200.pt"]
@@ -267,8 +271,7 @@ async def test_a_webhook_on_loopback_receives_the_events(sshd, tmp_path):
                                                   "notify": [{"webhook": receiver.url}]})
         router = NotifyRouter(config)
         async with Run(config, tmp_path) as run:
-            run.emit = lambda event: (Run.emit(run, event), router.submit(event))  # type: ignore[method-assign]
-            run.watcher.ctx.emit = run.emit
+            run.fleet.events.subscribe(router.submit)  # a second subscriber of the one stream
             await run.wait_for("connected")
             sshd.set_gpus([{**gpus[0], "temperature.gpu": 95}, gpus[1]])
             await run.wait_for("alert", alert="gpu_temp_c")

@@ -1,5 +1,8 @@
 """The headless `gpuctl watch`: run the Fleet and the Watcher, print each event.
 
+The Watcher publishes to the Fleet's event stream (`sessions.events`); this command
+subscribes its printer and the notify router to it, as the TUI subscribes its toasts.
+
 One line per event on stdout (JSON with `--json`, readable otherwise), flushed at
 once so `gpuctl watch | jq` and `journalctl -f` see events as they happen. What is
 about watch itself (where its state lives, a notifier that failed) goes to stderr,
@@ -40,10 +43,9 @@ async def run_watch(config: Any, *, state_path: Path, as_json: bool, pod_names: 
         _say(note)
     router = NotifyRouter(config, on_error=lambda message: _say(f"notify: {message}"))
 
-    def emit(event: WatchEvent) -> None:
+    def print_event(event: WatchEvent) -> None:
         out.write((event.json_line() if as_json else visible(event.readable())) + "\n")
         out.flush()
-        router.submit(event)
 
     count = len(pod_names) if pod_names else len(config.pods)
     _say(f"watching {count} pod{'s' if count != 1 else ''} from {config.path}; state in {state_path}; "
@@ -56,7 +58,10 @@ async def run_watch(config: Any, *, state_path: Path, as_json: bool, pod_names: 
         pass
     try:
         async with Fleet(config, pod_names) as fleet:
-            watcher = Watcher(fleet, state, emit, start_dir=start_dir)
+            # Two subscribers of the fleet's one event stream: this output and the notifiers.
+            fleet.events.subscribe(print_event)
+            fleet.events.subscribe(router.submit)
+            watcher = Watcher(fleet, state, start_dir=start_dir)
             try:
                 await watcher.run()
             finally:

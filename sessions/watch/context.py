@@ -26,7 +26,8 @@ class WatchContext:
     Attributes:
         fleet: the running `sessions.Fleet`.
         state: the persisted state (`save()` after changing it).
-        emit: called with each event, in order (prints, notifies, toasts).
+        emit: publishes each event, in order, to the Fleet's stream (`sessions.events`),
+            whose subscribers print, notify, toast and redraw.
         start_dir: where relative download dirs are rooted (where watch started).
         actions: pod name -> whether watch may act on it (download, resume, budget
             actions); alerts and events flow regardless. The TUI toggles it per pod.
@@ -81,7 +82,8 @@ class WatchContext:
         """Return once the pod is online (at once if it is)."""
         await self._online.setdefault(pod_name, asyncio.Event()).wait()
 
-    def say(self, kind: str, pod: str, message: str, session: str | None = None, **extra: Any) -> None:
-        """Emit one event now."""
+    def say(self, kind: str, pod: str, message: str, session: str | None = None, *,
+            before: str | None = None, after: str | None = None, **extra: Any) -> None:
+        """Emit one event now (`before`/`after`: the states a change went between)."""
         self.emit(WatchEvent(kind=kind, pod=pod, message=message, session=session,
-                             ts=self.clock(), extra=extra))
+                             ts=self.clock(), extra=extra, before=before, after=after))

@@ -12,8 +12,9 @@ index, so neither watch nor a person fetches it twice.
 * The first listing of a session watch has never seen announces only its newest
   checkpoint; later listings announce each new one (`checkpoint_found`).
 * `keep_local: N` deletes the oldest local copies *in the download folder* beyond
-  the newest N verified ones, and forgets them in the index; a copy elsewhere (a
-  manual `gpuctl download --dest`) is never touched, nor anything on the pod.
+  the newest N verified ones, forgets them in the index and says so
+  (`checkpoint_pruned`); a copy elsewhere (a manual `gpuctl download --dest`) is
+  never touched, nor anything on the pod.
 * A failing listing or download raises one `alert` (`download_failed`) and is
   retried next round; the next success clears it.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from pathlib import Path
 
 from backends.ssh import SshFailure
@@ -34,7 +36,7 @@ from sessions.checkpoints.download import (
     default_dest,
     download_checkpoint,
 )
-from sessions.events import EventKind
+from sessions.events import EventKind, WatchEvent
 from sessions.watch.context import WatchContext
 from sessions.watch.state import session_key
 
@@ -44,6 +46,19 @@ def download_dir(ctx: WatchContext, pod: str, session: str) -> Path:
     (`sessions.checkpoints.download.default_dest`, the same answer `gpuctl download` and `d` use)."""
     pod_cfg = ctx.config.pod(pod)
     return default_dest(ctx.config, pod_cfg, pod_cfg.session(session), ctx.start_dir)
+
+
+def downloaded_event(result: DownloadResult, ts: float | None = None) -> WatchEvent:
+    """The `checkpoint_downloaded` event for a verified download: one wording and one
+    set of keys whether watch's auto-download or a person (`d` in the TUI) fetched it."""
+    c = result.checkpoint
+    return WatchEvent(EventKind.CHECKPOINT_DOWNLOADED, result.pod,
+                      f"downloaded {c.name} to {result.local_path} (sha256 verified, "
+                      f"{result.size / 1e6:.1f} MB in {result.seconds:.1f} s)", result.session,
+                      ts=time.time() if ts is None else ts,
+                      extra={"checkpoint": c.path, "name": c.name, "step": c.step,
+                             "local_path": str(result.local_path), "sha256": result.sha256,
+                             "size": result.size, "verified": True})
 
 
 class AutoDownload:
@@ -158,12 +173,7 @@ class AutoDownload:
             done.append(result.checkpoint.name)
             self.ctx.state.save()
         if not result.skipped:
-            c = result.checkpoint
-            self.ctx.say(EventKind.CHECKPOINT_DOWNLOADED, pod,
-                         f"downloaded {c.name} to {result.local_path} (sha256 verified, "
-                         f"{result.size / 1e6:.1f} MB in {result.seconds:.1f} s)", session,
-                         checkpoint=c.path, name=c.name, step=c.step, local_path=str(result.local_path),
-                         sha256=result.sha256, size=result.size, verified=True)
+            self.ctx.emit(downloaded_event(result, self.ctx.clock()))
         keep = self.ctx.policies(pod, session).keep_local
         if keep is not None:
             prune(self.ctx, pod, session, keep)
@@ -202,7 +212,9 @@ class AutoDownload:
 
 def prune(ctx: WatchContext, pod: str, session: str, keep: int) -> list[Path]:
     """Delete this session's verified local copies in its download folder beyond the
-    newest `keep` (by step, then the pod's mtime); returns what was deleted."""
+    newest `keep` (by step, then the pod's mtime); returns what was deleted, each told
+    as a `checkpoint_pruned` event once the index has forgotten it (a pane that reads
+    the index then sees the copy gone)."""
     folder = download_dir(ctx, pod, session).resolve()
     host = checkpoint_index.host_identity(ctx.config.pod(pod), ctx.config.defaults)
     ours = [e for e in checkpoint_index.load().values()
@@ -219,4 +231,9 @@ def prune(ctx: WatchContext, pod: str, session: str, keep: int) -> list[Path]:
         removed.append(path)
     if doomed:
         checkpoint_index.forget([e.key for e in doomed])
+    for entry in doomed:
+        name = entry.remote_path.rstrip("/").rsplit("/", 1)[-1]
+        ctx.say(EventKind.CHECKPOINT_PRUNED, pod, f"deleted the local copy of {name} at {entry.local_path} "
+                f"(keep_local: {keep})", session, checkpoint=entry.remote_path, local_path=entry.local_path,
+                keep_local=keep)
     return removed

@@ -7,8 +7,10 @@ watch itself was down is still noticed). What changed becomes events: `connected
 lines), alerts; the parts it drives add `resumed`, `checkpoint_found`,
 `checkpoint_downloaded` and `budget_action`.
 
-The TUI runs the same Watcher, with actions switched per pod (`set_actions`); the
-headless command prints the events and hands them to the notifiers.
+Every event goes to the Fleet's one stream (`Fleet.events`, `sessions.events`), never
+to a consumer directly: the headless command subscribes its printer and the notifiers,
+the TUI (which runs the same Watcher, with actions switched per pod by `set_actions`)
+its toasts, notifiers and checkpoint pane.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from sessions.events import EventKind, WatchEvent
+from sessions.events import EventKind, EventStream, WatchEvent
 from sessions.snapshot import PodSnapshot, PodState, SessionState
 from sessions.watch.budget import BudgetGuard
 from sessions.watch.context import WatchContext
@@ -46,11 +48,16 @@ class Watcher:
     `await watcher.aclose()`.
     """
 
-    def __init__(self, fleet: Any, state: WatchState, emit: Callable[[WatchEvent], None], *,
+    def __init__(self, fleet: Any, state: WatchState, emit: Callable[[WatchEvent], None] | None = None, *,
                  start_dir: Path | None = None, clock: Callable[[], float] = time.time):
+        """`emit`, when given, is subscribed to the stream until `aclose` (a fleet
+        without a stream of its own, as in some tests, gets a private one)."""
         from sessions.watch.alerts import AlertTracker
 
-        self.ctx = WatchContext(fleet=fleet, state=state, emit=emit,
+        stream = getattr(fleet, "events", None)
+        self.events: EventStream = stream if isinstance(stream, EventStream) else EventStream()
+        self._unsubscribe = self.events.subscribe(emit) if emit is not None else None
+        self.ctx = WatchContext(fleet=fleet, state=state, emit=self.events.publish,
                                 start_dir=Path(start_dir or Path.cwd()), clock=clock)
         self.resume = AutoResume(self.ctx)
         self.downloads = AutoDownload(self.ctx)
@@ -102,16 +109,16 @@ class Watcher:
         if new == PodState.ONLINE:
             back = " (back after an outage)" if pod.name in self._interrupted else ""
             say(EventKind.CONNECTED, pod.name, f"connected over {pod.transport or 'ssh'}{back}",
-                transport=pod.transport)
+                before=old, after=new, transport=pod.transport)
         elif new == PodState.PREEMPTED:
             self._interrupted.add(pod.name)
             say(EventKind.PREEMPTED, pod.name, pod.error or "the provider took the instance back",
-                provider_state=pod.provider_state)
+                before=old, after=new, provider_state=pod.provider_state)
         elif new in _DOWN and old not in _DOWN:
             if old == PodState.ONLINE:
                 self._interrupted.add(pod.name)
             say(EventKind.DISCONNECTED, pod.name, pod.error or "connection lost",
-                error_kind=pod.error_kind)
+                before=old, after=new, error_kind=pod.error_kind)
 
     # -- sessions ------------------------------------------------------------------
 
@@ -148,8 +155,8 @@ class Watcher:
         else:
             message = "tmux session ended (killed by hand?)"
         step = s.progress.step if s.progress else None
-        self.ctx.say(EventKind.SESSION_EXITED, pod.name, message, s.name,
-                     exit_status=s.exit_status, last_lines=lines, step=step)
+        self.ctx.say(EventKind.SESSION_EXITED, pod.name, message, s.name, before=SessionState.RUNNING,
+                     after=s.state, exit_status=s.exit_status, last_lines=lines, step=step)
         self.downloads.poke(pod.name, s.name)
         if s.state == SessionState.EXITED and s.exit_status not in (0, None):
             self.resume.consider(pod.name, s.name, f"exit status {s.exit_status}")
@@ -183,4 +190,7 @@ class Watcher:
         await self.resume.aclose()
         await self.downloads.aclose()
         await self.budget.aclose()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
