@@ -1,0 +1,65 @@
+"""Builds the one command that reads GPU health on a pod (``gpuctl doctor``, ``gpuctl check``).
+
+Like the agent, nothing is installed: the reader's source (``gpu_health.py``, standard
+library only) travels inside the command, zlib-compressed and base64-encoded, and
+``python3 -c`` runs it; it prints one JSON line. Every part is ``shlex.quote``d, and
+``parse_health_output`` beside it reads the answer back, so the format has one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import shlex
+import zlib
+from pathlib import Path
+from typing import Any
+
+_READER_PATH = Path(__file__).with_name("gpu_health.py")
+_BOOTSTRAP = 'import base64,zlib;exec(zlib.decompress(base64.b64decode("{payload}")))'
+HEALTH_TIMEOUT_S = 45.0
+"""Three nvidia-smi execs (10 s limit each) and the kernel log (5 s per source)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _payload() -> str:
+    source = _READER_PATH.read_text(encoding="utf-8")
+    return base64.b64encode(zlib.compress(source.encode("utf-8"), 9)).decode("ascii")
+
+
+def build_health_command(options: dict[str, Any] | None = None, python: str = "python3") -> str:
+    """``python3 -c '<reader>' '<json options>'``, every part shell-quoted.
+
+    Args:
+        options: the reader's options (``nvml``, ``kernel_log``, ``kmsg``).
+        python: the interpreter, one word.
+    """
+    argument = json.dumps(options or {}, separators=(",", ":"), sort_keys=True)
+    code = _BOOTSTRAP.format(payload=_payload())
+    return " ".join(shlex.quote(part) for part in (python, "-c", code, argument))
+
+
+class HealthUnreadable(Exception):
+    """The pod's answer holds no health report (no python3, the reader crashed...)."""
+
+
+def parse_health_output(returncode: int | None, stdout: str, stderr: str = "") -> dict[str, Any]:
+    """The reader's JSON report from a command's output.
+
+    Raises:
+        HealthUnreadable: with a plain message (python3 missing, a traceback's last line).
+    """
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                report = json.loads(line)
+            except ValueError:
+                break
+            if isinstance(report, dict) and "gpus" in report:
+                return report
+    text = (stderr or stdout).strip().splitlines()
+    last = text[-1].strip() if text else f"exit status {returncode}"
+    if returncode == 127 or "not found" in last:
+        raise HealthUnreadable("python3 is not installed on the pod, so GPU health cannot be read there")
+    raise HealthUnreadable(f"the health reader failed on the pod: {last}")
