@@ -7,6 +7,7 @@ they like. `None` always means "unknown", never zero.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,17 @@ class PodState:
     RECONNECTING = "reconnecting"
     OFFLINE = "offline"
     PREEMPTED = "preempted"  # the provider took the instance back (spot/bid); not a network fault
+    STOPPED = "stopped"      # stopped through the provider (by gpuctl or anyone); disks kept, not billing compute
+    TERMINATED = "terminated"  # torn down: the provider no longer runs (or knows) the instance
+
+    ALL = ("connecting", "online", "reconnecting", "offline", "preempted", "stopped", "terminated")
+    """Every state, in the order a pod lives through them. Which one a pod is in is decided
+    in one place, `sessions.providers.lifecycle.settle`, from the monitor's connection, the
+    provider's answer and gpuctl's own stop/teardown."""
+
+
+NOT_RUNNING = (PodState.STOPPED, PodState.TERMINATED, PodState.PREEMPTED)
+"""States in which the instance does not run (nor bill compute), whatever SSH says."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +87,7 @@ class SessionState:
     RUNNING = "running"
     EXITED = "exited"   # the command ended; its pane is kept (remain-on-exit)
     ABSENT = "absent"   # configured, but no tmux session of that name exists
+    UNKNOWN = "unknown"  # the pod is not online: `last_state` is what was last seen (stale)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,10 @@ class SessionSnapshot:
         trackers: the tracker files read for this session (`sessions.progress.trackers`).
         loss_history: the loss at each logged step from the tracker the loss came
             from, oldest first; empty when the log is the only source.
+        last_state: on a pod that is not online, the state last seen (`state` is then
+            `unknown`: a session gpuctl cannot see is never shown running); else None.
+        stuck_since: unix time the step last advanced while it is `stalled` (the one
+            "stuck since" clock: the stall alert reads it too), else None.
     """
 
     name: str
@@ -110,6 +127,13 @@ class SessionSnapshot:
     sources: tuple[tuple[str, str], ...] = ()
     trackers: tuple[TrackerReading, ...] = ()
     loss_history: tuple[float, ...] = ()
+    last_state: str | None = None
+    stuck_since: float | None = None
+
+    @property
+    def stale(self) -> bool:
+        """Last known, not live: the pod it runs on is not online."""
+        return self.state == SessionState.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +145,8 @@ class PodSnapshot:
         error: why the pod is not online (plain words), else None.
         error_kind: a `backends.ssh.FailureKind` value, for scripts.
         sampled_at: pod clock time (unix seconds) of the telemetry shown, or None.
+        received_at: this machine's clock when that telemetry arrived (the age of a
+            stale value is measured from it: the pod's clock may be off), or None.
         transport: "agent", "exec" (no python3 on the pod) or "local".
         gpu_status: "ok", "none" (the pod has no GPU) or "error" (see gpu_error).
         price_per_hour: USD per hour: the config's, else the provider's.
@@ -159,6 +185,17 @@ class PodSnapshot:
     provider_error: str | None = None
     spend_since: float | None = None
     spend_from: str | None = None
+    received_at: float | None = None
+
+    @property
+    def stale(self) -> bool:
+        """The GPUs, disk, load and sessions shown are last known, not live: the pod is
+        not online but was sampled before (`sampled_at`, `received_at` say when)."""
+        return self.state != PodState.ONLINE and (self.sampled_at is not None or bool(self.gpus or self.sessions))
+
+    def age_s(self, now: float) -> float | None:
+        """Seconds since the values shown arrived (None: not known)."""
+        return None if self.received_at is None else max(0.0, now - self.received_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +211,7 @@ class FleetSnapshot:
         raise KeyError(name)
 
 
-def apply_sample(pod: PodSnapshot, sample: dict[str, Any]) -> PodSnapshot:
+def apply_sample(pod: PodSnapshot, sample: dict[str, Any], received_at: float | None = None) -> PodSnapshot:
     """A new snapshot of `pod` with the telemetry of one agent/probe sample.
 
     Sessions are not taken from here: the monitor's `SessionBook` merges the sample's
@@ -196,6 +233,7 @@ def apply_sample(pod: PodSnapshot, sample: dict[str, Any]) -> PodSnapshot:
         disk=disk,
         load=tuple(load) if load else None,
         uptime_s=sample.get("uptime_s"),
+        received_at=time.time() if received_at is None else received_at,
     )
 
 

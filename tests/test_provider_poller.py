@@ -11,7 +11,7 @@ from backends.providers.base import InstanceInfo, InstanceState
 from sessions.config.loader import parse_config
 from sessions.fleet.facade import Fleet
 from sessions.progress.tracker import Progress
-from sessions.providers.poller import ProviderPoller, ProviderView, merge
+from sessions.providers.poller import ProviderPoller, ProviderView, merge, running_since
 from sessions.snapshot import PodSnapshot, PodState, SessionSnapshot, SessionState
 from tests.support.provider_server import KEY, FakeRunPod, ProviderServer, runpod_pod
 from tui.cli import main
@@ -35,25 +35,28 @@ def running(price=3.0, started=NOW - 1800, uptime=None, **kw) -> ProviderView:
                                      started_at=started, uptime_s=uptime, **kw), polled_at=NOW)
 
 
-def test_the_provider_price_and_start_time_give_spend_and_the_longest_eta_the_projection():
+def test_the_provider_price_and_start_time_give_the_run_start_and_the_longest_eta_the_projection():
     out = merge(snap(etas=(3600.0, 7200.0)), pod_cfg(), running(), NOW)
-    assert (out.price_per_hour, out.price_source, out.spend_usd, out.projected_usd) == (3.0, "provider", 1.5, 6.0)
+    assert (out.price_per_hour, out.price_source, out.projected_usd) == (3.0, "provider", 6.0)
     assert (out.provider_state, out.provider_error, out.state) == ("running", None, PodState.ONLINE)
+    assert out.spend_usd is None  # the ledger (sessions/providers/spend.py) is the one truth
+    assert running_since(out, running(), NOW) == (NOW - 1800, "provider")
 
 
 def test_a_config_price_wins_over_the_providers():
     out = merge(snap(), pod_cfg(price="2.5"), running(price=3.0), NOW)
-    assert (out.price_per_hour, out.price_source, out.spend_usd) == (2.5, "config", 1.25)
+    assert (out.price_per_hour, out.price_source) == (2.5, "config")
 
 
-def test_the_providers_uptime_beats_its_start_time_and_the_agents_uptime_is_the_fallback():
-    assert merge(snap(), pod_cfg(), running(uptime=360.0), NOW).spend_usd == 0.3
+def test_the_providers_uptime_beats_its_start_time_and_first_seen_is_the_fallback():
+    assert running_since(snap(), running(uptime=360.0), NOW) == (NOW - 360.0, "provider")
     no_start = ProviderView(InstanceInfo("pod1", InstanceState.RUNNING, price_per_hour=4.0), polled_at=NOW)
-    assert merge(snap(uptime=900.0), pod_cfg(), no_start, NOW).spend_usd == 1.0  # agent uptime: 15 min
-    # No provider at all: the config price and the agent's uptime still give spend.
-    plain = parse_config("pods:\n  - {name: p, host: h, price_per_hour: 2}\n", "c.yaml").pods[0]
-    assert merge(snap(uptime=3600.0), plain, None, NOW).spend_usd == 2.0
-    assert merge(snap(state=PodState.OFFLINE), plain, None, NOW).spend_usd is None
+    # not the machine's uptime: in a container that is the host's boot
+    assert running_since(snap(uptime=900.0), no_start, NOW) == (None, "first_seen")
+    assert running_since(snap(uptime=3600.0), None, NOW) == (None, "first_seen")
+    assert running_since(snap(state=PodState.OFFLINE), None, NOW) == (None, None)
+    for state in (PodState.STOPPED, PodState.TERMINATED, PodState.PREEMPTED):  # decided by lifecycle
+        assert running_since(snap(state=state), running(), NOW) == (None, None)
 
 
 def test_no_price_means_no_cost_figures():
@@ -61,19 +64,11 @@ def test_no_price_means_no_cost_figures():
     assert (out.price_per_hour, out.spend_usd, out.projected_usd, out.price_source) == (None, None, None, None)
 
 
-def test_preempted_only_while_ssh_cannot_reach_it():
-    view = ProviderView(InstanceInfo("pod1", InstanceState.STOPPED, "EXITED", preempted=True), preempted=True)
-    off = merge(snap(state=PodState.OFFLINE), pod_cfg(), view, NOW)
-    assert (off.state, off.error_kind, off.provider_state) == (PodState.PREEMPTED, "preempted", "stopped")
-    assert off.error == "preempted: runpod took the instance back (EXITED)"
-    assert merge(snap(), pod_cfg(), view, NOW).state == PodState.ONLINE
-
-
 def test_a_provider_error_is_a_note_not_a_state():
     out = merge(snap(state=PodState.ONLINE), pod_cfg(), ProviderView(error="runpod: boom (HTTP 500)"), NOW)
     assert (out.state, out.provider_error, out.provider_state) == (PodState.ONLINE, "runpod: boom (HTTP 500)", None)
     gone = merge(snap(state=PodState.OFFLINE), pod_cfg(), ProviderView(gone=True), NOW)
-    assert (gone.state, gone.provider_state) == (PodState.OFFLINE, "terminated")
+    assert gone.provider_state == "terminated"
 
 
 # --- the poller -------------------------------------------------------------------------
@@ -186,4 +181,6 @@ async def test_a_stop_made_by_gpuctl_is_not_a_preemption(api, tmp_path, local_tm
         await fleet.providers.poll_once()
         snapshot = fleet.snapshot().pod("spot")
     assert result.outcome == "done"
-    assert (snapshot.state, snapshot.provider_state) == (PodState.OFFLINE, "stopped")
+    # gpuctl's own stop: `stopped` (sessions/providers/lifecycle.py), not a preemption nor a network fault
+    assert (snapshot.state, snapshot.provider_state) == (PodState.STOPPED, "stopped")
+    assert (snapshot.error, snapshot.error_kind) == ("stopped: stopped by gpuctl", "stopped")

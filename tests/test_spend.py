@@ -77,12 +77,13 @@ async def test_stop_teardown_and_restart_keep_the_spend(monkeypatch, tmp_path, r
             await fleet.stop_instance("spot")
             await fleet.providers.poll_once()
             stopped = fleet.snapshot().pod("spot")
-            assert stopped.provider_state == "stopped"
+            assert (stopped.state, stopped.provider_state) == ("stopped", "stopped")
             assert stopped.spend_usd >= running.spend_usd
             await fleet.teardown_instance("spot", force=True)
             await fleet.providers.poll_once()
             gone = fleet.snapshot().pod("spot")
-            assert gone.provider_state == "terminated" and gone.spend_usd >= stopped.spend_usd
+            assert (gone.state, gone.provider_state) == ("terminated", "terminated")
+            assert gone.spend_usd >= stopped.spend_usd
         # gpuctl restarts: the new Fleet shows the kept figure before anything answers
         again = Fleet(config).snapshot().pod("spot")
         assert again.spend_usd == gone.spend_usd
@@ -90,18 +91,23 @@ async def test_stop_teardown_and_restart_keep_the_spend(monkeypatch, tmp_path, r
     assert default_path(config.path).is_file()
 
 
-async def test_a_pod_that_drops_off_keeps_its_spend(sshd_fresh, tmp_path):
+async def test_a_pod_that_drops_off_keeps_its_spend_and_its_values_turn_stale(sshd_fresh, tmp_path):
     trust(sshd_fresh)
     config = parse_config(yaml.safe_dump({"pods": [sshd_fresh.pod_entry("p", price_per_hour=36000.0)]}),
                           tmp_path / "c.yaml")
     async with Fleet(config) as fleet:
         up = await wait_for(fleet, "p", lambda p: p.state == "online" and p.spend_usd)
+        assert not up.stale and up.received_at is not None
         sshd_fresh.stop()
         down = await wait_for(fleet, "p", lambda p: p.state in ("reconnecting", "offline"))
         assert down.spend_usd is not None and down.spend_usd >= up.spend_usd
+        # the last GPUs stay, marked as last known, with the time they arrived
+        assert down.stale and down.gpus and down.received_at >= up.received_at
+        assert down.age_s(down.received_at + 90) == 90
     kept = Fleet(config).snapshot().pod("p")
     assert kept.spend_usd >= up.spend_usd
-    assert up.spend_from == "uptime"  # no provider: from the machine's boot
+    # no provider: from when gpuctl first saw it (the machine's boot may be the host's)
+    assert up.spend_from == "first_seen"
 
 
 def test_the_pod_header_says_which_clock_the_spend_counts_from():

@@ -16,6 +16,7 @@ from sessions.config.loader import Config
 from sessions.events import EventStream
 from sessions.fleet.monitor import PodMonitor
 from sessions.link.pod_link import PodLink
+from sessions.providers import lifecycle
 from sessions.providers.poller import ProviderPoller
 from sessions.snapshot import FleetSnapshot, PodSnapshot, with_state
 from sessions.providers.spend import SpendBook, default_path
@@ -65,8 +66,9 @@ class Fleet:
         # Spend is accumulated and kept per pod (sessions/providers/spend.py), so it never goes
         # down when a pod stops or gpuctl restarts; pods dropped from the config are forgotten.
         self.spend = SpendBook(default_path(config.path), [p.name for p in config.pods])
-        self._pods: dict[str, PodSnapshot] = {name: self._with_spend(self.providers.apply(m.snapshot))
-                                              for name, m in self._monitors.items()}
+        # gpuctl's own stops and teardowns, shown at once (sessions/providers/lifecycle.py)
+        self._own: dict[str, lifecycle.OwnAction] = {}
+        self._pods: dict[str, PodSnapshot] = {name: self._settled(m.snapshot) for name, m in self._monitors.items()}
         self._cached: FleetSnapshot | None = None
         self._subscriptions: set[Subscription] = set()
         self._tasks: list[asyncio.Task] = []
@@ -113,8 +115,15 @@ class Fleet:
             return with_state(snapshot, spend_usd=None)
         return with_state(snapshot, spend_usd=ledger.total, spend_since=ledger.since, spend_from=ledger.source)
 
+    def _settled(self, snapshot: PodSnapshot) -> PodSnapshot:
+        """The monitor's snapshot as every view shows it: the state decided once
+        (`lifecycle.settle`), then price and projection, then spend from the ledger."""
+        return self._with_spend(self.providers.apply(lifecycle.settle(
+            snapshot, self.providers.views.get(snapshot.name), self._own.get(snapshot.name),
+            self._monitors[snapshot.name].pod)))
+
     def _on_update(self, snapshot: PodSnapshot) -> None:
-        snapshot = self._with_spend(self.providers.apply(snapshot))
+        snapshot = self._settled(snapshot)
         self._pods[snapshot.name] = snapshot
         self._cached = None
         for sub in self._subscriptions:
@@ -222,8 +231,8 @@ class Fleet:
         from sessions.providers import ops as provider_ops
 
         try:
-            return await provider_ops.stop(self.config, self.pod_config(pod_name), force=force, guard=guard,
-                                           progress=progress)
+            return self._own_action(pod_name, await provider_ops.stop(
+                self.config, self.pod_config(pod_name), force=force, guard=guard, progress=progress))
         finally:
             self.providers.poll_now()
 
@@ -234,11 +243,20 @@ class Fleet:
         from sessions.checkpoints import teardown_guard
 
         try:
-            return await provider_ops.teardown(self.config, self.pod_config(pod_name), force=force,
-                                               guard=guard or teardown_guard.guard_for(self.config),
-                                               progress=progress)
+            return self._own_action(pod_name, await provider_ops.teardown(
+                self.config, self.pod_config(pod_name), force=force,
+                guard=guard or teardown_guard.guard_for(self.config), progress=progress))
         finally:
             self.providers.poll_now()
+
+    def _own_action(self, pod_name: str, result):
+        """Show a stop or teardown the provider confirmed at once, not a poll later
+        (`lifecycle.OwnAction`); returns `result`."""
+        own = lifecycle.own_action(result)
+        if own is not None and pod_name in self._monitors:
+            self._own[pod_name] = own
+            self._on_update(self._monitors[pod_name].snapshot)
+        return result
 
     def set_interval(self, seconds: float, pod_name: str | None = None) -> None:
         """Change the telemetry interval of one pod, or all."""

@@ -203,8 +203,8 @@ class SessionBook:
         # One stall threshold: the alerts policy in force for the session, which the
         # stall alert reads too (`policies_for` folds the old `stall_minutes` key in).
         minutes = policies_for(self._top, self._pod, config).alerts.stall_minutes
-        stalled = bool(state == SessionState.RUNNING and log and minutes is not None
-                       and log.tracker.stalled(now, 60.0 * minutes))
+        stuck_since = (log.tracker.stuck_since(now, 60.0 * minutes)
+                       if state == SessionState.RUNNING and log and minutes is not None else None)
         return SessionSnapshot(
             name=name,
             state=state,
@@ -216,7 +216,8 @@ class SessionBook:
             configured=config is not None,
             log=log.path if log else None,
             progress=progress if progress and progress.format else None,
-            stalled=stalled,
+            stalled=stuck_since is not None,
+            stuck_since=stuck_since,
             sources=merged.sources,
             trackers=readings,
             loss_history=merged.loss_history,

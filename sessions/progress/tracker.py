@@ -397,12 +397,20 @@ class ProgressTracker(BarReader, LineReader):
         False while no step has been seen (a log without progress is unknown, not
         stalled) and once the step reached the total (a finished run is not stuck).
         """
-        if self._ranks:  # one hung rank hangs the job
-            return any(t.stalled(now, after_s) for t in self._ranks.values())
+        return self.stuck_since(now, after_s) is not None
+
+    def stuck_since(self, now: float, after_s: float) -> float | None:
+        """When the step last advanced, if it has not for `after_s` seconds at `now`
+        (see `stalled`), else None: the one "stuck since" clock, which the stall alert
+        reads from the session's snapshot instead of keeping its own."""
+        if self._ranks:  # one hung rank hangs the job: the longest stuck one says since when
+            stuck = [t.stuck_since(now, after_s) for t in self._ranks.values()]
+            known = [s for s in stuck if s is not None]
+            return min(known) if known else None
         if self._advanced_at is None or now - self._advanced_at < after_s:
-            return False
+            return None
         p = self.progress()
-        return not (p.total is not None and p.step is not None and p.step >= p.total)
+        return None if (p.total is not None and p.step is not None and p.step >= p.total) else self._advanced_at
 
     def progress(self) -> Progress:
         """The current reading; cheap enough to call after every chunk.

@@ -14,13 +14,14 @@ round (`settled`) still shows, per pod, that the provider has not answered.
 telemetry sample:
 * price: the config's `price_per_hour` wins when set (the user knows their
   discounts, storage and reserved rates); else the provider's price.
-* spend: accumulated in `sessions.providers.spend` (never decreases); `running_since` says
-  when the current run started: the provider's start time or uptime when it gives
-  one, else the agent's uptime (the machine's), else when gpuctl first saw it.
+* spend: not here; accumulated in `sessions.providers.spend` (never decreases), the one
+  truth; `running_since` says when the current run started: the provider's start time
+  or uptime when it gives one, else the agent's uptime (the machine's), else when
+  gpuctl first saw it.
 * projected: price x the longest ETA among running sessions.
-* preempted: when the provider says the instance was taken back and SSH cannot reach
-  it, the pod's state is `preempted`, not `offline` (a stop gpuctl made itself does
-  not count, see `provider_ops.is_preempted`).
+* state: not here either; `sessions.providers.lifecycle` decides preempted, stopped and
+  terminated from the same view (a stop gpuctl made itself is not a preemption, see
+  `provider_ops.is_preempted`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from backends.providers.base import (
 )
 from sessions.providers import ops as provider_ops
 from sessions.config.loader import PodConfig, ProviderConfig
-from sessions.snapshot import PodSnapshot, PodState, SessionState, with_state
+from sessions.snapshot import NOT_RUNNING, PodSnapshot, PodState, SessionState, with_state
 
 POLL_INTERVAL_S = 60.0
 REQUEST_TIMEOUT_S = 10.0
@@ -81,45 +82,42 @@ def _pollable(pod: PodConfig) -> bool:
 
 def merge(snapshot: PodSnapshot, pod: PodConfig | None, view: ProviderView | None,
           now: float | None = None) -> PodSnapshot:
-    """`snapshot` with price, spend, projected cost, provider state and preemption."""
-    now = time.time() if now is None else now
+    """`snapshot` with price, projected cost and the provider's state as detail.
+
+    Spend is not worked out here: the ledger (`sessions.providers.spend`, fed with
+    `running_since`) is its one truth. Nor is the pod's state: `sessions.providers.
+    lifecycle.settle` decides it (preempted, stopped, terminated) from the same view."""
     info = view.instance if view else None
     price, source = None, None
     if pod is not None and pod.price_per_hour is not None:
         price, source = pod.price_per_hour, "config"
     elif info is not None and info.price_per_hour is not None:
         price, source = info.price_per_hour, "provider"
-    spend = projected = None
+    projected = None
     if price is not None:
-        running_s = info.running_seconds(now) if info is not None and info.state == InstanceState.RUNNING else None
-        if running_s is None and snapshot.state == PodState.ONLINE:
-            running_s = snapshot.uptime_s
-        spend = None if running_s is None else round(price * running_s / 3600.0, 4)
         etas = [s.progress.eta_s for s in snapshot.sessions
                 if s.state == SessionState.RUNNING and s.progress is not None and s.progress.eta_s is not None]
         projected = round(price * max(etas) / 3600.0, 4) if etas else None
-    changes: dict[str, Any] = {
-        "price_per_hour": price, "price_source": source, "spend_usd": spend, "projected_usd": projected,
-        "provider_state": (InstanceState.TERMINATED if view and view.gone else info.state if info else None),
-        "provider_error": view.error if view else None,
-    }
-    if view is not None and view.preempted and snapshot.state != PodState.ONLINE:
-        provider = pod.provider.type if pod and pod.provider else "the provider"
-        said = f" ({info.raw_status})" if info is not None and info.raw_status else ""
-        changes.update(state=PodState.PREEMPTED, error_kind="preempted",
-                       error=f"preempted: {provider} took the instance back{said}")
-    return with_state(snapshot, **changes)
+    return with_state(snapshot, price_per_hour=price, price_source=source, projected_usd=projected,
+                      provider_state=(InstanceState.TERMINATED if view and view.gone else info.state if info else None),
+                      provider_error=view.error if view else None)
 
 
 def running_since(snapshot: PodSnapshot, view: ProviderView | None,
                   now: float | None = None) -> tuple[float | None, str | None]:
     """When the pod's current run started and who says so, for `sessions.providers.spend`:
     `(start, "provider")` from the provider's start time or uptime (uptime is read at
-    poll time, so it is anchored there, not at `now`), `(start, "uptime")` from the
-    machine's uptime, `(None, "first_seen")` when running but nobody knows since when,
-    and `(None, None)` when not running (the provider says it is not, or SSH cannot
-    reach a pod the provider says nothing about: a torn-down instance is both)."""
+    poll time, so it is anchored there, not at `now`), `(None, "first_seen")` when
+    running but no provider says since when, and `(None, None)` when not running (the
+    provider says it is not, or SSH cannot reach a pod the provider says nothing about:
+    a torn-down instance is both).
+
+    Not the machine's own uptime: in a container (RunPod, Vast, the demo) that is the
+    host's boot, hours or days before the pod was rented, so it made spend and "up"
+    disagree in both directions."""
     now = time.time() if now is None else now
+    if snapshot.state in NOT_RUNNING:  # stopped, torn down or preempted (decided by `lifecycle`)
+        return None, None
     info = view.instance if view else None
     if info is not None and info.state == InstanceState.RUNNING:
         if info.uptime_s is not None:
@@ -130,8 +128,6 @@ def running_since(snapshot: PodSnapshot, view: ProviderView | None,
         return None, None
     if snapshot.state != PodState.ONLINE:
         return None, None
-    if snapshot.uptime_s is not None:
-        return now - snapshot.uptime_s, "uptime"
     return None, "first_seen"
 
 

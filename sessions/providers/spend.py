@@ -5,8 +5,9 @@ now, so it fell to zero when a pod stopped, was preempted or torn down, or when 
 restarted (the fleet's total went $2.63 -> $2.07). Here each pod has a ledger:
 `banked` (closed running intervals) plus the current interval's dollars, and the
 current interval's figure only ever grows. An interval starts at the provider's start
-time where the provider gives one (`provider`), else when the machine booted (`uptime`,
-the agent's), else when gpuctl first saw the pod online (`first_seen`); a start clearly
+time where the provider gives one (`provider`), else when gpuctl first saw the pod
+online (`first_seen`; ledgers from before kept `uptime`, the machine's boot, which in a
+container is the host's and so not when the pod was rented); a start clearly
 later than the recorded one (same source) means the instance ran again, so the old
 interval is banked first. A pod that is not running keeps its total: stopped,
 preempted and torn-down pods still show what they cost until removed from the config.
@@ -112,6 +113,9 @@ class SpendBook:
             ledger.current, ledger.since, changed = 0.0, start, True
         elif source == FROM_PROVIDER and ledger.source != FROM_PROVIDER and start < ledger.since:
             ledger.since, ledger.source, changed = start, source, True  # a better start time
+        elif ledger.source == FROM_UPTIME and source != FROM_UPTIME:  # a ledger kept before uptime was dropped
+            ledger.banked = round(ledger.banked + ledger.current, 4)
+            ledger.current, ledger.since, ledger.source, changed = 0.0, start, source, True
         if not ledger.open:
             ledger.open, changed = True, True
         running_since = ledger.since
