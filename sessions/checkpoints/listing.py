@@ -399,7 +399,7 @@ async def list_checkpoints(runner: Runner, pod: PodConfig, session: str | Sessio
     """The session's checkpoints on the pod, newest first.
 
     Args:
-        runner: how to run commands on the pod (`sessions.link.pod_access.open_runner`).
+        runner: how to run commands on the pod (a transport `Fleet.borrow` lends).
         pod: the pod's config entry.
         session: the session's name or config.
         previous: an earlier result for the same session; when given, the listing is

@@ -22,6 +22,10 @@ It refuses when it cannot check (the pod is unreachable, the listing fails): a
 teardown is irreversible, and "could not look" is not "nothing to lose". `--force`
 (or typing the name past the warning in the TUI) is the way through.
 
+All of one check (every session's listing and hashing) runs on one transport, borrowed
+from the caller's Fleet (`borrow`: the monitor's live connection, or the one a headless
+command opened) or, without one, from a link of its own.
+
 A pod with no configured sessions has nothing gpuctl knows to protect; the guard lets
 it through and says so. `check` and `guard_for` are also what `gpuctl stop` asks for
 providers whose stop loses the disk.
@@ -29,8 +33,8 @@ providers whose stop loses the disk.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from backends.runner import Runner
@@ -46,22 +50,32 @@ from sessions.checkpoints.listing import (
 from sessions.config.loader import Config, Defaults, PodConfig
 
 
+Borrow = Callable[[str], AbstractAsyncContextManager[Runner]]
+"""`borrow(pod_name)`: a transport on the pod's link (`Fleet.borrow`)."""
+
+
 @asynccontextmanager
-async def _runner(config: Config, pod: PodConfig) -> AsyncIterator[Runner]:
+async def _runner(config: Config, pod: PodConfig, borrow: Borrow | None) -> AsyncIterator[Runner]:
     """A transport on the pod through its link (a PTY shell where RunPod's proxy
     offers no exec: the link picks, as for every other action)."""
+    if borrow is not None:
+        async with borrow(pod.name) as transport:
+            yield transport
+        return
     from sessions.link.pod_link import open_transport
 
     async with open_transport(pod, config.defaults) as transport:
         yield transport
 
 
-async def check(config: Config, pod: PodConfig, steps: Mapping[str, int] | None = None) -> tuple[bool, str]:
+async def check(config: Config, pod: PodConfig, steps: Mapping[str, int] | None = None, *,
+                borrow: Borrow | None = None) -> tuple[bool, str]:
     """(ok, description) for tearing down `pod`; see the module docstring.
 
     `steps`: how far each session's training got, where the caller knows it (the TUI
     reads it from the log). A session with no checkpoint at all but steps behind it is
-    progress a teardown loses, so it refuses then instead of calling it safe."""
+    progress a teardown loses, so it refuses then instead of calling it safe.
+    `borrow`: the Fleet's links (`Fleet.borrow`); without it, a connection of its own."""
     if not pod.sessions:
         return True, "no sessions are configured on it, so gpuctl knows of no checkpoints to keep"
     host = checkpoint_index.host_identity(pod, config.defaults)
@@ -69,7 +83,7 @@ async def check(config: Config, pod: PodConfig, steps: Mapping[str, int] | None 
     refusals: list[str] = []
     empty: list[str] = []
     try:
-        async with _runner(config, pod) as runner:
+        async with _runner(config, pod, borrow) as runner:
             for session in pod.sessions:
                 found = await list_checkpoints(runner, pod, session, settle=0.0)
                 if not found:
@@ -132,12 +146,12 @@ async def _session_verdict(runner: Runner, host: str, session: str,
     return False, "; ".join(clauses)
 
 
-def guard_for(config: Config, steps: Mapping[str, int] | None = None):
+def guard_for(config: Config, steps: Mapping[str, int] | None = None, *, borrow: Borrow | None = None):
     """The guard for pods of `config` (what `provider_ops.teardown` and the TUI take);
-    `steps` as for `check`."""
+    `steps` and `borrow` as for `check` (`Fleet.guard_for` passes its links)."""
 
     async def guard(pod: PodConfig) -> tuple[bool, str]:
-        return await check(config, pod, steps)
+        return await check(config, pod, steps, borrow=borrow)
 
     return guard
 

@@ -1,9 +1,14 @@
 """The Fleet: every pod's monitor, and one subscription API for all front ends.
 
 The TUI and the headless commands are two views over this object; neither holds
-logic the other lacks. Subscribers get the *latest* fleet snapshot when something
-changed, never a backlog: a slow renderer skips intermediate states instead of
-falling behind (the same idea as Textual's `can_replace` messages).
+logic the other lacks. Both act on pods through its methods (here and in
+`sessions.fleet.operations`): the TUI and `gpuctl watch` on a Fleet that follows its
+pods, a headless command on `Fleet.for_command(config, pods)`, which follows nothing
+and opens one connection per pod for the whole command.
+
+Subscribers get the *latest* fleet snapshot when something changed, never a backlog:
+a slow renderer skips intermediate states instead of falling behind (the same idea as
+Textual's `can_replace` messages).
 """
 
 from __future__ import annotations
@@ -11,10 +16,10 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator
 
-from sessions.link import pods
 from sessions.config.loader import Config
 from sessions.events import EventStream
 from sessions.fleet.monitor import PodMonitor
+from sessions.fleet.operations import Operations
 from sessions.link.pod_link import PodLink
 from sessions.providers import lifecycle
 from sessions.providers.poller import ProviderPoller
@@ -46,14 +51,16 @@ class Subscription:
         self._fleet._subscriptions.discard(self)
 
 
-class Fleet:
+class Fleet(Operations):
     """Follows every pod of a config concurrently.
 
-    Use as `async with Fleet(config) as fleet:`; the monitors stop on exit.
+    Use as `async with Fleet(config) as fleet:`; the monitors stop and the links close
+    on exit. `follow=False` (`for_command`): no monitors, no provider polling, links only.
     """
 
-    def __init__(self, config: Config, pod_names: list[str] | None = None):
+    def __init__(self, config: Config, pod_names: list[str] | None = None, *, follow: bool = True):
         self.config = config
+        self.follows = follow
         selected = [p for p in config.pods if pod_names is None or p.name in pod_names]
         # Price, spend and preemption from the providers: a task of its own, so a slow
         # API never delays telemetry (sessions/providers/poller.py).
@@ -62,7 +69,7 @@ class Fleet:
         # (sessions/link/pod_link.py), so a `d` in the TUI needs no new handshake.
         self.links = {p.name: PodLink(p, config.defaults) for p in selected}
         self._monitors = {p.name: PodMonitor(p, config.defaults, self._on_update, self.links[p.name], config)
-                          for p in selected}
+                          for p in selected} if follow else {}
         # Spend is accumulated and kept per pod (sessions/providers/spend.py), so it never goes
         # down when a pod stops or gpuctl restarts; pods dropped from the config are forgotten.
         self.spend = SpendBook(default_path(config.path), [p.name for p in config.pods])
@@ -76,6 +83,13 @@ class Fleet:
         # actions publish; watch's output, notify targets, toasts and the checkpoint pane listen.
         self.events = EventStream()
 
+    @classmethod
+    def for_command(cls, config: Config, pod_names: list[str]) -> "Fleet":
+        """A Fleet for one headless command on `pod_names`: no monitor, no polling. Each
+        pod's link opens its connection at the first step that needs it, every later
+        step reuses it, and leaving `async with` closes it: one handshake per pod."""
+        return cls(config, pod_names, follow=False)
+
     async def __aenter__(self) -> "Fleet":
         self.start()
         return self
@@ -84,7 +98,9 @@ class Fleet:
         await self.stop()
 
     def start(self) -> None:
-        """Start one monitor task per pod."""
+        """Start one monitor task per pod (nothing for a command's Fleet)."""
+        if not self.follows:
+            return
         for name, monitor in self._monitors.items():
             self._tasks.append(asyncio.create_task(monitor.run(), name=f"gpuctl-pod-{name}"))
         self._tasks.append(asyncio.create_task(self.providers.run(), name="gpuctl-providers"))
@@ -105,7 +121,10 @@ class Fleet:
             if not task.cancelled():
                 task.exception()  # retrieved, so asyncio does not warn about it
         self._tasks.clear()
-        self.spend.flush()
+        for link in self.links.values():
+            await link.aclose()
+        if self.follows:
+            self.spend.flush()
 
     def _with_spend(self, snapshot: PodSnapshot) -> PodSnapshot:
         """The snapshot's spend from the pod's ledger, not from this sample alone."""
@@ -161,13 +180,18 @@ class Fleet:
         """The config entry of a followed pod (KeyError with a hint if unknown)."""
         return self.config.pod(pod_name)
 
+    def link(self, pod_name: str) -> PodLink:
+        """The pod's link; a configured pod this Fleet was not made for gets one too,
+        kept (and closed with the Fleet) so its later steps reuse its connection."""
+        if pod_name not in self.links:
+            self.links[pod_name] = PodLink(self.pod_config(pod_name), self.config.defaults)
+        return self.links[pod_name]
+
     def borrow(self, pod_name: str):
         """`async with fleet.borrow(pod) as transport:` a `backends.transport.Transport`
-        for one action: channels of the monitor's live connection when it is up, else a
-        connection for this action alone (`PodLink.borrow`). A pod the fleet does not
-        follow gets a link of its own."""
-        link = self.links.get(pod_name) or PodLink(self.pod_config(pod_name), self.config.defaults)
-        return link.borrow()
+        for one action: channels of the pod's live connection, brought up first when it
+        is down (`PodLink.borrow`)."""
+        return self.link(pod_name).borrow()
 
     async def launch(self, pod_name: str, session_name: str):
         """Launch a configured session in tmux (see `session_control.launch`)."""
@@ -193,13 +217,7 @@ class Fleet:
         connection settings monitoring uses."""
         from sessions.tmux.commands import attach_argv
 
-        link = self.links.get(pod_name)
-        if link is not None:
-            target = link.target
-        else:
-            pod = self.pod_config(pod_name)
-            target = None if pods.is_local(pod) else pods.ssh_target(pod, self.config.defaults)
-        return attach_argv(target, session_name, inside_tmux=inside_tmux)
+        return attach_argv(self.link(pod_name).target, session_name, inside_tmux=inside_tmux)
 
     def refresh(self, pod_name: str | None = None) -> None:
         """Ask agents for a fresh sample now (after an action changed something)."""
@@ -223,29 +241,31 @@ class Fleet:
     def _on_provider_change(self, pod_name: str) -> None:
         self._on_update(self._monitors[pod_name].snapshot)
 
-    async def stop_instance(self, pod_name: str, *, force: bool = False, guard=None, progress=None):
+    async def stop_instance(self, pod_name: str, *, force: bool = False, guard=None, progress=None, **options):
         """Stop the pod's instance through its provider; callers confirm first.
         Returns a `provider_ops.ActionResult` (raises as `provider_ops.stop` does,
         `ActionRefused` where the stop wipes a disk and `guard`, by default
-        `sessions.checkpoints.teardown_guard.guard_for(config)`, says no, unless `force`)."""
+        `self.guard_for()` (the teardown guard over this Fleet's links), says no, unless
+        `force`). `options`: `provider_ops.stop`'s (timeout, api_timeout...)."""
         from sessions.providers import ops as provider_ops
 
         try:
             return self._own_action(pod_name, await provider_ops.stop(
-                self.config, self.pod_config(pod_name), force=force, guard=guard, progress=progress))
+                self.config, self.pod_config(pod_name), force=force, guard=guard or self.guard_for(),
+                progress=progress, **options))
         finally:
             self.providers.poll_now()
 
-    async def teardown_instance(self, pod_name: str, *, force: bool = False, guard=None, progress=None):
+    async def teardown_instance(self, pod_name: str, *, force: bool = False, guard=None, progress=None, **options):
         """Terminate the pod's instance through its provider; callers confirm first.
-        `guard` defaults to `sessions.checkpoints.teardown_guard.guard_for(config)`."""
+        `guard` defaults to `self.guard_for()`; a `type: ssh` pod's power-off borrows
+        the pod's link too. `options`: `provider_ops.teardown`'s."""
         from sessions.providers import ops as provider_ops
-        from sessions.checkpoints import teardown_guard
 
         try:
             return self._own_action(pod_name, await provider_ops.teardown(
-                self.config, self.pod_config(pod_name), force=force,
-                guard=guard or teardown_guard.guard_for(self.config), progress=progress))
+                self.config, self.pod_config(pod_name), force=force, guard=guard or self.guard_for(),
+                progress=progress, borrow=self.borrow, **options))
         finally:
             self.providers.poll_now()
 

@@ -1,8 +1,10 @@
-"""One asyncio task per pod: connect, stream telemetry, reconnect, publish snapshots.
+"""One asyncio task per pod: ask the link for a connection, stream telemetry, publish snapshots.
 
 A monitor never raises out of `run()`: every failure becomes a state (`offline` with a
-reason, `reconnecting`) on the snapshot it publishes, and it keeps retrying with
-backoff, so one broken pod never disturbs the others.
+reason, `reconnecting`) on the snapshot it publishes, and it keeps asking its pod's
+link again, so one broken pod never disturbs the others. The link, not the monitor,
+owns the connection and the reconnect backoff (`sessions.link.pod_link`), so an action
+borrowing the link during a reconnect sees the same connection the monitor gets.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncssh
 
 from backends.agent import AgentChannel, AgentUnavailable
 from backends.shell_probe import parse_probe_output, probe_command
-from backends.ssh import Backoff, FailureKind, SshFailure
+from backends.ssh import FailureKind, SshFailure
 from backends.transport import LocalTransport, Transport
 from sessions.link import pods
 from sessions.config.loader import Defaults, PodConfig
@@ -23,9 +25,6 @@ from sessions.link.pod_link import PodLink
 from sessions.fleet.session_book import SessionBook
 from sessions.snapshot import PodSnapshot, PodState, apply_sample, with_state
 
-# A connection that stayed up this long resets the backoff: the next drop is news,
-# not part of a flapping streak.
-_STABLE_AFTER_S = 30.0
 # Lines of each log read at first connect, so progress (step, rate, loss) shows at once.
 _INITIAL_TAIL_LINES = 400
 # One-shot commands wait this long after the first sample for logs to answer.
@@ -158,19 +157,19 @@ class PodMonitor:
         if self._target is None:
             await self._run_local()
             return
-        backoff = Backoff(base=1.0, cap=60.0)
         while True:
+            # The backoff the link's last failed handshake or drop earned (none at
+            # first); it ends early when an action brought the connection up meanwhile.
+            await self.link.wait_to_retry()
             attempts = self.snapshot.attempts + 1
             state = PodState.RECONNECTING if self._ever_online else PodState.CONNECTING
             if self.snapshot.state == PodState.OFFLINE:
                 state = PodState.OFFLINE  # keep showing why while we retry
             self._set_state(state, attempts=attempts)
-            started = time.monotonic()
             try:
                 conn = await self.link.connect()
             except SshFailure as refused:
                 self._on_failure(refused)
-                await asyncio.sleep(backoff.next_delay())
                 continue
             try:
                 await self._stream(conn)
@@ -182,14 +181,11 @@ class PodMonitor:
             finally:
                 self._agent = None
                 self._runner = None
-                self.link.release(conn)
-            if time.monotonic() - started > _STABLE_AFTER_S:
-                backoff.reset()
+                self.link.release(conn)  # the link closes it (after any borrower) and schedules the retry
             if self._ever_online:
                 self._set_state(PodState.RECONNECTING, error=failure.message, error_kind=failure.kind)
             else:
                 self._on_failure(failure)
-            await asyncio.sleep(backoff.next_delay())
 
     async def _stream(self, conn: asyncssh.SSHClientConnection) -> None:
         options = {"interval": self._interval, "disk_path": pods.disk_path(self.pod)}

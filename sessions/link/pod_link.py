@@ -1,21 +1,31 @@
-"""One pod's way in: its target resolved once, its connection, lent to everyone.
+"""One pod's way in: its target resolved once, its connection and reconnects, lent to everyone.
 
 Before this, the monitor, every action, the teardown guard and `gpuctl logs` each
 resolved the pod's SSH target and opened a connection of their own (a TUI download
 resolved it three times and paid two or three handshakes beside the monitor's live
-connection). A `PodLink` does both once:
+connection), and the monitor kept the reconnect schedule to itself. A `PodLink`
+owns all of it:
 
 * `target` is resolved when the link is made (pod entry, then ~/.ssh/config, then
   defaults), so every use reaches exactly the machine `status` shows.
-* `connect()` opens the connection the monitor keeps (and reopens after a drop);
-  `release()` gives it up. A connection still lent to an action is closed only when
-  the action returns, so an agent restart never cuts a download short.
+* One live connection per link. `connect()` returns it, or opens it when it is down;
+  only one handshake is ever in flight, and whoever asks meanwhile waits for that one.
+  The monitor keeps it busy with the agent; `release()` says it dropped. A connection
+  still lent to an action is closed only when the action returns, so an agent restart
+  never cuts a download short.
+* Reconnects with backoff: each failed handshake or drop earns a wait (exponential,
+  jittered, reset once a connection stayed up 30 s) that `wait_to_retry()` sits out;
+  the monitor and `gpuctl logs -f` call it before asking again. It ends early when an
+  action brought the connection up meanwhile.
 * `borrow()` lends a `backends.transport.Transport` for one action: new channels on
-  the live connection when there is one (no handshake), otherwise a connection for
-  this action alone, closed after. A headless command's link has no monitor, so the
-  command opens exactly one connection. The transport fits the pod: exec channels,
-  a PTY shell behind RunPod's shell-only proxy, or `sh -c` for `host: local`; callers
-  never ask which.
+  the live connection (no handshake). When it is down, the action brings it up now (a
+  person asked: no backoff), or joins the handshake in flight, for at most
+  `connect_timeout` plus a little; past that it fails with a sentence saying the link
+  is reconnecting. The transport fits the pod: exec channels, a PTY shell behind
+  RunPod's shell-only proxy, or `sh -c` for `host: local`; callers never ask which.
+* A headless command's link has no monitor (`sessions.fleet.facade.Fleet.for_command`):
+  the first borrow opens the connection, every later step of the command reuses it,
+  and `aclose()` ends it, so a command costs exactly one handshake per pod.
 * `start_agent()` starts the telemetry agent on a connection and returns it with the
   transport the monitor runs its own commands on (adopting hand-started sessions).
 
@@ -26,6 +36,8 @@ OpenSSH client that a large download or `attach` runs is a separate process by d
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,15 +45,26 @@ from typing import Any
 import asyncssh
 
 from backends.agent import AgentChannel
-from backends.ssh import SshTarget, connect
+from backends.ssh import Backoff, FailureKind, SshFailure, SshTarget, connect
 from backends.transport import LocalTransport, PtyTransport, SshTransport, Transport
 from sessions.link import pods
 from sessions.link import proxied_ssh
 from sessions.config.model import Defaults, PodConfig
 
+STABLE_AFTER_S = 30.0
+"""A connection that stayed up this long resets the backoff: its drop is news, not
+part of a flapping streak."""
+JOIN_GRACE_S = 2.0
+"""An action waits for a handshake in flight up to the target's connect timeout plus this."""
+
 
 class PodLink:
-    """The connection and transports of one pod (see the module docstring)."""
+    """The connection, reconnects and transports of one pod (see the module docstring).
+
+    Attributes:
+        handshakes: connections this link opened (what the pod's sshd accepted from it).
+        last_failure: why the last handshake failed, None after a success.
+    """
 
     def __init__(self, pod: PodConfig, defaults: Defaults):
         self.pod = pod
@@ -49,9 +72,16 @@ class PodLink:
         self.local = pods.is_local(pod)
         self.proxied = not self.local and proxied_ssh.is_proxied(pod)
         self.target: SshTarget | None = None if self.local else pods.ssh_target(pod, defaults)
+        self.handshakes = 0
+        self.last_failure: SshFailure | None = None
         self._live: asyncssh.SSHClientConnection | None = None
+        self._live_since = 0.0
         self._lent: dict[asyncssh.SSHClientConnection, int] = {}
         self._closing: set[asyncssh.SSHClientConnection] = set()
+        self._attempt: asyncio.Task[asyncssh.SSHClientConnection] | None = None
+        self._backoff = Backoff(base=1.0, cap=60.0)
+        self._retry_at = 0.0  # time.monotonic(): the next reconnect is due then
+        self._up: asyncio.Event | None = None  # made on first use, inside the running loop
 
     @property
     def timeout(self) -> float:
@@ -59,26 +89,98 @@ class PodLink:
 
     @property
     def connected(self) -> bool:
-        """True while the monitor's connection is up (actions then open no new one)."""
+        """True while the live connection is up (actions then open no new one)."""
         return self._live is not None and not self._live.is_closed()
 
+    def _up_event(self) -> asyncio.Event:
+        if self._up is None:
+            self._up = asyncio.Event()
+        return self._up
+
+    # -- the live connection and its reconnects ----------------------------------------
+
     async def connect(self) -> asyncssh.SSHClientConnection:
-        """Open the pod's live connection, replacing one that dropped; raises `SshFailure`."""
+        """The live connection: the one up, else a new one now (joining a handshake in
+        flight rather than starting a second). Raises `SshFailure`; the failure earns
+        the next `wait_to_retry()` a longer wait."""
         assert self.target is not None, "a local pod has no connection"
-        if self._live is not None:
-            self.release(self._live)
-        conn = await connect(self.target)
-        self._live = conn
+        self._notice_drop()
+        if self.connected:
+            assert self._live is not None
+            return self._live
+        if self._attempt is None:
+            self._attempt = asyncio.create_task(self._handshake(), name=f"gpuctl-link-{self.pod.name}")
+            self._attempt.add_done_callback(_retrieve)
+        return await asyncio.shield(self._attempt)
+
+    async def _handshake(self) -> asyncssh.SSHClientConnection:
+        assert self.target is not None
+        try:
+            conn = await connect(self.target)
+        except BaseException as exc:
+            self._attempt = None
+            if isinstance(exc, SshFailure):
+                self.last_failure = exc
+            self._retry_at = time.monotonic() + self._backoff.next_delay()
+            raise
+        self._attempt = None
+        self.handshakes += 1
+        self.last_failure = None
+        self._live, self._live_since = conn, time.monotonic()
+        self._up_event().set()
         return conn
 
+    async def wait_to_retry(self) -> None:
+        """Sit out the backoff the last failed handshake or drop earned (nothing at
+        first, nothing while the connection is up); ends early when someone brings the
+        connection up meanwhile."""
+        self._notice_drop()
+        delay = self._retry_at - time.monotonic()
+        if delay <= 0 or self.connected:
+            return
+        up = self._up_event()
+        try:
+            await asyncio.wait_for(up.wait(), delay)
+        except (asyncio.TimeoutError, TimeoutError):
+            pass
+
     def release(self, conn: asyncssh.SSHClientConnection) -> None:
-        """The monitor is done with `conn`: close it now, or when its last borrower returns."""
+        """`conn` dropped or stopped answering (the monitor says so): close it now, or
+        when its last borrower returns, and schedule the reconnect's backoff."""
         if conn is self._live:
-            self._live = None
+            self._forget_live()
         if self._lent.get(conn):
             self._closing.add(conn)
         else:
             conn.close()
+
+    def _forget_live(self) -> None:
+        now = time.monotonic()
+        if now - self._live_since > STABLE_AFTER_S:
+            self._backoff.reset()
+        self._retry_at = now + self._backoff.next_delay()
+        self._live = None
+        self._up_event().clear()
+
+    def _notice_drop(self) -> None:
+        """A live connection that closed under us (seen by a borrower, not the
+        monitor) is a drop like any other."""
+        if self._live is not None and self._live.is_closed():
+            self.release(self._live)
+
+    async def aclose(self) -> None:
+        """End the link: the handshake in flight and the live connection (a headless
+        command's, when it is done)."""
+        if self._attempt is not None:
+            self._attempt.cancel()
+            self._attempt = None
+        conn = self._live
+        if conn is not None:
+            self.release(conn)
+            if conn not in self._closing:
+                await conn.wait_closed()
+
+    # -- lending -------------------------------------------------------------------
 
     def transport_on(self, conn: asyncssh.SSHClientConnection) -> Transport:
         """Exec channels of `conn` (an SSH pod that is not behind a shell-only proxy)."""
@@ -90,6 +192,19 @@ class PodLink:
             return await PtyTransport.open(conn, timeout=self.timeout)
         return self.transport_on(conn)
 
+    async def _joined(self) -> asyncssh.SSHClientConnection:
+        """The live connection for an action: up now, or brought up within a bound."""
+        assert self.target is not None
+        if self.connected:
+            assert self._live is not None
+            return self._live
+        limit = self.target.connect_timeout + JOIN_GRACE_S
+        try:
+            return await asyncio.wait_for(self.connect(), limit)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise SshFailure(FailureKind.TIMEOUT, f"the link to pod {self.pod.name!r} is reconnecting and "
+                             f"was not up within {limit:g}s; try again when the pod shows online") from None
+
     @asynccontextmanager
     async def borrow(self) -> AsyncIterator[Transport]:
         """A transport for one action (see the module docstring); raises `SshFailure`
@@ -97,11 +212,7 @@ class PodLink:
         if self.local:
             yield LocalTransport(self.defaults.command_timeout)
             return
-        conn = self._live if self.connected else None
-        own = conn is None
-        if conn is None:
-            assert self.target is not None
-            conn = await connect(self.target)
+        conn = await self._joined()
         self._lent[conn] = self._lent.get(conn, 0) + 1
         try:
             transport = await self._open_transport(conn)
@@ -113,7 +224,7 @@ class PodLink:
             self._lent[conn] -= 1
             if not self._lent[conn]:
                 del self._lent[conn]
-                if own or conn in self._closing:
+                if conn in self._closing:
                     self._closing.discard(conn)
                     conn.close()
                     await conn.wait_closed()
@@ -133,9 +244,21 @@ class PodLink:
         return transport, await transport.start_agent(options, timeout=self.timeout)
 
 
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A handshake whose every waiter gave up still had its outcome looked at (no
+    'exception was never retrieved' noise)."""
+    if not task.cancelled():
+        task.exception()
+
+
 @asynccontextmanager
 async def open_transport(pod: PodConfig, defaults: Defaults) -> AsyncIterator[Transport]:
-    """A transport for one action on a pod no `Fleet` follows (headless commands):
-    one connection, closed after. Raises `backends.ssh.SshFailure` if unreachable."""
-    async with PodLink(pod, defaults).borrow() as transport:
-        yield transport
+    """A transport on a pod no `Fleet` follows, for one step: a link of its own, one
+    connection, closed after (tests and library callers; commands use
+    `Fleet.for_command`). Raises `backends.ssh.SshFailure` if unreachable."""
+    link = PodLink(pod, defaults)
+    try:
+        async with link.borrow() as transport:
+            yield transport
+    finally:
+        await link.aclose()

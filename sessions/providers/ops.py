@@ -23,6 +23,7 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from backends.providers.base import (
     ProviderSettings,
     Secret,
 )
+from backends.transport import Transport
 from sessions.config.loader import Config, PodConfig, ProviderConfig
 
 Guard = Callable[[PodConfig], Awaitable[tuple[bool, str]]]
@@ -48,6 +50,9 @@ known about its newest checkpoint (said in the result either way). The default i
 `sessions.checkpoints.teardown_guard.guard_for(config)`."""
 
 Progress = Callable[[str], None]
+
+Borrow = Callable[[str], AbstractAsyncContextManager[Transport]]
+"""`borrow(pod_name)`: a transport on the pod's link (`Fleet.borrow`)."""
 
 STOP_TIMEOUT_S = 600.0
 TEARDOWN_TIMEOUT_S = 600.0
@@ -178,17 +183,20 @@ async def _ask_guard(config: Config, pod: PodConfig, guard: Guard | None) -> tup
     return await guard(pod)
 
 
-def _ssh_runner(config: Config, pod: PodConfig) -> Callable[[str], Awaitable[None]]:
-    """Runs a power-off command on the pod; the link dropping afterwards is success."""
+def _ssh_runner(config: Config, pod: PodConfig, borrow: Borrow | None = None) -> Callable[[str], Awaitable[None]]:
+    """Runs a power-off command on the pod, on the caller's link (`borrow`: the Fleet's,
+    so the connection the guard just used) or a connection of its own; the link
+    dropping afterwards is success."""
 
     async def run_command(command: str) -> None:
         from backends.ssh import SshFailure
-        from sessions.link.pod_access import open_runner
+        from sessions.link.pod_link import open_transport
 
         connected = False
         result = None
         try:
-            async with open_runner(pod, config.defaults) as runner:
+            opened = borrow(pod.name) if borrow is not None else open_transport(pod, config.defaults)
+            async with opened as runner:
                 connected = True
                 result = await runner.run(command, timeout=30)
         except Exception as exc:  # noqa: BLE001 - any failure is judged by how far it got
@@ -363,11 +371,12 @@ async def teardown(config: Config, pod: PodConfig, *, force: bool = False, guard
                    timeout: float = TEARDOWN_TIMEOUT_S, poll_every: float = POLL_EVERY_S,
                    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                    clock: Callable[[], float] = time.monotonic, api_timeout: float = API_TIMEOUT_S,
-                   **deps: Any) -> ActionResult:
+                   borrow: Borrow | None = None, **deps: Any) -> ActionResult:
     """Terminate the pod's instance and wait until the provider reports it gone.
 
     Idempotent: an instance the provider no longer knows, or reports terminated, is
     success ("already gone"). Unless `force`, `guard(pod)` must allow it first.
+    `borrow`: the caller's links (`Fleet.borrow`), for a `type: ssh` pod's power-off.
 
     Raises:
         ProviderSetupError: no provider entry, id or key.
@@ -377,7 +386,7 @@ async def teardown(config: Config, pod: PodConfig, *, force: bool = False, guard
     """
     entry = provider_entry(pod, "tear down")
     if entry.type == "ssh":
-        deps.setdefault("run_command", _ssh_runner(config, pod))
+        deps.setdefault("run_command", _ssh_runner(config, pod, borrow))
     provider = build_provider(entry, environ, pod_name=pod.name, api_timeout=api_timeout, **deps)
     caps = provider.capabilities
     instance_id = entry.id or ""

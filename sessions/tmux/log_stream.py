@@ -14,7 +14,8 @@ without python3 work too:
 
 Both steps go through the pod's link (`sessions.link.pod_link`), so a pod behind RunPod's
 shell-only proxy is read through its PTY shell like every other command, and a
-`host: local` pod through `sh -c`.
+`host: local` pod through `sh -c`. The link also owns the reconnects: after a drop the
+stream asks it again once its backoff has passed, on the same resolved target.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from typing import AsyncIterator, Callable
 import asyncssh
 
 from backends.remote_path import quote_path
-from backends.ssh import Backoff, FailureKind, SshFailure
+from backends.ssh import FailureKind, SshFailure
 from sessions.config.loader import Defaults, PodConfig
 from sessions.link.pod_link import PodLink
 
 LAST_BYTES = 4 * 1024 * 1024
 """At most this much of the file's end is read to find its last N lines."""
+FOLLOW_RESTART_S = 1.0
+"""A follow that ended while the link stayed up is started again after this long."""
 
 def snapshot_command(path: str, max_bytes: int = LAST_BYTES) -> str:
     """Print the file's size on one line, then its last min(size, max_bytes) bytes.
@@ -77,20 +80,34 @@ async def stream_log(
     lines: int,
     follow: bool,
     on_notice: Callable[[str], None] = lambda _msg: None,
+    link: PodLink | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield the log's last `lines` lines, then (with `follow`) whatever is appended.
 
     Raises:
         SshFailure: the pod is unreachable at first, or (without `follow`) the file
-            cannot be read. With `follow`, later failures reconnect with backoff.
+            cannot be read. With `follow`, later failures reconnect with the link's
+            backoff.
+
+    `link`: the pod's link (`Fleet.for_command(...).link(pod)`); without one the stream
+    makes its own and closes it at the end.
     """
+    if link is None:
+        own = PodLink(pod, defaults)
+        try:
+            async for chunk in stream_log(pod, defaults, path, lines=lines, follow=follow, on_notice=on_notice,
+                                          link=own):
+                yield chunk
+        finally:
+            await own.aclose()
+        return
     timeout = defaults.command_timeout
-    link = PodLink(pod, defaults)  # the target is resolved once, not per reconnect
     offset: int | None = None  # the next byte of the file to show
-    backoff = Backoff(base=1.0, cap=30.0)
     first = True
     while True:
         try:
+            if not first:
+                await link.wait_to_retry()  # the link's backoff after a drop (none while it is up)
             async with link.borrow() as shell:
                 if offset is None:
                     result = await shell.run(snapshot_command(path), timeout=timeout)
@@ -113,7 +130,6 @@ async def stream_log(
                         on_notice(f"{path} shrank while disconnected (rotated or truncated); showing it from the start")
                         offset = 0
                 first = False
-                backoff.reset()
                 stream = shell.stream(follow_command(path, offset))
                 try:
                     async for chunk in stream:
@@ -130,5 +146,6 @@ async def stream_log(
             if first or not follow:
                 raise SshFailure(FailureKind.LOST, f"connection lost: {exc}") from exc
             on_notice(f"connection lost ({exc}); reconnecting")
-        await asyncio.sleep(backoff.next_delay())
+        if link.connected or link.local:
+            await asyncio.sleep(FOLLOW_RESTART_S)  # the follow ended with the link up: no storm of restarts
 
