@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "tui.commands.demo_cmd",
     "tui.commands.checkpoint_cmds",
     "tui.commands.check_cmd",
+    "tui.commands.doctor_cmd",
     "tui.commands.watch_cmd",
 )
 

@@ -1,0 +1,78 @@
+"""`gpuctl doctor POD [--json]`: is a GPU of this pod quietly broken, and what to do.
+
+Reads the pod's GPU health in one exec (`sessions.health.doctor`) and prints one row
+per GPU and check: pass/warn/fail, a plain reason, and for what did not pass the next
+step. Exit status: 0 nothing failed (warnings allowed); 1 a check failed, or the pod
+could not be reached or read; 2 the command line or config is wrong.
+
+stdout carries the table (or with `--json` the document of
+`sessions.health.doctor.DoctorResult.to_json`); diagnostics go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, run_async
+
+EXIT_FAILED = 1
+COLUMNS = ("GPU", "CHECK", "STATUS", "REASON")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    doctor = sub.add_parser("doctor", help="GPU health of a pod: Xid errors, ECC, remapped rows, clocks, PCIe, "
+                                           "zombie VRAM (pass/warn/fail, with the next step)")
+    doctor.add_argument("pod", metavar="POD")
+    doctor.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    doctor.set_defaults(handler=_doctor)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    loaded = load_pod_or_explain(args)
+    if loaded is None:
+        return EXIT_USAGE
+    config, pod = loaded
+    return run_async(lambda: _doctor_async(config, pod, args))
+
+
+async def _doctor_async(config: Any, pod: Any, args: argparse.Namespace) -> int:
+    from sessions.errors import SshFailure
+    from sessions.fleet.facade import Fleet
+    from sessions.health.doctor import HealthUnreadable, run_doctor
+
+    try:
+        async with Fleet.for_command(config, [pod.name]) as fleet:
+            async with fleet.borrow(pod.name) as transport:
+                result = await run_doctor(transport)
+    except SshFailure as exc:
+        complain(f"pod {pod.name!r}: {exc.message}")
+        return EXIT_FAILED
+    except HealthUnreadable as exc:
+        complain(f"pod {pod.name!r}: {exc}")
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(result.to_json(pod.name)))
+    else:
+        sys.stdout.write(render_plain(result, pod.name))
+    return EXIT_FAILED if result.status == "fail" else 0
+
+
+def render_plain(result: Any, pod_name: str) -> str:
+    """The table, the next steps of what did not pass, and a one-line verdict."""
+    from tui.terminal_text import plain_table, visible
+
+    rows = [list(COLUMNS)]
+    for check in result.checks:
+        rows.append(["pod" if check.gpu is None else str(check.gpu), check.check, check.status, check.reason])
+    steps = [f"  {'pod' if c.gpu is None else 'GPU ' + str(c.gpu)} {c.check}: {visible(c.next_step)}"
+             for c in result.checks if c.status != "pass" and c.next_step]
+    lines = ["", "next steps:", *steps] if steps else []
+    failed = sum(c.status == "fail" for c in result.checks)
+    warned = sum(c.status == "warn" for c in result.checks)
+    gpus = len(result.report.gpus)
+    verdict = f"pod {pod_name!r}: {gpus} GPU{'s' if gpus != 1 else ''} read through {result.report.source or '?'}; "
+    verdict += f"{failed} failed, {warned} warnings" if failed or warned else "healthy"
+    return plain_table(rows) + "\n".join(lines + ["", verdict]) + "\n"
