@@ -53,13 +53,13 @@ def _check(args: argparse.Namespace) -> int:
 
 async def _check_async(config: Any, pod: Any, args: argparse.Namespace) -> int:
     from sessions.errors import SshFailure
-    from sessions.link.pod_link import open_transport
-    from sessions.preflight import FAIL, MIN_FREE_GB, run_checks
+    from sessions.fleet.facade import Fleet
+    from sessions.preflight import FAIL, MIN_FREE_GB
 
     try:
-        async with open_transport(pod, config.defaults) as runner:
-            results = await run_checks(
-                runner, pod, min_free_gb=MIN_FREE_GB if args.min_free_gb is None else args.min_free_gb,
+        async with Fleet.for_command(config, [pod.name]) as fleet:
+            results = await fleet.check(
+                pod.name, min_free_gb=MIN_FREE_GB if args.min_free_gb is None else args.min_free_gb,
                 expect_gpus=args.expect_gpus, expect_mem_gib=args.expect_mem_gib)
     except SshFailure as exc:
         complain(f"pod {pod.name!r}: {exc.message}")

@@ -7,6 +7,9 @@ wrong (unknown pod, session or checkpoint name, no `resume:` template, read_only
 
 stdout carries the data (the table, the JSON, the final line naming the copy);
 progress and diagnostics go to stderr.
+
+Each command acts through `Fleet.for_command` (the calls the TUI makes), so it opens
+exactly one connection to the pod, shared by all of its steps.
 """
 
 from __future__ import annotations
@@ -91,20 +94,18 @@ def _checkpoints(args: argparse.Namespace) -> int:
 
 async def _checkpoints_async(config: Any, pod: Any, session: Any, as_json: bool) -> int:
     from sessions.errors import SshFailure
-    from sessions.checkpoints.index import host_identity, mark_verified
-    from sessions.checkpoints.listing import CheckpointListingFailed, list_checkpoints
-    from sessions.link.pod_link import open_transport
+    from sessions.checkpoints.listing import CheckpointListingFailed
+    from sessions.fleet.facade import Fleet
 
     try:
-        async with open_transport(pod, config.defaults) as runner:
-            found = await list_checkpoints(runner, pod, session)
+        async with Fleet.for_command(config, [pod.name]) as fleet:
+            found = await fleet.list_checkpoints(pod.name, session.name)
     except SshFailure as exc:
         complain(f"pod {pod.name!r}: {exc.message}")
         return EXIT_FAILED
     except CheckpointListingFailed as exc:
         complain(str(exc))
         return EXIT_FAILED
-    found = mark_verified(found, host_identity(pod, config.defaults))
     if as_json:
         print(json.dumps({"pod": pod.name, "session": session.name, "checkpoints": [c.to_json() for c in found]}))
     elif not found:
@@ -171,7 +172,8 @@ def _download(args: argparse.Namespace) -> int:
 async def _download_async(config: Any, pod: Any, session: Any, name: str | None, dest: str | None) -> int:
     from sessions.errors import SshFailure
     from sessions.checkpoints.listing import CheckpointListingFailed
-    from sessions.checkpoints.download import DownloadError, download_checkpoint
+    from sessions.checkpoints.download import DownloadError
+    from sessions.fleet.facade import Fleet
     from tui import humanize
 
     label = f"{pod.name}/{session.name}"
@@ -192,7 +194,8 @@ async def _download_async(config: Any, pod: Any, session: Any, name: str | None,
     else:
         progress = _PlainProgress(label)
     try:
-        result = await download_checkpoint(config, pod, session, name, dest, progress)
+        async with Fleet.for_command(config, [pod.name]) as fleet:
+            result = await fleet.download(pod.name, session.name, name, dest, progress)
     except DownloadError as exc:
         complain(exc.message)
         return exc.exit_code
@@ -250,13 +253,12 @@ def _resume(args: argparse.Namespace) -> int:
 async def _resume_async(config: Any, pod: Any, session: Any, restart: bool) -> int:
     from sessions.errors import SshFailure
     from sessions.checkpoints.listing import CheckpointListingFailed
-    from sessions.link.pod_link import open_transport
-    from sessions.checkpoints.resume import resume
+    from sessions.fleet.facade import Fleet
     from sessions.tmux.control import SessionError
 
     try:
-        async with open_transport(pod, config.defaults) as runner:
-            result = await resume(runner, pod, session, restart=restart)
+        async with Fleet.for_command(config, [pod.name]) as fleet:
+            result = await fleet.resume(pod.name, session.name, restart=restart)
     except SshFailure as exc:
         complain(f"pod {pod.name!r}: {exc.message}")
         return EXIT_FAILED

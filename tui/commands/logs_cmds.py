@@ -116,7 +116,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 async def _logs_async(config, pod, path: str, lines: int, follow: bool) -> int:
     from sessions.errors import SshFailure
-    from sessions.tmux.log_stream import stream_log
+    from sessions.fleet.facade import Fleet
 
     from tui.terminal_text import LogBytes, visible
 
@@ -129,9 +129,10 @@ async def _logs_async(config, pod, path: str, lines: int, follow: bool) -> int:
         print(f"gpuctl: {visible(message)}", file=sys.stderr, flush=True)
 
     try:
-        async for chunk in stream_log(pod, config.defaults, path, lines=lines, follow=follow, on_notice=notice):
-            out.write(cleaner.feed(chunk) if cleaner else chunk)
-            out.flush()
+        async with Fleet.for_command(config, [pod.name]) as fleet:  # one connection, reconnected by its link
+            async for chunk in fleet.logs(pod.name, path, lines=lines, follow=follow, on_notice=notice):
+                out.write(cleaner.feed(chunk) if cleaner else chunk)
+                out.flush()
     except SshFailure as failure:
         print(f"gpuctl: {pod.name}: {visible(failure.message)}", file=sys.stderr)
         return 1

@@ -139,14 +139,11 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 async def _stop_async(args: argparse.Namespace, config: Any, pod: Any, caps: Any) -> int:
-    from sessions.providers import ops as provider_ops
-
     entry = pod.provider
     return await _guarded(
         args, config, pod, verb="stop", guarded=caps.stop_loses_data, caps=caps, undone="not stopped",
         question=[f"Stop pod {pod.name!r} ({entry.type} {entry.id})?", f"  kept: {caps.stop_keeps}",
-                  f"  lost: {caps.stop_loses}"],
-        operation=provider_ops.stop)
+                  f"  lost: {caps.stop_loses}"])
 
 
 def _teardown(args: argparse.Namespace) -> int:
@@ -158,26 +155,33 @@ def _teardown(args: argparse.Namespace) -> int:
 
 
 async def _teardown_async(args: argparse.Namespace, config: Any, pod: Any, caps: Any) -> int:
-    from sessions.providers import ops as provider_ops
-
     entry = pod.provider
     return await _guarded(
         args, config, pod, verb="teardown", guarded=True, caps=caps, undone="not torn down",
         question=[f"Tear down pod {pod.name!r} ({entry.type} {entry.id or pod.host})?",
-                  f"  gone: {caps.teardown_destroys}"],
-        operation=provider_ops.teardown)
+                  f"  gone: {caps.teardown_destroys}"])
 
 
 async def _guarded(args: argparse.Namespace, config: Any, pod: Any, *, verb: str, guarded: bool,
-                   caps: Any, undone: str, question: list[str], operation: Any) -> int:
+                   caps: Any, undone: str, question: list[str]) -> int:
     """Stop or teardown behind the checkpoint guard: the guard is asked before the
     prompt (so nobody types a name only to be refused), its answer is shown in the
-    prompt, and the operation reuses that answer instead of asking again."""
+    prompt, and the operation reuses that answer instead of asking again. All of it
+    goes through one `Fleet.for_command` (the calls the TUI makes): the guard's listing
+    and hashing, and a `type: ssh` pod's power-off, share one connection."""
+    from sessions.fleet.facade import Fleet
+
+    async with Fleet.for_command(config, [pod.name]) as fleet:
+        return await _guarded_on(fleet, args, pod, verb=verb, guarded=guarded, caps=caps, undone=undone,
+                                 question=question)
+
+
+async def _guarded_on(fleet: Any, args: argparse.Namespace, pod: Any, *, verb: str, guarded: bool,
+                      caps: Any, undone: str, question: list[str]) -> int:
     from sessions.providers import ops as provider_ops
-    from sessions.checkpoints import teardown_guard
 
     checked = guarded and not args.force
-    ok, note = await teardown_guard.check(config, pod) if checked else (True, "")
+    ok, note = await fleet.teardown_check(pod.name) if checked else (True, "")
     if not ok:
         complain(provider_ops.refusal(pod, verb, note, caps))
         return EXIT_FAILED
@@ -194,7 +198,8 @@ async def _guarded(args: argparse.Namespace, config: Any, pod: Any, *, verb: str
     async def decided(_pod: Any) -> tuple[bool, str]:
         return ok, note
 
-    return await _act(verb, operation(config, pod, force=args.force, guard=decided, progress=_progress,
+    operation = fleet.stop_instance if verb == "stop" else fleet.teardown_instance
+    return await _act(verb, operation(pod.name, force=args.force, guard=decided, progress=_progress,
                                       timeout=args.timeout, **_api_timeout(args)))
 
 

@@ -1,5 +1,8 @@
 """`gpuctl launch|kill|attach POD SESSION`: a pod's tmux sessions from the shell.
 
+Each acts through `Fleet.for_command` (the calls the TUI makes): one connection to the
+pod for the whole command (kill's look, question and kill included).
+
 Exit status: 0 done (and `kill` of a session that is not there: nothing to do);
 1 the pod refused or could not be reached (already running, tmux missing, SSH
 failure); 2 the command line or config is wrong (unknown pod or session, no
@@ -56,14 +59,15 @@ def name_refused(pod: Any, name: str) -> bool:
 
 
 async def _on_pod(config: Any, pod: Any, action: Callable[[Any], Awaitable[int]]) -> int:
-    """Connect, run `action(runner)`, and print pod and session errors plainly."""
+    """Run `action(fleet)` on a command's Fleet (`Fleet.for_command`: the calls the TUI
+    makes, one connection for all the steps), and print pod and session errors plainly."""
     from sessions.errors import SshFailure
-    from sessions.link.pod_link import open_transport
+    from sessions.fleet.facade import Fleet
     from sessions.tmux.control import SessionError
 
     try:
-        async with open_transport(pod, config.defaults) as runner:
-            return await action(runner)
+        async with Fleet.for_command(config, [pod.name]) as fleet:
+            return await action(fleet)
     except SshFailure as exc:
         complain(f"pod {pod.name!r}: {exc.message}")
     except SessionError as exc:
@@ -92,8 +96,8 @@ def _launch(args: argparse.Namespace) -> int:
         complain(str(exc))
         return EXIT_USAGE
 
-    async def action(runner: Any) -> int:
-        result = await sc.launch(runner, pod, session)
+    async def action(fleet: Any) -> int:
+        result = await fleet.launch(pod.name, session.name)
         replaced = ""
         if result.replaced:
             status = result.previous_exit_status
@@ -128,12 +132,10 @@ def _kill(args: argparse.Namespace) -> int:
         complain(f"not killing session {args.session!r} on pod {pod.name!r} without confirmation: "
              "pass --yes to kill without a prompt")
         return EXIT_USAGE
-    from sessions.tmux import control as sc
-
     configured = {s.name: s.command for s in pod.sessions}
 
-    async def action(runner: Any) -> int:
-        state = await sc.session_state(runner, args.session, pod_name=pod.name)
+    async def action(fleet: Any) -> int:
+        state = await fleet.session_state(pod.name, args.session)
         if not state.exists:
             complain(f"no session {args.session!r} on pod {pod.name!r}; nothing to kill")
             return 0
@@ -146,7 +148,7 @@ def _kill(args: argparse.Namespace) -> int:
             if not _ask(f"Kill session {args.session!r} on pod {pod.name!r} ({what})?"):
                 complain("not killed")
                 return EXIT_FAILED
-        result = await sc.kill(runner, args.session, pod_name=pod.name)
+        result = await fleet.kill(pod.name, args.session)
         if not result.existed:
             complain(f"session {args.session!r} on pod {pod.name!r} ended by itself; nothing to kill")
             return 0
@@ -187,15 +189,13 @@ def _attach(args: argparse.Namespace) -> int:
     config, pod = loaded
     if name_refused(pod, args.session):
         return EXIT_USAGE
-    from sessions.link import pods
-    from sessions.tmux import control as sc
-    from sessions.tmux.commands import attach_argv
+    from sessions.fleet.facade import Fleet
 
     configured = {s.name for s in pod.sessions}
     found: dict[str, Any] = {}
 
-    async def action(runner: Any) -> int:
-        found["state"] = await sc.session_state(runner, args.session, pod_name=pod.name)
+    async def action(fleet: Any) -> int:
+        found["state"] = await fleet.session_state(pod.name, args.session)
         return 0
 
     code = run_async(lambda: _on_pod(config, pod, action))
@@ -212,7 +212,7 @@ def _attach(args: argparse.Namespace) -> int:
     if not state.running:
         status = f" with status {state.exit_status}" if state.exit_status is not None else ""
         complain(f"session {args.session!r} has exited{status}; attaching shows its last screen")
-    if pods.is_local(pod):
-        inside = bool(os.environ.get("TMUX"))
-        return run_attach(attach_argv(None, args.session, inside_tmux=inside))
-    return run_attach(attach_argv(pods.ssh_target(pod, config.defaults), args.session))
+    # the argv the TUI's `a` runs, with the connection settings monitoring uses
+    argv = Fleet.for_command(config, [pod.name]).attach_argv(pod.name, args.session,
+                                                             inside_tmux=bool(os.environ.get("TMUX")))
+    return run_attach(argv)
