@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -20,7 +19,6 @@ from sessions.config.loader import parse_config
 from sessions.events import EventKind, WatchEvent
 from sessions.snapshot import FleetSnapshot
 from tests.support.fake_fleet import StaticFleet, demo_snapshot
-from tui import notify_rules
 from tui.app import make_app
 from tui.notices import NoticeLog, Notice, clip, shorten_path, shorten_paths, tidy
 from tui.screens.help_screen import HelpScreen
@@ -80,10 +78,13 @@ def test_clip_cuts_at_a_word_with_an_ellipsis():
     (None, "Connection lost. Retrying."),
 ])
 def test_the_connection_lost_toast_is_one_clean_sentence(error, message):
-    before = demo_snapshot().pods[0]
-    after = replace(before, state="reconnecting", error=error)
-    notes = notify_rules.changes(FleetSnapshot((before,)), FleetSnapshot((after,)))
-    assert [n.message for n in notes] == [message]
+    from tui.event_toasts import toast_for
+
+    # What the Watcher publishes when an online pod's link drops (sessions/watch/watcher.py).
+    lost = WatchEvent(EventKind.DISCONNECTED, "a100x4", error or "connection lost", before="online",
+                      after="reconnecting")
+    toast = toast_for(lost)
+    assert toast is not None and toast.message == message
 
 
 def test_the_history_keeps_the_newest():
@@ -195,23 +196,18 @@ async def test_routine_notices_are_one_line_each_and_sort_says_nothing(tmp_path)
 
 
 async def test_a_downloaded_checkpoint_from_the_policies_is_a_routine_line(tmp_path):
-    from sessions.watch.notify_routing import NotifyRouter
-    from tui.watch_bridge import WatchBridge
-
     app = app_with(tmp_path, many_pods(3))
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await started(app, pilot)
-        bridge = WatchBridge(SimpleNamespace(config=app.config), app.notify, start_dir=tmp_path)
-        bridge._router = NotifyRouter(app.config)  # no notify: targets, so nothing leaves
-        try:
-            path = "/workspace/lightning_logs/version_0/checkpoints/epoch=2-step=750.ckpt"
-            bridge._emit(WatchEvent(EventKind.CHECKPOINT_DOWNLOADED, "pod-00", f"downloaded {path} to /tmp/a/b/c/d/e",
-                                    "vit", extra={"checkpoint": path, "name": path[12:]}))
-            bridge._emit(WatchEvent(EventKind.ALERT, "pod-01", "auto-download failed: disk full; retrying every round",
-                                    "sft", extra={"alert": "download_failed"}))
-            await pilot.pause(0.3)
-        finally:
-            await bridge._router.aclose(timeout=1.0)
+        # Published into the fleet's one stream, as the Watcher publishes them.
+        path = "/workspace/lightning_logs/version_0/checkpoints/epoch=2-step=750.ckpt"
+        app.fleet.events.publish(WatchEvent(EventKind.CHECKPOINT_DOWNLOADED, "pod-00",
+                                            f"downloaded {path} to /tmp/a/b/c/d/e", "vit",
+                                            extra={"checkpoint": path, "name": path[12:]}))
+        app.fleet.events.publish(WatchEvent(EventKind.ALERT, "pod-01",
+                                            "auto-download failed: disk full; retrying every round", "sft",
+                                            extra={"alert": "download_failed"}))
+        await pilot.pause(0.3)
         routine, alert = app.notices.newest_first()[::-1]
         assert routine.routine and routine.message.startswith("downloaded /workspace/")
         assert not alert.routine and alert.severity == "warning"

@@ -360,7 +360,8 @@ async def test_download_shows_progress_in_the_checkpoint_list_and_verifies(sshd,
     assert running and running[-1].done == running[-1].total == newest.stat().st_size
     local = tmp_path / "checkpoints" / "a100" / "train" / "step_200.pt"
     assert local.read_bytes() == newest.read_bytes()
-    assert notes.find("Downloaded step_200.pt (16M, sha256 verified)")
+    # Told by the download's event (sessions/events.py), the same sentence auto-download's has.
+    assert notes.find("downloaded step_200.pt to ") and notes.find("sha256 verified, 16.8 MB in")
 
 
 async def test_resume_relaunches_from_the_newest_checkpoint_and_asks_before_a_restart(sshd, tmp_path, clean_tmux):

@@ -437,6 +437,7 @@ class Actions:
 
     async def _download(self, pod: str, session: str) -> None:
         from sessions.checkpoints.download import download_checkpoint
+        from sessions.watch.downloads import downloaded_event
 
         key = (pod, session)
 
@@ -459,9 +460,29 @@ class Actions:
                                          message=str(result.local_path)))
         if result.skipped:
             self.app.notify(f"{name} is already downloaded and verified: {result.local_path}", title=pod)
+        else:  # told like an auto-download: the toast, the pane, the notify targets, from one event
+            self._publish(downloaded_event(result))
+
+    def _publish(self, event: Any) -> None:
+        """Into the fleet's one event stream (`sessions.events`); with no fleet yet,
+        to the app's own subscriber, so the toast and the pane still follow."""
+        events = getattr(self.app.fleet, "events", None)
+        if events is not None:
+            events.publish(event)
         else:
-            self.app.notify(f"Downloaded {name} ({humanize.size(result.size)}, sha256 verified) to "
-                            f"{result.local_path}", title=pod, timeout=15)
+            self.app.take_event(event)
+
+    def take_event(self, event: Any) -> None:
+        """A domain event (the app hands each one here): a local copy the
+        `keep_local` policy pruned is no longer shown as this session's download."""
+        from sessions.events import EventKind
+
+        if event.kind != EventKind.CHECKPOINT_PRUNED or event.session is None:
+            return
+        shown = self.downloads.get((event.pod, event.session))
+        if shown is not None and shown.state == DONE and shown.message == event.extra.get("local_path"):
+            del self.downloads[(event.pod, event.session)]
+            self.app.post_message(DownloadsChanged())
 
     def resume(self, target: Target) -> None:
         if self._refused("resume") or target.session is None:

@@ -9,8 +9,12 @@ frame too; that frame says "Reading config…" until the pods appear, and a bad 
 closes the app and `run_app` raises its error for the CLI to print.
 
 Snapshots reach the screens as `FleetUpdated` messages from the Fleet's worker; the
-app keeps the history for sparklines, turns changes into toasts, and hands the
-snapshot down to the screens, which draw it when visible.
+app keeps the history for sparklines and hands the snapshot down to the screens, which
+draw it when visible. News (a connection lost, a session exited, an alert, a
+checkpoint downloaded or pruned) is not derived from snapshots here: the app
+subscribes to the Fleet's one event stream (`sessions.events`), toasts each event
+(`tui.event_toasts`) and hands it to the screens (`EventArrived`), so a toast and the
+checkpoint pane change together.
 
 Every notification passes through `notify`: kept whole in `notices` (the history
 screen, `m`) and shown as a toast of at most two lines (`tui.toasts`), in a band
@@ -35,13 +39,14 @@ from sessions.snapshot import FleetSnapshot, PodSnapshot
 from themes.palettes import DEFAULT_THEME, STYLESHEETS, THEMES
 from tui import bindings, theme_state, toasts
 from tui.actions import Actions, AttachRunner
-from tui.messages import DownloadsChanged, FleetUpdated
+from tui.messages import DownloadsChanged, EventArrived, FleetUpdated
 from tui.notices import Notice, NoticeLog, tidy
 from tui.sparkline_history import History
 
 if TYPE_CHECKING:
     from sessions.config.loader import Config
-    from tui import notify_rules
+    from sessions.events import WatchEvent
+    from tui import event_toasts
 
 UI_INTERVAL = 0.1
 """Seconds between two fleet redraws at most. Snapshots are latest-only, so a burst of
@@ -95,7 +100,7 @@ class GpuctlApp(App[int]):
         self.ui_interval = ui_interval
         self._read_only_flag = read_only
         self._fleet_factory = fleet_factory
-        self._cooldown: notify_rules.Cooldown | None = None
+        self._cooldown: event_toasts.Cooldown | None = None
         self._state_file = state_file
         self._warnings: list[str] = []
         self.notices = NoticeLog()
@@ -190,6 +195,8 @@ class GpuctlApp(App[int]):
             self.notify(f"Could not start monitoring: {exc}", severity="error", timeout=30)
             return
         self.fleet = fleet
+        events = getattr(fleet, "events", None)  # the one event stream (sessions/events.py)
+        unsubscribe = events.subscribe(self.take_event) if events is not None else None
         if getattr(fleet, "config", None) is not None:  # a real Fleet: policies apply here too
             self.start_automation(fleet)
         subscription = fleet.subscribe()
@@ -199,6 +206,8 @@ class GpuctlApp(App[int]):
                 await asyncio.sleep(self.ui_interval)
         finally:
             subscription.close()
+            if unsubscribe is not None:
+                unsubscribe()
             await fleet.stop()
 
     def start_automation(self, fleet: Any) -> None:
@@ -208,26 +217,32 @@ class GpuctlApp(App[int]):
         self.automation = WatchBridge(fleet, self.notify, start_dir=self.start_dir, paused=self.actions.read_only)
         self.run_worker(self.automation.run(), name="automation", group="automation", exit_on_error=False)
 
-    def _thresholds(self, pod_name: str) -> "notify_rules.Thresholds":
-        from sessions.config.policy_model import policies_for
-        from tui import notify_rules
-
-        try:
-            return notify_rules.Thresholds.from_alerts(policies_for(self.config, self.config.pod(pod_name)).alerts)
-        except KeyError:
-            return notify_rules.Thresholds()
-
     def on_fleet_updated(self, message: FleetUpdated) -> None:
-        from tui import notify_rules  # not needed for the first frame
-
-        previous, self.snapshot = self.snapshot, message.snapshot
+        self.snapshot = message.snapshot
         self.history.feed(self.snapshot)
-        if self._cooldown is None:
-            self._cooldown = notify_rules.Cooldown()
-        notes = notify_rules.changes(previous, self.snapshot, self._thresholds if self.config else notify_rules.Thresholds())
-        for note in self._cooldown.admit(notes, time.monotonic()):
-            self.notify(note.message, title=note.title, severity=note.severity)
         self._show(self.snapshot)
+
+    def take_event(self, event: "WatchEvent") -> None:
+        """The stream's subscriber: called by whoever publishes (the Watcher, an action),
+        so it only queues the event for the app's own message loop."""
+        self.post_message(EventArrived(event))
+
+    def on_event_arrived(self, message: EventArrived) -> None:
+        """Toast the event (once, by `tui.event_toasts`), then let the screens act on it."""
+        from tui import event_toasts  # not needed for the first frame
+
+        event = message.event
+        toast = event_toasts.toast_for(event)
+        if self._cooldown is None:
+            self._cooldown = event_toasts.Cooldown()
+        if toast is not None and self._cooldown.admit(toast, time.monotonic()):
+            self.notify(toast.message, title=toast.title, severity=toast.severity, timeout=toast.timeout,
+                        routine=toast.routine, brief=toast.brief)
+        self.actions.take_event(event)
+        for screen in self.screen_stack:
+            take = getattr(screen, "take_event", None)
+            if take is not None:
+                take(event)
 
     def _show(self, snapshot: FleetSnapshot) -> None:
         for screen in self.screen_stack:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from sessions.events import WatchEvent
 from sessions.snapshot import FleetSnapshot
 
 
@@ -34,3 +35,13 @@ class DownloadsChanged(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, DownloadsChanged)
+
+
+class EventArrived(Message):
+    """A domain event from the fleet's one stream (`sessions.events`): the app toasts
+    it and hands it to the screens (the checkpoint pane). Never replaced: every event
+    is news once."""
+
+    def __init__(self, event: WatchEvent) -> None:
+        super().__init__()
+        self.event = event

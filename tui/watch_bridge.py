@@ -10,11 +10,10 @@ headless watch already holds it, that watch does the acting: the TUI then keeps 
 state of its own in memory-only mode (a temp file), shows events and alerts, and
 pauses its actions on every pod so the two never resume the same session twice.
 
-Events become toasts (the ones `tui.notify_rules` does not already announce), and
-go to the `notify:` targets like headless ones. Routine ones (a checkpoint
-downloaded, an alert cleared) are one quiet line: at 80x24 an auto-download every
-30 s must not keep a block of text over the fleet; the history screen has the
-event's full sentence.
+The Watcher publishes its events to the Fleet's one stream (`sessions.events`); the
+bridge subscribes the `notify:` targets to it, like headless watch does. The app
+subscribes its toasts (`tui.event_toasts`) and the checkpoint pane to the same
+stream, so nothing is told twice and no list of who announces what is needed.
 """
 
 from __future__ import annotations
@@ -24,18 +23,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from sessions.events import EventKind, WatchEvent
-
-TOASTS: dict[str, tuple[str, float | None]] = {
-    EventKind.ALERT: ("warning", 10.0),
-    EventKind.ALERT_CLEARED: ("information", None),
-    EventKind.RESUMED: ("information", 8.0),
-    EventKind.CHECKPOINT_DOWNLOADED: ("information", None),
-    EventKind.BUDGET_ACTION: ("error", 30.0),
-}
-"""Event kind -> (severity, seconds shown; None: a routine line). Connection changes,
-preemption and session exits are toasted by `notify_rules` from the snapshots
-already."""
 
 
 class Toast(Protocol):
@@ -44,10 +31,6 @@ class Toast(Protocol):
     def __call__(self, message: str, *, title: str = ..., severity: str = ..., timeout: float | None = ...,
                  routine: bool = ..., brief: str | None = ...) -> None: ...
 
-TOASTED_ELSEWHERE = frozenset({"gpu_temp_c", "disk_used_pct", "stall_minutes"})
-"""Alerts `notify_rules` already toasts from the snapshots (with the same policy
-thresholds): not shown twice."""
-
 
 class WatchBridge:
     """Owns the Watcher while the app runs.
@@ -55,7 +38,6 @@ class WatchBridge:
     Attributes:
         shared: False when another `gpuctl watch` holds the state file (this app then
             only reports; its actions stay paused).
-        events: the newest events, for the help screen and tests (bounded).
     """
 
     def __init__(self, fleet: Any, toast: Toast,
@@ -67,7 +49,6 @@ class WatchBridge:
         self.start_dir = start_dir or Path.cwd()
         self.state_path = state_path
         self.shared = True
-        self.events: list[WatchEvent] = []
         self.watcher: Any = None
         self._router: Any = None
         self._state: Any = None
@@ -93,7 +74,9 @@ class WatchBridge:
 
         self._state = await asyncio.to_thread(self._open_state)
         self._router = NotifyRouter(self.fleet.config)
-        self.watcher = Watcher(self.fleet, self._state, self._emit, start_dir=self.start_dir)
+        # The notify targets are one more subscriber of the fleet's stream: they get the
+        # Watcher's events and the app's own (a download a person started) alike.
+        self.watcher = Watcher(self.fleet, self._state, self._router.submit, start_dir=self.start_dir)
         if not self.shared or self.paused:
             for pod in self.fleet.config.pods:
                 self.watcher.set_actions(pod.name, False)
@@ -104,16 +87,6 @@ class WatchBridge:
             await self.watcher.run()
         finally:
             await self.close()
-
-    def _emit(self, event: WatchEvent) -> None:
-        self.events = (self.events + [event])[-200:]
-        self._router.submit(event)
-        toast = TOASTS.get(event.kind)
-        if toast and event.extra.get("alert") not in TOASTED_ELSEWHERE:
-            severity, timeout = toast
-            where = event.pod if event.session is None else f"{event.pod} / {event.session}"
-            self.toast(event.message, title=where, severity=severity, timeout=timeout, routine=timeout is None,
-                       brief=brief(event))
 
     def actions_enabled(self, pod: str) -> bool:
         return self.watcher is not None and self.watcher.actions_enabled(pod)
@@ -140,14 +113,3 @@ class WatchBridge:
             self._temp.cleanup()
             self._temp = None
 
-
-def brief(event: WatchEvent) -> str | None:
-    """A shorter toast text than the event's sentence, where one says the same.
-
-    A download's sentence names the checkpoint's path on the pod and the local one in
-    full (~200 characters): the one-line toast names the checkpoint's own name and
-    that it was verified; sizes and paths are in the history and the pod screen."""
-    named = event.extra.get("name") or event.extra.get("checkpoint")
-    if event.kind == EventKind.CHECKPOINT_DOWNLOADED and named:
-        return f"✓ {str(named).rstrip('/').rsplit('/', 1)[-1]} downloaded and verified"
-    return None

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from sessions.events import EventStream
 from sessions.progress.tracker import Progress
 from sessions.snapshot import DiskUsage, FleetSnapshot, GpuSample, PodSnapshot, SessionSnapshot
 
@@ -124,6 +125,7 @@ class StaticFleet:
     def __init__(self, snapshot: FleetSnapshot, logs: dict[tuple[str, str], str] | None = None) -> None:
         self._snapshot = snapshot
         self.logs = logs or {}
+        self.events = EventStream()  # the one event stream, as a Fleet's: tests publish into it
         self.listeners: dict[tuple[str, str], set[Callable[[dict[str, Any]], None]]] = {}
 
     def start(self) -> None:

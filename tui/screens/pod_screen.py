@@ -1,8 +1,15 @@
 """One pod in detail: GPUs with history, sessions with progress and loss, the selected
-session's live log, and its checkpoints. Up/down select the session."""
+session's live log, and its checkpoints. Up/down select the session.
+
+The checkpoint pane lists the pod every `CHECKPOINT_REFRESH_S`, but changes with the
+fleet's events at once (`take_event`): a checkpoint downloaded shows as verified with
+its toast, a local copy `keep_local` pruned stops showing as downloaded the moment it
+is deleted, a new checkpoint is listed when watch finds it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from textual import on, work
@@ -10,6 +17,7 @@ from textual.app import ComposeResult
 from textual.css.query import NoMatches
 from textual.widgets import Static
 
+from sessions.events import EventKind, WatchEvent
 from sessions.snapshot import FleetSnapshot, PodSnapshot
 from themes.palettes import POD_STYLESHEET
 from tui import fleet_rows, humanize
@@ -57,6 +65,8 @@ def pod_header(pod: PodSnapshot, paused: bool = False) -> str:
 CHECKPOINT_REFRESH_S = 30.0
 """How often the open pod screen lists the selected session's checkpoints again."""
 
+CHECKPOINT_NEWS = (EventKind.CHECKPOINT_FOUND, EventKind.CHECKPOINT_DOWNLOADED, EventKind.CHECKPOINT_PRUNED)
+
 
 class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
     """Follows one pod through the snapshots the app hands it (`show`)."""
@@ -73,6 +83,9 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
         self._composed = False
         self._checkpoints: tuple[str | None, list[Any] | None, str | None] = (None, None, None)
         """(session, listing or None while listing, why there is none)."""
+        self._news: list[WatchEvent] | None = None
+        """Checkpoint events that arrived while a listing ran (None: none is running):
+        applied to its result, which may have read the index before them."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="pod-header")
@@ -157,11 +170,35 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
             if self._checkpoints[0] != session:
                 self._checkpoints = (session, None, None)
                 self._draw_checkpoints()
+            news: list[WatchEvent] = []
+            self._news = news
             try:
                 found = await self.app.actions.list_checkpoints(target)  # type: ignore[attr-defined]
+                for event in news:
+                    found = marked(found, event)
                 self._checkpoints = (session, found, None)
             except Exception as exc:  # noqa: BLE001 - the list says why, the screen stays
                 self._checkpoints = (session, None, f"Could not list checkpoints: {error_text(exc)}")
+            finally:
+                if self._news is news:  # not a newer listing's (an exclusive worker replaced this one)
+                    self._news = None
+        self._draw_checkpoints()
+
+    def take_event(self, event: WatchEvent) -> None:
+        """A checkpoint of the session shown was found, downloaded or pruned: the pane
+        says so now, with the toast, not at the next listing."""
+        if event.pod != self.pod_name or event.kind not in CHECKPOINT_NEWS:
+            return
+        session, listing, why = self._checkpoints
+        if session is None or event.session != session:
+            return
+        if self._news is not None:
+            self._news.append(event)
+        path = event.extra.get("checkpoint")
+        if event.kind == EventKind.CHECKPOINT_FOUND or listing is None or all(c.path != path for c in listing):
+            self.refresh_checkpoints()  # one the pane has not listed yet
+            return
+        self._checkpoints = (session, marked(listing, event), why)
         self._draw_checkpoints()
 
     def _draw_checkpoints(self) -> None:
@@ -203,3 +240,13 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+
+def marked(listing: list[Any], event: WatchEvent) -> list[Any]:
+    """The listing as `event` leaves it: the checkpoint it names (by its path on the
+    pod) verified here after `checkpoint_downloaded`, no longer after `checkpoint_pruned`."""
+    if event.kind not in (EventKind.CHECKPOINT_DOWNLOADED, EventKind.CHECKPOINT_PRUNED):
+        return listing
+    verified = event.kind == EventKind.CHECKPOINT_DOWNLOADED
+    path = event.extra.get("checkpoint")
+    return [replace(c, verified_local=verified) if c.path == path else c for c in listing]
