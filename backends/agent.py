@@ -1,7 +1,7 @@
 """The local end of the remote agent: one long-lived SSH channel per pod.
 
 An exec per poll costs the pod a shell start each time (and conda/pyenv init on many
-images: 90-140 ms), so gpuctl starts `backends/agent_script.py` once per connection and
+images: 90-140 ms), so gpuctl starts the agent (`backends/pod_agent/`) once per connection and
 reads the JSON lines it streams. Pods without python3 fall back to one exec per tick of
 the shell probe in `backends/shell_probe.py`, which yields samples of the same shape
 (run through the pod's transport by `sessions.fleet.monitor`).

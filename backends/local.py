@@ -10,16 +10,10 @@ from __future__ import annotations
 import threading
 import time
 
-from backends.agent_script import (
-    FOLLOW_MAX_BYTES,
-    AgentState,
-    FileProblem,
-    Follow,
-    TrackerWatch,
-    check_tracker_watches,
-    collect_sample,
-    make_error,
-)
+from backends.pod_agent.logs import FOLLOW_MAX_BYTES, FileProblem, Follow
+from backends.pod_agent.protocol import make_error
+from backends.pod_agent.sample import AgentState, collect_sample
+from backends.pod_agent.trackers import TrackerWatch, check_tracker_watches
 
 
 class LocalSampler:
@@ -30,7 +24,7 @@ class LocalSampler:
         self._lock = threading.Lock()  # one sample at a time even if a tick overruns
 
     def sample(self) -> dict:
-        """One protocol sample (see backends/agent_script.py)."""
+        """One protocol sample (see backends/pod_agent/sample.py)."""
         with self._lock:
             return collect_sample(self._state)
 

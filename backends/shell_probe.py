@@ -1,6 +1,6 @@
 """Fallback for pods without python3: one plain shell command per tick, parsed locally.
 
-The agent (``agent_script.py``) needs python3 on the pod. Some images have none, so gpuctl
+The agent (``backends/pod_agent/``) needs python3 on the pod. Some images have none, so gpuctl
 execs ``probe_command(...)`` once per tick instead and turns its output into a sample with
 exactly the agent's keys (``parse_probe_output``), reusing the agent's parsers. Costlier
 per tick than the agent (an SSH exec each time), but it works on any POSIX box.
@@ -22,15 +22,11 @@ import shlex
 import time
 
 from backends.remote_path import quote_path
-from backends.agent_script import (
-    NVIDIA_SMI_QUERY_ARGS,
-    NVIDIA_SMI_TIMEOUT_S,
-    TMUX_LIST_ARGS,
-    classify_nvidia_smi_result,
-    classify_tmux_result,
-    make_sample,
-    parse_uptime,
-)
+from backends.pod_agent.gpus import NVIDIA_SMI_TIMEOUT_S
+from backends.pod_agent.nvidia_smi import NVIDIA_SMI_QUERY_ARGS, classify_nvidia_smi_result
+from backends.pod_agent.sample import make_sample
+from backends.pod_agent.system import parse_uptime
+from backends.pod_agent.tmux import TMUX_LIST_ARGS, classify_tmux_result
 
 MARKER_PREFIX = "@@gpuctl-probe:"
 SECTIONS = ("gpu", "disk", "load", "uptime", "tmux")
@@ -175,7 +171,7 @@ def parse_probe_output(text: str, seq: int = 0, t: float | None = None) -> dict:
         t: the sample's unix time; default now.
 
     Returns:
-        The same dict ``agent_script.collect_sample`` returns.
+        The same dict ``pod_agent.sample.collect_sample`` returns.
     """
     sections = split_sections(text)
     gpu, gpu_source = _gpu_from(sections.get("gpu"))

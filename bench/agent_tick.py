@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backends import agent_command  # noqa: E402
-from backends.agent_script import NVIDIA_SMI_QUERY_ARGS  # noqa: E402
+from backends.pod_agent.nvidia_smi import NVIDIA_SMI_QUERY_ARGS  # noqa: E402
 from backends.sim_nvidia_smi import install_wrapper  # noqa: E402
 
 FAST_NVIDIA_SMI = """#!/bin/sh
@@ -152,7 +152,9 @@ class Pod:
 
 
 def old_agent_command(ref: str, options: dict, python: str) -> str | None:
-    """The agent of commit ``ref``, packed as gpuctl packs it, or None without git."""
+    """The one-file agent of commit ``ref`` (``backends/agent_script.py``, before the
+    agent became the ``backends/pod_agent`` package), packed as gpuctl packed it, or None
+    without git or without that file."""
     import base64
     import zlib
 
@@ -167,11 +169,33 @@ def old_agent_command(ref: str, options: dict, python: str) -> str | None:
     return " ".join(shlex.quote(part) for part in (python, "-u", "-c", code, argument))
 
 
+def start_ms(command: str, env: dict, runs: int) -> float:
+    """CPU of a start plus one sample (python, unpacking the agent, importing its
+    modules, the first read), median of ``runs`` fresh processes."""
+    costs = sorted(measure({"command": command, "env": env, "interval": 0.1, "ticks": 1})["cpu_s"]
+                   for _ in range(runs))
+    return 1000.0 * costs[len(costs) // 2]
+
+
+def start_rows(pod: Pod, ref: str, runs: int) -> list[tuple[str, int, float]]:
+    """(label, command bytes, start ms) for this agent and, when ``ref`` has one, the
+    one-file agent of ``ref``: exec mode, no tmux, so only start-up differs."""
+    options = {"interval": 0.1, "disk_path": "~", "tmux": False, "gpu_loop": False}
+    rows = []
+    old = old_agent_command(ref, options, str(pod.python)) if ref else None
+    if old is not None:
+        rows.append(("one-file agent of %s" % ref, len(old), start_ms(old, pod.env(False), runs)))
+    new = agent_command.build_agent_command(options, python=str(pod.python))
+    rows.append(("this tree's agent (package bundled at send time)", len(new), start_ms(new, pod.env(False), runs)))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ticks", type=int, default=50, help="extra ticks of the long run (default 50)")
     parser.add_argument("--interval", type=float, default=0.1, help="agent interval in seconds (default 0.1)")
     parser.add_argument("--old-ref", default=OLD_REF, help="git ref of an older agent to compare ('' to skip)")
+    parser.add_argument("--start-runs", type=int, default=9, help="fresh starts timed per agent (default 9)")
     parser.add_argument("--driver", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.driver:
@@ -184,6 +208,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gpuctl-agent-tick-") as tmp:
         pod = Pod(Path(tmp))
         base = {"interval": args.interval, "disk_path": "~", "tmux": True}
+        starts = start_rows(pod, args.old_ref, args.start_runs)
         ms, _ = per_tick_ms({"baseline": True, "env": pod.env(False)}, short, long)
         rows.append(("baseline: sh -c 'nvidia-smi ...' per tick", ms, []))
         try:
@@ -210,6 +235,10 @@ def main() -> None:
         finally:
             pod.tmux_server(False)
 
+    print("Start-up on the pod (CPU of a start plus one sample, median of %d) and command size, one run:"
+          % args.start_runs)
+    for label, size, ms in starts:
+        print("%-58s %9.1f ms %8d bytes" % (label, ms, size))
     baseline = rows[0][1]
     print("CPU per tick on the pod (agent + its children), %d ticks at %g s, one run:" % (args.ticks, args.interval))
     print("%-58s %9s %12s" % ("mode", "ms/tick", "x baseline"))

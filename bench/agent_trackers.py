@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backends import agent_command  # noqa: E402
-from backends import agent_script as agent  # noqa: E402
+from backends.pod_agent import tfevents, tracker_base, tracker_search  # noqa: E402
+from backends.pod_agent.trackers import TrackerWatch  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "trackers"
 
@@ -63,7 +64,7 @@ class LiveRun:
         # the events file the agent chose: the newest one
         events = max(work.rglob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
         data = events.read_bytes()
-        records, _, _ = agent.split_records(data)
+        records, _, _ = tfevents.split_records(data)
         self.events = events
         # the framed bytes of one scalar event, re-appended each tick (real TFRecord framing)
         payload = records[-1]
@@ -76,8 +77,8 @@ class LiveRun:
     @staticmethod
     def _frame(payload: bytes) -> bytes:
         length = len(payload).to_bytes(8, "little")
-        return (length + agent.masked_crc32c(length).to_bytes(4, "little") + payload
-                + agent.masked_crc32c(payload).to_bytes(4, "little"))
+        return (length + tfevents.masked_crc32c(length).to_bytes(4, "little") + payload
+                + tfevents.masked_crc32c(payload).to_bytes(4, "little"))
 
     def step(self) -> None:
         self.tick += 1
@@ -157,9 +158,9 @@ def search_ms(work: Path, repeats: int = 20) -> tuple[float, float, dict]:
     """CPU ms of one full search, and of the check that skips it when no folder changed."""
     start = time.process_time()
     for _ in range(repeats):
-        found, info = agent.find_trackers([str(work)])
+        found, info = tracker_search.find_trackers([str(work)])
     full = 1000.0 * (time.process_time() - start) / repeats
-    watch = agent.TrackerWatch("bench", [str(work)])
+    watch = TrackerWatch("bench", [str(work)])
     watch.scan()
     start = time.process_time()
     for _ in range(repeats * 10):
@@ -200,11 +201,11 @@ def main() -> None:
     # gpuctl's defaults: a 1 s tick, files looked at every TRACKER_CHECK_S, the folder check
     # every TRACKER_RESCAN_S, and (say) a checkpoint folder every 5 minutes forcing a walk.
     per_check = results["growing"][0] - base
-    added = (per_check / max(1.0, agent.TRACKER_CHECK_S) + skipped / agent.TRACKER_RESCAN_S + full / 300.0)
-    print(f"  average added per 1 s tick with gpuctl's defaults (files every {agent.TRACKER_CHECK_S:g} s, "
-          f"folders every {agent.TRACKER_RESCAN_S:g} s, a walk per 5 min): {added:.3f} ms "
+    added = (per_check / max(1.0, tracker_base.TRACKER_CHECK_S) + skipped / tracker_base.TRACKER_RESCAN_S + full / 300.0)
+    print(f"  average added per 1 s tick with gpuctl's defaults (files every {tracker_base.TRACKER_CHECK_S:g} s, "
+          f"folders every {tracker_base.TRACKER_RESCAN_S:g} s, a walk per 5 min): {added:.3f} ms "
           f"({'under' if added < 0.5 else 'OVER'} the 0.5 ms goal); looking every tick: "
-          f"{per_check + skipped / agent.TRACKER_RESCAN_S + full / 300.0:.3f} ms")
+          f"{per_check + skipped / tracker_base.TRACKER_RESCAN_S + full / 300.0:.3f} ms")
 
 
 if __name__ == "__main__":

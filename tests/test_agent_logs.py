@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from backends import agent_command
-from backends.agent_script import read_window, tail_start
+from backends.pod_agent import logs as agent_logs
+from backends.pod_agent.logs import read_window, tail_start
 
 FAST = 0.05  # follow interval for the process tests (the default is 0.25 s)
 
@@ -57,9 +58,7 @@ def test_tail_start(tmp_path, data, lines, limit, expected):
 
 
 def test_tail_start_reads_across_blocks(tmp_path, monkeypatch):
-    from backends import agent_script
-
-    monkeypatch.setattr(agent_script, "TAIL_BLOCK", 4)
+    monkeypatch.setattr(agent_logs, "TAIL_BLOCK", 4)
     data = b"one\ntwo\nthree\nfour\n"
     fd = _fd(tmp_path, data)
     try:

@@ -26,21 +26,23 @@ from pathlib import Path
 import pytest
 
 from tests.support.procs import alive
-from backends import agent_command, agent_script
-from backends.agent_script import (
-    Agent,
-    AgentState,
-    classify_nvidia_smi_result,
-    classify_tmux_result,
-    collect_sample,
-    next_deadline,
-    parse_nvidia_smi_csv,
-    parse_tmux_sessions,
-)
+from backends import agent_command, pod_agent
+from backends.pod_agent import commands as agent_commands
+from backends.pod_agent import gpus as agent_gpus
+from backends.pod_agent import loop as agent_loop
+from backends.pod_agent import nvidia_smi as agent_smi
+from backends.pod_agent import protocol as agent_protocol
+from backends.pod_agent import tmux as agent_tmux
+from backends.pod_agent import tools as agent_tools
+from backends.pod_agent.loop import Agent, next_deadline
+from backends.pod_agent.nvidia_smi import classify_nvidia_smi_result, parse_nvidia_smi_csv
+from backends.pod_agent.sample import AgentState, collect_sample
+from backends.pod_agent.tmux import classify_tmux_result, parse_tmux_sessions
 from backends.sim_nvidia_smi import install_wrapper
 
 DATA = Path(__file__).parent / "data" / "nvidia_smi"
-AGENT_SOURCE = Path(agent_script.__file__).read_text()
+#: Every module of the agent package: each is shipped to the pod, so each obeys its rules.
+AGENT_FILES = sorted(Path(pod_agent.__file__).parent.glob("*.py"))
 SAMPLE_KEYS = [
     "kind", "v", "t", "seq", "gpu_status", "gpu_error", "gpu_source", "gpus", "disk",
     "load", "uptime_s", "tmux_status", "tmux_error", "tmux",
@@ -161,8 +163,8 @@ def session(name, created=1700000000, attached=0, windows=1, state="running", ex
 
 
 def test_tmux_format_asks_for_every_field_in_order():
-    assert agent_script.TMUX_LIST_ARGS[:4] == ("-u", "list-panes", "-a", "-F")
-    assert agent_script.TMUX_FORMAT == (
+    assert agent_tmux.TMUX_LIST_ARGS[:4] == ("-u", "list-panes", "-a", "-F")
+    assert agent_tmux.TMUX_FORMAT == (
         "#{session_name}\t#{session_created}\t#{session_attached}\t#{session_windows}\t"
         "#{window_index}\t#{pane_index}\t#{pane_dead}\t#{pane_dead_status}\t#{pane_pid}"
     )
@@ -232,8 +234,16 @@ def test_next_deadline_skips_missed_ticks_without_drift(deadline, interval, now,
 # ------------------------------------------------------------------ python 3.8 rules
 
 
-def test_agent_parses_as_python_3_8():
-    tree = ast.parse(AGENT_SOURCE, feature_version=(3, 8))
+def test_the_package_is_all_there():
+    names = {path.stem for path in AGENT_FILES}
+    assert {"__init__", "main", "loop", "protocol", "sample", "gpus", "tmux", "logs", "trackers"} <= names
+
+
+@pytest.mark.parametrize("path", AGENT_FILES, ids=lambda path: path.name)
+def test_agent_parses_as_python_3_8(path):
+    tree = ast.parse(path.read_text(), feature_version=(3, 8))
+    if not tree.body or (len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr)):
+        return  # a docstring alone (the package's __init__) has no annotations to defer
     future = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
     assert future and any(a.name == "annotations" for a in future[0].names), (
         "annotations must stay unevaluated: `list[str]` and `X | None` fail at runtime on 3.8"
@@ -249,8 +259,12 @@ PY39_PLUS = {
 }
 
 
-def test_agent_uses_no_3_9_plus_apis_and_only_the_stdlib():
-    tree = ast.parse(AGENT_SOURCE)
+@pytest.mark.parametrize("path", AGENT_FILES, ids=lambda path: path.name)
+def test_agent_uses_no_3_9_plus_apis_and_only_the_stdlib(path):
+    """Checked module by module, so a module added to the package is checked too: on
+    the pod there is the standard library and the package's own modules, reached by
+    relative imports (an absolute ``backends...`` import would fail there)."""
+    tree = ast.parse(path.read_text())
     names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert not names & PY39_PLUS
@@ -262,16 +276,17 @@ def test_agent_uses_no_3_9_plus_apis_and_only_the_stdlib():
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             imported.add(node.module.split(".")[0])
     assert imported - {"pynvml"} <= set(sys.stdlib_module_names)
 
 
 def test_importing_the_agent_has_no_side_effects():
     """The local backend imports it: no hello, no loop, no reading stdin."""
+    code = "".join("import backends.pod_agent.%s\n" % path.stem for path in AGENT_FILES if path.stem != "__init__")
     done = subprocess.run(
-        [sys.executable, "-c", "import backends.agent_script"], stdin=subprocess.PIPE,
-        capture_output=True, text=True, cwd=Path(agent_script.__file__).parent.parent, timeout=10,
+        [sys.executable, "-c", code], stdin=subprocess.PIPE,
+        capture_output=True, text=True, cwd=Path(agent_command.__file__).parent.parent, timeout=10,
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
@@ -285,12 +300,12 @@ def test_build_agent_command_round_trips_through_the_shell():
     assert argv[:3] == ["/opt/py 3/bin/python3", "-u", "-c"]
     assert json.loads(argv[4]) == options
     payload = argv[3].split('b64decode("', 1)[1].split('")', 1)[0]
-    assert zlib.decompress(base64.b64decode(payload)).decode() == AGENT_SOURCE
+    assert zlib.decompress(base64.b64decode(payload)).decode() == agent_command.agent_source()
     assert argv[3] == 'import base64,zlib;exec(zlib.decompress(base64.b64decode("%s")))' % payload
 
 
 def test_protocol_versions_agree():
-    assert agent_command.AGENT_PROTOCOL_VERSION == agent_script.AGENT_PROTOCOL_VERSION == 1
+    assert agent_command.AGENT_PROTOCOL_VERSION == agent_protocol.AGENT_PROTOCOL_VERSION == 1
 
 
 def test_payload_is_built_once():
@@ -298,6 +313,27 @@ def test_payload_is_built_once():
     agent_command.build_agent_command({"interval": 2})
     assert agent_command.agent_payload.cache_info().misses <= 1
     assert agent_command.agent_source.cache_info().misses <= 1
+
+
+def test_the_payload_bundles_every_module_of_the_package():
+    sources = agent_command.agent_sources()
+    expected = {"pod_agent" if p.stem == "__init__" else "pod_agent." + p.stem for p in AGENT_FILES}
+    assert set(sources) == expected
+    # Docstrings are blanked, not removed: line numbers in a pod's traceback stay right.
+    main_py = Path(pod_agent.__file__).with_name("main.py").read_text()
+    assert sources["pod_agent.main"].count("\n") == main_py.count("\n")
+    assert "def main(argv):" in sources["pod_agent.main"]
+    assert '"""The agent\'s entry point' in main_py and "The agent's entry point" not in sources["pod_agent.main"]
+
+
+def test_a_module_added_to_the_package_is_shipped_without_a_list_to_edit(tmp_path, monkeypatch):
+    package = tmp_path / "pod_agent"
+    shutil.copytree(Path(pod_agent.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "extra.py").write_text('"""A new job."""\n\nVALUE = 7\n')
+    monkeypatch.setattr(agent_command, "PACKAGE_DIR", package)
+    sources = agent_command.agent_sources.__wrapped__()
+    assert sources["pod_agent.extra"] == "\n\nVALUE = 7\n"
+    assert set(sources) - set(agent_command.agent_sources()) == {"pod_agent.extra"}
 
 
 # ------------------------------------------------------------------ in-process pieces
@@ -384,8 +420,8 @@ def test_collect_sample_shape_and_sequence(monkeypatch, tmp_path):
 
 def test_which_is_cached_and_rechecked_only_when_due(monkeypatch):
     calls = []
-    monkeypatch.setattr(agent_script.shutil, "which", lambda name: calls.append(name))
-    locator = agent_script.ToolLocator("nvidia-smi", recheck_s=30)
+    monkeypatch.setattr(agent_tools.shutil, "which", lambda name: calls.append(name))
+    locator = agent_tools.ToolLocator("nvidia-smi", recheck_s=30)
     for now in (0.0, 1.0, 29.0):
         assert locator.get(now) is None
     assert len(calls) == 1
@@ -399,7 +435,7 @@ def test_a_hung_nvidia_smi_is_an_error_and_is_not_asked_again_at_once(monkeypatc
     monkeypatch.setenv("GPUCTL_SIM_GPU_STATE", str(state_file))
     monkeypatch.setenv("PATH", str(tmp_path))
     install_wrapper(str(tmp_path))
-    reader = agent_script.GpuReader(use_nvml=False, timeout=0.3)
+    reader = agent_gpus.GpuReader(use_nvml=False, timeout=0.3)
     started = time.monotonic()
     assert reader.read() == ("error", "nvidia-smi did not answer within 0.3 s", [])
     assert reader.read()[0] == "error"
@@ -462,7 +498,7 @@ def test_sample_command_and_handler_table_is_extensible(agent_pipe):
     out = lines()
     assert [o["kind"] for o in out] == ["sample", "pong"]
     assert out[0]["seq"] == 0
-    assert "ping" not in agent_script.COMMANDS, "extending one agent leaves the module table alone"
+    assert "ping" not in agent_commands.COMMANDS, "extending one agent leaves the module table alone"
 
 
 def test_split_and_oversized_command_lines(agent_pipe, monkeypatch):
@@ -470,7 +506,7 @@ def test_split_and_oversized_command_lines(agent_pipe, monkeypatch):
     agent._feed(b'{"cmd": "inter')
     agent._feed(b'val", "seconds": 3}\n\n')
     assert agent.interval == 3.0
-    monkeypatch.setattr(agent_script, "MAX_COMMAND_BYTES", 64)
+    monkeypatch.setattr(agent_loop, "MAX_COMMAND_BYTES", 64)
     agent._feed(b"x" * 100)
     agent._feed(b'yyy\n{"cmd": "interval", "seconds": 4}\n')
     assert agent.interval == 4.0
@@ -604,6 +640,36 @@ TWO_GPUS = [
      "utilization.gpu": "[Not Supported]", "memory.used": 10, "memory.total": 81920,
      "power.draw": "[N/A]", "power.limit": 400.0},
 ]
+
+
+@pytest.mark.parametrize("python", [p for _, p in INTERPRETERS], ids=[i for i, _ in INTERPRETERS])
+def test_the_one_payload_runs_alone_under_an_isolated_python(tmp_path, python):
+    """A pod has no gpuctl: the command line alone must carry every module. Run under
+    ``python -I -S`` (no PYTHONPATH, no site-packages, no script dir on sys.path) from a
+    folder outside the repository, it says hello, samples, and answers a command."""
+    wrapper = tmp_path / "python3"
+    wrapper.write_text("#!/bin/sh\nexec %s -I -S \"$@\"\n" % shlex.quote(python))
+    wrapper.chmod(0o755)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "train.log").write_text("step 1\nstep 2\n")
+    command = agent_command.build_agent_command({"interval": 0.2, "tmux": False}, python=str(wrapper))
+    proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=elsewhere, start_new_session=True,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(elsewhere), "PYTHONPATH": ""})
+    agent = AgentProcess.__new__(AgentProcess)
+    agent.proc, agent._buffer = proc, b""
+    try:
+        assert agent.read()["kind"] == "hello"
+        assert agent.read_kind("sample")["seq"] == 0
+        agent.send({"cmd": "tail", "id": "t", "path": "train.log", "lines": 1})
+        tail = agent.read_kind("tail")
+        assert (tail["id"], tail["data"], tail["error"]) == ("t", "step 2\n", None)
+        proc.stdin.close()
+        assert proc.wait(10) == 0
+        assert proc.stderr.read() == b""
+    finally:
+        agent.close()
 
 
 @pytest.mark.parametrize("python", [p for _, p in INTERPRETERS], ids=[i for i, _ in INTERPRETERS])
@@ -789,8 +855,8 @@ def until_sample(agent, predicate, timeout=5.0):
 
 
 def test_loop_arguments_ask_for_the_count_and_the_period_in_ms():
-    assert agent_script.nvidia_smi_loop_args(0.25) == (
-        "--query-gpu=" + ",".join(agent_script.NVIDIA_SMI_FIELDS) + ",count",
+    assert agent_smi.nvidia_smi_loop_args(0.25) == (
+        "--query-gpu=" + ",".join(agent_smi.NVIDIA_SMI_FIELDS) + ",count",
         "--format=csv,noheader,nounits", "-lms", "250",
     )
 
@@ -813,7 +879,7 @@ def test_loop_arguments_ask_for_the_count_and_the_period_in_ms():
     ids=["complete", "torn", "incomplete", "index-restart", "warning"],
 )
 def test_loop_batches(chunks, expected):
-    loop = agent_script.SmiLoop.__new__(agent_script.SmiLoop)
+    loop = agent_smi.SmiLoop.__new__(agent_smi.SmiLoop)
     loop.batch, loop._partial, loop._rows, loop._expected = None, b"", [], None
     for chunk in chunks:
         loop._feed(chunk)
@@ -885,12 +951,12 @@ def test_no_devices_in_loop_mode_is_no_gpu(pod, started):
 
 def test_a_stalled_loop_is_dropped_for_exec(monkeypatch, tmp_path):
     """A loop that stops printing is killed; the exec fallback reports the hang as before."""
-    monkeypatch.setattr(agent_script, "NVIDIA_SMI_LOOP_STALL_MIN_S", 0.3)
+    monkeypatch.setattr(agent_gpus, "NVIDIA_SMI_LOOP_STALL_MIN_S", 0.3)
     pod = FakePod(tmp_path)
     pod.set_gpus(TWO_GPUS)
     monkeypatch.setenv("PATH", str(pod.bin))
     monkeypatch.setenv("GPUCTL_SIM_GPU_STATE", str(pod.state_path))
-    reader = agent_script.GpuReader(use_nvml=False, timeout=0.4, interval=0.1, loop_retry_s=60)
+    reader = agent_gpus.GpuReader(use_nvml=False, timeout=0.4, interval=0.1, loop_retry_s=60)
     try:
         assert reader.read()[0] == "ok" and reader.mode == "loop"
         pod.set_gpus(TWO_GPUS, delay_s=30)
@@ -935,7 +1001,7 @@ def test_a_killed_agents_loop_dies_on_its_next_write(pod, started):
     ],
 )
 def test_tmux_socket_path(environ, expected):
-    assert agent_script.tmux_socket_path(environ) == expected.format(uid=os.getuid())
+    assert agent_tmux.tmux_socket_path(environ) == expected.format(uid=os.getuid())
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from backends.agent_command import build_agent_command
-from backends.agent_script import EXIT_FILE, fill_exit_status
+from backends.pod_agent.tmux import EXIT_FILE, fill_exit_status
 from backends.shell_probe import parse_probe_output, probe_command
 
 pytestmark = pytest.mark.requires_tools("tmux")

@@ -52,7 +52,9 @@ def test_the_import_contracts_catch_tui_importing_backends(tmp_path):
         (tmp_path / "sessions" / layer / "__init__.py").write_text("")
     (tmp_path / "tui" / "screen.py").write_text("import sessions.link\nfrom backends import ssh\n")
     (tmp_path / "backends" / "ssh.py").write_text("")
-    (tmp_path / "backends" / "agent_script.py").write_text("import json\n")
+    (tmp_path / "backends" / "pod_agent").mkdir()
+    (tmp_path / "backends" / "pod_agent" / "__init__.py").write_text("")
+    (tmp_path / "backends" / "pod_agent" / "main.py").write_text("import json\n")
     # The two type-only imports the cycle contract ignores must exist, or it complains.
     (tmp_path / "backends" / "transport").mkdir()
     (tmp_path / "backends" / "transport" / "__init__.py").write_text("")

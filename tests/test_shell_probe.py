@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.agent_script import AgentState, collect_sample
+from backends.pod_agent.sample import AgentState, collect_sample
 from backends.shell_probe import (
     parse_df,
     parse_loadavg,

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from backends import agent_script as agent
+from backends.pod_agent import tfevents, tracker_base, tracker_search
+from backends.pod_agent.trackers import TrackerWatch
 from sessions.progress.tracker import Progress
 from sessions.progress.trackers import TrackerReading, merge, readings_from, tracker_roots, with_config_total
 from tui.cli import main
@@ -40,7 +41,7 @@ def run_dir(name: str, tmp_path: Path) -> tuple[Path, dict]:
 
 
 def readings(root: Path) -> dict[str, dict]:
-    message = agent.TrackerWatch("s", [str(root)]).check(time.monotonic())
+    message = TrackerWatch("s", [str(root)]).check(time.monotonic())
     assert message["kind"] == "trackers" and message["id"] == "s"
     return {r["source"]: r for r in message["trackers"]}
 
@@ -141,7 +142,7 @@ def test_wandb_summary_json_of_an_online_run(tmp_path):
 
 def test_a_file_is_read_again_only_when_it_changed(tmp_path):
     root, _ = run_dir("hf_trainer", tmp_path)
-    watch = agent.TrackerWatch("s", [str(root)], every_s=0)
+    watch = TrackerWatch("s", [str(root)], every_s=0)
     assert watch.check(time.monotonic()) is not None
 
     def refuse(mtime):
@@ -158,7 +159,7 @@ def test_a_growing_events_file_is_read_on_from_where_it_stopped_even_cut_mid_rec
     dest = tmp_path / "runs" / src.name
     dest.parent.mkdir()
     dest.write_bytes(data[: len(data) // 2])  # a writer caught mid-record
-    watch = agent.TrackerWatch("s", [str(tmp_path)], every_s=0)
+    watch = TrackerWatch("s", [str(tmp_path)], every_s=0)
     first = watch.check(time.monotonic())["trackers"][0]
     assert first["error"] is None and 0 < first["step"] < 49
     with open(dest, "ab") as f:
@@ -171,7 +172,7 @@ def test_a_growing_events_file_is_read_on_from_where_it_stopped_even_cut_mid_rec
 def test_metrics_csv_is_read_on_as_rows_arrive_and_afresh_when_lightning_rewrites_it(tmp_path):
     csv_path = tmp_path / "metrics.csv"
     csv_path.write_text("epoch,step,train_loss\n0,4,2.0\n0,9,1.5\n0,14,1.")  # the last row half written
-    watch = agent.TrackerWatch("s", [str(csv_path)], every_s=0)
+    watch = TrackerWatch("s", [str(csv_path)], every_s=0)
     first = watch.check(0.0)["trackers"][0]
     assert (first["step"], first["loss"]) == (10, 1.5)
     with open(csv_path, "a") as f:
@@ -195,18 +196,18 @@ def test_a_damaged_record_is_skipped_and_said(tmp_path):
 
 def test_files_are_looked_at_every_two_seconds_not_every_tick(tmp_path):
     root, _ = run_dir("tensorboard", tmp_path)
-    watch = agent.TrackerWatch("s", [str(root)])
+    watch = TrackerWatch("s", [str(root)])
     assert watch.check(100.0) is not None
     events = next(root.rglob("events.out.tfevents.*"))
     os.utime(events, (time.time() + 9, time.time() + 9))
-    assert watch.check(100.0 + agent.TRACKER_CHECK_S / 2) is None
-    again = watch.check(100.0 + agent.TRACKER_CHECK_S)
+    assert watch.check(100.0 + tracker_base.TRACKER_CHECK_S / 2) is None
+    again = watch.check(100.0 + tracker_base.TRACKER_CHECK_S)
     assert again is not None and again["current"] == ["tfevents"]
 
 
 def test_the_search_walks_again_only_when_a_folder_changed(tmp_path):
     root, _ = run_dir("hf_trainer", tmp_path)
-    watch = agent.TrackerWatch("s", [str(root)], every_s=0)
+    watch = TrackerWatch("s", [str(root)], every_s=0)
     watch.check(0.0)
     assert watch.scan() is False and watch._dirs_unchanged()
     newer = root / "output" / "checkpoint-40"
@@ -215,7 +216,7 @@ def test_the_search_walks_again_only_when_a_folder_changed(tmp_path):
     state["global_step"] = 40
     (newer / "trainer_state.json").write_text(json.dumps(state))
     os.utime(newer / "trainer_state.json", (time.time() + 60, time.time() + 60))
-    message = watch.check(agent.TRACKER_RESCAN_S + 1)
+    message = watch.check(tracker_base.TRACKER_RESCAN_S + 1)
     (state_reading,) = [r for r in message["trackers"] if r["source"] == "trainer_state"]
     assert state_reading["step"] == 40 and "checkpoint-40" in state_reading["path"]
 
@@ -225,7 +226,7 @@ def test_later_messages_carry_only_what_changed_and_the_book_keeps_the_rest(tmp_
     from sessions.fleet.session_book import SessionBook
 
     root, truth = run_dir("hf_trainer", tmp_path)
-    watch = agent.TrackerWatch("sft", [str(root)], every_s=0)
+    watch = TrackerWatch("sft", [str(root)], every_s=0)
     first = watch.check(0.0)
     assert [r["source"] for r in first["trackers"]] == first["current"] == ["trainer_state", "tfevents"]
     events = next(root.rglob("events.out.tfevents.*"))
@@ -242,7 +243,7 @@ def test_later_messages_carry_only_what_changed_and_the_book_keeps_the_rest(tmp_
 
 
 def test_crc32c_matches_the_published_check_value():
-    assert agent.crc32c(b"123456789") == 0xE3069283
+    assert tfevents.crc32c(b"123456789") == 0xE3069283
 
 
 # ------------------------------------------------------------------ the bounded search
@@ -251,7 +252,7 @@ def test_crc32c_matches_the_published_check_value():
 def test_the_search_skips_huge_folders_version_control_and_what_is_too_deep(tmp_path):
     huge = tmp_path / "data"
     huge.mkdir()
-    for i in range(agent.TRACKER_MAX_DIR_ENTRIES + 1):
+    for i in range(tracker_search.TRACKER_MAX_DIR_ENTRIES + 1):
         (huge / f"{i}.png").touch()
     (huge / "trainer_state.json").write_text("{}")
     (tmp_path / ".git").mkdir()
@@ -259,16 +260,16 @@ def test_the_search_skips_huge_folders_version_control_and_what_is_too_deep(tmp_
     deep = tmp_path.joinpath(*"abcdef")
     deep.mkdir(parents=True)
     (deep / "metrics.csv").write_text("step,loss\n1,2\n")
-    found, info = agent.find_trackers([str(tmp_path)])
+    found, info = tracker_search.find_trackers([str(tmp_path)])
     assert found == {} and info["skipped_dirs"] == 1 and not info["truncated"]
 
 
 def test_the_search_stops_at_its_entry_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(agent, "TRACKER_MAX_ENTRIES", 50)
+    monkeypatch.setattr(tracker_search, "TRACKER_MAX_ENTRIES", 50)
     for i in range(30):
         (tmp_path / f"d{i:02}").mkdir()
         (tmp_path / f"d{i:02}" / "x").touch()
-    _, info = agent.find_trackers([str(tmp_path)])
+    _, info = tracker_search.find_trackers([str(tmp_path)])
     assert info["truncated"]
 
 

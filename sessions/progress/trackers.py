@@ -1,6 +1,6 @@
 """Tracker files merged with the log: which figure to believe, and where it came from.
 
-The agent reads a session's tracker files on the pod (``backends/agent_script.py``:
+The agent reads a session's tracker files on the pod (``backends/pod_agent/``:
 HF ``trainer_state.json``, TensorBoard events, a W&B summary, Lightning's
 ``metrics.csv``, MLflow's file store) and sends a ``trackers`` message when one
 changed. Here those readings become frozen `TrackerReading`s, and `merge` combines them
@@ -274,7 +274,7 @@ def tracker_roots(workdir: str | None, trackers: tuple[str, ...] | None) -> list
 
 def read_dir(path: str) -> tuple[tuple[TrackerReading, ...], dict[str, Any]]:
     """Read a local run directory's tracker files with the agent's own readers."""
-    from backends.agent_script import TrackerWatch
+    from backends.pod_agent.trackers import TrackerWatch
 
     watch = TrackerWatch("local", [path])
     message = watch.check(0.0) or {}
