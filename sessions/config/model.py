@@ -148,6 +148,30 @@ class SessionConfig:
     line: int | None = None
 
 
+POD_KINDS: tuple[str, ...] = ("ssh", "slurm")
+"""`kind:` of a pod entry: a machine gpuctl runs on (default), or a Slurm login node."""
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    """A `kind: slurm` pod's `slurm:` block (see `sessions/slurm/`). None = not set.
+
+    Attributes:
+        script: the batch script on the login node that `launch` submits (sbatch).
+        price_per_gpu_hour: USD per allocated GPU per hour, for a job's cost.
+        all_users: list every user's jobs, not only the login user's.
+        checkpoints: globs on the cluster's filesystem; `resume` submits the script
+            again with the newest match in `$GPUCTL_CHECKPOINT`.
+        sbatch_args: more sbatch options, one per item (`--partition=gpu`).
+    """
+
+    script: str | None = None
+    price_per_gpu_hour: float | None = None
+    all_users: bool | None = None
+    checkpoints: tuple[str, ...] = ()
+    sbatch_args: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class PodConfig:
     """One machine gpuctl watches. `None` means "not set in this entry".
@@ -164,6 +188,8 @@ class PodConfig:
         connect_timeout, interval: per-pod overrides of `defaults`, or None.
         policies: this pod's `policies:` layer (over the top level's, under each
             session's), or None.
+        kind: `slurm` for a cluster's login node (jobs, not tmux sessions), or None.
+        slurm: the `slurm:` block of a `kind: slurm` pod, or None.
         line: 1-based line of the entry in the config file.
     """
 
@@ -180,7 +206,14 @@ class PodConfig:
     connect_timeout: float | None = None
     interval: float | None = None
     policies: Policies | None = None
+    kind: str | None = None
+    slurm: SlurmConfig | None = None
     line: int | None = None
+
+    @property
+    def is_slurm(self) -> bool:
+        """True for a Slurm cluster's login node (`kind: slurm`)."""
+        return self.kind == "slurm"
 
     @property
     def is_local(self) -> bool:

@@ -22,6 +22,7 @@ from sessions.config import shell_template
 from sessions.config import yaml_lines as yl
 from sessions.config.fields import (
     INVALID,
+    _one_or_list,
     NAME_PATTERN,
     PROGRESS_GROUPS,
     Checker,
@@ -52,6 +53,7 @@ from sessions.config.fields import (
 )
 from sessions.config.model import (
     LOCAL_HOST,
+    POD_KINDS,
     PROVIDER_TYPES,
     Config,
     ConfigError,
@@ -59,6 +61,7 @@ from sessions.config.model import (
     PodConfig,
     ProviderConfig,
     SessionConfig,
+    SlurmConfig,
 )
 
 __all__ = ["EXAMPLE", "PROGRESS_GROUPS", "build_config"]
@@ -99,12 +102,34 @@ SESSION_FIELDS: dict[str, Validator] = {
     "resume": shell_template.field(shell_template.RESUME_PLACEHOLDERS), "checkpoints": globs,
     "stall_minutes": minutes, "policies": policy_schema.policies, "trackers": trackers,
 }
+def pod_kind(ck: Checker, node: Node, field: str) -> Any:
+    """`kind:` of a pod: ssh (a machine) or slurm (a cluster's login node)."""
+    value = nonempty(ck, node, field, "a pod kind")
+    if value is INVALID or value in POD_KINDS:
+        return value
+    return ck.problem(node, field, f"unknown kind {value!r}; expected one of {', '.join(POD_KINDS)}")
+
+
+def texts(ck: Checker, node: Node, field: str) -> Any:
+    """Non-empty strings: a list, or one written alone."""
+    found = _one_or_list(node, field)
+    if found is None:
+        return ck.problem(node, field, f"expected text or a list of texts, got {got(node)}")
+    values = [nonempty(ck, item, sub) for item, sub in zip(*found)]
+    return INVALID if INVALID in values else tuple(values)
+
+
+SLURM_FIELDS: dict[str, Validator] = {
+    "script": nonempty, "price_per_gpu_hour": price, "all_users": boolean,
+    "checkpoints": texts, "sbatch_args": texts,
+}
 POD_FIELDS: dict[str, Validator] = {
     "name": pod_name, "host": host, "port": port, "user": user, "identity": identity,
     "host_key": host_key, "price_per_hour": price, "workdir": nonempty,
     "provider": lambda ck, n, f: provider(ck, n, f),
     "sessions": lambda ck, n, f: sessions(ck, n, f),
     "connect_timeout": seconds, "interval": seconds, "policies": policy_schema.policies,
+    "kind": pod_kind, "slurm": lambda ck, n, f: slurm_block(ck, n, f),
 }
 DEFAULTS_FIELDS: dict[str, Validator] = {
     "user": user, "identity": identity, "host_key": host_key, "port": port,
@@ -121,7 +146,13 @@ SECTIONS: dict[str, tuple[str, dict[str, Validator]]] = {
     "defaults": ("'defaults:'", DEFAULTS_FIELDS),
     "pod": ("a pod entry under 'pods:'", POD_FIELDS),
     "session": ("a session entry under a pod's 'sessions:'", SESSION_FIELDS),
+    "slurm": ("a pod's 'slurm:' block", SLURM_FIELDS),
 }
+
+
+def slurm_block(ck: Checker, node: Node, field: str) -> Any:
+    values = walk(ck, node, field, "slurm", "a mapping (script:, price_per_gpu_hour:, ...)")
+    return INVALID if values is None else SlurmConfig(**values)
 
 
 def unknown_key(ck: Checker, entry: yl.Entry, field: str, section: str) -> None:
@@ -384,6 +415,10 @@ def _pod(ck: Checker, node: Node, field: str, seen: dict[str, int]) -> Any:
     has_host = _required(ck, node, prefix, "host", values,
                          f"an IP address, a host name, an alias from ~/.ssh/config, or {LOCAL_HOST!r}")
     if not (has_name and has_host):
+        return INVALID
+    if "slurm" in values and values.get("kind") != "slurm":
+        entry = next(e for e in yl.mapping_entries(node)[0] if e.key == "slurm")  # type: ignore[arg-type]
+        ck.problem(entry.key_node, join(prefix, "slurm"), "a 'slurm:' block needs 'kind: slurm' in the same pod")
         return INVALID
     return PodConfig(**values, line=yl.line_of(node))
 
