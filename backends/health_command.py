@@ -1,8 +1,11 @@
 """Builds the one command that reads GPU health on a pod (``gpuctl doctor``, ``gpuctl check``).
 
 Like the agent, nothing is installed: the reader's source (``gpu_health.py``, standard
-library only) travels inside the command, zlib-compressed and base64-encoded, and
-``python3 -c`` runs it; it prints one JSON line. Every part is ``shlex.quote``d, and
+library only) travels with the command, zlib-compressed and base64-encoded, and
+``python3 -c`` runs it; it prints one JSON line. The payload comes on stdin as a
+here-document of 76-character lines, not as one 8 KB argument, because a RunPod proxied
+pod types commands into a terminal that takes lines of at most 4095 bytes
+(``backends/transport/pty_shell.py``). Every other part is ``shlex.quote``d, and
 ``parse_health_output`` beside it reads the answer back, so the format has one place.
 """
 
@@ -17,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 _READER_PATH = Path(__file__).with_name("gpu_health.py")
-_BOOTSTRAP = 'import base64,zlib;exec(zlib.decompress(base64.b64decode("{payload}")))'
+_BOOTSTRAP = "import base64,sys,zlib;exec(zlib.decompress(base64.b64decode(sys.stdin.read())))"
+_END = "GPUCTL_HEALTH_END"
 HEALTH_TIMEOUT_S = 45.0
 """Three nvidia-smi execs (10 s limit each) and the kernel log (5 s per source)."""
 
@@ -29,15 +33,17 @@ def _payload() -> str:
 
 
 def build_health_command(options: dict[str, Any] | None = None, python: str = "python3") -> str:
-    """``python3 -c '<reader>' '<json options>'``, every part shell-quoted.
+    """``python3 -c '<bootstrap>' '<json options>' <<'END'`` and the payload, every part shell-quoted.
 
     Args:
         options: the reader's options (``nvml``, ``kernel_log``, ``kmsg``).
         python: the interpreter, one word.
     """
     argument = json.dumps(options or {}, separators=(",", ":"), sort_keys=True)
-    code = _BOOTSTRAP.format(payload=_payload())
-    return " ".join(shlex.quote(part) for part in (python, "-c", code, argument))
+    payload = _payload()
+    lines = [payload[i:i + 76] for i in range(0, len(payload), 76)]
+    head = " ".join(shlex.quote(part) for part in (python, "-c", _BOOTSTRAP, argument))
+    return "\n".join([f"{head} <<'{_END}'", *lines, _END])
 
 
 class HealthUnreadable(Exception):

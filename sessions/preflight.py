@@ -46,6 +46,12 @@ tested on captured text.
 * `shm`: size of /dev/shm; warn below 1 GiB (DataLoader workers pass batches
   through shared memory: Docker's default 64 MiB is the classic "bus error").
 
+**GPU health** (`gpuctl doctor`'s checks, `sessions.health`): a second exec runs the
+health reader, and each doctor check becomes one row named `health-CHECK` (`health-xid`,
+`health-ecc`, ...) with the worst GPU's status and reason. When nvidia-smi itself
+failed, the `gpus` row already carries that failure and no health row is added; a pod
+without python3 gets one `health` warning.
+
 **Statuses** are only pass, warn and fail. A check that cannot judge because the
 thing it depends on is missing (the driver's CUDA version when nvidia-smi did not
 run) is `warn` with a detail naming the check that failed: the root cause carries
@@ -579,8 +585,10 @@ def judge(sections: Mapping[str, Section], *, local_before: float, local_after: 
 
 
 async def run_checks(runner: Runner, pod: PodConfig, *, min_free_gb: float = MIN_FREE_GB,
-                     expect_gpus: int | None = None, expect_mem_gib: float | None = None) -> list[CheckResult]:
-    """Run the pre-flight script on the pod (one round trip) and judge what it printed.
+                     expect_gpus: int | None = None, expect_mem_gib: float | None = None,
+                     health: bool = True) -> list[CheckResult]:
+    """Run the pre-flight script on the pod (one round trip) and judge what it printed,
+    then (with `health`) the doctor's GPU health checks (a second exec).
 
     Raises:
         backends.ssh.SshFailure: the pod could not be reached or the script timed out.
@@ -591,8 +599,22 @@ async def run_checks(runner: Runner, pod: PodConfig, *, min_free_gb: float = MIN
     # A PTY runner folds stderr into stdout; an exec runner keeps it apart (the script
     # folds every section's stderr itself, so only the shell's own errors land there).
     sections = parse_sections(result.stdout)
-    return judge(sections, local_before=before, local_after=after, min_free_gb=min_free_gb,
-                 expect_gpus=expect_gpus, expect_mem_gib=expect_mem_gib)
+    results = judge(sections, local_before=before, local_after=after, min_free_gb=min_free_gb,
+                    expect_gpus=expect_gpus, expect_mem_gib=expect_mem_gib)
+    return results + (await health_rows(runner) if health else [])
+
+
+async def health_rows(runner: Runner) -> list[CheckResult]:
+    """The doctor's checks as pre-flight rows (see the module docstring)."""
+    from sessions.health.doctor import HealthUnreadable, as_preflight, run_doctor
+
+    try:
+        doctor = await run_doctor(runner)
+    except HealthUnreadable as exc:
+        return [CheckResult("health", WARN, str(exc), "gpuctl doctor needs python3 on the pod")]
+    if doctor.report.error is not None or not doctor.report.gpus:
+        return []  # the gpus row carries the root cause
+    return [CheckResult(*row) for row in as_preflight(doctor.checks)]
 
 
 def worst(results: list[CheckResult]) -> str:

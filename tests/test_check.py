@@ -349,7 +349,12 @@ def test_check_over_ssh_json(sshd, tmp_path, capsys, isolated_home):
     doc = json.loads(out)
     assert [set(row) for row in doc] == [{"name", "status", "detail", "hint"}] * len(doc)
     rows = by_name(doc)
-    assert list(rows) == ["gpus", "driver", "torch", "disk", "tmux", "clock", "open-files", "locked-memory", "shm"]
+    assert list(rows)[:9] == ["gpus", "driver", "torch", "disk", "tmux", "clock", "open-files", "locked-memory", "shm"]
+    # then the doctor's GPU health checks, one row each (sessions.health.checks.CHECKS)
+    assert list(rows)[9:] == ["health-xid", "health-ecc", "health-retired-pages", "health-remapped-rows",
+                              "health-clocks", "health-pcie", "health-persistence", "health-zombie-vram"]
+    assert rows["health-ecc"] == {"name": "health-ecc", "status": PASS, "hint": "",
+                                  "detail": "2 GPUs: not available on this GPU ([N/A])"}
     assert rows["gpus"]["status"] == PASS
     assert rows["gpus"]["detail"] == "2 × NVIDIA A100-SXM4-80GB, 80.0 GiB each"
     assert (rows["driver"]["status"], rows["driver"]["detail"]) == (PASS, "550.54.15, CUDA 12.4")
@@ -442,9 +447,11 @@ def test_a_local_pod_with_torch_newer_than_the_driver_warns_and_exits_0(gpu_pod_
     torch_line = next(line for line in out.splitlines() if line.startswith("torch "))
     assert torch_line.split()[1] == WARN and "newer than the driver's 12.4" in torch_line
     assert "torch: install a torch build for CUDA 12.4 or older" in out
-    warnings = sum(line.split()[1] == WARN for line in out.splitlines()[1:10])
+    table = out.split("\n\n")[0].splitlines()[1:]
+    assert len(table) == 9 + 8  # the pre-flight rows, then the doctor's (health-*)
+    warnings = sum(line.split()[1] == WARN for line in table)
     plural = "s" if warnings != 1 else ""
-    assert out.splitlines()[-1] == f"pod 'here': {warnings} warning{plural}, {9 - warnings} passed"
+    assert out.splitlines()[-1] == f"pod 'here': {warnings} warning{plural}, {len(table) - warnings} passed"
     assert code == 0
 
 
@@ -474,6 +481,10 @@ async def test_a_proxied_pod_is_checked_through_its_shell(gpu_pod_here, tmp_path
     assert rows["torch"].status == FAIL and "No module named 'torch'" in rows["torch"].detail
     assert rows["tmux"].status == rows["clock"].status == rows["disk"].status == PASS
     assert rows["disk"].detail.endswith(f"at {home}")
+    # The health reader's payload is typed as short here-document lines, so it gets through
+    # the terminal too: the default simulated A100 reports every health field.
+    assert (rows["health-ecc"].status, rows["health-ecc"].detail) == (PASS, "no uncorrected ECC errors")
+    assert (rows["health-pcie"].status, rows["health-pcie"].detail) == (PASS, "PCIe x16 gen4, its maximum")
 
 
 def test_status_is_coloured_on_a_terminal_only(monkeypatch):
