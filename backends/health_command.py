@@ -1,7 +1,7 @@
 """Builds the one command that reads GPU health on a pod (``gpuctl doctor``, ``gpuctl check``).
 
-Like the agent, nothing is installed: the reader's source (``gpu_health.py``, standard
-library only) travels with the command, zlib-compressed and base64-encoded, and
+Like the agent, nothing is installed: the reader's source (``pod_agent/health.py``, standard
+library only and importing nothing of its package) travels with the command, zlib-compressed and base64-encoded, and
 ``python3 -c`` runs it; it prints one JSON line. The payload comes on stdin as a
 here-document of 76-character lines, not as one 8 KB argument, because a RunPod proxied
 pod types commands into a terminal that takes lines of at most 4095 bytes
@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-_READER_PATH = Path(__file__).with_name("gpu_health.py")
+_READER_PATH = Path(__file__).with_name("pod_agent") / "health.py"
 _BOOTSTRAP = "import base64,sys,zlib;exec(zlib.decompress(base64.b64decode(sys.stdin.read())))"
 _END = "GPUCTL_HEALTH_END"
 HEALTH_TIMEOUT_S = 45.0

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from backends import gpu_health, sim_dmesg
+from backends import sim_dmesg
+from backends.pod_agent import health as gpu_health
 from backends import sim_nvidia_smi as sim
 from backends.health_command import HealthUnreadable, build_health_command, parse_health_output
 
@@ -132,3 +133,35 @@ def test_missing_python_is_a_plain_message():
         parse_health_output(127, "", "sh: 1: python3: not found")
     with pytest.raises(HealthUnreadable, match="failed on the pod: ValueError: boom"):
         parse_health_output(1, "", "Traceback (most recent call last):\nValueError: boom")
+
+
+def test_agent_sends_health_every_n_ticks_from_a_thread(tmp_path, monkeypatch):
+    """The agent's sample carries ``health`` once a read finished, every N ticks only."""
+    from backends.pod_agent.sample import AgentState, collect_sample
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sim.install_wrapper(str(bin_dir))
+    sim_dmesg.install_wrapper(str(bin_dir))
+    state_path = tmp_path / "state.json"
+    state = _state(**{"ecc.errors.uncorrected.volatile.total": 2})
+    state["kernel_log"] = {"lines": [XID79]}
+    state_path.write_text(json.dumps(state))
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv(sim.STATE_ENV, str(state_path))
+    agent = AgentState(disk_path=str(tmp_path), tmux=False, use_nvml=False, gpu_loop=False,
+                       health_every=3, kernel_log_every=6)
+    try:
+        samples = []
+        for _ in range(7):
+            samples.append(collect_sample(agent))
+            if agent.health._thread is not None:
+                agent.health._thread.join(30)  # so the next sample has the finished read
+    finally:
+        agent.close()
+    carried = [s["seq"] for s in samples if "health" in s]
+    assert carried == [1, 4]  # read on ticks 0 and 3 (every 3), sent with the next sample
+    first, second = samples[1]["health"], samples[4]["health"]
+    assert first["gpus"][0]["ecc.errors.uncorrected.volatile.total"] == 2
+    assert first["kernel_log"]["events"][0]["xid"] == 79  # tick 0: the kernel log too
+    assert second["kernel_log"] is None  # tick 3: GPU fields only (kernel log every 6)

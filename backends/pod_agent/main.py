@@ -48,10 +48,17 @@ def main(argv):
     if isinstance(retry, bool) or not isinstance(retry, (int, float)) or not retry > 0:
         notices.append("gpu_loop_retry_s must be a positive number; using %g" % NVIDIA_SMI_LOOP_RETRY_S)
         retry = NVIDIA_SMI_LOOP_RETRY_S
+    every = {}
+    for name, default in (("health_every", 30), ("kernel_log_every", 120)):
+        value = options.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            notices.append("%s must be a whole number of ticks >= 0; using %d" % (name, default))
+            value = default
+        every[name] = value
     state = AgentState(
         disk_path=disk_path, tmux=bool(options.get("tmux", True)),
         gpu_loop=bool(options.get("gpu_loop", True)), gpu_loop_retry_s=retry,
-        tmux_refresh_s=refresh,
+        tmux_refresh_s=refresh, **every,
     )
     # SIGTERM/SIGHUP unwind through Agent.run's finally, which stops the resident
     # nvidia-smi; a SIGKILLed agent relies on that child's EPIPE instead (see SmiLoop).

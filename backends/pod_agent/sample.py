@@ -10,24 +10,30 @@ import sys
 import time
 
 from .gpus import GpuReader, NVIDIA_SMI_LOOP_RETRY_S, NVIDIA_SMI_TIMEOUT_S
+from .health import HealthPoller
 from .protocol import AGENT_PROTOCOL_VERSION
 from .system import read_disk, read_load, read_uptime
 from .tmux import TMUX_REFRESH_S, TmuxReader
 
 
-def make_sample(seq, t, gpu, gpu_source, disk, load, uptime_s, tmux):
+def make_sample(seq, t, gpu, gpu_source, disk, load, uptime_s, tmux, health=None):
     """Build a protocol sample; the one place its keys are written.
 
     Args:
         gpu: ``(gpu_status, gpu_error, gpus)``.
         tmux: ``(tmux_status, tmux_error, sessions)``.
+        health: a finished ``health.read_health`` reading, sent under ``health`` only in
+            the sample after it finished (every ``health_every`` ticks), else absent.
     """
-    return {
+    sample = {
         "kind": "sample", "v": AGENT_PROTOCOL_VERSION, "t": t, "seq": seq,
         "gpu_status": gpu[0], "gpu_error": gpu[1], "gpu_source": gpu_source, "gpus": gpu[2],
         "disk": disk, "load": load, "uptime_s": uptime_s,
         "tmux_status": tmux[0], "tmux_error": tmux[1], "tmux": tmux[2],
     }
+    if health is not None:
+        sample["health"] = health
+    return sample
 
 
 class AgentState:
@@ -43,16 +49,22 @@ class AgentState:
             keeps it current through ``self.gpu.set_interval``.
         gpu_loop_retry_s: first wait before loop mode is retried after a failure.
         tmux_refresh_s: the longest an unchanged tmux listing is reused.
+        health_every: read GPU health (ECC, remapped rows, clocks, PCIe, compute apps:
+            three nvidia-smi execs) every N ticks, in a thread; 0: never.
+        kernel_log_every: read the kernel log for Xid lines every N ticks (one more
+            exec, on a tick that also reads health); 0: never.
     """
 
     def __init__(self, disk_path="~", tmux=True, use_nvml=True,
                  nvidia_smi_timeout=NVIDIA_SMI_TIMEOUT_S, gpu_loop=True, interval=1.0,
-                 gpu_loop_retry_s=NVIDIA_SMI_LOOP_RETRY_S, tmux_refresh_s=TMUX_REFRESH_S):
+                 gpu_loop_retry_s=NVIDIA_SMI_LOOP_RETRY_S, tmux_refresh_s=TMUX_REFRESH_S,
+                 health_every=30, kernel_log_every=120):
         self.disk_path = os.path.abspath(os.path.expanduser(disk_path or "~"))
         self.tmux_enabled = bool(tmux)
         self.gpu = GpuReader(use_nvml=use_nvml, timeout=nvidia_smi_timeout, loop=gpu_loop,
                              interval=interval, loop_retry_s=gpu_loop_retry_s)
         self.tmux = TmuxReader(refresh_s=tmux_refresh_s)
+        self.health = HealthPoller(health_every, kernel_log_every, use_nvml=use_nvml)
         self.seq = 0
 
     def close(self):
@@ -82,8 +94,9 @@ def collect_sample(state: AgentState, fresh: bool = False) -> dict:
     else:
         tmux = ("none", None, [])
     disk = _guarded(lambda: read_disk(state.disk_path), lambda why: None)
+    _guarded(lambda: state.health.tick(state.seq), lambda why: None)
     sample = make_sample(
-        state.seq, t, gpu, state.gpu.source, disk, read_load(), read_uptime(), tmux
+        state.seq, t, gpu, state.gpu.source, disk, read_load(), read_uptime(), tmux, state.health.take()
     )
     state.seq += 1
     return sample

@@ -1,6 +1,6 @@
 """`gpuctl doctor POD`: read the pod's GPU health in one exec and judge it.
 
-The reader (``backends/gpu_health.py``) travels inside the command, as the agent does
+The reader (``backends/pod_agent/health.py``) travels inside the command, as the agent does
 (``backends.health_command``), and prints one JSON line; `checks.evaluate` judges it.
 `as_preflight` folds the verdicts into `gpuctl check`'s rows: one row per check, the
 worst GPU's status, so the pre-flight table stays short on an 8-GPU pod.

@@ -1,4 +1,4 @@
-"""The pod's health reading as frozen data (from ``backends/gpu_health.py``'s JSON).
+"""The pod's health reading as frozen data (from ``backends/pod_agent/health.py``'s JSON).
 
 Values keep nvidia-smi's field names, so the one spelling of a field runs from the
 driver to the checks. A field the driver did not give is None, and

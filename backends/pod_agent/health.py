@@ -21,7 +21,10 @@ library only, python3 >= 3.8, and nothing it reads may raise. Why each piece:
   says what each source answered, in plain words.
 * Zombie VRAM: a process nvidia-smi lists on a GPU whose pid no longer exists here.
 
-The result is plain JSON (``read_health``); ``sessions/health`` judges it.
+The result is plain JSON (``read_health``); ``sessions/health`` judges it. The agent
+reads it every ``health_every`` ticks in a thread (``HealthPoller``), so a hung
+nvidia-smi or dmesg never delays a tick; ``gpuctl doctor`` runs this file alone
+(``backends/health_command.py``), so it imports nothing from its package.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 SMI_TIMEOUT_S = 10.0
@@ -313,7 +317,7 @@ def parse_xid_lines(lines):
 
 def _read_kmsg(path):
     """``/dev/kmsg`` records as text lines; raises OSError when unreadable."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    fd = os.open(path, os.O_NONBLOCK)  # read-only: O_RDONLY is 0
     lines = []
     try:
         for _ in range(KMSG_MAX_RECORDS):
@@ -406,6 +410,44 @@ def read_health(use_nvml=True, smi=None, kernel_log=True, kmsg_path=KMSG_PATH, n
     if kernel_log:
         result["kernel_log"] = read_kernel_log(kmsg_path)
     return result
+
+
+class HealthPoller:
+    """Reads health in a background thread every ``every`` ticks; the kernel log every
+    ``kernel_every`` ticks (a multiple of ``every``; 0: never). At most one read runs.
+
+    ``tick(seq)`` is called once per tick; ``take()`` returns a finished reading once
+    (then None until the next one), which the sample carries under ``health``.
+    """
+
+    def __init__(self, every=30, kernel_every=120, use_nvml=True):
+        self.every = max(0, int(every))
+        self.kernel_every = max(0, int(kernel_every))
+        self.use_nvml = use_nvml
+        self._thread = None
+        self._done = None
+        self._lock = threading.Lock()
+
+    def tick(self, seq):
+        if not self.every or seq % self.every or (self._thread is not None and self._thread.is_alive()):
+            return
+        kernel = bool(self.kernel_every) and seq % self.kernel_every == 0
+        self._thread = threading.Thread(target=self._read, args=(kernel,), name="gpuctl-health", daemon=True)
+        self._thread.start()
+
+    def _read(self, kernel):
+        try:
+            reading = read_health(use_nvml=self.use_nvml, kernel_log=kernel)
+        except Exception as exc:  # the reader must never take the agent down
+            reading = {"time": time.time(), "source": None, "gpus": [], "kernel_log": None,
+                       "error": "health reader failed: %s: %s" % (type(exc).__name__, exc)}
+        with self._lock:
+            self._done = reading
+
+    def take(self):
+        with self._lock:
+            reading, self._done = self._done, None
+        return reading
 
 
 def main(argv=None):
