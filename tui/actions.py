@@ -15,6 +15,8 @@ saved is not called safe) through the Fleet's provider calls, a pod without
 `provider:` saying it has none; download (`d`: `sessions.checkpoints.download`, progress in the
 checkpoint list, the app stays usable) and resume (`r`: `sessions.checkpoints.resume`, confirmed
 when it would restart a running session); the checkpoint listing the pod screen shows.
+Each is a Fleet call (`sessions.fleet.facade`, `sessions.fleet.operations`), the same
+the headless commands make, over the pod's live link.
 
 Past 400 lines on purpose: the issue asks for every action's wiring in one module,
 and each flow is short but has its own question and its own failure sentences.
@@ -338,14 +340,12 @@ class Actions:
     async def _what_runs(self, pod: str, session: SessionSnapshot) -> str | None:
         """What the session's pane runs, read from the pod (None when unknown: the
         dialog then quotes the configured command, as it always did)."""
-        from sessions.tmux.pane_process import what_runs
         from tui.terminal_text import visible
 
-        if session.state != SessionState.RUNNING or session.pid is None:
+        if session.state != SessionState.RUNNING or session.pid is None or self.app.fleet is None:
             return None
         try:
-            async with self._borrow(pod) as transport:
-                found = await what_runs(transport, session.pid)
+            found = await self.app.fleet.what_runs(pod, session.pid)
         except Exception:  # noqa: BLE001 - a question about the kill must not stop the kill
             return None
         return visible(found)[:300] if found else None
@@ -422,21 +422,19 @@ class Actions:
         self._set_download(DownloadState(target.pod, target.session, started=time.monotonic()))
         self._run("Download", target, self._download(target.pod, target.session))
 
-    def _borrow(self, pod: str) -> Any:
-        """`async with`: a transport on the pod through its link (`Fleet.borrow`): the
-        monitor's live connection when it is up, so an action costs no handshake."""
-        if self.app.fleet is not None:
-            return self.app.fleet.borrow(pod)
-        from sessions.link.pod_link import open_transport
-
-        return open_transport(self.app.config.pod(pod), self.app.config.defaults)
+    def _operations(self) -> Any:
+        """The Fleet, whose operations (`sessions.fleet.operations`) every action here
+        calls, as the headless commands do; they borrow the pod's live link, so an
+        action costs no handshake. Raises while the app is still starting."""
+        if self.app.fleet is None:
+            raise RuntimeError("still starting: no pod is connected yet")
+        return self.app.fleet
 
     def _set_download(self, state: DownloadState) -> None:
         self.downloads[(state.pod, state.session)] = state
         self.app.post_message(DownloadsChanged())
 
     async def _download(self, pod: str, session: str) -> None:
-        from sessions.checkpoints.download import download_checkpoint
         from sessions.watch.downloads import downloaded_event
 
         key = (pod, session)
@@ -447,9 +445,7 @@ class Actions:
 
         self.app.notify(f"Downloading the newest complete checkpoint of {session!r}.", title=pod, routine=True)
         try:
-            async with self._borrow(pod) as transport:  # the live link: no new handshake
-                result = await download_checkpoint(self.app.config, pod, session, progress=progress,
-                                                   runner=transport)
+            result = await self._operations().download(pod, session, progress=progress)  # the live link
         except Exception as exc:  # noqa: BLE001 - DownloadError, listing, SSH...: all shown
             why = error_text(exc)
             self._set_download(DownloadState(pod, session, FAILED, self.downloads[key].name, message=why))
@@ -506,24 +502,14 @@ class Actions:
             if not await self.app.push_screen_wait(ConfirmDialog("Restart from checkpoint?", question, "Restart")):
                 self.app.notify(f"Session {target.session!r} was left running.", title=target.pod)
                 return
-        async with self._borrow(target.pod) as transport:
-            result = await resume.resume(transport, pod, target.session or "", restart=running)
-        if self.app.fleet is not None:
-            self.app.fleet.refresh(target.pod)
+        result = await self._operations().resume(target.pod, target.session or "", restart=running)
         self.app.notify(f"Resumed {target.session!r} from {result.checkpoint.name}: {result.command}",
                         title=target.pod, timeout=15)
 
     async def list_checkpoints(self, target: Target) -> list[Any]:
         """The session's checkpoints, newest first, each marked when a verified copy
         exists here (for the pod screen's worker). Raises as `list_checkpoints` does."""
-        from sessions.checkpoints.index import host_identity, mark_verified
-        from sessions.checkpoints.listing import list_checkpoints
-
-        pod = self.app.config.pod(target.pod)
-        session = pod.session(target.session or "")
-        async with self._borrow(target.pod) as transport:
-            found = await list_checkpoints(transport, pod, session, settle=0)
-        return mark_verified(found, host_identity(pod, self.app.config.defaults))
+        return await self._operations().list_checkpoints(target.pod, target.session or "", settle=0)
 
     # -- stop and teardown, through the pod's provider ---------------------------------
 
@@ -558,7 +544,6 @@ class Actions:
             await provider.aclose()
 
     async def _stop(self, pod_name: str) -> None:
-        from sessions.checkpoints import teardown_guard
         from tui.dialogs.confirm import ConfirmDialog
 
         pod = self.app.config.pod(pod_name)
@@ -570,7 +555,7 @@ class Actions:
                     f"Kept: {caps.stop_keeps}\nLost: {caps.stop_loses}")
         ok, guard = True, None
         if caps.stop_loses_data:  # the stop wipes a disk (RunPod): the teardown guard's question too
-            guard = teardown_guard.guard_for(self.app.config, steps=self.trained_steps(pod_name))
+            guard = self._operations().guard_for(self.trained_steps(pod_name))  # over the pod's live link
             ok, note = await guard(pod)
             question += "\n" + self.checkpoints_line(ok, note)
         if not await self.app.push_screen_wait(ConfirmDialog("Stop pod?", question, "Stop" if ok else "Stop anyway")):
@@ -602,12 +587,11 @@ class Actions:
                 "This cannot be undone.")
 
     async def _teardown(self, pod_name: str) -> None:
-        from sessions.checkpoints import teardown_guard
         from tui.dialogs.confirm import TypedConfirmDialog
 
         pod = self.app.config.pod(pod_name)
         caps = await self._capabilities(pod)
-        guard = teardown_guard.guard_for(self.app.config, steps=self.trained_steps(pod_name))
+        guard = self._operations().guard_for(self.trained_steps(pod_name))  # over the pod's live link
         ok, note = await guard(pod)
         question = self.teardown_question(pod, caps, ok, note)
         dialog = TypedConfirmDialog("Tear down pod?", question, "Tear down" if ok else "Tear down anyway", pod_name)
