@@ -7,6 +7,7 @@ on a narrow terminal the least important ones drop first (`visible_columns`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,8 +21,9 @@ Span = tuple[str, str]
 Cell = tuple[Span, ...]
 """A cell is one or more spans: the GPUS cell colours its temperature alone."""
 
-TONES = ("online", "connecting", "reconnecting", "offline", "preempted", "hot", "warm", "stalled", "exited",
-         "failed", "muted")
+TONES = ("online", "connecting", "reconnecting", "offline", "preempted", "stopped", "terminated", "stale", "hot",
+         "warm", "stalled", "exited", "failed", "muted")
+"""`stale`: a last-known value of a pod that is not online (dimmed, never in live colours)."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,9 @@ def visible_columns(width: int, pod_width: int = 12) -> list[Column]:
 
 def main_session(pod: PodSnapshot) -> SessionSnapshot | None:
     """The session the fleet row shows and actions target: a running one first
-    (configured before adopted), then the first configured one."""
-    running = [s for s in pod.sessions if s.state == SessionState.RUNNING]
+    (configured before adopted; on a pod not online, one last seen running), then the
+    first configured one."""
+    running = [s for s in pod.sessions if (s.last_state if s.stale else s.state) == SessionState.RUNNING]
     if running:
         return next((s for s in running if s.configured), running[0])
     return pod.sessions[0] if pod.sessions else None
@@ -125,7 +128,9 @@ def session_span(session: SessionSnapshot | None, width: int = 12) -> Span:
     if session is None:
         return ("-", "muted")
     suffix, tone = "", ""
-    if session.state == SessionState.EXITED:
+    if session.stale:  # the pod is not online: as last seen, never "running" in live colours
+        tone = "stale"
+    elif session.state == SessionState.EXITED:
         status = session.exit_status
         suffix, tone = f" exit {status if status is not None else '?'}", "exited" if status == 0 else "failed"
     elif session.state == SessionState.ABSENT:
@@ -175,9 +180,32 @@ that said so is gone in seconds (the detail line and pod header say it in words)
 PAUSED_WORDS = "policies paused (w)"
 
 
-def pod_cells(pod: PodSnapshot, paused: bool = False, hot_c: float | None = None) -> dict[str, Cell]:
+STALE_COLUMNS = ("gpus", "mem", "session", "step", "rate", "loss")
+"""The columns a pod's samples fill: dimmed as last known when it is not online."""
+
+
+def age_text(pod: PodSnapshot, now: float | None = None) -> str:
+    """'3m ago': how old a stale pod's values are ('' when they are live or unknown)."""
+    age = pod.age_s(time.time() if now is None else now) if pod.stale else None
+    return "" if age is None else f"{humanize.age(age)} ago"
+
+
+def pod_cells(pod: PodSnapshot, paused: bool = False, hot_c: float | None = None,
+              now: float | None = None) -> dict[str, Cell]:
     """Every column's (text, tone) for one pod; `paused`: its policies' actions are off;
-    `hot_c`: the pod's GPU temperature alert threshold (`status_table.pod_alerts`)."""
+    `hot_c`: the pod's GPU temperature alert threshold (`status_table.pod_alerts`).
+    A pod that is not online shows its values as last known: dimmed, and the ETA
+    column says how old they are instead (an ETA of a run nobody sees is a guess)."""
+    if pod.stale:
+        cells = _live_cells(pod, paused, hot_c)
+        for key in STALE_COLUMNS:
+            cells[key] = tuple((text, "stale") for text, _ in cells[key])
+        cells["eta"] = ((age_text(pod, now) or "-", "stale"),)
+        return cells
+    return _live_cells(pod, paused, hot_c)
+
+
+def _live_cells(pod: PodSnapshot, paused: bool, hot_c: float | None) -> dict[str, Cell]:
     session = main_session(pod)
     progress = session.progress if session else None
     live = progress if session is not None and session.state == SessionState.RUNNING else None
@@ -203,7 +231,9 @@ def detail_line(pod: PodSnapshot, paused: bool = False) -> Span:
     """The line under the table for the highlighted pod: why it is not online, or
     where it is (and that its policies are paused)."""
     if pod.error and pod.state != PodState.ONLINE:
-        return (f"{pod.name}: {pod.error}", "reconnecting" if pod.state == PodState.RECONNECTING else "failed")
+        age = age_text(pod)
+        since = f" · values shown are from {age}" if age else ""
+        return (f"{pod.name}: {pod.error}{since}", "reconnecting" if pod.state == PodState.RECONNECTING else "failed")
     if pod.gpu_status == "error" and pod.gpu_error:
         return (f"{pod.name}: GPU: {pod.gpu_error}", "failed")
     parts = [pod.name, pod.host]
@@ -228,7 +258,7 @@ def matches(pod: PodSnapshot, needle: str) -> bool:
 
 
 _STATE_ORDER = {PodState.PREEMPTED: 0, PodState.OFFLINE: 1, PodState.RECONNECTING: 2, PodState.CONNECTING: 3,
-                PodState.ONLINE: 4}
+                PodState.STOPPED: 4, PodState.TERMINATED: 5, PodState.ONLINE: 6}
 
 
 def _eta(pod: PodSnapshot) -> float | None:
@@ -247,19 +277,25 @@ SORTS: dict[str, tuple[str, Callable[[PodSnapshot], object], bool]] = {
     "price": ("$/h", lambda p: p.price_per_hour, True),
 }
 SORT_ORDER = tuple(SORTS)
+SAMPLED_SORTS = frozenset({"temp", "util", "eta"})
+"""Sorts by a sampled value, where a stale pod's last known one sorts after live ones."""
 
 
 def ordered(pods: Sequence[PodSnapshot], sort: str, reverse: bool = False) -> list[PodSnapshot]:
-    """Pods in display order: stable, unknown values last whatever the direction."""
+    """Pods in display order: stable; whatever the direction, a stale pod's values (it
+    is not online: last known) come after live ones, and unknown values last."""
     if sort == "config":
         return list(reversed(pods)) if reverse else list(pods)
     _, value, descending = SORTS[sort]
+    sampled = sort in SAMPLED_SORTS
     known = [(value(p), i, p) for i, p in enumerate(pods)]
-    present = [k for k in known if k[0] is not None]
+    live = [k for k in known if k[0] is not None and not (sampled and k[2].stale)]
+    stale = [k for k in known if k[0] is not None and sampled and k[2].stale]
     missing = [k[2] for k in known if k[0] is None]
-    present.sort(key=lambda k: k[1])
-    present.sort(key=lambda k: k[0], reverse=descending != reverse)  # type: ignore[arg-type, return-value]
-    return [k[2] for k in present] + missing
+    for group in (live, stale):
+        group.sort(key=lambda k: k[1])
+        group.sort(key=lambda k: k[0], reverse=descending != reverse)  # type: ignore[arg-type, return-value]
+    return [k[2] for k in live] + [k[2] for k in stale] + missing
 
 
 def header_text(fleet: FleetSnapshot, *, sort: str, reverse: bool, filter_text: str, shown: int) -> str:

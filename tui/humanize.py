@@ -41,6 +41,18 @@ def duration(seconds: float | None) -> str:
     return f"{secs}s"
 
 
+def age(seconds: float | None) -> str:
+    """How old a last-known value is, coarse enough to stay put between redraws:
+    42 -> '42s', 200 -> '3m', 7300 -> '2h', 200000 -> '2d'; None -> '?'."""
+    if seconds is None:
+        return "?"
+    s = int(max(0.0, seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
 def number(value: float | None, unit: str = "", digits: int = 0) -> str:
     """A number with a unit, or '-' when unknown."""
     if value is None:

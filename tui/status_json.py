@@ -1,6 +1,12 @@
 """The `gpuctl status --json` document: a stable contract for users' scripts.
 
 Keys named in the foundation issue never change names; new keys may be added.
+
+Stale is never shown as live: a pod that is not `online` keeps its last GPUs, disk and
+sessions, with `"stale": true` on the pod, on each GPU and on each session, beside
+`sampled_at` (the pod's clock) and `received_at` (this machine's, which the age is
+measured on). A session on such a pod has `"state": "unknown"` and `last_state`, the
+state last seen (`running`, `exited`...): gpuctl cannot tell whether it still runs.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from sessions.progress.tracker import Progress
 from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, SessionSnapshot
 
 
-def gpu_json(gpu: GpuSample) -> dict[str, Any]:
+def gpu_json(gpu: GpuSample, pod: PodSnapshot | None = None) -> dict[str, Any]:
     return {
         "index": gpu.index,
         "name": gpu.name,
@@ -22,15 +28,23 @@ def gpu_json(gpu: GpuSample) -> dict[str, Any]:
         "mem_total_mib": gpu.mem_total_mib,
         "power_w": gpu.power_w,
         "power_limit_w": gpu.power_limit_w,
+        **(_when(pod) if pod is not None else {}),
     }
 
 
-def session_json(session: SessionSnapshot) -> dict[str, Any]:
+def _when(pod: PodSnapshot) -> dict[str, Any]:
+    """When a value of the pod was sampled, and whether it is last known, not live."""
+    return {"stale": pod.stale, "sampled_at": pod.sampled_at}
+
+
+def session_json(session: SessionSnapshot, pod: PodSnapshot | None = None) -> dict[str, Any]:
     """A session with the `gpuctl progress --json` keys merged in (null when unknown)."""
     progress = (session.progress or Progress()).to_json()
     return {
         "name": session.name,
         "state": session.state,
+        "last_state": session.last_state,  # on a pod not online: the state last seen ("state" is "unknown")
+        **(_when(pod) if pod is not None else {"stale": session.stale}),
         "exit_status": session.exit_status,
         "stalled": session.stalled,
         "log": session.log,
@@ -56,9 +70,11 @@ def pod_json(pod: PodSnapshot) -> dict[str, Any]:
         "host": pod.host,
         "transport": pod.transport,
         "sampled_at": pod.sampled_at,
+        "received_at": pod.received_at,
+        "stale": pod.stale,  # not online: the GPUs, disk, load and sessions below are last known
         "gpu_status": pod.gpu_status,
         "gpu_error": pod.gpu_error,
-        "gpus": [gpu_json(g) for g in pod.gpus],
+        "gpus": [gpu_json(g, pod) for g in pod.gpus],
         "disk": {"path": disk.path, "used_bytes": disk.used_bytes, "total_bytes": disk.total_bytes} if disk else None,
         "load": list(pod.load) if pod.load else None,
         "uptime_s": pod.uptime_s,
@@ -70,7 +86,7 @@ def pod_json(pod: PodSnapshot) -> dict[str, Any]:
         "projected_usd": pod.projected_usd,
         "provider_state": pod.provider_state,
         "provider_error": pod.provider_error,
-        "sessions": [session_json(s) for s in pod.sessions],
+        "sessions": [session_json(s, pod) for s in pod.sessions],
     }
 
 

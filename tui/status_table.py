@@ -3,11 +3,14 @@
 One row per GPU, pod-level columns (state, disk, load, uptime, price) only on a pod's
 first row so the eye groups them. Colour carries meaning only: connection state and
 temperature. Why a pod is not online is printed under the table in full, because
-such messages are long and a person must be able to act on them.
+such messages are long and a person must be able to act on them, with how old the
+values still shown are: a pod that is not online shows its last known values dimmed,
+never in live colours.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Iterable
 
 from rich.console import Console, Group, RenderableType
@@ -30,6 +33,8 @@ STATE_STYLE = {
     PodState.RECONNECTING: "yellow",
     PodState.OFFLINE: "bold red",
     PodState.PREEMPTED: "bold magenta",
+    PodState.STOPPED: "bold cyan",
+    PodState.TERMINATED: "bold dim",
 }
 
 WARM_MARGIN_C = 10.0
@@ -140,12 +145,16 @@ def rows(pod: PodSnapshot) -> Iterable[tuple[list[str], GpuSample | None]]:
         yield [*head, *_gpu_cells(gpu), *(pod_cells if i == 0 else blank_pod)], gpu
 
 
-def problems(fleet: FleetSnapshot) -> list[tuple[PodSnapshot, str]]:
-    """(pod, message) for every pod that is not fully well, in config order."""
+def problems(fleet: FleetSnapshot, now: float | None = None) -> list[tuple[PodSnapshot, str]]:
+    """(pod, message) for every pod that is not fully well, in config order; a pod that
+    is not online says how old the values still shown for it are."""
     found = []
+    now = time.time() if now is None else now
     for pod in fleet.pods:
-        if pod.error and pod.state != PodState.ONLINE:
-            found.append((pod, pod.error))
+        if pod.state != PodState.ONLINE and (pod.error or pod.stale):
+            age = pod.age_s(now) if pod.stale else None
+            last = f" (values shown are last known, from {humanize.age(age)} ago)" if age is not None else ""
+            found.append((pod, f"{pod.error or pod.state}{last}"))
         elif pod.gpu_status == "error" and pod.gpu_error:
             found.append((pod, f"GPU: {pod.gpu_error}"))
     return found
@@ -180,6 +189,11 @@ def rich_renderable(fleet: FleetSnapshot, config=None) -> RenderableType:
             styled = [Text(visible(c)) for c in cells]
             styled[0].stylize("bold")
             styled[1].stylize(STATE_STYLE.get(pod.state, ""))
+            if pod.stale:  # not online: last known values, dimmed, never in live colours
+                for cell in styled[2:]:
+                    cell.stylize("dim italic")
+                table.add_row(*styled)
+                continue
             if i == 0:
                 styled[COLUMNS.index("DISK")].stylize(disk_style(pod, alerts))
             if gpu is not None:

@@ -32,7 +32,9 @@ LAST_LINES = 15
 
 ALERT_STATE_SAVE_S = 60.0
 
-_DOWN = (PodState.RECONNECTING, PodState.OFFLINE, PodState.PREEMPTED)
+_DOWN = (PodState.RECONNECTING, PodState.OFFLINE, PodState.PREEMPTED, PodState.STOPPED, PodState.TERMINATED)
+_ENDED = (PodState.STOPPED, PodState.TERMINATED)
+"""Told even after the link had already dropped: the provider (or gpuctl) says why."""
 
 
 def last_lines(text: str, count: int = LAST_LINES) -> list[str]:
@@ -114,6 +116,11 @@ class Watcher:
             self._interrupted.add(pod.name)
             say(EventKind.PREEMPTED, pod.name, pod.error or "the provider took the instance back",
                 before=old, after=new, provider_state=pod.provider_state)
+        elif new in _ENDED:
+            if old == PodState.ONLINE:
+                self._interrupted.add(pod.name)
+            say(EventKind.DISCONNECTED, pod.name, pod.error or new,
+                before=old, after=new, error_kind=pod.error_kind, provider_state=pod.provider_state)
         elif new in _DOWN and old not in _DOWN:
             if old == PodState.ONLINE:
                 self._interrupted.add(pod.name)

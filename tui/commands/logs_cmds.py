@@ -86,7 +86,7 @@ async def _sessions_async(config, name: str, as_json: bool) -> int:
         snapshot = (await fleet.wait_settled()).pod(name)
     if as_json:
         print(json.dumps({"pod": name, "state": snapshot.state, "error": snapshot.error,
-                          "sessions": [session_json(s) for s in snapshot.sessions]}))
+                          "sessions": [session_json(s, snapshot) for s in snapshot.sessions]}))
     elif snapshot.state != "online":
         print(f"gpuctl: {name}: {snapshot.error or snapshot.state}", file=sys.stderr)
     elif not snapshot.sessions:

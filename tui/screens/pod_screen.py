@@ -10,6 +10,7 @@ is deleted, a new checkpoint is listed when watch finds it.
 from __future__ import annotations
 
 from dataclasses import replace
+import time
 from typing import Any
 
 from textual import on, work
@@ -34,22 +35,30 @@ from tui.widgets.sessions_panel import SessionsPanel
 from tui.widgets.text import set_text
 
 
-SPEND_FROM_WORDS = {"provider": "from provider start", "uptime": "from boot", "first_seen": "from first seen"}
+SPEND_FROM_WORDS = {"provider": "from provider start", "uptime": "from boot",
+                    "first_seen": "since gpuctl first saw it"}
 """`PodSnapshot.spend_from` in words, for the pod header."""
 
 
-def pod_header(pod: PodSnapshot, paused: bool = False) -> str:
-    """'a100-west · online · $1.29/h · spent $2.10 · $0.59 to finish · up 1h38m · disk 23G/252G ·
-    load 7.90 · root@203.0.113.7:22', most important first: a narrow terminal cuts the end."""
-    parts = [pod.name, pod.state] + ([fleet_rows.PAUSED_WORDS] if paused else [])
+def pod_header(pod: PodSnapshot, paused: bool = False, now: float | None = None) -> str:
+    """'a100-west · online · $1.29/h · spent $2.10 over 1h38m (from provider start) · $0.59 to
+    finish · up 1h38m · disk 23G/252G · load 7.90 · root@203.0.113.7:22', most important first:
+    a narrow terminal cuts the end. A pod that is not online says how old its values are."""
+    now = time.time() if now is None else now
+    age = fleet_rows.age_text(pod, now)
+    parts = [pod.name, pod.state] + ([f"values from {age}"] if age else []) + (
+        [fleet_rows.PAUSED_WORDS] if paused else [])
     if pod.price_per_hour is not None:
         parts.append(f"${pod.price_per_hour:.2f}/h")
     cost = fleet_rows.spent(pod)
     if cost is not None:
-        # which clock the spend counts from, so "up 59m" beside "spent $0.00" explains itself
-        # (the provider's start is not the machine's boot); see sessions/providers/spend.py
+        # which clock the spend counts from and over how long, so "up 59m" (the machine's,
+        # in a container the host's) beside "spent $0.00" explains itself; see
+        # sessions/providers/spend.py
         origin = SPEND_FROM_WORDS.get(pod.spend_from or "")
-        parts.append(f"spent ${cost:,.2f}" + (f" ({origin})" if origin else ""))
+        running = pod.state == "online" and pod.spend_since is not None
+        over = f" over {humanize.duration(max(0.0, now - pod.spend_since))}" if running else ""  # type: ignore[operator]
+        parts.append(f"spent ${cost:,.2f}{over}" + (f" ({origin})" if origin else ""))
     if pod.projected_usd is not None:
         parts.append(f"${pod.projected_usd:,.2f} to finish")
     if pod.uptime_s is not None:
@@ -135,6 +144,7 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
             return
         set_text(header, pod_header(pod, self.pod_name in self.paused_pods()) + (f" · {pod.error}" if pod.error and pod.state != "online" else ""))
         header.set_class(pod.state in ("offline", "preempted"), "-offline")
+        header.set_class(pod.state in ("stopped", "terminated"), "-muted")
         header.set_class(pod.state == "reconnecting", "-reconnecting")
         self.query_one(GpuPanel).show(pod, lambda i: history.gpu(pod.name, i))
         self.query_one(SessionsPanel).show(pod, lambda s: history.loss(pod.name, s))

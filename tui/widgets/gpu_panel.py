@@ -36,12 +36,15 @@ class GpuRow(Horizontal):
         yield Spark(low=0, high=100, classes="gpu-spark")
 
     def show(self, gpu: GpuSample, position: int, util_history: Sequence[float],
-             hot_c: float | None = None) -> None:
+             hot_c: float | None = None, stale: bool = False) -> None:
+        """`stale`: the pod is not online, so these are last known values: dimmed, and
+        no hot/warm colour (a reading nobody can see now is no alarm)."""
         index = gpu.index if gpu.index is not None else position
         name, temp, util_bar, util, mem_bar, mem, power, spark = self.children
         set_text(name, f"{index} {short_gpu_name(gpu.name)}")
         set_text(temp, humanize.number(gpu.temp_c, "°C"))
-        tone = temp_tone(gpu.temp_c, hot_c)
+        tone = "" if stale else temp_tone(gpu.temp_c, hot_c)
+        self.set_class(stale, "-stale")
         for widget in (temp, spark):
             widget.set_class(tone == "hot", "-hot")
             widget.set_class(tone == "warm", "-warm")
@@ -81,7 +84,7 @@ class GpuPanel(VerticalScroll):
         # Hot at the pod's alert threshold, as the fleet row and the alert itself say.
         hot_c = hot_at(pod_alerts(getattr(self.app, "config", None), pod.name))
         for i, (row, gpu) in enumerate(zip(rows, gpus)):
-            row.show(gpu, i, history(gpu.index if gpu.index is not None else i), hot_c)
+            row.show(gpu, i, history(gpu.index if gpu.index is not None else i), hot_c, pod.stale)
 
 
 def _no_gpu_text(pod: PodSnapshot) -> str:
@@ -89,4 +92,6 @@ def _no_gpu_text(pod: PodSnapshot) -> str:
         return "This pod has no GPU (nvidia-smi and NVML found none)."
     if pod.gpu_status == "error":
         return f"GPUs could not be read: {pod.gpu_error or 'unknown error'}"
-    return "No GPU data yet." if pod.state != "offline" else "Offline: no GPU data."
+    if pod.state in ("connecting", "online", "reconnecting"):
+        return "No GPU data yet."
+    return f"{pod.state.capitalize()}: no GPU data."

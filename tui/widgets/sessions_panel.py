@@ -4,6 +4,7 @@ loss and a loss curve; up/down select the session the log and the actions follow
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
@@ -21,6 +22,8 @@ from tui.widgets.text import set_text
 
 def session_tone(s: SessionSnapshot) -> str:
     """The semantic class of a session's state word."""
+    if s.stale:  # the pod is not online: last known, dimmed, never running in green
+        return "-stale"
     if s.state == SessionState.EXITED:
         return "-exited" if s.exit_status == 0 else "-failed"
     if s.stalled:
@@ -29,7 +32,12 @@ def session_tone(s: SessionSnapshot) -> str:
 
 
 def state_word(s: SessionSnapshot) -> str:
-    """The session's state in the fewest words: running, stalled, exited 1, not running."""
+    """The session's state in the fewest words: running, stalled, exited 1, not running;
+    on a pod that is not online, what it was last seen as ('was running')."""
+    if s.stale:
+        if s.last_state in (None, SessionState.ABSENT):
+            return "not running" if s.last_state else "unknown"
+        return f"was {state_word(replace(s, state=s.last_state, last_state=None))}"
     if s.state == SessionState.EXITED:
         return f"exited {s.exit_status}" if s.exit_status is not None else "exited"
     if s.stalled:
@@ -84,7 +92,8 @@ class SessionRow(Horizontal):
         set_text(name, f"{'▶' if selected else ' '} {s.name}")
         set_text(state, state_word(s))
         tone = session_tone(s)
-        for cls in ("-exited", "-failed", "-stalled", "-running", "-muted"):
+        self.set_class(s.stale, "-stale")
+        for cls in ("-exited", "-failed", "-stalled", "-running", "-muted", "-stale"):
             state.set_class(cls == tone, cls)
         p = s.progress
         bar.fraction = p.step / p.total if p and p.step is not None and p.total else None  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from rich.style import Style
 from textual.widget import Widget
 
-TONES = ("online", "connecting", "reconnecting", "offline", "preempted", "hot", "warm", "stalled",
+TONES = ("online", "connecting", "reconnecting", "offline", "preempted", "stopped", "terminated", "stale", "hot", "warm", "stalled",
          "exited", "failed", "muted", "error", "warning", "match", "current", "ok", "running")
 TONE_CLASSES = frozenset(f"tone--{tone}" for tone in TONES)
 

@@ -1,0 +1,80 @@
+"""Stale, stopped and preempted pods as SVG snapshots at 80x24 and 160x48 (issue 12).
+
+The snapshot of tests/support/fake_fleet.py with three pods moved out of `online` by
+the one function that decides a pod's state (`sessions.providers.lifecycle.settle`):
+a100-west stopped by gpuctl, l40s-spot preempted by its provider, h100-box reconnecting.
+Their last values arrived ten and a half minutes ago, so every age reads "10m" however
+long the drawing takes. The behaviour behind them runs against real pods and provider
+stand-ins in test_lifecycle_views.py. Update after a deliberate change with
+`pytest tests/test_tui_lifecycle_snapshots.py --snapshot-update`, and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+
+from backends.providers.base import InstanceInfo, InstanceState
+from sessions.providers.lifecycle import OwnAction, settle
+from sessions.providers.poller import ProviderView
+from sessions.snapshot import FleetSnapshot
+from tests.support.fake_fleet import StaticFleet, demo_snapshot
+from tests.test_tui_snapshots import SIZES, config
+from tui.app import make_app
+
+
+def lifecycle_snapshot() -> FleetSnapshot:
+    now = time.time()
+    arrived = now - 630.0
+    pods = {p.name: replace(p, received_at=arrived) for p in demo_snapshot().pods}
+    pods["a100-west"] = settle(pods["a100-west"], None, OwnAction("stopped", now), None)
+    spot = ProviderView(InstanceInfo("sp1", InstanceState.STOPPED, "EXITED", preempted=True), preempted=True,
+                        polled_at=now)
+    pods["l40s-spot"] = settle(replace(pods["l40s-spot"], state="offline"), spot, None, None)
+    pods["h100-box"] = settle(replace(pods["h100-box"], state="reconnecting", error="no telemetry for 10s"), None, None)
+    # as the Fleet works it out after settling: no cost to finish for a run nobody sees
+    return FleetSnapshot(tuple(p if p.state == "online" else replace(p, projected_usd=None) for p in pods.values()))
+
+
+def app_for(tmp_path):
+    fleet = StaticFleet(lifecycle_snapshot())
+    app = make_app(config(tmp_path), fleet_factory=lambda _config: fleet, state_file=tmp_path / "tui.json",
+                   ui_interval=0)
+
+    async def listing(target):
+        return []
+
+    app.actions.list_checkpoints = listing
+    return app
+
+
+def settled():
+    """Wait for the pods (the shared `ready` waits for an online first pod: here it is stopped)."""
+
+    async def run_before(pilot) -> None:
+        for _ in range(100):
+            await pilot.pause()
+            if pilot.app.fleet is not None and pilot.app.snapshot.pods:
+                break
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.2)
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_fleet_screen_with_stopped_preempted_and_stale_pods(snap_compare, tmp_path, size):
+    assert snap_compare(app_for(tmp_path), terminal_size=size, run_before=settled())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_pod_screen_of_a_stopped_pod(snap_compare, tmp_path, size):
+    async def run_before(pilot) -> None:
+        await settled()(pilot)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(app_for(tmp_path), terminal_size=size, run_before=run_before)
