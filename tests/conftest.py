@@ -31,6 +31,8 @@ from tests.support.sshd import (  # noqa: E402
     refused_port as _refused_port,
 )
 
+from tests.support.slurm import SLURM_TOOLS, SlurmCluster  # noqa: E402
+
 SSHD_TOOLS = ("sshd", "ssh-keygen")
 
 
@@ -129,6 +131,27 @@ def sshd_fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]
 def sshd_nopython(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
     """A pod without python3 on PATH (the shell fallback's world)."""
     yield from _server(tmp_path_factory, python=False)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """A real single-host Slurm (munged, slurmctld, slurmd on loopback), one per run."""
+    require_tools_now(*SLURM_TOOLS)
+    with SlurmCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def slurm_login(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
+    """The cluster's login node: an sshd whose sessions reach `slurm_cluster` (SLURM_CONF)."""
+    require_tools_now(*SSHD_TOOLS)
+    home = tmp_path_factory.mktemp("login-home")
+    server = SshdServer(env={"HOME": str(home), **slurm_cluster.login_env()})
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

@@ -31,10 +31,14 @@ def _settle_timeout(config: Config) -> float:
     return longest + config.defaults.command_timeout + 5
 
 
-def print_snapshot(fleet: FleetSnapshot, *, as_json: bool, out: TextIO, config: Config | None = None) -> None:
-    """One rendering of the fleet in the requested form."""
+def print_snapshot(fleet: FleetSnapshot, *, as_json: bool, out: TextIO, config: Config | None = None,
+                   jobs: list[dict] | None = None) -> None:
+    """One rendering of the fleet in the requested form (`jobs`: Slurm jobs, JSON only)."""
     if as_json:
-        out.write(json.dumps(fleet_json(fleet)) + "\n")
+        doc = fleet_json(fleet)
+        if jobs is not None:
+            doc["jobs"] = jobs
+        out.write(json.dumps(doc) + "\n")
     elif out.isatty():
         from rich.console import Console
 
@@ -51,7 +55,8 @@ async def run_status(config: Config, *, as_json: bool, watch: bool, interval: fl
     async with Fleet(config, pod_names) as fleet:
         snapshot = await fleet.wait_settled(timeout=_settle_timeout(config))
         if not watch:
-            print_snapshot(snapshot, as_json=as_json, out=out, config=config)
+            jobs = await slurm_jobs(fleet) if as_json else None
+            print_snapshot(snapshot, as_json=as_json, out=out, config=config, jobs=jobs)
             return exit_code(snapshot)
         try:
             if out.isatty() and not as_json:
@@ -65,6 +70,31 @@ async def run_status(config: Config, *, as_json: bool, watch: bool, interval: fl
         except asyncio.CancelledError:
             pass
         return exit_code(fleet.snapshot())
+
+
+async def slurm_jobs(fleet: Fleet) -> list[dict] | None:
+    """The jobs of every `kind: slurm` pod, read on its login node through the Fleet's
+    link; None when no pod is one. A cluster that cannot be read is said on stderr."""
+    from sessions.errors import SshFailure
+    from sessions.slurm import jobs as slurm
+
+    pods = [p for p in fleet.config.pods if p.is_slurm and p.name in fleet.links]
+    if not pods:
+        return None
+    timeout = fleet.config.defaults.command_timeout
+
+    async def one(pod) -> list[dict]:
+        try:
+            async with fleet.borrow(pod.name) as transport:
+                listed = await slurm.list_jobs(transport, pod, timeout=timeout)
+                views = [await slurm.view(transport, job, pod, timeout=timeout) for job in listed]
+        except (SshFailure, slurm.SlurmError) as exc:
+            print(f"gpuctl: {pod.name}: cannot list Slurm jobs: {getattr(exc, 'message', exc)}", file=sys.stderr)
+            return []
+        return [v.to_json(pod.name) for v in views]
+
+    found = await asyncio.gather(*(one(p) for p in pods))
+    return [job for per_pod in found for job in per_pod]
 
 
 async def _watch_live(fleet: Fleet, interval: float, out: TextIO) -> None:

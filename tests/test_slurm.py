@@ -1,0 +1,164 @@
+"""Slurm against a real single-host cluster (issue 18, part 2).
+
+`slurm_cluster` is Debian's slurm-wlm and munge on loopback (tests/support/slurm.py);
+`slurm_login` is an sshd whose sessions reach it, the login node of a `kind: slurm`
+pod. A real batch job prints training progress and writes checkpoints; gpuctl lists
+it, follows its log and progress, reads its GPUs through `srun --overlap` (the fake
+nvidia-smi is on the job's PATH), kills it with scancel and resumes it from its
+newest checkpoint. Waits poll the cluster with a deadline; no duration is asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sessions.config.loader import parse_config
+from sessions.link.pod_link import open_transport
+from sessions.slurm import commands as sc
+from sessions.slurm import jobs
+from sessions.tmux.log_stream import stream_log
+from tests.support.pinning import trust
+from tui.cli import main
+
+pytestmark = [pytest.mark.requires_tools("sshd", "ssh-keygen"), pytest.mark.usefixtures("isolated_home")]
+
+TRAINER = """\
+import os, sys, time
+ckpt_dir = os.path.expanduser("~/ckpt")
+os.makedirs(ckpt_dir, exist_ok=True)
+start = 0
+resume = os.environ.get("GPUCTL_CHECKPOINT")
+if resume:
+    start = int(open(resume).read())
+    print("resumed from", resume, flush=True)
+total = 100000
+for step in range(start + 1, total + 1):
+    print("step %d/%d loss %.4f" % (step, total, 3.0 / step ** 0.5), flush=True)
+    if step % 5 == 0:
+        path = os.path.join(ckpt_dir, "step_%06d.pt" % step)
+        with open(path + ".tmp", "w") as fh:
+            fh.write(str(step))
+        os.replace(path + ".tmp", path)
+    time.sleep(0.05)
+"""
+
+
+def _script(home: Path) -> None:
+    (home / "trainer.py").write_text(TRAINER)
+    (home / "train.sbatch").write_text(
+        "#!/bin/bash\n#SBATCH -J gpuctl-train\n"
+        f"#SBATCH -o {home}/train-%j.log\n"
+        f"exec python3 -u {home}/trainer.py\n")
+
+
+@pytest.fixture
+def cluster_pod(slurm_login, tmp_path):
+    home = Path(slurm_login.session_env["HOME"])
+    _script(home)
+    trust(slurm_login)
+    entry = slurm_login.pod_entry("cluster", kind="slurm", slurm={
+        "script": "~/train.sbatch", "price_per_gpu_hour": 2.0, "checkpoints": ["~/ckpt/step_*.pt"]})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"pods": [entry]}, sort_keys=False))
+    config = parse_config(path.read_text(), path)
+    return config, path, home
+
+
+async def _until(what: str, probe, timeout: float = 60.0):
+    """Poll `probe()` until it returns something truthy (the cluster schedules in its own time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def test_job_listed_followed_probed_killed_and_resumed(cluster_pod, slurm_login, capsys):
+    config, path, home = cluster_pod
+    pod = config.pods[0]
+    async with open_transport(pod, config.defaults) as t:
+        job_id = await jobs.launch(t, pod)
+
+        async def running_with_progress():
+            listed = {j.job_id: j for j in await jobs.list_jobs(t, pod)}
+            job = listed.get(job_id)
+            if job is None or job.state != "RUNNING":
+                return None
+            progress = await jobs.read_progress(t, job)
+            return (job, progress) if progress and (progress.step or 0) >= 3 else None
+
+        job, progress = await _until("the job to run and print steps", running_with_progress)
+        assert job.name == "gpuctl-train" and job.nodes == ("gpuctl-node",)
+        assert job.stdout == f"{home}/train-{job_id}.log"
+        assert progress.total == 100000 and progress.loss is not None
+
+        # GPUs from inside the allocation: the fake nvidia-smi on the job's node.
+        view = await jobs.view(t, job, pod)
+        (reading,) = view.gpus
+        assert (reading.node, reading.status) == ("gpuctl-node", "ok"), view.problems
+        assert [g.name for g in reading.gpus] == [g["name"] for g in slurm_login.gpu_state()["gpus"]]
+        assert view.cost_usd == pytest.approx(2.0 * 2 * job.run_s / 3600)
+
+        # The log, followed through the pod's link: new steps keep arriving.
+        seen = b""
+        async with asyncio.timeout(60):
+            async for chunk in stream_log(pod, config.defaults, job.stdout, lines=2, follow=True):
+                seen += chunk
+                if seen.count(b"step ") >= 6:
+                    break
+        assert b"loss" in seen
+
+    # status --json lists it under jobs, with its Slurm id and progress.
+    assert await asyncio.to_thread(main, ["--config", str(path), "status", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (listed,) = [j for j in doc["jobs"] if j["job_id"] == job_id]
+    assert listed["pod"] == "cluster" and listed["state"] == "RUNNING"
+    assert listed["progress"]["step"] >= 3 and listed["gpus"][0]["gpus"]
+
+    async with open_transport(pod, config.defaults) as t:
+        await jobs.kill(t, job_id)
+
+        async def cancelled():
+            job = await jobs.job(t, job_id)
+            return job is not None and job.state == "CANCELLED"
+
+        await _until("scancel to end the job", cancelled)
+        assert job_id not in [j.job_id for j in await jobs.list_jobs(t, pod)]
+
+        newest = await jobs.newest_checkpoint(t, pod)
+        assert newest is not None
+        new_id, checkpoint = await jobs.resume(t, pod)
+        assert checkpoint == newest and new_id != job_id
+
+        async def resumed_log():
+            job = await jobs.job(t, new_id)
+            if job is None or not job.stdout:
+                return None
+            result = await t.run(sc.tail_command(job.stdout, 4096))
+            lines = result.stdout.splitlines()
+            return lines if len(lines) >= 2 else None
+
+        lines = await _until("the resumed job to print", resumed_log)
+        step = int(Path(checkpoint).read_text())
+        assert lines[0] == f"resumed from {checkpoint}"
+        assert lines[1].startswith(f"step {step + 1}/100000 ")
+        await jobs.kill(t, new_id)
+
+
+async def test_no_checkpoint_refuses_to_resume_in_words(cluster_pod):
+    config, _, _ = cluster_pod
+    pod = config.pods[0]
+    pod = type(pod)(**{**pod.__dict__, "slurm": type(pod.slurm)(script="~/train.sbatch",
+                                                                 checkpoints=("~/nothing/*.pt",))})
+    async with open_transport(pod, config.defaults) as t:
+        with pytest.raises(jobs.SlurmError, match="nothing matches ~/nothing"):
+            await jobs.resume(t, pod)
