@@ -1,15 +1,18 @@
-"""The checkpoint pane and the toasts agree (issue 12, item 5): both follow the fleet's
-one event stream, so the pane changes when the toast is shown, not at its next listing.
+"""The TUI follows the fleet's one event stream, driven with Pilot against real sshd pods.
 
-Driven with Pilot against a real sshd pod: a `d` download, and the config's policies
-(auto-download with `keep_local: 1`) running inside the TUI. The pane's periodic
-listing is pushed out of the way (an hour), so only the events can change it; what the
-pane shows is read the moment the screen has taken each event.
+* The checkpoint pane and the toasts agree (issue 12, item 5): a `d` download, and the
+  config's policies (auto-download with `keep_local: 1`) running inside the TUI. The
+  pane's periodic listing is pushed out of the way (an hour), so only the events can
+  change it; what the pane shows is read the moment the screen has taken each event.
+* The news `tui/notify_rules.py` used to toast from snapshots on its own (a connection
+  lost and restored, a session exit, a hot GPU) is toasted once per transition from
+  the Watcher's events, however many samples follow.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -35,10 +38,10 @@ def checkpoint(work: Path, name: str, size: int = 1 << 20) -> Path:
     return path
 
 
-def app_for(sshd, tmp_path: Path, policies: dict):
+def app_for(sshd, tmp_path: Path, policies: dict, more_sessions=(), **pod):
     trust(sshd)
     entry = sshd.pod_entry("a100", sessions=[{"name": "train", "workdir": str(tmp_path / "work"),
-                                              "checkpoints": ["step_*.pt"]}])
+                                              "checkpoints": ["step_*.pt"]}, *more_sessions], **pod)
     config = parse_config(yaml.safe_dump({"policies": policies, "pods": [entry]}), tmp_path / "config.yaml")
     return make_app(config, state_file=tmp_path / "tui.json")
 
@@ -144,5 +147,64 @@ async def test_keep_local_pruning_drops_the_copy_from_the_pane_when_it_is_pruned
             # One toast per download, none for the pruning (the pane shows it).
             assert [t.split(" to ")[0] for t in seen.toasts if t.startswith("downloaded ")] == [
                 "downloaded step_100.pt", "downloaded step_200.pt"]
+    finally:
+        seen.close()
+
+
+# ------------------------------------------------------------------ news, once each
+
+
+async def samples(app, pilot, count: int = 3) -> None:
+    """Wait until the pod has been sampled `count` more times (the news had its chances
+    to be told again), counted by the snapshots' own sample times."""
+    seen = {app.snapshot.pod("a100").sampled_at}
+    await until(pilot, lambda: seen.add(app.snapshot.pod("a100").sampled_at) or len(seen) > count,
+                what=f"{count} more samples")
+
+
+def told(seen: Seen, text: str) -> int:
+    return sum(text in t for t in seen.toasts)
+
+
+async def test_a_hot_gpu_and_a_session_exit_are_told_once_each(sshd, tmp_path):
+    (tmp_path / "work").mkdir()
+    crash = {"name": "crash", "workdir": str(tmp_path / "work"), "command": "sh -c 'sleep 1; exit 3'"}
+    app = app_for(sshd, tmp_path, {"alerts": {"gpu_temp_c": 80}}, interval=0.2, more_sessions=[crash])
+    gpus = sshd.gpu_state()["gpus"]
+    seen = Seen(app)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await until(pilot, lambda: app.snapshot.pod("a100").state == "online", what="pod online")
+            await until(pilot, lambda: app.automation and app.automation.watcher, what="policies running")
+            sshd.set_gpus([{**gpus[0], "temperature.gpu": 91}, gpus[1]])
+            await until(pilot, lambda: told(seen, "GPU 0 is at 91 °C (threshold 80 °C)."), what="the hot toast")
+            await app.fleet.launch("a100", "crash")
+            await until(pilot, lambda: told(seen, "Session 'crash' exited with status 3."), what="the exit toast")
+            await samples(app, pilot)
+            assert told(seen, "GPU 0 is at 91 °C") == 1
+            assert told(seen, "Session 'crash' exited with status 3.") == 1
+    finally:
+        sshd.set_gpus(gpus)
+        seen.close()
+        subprocess.run(sshd.ssh_argv("tmux kill-session -t =crash"), env={**os.environ, **sshd.session_env},
+                       capture_output=True, timeout=30)
+
+
+async def test_a_connection_lost_and_restored_is_told_once_each(sshd_fresh, tmp_path):
+    (tmp_path / "work").mkdir()
+    app = app_for(sshd_fresh, tmp_path, {}, interval=0.2)
+    seen = Seen(app)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await until(pilot, lambda: app.snapshot.pod("a100").state == "online", what="pod online")
+            await until(pilot, lambda: app.automation and app.automation.watcher, what="policies running")
+            assert not [t for t in seen.toasts if "Connection" in t]  # connecting first is not news
+            sshd_fresh.stop()
+            await until(pilot, lambda: told(seen, "Connection lost"), what="the lost toast")
+            sshd_fresh.start()
+            await until(pilot, lambda: told(seen, "Connection restored."), what="the restored toast")
+            await samples(app, pilot)
+            assert [t for t in seen.toasts if "Connection" in t][0].startswith("Connection lost")
+            assert told(seen, "Connection lost") == 1 and told(seen, "Connection restored.") == 1
     finally:
         seen.close()
