@@ -103,6 +103,17 @@ async def test_a_preemption_is_told_as_such_not_as_a_lost_link(screen):
     assert (toast.message, toast.severity) == ("Preempted: runpod took the instance back (EXITED).", "error")
 
 
+async def test_a_stop_or_teardown_is_told_as_such_even_after_the_link_dropped(screen):
+    """The lifecycle's words reach watch (`after`) and the toast; never "Retrying"."""
+    screen.see(pod("connecting"), pod())
+    assert screen.see(pod("stopped", error="stopped: stopped by gpuctl")) == []  # the action toasts its result
+    assert (screen.events[-1].kind, screen.events[-1].after) == ("disconnected", "stopped")
+    screen.see(pod("offline", error="refused"))
+    gone = one(screen.see(pod("terminated", error="terminated: runpod no longer knows the instance")))
+    assert (gone.message, gone.severity) == ("Terminated: runpod no longer knows the instance.", "warning")
+    assert (screen.events[-1].before, screen.events[-1].after) == ("offline", "terminated")
+
+
 async def test_connecting_for_the_first_time_is_not_news(screen):
     assert screen.see(pod("connecting"), pod("offline", error="refused")) == []
     assert [e.kind for e in screen.events] == ["disconnected"]  # watch still prints it

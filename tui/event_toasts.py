@@ -64,6 +64,11 @@ def toast_for(event: WatchEvent) -> Toast | None:
             return None  # the first connection (or one whose start was never seen)
         return Toast(f"{pod}:conn", pod, "Connection restored.")
     if kind == EventKind.DISCONNECTED:
+        if event.after in ("stopped", "terminated"):  # not a fault to retry: the provider (or gpuctl) ended it
+            if event.message.endswith("by gpuctl"):
+                return None  # the stop or teardown action toasts its own result
+            why = event.message.strip().rstrip(". ")
+            return Toast(f"{pod}:conn", pod, f"{why[:1].upper()}{why[1:]}.", "warning")
         if event.before != "online":
             return None  # still connecting: the fleet row says so; an outage is news
         return Toast(f"{pod}:conn", pod, f"{sentence('Connection lost', event.message)} Retrying.", "error")
