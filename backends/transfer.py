@@ -1,7 +1,14 @@
 """Move files from a pod to this machine over SSH: resumable, written in order,
 hashed as they land, flushed to disk while they arrive.
 
-Three ways to move a file's bytes, measured by `bench/download.py` (1 GiB, loopback,
+A whole checkpoint goes through `Fetcher.fetch_all`: on a far link (round trip over
+`NEAR_RTT_S`), or when no file is big, as parallel byte ranges over channels of the
+one connection (`backends.parallel_transfer`, resumable per range); on a near link a
+big file goes through the OpenSSH client below, which needs half the CPU per GiB. The
+sequential methods here remain for that, for a pod without python3, and behind a
+shell-only proxy (`PtyFetcher`, one shell: one file after another, in order).
+
+Three sequential ways to move a file's bytes, measured by `bench/download.py` (1 GiB, loopback,
 2 cores, AES-GCM negotiated):
 
 * **ssh**: the OpenSSH client (`ssh`, with the very options `SshTarget.ssh_argv` gives
@@ -64,13 +71,13 @@ import shutil
 import stat
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 import asyncssh
 
-from backends import child_procs
+from backends import child_procs, range_state
 from backends.remote_path import quote_path
 from backends.ssh import REMOTE_ENCODING, REMOTE_ERRORS, FailureKind, SshFailure, command_bytes
 
@@ -80,12 +87,18 @@ if TYPE_CHECKING:
 ProgressFn = Callable[[int, int], None]
 """`progress(done_bytes, total_bytes)` for one file; `done` counts a resumed prefix."""
 
-SSH, STREAM, SFTP, PTY = "ssh", "stream", "sftp", "pty"
-METHODS = (SSH, STREAM, SFTP)
-"""The methods over an exec-capable connection; PTY is the only one through a shell."""
+SSH, STREAM, SFTP, PTY, PARALLEL = "ssh", "stream", "sftp", "pty", "parallel"
+METHODS = (PARALLEL, SSH, STREAM, SFTP)
+"""The methods over an exec-capable connection; PTY is the only one through a shell.
+PARALLEL (`backends.parallel_transfer`) moves whole checkpoints (`fetch_all`); a single
+`fetch` takes the best sequential method for it."""
 
 STREAM_MIN_SIZE = 32 * 1024 * 1024
 """Files at least this big go over an exec stream; smaller ones over SFTP."""
+
+NEAR_RTT_S = 0.003
+"""Below this round trip "auto" streams a big file through the OpenSSH client; above
+it, parallel ranges (one channel's 2 MiB window over 3 ms is still ~700 MB/s)."""
 
 STREAM_WINDOW = 8 * 1024 * 1024
 """Receive window of a stream channel (bytes the pod may send before we acknowledge)."""
@@ -129,6 +142,9 @@ class FetchStats:
         method: "ssh", "stream", "sftp", "ssh+stream" (ssh failed part way) or "pty"
             ("" when nothing had to move).
         seconds: wall time of the transfer.
+        sha256: the local file's digest, where the fetcher hashed it (`fetch_all`).
+        refetched: ranges kept from an earlier run that failed their check and were
+            fetched again (`backends.parallel_transfer`).
     """
 
     remote_path: str
@@ -138,14 +154,46 @@ class FetchStats:
     transferred: int
     method: str
     seconds: float
+    sha256: str | None = None
+    refetched: int = 0
+
+
+@dataclass(frozen=True)
+class FetchJob:
+    """One file for `fetch_all`: the pod's `remote_path` (`size` bytes) into `part_path`."""
+
+    remote_path: str
+    part_path: Path
+    size: int
+
+
+FileProgress = Callable[[int, int, int], None]
+"""`progress(job_index, done_bytes, size)` for `fetch_all`."""
+
+
+async def fetch_each(fetcher: "Fetcher | PtyFetcher", jobs: Sequence[FetchJob],
+                     progress: FileProgress | None = None) -> list[FetchStats]:
+    """`fetch_all` one file after another through `fetcher.fetch`, each hashed as it
+    lands (the sequential methods, and the PTY path, which has one shell)."""
+    out = []
+    for i, job in enumerate(jobs):
+        hasher = LocalHasher(job.part_path).start()
+        tell = None if progress is None else (lambda done, size, i=i: progress(i, done, size))
+        try:
+            stats = await fetcher.fetch(job.remote_path, job.part_path, job.size, hasher=hasher, progress=tell)
+            digest = await hasher.result(job.size)
+        finally:
+            hasher.close()
+        out.append(replace(stats, sha256=digest))
+    return out
 
 
 def choose_method(size: int, method: str = "auto", *, openssh: bool = False) -> str:
     """The transfer method for a file of `size` bytes (`method` "auto", or forced);
     `openssh`: an OpenSSH client is there to run (see `openssh_argv`)."""
-    if method in METHODS:
+    if method in METHODS and method != PARALLEL:
         return method
-    if method != "auto":
+    if method not in ("auto", PARALLEL):
         raise ValueError(f"unknown transfer method {method!r}; use auto, {', '.join(METHODS)}")
     if size < STREAM_MIN_SIZE:
         return SFTP
@@ -424,20 +472,22 @@ _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 """Write errors that mean "the local disk (or this user's share of it) is full"."""
 
 
-def _open_part(path: Path) -> int:
+def _open_part(path: Path, *, read: bool = False) -> int:
     """Open (or create) a `.part` file for appending, never through a symlink.
 
     O_NOFOLLOW: a link planted at `DEST/x.part` would otherwise have its target (any
     file this user may write) truncated and overwritten, and then renamed into place
     as a "verified" copy. O_NONBLOCK for the open only: a FIFO there must not hang
     the download. The mode is 0o666 as for any new file: the user's umask decides,
-    never the pod's mode.
+    never the pod's mode. `read`: open for reading too (a parallel resume checks the
+    ranges it keeps).
 
     Raises:
         TransferFailed: a symlink or something other than a regular file is there.
         OSError: any other reason it cannot be opened.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    flags = (os.O_RDWR if read else os.O_WRONLY) | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(
+        os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags, 0o666)
     except OSError as exc:
@@ -698,6 +748,41 @@ class Fetcher:
 
         return await _fetch_into(remote_path, part_path, size, move, hasher, progress, self.sync)
 
+    async def fetch_all(self, jobs: Sequence[FetchJob], progress: FileProgress | None = None) -> list[FetchStats]:
+        """Bring every job's file into its `.part`, resuming; stats with `sha256` per job.
+
+        "auto" and "parallel" move them as parallel byte ranges over channels of this
+        connection (`backends.parallel_transfer`), falling back to one file after
+        another (`fetch`) on a pod without python3; a forced sequential method goes
+        file by file.
+
+        Raises:
+            TransferFailed: as `fetch`.
+        """
+        if self.method == PARALLEL or (self.method == "auto" and not await self._near(jobs)):
+            from backends.parallel_transfer import NoRangeServer, ParallelFetch
+
+            try:
+                return await ParallelFetch(self.conn, jobs, progress=progress, sync=self.sync).run()
+            except NoRangeServer:
+                if self.method == PARALLEL:
+                    raise TransferFailed("remote", "the pod has no python3 to serve parallel ranges; "
+                                                   "use another method") from None
+        return await fetch_each(self, jobs, progress)
+
+    async def _near(self, jobs: Sequence[FetchJob]) -> bool:
+        """Whether "auto" should go file by file: a big file, an OpenSSH client to
+        stream it, and a pod so near (round trip under `NEAR_RTT_S`, a LAN or this
+        machine) that one channel's window is no limit. There the OpenSSH client
+        moves a GiB for about half the CPU of parallel channels through asyncssh
+        (`bench/download.py`), and CPU is what caps the speed."""
+        if self.ssh_argv is None or not any(j.size >= STREAM_MIN_SIZE for j in jobs):
+            return False
+        from backends.parallel_transfer import round_trip
+
+        rtt = await round_trip(self.conn)
+        return rtt is not None and rtt < NEAR_RTT_S
+
     async def _openssh(self, remote_path: str, writer: PartWriter, argv: list[str]) -> str | None:
         """`cat` the file through the OpenSSH client, its stdout the `.part` file itself.
 
@@ -825,6 +910,10 @@ class PtyFetcher:
 
         return await _fetch_into(remote_path, part_path, size, move, hasher, progress, self.sync)
 
+    async def fetch_all(self, jobs: Sequence[FetchJob], progress: FileProgress | None = None) -> list[FetchStats]:
+        """As `Fetcher.fetch_all`, one file after another: one shell carries one stream."""
+        return await fetch_each(self, jobs, progress)
+
     async def _stream(self, remote_path: str, writer: PartWriter) -> None:
         try:
             await self.shell.stream(stream_command(remote_path, writer.pos), writer.add)
@@ -840,6 +929,7 @@ async def _fetch_into(remote_path: str, part_path: Path, size: int,
     """The contract every method shares: open the `.part` (resuming), `move` the rest
     of the bytes into it, check the size, fsync; the `.part` keeps what arrived."""
     started = time.monotonic()
+    range_state.to_prefix(Path(part_path))  # left by a parallel run: keep its landed prefix
     writer = PartWriter(part_path, size, hasher=hasher, progress=progress, sync=sync)
     resumed_from = writer.start
     method = ""

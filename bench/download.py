@@ -1,22 +1,30 @@
 """How fast does `gpuctl download` fetch a checkpoint, against scp and rsync?
 
-Usage: .venv/bin/python bench/download.py [--size-mib 1024] [--rounds 3] [--methods a,b]
+Usage: .venv/bin/python bench/download.py [--size-mib 1024 | --size 256M] [--rounds 3]
+       [--methods a,b] [--rtt-ms 50]
 
 A random file of --size-mib (default 1 GiB) sits in a session's workdir on a real
 OpenSSH sshd on loopback. Each round runs every method once, in turn, into a fresh
 local path (alternating, so a slow patch of the shared machine hits all of them):
 
   gpuctl          sessions.checkpoints.download.download_checkpoint, exactly what `gpuctl download`
-                  runs: connect, list, transfer (auto: the OpenSSH client streaming
-                  the file into the `.part`, for a big file), the pod's SHA-256 beside
-                  the transfer, the local SHA-256 as data lands, fsync, re-stat on the
-                  pod, rename, index. Verification included.
+                  runs: connect, list, transfer (auto: parallel byte ranges over
+                  channels of the one connection, `backends.parallel_transfer`), the
+                  pod's SHA-256 beside the transfer, the local SHA-256 as data lands,
+                  fsync, re-stat on the pod, rename, index. Verification included.
+  gpuctl-ssh      the same, with the OpenSSH client streaming the file forced (one channel
+                  of a second connection; the method auto took before parallel ranges).
   gpuctl-stream   the same, with asyncssh's exec stream forced (no OpenSSH client).
   gpuctl-sftp     the same, with the SFTP path forced (parallel requests).
   transfer-only   backends.transfer alone (auto method, no hashing, no fsync): what
                   the link and the cipher allow gpuctl, without the proof.
   scp             OpenSSH scp, default settings (the baseline for ratios).
   rsync           rsync -e ssh.
+
+--rtt-ms N puts a relay (`tests/support/delay_relay.py`, a process of its own) between
+every client and the pod's sshd, delaying every chunk by N/2 ms in each direction: every
+method goes through it, and its CPU is printed apart ("relay"). 0 (default): plain
+loopback, no relay.
 
 Then a resume: half of the file is left as `.part` (from a completed copy, not timed)
 and `gpuctl download` is timed finishing it; it reports the bytes moved.
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import os
 import resource
@@ -52,9 +61,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.delay_relay import DelayRelay  # noqa: E402
 from tests.support.sshd import SshdServer  # noqa: E402
 
-METHODS = ("gpuctl", "gpuctl-stream", "gpuctl-sftp", "transfer-only", "scp", "rsync")
+METHODS = ("gpuctl", "gpuctl-ssh", "gpuctl-stream", "gpuctl-sftp", "transfer-only", "scp", "rsync")
 
 
 def busy_seconds() -> float:
@@ -132,22 +142,36 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def parse_size(text: str) -> int:
+    """Bytes from `256M`, `1G`, `1024` (MiB when no unit)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().rstrip("IB").rstrip("B")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text) << 20
+
+
 class Bench:
-    def __init__(self, server: SshdServer, work: Path, size: int):
+    def __init__(self, server: SshdServer, work: Path, size: int, port: int | None = None):
         import yaml
 
         from sessions.config.loader import parse_config
         from sessions.config.paths import gpuctl_known_hosts_path
 
         self.server = server
+        self.port = port or server.port
         self.size = size
         self.pod_dir = work / "pod"
         self.remote = self.pod_dir / "step_1000.pt"
         self.local_root = work / "local"
         known = gpuctl_known_hosts_path()
         known.parent.mkdir(parents=True, exist_ok=True)
-        known.write_text(server.known_hosts_line() + "\n")
-        entry = server.pod_entry("bench", sessions=[{"name": "train", "workdir": str(self.pod_dir)}])
+        line = f"[{server.host}]:{self.port} {server.host_public_key}"
+        known.write_text(line + "\n")
+        self.known_hosts = work / "known_hosts"
+        self.known_hosts.write_text(line + "\n")
+        entry = server.pod_entry("bench", port=self.port,
+                                 sessions=[{"name": "train", "workdir": str(self.pod_dir)}])
         config_path = work / "config.yaml"
         config_path.write_text(yaml.safe_dump({"pods": [entry]}))
         self.config = parse_config(config_path.read_text(), config_path)
@@ -194,13 +218,23 @@ class Bench:
         self.used.setdefault("transfer-only", set()).add(stats.method)
         return stats.transferred
 
+    def ssh_options(self) -> list[str]:
+        """The server's OpenSSH options, through the relay's port when there is one."""
+        options = self.server.ssh_options()
+        for i, value in enumerate(options):
+            if value.startswith("Port="):
+                options[i] = f"Port={self.port}"
+            elif value.startswith("UserKnownHostsFile="):
+                options[i] = f"UserKnownHostsFile={self.known_hosts}"
+        return options
+
     def scp(self, dest: Path) -> int:
-        subprocess.run(["scp", "-q", *self.server.ssh_options(), f"{self.server.destination}:{self.remote}",
+        subprocess.run(["scp", "-q", *self.ssh_options(), f"{self.server.destination}:{self.remote}",
                         str(dest / "step_1000.pt")], check=True)
         return self.size
 
     def rsync(self, dest: Path) -> int:
-        ssh = shlex.join(["ssh", *self.server.ssh_options()])
+        ssh = shlex.join(["ssh", *self.ssh_options()])
         subprocess.run(["rsync", "-q", "-e", ssh, f"{self.server.destination}:{self.remote}",
                         str(dest / "step_1000.pt")], check=True)
         return self.size
@@ -213,6 +247,8 @@ class Bench:
         here0, t0 = here_seconds(), time.perf_counter()
         if method == "gpuctl":
             moved = await self.gpuctl(dest)
+        elif method == "gpuctl-ssh":
+            moved = await self.gpuctl(dest, "ssh")
         elif method == "gpuctl-stream":
             moved = await self.gpuctl(dest, "stream")
         elif method == "gpuctl-sftp":
@@ -257,7 +293,7 @@ class Bench:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    size = args.size_mib * 1024 * 1024
+    size = parse_size(args.size) if args.size else args.size_mib * 1024 * 1024
     gib = size / (1 << 30)
     methods = [m for m in (args.methods.split(",") if args.methods else METHODS)
                if m != "rsync" or shutil.which("rsync")]
@@ -272,20 +308,31 @@ async def main_async(args: argparse.Namespace) -> None:
             os.environ[var] = str(work / "xdg" / var.lower())  # never the user's gpuctl index
         pod_home = work / "pod-home"
         pod_home.mkdir()
-        with SshdServer(env={"HOME": str(pod_home)}) as server:
-            bench = Bench(server, work, size)
+        with SshdServer(env={"HOME": str(pod_home)}) as server, contextlib.ExitStack() as stack:
+            relay = stack.enter_context(DelayRelay(server.port, args.rtt_ms)) if args.rtt_ms > 0 else None
+            bench = Bench(server, work, size, relay.port if relay is not None else None)
             make_file(bench.remote, size)
             importlib.import_module("sessions.checkpoints.download")  # imports (~0.3 s) are not what is measured
             subprocess.run(["cat", str(bench.remote)], stdout=subprocess.DEVNULL, check=True)  # page cache
-            print(f"file: {args.size_mib} MiB of random bytes; rounds: {args.rounds}; "
+            print(f"file: {size / 2**20:.0f} MiB of random bytes; rounds: {args.rounds}; "
                   f"order per round: {', '.join(methods)}")
+            if relay is not None:
+                print(f"link: every method goes through a loopback relay delaying each chunk "
+                      f"{args.rtt_ms / 2:g} ms each way (round trip {args.rtt_ms:g} ms); its CPU is shown as 'relay'")
+            else:
+                print("link: plain loopback (no relay, round trip ~0)")
+            relay_cpu: dict[str, list[float]] = {m: [] for m in methods}
             runs: dict[str, list[tuple[float, tuple[float, float, float], int]]] = {m: [] for m in methods}
             for round_no in range(1, args.rounds + 1):
                 for method in methods:
+                    relay0 = tree_seconds(relay.pid) if relay is not None else 0.0
                     elapsed, cpu, moved = await bench.run(method)
                     runs[method].append((elapsed, cpu, moved))
+                    spent = tree_seconds(relay.pid) - relay0 if relay is not None else 0.0
+                    relay_cpu[method].append(spent)
                     print(f"  round {round_no} {method:13s} {size / elapsed / 1e6:7.0f} MB/s  {elapsed:6.2f} s  "
-                          f"CPU s/GiB: here {cpu[0] / gib:4.2f} + {cpu[1] / gib:4.2f}, pod {cpu[2] / gib:4.2f}",
+                          f"CPU s/GiB: here {cpu[0] / gib:4.2f} + {cpu[1] / gib:4.2f}, pod {cpu[2] / gib:4.2f}"
+                          + (f", relay {spent / gib:4.2f}" if relay is not None else ""),
                           flush=True)
             full = statistics.median(e for e, _, _ in runs["gpuctl"]) if "gpuctl" in runs else None
             resumed = await bench.resume() if full is not None else None
@@ -294,13 +341,14 @@ async def main_async(args: argparse.Namespace) -> None:
           "(ssh, scp, rsync), pod = the sshd serving the run and what it ran (cat, the pod's hash,\n"
           "sftp-server). Medians.")
     print(f"{'method':13s} {'median MB/s':>11s} {'ratio to scp':>13s} {'python':>7s} {'kids':>5s} {'pod':>5s} "
-          f"{'sum':>5s}")
+          f"{'sum':>5s} {'relay':>5s}")
     for method in methods:
         secs = [e for e, _, _ in runs[method]]
         ratios = [scp_e / e for (e, _, _), (scp_e, _, _) in zip(runs[method], runs["scp"])]
         own, kids, pod = (statistics.median(c[i] for _, c, _ in runs[method]) / gib for i in range(3))
         print(f"{method:13s} {size / statistics.median(secs) / 1e6:11.0f} {statistics.median(ratios):12.2f}x "
-              f"{own:7.2f} {kids:5.2f} {pod:5.2f} {own + kids + pod:5.2f}")
+              f"{own:7.2f} {kids:5.2f} {pod:5.2f} {own + kids + pod:5.2f} "
+              f"{statistics.median(relay_cpu[method]) / gib:5.2f}")
     print()
     for what, used in bench.used.items():
         print(f"{what} moved the bytes with: {', '.join(sorted(m or 'nothing' for m in used))}")
@@ -318,6 +366,9 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--size", default="", help="file size with a unit (256M, 1G); overrides --size-mib")
+    parser.add_argument("--rtt-ms", type=float, default=0.0,
+                        help="round trip added by a delaying loopback relay every method goes through (0: none)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--methods", default="",
                         help=f"comma-separated subset of {','.join(METHODS)} (scp is needed: the baseline)")

@@ -289,10 +289,12 @@ def test_the_stream_command_starts_at_any_offset(tmp_path, python):
 
 
 def test_a_corrupted_part_is_caught_by_the_checksum_and_deleted(pod, tmp_path, capsys):
-    data = os.urandom(3 * MB)
+    """A `.part` with no range record (a sequential run's prefix) is trusted range by
+    whole range, so its damage shows in the file's SHA-256 at the end."""
+    data = os.urandom(9 * MB)
     put(pod.workdir / "step_5.pt", data)
     part = tmp_path / "checkpoints" / "p" / "train" / "step_5.pt.part"
-    bad = bytearray(data[: 2 * MB])
+    bad = bytearray(data[: 8 * MB])
     bad[12345] ^= 0xFF
     part.parent.mkdir(parents=True)
     part.write_bytes(bad)

@@ -22,7 +22,9 @@ from backends.ssh import REMOTE_ENCODING, REMOTE_ERRORS
 
 if TYPE_CHECKING:
     from backends.agent import AgentChannel
-    from backends.transfer import FetchStats, LocalHasher, ProgressFn
+    from collections.abc import Sequence
+
+    from backends.transfer import FetchJob, FetchStats, FileProgress, LocalHasher, ProgressFn
 
 
 class TransportUnsupported(Exception):
@@ -70,6 +72,13 @@ class Fetcher(Protocol):
 
     async def fetch(self, remote_path: str, part_path: Path, size: int, *,
                     hasher: "LocalHasher | None" = None, progress: "ProgressFn | None" = None) -> "FetchStats": ...
+
+    async def fetch_all(self, jobs: "Sequence[FetchJob]",
+                        progress: "FileProgress | None" = None) -> "list[FetchStats]":
+        """Every job's file into its `.part` (resuming), hashed: `FetchStats.sha256`
+        set. Over exec channels the files and the ranges of big files move in
+        parallel; through a PTY shell one after another."""
+        ...
 
 
 @runtime_checkable

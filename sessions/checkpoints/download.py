@@ -51,7 +51,7 @@ from typing import Any, Callable, Sequence
 
 from backends.runner import Runner
 from backends.ssh import SshFailure
-from backends.transfer import LocalHasher, TransferFailed, parse_sha256, sha256_command
+from backends.transfer import FetchJob, TransferFailed, parse_sha256, sha256_command
 from backends.transport import TransportUnsupported
 from sessions.checkpoints import index
 from sessions.checkpoints.verify import (HASH_RATE, bracketed_command, confirm, local_digest, manifest_digest,
@@ -227,22 +227,26 @@ def _fsync_dir(path: Path) -> None:
 
 
 class _Progress:
-    """Adds up per-file progress and calls the user's callback at most every 0.1 s,
-    plus once when a file's last byte is written (so the caller sees each file land,
-    and the last byte of all before the verification ends)."""
+    """Adds up per-file progress (files move concurrently) and calls the user's
+    callback at most every 0.1 s, plus once when a file's last byte is written (so
+    the caller sees each file land, and the last byte of all before the verification
+    ends)."""
 
-    def __init__(self, callback: ProgressFn | None, total: int):
+    def __init__(self, callback: ProgressFn | None, total: int, files: int = 1):
         self.callback = callback
         self.total = total
-        self.base = 0
+        self._done = [0] * files
+        self._whole = 0
         self._last = 0.0
         self._landed = -1
 
-    def file(self, done: int, size: int) -> None:
+    def file(self, index: int, done: int, size: int) -> None:
         if self.callback is None:
             return
+        self._whole += done - self._done[index]
+        self._done[index] = done
         now = time.monotonic()
-        whole = self.base + done
+        whole = self._whole
         if now - self._last >= PROGRESS_INTERVAL_S or (done == size and whole != self._landed):
             self._last = now
             if done == size:
@@ -271,7 +275,7 @@ async def download_checkpoint(config: Config, pod: str | PodConfig, session: str
             the end; `done` includes bytes already there from an interrupted run.
         runner: a transport to use (`Fleet.borrow`: the live link's channels; default:
             the pod's link opens one connection, closed after).
-        method: "auto", "ssh", "stream" or "sftp" (see `backends.transfer`); a pod behind
+        method: "auto", "parallel", "ssh", "stream" or "sftp" (see `backends.transfer`); a pod behind
             a shell-only proxy (RunPod's) takes "auto" or "pty".
 
     Raises:
@@ -467,23 +471,18 @@ async def _fetch_and_verify(runner: Runner, pod: PodConfig, checkpoint: Checkpoi
         remote_hash = asyncio.ensure_future(_pod_hash(
             runner, bracketed_command(sha256_command(hash_root, hash_files), checkpoint.path),
             timeout=120 + total / HASH_RATE))
-    meter = _Progress(progress, total)
+    meter = _Progress(progress, total, len(plan))
     local_digests: list[str] = []
     moved = resumed = 0
     methods: list[str] = []
     try:
         async with fetcher:
-            for remote_file, remote_path, local in plan:
-                hasher = LocalHasher(local).start()
-                try:
-                    stats = await fetcher.fetch(remote_path, local, remote_file.size, hasher=hasher,
-                                                progress=meter.file)
-                    local_digests.append(await hasher.result(remote_file.size))
-                finally:
-                    hasher.close()
+            jobs = [FetchJob(remote_path, local, remote_file.size) for remote_file, remote_path, local in plan]
+            for stats in await fetcher.fetch_all(jobs, meter.file):
+                assert stats.sha256 is not None  # fetch_all hashes every file
+                local_digests.append(stats.sha256)
                 moved += stats.transferred
                 resumed += stats.resumed_from
-                meter.base += remote_file.size
                 if stats.method and stats.method not in methods:
                     methods.append(stats.method)
         if not plan:  # an empty folder: nothing to fetch, still a (trivial) copy
