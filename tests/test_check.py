@@ -459,7 +459,7 @@ def test_a_local_pod_with_torch_newer_than_the_driver_warns_and_exits_0(gpu_pod_
 async def test_a_proxied_pod_is_checked_through_its_shell(gpu_pod_here, tmp_path, monkeypatch):
     """RunPod's shell-only proxy: the same one script, typed into a PTY shell."""
     from sessions.config.loader import parse_config
-    from sessions.link.pod_access import open_runner
+    from sessions.link.pod_link import open_transport
     from tests.support.shell_only_sshd import ShellOnlyServer
 
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -470,7 +470,7 @@ async def test_a_proxied_pod_is_checked_through_its_shell(gpu_pod_here, tmp_path
             "name": "proxied", "host": "127.0.0.1", "port": server.port, "user": "pod1-64410abc",
             "host_key": "accept-new", "provider": {"type": "runpod", "id": "pod1", "ssh_proxy": True},
         }]}), tmp_path / "c.yaml")
-        async with open_runner(config.pods[0], config.defaults) as runner:
+        async with open_transport(config.pods[0], config.defaults) as runner:
             results = await pf.run_checks(runner, config.pods[0], min_free_gb=0, expect_gpus=1)
         assert server.exec_attempts == []
     rows = {r.name: r for r in results}

@@ -37,7 +37,7 @@ from sessions.checkpoints.listing import (
 )
 from sessions.config.loader import parse_config
 from sessions.config.model import SessionConfig
-from sessions.link.pod_access import open_runner
+from sessions.link.pod_link import open_transport
 from tui.cli import main
 from tests.support.pinning import trust
 
@@ -69,7 +69,7 @@ def config_for(server, tmp_path: Path, workdir: Path, **session) -> Path:
 async def listed(config_path: Path, **kwargs) -> list[Checkpoint]:
     config = parse_config(config_path.read_text(), config_path)
     pod = config.pod("p")
-    async with open_runner(pod, config.defaults) as runner:
+    async with open_transport(pod, config.defaults) as runner:
         return await list_checkpoints(runner, pod, "train", **kwargs)
 
 

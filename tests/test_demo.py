@@ -42,7 +42,7 @@ from sessions.checkpoints import teardown_guard
 from sessions.config.loader import load_config
 from sessions.checkpoints.download import download_checkpoint
 from sessions.config.paths import gpuctl_known_hosts_path
-from sessions.link.pod_access import open_runner
+from sessions.link.pod_link import open_transport
 from sessions.checkpoints.resume import resume
 from tui.commands.demo_cmd import launch_sessions, running_fleet
 
@@ -354,7 +354,7 @@ async def test_kill_and_resume_continues_from_the_checkpoint(demo, config):
     pod_cfg = config.pod("h100x8")
     demo_pod = demo.demo.pod("h100x8")
     await until(lambda: checkpoints(demo_pod, "checkpoints/step_*.pt"), 20, "a checkpoint")
-    async with open_runner(pod_cfg, config.defaults) as runner:
+    async with open_transport(pod_cfg, config.defaults) as runner:
         killed = await session_control.kill(runner, "pretrain", pod_name=pod_cfg.name)
         assert killed.existed and killed.was_running
         resumed = await resume(runner, pod_cfg, "pretrain")

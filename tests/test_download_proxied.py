@@ -23,7 +23,7 @@ from sessions.checkpoints import download as dl
 from sessions.link import pods
 from sessions.checkpoints.listing import list_checkpoints
 from sessions.config.loader import parse_config
-from sessions.link.pod_access import open_runner
+from sessions.link.pod_link import open_transport
 from tests.support.shell_only_sshd import ShellOnlyServer
 from tests.support.files import age_tree, put
 
@@ -121,7 +121,7 @@ async def test_the_listing_survives_the_terminal(pod):
     names = ["step_1.pt", "step_2 sp ace.pt", "step_3 new\nline.pt", "step_4\ttab.pt", "step_5\rcr.pt"]
     for i, name in enumerate(names):
         put(pod.workdir / name, bytes([i]) * (i + 1))
-    async with open_runner(pod.config.pod("p"), pod.config.defaults) as runner:
+    async with open_transport(pod.config.pod("p"), pod.config.defaults) as runner:
         assert runner.kind == "pty"
         found = await list_checkpoints(runner, pod.config.pod("p"), "train", settle=0)
     assert sorted((c.name, c.size) for c in found) == sorted((n, i + 1) for i, n in enumerate(names))

@@ -28,7 +28,7 @@ from sessions.checkpoints import teardown_guard
 from sessions.checkpoints import download as dl
 from sessions.checkpoints.listing import list_checkpoints
 from sessions.config.loader import parse_config
-from sessions.link.pod_access import open_runner
+from sessions.link.pod_link import open_transport
 from tests.support.files import OLD, age_tree, put
 from tests.support.pinning import trust
 from tests.support.shell_only_sshd import ShellOnlyServer
@@ -132,7 +132,7 @@ async def test_an_unchanged_copy_costs_one_stat_and_a_harmless_change_one_hash(p
     refreshed stamp makes the next check cheap again."""
     put(pod.workdir / "step_400.pt", os.urandom(50_000))
     await pod.download()
-    async with open_runner(pod.pod, pod.config.defaults) as real:
+    async with open_transport(pod.pod, pod.config.defaults) as real:
         spy = Spy(real)
         [checkpoint] = await list_checkpoints(real, pod.pod, "train", settle=0)
         host = index.host_identity(pod.pod, pod.config.defaults)
@@ -234,5 +234,5 @@ class Spy:
 
 
 async def listed_now(pod: Pod):
-    async with open_runner(pod.pod, pod.config.defaults) as runner:
+    async with open_transport(pod.pod, pod.config.defaults) as runner:
         return await list_checkpoints(runner, pod.pod, "train", settle=0)

@@ -32,7 +32,7 @@ from sessions.checkpoints.listing import (
     parse_listing,
 )
 from sessions.config.loader import parse_config
-from sessions.link.pod_access import open_runner
+from sessions.link.pod_link import open_transport
 from tests.support.pinning import trust
 
 OLD = time.time() - 3600
@@ -60,7 +60,7 @@ async def listed_twice(config_path: Path, **kwargs):
     """List, then list again over the same connection (it must still work)."""
     config = parse_config(config_path.read_text(), config_path)
     pod = config.pod("p")
-    async with open_runner(pod, config.defaults) as runner:
+    async with open_transport(pod, config.defaults) as runner:
         first = await list_checkpoints(runner, pod, "train", **kwargs)
         again = await list_checkpoints(runner, pod, "train", **kwargs)
     return first, again

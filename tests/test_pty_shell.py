@@ -116,18 +116,18 @@ async def test_a_proxied_pod_is_monitored_without_a_single_exec(shell_server, tm
 
 
 async def test_one_off_commands_on_a_proxied_pod_go_through_the_shell(shell_server, tmp_path, monkeypatch):
-    """`gpuctl launch`/`kill` use open_runner: on a proxied pod it must never try exec."""
+    """`gpuctl launch`/`kill` borrow the pod's link: on a proxied pod it must never try exec."""
     import yaml
 
     from sessions.config.loader import parse_config
-    from sessions.link.pod_access import open_runner
+    from sessions.link.pod_link import open_transport
 
     monkeypatch.setenv("HOME", str(tmp_path))
     config = parse_config(yaml.safe_dump({"pods": [{
         "name": "proxied", "host": "127.0.0.1", "port": shell_server.port, "user": "pod1-64410abc",
         "host_key": "accept-new", "provider": {"type": "runpod", "id": "pod1", "ssh_proxy": True},
     }]}), tmp_path / "c.yaml")
-    async with open_runner(config.pods[0], config.defaults) as runner:
+    async with open_transport(config.pods[0], config.defaults) as runner:
         result = await runner.run("echo $((6 * 7))")
     assert (result.exit_status, result.stdout) == (0, "42\n")
     assert shell_server.exec_attempts == []

@@ -20,7 +20,7 @@ import yaml
 from sessions.checkpoints.listing import list_checkpoints
 from sessions.config.loader import parse_config
 from sessions.checkpoints.download import download_checkpoint
-from sessions.link.pod_access import open_runner
+from sessions.link.pod_link import open_transport
 from sessions.checkpoints.resume import resume
 from tests.support.pinning import trust
 from tests.test_template_injection import received, recorder, wait_for
@@ -64,7 +64,7 @@ async def test_random_byte_names_list_download_and_resume_exactly(sshd, tmp_path
     pod = config.pod("p")
     physical = os.fsencode(os.path.realpath(workdir))
     old = time.time() - 3600
-    async with open_runner(pod, config.defaults) as runner:
+    async with open_transport(pod, config.defaults) as runner:
         for case in range(10):
             raw = random_name(rng, 100 + case)
             path = physical + b"/" + raw

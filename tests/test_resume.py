@@ -18,7 +18,7 @@ import yaml
 
 from sessions.tmux import control as sc
 from sessions.config.loader import parse_config
-from sessions.link.pod_access import open_runner
+from sessions.link.pod_link import open_transport
 from sessions.checkpoints.resume import NoCheckpointToResume, NoResumeTemplate, fill_template, resumable, resume
 from tests.support.sshd import SshdServer
 from tui.cli import main
@@ -140,7 +140,7 @@ async def test_resume_passes_a_path_with_spaces_and_quotes_intact(server, pod_ho
     config = parse_config(config_path.read_text(), config_path)
     pod = config.pod("p")
     cleanup.append("train")
-    async with open_runner(pod, config.defaults) as runner:
+    async with open_transport(pod, config.defaults) as runner:
         result = await resume(runner, pod, "train")
         args = wait_until(lambda: received(workdir), "the relaunched command's argv")
         state = await sc.session_state(runner, "train")

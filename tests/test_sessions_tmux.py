@@ -29,7 +29,7 @@ import yaml
 
 from sessions.tmux import control as sc
 from sessions.config.loader import parse_config
-from sessions.link.pod_access import open_runner
+from sessions.link.pod_link import open_transport
 from sessions.tmux.commands import parse_capture
 from tests.support.sshd import SshdServer
 from tui.cli import main
@@ -100,7 +100,7 @@ def state_of(config_path: Path, pod_name: str, session: str) -> sc.SessionState:
     config = parse_config(config_path.read_text(), config_path)
 
     async def query() -> sc.SessionState:
-        async with open_runner(config.pod(pod_name), config.defaults) as runner:
+        async with open_transport(config.pod(pod_name), config.defaults) as runner:
             return await sc.session_state(runner, session, pod_name=pod_name)
 
     return asyncio.run(query())
@@ -139,7 +139,7 @@ async def test_launch_delivers_command_workdir_and_env_intact(pod, pod_home, tmp
     config = parse_config(yaml.safe_dump({"pods": [pod.pod_entry("p", sessions=[session])]}), tmp_path / "c.yaml")
     (pcfg,) = config.pods
     cleanup.append("intact")
-    async with open_runner(pcfg, config.defaults) as runner:
+    async with open_transport(pcfg, config.defaults) as runner:
         result = await sc.launch(runner, pcfg, "intact")
         assert result == sc.LaunchResult("p", "intact", "~/.gpuctl/logs/intact.log", piped=True)
         wait_until(lambda: read(exit_file(pod_home, "intact")) == "0\n", "the exit file")
@@ -209,7 +209,7 @@ async def test_a_configured_log_is_followed_and_not_piped(pod, pod_home, tmp_pat
     (pcfg,) = config.pods
     (pod_home / "own").mkdir(exist_ok=True)
     cleanup.append("ownlog")
-    async with open_runner(pcfg, config.defaults) as runner:
+    async with open_transport(pcfg, config.defaults) as runner:
         result = await sc.launch(runner, pcfg, "ownlog")
     assert (result.log_path, result.piped) == ("~/own/out/train.log", False)
     assert result.log_path == sc.log_path_for(pcfg.session("ownlog"))
@@ -233,7 +233,7 @@ async def test_adopt_a_session_made_by_plain_tmux(pod, pod_home, tmp_path, clean
     wait_until(lambda: "before-adopt" in pod_tmux(pod, "capture-pane", "-p", "-t", "=hand:").stdout, "the hand session")
     config = parse_config(yaml.safe_dump({"pods": [pod.pod_entry("p")]}), tmp_path / "c.yaml")
     (pcfg,) = config.pods
-    async with open_runner(pcfg, config.defaults) as runner:
+    async with open_transport(pcfg, config.defaults) as runner:
         adopted = await sc.adopt(runner, "hand", pod_name="p")
         assert adopted == sc.AdoptResult("hand", "~/.gpuctl/logs/hand.log", started_pipe=True)
         go.touch()

@@ -26,7 +26,7 @@ import yaml
 from sessions.config.loader import parse_config
 from sessions.events import EventKind, WatchEvent
 from sessions.watch.notify import Notifier
-from sessions.link.pod_access import open_runner
+from sessions.link.pod_link import open_transport
 from sessions.config.policy_model import NotifyTarget
 from sessions.checkpoints.resume import NoResumeTemplate, fill_template, resumable, resume
 from sessions.config.shell_template import (
@@ -239,7 +239,7 @@ async def test_resume_over_ssh_with_a_hostile_checkpoint_file_name(sshd: SshdSer
     session = {"name": inject_session, "command": "true", "workdir": str(workdir), "resume": template}
     config = parse_config(yaml.safe_dump({"pods": [sshd.pod_entry("p", sessions=[session])]}), tmp_path / "c.yaml")
     pod = config.pod("p")
-    async with open_runner(pod, config.defaults) as runner:
+    async with open_transport(pod, config.defaults) as runner:
         result = await resume(runner, pod, inject_session)
     args = await wait_for(workdir)
     path = os.path.realpath(workdir) + "/" + name

@@ -33,7 +33,7 @@ import yaml
 
 from sessions.tmux import control as sc
 from sessions.config.model import Defaults, PodConfig, SessionConfig
-from sessions.link.pod_access import open_runner
+from sessions.link.pod_link import open_transport
 from sessions.tmux.logs import default_log_path, log_file_name
 from sessions.tmux.commands import tmux_name_problem
 from tui.cli import main
@@ -97,7 +97,7 @@ def on_pod(action: Callable[[Any], Any]) -> Any:
     """Run `action(runner)` with the local pod's runner."""
 
     async def go() -> Any:
-        async with open_runner(PodConfig(name="me", host="local"), Defaults()) as runner:
+        async with open_transport(PodConfig(name="me", host="local"), Defaults()) as runner:
             return await action(runner)
 
     return asyncio.run(go())
