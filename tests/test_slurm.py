@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -162,3 +163,46 @@ async def test_no_checkpoint_refuses_to_resume_in_words(cluster_pod):
     async with open_transport(pod, config.defaults) as t:
         with pytest.raises(jobs.SlurmError, match="nothing matches ~/nothing"):
             await jobs.resume(t, pod)
+
+
+def _wait_sync(what: str, probe, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.2)
+    return value
+
+
+def test_cli_verbs_on_a_slurm_pod(cluster_pod, slurm_cluster, capsys):
+    _, path, home = cluster_pod
+    cli = ["--config", str(path)]
+    assert main([*cli, "launch", "cluster", "cli-train"]) == 0
+    out = capsys.readouterr().out
+    job_id = out.split("submitted job ", 1)[1].split()[0]
+    log = home / f"train-{job_id}.log"
+    _wait_sync("two steps in the log", lambda: log.is_file() and log.read_text().count("step ") >= 2)
+
+    # The columns Slurm prints without --json say the same as its JSON.
+    plain = sc.parse_squeue_plain(slurm_cluster.run(*shlex.split(sc.squeue_command(json_output=False))).stdout)
+    as_json = sc.parse_squeue_json(slurm_cluster.run(*shlex.split(sc.squeue_command(json_output=True))).stdout)
+    assert [(j.job_id, j.name, j.user, j.state, j.nodes) for j in plain] == \
+        [(j.job_id, j.name, j.user, j.state, j.nodes) for j in as_json]
+    assert job_id in [j.job_id for j in plain]
+
+    assert main([*cli, "logs", "cluster", job_id, "-n", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.startswith("step ") for line in lines)
+
+    assert main([*cli, "kill", "cluster", "cli-train", "--yes"]) == 0
+    assert f"cancelled job {job_id} (cli-train)" in capsys.readouterr().out
+    _wait_sync("the job to be cancelled",
+               lambda: "JobState=CANCELLED" in slurm_cluster.run("scontrol", "show", "job", "-o", job_id).stdout)
+
+    assert main([*cli, "resume", "cluster", "cli-train"]) == 0
+    out = capsys.readouterr().out
+    assert f"({'cli-train'}) on cluster from {home}/ckpt/step_" in out
+    new_id = out.split("submitted job ", 1)[1].split()[0]
+    assert main([*cli, "kill", "cluster", new_id, "--yes"]) == 0
+    assert main([*cli, "kill", "cluster", new_id, "--yes"]) == 0
+    assert "nothing to cancel" in capsys.readouterr().err

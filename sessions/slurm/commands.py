@@ -64,7 +64,8 @@ class SlurmJob:
 
 def squeue_command(*, json_output: bool) -> str:
     """Every job the controller knows (filtered by user here: `--json` ignores `-u`)."""
-    return "squeue --json" if json_output else f"squeue -h -o {shlex.quote(PLAIN_FORMAT)}"
+    # `-t all`: ended jobs the controller still holds too, as --json lists them.
+    return "squeue --json" if json_output else f"squeue -h -t all -o {shlex.quote(PLAIN_FORMAT)}"
 
 
 def parse_squeue_json(text: str) -> list[SlurmJob]:

@@ -235,6 +235,10 @@ def _resume(args: argparse.Namespace) -> int:
     if config.read_only:
         complain(f"{config.path} sets read_only: true, so gpuctl resume does not change pods")
         return EXIT_USAGE
+    if pod.is_slurm:  # a login node: SESSION names a job (tui/commands/slurm_cmds.py)
+        from tui.commands import slurm_cmds
+
+        return slurm_cmds.resume(args, config, pod)
     from sessions.checkpoints.resume import NoResumeTemplate, resumable
 
     try:  # before connecting: no pod can fix the config

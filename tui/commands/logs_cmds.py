@@ -101,6 +101,10 @@ def _logs(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     config, pod = loaded
+    if pod.is_slurm:  # a login node: SESSION names a job (tui/commands/slurm_cmds.py)
+        from tui.commands import slurm_cmds
+
+        return slurm_cmds.logs(args, config, pod)
     from sessions.tmux.logs import default_log_path, log_path_for
     from tui.commands.session_cmds import name_refused
 

@@ -83,6 +83,10 @@ def _launch(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     config, pod = loaded
+    if pod.is_slurm:  # a login node: SESSION names a job (tui/commands/slurm_cmds.py)
+        from tui.commands import slurm_cmds
+
+        return EXIT_USAGE if _refuse_read_only(config, "launch") else slurm_cmds.launch(args, config, pod)
     if _refuse_read_only(config, "launch"):
         return EXIT_USAGE
     from sessions.tmux import control as sc
@@ -126,6 +130,10 @@ def _kill(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     config, pod = loaded
+    if pod.is_slurm:  # a login node: SESSION names a job (tui/commands/slurm_cmds.py)
+        from tui.commands import slurm_cmds
+
+        return EXIT_USAGE if _refuse_read_only(config, "kill") else slurm_cmds.kill(args, config, pod)
     if _refuse_read_only(config, "kill") or name_refused(pod, args.session):
         return EXIT_USAGE
     if not args.yes and not sys.stdin.isatty():
