@@ -22,7 +22,7 @@ from sessions.checkpoints import index
 from sessions.checkpoints import download as dl
 from sessions.checkpoints.listing import UnsafeName, list_checkpoints
 from sessions.config.loader import parse_config
-from sessions.link.pod_access import open_runner
+from sessions.link.pod_link import open_transport
 from tui.cli import main
 from tests.support.pinning import trust
 from tests.support.files import OLD, age_tree, put
@@ -60,7 +60,7 @@ class Pod:
 
     async def listed(self):
         pod = self.config.pod("p")
-        async with open_runner(pod, self.config.defaults) as runner:
+        async with open_transport(pod, self.config.defaults) as runner:
             return await list_checkpoints(runner, pod, "train", settle=0)
 
 
@@ -171,7 +171,7 @@ async def test_a_dropped_connection_resumes_from_the_part_and_ends_identical(pod
     put(pod.workdir / "step_5.pt", data)
     pod_cfg = pod.config.pod("p")
     drop = DropAt(2 * MB)
-    async with open_runner(pod_cfg, pod.config.defaults) as runner:
+    async with open_transport(pod_cfg, pod.config.defaults) as runner:
         drop.runner = runner
         with pytest.raises(dl.TransferInterrupted, match="run the same command again to resume"):
             await pod.download(progress=drop, runner=runner, method=method)
