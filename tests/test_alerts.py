@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import math
 
 import pytest
@@ -150,35 +151,40 @@ def test_going_offline_breaks_the_idle_run():
 # --- stalls ----------------------------------------------------------------------------
 
 
-def test_a_stall_raises_after_n_minutes_and_clears_when_the_step_moves():
+def stuck(name="train", *, step=100, since=0.0, total=None):
+    """A running session the session book flagged stalled, its step unmoved since minute `since`."""
+    return replace(run(name, step=step, total=total), stalled=True, stuck_since=since * MIN)
+
+
+def test_a_stall_raises_on_the_sessions_own_flag_and_clears_when_the_step_moves():
+    """One definition of stuck: the session's `stalled` flag and `stuck_since` clock,
+    which the row and the toast read too; the alert keeps no clock of its own."""
     f = Feed()
-    f.at(0, pod(sessions=[run(step=100)]))
-    assert f.at(14, pod(sessions=[run(step=100)])) == []
-    (stall,) = f.at(15, pod(sessions=[run(step=100)]))
+    assert f.at(0, pod(sessions=[run(step=100)])) == []
+    assert f.at(14, pod(sessions=[run(step=100)])) == []  # not flagged: not stalled, whatever the minutes
+    (stall,) = f.at(15, pod(sessions=[stuck(step=100, since=0)]))
     assert (stall.kind, stall.session, stall.message) == (RAISED, "train", "No progress for 15 min: stuck at step 100.")
-    assert (stall.extra["alert"], stall.extra["threshold"]) == ("stall_minutes", 15.0)
-    assert f.at(30, pod(sessions=[run(step=100)])) == []
+    assert (stall.extra["alert"], stall.extra["threshold"], stall.extra["value"]) == ("stall_minutes", 15.0, 15.0)
+    assert f.at(30, pod(sessions=[stuck(step=100, since=0)])) == []
     (moving,) = f.at(31, pod(sessions=[run(step=101)]))
     assert (moving.kind, moving.message) == (CLEARED, "Training is moving again: step 101.")
-    assert f.at(45, pod(sessions=[run(step=101)])) == []     # the clock restarted at 31
-    assert kinds(f.at(46, pod(sessions=[run(step=101)]))) == [(RAISED, "stall_minutes")]
+    assert kinds(f.at(46, pod(sessions=[stuck(step=101, since=31)]))) == [(RAISED, "stall_minutes")]
 
 
-def test_a_finished_run_is_not_stalled():
+def test_a_stalled_run_that_reaches_its_total_is_finished():
     f = Feed()
-    f.at(0, pod(sessions=[run(step=5000, total=5000)]))
-    assert f.at(60, pod(sessions=[run(step=5000, total=5000)])) == []
+    f.at(0, pod(sessions=[stuck(step=900, total=1000)]))
+    (done,) = f.at(60, pod(sessions=[run(step=1000, total=1000)]))
+    assert (done.kind, done.message) == (CLEARED, "Run finished at step 1000.")
 
 
 def test_a_session_that_stops_running_clears_its_stall_and_no_step_is_no_stall():
     f = Feed()
-    f.at(0, pod(sessions=[run(step=100)]))
-    f.at(20, pod(sessions=[run(step=100)]))
+    f.at(20, pod(sessions=[stuck(step=100, since=0)]))
     (gone,) = f.at(21, pod(sessions=[run(state="exited", step=100)]))
     assert (gone.kind, gone.message) == (CLEARED, "Session no longer running.")
     assert f.at(60, pod(sessions=[run(state="exited", step=100)])) == []
-    f.at(61, pod(sessions=[run("other", step=None)]))
-    assert f.at(120, pod(sessions=[run("other", step=None)])) == []
+    assert f.at(120, pod(sessions=[stuck("other", step=None)])) == []
 
 
 # --- NaN and spikes ---------------------------------------------------------------------
@@ -291,9 +297,10 @@ def test_per_session_thresholds_come_from_the_callable():
         asked.append(name)
         return f.per_session.get(name, alerts)
 
-    snap = pod(sessions=[run("quick"), run("slow"), run("default")])
     out = []
-    for minute in (0, 2, 15):
+    for minute in (0, 2, 15):  # flagged as the session book flags them: each at its own threshold
+        snap = pod(sessions=[stuck("quick") if minute >= 2 else run("quick"), run("slow"),
+                             stuck("default") if minute >= 15 else run("default")])
         out += f.tracker.update(snap, alerts, session_alerts, minute * MIN)
     assert [(e.session, e.extra["threshold"]) for e in out] == [("quick", 2), ("default", 15.0)]
     assert asked == ["quick", "slow", "default"] * 3
@@ -324,10 +331,12 @@ def test_the_state_round_trip_does_not_re_raise_and_keeps_the_clocks():
     g = Feed(tracker=AlertTracker.from_state(state))
     assert [a.alert for a in g.tracker.active()] == [a.alert for a in f.tracker.active()]
     assert g.at(6, pod(temps=(95, 50), utils=(0, 0), sessions=[run(step=300, loss=2.0)])) == []
-    # the idle and stall clocks carry on from minutes 0 and 5, the loss history too
+    # the idle clock carries on from minute 0, the loss history too (the stall clock is
+    # the session's own, `stuck_since`)
     assert kinds(g.at(10, pod(temps=(95, 50), utils=(0, 0), sessions=[run(step=300, loss=2.0)]))) == [
         (RAISED, "gpu_idle_minutes")]
-    assert kinds(g.at(20, pod(temps=(95, 50), utils=(0, 0), sessions=[run(step=300, loss=2.0)]))) == [
+    stalled = replace(run(step=300, loss=2.0), stalled=True, stuck_since=5 * MIN)
+    assert kinds(g.at(20, pod(temps=(95, 50), utils=(0, 0), sessions=[stalled]))) == [
         (RAISED, "stall_minutes")]
     assert kinds(g.at(21, pod(temps=(95, 50), utils=(0, 0), sessions=[run(step=301, loss=7.0)]))) == [
         (CLEARED, "stall_minutes"), (RAISED, "loss_spike")]

@@ -70,12 +70,18 @@ NEW_KEY = "pods:\n  - name: a\n    host: h\n    sessions:\n      - {name: t, pol
 
 
 def stuck(minutes: float, config) -> list:
-    """The stall events of a run whose step stays at 100 for `minutes`."""
+    """The stall events of a run whose step stays at 100 for `minutes`: the log's tracker
+    keeps the one "stuck since" clock (as the session book asks it), the alert reads it."""
+    from sessions.progress.tracker import ProgressTracker
+
     alerts = policies_for(config, config.pod("a"), "t").alerts
+    log = ProgressTracker()
+    log.feed("step 100/1000 | loss 2.0\n", 0.0)
     tracker = AlertTracker()
     events = []
     for minute in (0.0, minutes):
-        snap = SessionSnapshot("t", state="running", configured=True,
+        since = log.stuck_since(minute * 60.0, 60.0 * alerts.stall_minutes)
+        snap = SessionSnapshot("t", state="running", configured=True, stalled=since is not None, stuck_since=since,
                                progress=Progress(format="torchrun", step=100, total=1000))
         events += tracker.update(PodSnapshot(name="a", host="h", state="online", sessions=(snap,)),
                                  alerts, lambda _: alerts, minute * 60.0)

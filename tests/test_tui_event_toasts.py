@@ -135,11 +135,14 @@ async def test_a_killed_session_is_not_told_as_an_exit(screen):
 
 async def test_a_stall_is_told_once_with_the_step(screen):
     screen.see(pod("connecting"), pod(sessions=[run()]))
+    since = screen.now
     assert screen.see(pod(sessions=[run()]), after_s=14 * 60) == []  # under stall_minutes (15)
-    stall = one(screen.see(pod(sessions=[run()]), pod(sessions=[run()]), after_s=60))
+    # flagged by the session book, with the one "stuck since" clock the alert reads
+    stalled = replace(run(), stalled=True, stuck_since=since)
+    stall = one(screen.see(pod(sessions=[stalled]), pod(sessions=[stalled]), after_s=60))
     assert (stall.title, stall.severity) == ("a100 / train", "warning")
     assert stall.message == "No progress for 15 min: stuck at step 120."
-    assert screen.see(pod(sessions=[run()]), after_s=600) == []  # still stalled: no news
+    assert screen.see(pod(sessions=[stalled]), after_s=600) == []  # still stalled: no news
 
 
 async def test_a_gpu_crossing_its_threshold_warns_with_index_and_temperature(screen):

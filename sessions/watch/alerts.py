@@ -22,8 +22,11 @@ The rules:
   idle clock restarts but an alert in force stays).
 * `stall_minutes`: a running session whose step has not moved for N minutes; ends when
   the step moves, the run reaches its total, or the session stops running. A run
-  whose step reached its total is finished, not stalled. The clock starts when the
-  tracker first sees the session: it cannot know how long a step stood still before.
+  whose step reached its total is finished, not stalled. Stuck is the session's own
+  `stalled` flag and `stuck_since` clock (`sessions.fleet.session_book`, from the same
+  policy value), so the alert, the row's "stalled" and the toast never disagree; the
+  clock starts when the log tracker first sees a step: it cannot know how long a step
+  stood still before.
 * `nan_loss`: the session's loss is NaN or ±inf; ends when a finite loss shows again.
 * `loss_spike`: the newest loss is over factor x the median of the previous (up to)
   20 loss observations, judged once 5 are known; ends when a later observation falls
@@ -139,7 +142,6 @@ class AlertTracker:
     def _reset(self) -> None:
         self._active: dict[AlertKey, ActiveAlert] = {}
         self._idle_since: dict[str, float] = {}
-        self._stall: dict[tuple[str, str], tuple[int, float]] = {}
         self._losses: dict[tuple[str, str], _LossHistory] = {}
 
     # ------------------------------------------------------------------ queries
@@ -155,9 +157,8 @@ class AlertTracker:
         for key in [k for k in self._active if k[0] == pod]:
             del self._active[key]
         self._idle_since.pop(pod, None)
-        for table in (self._stall, self._losses):
-            for session_key in [k for k in table if k[0] == pod]:
-                del table[session_key]
+        for session_key in [k for k in self._losses if k[0] == pod]:
+            del self._losses[session_key]
 
     # ------------------------------------------------------------------ update
 
@@ -278,29 +279,25 @@ class AlertTracker:
 
     def _stalled(self, pod: str, session: SessionSnapshot, minutes: float | None,
                  out: list[WatchEvent], now: float) -> None:
+        """The session's own `stalled` flag and `stuck_since` clock (the session book
+        sets them from the same `stall_minutes`): one definition of stuck, one clock,
+        so the alert, the toast and the row's "stalled" never disagree."""
         key: AlertKey = (pod, session.name, "stall_minutes", None)
-        track = (pod, session.name)
         progress = session.progress
+        step = progress.step if progress is not None else None
         if session.state != SessionState.RUNNING:
-            self._stall.pop(track, None)
             if key in self._active:
                 out.append(self._clear(key, "Session no longer running."))
             return
-        step = progress.step if progress is not None else None
-        if step is None:
-            return  # no step shown (yet): nothing to judge
-        last = self._stall.get(track)
-        if last is None or last[0] != step or last[1] > now:
-            self._stall[track] = (step, now)
-            if key in self._active and last is not None and last[0] != step:
-                out.append(self._clear(key, f"Training is moving again: step {step}."))
-            return
-        if progress.total is not None and step >= progress.total:  # type: ignore[union-attr]
+        if not session.stalled or session.stuck_since is None:
             if key in self._active:
-                out.append(self._clear(key, f"Run finished at step {step}."))
+                finished = progress is not None and progress.total is not None and step is not None \
+                    and step >= progress.total
+                out.append(self._clear(key, f"Run finished at step {step}." if finished
+                                       else f"Training is moving again: step {step}."))
             return
-        stuck_min = (now - last[1]) / 60.0
-        if minutes is not None and key not in self._active and stuck_min >= minutes:
+        if key not in self._active and step is not None:
+            stuck_min = max(0.0, now - session.stuck_since) / 60.0
             self._raise(out, key, now, round(stuck_min, 1), minutes,
                         f"No progress for {stuck_min:.0f} min: stuck at step {step}.")
 
@@ -347,9 +344,8 @@ class AlertTracker:
     def _gone(self, pod: str, sessions: Mapping[str, SessionSnapshot], out: list[WatchEvent]) -> None:
         for key in [k for k in self._active if k[0] == pod and k[1] is not None and k[1] not in sessions]:
             out.append(self._clear(key, f"Session gone: {_label(key)} alert cleared."))
-        for table in (self._stall, self._losses):
-            for track in [t for t in table if t[0] == pod and t[1] not in sessions]:
-                del table[track]
+        for track in [t for t in self._losses if t[0] == pod and t[1] not in sessions]:
+            del self._losses[track]
 
     # ------------------------------------------------------------------ events
 
@@ -387,7 +383,6 @@ class AlertTracker:
                 for a in self.active()
             ],
             "idle_since": dict(self._idle_since),
-            "stall": [[pod, session, step, at] for (pod, session), (step, at) in self._stall.items()],
             "losses": [[pod, session, h.last_step, h.last_loss, list(h.seen)]
                        for (pod, session), h in self._losses.items()],
         }
@@ -422,12 +417,6 @@ class AlertTracker:
         for pod, since in (idle.items() if isinstance(idle, Mapping) else ()):
             if isinstance(since, (int, float)):
                 self._idle_since[str(pod)] = float(since)
-        for raw in state.get("stall") or ():
-            try:
-                pod, session, step, at = raw
-                self._stall[(str(pod), str(session))] = (int(step), float(at))
-            except (TypeError, ValueError):
-                continue
         for raw in state.get("losses") or ():
             try:
                 pod, session, step, loss, seen = raw
