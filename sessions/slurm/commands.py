@@ -28,7 +28,7 @@ from backends.pod_agent.nvidia_smi import NVIDIA_SMI_QUERY_ARGS
 
 ACTIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
 PLAIN_FORMAT = "%i|%j|%u|%T|%N|%D"
-_SCONTROL_KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_:/]*)=")
+_SCONTROL_KEY = re.compile(r"(?:^|\s)([A-Z][A-Za-z0-9_:/]*)=")  # keys are CamelCase
 _GLOB_CHARS = re.compile(r"([*?]|\[[^\]/]*\])")
 
 
@@ -119,7 +119,8 @@ def tail_command(path: str, max_bytes: int) -> str:
 def parse_scontrol_jobs(text: str) -> dict[str, dict[str, str]]:
     """{job id: {key: value}} from `scontrol show job -o` (one line per job).
 
-    Values may hold spaces (`JobName=train x`), so a line is cut at each ` Key=`.
+    Values may hold spaces (`JobName=train x`), so a line is cut at each ` Key=` (keys
+    start with a capital: a name such as `train x=1` stays whole).
     """
     jobs: dict[str, dict[str, str]] = {}
     for line in text.splitlines():

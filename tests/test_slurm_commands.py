@@ -1,0 +1,114 @@
+"""Slurm command builders and parsers (sessions/slurm/commands.py), over real captures.
+
+The captures are Slurm 22.05.8 (Debian 12) output from the test cluster; the quoting
+tests run the built commands through a real `sh`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sessions.slurm import commands as sc
+
+# `scontrol show job -o` for a job named "train x=1" writing to a path with a space.
+SCONTROL_LINE = (
+    "JobId=1 JobName=train x=1 UserId=root(0) GroupId=root(0) MCS_label=N/A Priority=4294901759 Nice=0 "
+    "Account=(null) QOS=(null) JobState=FAILED Reason=JobLaunchFailure Dependency=(null) Requeue=1 Restarts=0 "
+    "BatchFlag=1 Reboot=0 ExitCode=0:53 RunTime=00:00:00 TimeLimit=UNLIMITED TimeMin=N/A "
+    "SubmitTime=2026-12-06T06:57:00 EligibleTime=2026-12-06T06:57:00 AccrueTime=2026-12-06T06:57:00 "
+    "StartTime=2026-12-06T06:57:02 EndTime=2026-12-06T06:57:02 Deadline=N/A SuspendTime=None SecsPreSuspend=0 "
+    "LastSchedEval=2026-12-06T06:57:02 Scheduler=Main Partition=debug AllocNode:Sid=localhost:21737 "
+    "ReqNodeList=(null) ExcNodeList=(null) NodeList=gpuctl-node BatchHost=gpuctl-node NumNodes=1 NumCPUs=1 "
+    "NumTasks=1 CPUs/Task=1 ReqB:S:C:T=0:0:*:* TRES=cpu=1,node=1,billing=1 Socks/Node=* "
+    "NtasksPerN:B:S:C=0:0:*:* CoreSpec=* MinCPUsNode=1 MinMemoryNode=0 MinTmpDiskNode=0 Features=(null) "
+    "DelayBoot=00:00:00 OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null) Command=(null) "
+    "WorkDir=/work/main StdErr=/tmp/gpuctl x/out-1.log StdIn=/dev/null StdOut=/tmp/gpuctl x/out-1.log Power= ")
+
+
+def test_scontrol_line_keeps_spaces_in_names_and_paths():
+    fields = sc.parse_scontrol_jobs(SCONTROL_LINE + "\n")["1"]
+    assert fields["JobName"] == "train x=1"
+    assert fields["StdOut"] == "/tmp/gpuctl x/out-1.log"
+    assert (fields["JobState"], fields["NodeList"], fields["CPUs/Task"]) == ("FAILED", "gpuctl-node", "1")
+    job = sc.with_details(sc.SlurmJob(job_id="1"), fields)
+    assert (job.name, job.user, job.state, job.nodes, job.gpus, job.run_s) == (
+        "train x=1", "root", "FAILED", ("gpuctl-node",), None, 0.0)
+
+
+def test_squeue_plain_keeps_a_name_holding_the_separator():
+    (job,) = sc.parse_squeue_plain("7|a|b|root|RUNNING|node[1-2]|2\n")
+    assert (job.job_id, job.name, job.user, job.state, job.nodes) == ("7", "a|b", "root", "RUNNING", ("node1", "node2"))
+
+
+@pytest.mark.parametrize("text, names", [
+    ("", ()),
+    ("gpuctl-node", ("gpuctl-node",)),
+    ("node[01-03,07]", ("node01", "node02", "node03", "node07")),
+    ("gpu[1-2],cpu5", ("gpu1", "gpu2", "cpu5")),
+    ("rack[a,b]-n", ("racka-n", "rackb-n")),
+])
+def test_nodelists_expand(text, names):
+    assert sc.expand_nodelist(text) == names
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("00:00:00", 0.0), ("01:02:03", 3723.0), ("2-00:00:01", 172801.0), ("05:07", 307.0),
+    ("INVALID", None), ("", None),
+])
+def test_durations(text, seconds):
+    assert sc.duration_s(text) == seconds
+
+
+@pytest.mark.parametrize("tres, gpus", [
+    ("cpu=8,mem=64G,node=1,billing=8,gres/gpu=4", 4), ("cpu=1,node=1,billing=1", None), ("", None),
+    ("cpu=2,gres/gpu:a100=2,gres/gpu=2", 2),
+])
+def test_gpus_in_tres(tres, gpus):
+    assert sc.gpus_in_tres(tres) == gpus
+
+
+@pytest.mark.parametrize("text, job_id", [("123\n", "123"), ("124;cluster\n", "124"), ("45_3\n", "45_3"),
+                                          ("sbatch: error: x\n", None), ("", None)])
+def test_sbatch_parsable(text, job_id):
+    assert sc.parse_sbatch(text) == job_id
+
+
+def _sh(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=10,
+                          env={"HOME": str(cwd), "PATH": "/usr/bin:/bin"})
+
+
+def test_globs_expand_and_nothing_else_in_them_runs(tmp_path):
+    (tmp_path / "ck dir").mkdir()
+    for name in ("step_1.pt", "step_2.pt"):
+        (tmp_path / "ck dir" / name).write_text(name)
+    newest = tmp_path / "ck dir" / "step_2.pt"
+    newest.touch()
+    evil = "~/ck dir/$(touch pwned)`touch pwned2`;touch pwned3 step_*.pt"
+    assert _sh(sc.newest_command(("~/ck dir/step_*.pt", evil)), tmp_path).stdout.strip() == str(newest)
+    assert not any((tmp_path / n).exists() for n in ("pwned", "pwned2", "pwned3"))
+
+
+def test_sbatch_command_quotes_and_passes_the_checkpoint_in_the_environment(tmp_path):
+    command = sc.sbatch_command("~/my job.sbatch", ("--job-name=a b",), checkpoint="/ck/$(x) 'q'.pt")
+    words = shlex.split(command)
+    assert words[0] == "GPUCTL_CHECKPOINT=/ck/$(x) 'q'.pt"
+    assert words[1:] == ["sbatch", "--parsable", "--job-name=a b", "~/my job.sbatch"]
+    # ~/ is left bare so the login node's shell expands it; the rest is one quoted word.
+    stand_in = "sh -c 'printf \"%s|\" \"$GPUCTL_CHECKPOINT\" \"$@\"' sbatch"  # what sbatch would see
+    echoed = _sh(command.replace("sbatch --parsable", stand_in, 1), tmp_path)
+    assert echoed.stdout == f"/ck/$(x) 'q'.pt|--job-name=a b|{tmp_path}/my job.sbatch|"
+
+
+def test_gpu_probe_command_runs_the_probe_and_its_answer_parses(tmp_path):
+    # Without srun: the same pipe into python3 -u - (what srun runs on the node).
+    command = sc.srun_gpu_command("5", "n1")
+    assert command.startswith("printf '%s' ") and "srun --jobid=5 --overlap -w n1 -N1 -n1 python3 -u -" in command
+    local = command.replace("srun --jobid=5 --overlap -w n1 -N1 -n1 ", "")
+    probe = sc.parse_gpu_probe(_sh(local, tmp_path).stdout)
+    assert probe is not None and probe["rc"] == 127 and "nvidia-smi" in probe["stderr"]
+    assert sc.parse_gpu_probe("srun: error: Unable to create step\n") is None
