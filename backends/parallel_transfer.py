@@ -22,7 +22,7 @@ How:
   them was 1.5x less client CPU per GiB here.
 * **Written where they belong** (`pwrite` at the range's offset) into a `.part`
   created at full size. `backends.range_state` records each finished range with its
-  CRC-32 beside the `.part`, so any interruption (kill -9, dropped link, full disk)
+  CRC-32 beside the `.part` (one appended line), so any interruption (kill -9, dropped link, full disk)
   loses at most the ranges in flight, and a resumed range is checked before it is
   trusted. A file whose ranges have all landed is fsynced and its record removed: the
   `.part` is then complete, as a sequential method leaves it.
@@ -183,10 +183,13 @@ class _File:
     hasher: LocalHasher | None = None
     syncing: asyncio.Future | None = None
     synced_at: int = 0
+    landed: int = 0
+    prefix: int = 0
+    record: range_state.Record | None = None
     next_mark: int = 0
 
     def done_bytes(self) -> int:
-        return self.state.landed_bytes() + self.inflight
+        return self.landed + self.inflight
 
     def tell(self, force: bool = False) -> None:
         done = self.done_bytes()
@@ -326,18 +329,19 @@ class ParallelFetch:
                                           "(another gpuctl?); let it finish or stop it") from None
         try:
             state, bad = range_state.resume_state(part, fd, job.size, chunk_for(job.size))
-            if state.missing():
-                state.save(part)  # before the file grows: a ranged .part always has its record
+            # The record before the file grows: a ranged .part always has one.
+            record = range_state.Record(part, state) if state.missing() else None
             if os.fstat(fd).st_size != job.size:
                 os.ftruncate(fd, job.size)
         except OSError as exc:
             os.close(fd)
             raise _write_failed(part, job.size, exc) if exc.errno in _NO_SPACE else TransferFailed(
                 "local", f"cannot write {part}: {exc.strerror or exc}") from exc
-        f = _File(index, job, fd, state, self.progress, self.sync, resumed_from=state.landed_bytes(),
-                  refetched=bad, synced_at=state.landed_bytes())
+        landed = state.landed_bytes()
+        f = _File(index, job, fd, state, self.progress, self.sync, resumed_from=landed, refetched=bad,
+                  synced_at=landed, landed=landed, prefix=state.prefix(), record=record)
         f.hasher = LocalHasher(part).start()
-        f.hasher.advance(state.prefix())
+        f.hasher.advance(f.prefix)
         return f
 
     async def _move(self, pending: collections.deque[tuple[_File, int, int]]) -> None:
@@ -395,16 +399,19 @@ class ParallelFetch:
         f = rng.file
         f.inflight -= rng.length
         f.state.done[rng.offset] = rng.crc
+        if f.record is not None:
+            f.record.add(rng.offset, rng.crc)
         f.moved += rng.length
+        f.landed += rng.length
+        while f.prefix < f.job.size and f.prefix in f.state.done:
+            f.prefix += f.state.length(f.prefix)
         assert f.hasher is not None
-        f.hasher.advance(f.state.prefix())
+        f.hasher.advance(f.prefix)
         f.tell()
-        landed = f.state.landed_bytes()
-        if f.sync and landed - f.synced_at >= _SYNC_EVERY and (f.syncing is None or f.syncing.done()):
+        if f.sync and f.landed - f.synced_at >= _SYNC_EVERY and (f.syncing is None or f.syncing.done()):
             # Writeback while data still arrives: the fsync at the end finds little left.
-            f.synced_at = landed
+            f.synced_at = f.landed
             f.syncing = asyncio.get_running_loop().run_in_executor(None, os.fdatasync, f.fd)
-        f.state.save(Path(f.job.part_path))
         if not rng.done.done():
             rng.done.set_result(None)
 
@@ -418,6 +425,9 @@ class ParallelFetch:
             except OSError as exc:
                 raise (_write_failed(Path(f.job.part_path), 0, exc) if exc.errno in _NO_SPACE else
                        TransferFailed("local", f"cannot flush {f.job.part_path}: {exc.strerror or exc}")) from exc
+        if f.record is not None:
+            f.record.close()
+            f.record = None
         range_state.discard(Path(f.job.part_path))
         f.tell(force=True)
 
@@ -433,6 +443,6 @@ class ParallelFetch:
             await asyncio.gather(f.syncing, return_exceptions=True)
         if f.hasher is not None:
             f.hasher.close()
-        if range_state.sidecar(Path(f.job.part_path)).exists():
-            f.state.save(Path(f.job.part_path))  # what landed, for the next run
+        if f.record is not None:  # stopped part way: the record keeps what landed
+            f.record.close()
         os.close(f.fd)

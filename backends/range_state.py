@@ -4,7 +4,7 @@ only the rest (`backends.parallel_transfer`).
 A parallel transfer writes a file as ranges, out of order, so the `.part` is not a
 clean prefix and its size says nothing (it is created at full size, sparse). What has
 landed is recorded in a small sidecar, `<name>.part.ranges` (JSON): the file size,
-the range size, and for each completed range its CRC-32. Resume checks every recorded
+the range size (a JSON first line), then `OFFSET CRC32` per completed range. Resume checks every recorded
 range against the bytes on disk before trusting it: a range that was damaged (or never
 reached the disk before a crash) is fetched again. The whole file's SHA-256 on both
 ends stays the proof of the copy; the per-range check is what lets one bad range cost
@@ -12,9 +12,8 @@ one range, not the file. CRC-32, not SHA-256: it runs on every byte as it arrive
 the event loop, at a third of SHA-256's CPU, and it only has to catch damage to
 bytes already verified once by the SSH transport's MAC, not a forger.
 
-The sidecar is rewritten atomically (temp file, rename) each time a range lands (a
-few dozen small writes per GiB) and when a transfer stops: kill -9 loses only the
-ranges in flight.
+The sidecar is written whole (atomically) when a transfer starts, then one line is
+appended per landed range (`Record`): kill -9 loses only the ranges in flight.
 
 A `.part` without a sidecar is a clean prefix (written in order by the sequential
 methods, `backends.transfer`): its whole ranges count as landed, checked by the
@@ -66,47 +65,84 @@ class RangeState:
         """(offset, length) of every range, in file order."""
         return [(off, min(self.chunk, self.size - off)) for off in range(0, self.size, self.chunk)] or [(0, 0)]
 
+    def length(self, off: int) -> int:
+        return min(self.chunk, self.size - off)
+
     def missing(self) -> list[tuple[int, int]]:
         return [(off, n) for off, n in self.ranges() if off not in self.done and n]
 
     def landed_bytes(self) -> int:
-        return sum(n for off, n in self.ranges() if off in self.done)
+        return sum(self.length(off) for off in self.done)
 
     def prefix(self) -> int:
         """Bytes from the start that are all landed."""
         end = 0
-        for off, n in self.ranges():
-            if off not in self.done:
-                break
-            end = off + n
+        while end < self.size and end in self.done:
+            end += self.length(end)
         return end
 
     def save(self, part: Path) -> None:
-        """Write the sidecar atomically (a reader sees the old record or the new)."""
+        """Write the whole record atomically (a reader sees the old record or the new);
+        `Record.add` then appends each range that lands."""
         path = sidecar(part)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        body = {"version": _VERSION, "size": self.size, "chunk": self.chunk,
-                "done": {str(off): crc for off, crc in sorted(self.done.items())}}
+        lines = [json.dumps({"version": _VERSION, "size": self.size, "chunk": self.chunk})]
+        lines += [f"{off} {crc}" for off, crc in sorted(self.done.items())]
         try:
-            tmp.write_text(json.dumps(body))
+            tmp.write_text("\n".join(lines) + "\n")
             os.replace(tmp, path)
         except OSError:
             tmp.unlink(missing_ok=True)  # a full disk: the ranges will be checked or fetched again
 
     @classmethod
-    def load(cls, part: Path, size: int, chunk: int) -> "RangeState | None":
-        """The recorded state when it describes a file of `size` bytes, else None."""
+    def load(cls, part: Path, size: int | None = None) -> "RangeState | None":
+        """The recorded state (when it describes a file of `size` bytes), else None.
+        A last line cut short (killed while appending) is ignored."""
         try:
-            raw = json.loads(sidecar(part).read_text())
-            if raw.get("version") != _VERSION or raw["size"] != size or int(raw["chunk"]) <= 0:
+            text = sidecar(part).read_text()
+            head, *rest = text.split("\n")
+            raw = json.loads(head)
+            if raw.get("version") != _VERSION or (size is not None and raw["size"] != size):
                 return None
-            state = cls(size, int(raw["chunk"]))
-            state.done = {int(off): int(crc) for off, crc in raw["done"].items()}
+            state = cls(int(raw["size"]), int(raw["chunk"]))
+            if state.chunk <= 0 or state.size < 0:
+                return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
-        starts = {off for off, _ in state.ranges()}
-        state.done = {off: crc for off, crc in state.done.items() if off in starts}
+        for line in rest[:-1]:  # every complete line (the text ends with a newline)
+            try:
+                off, crc = (int(x) for x in line.split())
+            except ValueError:
+                continue
+            if 0 <= off < state.size and off % state.chunk == 0:
+                state.done[off] = crc
         return state
+
+
+class Record:
+    """The open sidecar of a transfer in progress: one short appended line per landed
+    range (no rewrite, no rename: a few microseconds, where an atomic rewrite per
+    range cost ~5 ms on a busy disk)."""
+
+    def __init__(self, part: Path, state: RangeState):
+        state.save(part)
+        self._fd: int | None
+        try:
+            self._fd = os.open(sidecar(part), os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            self._fd = None  # no record: an interruption then costs the ranges, never the copy
+
+    def add(self, off: int, crc: int) -> None:
+        if self._fd is not None:
+            try:
+                os.write(self._fd, f"{off} {crc}\n".encode())
+            except OSError:
+                pass  # a full disk: the range is fetched again after an interruption
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def resume_state(part: Path, fd: int, size: int, chunk: int) -> tuple[RangeState, int]:
@@ -118,7 +154,7 @@ def resume_state(part: Path, fd: int, size: int, chunk: int) -> tuple[RangeState
     A file longer than `size` is stale: nothing is kept.
     """
     have = os.fstat(fd).st_size
-    recorded = RangeState.load(part, size, chunk)
+    recorded = RangeState.load(part, size)
     if have > size:
         return RangeState(size, chunk), 0
     if recorded is None:
@@ -144,13 +180,8 @@ def to_prefix(part: Path) -> None:
     path = sidecar(part)
     if not path.exists():
         return
-    try:
-        raw = json.loads(path.read_text())
-        state = RangeState(int(raw["size"]), int(raw["chunk"]),
-                           {int(o): int(c) for o, c in raw["done"].items()})
-        keep = state.prefix()
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        keep = 0
+    state = RangeState.load(part)
+    keep = state.prefix() if state is not None else 0
     try:
         fd = os.open(part, os.O_WRONLY | os.O_NOFOLLOW)
     except FileNotFoundError:

@@ -12,7 +12,6 @@ near: `backends.transfer.NEAR_RTT_S`), so these tests ask for "parallel" by name
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import signal
@@ -52,10 +51,8 @@ def part_of(tmp_path: Path, name: str) -> Path:
 
 def recorded(part: Path) -> dict[int, int]:
     """The ranges the record beside `part` holds ({} when there is none)."""
-    try:
-        return {int(k): v for k, v in json.loads(range_state.sidecar(part).read_text())["done"].items()}
-    except (OSError, ValueError):
-        return {}
+    state = range_state.RangeState.load(part)
+    return state.done if state is not None else {}
 
 
 async def test_a_big_file_moves_as_ranges_and_lands_identical(pod, tmp_path):
