@@ -21,7 +21,7 @@ from sessions.config.loader import parse_config
 from sessions.events import ALL_KINDS, EventKind, EventStream, WatchEvent
 from sessions.progress.tracker import Progress
 from sessions.snapshot import PodSnapshot, SessionSnapshot
-from sessions.watch.downloads import downloaded_event
+from sessions.checkpoints.news import downloaded_event
 from sessions.watch.state import open_state
 from sessions.watch.watcher import Watcher
 

@@ -435,8 +435,6 @@ class Actions:
         self.app.post_message(DownloadsChanged())
 
     async def _download(self, pod: str, session: str) -> None:
-        from sessions.watch.downloads import downloaded_event
-
         key = (pod, session)
 
         def progress(done: int, total: int) -> None:
@@ -456,17 +454,8 @@ class Actions:
                                          message=str(result.local_path)))
         if result.skipped:
             self.app.notify(f"{name} is already downloaded and verified: {result.local_path}", title=pod)
-        else:  # told like an auto-download: the toast, the pane, the notify targets, from one event
-            self._publish(downloaded_event(result))
-
-    def _publish(self, event: Any) -> None:
-        """Into the fleet's one event stream (`sessions.events`); with no fleet yet,
-        to the app's own subscriber, so the toast and the pane still follow."""
-        events = getattr(self.app.fleet, "events", None)
-        if events is not None:
-            events.publish(event)
-        else:
-            self.app.take_event(event)
+        # Otherwise the Fleet published `checkpoint_downloaded`, as auto-download does: the
+        # toast, the checkpoint pane and the notify targets follow from that one event.
 
     def take_event(self, event: Any) -> None:
         """A domain event (the app hands each one here): a local copy the

@@ -23,14 +23,16 @@ if TYPE_CHECKING:
     from sessions.checkpoints.listing import Checkpoint
     from sessions.checkpoints.resume import ResumeResult
     from sessions.config.loader import Config
+    from sessions.events import EventStream
     from sessions.preflight import CheckResult
     from sessions.tmux.control import SessionState
 
 
 class Operations:
-    """Pod operations over the pod's link; needs `config`, `borrow`, `link` and `refresh`."""
+    """Pod operations over the pod's link; needs `config`, `events`, `borrow`, `link` and `refresh`."""
 
     config: Config
+    events: EventStream
 
     if TYPE_CHECKING:
         def borrow(self, pod_name: str) -> AbstractAsyncContextManager[Transport]: ...
@@ -55,11 +57,18 @@ class Operations:
 
     async def download(self, pod_name: str, session: str, name: str | None = None, dest: Any = None,
                        progress: ProgressFn | None = None) -> DownloadResult:
-        """Download a checkpoint, verified (`sessions.checkpoints.download`)."""
+        """Download a checkpoint, verified (`sessions.checkpoints.download`), and tell
+        the fleet's event stream (`checkpoint_downloaded`, as auto-download does), so the
+        toast, the checkpoint pane and the notify targets follow from the one event."""
         from sessions.checkpoints.download import download_checkpoint
+        from sessions.checkpoints.news import downloaded_event
 
         async with self.borrow(pod_name) as transport:
-            return await download_checkpoint(self.config, pod_name, session, name, dest, progress, runner=transport)
+            result = await download_checkpoint(self.config, pod_name, session, name, dest, progress,
+                                               runner=transport)
+        if not result.skipped:
+            self.events.publish(downloaded_event(result))
+        return result
 
     async def resume(self, pod_name: str, session: str, *, restart: bool = False) -> ResumeResult:
         """Relaunch the session from its newest complete checkpoint (`sessions.checkpoints.resume`)."""
