@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -117,3 +116,26 @@ async def test_a_reconnect_after_sshd_restarts_goes_through_the_link(sshd_fresh,
         async with fleet.borrow("a100") as transport:  # and actions ride it again
             assert (await transport.run("echo back")).stdout == "back\n"
         assert accepted(sshd_fresh) == before
+
+
+async def test_an_action_during_a_handshake_joins_it_and_fails_with_its_reason(silent_server, tmp_path):
+    """A pod that accepts TCP but never answers: the monitor's handshake is in flight when
+    an action borrows; the action waits for that one (no second connection) and fails
+    with its timeout, bounded, instead of hanging or piling up handshakes."""
+    from sessions.link.pod_link import PodLink
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"pods": [{"name": "slow", "host": silent_server.host, "port": silent_server.port,
+                                              "host_key": "accept-new", "connect_timeout": 1}]}))
+    config = parse_config(path.read_text(), path)
+    link = PodLink(config.pod("slow"), config.defaults)
+    monitor = asyncio.create_task(link.connect())
+    await until(lambda: silent_server.accepted == 1, "the monitor's handshake under way")
+    with pytest.raises(SshFailure) as failed:
+        async with link.borrow():
+            pass
+    assert failed.value.kind == "timeout" and failed.value.message
+    with pytest.raises(SshFailure):
+        await monitor
+    assert silent_server.accepted == 1 and link.handshakes == 0
+    await link.aclose()
