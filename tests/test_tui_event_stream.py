@@ -208,3 +208,28 @@ async def test_a_connection_lost_and_restored_is_told_once_each(sshd_fresh, tmp_
             assert told(seen, "Connection lost") == 1 and told(seen, "Connection restored.") == 1
     finally:
         seen.close()
+
+
+async def test_a_pruned_copy_is_no_longer_shown_as_the_sessions_download(tmp_path):
+    # The fixed fleet of the snapshot tests: what matters is the app's subscriber.
+    from sessions.events import WatchEvent
+    from tests.support.fake_fleet import StaticFleet, demo_snapshot
+    from tui.downloads import DONE, DownloadState
+
+    snapshot = demo_snapshot()
+    pod = snapshot.pods[0].name
+    doc = {"pods": [{"name": p.name, "host": "192.0.2.1"} for p in snapshot.pods]}
+    config = parse_config(yaml.safe_dump(doc), tmp_path / "config.yaml")
+    app = make_app(config, fleet_factory=lambda _c: StaticFleet(snapshot), state_file=tmp_path / "tui.json",
+                   ui_interval=0)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: app.fleet is not None, what="the fleet")
+        kept = DownloadState(pod, "eval", DONE, "step_300.pt", 9, 9, message="/dl/eval/step_300.pt")
+        app.actions.downloads[(pod, "train")] = DownloadState(pod, "train", DONE, "step_100.pt", 9, 9,
+                                                              message="/dl/train/step_100.pt")
+        app.actions.downloads[(pod, "eval")] = kept
+        app.fleet.events.publish(WatchEvent(EventKind.CHECKPOINT_PRUNED, pod, "deleted", "train",
+                                            extra={"checkpoint": "/w/step_100.pt",
+                                                   "local_path": "/dl/train/step_100.pt"}))
+        await until(pilot, lambda: (pod, "train") not in app.actions.downloads, what="the pruned copy dropped")
+        assert app.actions.downloads[(pod, "eval")] is kept  # another session's copy stays
