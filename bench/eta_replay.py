@@ -10,7 +10,12 @@ What it does: for each terminal capture (tests/support/progress_runs.replay), fe
 the chunks into a `ProgressTracker` at their arrival times and reads the ETA when the
 true step first reaches 10, 15, ... 95 % of the total; prints the relative error
 (ETA - true remaining) / true remaining at 10/25/50/75 %, and the largest move between
-consecutive samples beyond the time that passed, relative to the true time left.
+consecutive samples (after 10 %) beyond the time that passed, relative to the true time
+left. A point where the rule cannot apply is marked, from the truth alone
+(`progress_runs.judged`): the run itself changed pace there (`drift`: its mean step
+time after the point over before it, beyond +-STEADY_DRIFT; no ETA can foresee a
+machine that gets slower), pauses lie ahead and none was seen yet, or the pauses after
+it are not like those before (a loaded machine's stalls early in a run).
 To compare with another version of the parser, run this file from a copy of that tree
 (with tests/support/progress_runs.py and tests/data/runs/ beside it).
 
@@ -33,48 +38,60 @@ FRACTIONS = tuple(round(0.10 + 0.05 * i, 2) for i in range(18))
 REPORTED = (0.10, 0.25, 0.50, 0.75)
 
 
-def measure(name: str) -> tuple[dict[float, float | None], float | None]:
-    """({fraction: relative error}, largest swing) for one capture."""
-    tr = runs.truth(name, "tty")
+def measure(name: str) -> tuple[dict[float, float | None], float | None, dict[float, str]]:
+    """({fraction: relative error}, largest swing, {fraction: why the rule does not
+    apply there}) for one capture."""
     errors: dict[float, float | None] = {}
+    why_not: dict[float, str] = {}
     swing = None
     prev = None
-    for f, t, p in runs.replay(name, FRACTIONS):
-        left = tr.end_t - t
-        if p.eta_s is None or left <= 0:
+    for f, t, eta, left in runs.eta_samples(name, FRACTIONS):
+        why = runs.judged(name, t)
+        if why is not None:
+            why_not[f] = why
+        if eta is None or left <= 0:
             errors[f], prev = None, None
             continue
-        errors[f] = (p.eta_s - left) / left
-        if prev is not None:
+        errors[f] = (eta - left) / left
+        if prev is not None and f > 0.10:
             # a steady ETA falls by the time that passed: anything else is a swing
-            moved = abs(p.eta_s - (prev[1] - (t - prev[0]))) / left
+            moved = abs(eta - (prev[1] - (t - prev[0]))) / left
             swing = moved if swing is None else max(swing, moved)
-        prev = (t, p.eta_s)
-    return errors, swing
+        prev = (t, eta)
+    return errors, swing, why_not
 
 
 def main() -> None:
     # A run that stops short of its total (torchrun_ddp: a time budget) has no true time
-    # left to the total to compare with.
-    names = sorted({n for n, k in runs.captures() if k == "tty" and (runs.RUNS / f"{n}.tty.times.json").exists()
-                    and runs.truth(n, "tty").final_step >= (runs.truth(n, "tty").total or 0)})
+    # left to the total to compare with (runs.eta_captures).
+    names = runs.eta_captures()
     head = "".join(f"{int(f * 100):>7}%" for f in REPORTED)
     print(f"{'capture':<24}{head}   max swing   (ETA error vs true time left; + = late)")
-    worst, within = [], 0
-    total = 0
+    worst, within, total = [], 0, 0
+    s_worst, s_within, s_total = [], 0, 0
     for name in names:
-        errors, swing = measure(name)
+        errors, swing, why_not = measure(name)
         cells = "".join(f"{errors[f]:>+8.0%}" if errors.get(f) is not None else f"{'-':>8}" for f in REPORTED)
         sw = f"{swing:>9.0%}" if swing is not None else f"{'-':>9}"
-        print(f"{name:<24}{cells}   {sw}")
+        notes = [f"{int(f * 100)}%: {why_not[f]}" for f in REPORTED if f in why_not]
+        print(f"{name:<24}{cells}   {sw}   {'; '.join(notes)}")
         for f in REPORTED:
             if errors.get(f) is not None:
+                err = abs(errors[f])  # type: ignore[arg-type]
                 total += 1
-                within += abs(errors[f]) <= 0.15
-                worst.append(abs(errors[f]))
+                within += err <= 0.15
+                worst.append(err)
+                if f not in why_not:
+                    s_total += 1
+                    s_within += err <= 0.15
+                    s_worst.append(err)
     if total:
         print(f"\n{within}/{total} samples at 10/25/50/75 % within +-15 %; "
               f"median |error| {sorted(worst)[len(worst) // 2]:.0%}, worst {max(worst):.0%}")
+    if s_total:
+        print(f"{s_within}/{s_total} of them where the rule applies (the run steady, drift within "
+              f"+-{runs.STEADY_DRIFT:.0%}, its pauses seen and recurring); median |error| "
+              f"{sorted(s_worst)[len(s_worst) // 2]:.0%}, worst {max(s_worst):.0%}")
 
 
 if __name__ == "__main__":

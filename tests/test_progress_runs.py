@@ -17,8 +17,8 @@ from tests.support import progress_runs as runs
 CAPTURES = runs.captures()
 IDS = [f"{n}.{k}" for n, k in CAPTURES]
 
-UNKNOWN_TOTAL = {"nanogpt", "lightning_tqdm_narrow", "lightning_tqdm_wide", "lightning_maxsteps"}
-"""Runs whose output never states a total (nanoGPT prints none; Lightning's tqdm bar
+UNKNOWN_TOTAL = {"nanogpt", "lightning_tqdm_narrow", "lightning_tqdm_wide", "lightning_maxsteps", "deepspeed"}
+"""Runs whose output never states a total (nanoGPT and DeepSpeed print none; Lightning's tqdm bar
 counts one epoch and never says how many): the reading must say None, not guess.
 `gpuctl progress` then says to set `total_steps:` in config."""
 

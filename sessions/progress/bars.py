@@ -15,10 +15,15 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from sessions.progress import formats as pf
-from sessions.progress.rate import derived_rate, jump_pace, printed_rate
+from sessions.progress.rate import PaceClock, derived_rate, jump_pace, printed_rate
 
 RATE_SAMPLES = 5
 """Printed rates kept for the median (see `progress_rate.printed_rate`)."""
+
+CLOCK_FLOOR_S = 0.5
+"""What a bar's whole-second clock leaves out, on average: tqdm and Rich print elapsed
+time cut to the second (`0:00:03` for 3.9 s), so a sum of epoch clocks gains half a
+second per epoch back (8 epochs of 3.x s read 24 s for 28 s of work)."""
 
 
 class Bar:
@@ -26,7 +31,7 @@ class Bar:
 
     __slots__ = ("fmt", "kind", "dkey", "total_s", "total", "epochs", "ep_base", "step", "updates", "rates",
                  "remaining", "clock_eta", "start", "jump", "jump_t", "last_el", "series",
-                 "post", "first", "outer", "outer_at", "ep_now", "clock_base")
+                 "post", "first", "clock", "outer", "outer_at", "ep_now", "clock_base")
 
     def __init__(self, fmt: str, kind: str, dkey: str, total_s: str | None, total: int | None,
                  epochs: int | None):
@@ -49,6 +54,7 @@ class Bar:
         self.series: deque[tuple[float, int]] = deque(maxlen=64)
         self.post = ""
         self.first: tuple[float, int] | None = None  # (arrival time, step) when first seen moving
+        self.clock: PaceClock | None = None  # its pace and pauses from `first` on
         self.outer: tuple[str, str | None] | None = None  # the loop this bar is nested in
         self.outer_at: dict[tuple[str, str | None], int] = {}  # outer loops' counts when this began
         self.ep_now: int | None = None  # the epoch an epoch bar is drawing now
@@ -57,7 +63,7 @@ class Bar:
     def restart(self) -> None:
         """The same bar went back: a new run in the same log (a resume after a crash,
         appended to the tmux log). Its pace and resume jump are its own."""
-        self.start = self.jump = self.jump_t = self.first = None
+        self.start = self.jump = self.jump_t = self.first = self.clock = None
         self.rates.clear()
         self.series.clear()
 
@@ -74,7 +80,7 @@ class Bar:
         if t1 is None:
             return None, None
         if self.ep_now is not None:  # each epoch's clock starts with its first batch
-            return (0.0, 0), (self.clock_base + t1, self.step)
+            return (0.0, 0), (self.clock_base + t1 + CLOCK_FLOOR_S, self.step)
         n0, e0 = self.jump if self.jump is not None else self.start
         t0 = pf.clock_seconds(e0) if e0 else 0.0
         if t0 is None:
@@ -232,7 +238,7 @@ class BarReader:
             bar.clock_eta = False  # the bar's clock is this epoch's, not the run's
             if ep != bar.ep_now:
                 if bar.ep_now is not None and bar.last_el and ep > bar.ep_now:
-                    bar.clock_base += pf.clock_seconds(bar.last_el) or 0.0
+                    bar.clock_base += (pf.clock_seconds(bar.last_el) or 0.0) + CLOCK_FLOOR_S
                 bar.ep_now = ep
             self._epoch = ep - bar.ep_base + (n / bar.total if bar.total else 0.0)
         else:

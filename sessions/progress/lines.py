@@ -14,6 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from sessions.progress import formats as pf
+from sessions.progress.rate import PaceClock
 
 
 class LineReader:
@@ -27,7 +28,7 @@ class LineReader:
     _k_updates: int
     _k_rates: deque[tuple[str, str]]
     _k_series: deque[tuple[float, int]]
-    _k_first: tuple[float, int] | None
+    _k_clock: PaceClock | None
     _u_step: int | None
     _u_total: int | None
     _u_rate: float | None
@@ -95,7 +96,9 @@ class LineReader:
 
     def _k_step_update(self, fmt: str, step: int, total: int | None, line: str,
                        now: float | None) -> None:
-        if self._k_zero is None:
+        if fmt == "deepspeed":
+            pass  # its engine reports `step=0` once at start, before any step: 1-based all the same
+        elif self._k_zero is None:
             self._k_zero = fmt == "nanogpt" or step == 0
         elif step == 0:
             self._k_zero = True
@@ -106,8 +109,10 @@ class LineReader:
             if ts is not None:
                 point = (pf.timestamp_seconds(ts), done)
                 self._k_series.append(point)
-                if self._k_first is None:
-                    self._k_first = point
+                if self._k_clock is None:
+                    self._k_clock = PaceClock(*point)
+                else:
+                    self._k_clock.add(*point)
         self._k_step = done
         if total is not None:
             self._k_total = total

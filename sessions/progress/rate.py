@@ -7,6 +7,8 @@ they are easiest to reason about, and to test, as small pure functions.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Iterable, Sequence
 from statistics import median
 
@@ -16,7 +18,7 @@ SERIES_WINDOW = 12
 """How many (time, step) points a derived rate spans: enough to smooth the jitter of
 log flushing, few enough to follow a real change of pace within a minute or two."""
 
-PACE_MIN_SPAN_S = 2.0
+PACE_MIN_SPAN_S = 1.0
 """A run's pace (`run_pace`) by arrival times needs at least this much time between its
 two points: tqdm redraws at most every 0.1 s, so the pace is then within 5 %; until
 then the ETA is the bar's own."""
@@ -138,3 +140,133 @@ def run_pace(first: tuple[float, int] | None, last: tuple[float, int] | None,
     if t1 - t0 < min_span_s or s1 - s0 < PACE_MIN_STEPS:
         return None
     return (s1 - s0) / (t1 - t0)
+
+
+PAUSE_FACTOR = 3.0
+"""An interval between two step advances is a pause when the time it took beyond its
+steps' usual pace is more than this many times that pace (and PAUSE_MIN_S): redraws
+come every 0.1 s or more, a few steps each, and a checkpoint save or an evaluation stops
+them for many step-times."""
+
+PAUSE_MIN_S = 0.25
+"""...and at least this long: shorter stops are the jitter of log flushing."""
+
+PAUSE_BASIS = 5
+"""How many ordinary intervals the usual pace needs before anything counts as a pause."""
+
+PACE_WINDOW = 15
+"""The usual per-step time is the median of this many recent ordinary intervals."""
+
+MARKS_KEPT = 64
+"""Points kept across the run to measure its later half from (one every 1/32 of it)."""
+
+PAUSES_KEPT = 16
+"""Pauses remembered for their period and length (a run's recurring pauses repeat)."""
+
+
+class PaceClock:
+    """A run's pace split into steps and recurring pauses, for an ETA one can plan by.
+
+    Why: evaluations, checkpoint saves and epoch ends stop the steps for a while, again
+    and again. An ETA from the recent pace forgets them and swings at every one; an ETA
+    from the whole run's pace (`run_pace`) counts them in proportion, which is right on
+    average but a whole pause off near each one. Here each pause is seen as such (an
+    interval far longer than its steps' usual time), its excess is kept apart from the
+    time per step, and once pauses recur at a steady step period the time left holds
+    exactly the pauses still ahead: `eta` then falls by the time that passes, pause or
+    not, instead of jumping after each one.
+
+    Fed `(arrival time, step)` points as the step advances (one per log chunk that moved
+    it); memory is bounded whatever the run's length.
+    """
+
+    __slots__ = ("first", "last", "_per", "_gaps", "pauses", "pause_s", "_marks")
+
+    def __init__(self, t: float, step: int) -> None:
+        self.first = self.last = (t, step)
+        self._per: deque[float] = deque(maxlen=PACE_WINDOW)  # recent seconds per step
+        self._gaps: deque[float] = deque(maxlen=PACE_WINDOW)  # recent seconds between advances
+        self.pauses: deque[tuple[int, int, float]] = deque(maxlen=PAUSES_KEPT)  # (step before, after, excess s)
+        self.pause_s = 0.0  # every pause's excess, all run long
+        # (time, step, pause_s then), spread over the run: where its later half began
+        self._marks: deque[tuple[float, int, float]] = deque([(t, step, 0.0)], maxlen=MARKS_KEPT)
+
+    def add(self, t: float, step: int) -> None:
+        """The step reached `step` at time `t` (a point that does not advance is ignored)."""
+        t0, s0 = self.last
+        if step <= s0 or t <= t0:
+            return
+        ds, dt = step - s0, t - t0
+        self.last = (t, step)
+        if step - self._marks[-1][1] >= (step - self.first[1]) / (MARKS_KEPT // 2):
+            self._marks.append((t0, s0, self.pause_s))
+        if len(self._per) >= PAUSE_BASIS:
+            usual = ds * median(self._per)
+            excess = dt - usual
+            if excess > PAUSE_MIN_S and excess > PAUSE_FACTOR * usual:
+                self.pauses.append((s0, step, excess))
+                self.pause_s += excess
+                return
+        self._per.append(dt / ds)
+        self._gaps.append(dt)
+
+    def _work(self) -> float:
+        """Seconds per step outside pauses over the later half of the run seen: recent
+        enough to follow a machine that slowed down or sped up, long enough to be calm."""
+        t1, s1 = self.last
+        half = s1 - (s1 - self.first[1]) / 2
+        tm, sm, pm = next((m for m in self._marks if m[1] >= half), self._marks[-1])
+        if s1 - sm < PACE_MIN_STEPS:
+            tm, sm, pm = self._marks[0]
+        return max(t1 - tm - (self.pause_s - pm), 0.0) / (s1 - sm)
+
+    def pace(self, min_span_s: float = PACE_MIN_SPAN_S) -> float | None:
+        """Steps per second from the first point to the latest, pauses included
+        (`run_pace`): the rate to show."""
+        return run_pace(self.first, self.last, min_span_s)
+
+    def period(self) -> tuple[float, float] | None:
+        """`(step period, step of the latest pause)` when the pauses seen recur at one
+        step period (at least two of them, every gap between them consistent with one
+        value given where each pause may lie between its two points), else None."""
+        if len(self.pauses) < 2:
+            return None
+        lo, hi = 0.0, float("inf")
+        for (a0, a1, _), (b0, b1, _) in zip(self.pauses, list(self.pauses)[1:]):
+            # a pause lies after a step in [before, after - 1]
+            lo, hi = max(lo, b0 - (a1 - 1)), min(hi, (b1 - 1) - a0)
+        if lo > hi or hi < PACE_MIN_STEPS:
+            return None
+        last0, last1, _ = self.pauses[-1]
+        return max((lo + hi) / 2, float(PACE_MIN_STEPS)), (last0 + last1 - 1) / 2
+
+    def eta(self, total: int, now: float | None = None, min_span_s: float = PACE_MIN_SPAN_S) -> float | None:
+        """Seconds until `total`: the steps left at the time per step outside pauses,
+        plus the pauses still ahead (those of the period before `total` when they recur
+        at one, else as many as the run so far had per step). None while `pace` is.
+
+        With `now`, the time since the latest advance is taken off (the ETA counts down
+        between log lines and through the pauses it foresaw), up to the usual wait for
+        the next line plus those pauses: an unforeseen stop holds the ETA, it does not
+        eat it.
+        """
+        (_, s0), (t1, s1) = self.first, self.last
+        if run_pace(self.first, self.last, min_span_s) is None:
+            return None
+        done, left = s1 - s0, max(total - s1, 0)
+        work = self._work()
+        per = self.period()
+        if per is None:
+            pauses = left * self.pause_s / done
+        else:
+            every, at = per
+            # pauses after steps `at + k * every` (k >= 1) from the current step on, before the last
+            first_k = max(1, math.ceil((s1 - at) / every))
+            last_k = math.ceil((total - at) / every) - 1
+            pauses = max(0, last_k - first_k + 1) * median(p[2] for p in self.pauses)
+        est = left * work + pauses
+        if now is not None and now > t1 and left:
+            # counts down through the usual wait for the next line and the pauses foreseen
+            gap = median(self._gaps) if self._gaps else 0.0
+            est -= min(now - t1, gap + pauses)
+        return est

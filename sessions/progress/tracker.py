@@ -37,6 +37,7 @@ from sessions.progress.bars import RATE_SAMPLES, Bar, BarReader
 from sessions.progress.lines import LineReader
 from sessions.progress.rate import (
     CLOCK_MIN_SPAN_S,
+    PaceClock,
     derived_rate,
     printed_rate,
     run_pace,
@@ -149,7 +150,7 @@ class ProgressTracker(BarReader, LineReader):
         self._k_updates = 0
         self._k_rates: deque[tuple[str, str]] = deque(maxlen=RATE_SAMPLES)
         self._k_series: deque[tuple[float, int]] = deque(maxlen=64)
-        self._k_first: tuple[float, int] | None = None  # the first (time, step) seen
+        self._k_clock: PaceClock | None = None  # pace and pauses from the first step seen
         self._u_step: int | None = None
         self._u_total: int | None = None
         self._u_rate: float | None = None
@@ -290,10 +291,15 @@ class ProgressTracker(BarReader, LineReader):
                 # From the first step that completed (a bar drawn at 0 waits out the
                 # model's warm-up, not a step), and afresh after a resume jump.
                 bar.first = (now, step)
+                bar.clock = PaceClock(now, step)
+            elif bar.clock is not None:
+                bar.clock.add(now, step)
         elif fam == "kv":
             self._k_series.append((now, step))
-            if self._k_first is None:
-                self._k_first = (now, step)
+            if self._k_clock is None:
+                self._k_clock = PaceClock(now, step)
+            else:
+                self._k_clock.add(now, step)
 
     def _lines(self, lines: list[str], now: float | None) -> None:
         # The hot loop: most lines of a busy log are tqdm redraws, so those cost one
@@ -412,15 +418,20 @@ class ProgressTracker(BarReader, LineReader):
         p = self.progress()
         return None if (p.total is not None and p.step is not None and p.step >= p.total) else self._advanced_at
 
-    def progress(self) -> Progress:
+    def progress(self, now: float | None = None) -> Progress:
         """The current reading; cheap enough to call after every chunk.
+
+        Args:
+            now: the time of the reading, on the clock `feed` was given: the ETA then
+                counts down from the latest step line (`PaceClock.eta`). Without it,
+                the ETA is as of the latest step line.
 
         With rank prefixes in the log, the reading of the rank furthest behind (lowest
         step), with every rank's reading in `ranks`."""
-        own = self._own_progress()
+        own = self._own_progress(now)
         if not self._ranks:
             return own
-        readings = tuple(sorted(((r, t._own_progress()) for r, t in self._ranks.items()),
+        readings = tuple(sorted(((r, t._own_progress(now)) for r, t in self._ranks.items()),
                                 key=lambda rp: int(rp[0])))
         stepped = [rp for rp in readings if rp[1].step is not None]
         if not stepped:
@@ -428,7 +439,7 @@ class ProgressTracker(BarReader, LineReader):
         rank, slow = min(stepped, key=lambda rp: rp[1].step)  # type: ignore[arg-type, return-value]
         return replace(slow, slowest_rank=rank, ranks=readings)
 
-    def _own_progress(self) -> Progress:
+    def _own_progress(self, now: float | None = None) -> Progress:
         if self._post_fresh and self._bar is not None:
             self._apply_post(self._bar.post)  # idempotent: the postfix is still the latest
         fam = self._family()
@@ -459,27 +470,30 @@ class ProgressTracker(BarReader, LineReader):
                 step = total = self._summary_steps
         if rate is None and self._rate_hint is not None and step is not None:
             rate, unit = self._rate_hint, "it/s"
-        pace = self._pace(fam) if step is not None else None
+        clock = self._clock(fam) if step is not None else None
+        pace = clock.pace() if clock is not None else None
+        if clock is None and step is not None and fam == "bar":  # a whole file: the bar's own clock
+            assert self._bar is not None
+            first, last = self._bar.clock_pace_points()
+            pace = run_pace(first, last, min_span_s=CLOCK_MIN_SPAN_S)
         if pace:
             # The pace with the run's recurring pauses in it (see run_pace): what the
             # time left will really be spent at, where a bar's it/s leaves pauses out.
             rate, unit = pace, "derived"
         if total is not None and step is not None and rate and (pace or eta is None):
-            eta = max(total - step, 0) / rate
+            # followed live, the time left counts the pauses still ahead (PaceClock)
+            left = clock.eta(total, now) if clock is not None and pace else None
+            eta = left if left is not None else max(total - step, 0) / rate
         return Progress(fmt, step, total, rate, unit, self._loss, self._lr, self._tokens,
                         self._epoch, eta)
 
-    def _pace(self, fam: str | None) -> float | None:
-        """The run's pace over all of it seen so far (progress_rate.run_pace)."""
+    def _clock(self, fam: str | None) -> PaceClock | None:
+        """The run's pace and pauses by arrival times, when it is followed live."""
         if fam == "bar":
             bar = self._bar
             assert bar is not None
-            if bar.first is not None and bar.series:
-                return run_pace(bar.first, bar.series[-1])
-            return run_pace(*bar.clock_pace_points(), min_span_s=CLOCK_MIN_SPAN_S)
-        if fam == "kv" and self._k_series:
-            return run_pace(self._k_first, self._k_series[-1])
-        return None
+            return bar.clock if bar.first is not None and bar.series else None
+        return self._k_clock if fam == "kv" else None
 
 
 def parse_log(text: str) -> Progress:

@@ -22,6 +22,7 @@ How to rerun (about 10 minutes on 2 cores; no GPU, no network once installed):
     python3 -m venv /tmp/runs-venv
     /tmp/runs-venv/bin/pip install torch==2.13.0          # the CPU wheel, first
     /tmp/runs-venv/bin/pip install tqdm transformers accelerate lightning trl rich datasets keras
+    DS_BUILD_OPS=0 /tmp/runs-venv/bin/pip install deepspeed     # ops built just in time (CPU)
     HF_HUB_OFFLINE=1 /tmp/runs-venv/bin/python tests/data/runs/make_runs.py [SCENARIO ...]
 
 Runs are short by design (a few hundred steps at most): each step sleeps a little so the
@@ -112,12 +113,15 @@ def _lm_dataset(n: int, seed: int = 0):
     return raw.map(tok, batched=True, remove_columns=["text"])
 
 
-def _hf_truth_callback(step_sleep: float):
+def _hf_truth_callback(step_sleep: float, save_sleep: float = 0.0):
     from transformers import TrainerCallback
 
     tr = truth()
 
     class Record(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            time.sleep(save_sleep)  # a real model's checkpoint takes a while to write
+
         def on_train_begin(self, args, state, control, **kw):
             tr.total = state.max_steps
 
@@ -133,7 +137,7 @@ def _hf_truth_callback(step_sleep: float):
 
 
 def _hf_train(*, max_steps: int = -1, epochs: float = 1.0, n_train: int = 400, step_sleep: float = 0.03,
-              resume: bool = False, **overrides) -> None:
+              save_sleep: float = 0.0, resume: bool = False, **overrides) -> None:
     from transformers import Trainer, TrainingArguments
 
     with tempfile.TemporaryDirectory() as out:
@@ -146,7 +150,7 @@ def _hf_train(*, max_steps: int = -1, epochs: float = 1.0, n_train: int = 400, s
         base.update(overrides)
         trainer = Trainer(model=_tiny_gpt2(), args=TrainingArguments(**base),
                           train_dataset=_lm_dataset(n_train), eval_dataset=_lm_dataset(64, seed=1),
-                          callbacks=[_hf_truth_callback(step_sleep)])
+                          callbacks=[_hf_truth_callback(step_sleep, save_sleep)])
         ckpt = None
         if resume:
             ckpt = sorted(Path(out).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
@@ -175,6 +179,14 @@ def run_hf_default() -> None:
     """The Trainer as most people run it: a bar, loss dicts every 10 steps, an
     evaluation and a checkpoint save every 40 steps (the recurring pauses)."""
     _hf_train(max_steps=160, eval_strategy="steps", eval_steps=40, save_strategy="steps", save_steps=40)
+
+
+def run_hf_ckpt40() -> None:
+    """The issue's case at a smaller scale: a checkpoint saved every 40 steps through a
+    long run (400 steps, each save a second of writing), and nothing else: the recurring
+    pause an ETA must count without swinging (bench/eta_replay.py)."""
+    _hf_train(max_steps=400, n_train=1600, logging_steps=20, save_strategy="steps", save_steps=40,
+              step_sleep=0.1, save_sleep=1.0)
 
 
 def run_hf_notqdm() -> None:
@@ -276,6 +288,44 @@ def run_accelerate_tqdm() -> None:
                     time.sleep(0.4)  # a checkpoint's write time
 
 
+def run_accelerate_ckpt() -> None:
+    """An accelerate loop over many epochs with `save_state` and a short evaluation
+    every 30 steps (a second's pause each): pauses that recur through the whole run."""
+    import torch
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    acc = Accelerator(cpu=True)
+    model, x, y = _toy()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[:320], y[:320]), batch_size=8, shuffle=True)
+    model, opt, loader = acc.prepare(model, opt, loader)
+    tr = truth()
+    epochs = 8
+    tr.total = epochs * len(loader)
+    bar = tqdm(total=tr.total, disable=not acc.is_local_main_process, desc="Training")
+    step = 0
+    with tempfile.TemporaryDirectory() as out:
+        for _epoch in range(epochs):
+            for xb, yb in loader:
+                loss = torch.nn.functional.mse_loss(model(xb), yb)
+                acc.backward(loss)
+                opt.step()
+                opt.zero_grad()
+                time.sleep(0.08)
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                tr.step(step, loss.item())
+                tr.logged_loss = round(loss.item(), 4)
+                if step % 30 == 0 and step < tr.total:
+                    with torch.no_grad():
+                        model(x[320:])
+                    acc.save_state(out)
+                    time.sleep(1.0)  # evaluation and the checkpoint's write time
+    bar.close()
+
+
 def run_tqdm_postfix() -> None:
     """A loop with `set_postfix(loss=..., lr=...)` given as numbers, and a one-off
     `Loading data` bar before it."""
@@ -359,7 +409,8 @@ def run_nanogpt() -> None:
 
 # ------------------------------------------------------------------ Lightning
 
-def _lightning_fit(*, rich: bool, epochs: int = 3, log_every: int = 50, max_steps: int = -1, val: bool = True) -> None:
+def _lightning_fit(*, rich: bool, epochs: int = 3, log_every: int = 50, max_steps: int = -1, val: bool = True,
+                   step_sleep: float = 0.03, val_sleep: float = 0.01) -> None:
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import Callback, RichProgressBar, TQDMProgressBar
@@ -373,14 +424,14 @@ def _lightning_fit(*, rich: bool, epochs: int = 3, log_every: int = 50, max_step
             self.net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
 
         def training_step(self, batch, _):
-            time.sleep(0.03)
+            time.sleep(step_sleep)
             x, y = batch
             loss = torch.nn.functional.mse_loss(self.net(x), y)
             self.log("train_loss", loss, prog_bar=True)
             return loss
 
         def validation_step(self, batch, _):
-            time.sleep(0.01)
+            time.sleep(val_sleep)
             x, y = batch
             self.log("val_loss", torch.nn.functional.mse_loss(self.net(x), y), prog_bar=True)
 
@@ -424,6 +475,12 @@ def run_lightning_tqdm_wide() -> None:
 def run_lightning_rich() -> None:
     """Lightning's RichProgressBar, 3 epochs with validation."""
     _lightning_fit(rich=True)
+
+
+def run_lightning_val_epochs() -> None:
+    """RichProgressBar over 8 epochs, a validation pass (about a second) at every epoch
+    end: the epoch-end pause recurs through the run."""
+    _lightning_fit(rich=True, epochs=8, step_sleep=0.08, val_sleep=0.1)
 
 
 def run_lightning_maxsteps() -> None:
@@ -515,6 +572,60 @@ def run_torchrun_ddp() -> None:
         truth().logged_loss = slow["logged_loss"]
         truth().extra = {"ranks": {str(r): {k: v for k, v in t.items() if k != "steps"} for r, t in ranks.items()},
                          "slowest_rank": 1}
+    sys.exit(rc)
+
+
+# ------------------------------------------------------------------ DeepSpeed, 2 ranks
+
+DS_SCRIPT = r"""
+import json, os, time
+from pathlib import Path
+import torch, deepspeed
+from deepspeed.utils import log_dist
+rank = int(os.environ.get("RANK", "0"))
+t0 = float(os.environ["RUNS_T0"])
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+cfg = {"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2, "steps_per_print": 10,
+       "optimizer": {"type": "AdamW", "params": {"lr": 1e-3, "torch_adam": True}}, "log_level": "info"}
+engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=cfg)
+total, steps, logged = 150, [], None
+for step in range(1, total + 1):
+    for _micro in range(2):
+        x = torch.randn(4, 16)
+        loss = torch.nn.functional.mse_loss(engine(x), x[:, :1])
+        engine.backward(loss)
+        engine.step()
+    time.sleep(0.06)
+    steps.append([engine.global_steps, round(time.time() - t0, 4), loss.item()])
+    if step % 10 == 0:
+        log_dist(f"Loss: {loss.item():.4f}", ranks=[0])
+        logged = round(loss.item(), 4)
+    if step % 50 == 0 and step < total:
+        engine.save_checkpoint(os.environ["RUNS_DS_CKPT"], tag=f"global_step{step}")
+if rank == 0:
+    Path(os.environ["RUNS_TRUTH"] + ".rank0").write_text(json.dumps(
+        {"total": total, "final_step": steps[-1][0], "logged_loss": logged, "steps": steps}))
+"""
+
+
+def run_deepspeed() -> None:
+    """A real DeepSpeed engine (CPU accelerator, 2 processes through the `deepspeed`
+    launcher, gradient accumulation 2, `log_level: info`, `steps_per_print: 10`): its
+    `step=N, skipped=..., lr=[...]` and `epoch=/micro_step=/global_step=` timer lines,
+    the script's `log_dist` loss every 10 steps, and a checkpoint every 50. DeepSpeed
+    prints no total. Truth is rank 0's."""
+    with tempfile.TemporaryDirectory() as d:
+        script = Path(d) / "train_ds.py"
+        script.write_text(DS_SCRIPT)
+        env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu", RUNS_DS_CKPT=str(Path(d) / "ckpt"))
+        rc = subprocess.call([sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", str(script)],
+                             env=env, cwd=d)
+    path = os.environ.get("RUNS_TRUTH")
+    if path and Path(f"{path}.rank0").exists():
+        doc = json.loads(Path(f"{path}.rank0").read_text())
+        Path(f"{path}.rank0").unlink()
+        truth().total, truth().steps, truth().logged_loss = doc["total"], doc["steps"], doc["logged_loss"]
     sys.exit(rc)
 
 
