@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the parser costs ~15 ms to import; the TUI's first frame needs none of it
     from sessions.progress.tracker import Progress
+    from sessions.checkpoints.listing import Checkpoint
     from sessions.progress.trackers import TrackerReading
 
 
@@ -111,6 +112,9 @@ class SessionSnapshot:
             `unknown`: a session gpuctl cannot see is never shown running); else None.
         stuck_since: unix time the step last advanced while it is `stalled` (the one
             "stuck since" clock: the stall alert reads it too), else None.
+        checkpoints: the session's checkpoints, newest first, as the agent last reported
+            them (`sessions.checkpoints.agent_watch`: it lists when its globs changed);
+            None before a report, or where no agent watches them (local pods, no python3).
     """
 
     name: str
@@ -129,6 +133,7 @@ class SessionSnapshot:
     loss_history: tuple[float, ...] = ()
     last_state: str | None = None
     stuck_since: float | None = None
+    checkpoints: tuple[Checkpoint, ...] | None = None
 
     @property
     def stale(self) -> bool:

@@ -217,6 +217,28 @@ async def test_a_new_checkpoint_is_downloaded_once_verified_and_old_copies_prune
         assert [e.extra["name"] for e in run.kinds("checkpoint_found")] == ["step_100.pt", "step_200.pt"]
 
 
+async def test_the_agent_reporting_a_new_checkpoint_starts_the_download_not_the_interval(sshd, tmp_path):
+    """checkpoint_interval_s is an hour here: after the first round, only the agent's
+    checkpoint watch (a listing within seconds of a checkpoint settling) can start one."""
+    work = tmp_path / "work"
+    work.mkdir()
+    config = config_for(sshd, tmp_path, {"checkpoints": ["ckpt/*.pt"]}, {
+        "auto_download": "newest", "checkpoint_interval_s": 3600, "download_dir": "dl"})
+    async with Run(config, tmp_path) as run:
+        await run.wait_for("connected")
+        (work / "ckpt").mkdir()
+        first = work / "ckpt" / "step_100.pt"
+        first.write_bytes(os.urandom(100_000))  # written now: "writing" until it settles
+        done = (await run.wait_for("checkpoint_downloaded"))[0]
+        assert Path(done.extra["local_path"]).read_bytes() == first.read_bytes()
+        second = work / "ckpt" / "step_200.pt"
+        second.write_bytes(os.urandom(100_000))
+        done = (await run.wait_for("checkpoint_downloaded", count=2, timeout=20))[1]
+        assert done.extra["name"] == "ckpt/step_200.pt"
+        assert Path(done.extra["local_path"]).read_bytes() == second.read_bytes()
+        assert [e.extra["name"] for e in run.kinds("checkpoint_found")] == ["ckpt/step_100.pt", "ckpt/step_200.pt"]
+
+
 async def test_a_hot_gpu_raises_an_alert_and_cooling_clears_it(sshd, tmp_path):
     (tmp_path / "work").mkdir()
     config = config_for(sshd, tmp_path, {}, {"alerts": {"gpu_temp_c": 80}})

@@ -25,6 +25,10 @@ Protocol v1 (stdout, one JSON object per line, flushed):
   a tick in which a watched session's tracker files changed: the changed readings (see
   ``tracker_base.make_reading``) and the sources that stand (see
   ``trackers.TrackerWatch.check``);
+* ``{"kind": "checkpoints", "v": 1, "id", "listing", "exit_status", "error"}`` when a
+  watched session's checkpoint globs changed and settled (and once at the start): the
+  whole output of gpuctl's own listing command (see ``checkpoints``), or null with an
+  error;
 * ``{"kind": "error", "v": 1, "message"}`` (plus ``"id"`` when the command had one)
   when a command on stdin is wrong or failed.
 
@@ -33,9 +37,11 @@ Commands arrive on stdin as JSON lines, dispatched through ``commands.COMMANDS``
 ``{"cmd": "follow", "id", "path", "tail_lines"?: 0, "from_offset"?, "max_bytes"?: 262144}``,
 ``{"cmd": "unfollow", "id"}``, ``{"cmd": "follow_interval", "seconds"}`` (default 0.25,
 independent of the telemetry interval), ``{"cmd": "tail", "id", "path", "lines",
-"max_bytes"?}`` and ``{"cmd": "trackers", "id", "roots": [dir or file, ...], "every_s"?: 2.0}``
-(an empty list stops watching). The agent exits when stdin reaches EOF or stdout breaks: the SSH
-channel is gone and no orphan may stay behind.
+"max_bytes"?}``, ``{"cmd": "trackers", "id", "roots": [dir or file, ...], "every_s"?: 2.0}``
+(an empty list stops watching) and ``{"cmd": "checkpoints", "id", "root", "patterns",
+"command", "every_s"?: 1.0, "quiet_s"?: 2.5, "busy_s"?: 4.0}`` (an empty list stops).
+The agent exits when stdin reaches EOF or stdout breaks: the SSH channel is gone and no
+orphan may stay behind.
 
 Options (the one JSON argument): ``interval`` (s), ``disk_path``, ``tmux`` (bool),
 ``gpu_loop`` (bool, default true: one resident ``nvidia-smi -lms`` instead of an exec per

@@ -7,6 +7,13 @@ from __future__ import annotations
 import math
 import time
 
+from .checkpoints import (
+    CHECKPOINT_BUSY_S,
+    CHECKPOINT_CHECK_S,
+    CHECKPOINT_QUIET_S,
+    MAX_CHECKPOINT_WATCHES,
+    CheckpointWatch,
+)
 from .logs import FOLLOW_MAX_BYTES, FileProblem, Follow, MAX_FOLLOWS, MAX_FOLLOW_MAX_BYTES, MAX_TAIL_LINES, read_tail
 from .protocol import AGENT_PROTOCOL_VERSION, make_error
 from .tracker_base import MAX_TRACKER_WATCHES, TRACKER_CHECK_S
@@ -118,9 +125,31 @@ def _cmd_trackers(agent, message):
         agent.emit(reply)
 
 
+def _cmd_checkpoints(agent, message):
+    """``{"cmd": "checkpoints", "id", "root", "patterns", "command", "every_s"?, "quiet_s"?,
+    "busy_s"?}``: watch a session's checkpoint globs and run ``command`` (gpuctl's
+    listing) when they changed (see ``checkpoints``); no patterns: stop."""
+    watch_id = _str_arg(message, "id")
+    patterns = message.get("patterns")
+    if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+        raise CommandError("patterns needs a list of globs, got %r" % (patterns,))
+    old = agent.checkpoints.pop(watch_id, None)
+    if old is not None:
+        old.close()
+    if not patterns:
+        return
+    if len(agent.checkpoints) >= MAX_CHECKPOINT_WATCHES:
+        raise CommandError("already watching %d sessions' checkpoints" % MAX_CHECKPOINT_WATCHES)
+    root, command = _str_arg(message, "root"), _str_arg(message, "command")
+    every, quiet, busy = (min(3600.0, max(0.0, _number_arg(message, key, default))) for key, default in (
+        ("every_s", CHECKPOINT_CHECK_S), ("quiet_s", CHECKPOINT_QUIET_S), ("busy_s", CHECKPOINT_BUSY_S)))
+    agent.checkpoints[watch_id] = CheckpointWatch(watch_id, root, patterns, command, every, quiet, busy)
+    agent.check_checkpoints()  # the first listing starts now, not a tick later
+
+
 #: Command name -> handler(agent, message). Later protocol additions register here.
 COMMANDS = {
     "interval": _cmd_interval, "sample": _cmd_sample, "follow": _cmd_follow,
     "unfollow": _cmd_unfollow, "follow_interval": _cmd_follow_interval, "tail": _cmd_tail,
-    "trackers": _cmd_trackers,
+    "trackers": _cmd_trackers, "checkpoints": _cmd_checkpoints,
 }

@@ -20,6 +20,8 @@ from .trackers import check_tracker_watches
 MIN_INTERVAL_S = 0.1
 MAX_INTERVAL_S = 3600.0
 MAX_COMMAND_BYTES = 1 << 20
+#: How often the loop wakes to let checkpoint watches stat (each at its own ``every_s``).
+CHECKPOINT_WAKE_S = 0.25
 
 
 def next_deadline(deadline, interval, now):
@@ -60,6 +62,8 @@ class Agent:
         self.follow_interval = FOLLOW_INTERVAL_S
         self._follow_deadline = None
         self.trackers = {}  # session id -> TrackerWatch
+        self.checkpoints = {}  # session id -> CheckpointWatch
+        self._checkpoint_deadline = None
 
     def emit(self, obj):
         write_line(self.out_fd, obj)
@@ -71,6 +75,16 @@ class Agent:
         """Once per tick: each watched session's tracker files, sent only when changed."""
         for message in check_tracker_watches(self.trackers.values(), time.monotonic()):
             self.emit(message)
+
+    def check_checkpoints(self):
+        """Each watched session's checkpoint globs, at their own cadence (not the tick's:
+        a new checkpoint is news within seconds even at a long telemetry interval)."""
+        now = time.monotonic()
+        for watch in list(self.checkpoints.values()):
+            message = watch.check(now)
+            if message is not None:
+                self.emit(message)
+        self._checkpoint_deadline = now + CHECKPOINT_WAKE_S
 
     def set_interval(self, seconds):
         """Change the cadence: the next tick comes one new interval after the last one."""
@@ -127,12 +141,18 @@ class Agent:
                         self._follow_deadline = next_deadline(
                             self._follow_deadline, self.follow_interval, time.monotonic())
                     wake = min(wake, self._follow_deadline)
+                if self.checkpoints:
+                    if self._checkpoint_deadline is None or time.monotonic() >= self._checkpoint_deadline:
+                        self.check_checkpoints()
+                    wake = min(wake, self._checkpoint_deadline)
                 self._wait_for_input(wake - time.monotonic())
         except ChannelClosed:
             return 0
         finally:
             for follow in self.follows.values():
                 follow.close()
+            for watch in self.checkpoints.values():
+                watch.close()
             self.state.close()
 
     def _wait_for_input(self, timeout):
@@ -141,9 +161,20 @@ class Agent:
         smi = self.state.gpu.fileno()
         if smi is not None:
             fds.append(smi)
+        listings = {}
+        for watch in self.checkpoints.values():
+            fd = watch.fileno()
+            if fd is not None:
+                listings[fd] = watch
+        fds.extend(listings)
         readable, _, _ = select.select(fds, [], [], max(0.0, timeout))
         if smi is not None and smi in readable:
             self.state.gpu.pump()
+        for fd in readable:
+            watch = listings.get(fd)
+            message = watch.pump() if watch is not None else None
+            if message is not None:
+                self.emit(message)
         if self.in_fd not in readable:
             return
         chunk = os.read(self.in_fd, 65536)

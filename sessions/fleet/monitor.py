@@ -101,6 +101,10 @@ class PodMonitor:
         if self._ever_online and not self.book.waiting_for_first_log():
             self.settled.set()
 
+    def _on_checkpoints(self, message: dict[str, Any]) -> None:
+        if self.book.on_checkpoints(message) is not None:
+            self._publish(with_state(self.snapshot, sessions=self.book.view(time.time())))
+
     def _adopt(self, fresh: list[str], tmux: list[dict[str, Any]]) -> None:
         """Capture the panes of running sessions gpuctl did not start, so their
         log and progress show too (`tmux new -s train` by hand is the common case)."""
@@ -216,6 +220,8 @@ class PodMonitor:
                     self._on_log(message)
                 elif kind == "trackers":
                     self._on_trackers(message)
+                elif kind == "checkpoints":
+                    self._on_checkpoints(message)
         finally:
             agent.close()
 

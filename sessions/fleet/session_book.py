@@ -13,6 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from sessions.checkpoints import agent_watch
+from sessions.checkpoints.listing import Checkpoint
 from sessions.config.model import PodConfig, SessionConfig
 from sessions.config.policy_model import policies_for
 from sessions.progress.tracker import ProgressTracker
@@ -59,6 +61,8 @@ class SessionBook:
         self._listeners: dict[str, set[LogListener]] = {}
         self._trackers: dict[str, tuple[TrackerReading, ...]] = {}
         self._trackers_asked: set[str] = set()
+        self._checkpoints: dict[str, tuple[Checkpoint, ...]] = {}
+        self._checkpoints_asked: set[str] = set()
         for session in pod.sessions:
             self._ensure_log(session.name)
 
@@ -115,6 +119,19 @@ class SessionBook:
         self._trackers[name] = tuple(known.values())
         return name
 
+    def on_checkpoints(self, message: dict[str, Any]) -> str | None:
+        """Take one `checkpoints` message from the agent; returns the session name when
+        it changed what the book knows (a failed listing changes nothing: the periodic
+        one says why)."""
+        name = message.get("id")
+        if not isinstance(name, str) or name not in self._configured:
+            return None
+        checkpoints = agent_watch.read_report(message)
+        if checkpoints is None or checkpoints == self._checkpoints.get(name):
+            return None
+        self._checkpoints[name] = checkpoints
+        return name
+
     # -- what the monitor must ask the agent ------------------------------------------
 
     def follow_requests(self, tail_lines: int) -> list[dict[str, Any]]:
@@ -134,7 +151,7 @@ class SessionBook:
             else:
                 command["tail_lines"] = tail_lines
             commands.append(command)
-        return commands + self._tracker_requests()
+        return commands + self._tracker_requests() + self._checkpoint_requests()
 
     def _tracker_requests(self) -> list[dict[str, Any]]:
         """`trackers` commands: each configured session's workdir (or its `trackers:`)."""
@@ -146,11 +163,25 @@ class SessionBook:
                 commands.append({"cmd": "trackers", "id": name, "roots": roots})
         return commands
 
+    def _checkpoint_requests(self) -> list[dict[str, Any]]:
+        """`checkpoints` commands: each configured session's globs, watched by the agent
+        (not on a local pod, whose checkpoints are already here)."""
+        if self._pod.is_local:
+            return []
+        commands = []
+        for name, config in self._configured.items():
+            command = agent_watch.watch_command(config)
+            if command is not None and name not in self._checkpoints_asked:
+                self._checkpoints_asked.add(name)
+                commands.append(command)
+        return commands
+
     def agent_restarted(self) -> None:
         """A new agent knows nothing we asked its predecessor."""
         for log in self._logs.values():
             log.requested = False
         self._trackers_asked.clear()
+        self._checkpoints_asked.clear()
 
     def waiting_for_first_log(self) -> bool:
         """Whether some followed log (or tracker watch) has not answered yet (one-shot
@@ -221,5 +252,6 @@ class SessionBook:
             sources=merged.sources,
             trackers=readings,
             loss_history=merged.loss_history,
+            checkpoints=self._checkpoints.get(name),
         )
 

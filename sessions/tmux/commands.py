@@ -132,11 +132,17 @@ def pod_dir(path: str | None) -> str:
     because the current directory of a tmux pane is whatever the *client* had: the
     home for SSH, but gpuctl's own cwd for a local pod.
     """
+    path = pod_path(path)
+    return path if path == "~" else quote_path(path)
+
+
+def pod_path(path: str | None) -> str:
+    """`pod_dir`'s path unquoted, for a program on the pod that expands `~` itself (the agent)."""
     if not path or path == "~":
         return "~"
     if not path.startswith(("/", "~")):
-        path = "~/" + path
-    return quote_path(path)
+        return "~/" + path
+    return path
 
 
 def exit_file(name: str) -> str:

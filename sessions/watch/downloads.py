@@ -1,11 +1,15 @@
 """Auto-download: fetch each new complete checkpoint of a session, verified, once.
 
-Per session whose `auto_download` is `newest` or `all`, one task lists the pod's
-checkpoints every `checkpoint_interval_s` while the pod is online (the previous
-listing is passed along, so a checkpoint still growing is seen as `writing` without
-an extra wait) and downloads through the same `download_checkpoint` as
-`gpuctl download`: resumable `.part`, sha256 on both ends, recorded in the verified
-index, so neither watch nor a person fetches it twice.
+Per session whose `auto_download` is `newest` or `all`, one task runs a round as soon
+as the pod's agent reports that session's checkpoints changed (`offer`: the agent
+watches the globs and lists within seconds of a checkpoint becoming complete, see
+`sessions.checkpoints.agent_watch`), using that report as the round's listing, and
+otherwise lists them itself every `checkpoint_interval_s` while the pod is online (the
+upper bound, and the only clock on pods without the agent; the previous listing is
+passed along, so a checkpoint still growing is seen as `writing` without an extra
+wait). It downloads through the same `download_checkpoint` as `gpuctl download`:
+resumable `.part`, sha256 on both ends, recorded in the verified index, so neither
+watch nor a person fetches it twice.
 
 * `newest`: only the newest complete checkpoint. `all`: every complete one not yet
   copied, oldest first, the ones present when watch starts included.
@@ -37,6 +41,7 @@ from sessions.checkpoints.download import (
     download_checkpoint,
 )
 from sessions.events import EventKind, WatchEvent
+from sessions.snapshot import PodSnapshot
 from sessions.watch.context import WatchContext
 from sessions.watch.state import session_key
 
@@ -69,6 +74,7 @@ class AutoDownload:
         self._tasks: dict[tuple[str, str], asyncio.Task] = {}
         self._wake: dict[tuple[str, str], asyncio.Event] = {}
         self._failing: set[tuple[str, str]] = set()
+        self._reported: dict[tuple[str, str], list[Checkpoint]] = {}
 
     def ensure(self, pod: str) -> None:
         """Start the tasks of a pod's sessions that want auto-download (idempotent)."""
@@ -88,13 +94,24 @@ class AutoDownload:
             if p == pod and session in (None, s):
                 wake.set()
 
+    def offer(self, before: PodSnapshot | None, pod: PodSnapshot) -> None:
+        """Run a session's round now on the checkpoints the agent just reported, when
+        they differ from its report in `before` (they changed on the pod)."""
+        old = {s.name: s.checkpoints for s in before.sessions} if before is not None else {}
+        for snap in pod.sessions:
+            key = (pod.name, snap.name)
+            if snap.checkpoints is None or key not in self._wake or snap.checkpoints == old.get(snap.name):
+                continue
+            self._reported[key] = list(snap.checkpoints)
+            self._wake[key].set()
+
     async def _loop(self, pod: str, session: str) -> None:
         previous: list[Checkpoint] | None = None
         key = (pod, session)
         while True:
             await self.ctx.wait_online(pod)
             if self.ctx.may_act(pod):
-                previous = await self._round(pod, session, previous)
+                previous = await self._round(pod, session, previous, self._reported.pop(key, None))
             wake = self._wake[key]
             try:
                 await asyncio.wait_for(wake.wait(), self.ctx.policies(pod, session).checkpoint_interval_s)
@@ -102,13 +119,16 @@ class AutoDownload:
                 pass
             wake.clear()
 
-    async def _round(self, pod: str, session: str, previous: list[Checkpoint] | None) -> list[Checkpoint] | None:
+    async def _round(self, pod: str, session: str, previous: list[Checkpoint] | None,
+                     reported: list[Checkpoint] | None = None) -> list[Checkpoint] | None:
+        """List (or take the agent's `reported` listing), announce, download what is wanted."""
         ctx = self.ctx
         pod_cfg = ctx.config.pod(pod)
         try:
             async with ctx.lock(pod, "download"):
                 async with ctx.fleet.borrow(pod) as runner:  # the pod's live link: no new handshake
-                    listing = await list_checkpoints(runner, pod_cfg, session, previous=previous)
+                    listing = reported if reported is not None else await list_checkpoints(
+                        runner, pod_cfg, session, previous=previous)
                     self._announce(pod, session, listing)
                     for checkpoint in self._wanted(pod, session, listing):
                         try:

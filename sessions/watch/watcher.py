@@ -97,6 +97,7 @@ class Watcher:
         if pod.state == PodState.ONLINE:
             self._sessions(pod)
             self.downloads.ensure(pod.name)
+            self.downloads.offer(before, pod)
         self._alerts(pod)
         self.budget.check(pod.name, pod.spend_usd)
 
