@@ -30,6 +30,7 @@ import re
 import shlex
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -396,24 +397,59 @@ async def connect(target: SshTarget, *, notice: Callable[[str], None] | None = N
     # Always said, never left to asyncssh's own lookup of `target.hostname` (the alias
     # is what the SSH config names). Run as OpenSSH runs it, through the shell; the host
     # key is still checked by the gate above, whatever the config says about checking.
-    options["proxy_command"] = ["/bin/sh", "-c", "exec " + target.proxy_command] if target.proxy_command else None
+    options["proxy_command"] = None
+    proxy_log = None
+    if target.proxy_command:
+        # asyncssh reads the command's stderr as if the server had sent it (any warning
+        # the proxy prints breaks the handshake), so it goes to a file instead: read
+        # back for the error message, and never onto the user's terminal. The shell
+        # stays (no exec) because it holds asyncssh's stderr pipe: that pipe closing
+        # ends the connection too.
+        fd, proxy_log = tempfile.mkstemp(prefix="gpuctl-proxy-", suffix=".log")
+        os.close(fd)
+        script = 'gpuctl_proxy_log=$1; shift; {\n' + target.proxy_command + '\n} 2>>"$gpuctl_proxy_log"; exit $?'
+        options["proxy_command"] = ["/bin/sh", "-c", script, "sh", proxy_log]
     try:
         conn = await asyncio.wait_for(
             asyncssh.connect(target.hostname, **options), timeout=target.connect_timeout + 1
         )
     except BaseException as exc:  # noqa: BLE001 - classified and re-raised below
         if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+            _take_proxy_log(proxy_log)
             raise
         failure = None
         if isinstance(exc, _HANDSHAKE_LOST) and not verdict.fingerprint:
             failure = await _diagnose_host_key_types(target, options, known)
-        raise (failure or classify_connect_error(exc, target, verdict)) from exc
+        failure = failure or classify_connect_error(exc, target, verdict)
+        said = _take_proxy_log(proxy_log)
+        if said and failure.kind not in _HOST_KEY_KINDS:
+            failure = SshFailure(failure.kind, f"{failure.message} (its ProxyCommand said: {said})")
+        raise failure from exc
+    _take_proxy_log(proxy_log)
     if verdict.outcome == "recorded":
         (notice or _print_notice)(
             f"recorded new host key for {target.name} ({target.display}, {verdict.fingerprint}) "
             f"in {verdict.recorded_to}")
     return conn
 
+
+def _take_proxy_log(path: str | None) -> str:
+    """The last line a ProxyCommand wrote on stderr (its file removed), or ""."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.path.getsize(path) - 4096))
+            lines = [ln.strip() for ln in fh.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    return lines[-1][:300] if lines else ""
+
+
+_HOST_KEY_KINDS = (FailureKind.HOST_KEY_UNKNOWN, FailureKind.HOST_KEY_CHANGED, FailureKind.HOST_KEY_REVOKED,
+                   FailureKind.HOST_KEY_ALGORITHM)
 
 _HANDSHAKE_LOST = (asyncssh.ConnectionLost, asyncssh.KeyExchangeFailed, ConnectionResetError, BrokenPipeError)
 """How a server that shares no host key type with us ends the handshake: OpenSSH logs

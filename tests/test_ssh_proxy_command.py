@@ -124,3 +124,29 @@ def test_proxycommand_none_and_proxyjump_win(tmp_path):
 def test_unknown_token_is_refused_in_words():
     with pytest.raises(ValueError, match="%Q"):
         expand_proxy_command("nc %Q", host="h", port=22, user="u", alias="a")
+
+
+async def test_what_the_proxy_prints_on_stderr_stays_out_of_the_ssh_stream(isolated_home, sshd, sshd_nopython,
+                                                                          tmp_path, capfd):
+    # OpenSSH clients print warnings on stderr (SkyPilot's entries make ssh say
+    # "Permanently added..."); asyncssh would read them as the server's banner.
+    jump = sshd_nopython
+    where = isolated_home / ".ssh" / "clusters" / "noisy"
+    _write_cluster(isolated_home, sshd, jump, include="clusters/*", where=where, alias="noisy")
+    where.write_text(where.read_text().replace("ProxyCommand ", "ProxyCommand echo Warning: noise >&2; "))
+    conn = await connect(_target("noisy", sshd.write_known_hosts(tmp_path / "gpuctl_known_hosts")))
+    try:
+        assert (await run_command(conn, "echo ok", timeout=10)).stdout.strip() == "ok"
+    finally:
+        conn.close()
+    assert "noise" not in capfd.readouterr().err, "nor on the user's terminal"
+
+
+async def test_a_failing_proxy_says_why_in_the_error(isolated_home, tmp_path, capfd):
+    (isolated_home / ".ssh" / "config").write_text(
+        "Host gone\n  HostName 10.9.8.7\n  ProxyCommand sh -c 'echo jump host unreachable >&2; exit 255'\n")
+    target = _target("gone", tmp_path / "kh")
+    with pytest.raises(SshFailure) as caught:
+        await connect(target)
+    assert "its ProxyCommand said: jump host unreachable" in caught.value.message
+    assert "unreachable" not in capfd.readouterr().err
