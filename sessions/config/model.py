@@ -232,6 +232,31 @@ class PodConfig:
         raise UnknownName("session", name, [s.name for s in self.sessions], f"pod {self.name!r}")
 
 
+JOB_PLACEHOLDERS: tuple[str, ...] = ("rank", "nnodes", "master_addr", "master_port")
+"""What a job's session `command:` may use; each rank's launch fills them (`$GPUCTL_RANK`...)."""
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One training job across pods (`jobs:`): its nodes in rank order, one session each.
+
+    Attributes:
+        name: unique job name.
+        pods: pod names, rank 0 first.
+        session: the session (configured on every one of those pods) each rank runs.
+        master_addr: where rank 0 listens (None: rank 0's SSH host name).
+        master_port: the rendezvous port (None: 29500, torchrun's default).
+        line: 1-based line of the entry in the config file.
+    """
+
+    name: str
+    pods: tuple[str, ...] = ()
+    session: str | None = None
+    master_addr: str | None = None
+    master_port: int | None = None
+    line: int | None = None
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole validated config file.
@@ -246,6 +271,7 @@ class Config:
             session (validated by `policy_schema`; merge the layers with
             `sessions.config.policy_model.policies_for`), or None when the file has none.
         theme: Textual theme name, or None for the default.
+        jobs: multi-node jobs (`jobs:`), each over pods of `pods`.
     """
 
     path: Path
@@ -255,6 +281,7 @@ class Config:
     keys: Mapping[str, str] = field(default_factory=_empty)
     policies: Policies | None = None
     theme: str | None = None
+    jobs: tuple[JobConfig, ...] = ()
 
     def pod(self, name: str) -> PodConfig:
         """The pod called `name`.

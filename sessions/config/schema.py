@@ -57,7 +57,9 @@ from sessions.config.model import (
     PROVIDER_TYPES,
     Config,
     ConfigError,
+    JOB_PLACEHOLDERS,
     Defaults,
+    JobConfig,
     PodConfig,
     ProviderConfig,
     SessionConfig,
@@ -135,11 +137,15 @@ DEFAULTS_FIELDS: dict[str, Validator] = {
     "user": user, "identity": identity, "host_key": host_key, "port": port,
     "connect_timeout": seconds, "command_timeout": seconds, "interval": seconds,
 }
+JOB_FIELDS: dict[str, Validator] = {
+    "name": pod_name, "pods": texts, "session": session_name, "master_addr": host, "master_port": port,
+}
 TOP_FIELDS: dict[str, Validator] = {
     "defaults": lambda ck, n, f: defaults(ck, n, f),
     "pods": lambda ck, n, f: pods(ck, n, f),
     "read_only": boolean, "keys": key_bindings,
     "policies": policy_schema.policies, "theme": nonempty,
+    "jobs": lambda ck, n, f: jobs(ck, n, f),
 }
 SECTIONS: dict[str, tuple[str, dict[str, Validator]]] = {
     "top": ("the top level", TOP_FIELDS),
@@ -147,6 +153,7 @@ SECTIONS: dict[str, tuple[str, dict[str, Validator]]] = {
     "pod": ("a pod entry under 'pods:'", POD_FIELDS),
     "session": ("a session entry under a pod's 'sessions:'", SESSION_FIELDS),
     "slurm": ("a pod's 'slurm:' block", SLURM_FIELDS),
+    "job": ("a job entry under 'jobs:'", JOB_FIELDS),
 }
 
 
@@ -427,6 +434,50 @@ def pods(ck: Checker, node: Node, field: str) -> Any:
     return _entries_list(ck, node, field, "pods", "pod", _pod)
 
 
+def _job(ck: Checker, node: Node, field: str, seen: dict[str, int]) -> Any:
+    label = _peek_name(node)
+    prefix = f"{field} ({label})" if label else field
+    values = walk(ck, node, prefix, "job", "a job entry (a mapping with name:, pods: and session:)")
+    if values is None:
+        return INVALID
+    _unique(ck, node, values, prefix, seen, "job")
+    ok = _required(ck, node, prefix, "name", values, "a unique name for the job")
+    ok = _required(ck, node, prefix, "pods", values, "its pods in rank order, e.g. pods: [node0, node1]") and ok
+    ok = _required(ck, node, prefix, "session", values, "the session each of its pods runs") and ok
+    return JobConfig(**values, line=yl.line_of(node)) if ok else INVALID
+
+
+def jobs(ck: Checker, node: Node, field: str) -> Any:
+    return _entries_list(ck, node, field, "jobs", "job", _job)
+
+
+def check_jobs(ck: Checker, root: Node, built: tuple[JobConfig, ...], pod_list: tuple[PodConfig, ...]) -> None:
+    """Each job's pods exist, are distinct, and configure its session with a command
+    that renders with the rank placeholders (`{rank}`, `{nnodes}`...)."""
+    entry = next((e for e in yl.mapping_entries(root)[0] if e.key == "jobs"), None)  # type: ignore[arg-type]
+    nodes = {_peek_name(n): n for n in entry.value.value} if entry and isinstance(entry.value, SequenceNode) else {}
+    by_name = {p.name: p for p in pod_list}
+    for i, job in enumerate(built):
+        where = nodes.get(job.name)
+        field = f"jobs[{i}] ({job.name})"
+        if len(set(job.pods)) != len(job.pods):
+            ck.problem(where, join(field, "pods"), "a pod appears twice; each rank needs a pod of its own")
+        for name in job.pods:
+            pod = by_name.get(name)
+            if pod is None:
+                close = suggest(name, tuple(by_name))
+                ck.problem(where, join(field, "pods"), f"no pod {name!r}" + (f"; did you mean {close!r}?" if close else ""))
+                continue
+            session = next((s for s in pod.sessions if s.name == job.session), None)
+            if session is None or not session.command:
+                ck.problem(where, join(field, "session"),
+                           f"pod {name!r} has no session {job.session!r} with a command to run")
+                continue
+            why = shell_template.check(session.command, JOB_PLACEHOLDERS)
+            if why:
+                ck.problem(where, join(field, "session"), f"the command of {name!r}'s {job.session!r}: {why}")
+
+
 def build_config(root: Node | None, path: Path) -> Config:
     """Validate a composed document and build the Config.
 
@@ -452,6 +503,8 @@ def build_config(root: Node | None, path: Path) -> Config:
             hint = EXAMPLE
     if values is not None:
         policy_schema.check_layers(ck, values.get("policies"), values.get("pods"))
+        if values.get("jobs"):
+            check_jobs(ck, root, values["jobs"], values.get("pods") or ())
     if ck.problems or values is None:
         raise ConfigError(ck.sorted_problems(), hint)
     values.setdefault("defaults", Defaults())
