@@ -434,7 +434,7 @@ async def test_stop_and_teardown_through_the_provider_api(sshd, tmp_path, monkey
             await pilot.press("escape")
             await until(pilot, lambda: notes.find("was not torn down"), what="cancelled")
             await pilot.press("d")
-            await until(pilot, lambda: notes.find("Downloaded step_200.pt"), what="downloaded")
+            await until(pilot, lambda: notes.find("downloaded step_200.pt to "), what="downloaded")
             await pilot.press("T")
             await until(pilot, lambda: isinstance(app.screen, TypedConfirmDialog), what="teardown dialog again")
             body = str(app.screen.query_one(".dialog-body").render())
