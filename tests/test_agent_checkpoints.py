@@ -217,3 +217,16 @@ def test_the_agent_reports_a_new_checkpoint_within_a_few_ticks_and_lists_only_on
         proc.stdin.close()
         assert proc.wait(10) == 0
         proc.stdout.close()
+
+
+def test_files_no_glob_matches_cost_a_rescan_but_never_a_listing(tmp_path):
+    work = tmp_path / "work"
+    (work / "samples").mkdir(parents=True)
+    watch = watch_for(work, every_s=1.0, quiet_s=1.0, busy_s=2.0)  # the defaults look one level down
+    watch.check(0.0)
+    finish(watch)
+    for t in range(1, 20):  # a trainer dumping an image every second
+        (work / "samples" / f"step_{t}.png").write_bytes(b"png")
+        watch.check(float(t))
+        assert watch.fileno() is None
+    assert watch.listings == 1

@@ -6,8 +6,8 @@ over exec (``sessions/checkpoints/listing.py``: the globs, the completion marker
 NUL-separated records ending in an ``E`` record), the agent runs it and returns its
 output whole, and gpuctl parses and judges that output as it judges any listing. What
 the agent decides is *when*. About once a second it stats what the listing reads: the
-folders the globs look into (an entry created, removed or renamed moves their mtime),
-every match (a file's size and mtime; a folder's mtime, and for a folder changed in the
+folders the globs look into (an entry created, removed or renamed moves their mtime;
+then the globs are matched again, in-process), every match (a file's size and mtime; a folder's mtime, and for a folder changed in the
 last ``YOUNG_S`` the count, total size and newest mtime of the files inside, as the
 listing sums them) and a DeepSpeed ``latest`` beside a folder match. It runs the listing
 
@@ -183,7 +183,10 @@ class CheckpointWatch:
             self._scan()
         wall = time.time() if wall is None else wall
         budget = [MAX_SCAN_ENTRIES]
-        parts = [tuple(sorted(self._dirs.items(), key=lambda item: item[0]))]
+        # The folders' own mtimes only tell when to look for matches again: a folder
+        # that gains files no glob matches (sample images, logs) costs a rescan, never
+        # a listing.
+        parts = []
         for path in self._matches:
             st = _lstat(path)
             if st is None or stat.S_ISLNK(st.st_mode):
