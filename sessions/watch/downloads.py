@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from pathlib import Path
 
 from backends.ssh import SshFailure
@@ -40,7 +39,8 @@ from sessions.checkpoints.download import (
     default_dest,
     download_checkpoint,
 )
-from sessions.events import EventKind, WatchEvent
+from sessions.checkpoints.news import downloaded_event, pruned_event
+from sessions.events import EventKind
 from sessions.snapshot import PodSnapshot
 from sessions.watch.context import WatchContext
 from sessions.watch.state import session_key
@@ -51,19 +51,6 @@ def download_dir(ctx: WatchContext, pod: str, session: str) -> Path:
     (`sessions.checkpoints.download.default_dest`, the same answer `gpuctl download` and `d` use)."""
     pod_cfg = ctx.config.pod(pod)
     return default_dest(ctx.config, pod_cfg, pod_cfg.session(session), ctx.start_dir)
-
-
-def downloaded_event(result: DownloadResult, ts: float | None = None) -> WatchEvent:
-    """The `checkpoint_downloaded` event for a verified download: one wording and one
-    set of keys whether watch's auto-download or a person (`d` in the TUI) fetched it."""
-    c = result.checkpoint
-    return WatchEvent(EventKind.CHECKPOINT_DOWNLOADED, result.pod,
-                      f"downloaded {c.name} to {result.local_path} (sha256 verified, "
-                      f"{result.size / 1e6:.1f} MB in {result.seconds:.1f} s)", result.session,
-                      ts=time.time() if ts is None else ts,
-                      extra={"checkpoint": c.path, "name": c.name, "step": c.step,
-                             "local_path": str(result.local_path), "sha256": result.sha256,
-                             "size": result.size, "verified": True})
 
 
 class AutoDownload:
@@ -252,8 +239,5 @@ def prune(ctx: WatchContext, pod: str, session: str, keep: int) -> list[Path]:
     if doomed:
         checkpoint_index.forget([e.key for e in doomed])
     for entry in doomed:
-        name = entry.remote_path.rstrip("/").rsplit("/", 1)[-1]
-        ctx.say(EventKind.CHECKPOINT_PRUNED, pod, f"deleted the local copy of {name} at {entry.local_path} "
-                f"(keep_local: {keep})", session, checkpoint=entry.remote_path, local_path=entry.local_path,
-                keep_local=keep)
+        ctx.emit(pruned_event(pod, session, entry, keep, ctx.clock()))
     return removed
