@@ -1,0 +1,70 @@
+"""Launch and kill a job's ranks, in rank order, each on its pod's transport.
+
+The rendezvous settings are the same for every rank but its own number: `{rank}`,
+`{nnodes}`, `{master_addr}` (rank 0's host, unless the job sets one), `{master_port}`
+(29500, torchrun's default, unless set). They reach the session's command through
+the environment (`sessions.config.shell_template.fill`: `$GPUCTL_RANK`...), as
+`resume:` templates do, so no value is ever pasted into shell text. Ranks are started
+one after another, rank 0 first, since rank 0 hosts the rendezvous.
+
+`borrow` is `Fleet.borrow` (or anything that lends a pod's transport by name): this
+module opens no connection of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
+from typing import Any
+
+from backends.transport import Transport
+from sessions.config import shell_template
+from sessions.config.model import Config, JobConfig
+from sessions.link import pods as pod_settings
+from sessions.tmux import control as session_control
+
+DEFAULT_MASTER_PORT = 29500
+Borrow = Callable[[str], AbstractAsyncContextManager[Transport]]
+
+
+def master_addr(job: JobConfig, config: Config) -> str:
+    """Where rank 0 listens: the job's `master_addr`, else rank 0's host as SSH reaches it."""
+    if job.master_addr:
+        return job.master_addr
+    pod = config.pod(job.pods[0])
+    if pod_settings.is_local(pod):
+        return "127.0.0.1"
+    return pod_settings.ssh_target(pod, config.defaults).hostname
+
+
+def rank_values(job: JobConfig, config: Config, rank: int) -> dict[str, str]:
+    """The placeholders' values for one rank."""
+    return {"rank": str(rank), "nnodes": str(len(job.pods)), "master_addr": master_addr(job, config),
+            "master_port": str(job.master_port or DEFAULT_MASTER_PORT)}
+
+
+async def launch(job: JobConfig, config: Config, borrow: Borrow) -> list[Any]:
+    """Start the job's session on every pod, rank 0 first; returns each `LaunchResult`.
+
+    Stops at the first rank that fails (the error says which pod), leaving the ranks
+    already started running: the caller decides whether to kill them.
+    """
+    results = []
+    for rank, pod_name in enumerate(job.pods):
+        pod = config.pod(pod_name)
+        session = pod.session(job.session or "")
+        assert session.command is not None  # config check refused a job session without one
+        filled = replace(session, command=shell_template.fill(session.command, rank_values(job, config, rank)))
+        async with borrow(pod_name) as transport:
+            results.append(await session_control.launch(transport, pod, filled))
+    return results
+
+
+async def kill(job: JobConfig, borrow: Borrow) -> list[Any]:
+    """Kill the job's session on every pod (last rank first); idempotent per pod."""
+    results = []
+    for pod_name in reversed(job.pods):
+        async with borrow(pod_name) as transport:
+            results.append(await session_control.kill(transport, job.session or "", pod_name=pod_name))
+    return results

@@ -1,0 +1,140 @@
+"""A job as one unit, read from the pods' snapshots (pure: no I/O, no clock of its own).
+
+A job runs as fast as its slowest rank and ends when its last rank does, so its pace
+is the lowest step rate among its ranks, its ETA the longest, and its loss rank 0's
+(the one most trainers log). Two things a per-pod view hides are named:
+
+* **straggler**: a rank whose step rate is under `STRAGGLER_RATIO` (0.8) of the ranks'
+  median: the whole job waits for it at every collective;
+* **hung rank**: a rank whose log stopped moving (the session's `stalled` flag, from
+  the one stall threshold `policies.alerts.stall_minutes`) while another rank's did not.
+
+Each finding carries the rank's pod and its GPUs, as the user's next step is to look there.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sessions.config.model import JobConfig
+from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, SessionSnapshot
+
+STRAGGLER_RATIO = 0.8
+STRAGGLER = "straggler"
+HUNG = "hung rank"
+
+
+@dataclass(frozen=True)
+class RankView:
+    """One rank: its pod, its session's progress, and what (if anything) is wrong."""
+
+    rank: int
+    pod: str
+    online: bool
+    session_state: str | None = None
+    step: int | None = None
+    rate: float | None = None
+    loss: float | None = None
+    eta_s: float | None = None
+    stalled: bool = False
+    gpus: int = 0
+    flag: str | None = None
+    """None, `STRAGGLER` or `HUNG`."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("rank", "pod", "online", "session_state", "step", "rate", "loss",
+                                              "eta_s", "stalled", "gpus", "flag")}
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """The job row: nodes online, GPUs, pace, skew, loss, ETA, spend, and its ranks."""
+
+    name: str
+    session: str | None
+    ranks: tuple[RankView, ...]
+    pace: float | None
+    """Steps per second of the slowest rank that reports a rate."""
+    step_skew: int | None
+    """Steps between the furthest and the furthest-behind rank."""
+    loss: float | None
+    eta_s: float | None
+    spend_usd: float | None
+    slowest_rank: int | None
+
+    @property
+    def nodes_online(self) -> int:
+        return sum(r.online for r in self.ranks)
+
+    @property
+    def gpus(self) -> int:
+        return sum(r.gpus for r in self.ranks)
+
+    @property
+    def findings(self) -> tuple[RankView, ...]:
+        """The ranks named straggler or hung, in rank order."""
+        return tuple(r for r in self.ranks if r.flag)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "job", "name": self.name, "session": self.session,
+            "nodes": len(self.ranks), "nodes_online": self.nodes_online, "gpus": self.gpus,
+            "pace": self.pace, "step_skew": self.step_skew, "loss": self.loss, "eta_s": self.eta_s,
+            "spend_usd": self.spend_usd, "slowest_rank": self.slowest_rank,
+            "ranks": [r.to_json() for r in self.ranks],
+            "findings": [{"rank": r.rank, "pod": r.pod, "flag": r.flag, "gpus": r.gpus} for r in self.findings],
+        }
+
+
+def _session(pod: PodSnapshot | None, name: str | None) -> SessionSnapshot | None:
+    if pod is None:
+        return None
+    return next((s for s in pod.sessions if s.name == name), None)
+
+
+def _rank(rank: int, pod_name: str, pod: PodSnapshot | None, session_name: str | None) -> RankView:
+    session = _session(pod, session_name)
+    progress = session.progress if session is not None else None
+    return RankView(
+        rank=rank, pod=pod_name, online=pod is not None and pod.state == PodState.ONLINE,
+        session_state=session.state if session is not None else None,
+        step=progress.step if progress else None, rate=progress.rate if progress else None,
+        loss=progress.loss if progress else None, eta_s=progress.eta_s if progress else None,
+        stalled=bool(session and session.stalled), gpus=len(pod.gpus) if pod is not None else 0)
+
+
+def _flag(view: RankView, median_rate: float | None, others_moving: bool) -> str | None:
+    if view.stalled and others_moving:
+        return HUNG
+    if median_rate and view.rate is not None and not view.stalled and view.rate < STRAGGLER_RATIO * median_rate:
+        return STRAGGLER
+    return None
+
+
+def summarize(job: JobConfig, fleet: FleetSnapshot) -> JobSummary:
+    """The job as one unit from the latest snapshot of each of its pods."""
+    by_name = {p.name: p for p in fleet.pods}
+    ranks = [_rank(i, name, by_name.get(name), job.session) for i, name in enumerate(job.pods)]
+    rates = [r.rate for r in ranks if r.rate is not None and not r.stalled]
+    median = statistics.median(rates) if len(rates) >= 2 else None
+    flagged = []
+    for view in ranks:
+        others_moving = any(not o.stalled and o.step is not None for o in ranks if o is not view)
+        flag = _flag(view, median, others_moving)
+        flagged.append(view if flag is None else replace(view, flag=flag))
+    steps = [r.step for r in flagged if r.step is not None]
+    with_rate = [r for r in flagged if r.rate is not None]
+    slowest = min(with_rate, key=lambda r: r.rate or 0.0) if with_rate else None
+    etas = [r.eta_s for r in flagged if r.eta_s is not None]
+    spends = [p.spend_usd for p in (by_name.get(n) for n in job.pods) if p is not None and p.spend_usd is not None]
+    return JobSummary(
+        name=job.name, session=job.session, ranks=tuple(flagged),
+        pace=slowest.rate if slowest else None,
+        step_skew=(max(steps) - min(steps)) if len(steps) >= 2 else None,
+        loss=flagged[0].loss if flagged else None,
+        eta_s=max(etas) if etas else None,
+        spend_usd=round(sum(spends), 4) if spends else None,
+        slowest_rank=slowest.rank if slowest else None,
+    )

@@ -1,0 +1,137 @@
+"""Jobs: pods as the nodes of one training run (issue 18, part 1).
+
+The end-to-end test runs three real sshd pods (three tmux servers), a stdlib trainer
+per rank launched with the rank placeholders filled, rank 1 made slow and rank 2
+frozen after a few steps; the Fleet follows them and the summary names the straggler
+and the hung rank. The table test reads summaries of snapshots built directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sessions.config.loader import parse_config
+from sessions.fleet.facade import Fleet
+from sessions.jobs import actions, summary
+from sessions.progress.tracker import Progress
+from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, PodState, SessionSnapshot
+from tests.support.pinning import trust
+from tests.support.sshd import SshdServer
+
+pytestmark = [pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux"), pytest.mark.usefixtures("isolated_home")]
+
+TRAINER = """\
+import os, sys, time
+rank, nnodes, master = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+print("rank=%d nnodes=%d master=%s" % (rank, nnodes, master), flush=True)
+pause = {0: 0.05, 1: 0.25}.get(rank, 0.05)
+for step in range(1, 100001):
+    print("step %d/100000 loss %.4f" % (step, 2.0 / step ** 0.5), flush=True)
+    if rank == 2 and step >= 5:
+        time.sleep(3600)  # the hung rank: alive, silent
+    time.sleep(pause)
+"""
+COMMAND = "python3 -u trainer.py {rank} {nnodes} {master_addr}:{master_port}"
+
+
+def _job(name: str, pods: list[str]) -> dict:
+    return {"name": name, "pods": pods, "session": "train", "master_port": 29511}
+
+
+def _pod(name: str, state: str, step: int | None, rate: float | None, *, stalled: bool = False,
+         loss: float | None = 1.0, gpus: int = 8, spend: float | None = 1.5) -> PodSnapshot:
+    progress = Progress(step=step, total=1000, rate=rate, loss=loss, eta_s=None if not rate else (1000 - step) / rate)
+    return PodSnapshot(name=name, host=name, state=state, spend_usd=spend,
+                       gpus=tuple(GpuSample(index=i, name="H100") for i in range(gpus)),
+                       sessions=(SessionSnapshot(name="train", state="running", progress=progress,
+                                                 stalled=stalled),))
+
+
+@pytest.mark.parametrize("rates, stalled, flags", [
+    ((2.0, 2.0, 2.0, 2.0), (), {}),
+    ((2.0, 2.1, 1.5, 2.0), (), {2: summary.STRAGGLER}),          # 1.5 < 0.8 x 2.0
+    ((2.0, 2.1, 1.7, 2.0), (), {}),                               # 1.7 >= 1.6: not yet
+    ((2.0, 2.0, 2.0, None), (3,), {3: summary.HUNG}),
+    ((2.0, 0.5, 2.0, 2.0), (2,), {1: summary.STRAGGLER, 2: summary.HUNG}),
+])
+def test_stragglers_and_hung_ranks_are_named(rates, stalled, flags):
+    config_job = parse_config(yaml.safe_dump({
+        "pods": [{"name": f"n{i}", "host": f"h{i}", "sessions": [{"name": "train", "command": "run"}]}
+                 for i in range(4)],
+        "jobs": [_job("big", [f"n{i}" for i in range(4)])]}), Path("c.yaml")).jobs[0]
+    pods = tuple(_pod(f"n{i}", PodState.ONLINE, 100 + i * 10, r, stalled=i in stalled) for i, r in enumerate(rates))
+    s = summary.summarize(config_job, FleetSnapshot(pods=pods))
+    assert {r.rank: r.flag for r in s.findings} == flags
+    assert (s.nodes_online, s.gpus, s.step_skew, s.spend_usd) == (4, 32, 30, 6.0)
+    assert s.pace == min(r for r in rates if r is not None)
+    assert all(f["pod"] == f"n{f['rank']}" and f["gpus"] == 8 for f in s.to_json()["findings"])
+
+
+def test_one_rank_alone_is_never_a_straggler():
+    config = parse_config(yaml.safe_dump({
+        "pods": [{"name": "n0", "host": "h0", "sessions": [{"name": "train", "command": "run"}]}],
+        "jobs": [_job("one", ["n0"])]}), Path("c.yaml"))
+    s = summary.summarize(config.jobs[0], FleetSnapshot(pods=(_pod("n0", PodState.OFFLINE, 5, 0.1),)))
+    assert s.findings == () and s.nodes_online == 0 and s.step_skew is None
+
+
+async def test_three_ranks_launched_in_order_straggler_and_hung_named(sshd, sshd_fresh, tmp_path_factory, tmp_path):
+    with SshdServer(env={"HOME": str(tmp_path_factory.mktemp("pod-home"))}) as third:
+        servers = [sshd, sshd_fresh, third]
+        for server in servers:
+            trust(server)
+            (Path(server.session_env["HOME"]) / "trainer.py").write_text(TRAINER)
+        pods = [s.pod_entry(f"node{i}", sessions=[{"name": "train", "command": COMMAND,
+                                                   "workdir": s.session_env["HOME"]}])
+                for i, s in enumerate(servers)]
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump({"pods": pods, "jobs": [_job("llm", ["node0", "node1", "node2"])],
+                                        "policies": {"alerts": {"stall_minutes": 0.05}}}, sort_keys=False))
+        config = parse_config(path.read_text(), path)
+        job = config.jobs[0]
+        async with Fleet(config) as fleet:
+            try:
+                launched = await actions.launch(job, config, fleet.borrow)
+                assert [r.pod for r in launched] == ["node0", "node1", "node2"]
+                for rank in range(len(servers)):
+                    first = await _first_line(fleet, f"node{rank}", launched[rank].log_path)
+                    assert first == f"rank={rank} nnodes=3 master=127.0.0.1:29511"
+
+                found = await _until_named(fleet, job)
+                assert {r.rank: r.flag for r in found.findings} == {1: summary.STRAGGLER, 2: summary.HUNG}
+                assert found.slowest_rank == 1 and found.nodes_online == 3 and found.gpus == 6
+                doc = found.to_json()
+                assert json.loads(json.dumps(doc))["findings"][1] == {"rank": 2, "pod": "node2",
+                                                                       "flag": "hung rank", "gpus": 2}
+            finally:
+                killed = await actions.kill(job, fleet.borrow)
+        assert [k.existed for k in killed] == [True, True, True]
+
+
+async def _first_line(fleet: Fleet, pod: str, log_path: str) -> str:
+    async with asyncio.timeout(30):
+        while True:
+            async with fleet.borrow(pod) as t:
+                result = await t.run(f"head -n 1 {log_path} 2>/dev/null")
+            if result.stdout.strip():
+                return result.stdout.strip()
+            await asyncio.sleep(0.2)
+
+
+async def _until_named(fleet: Fleet, job) -> summary.JobSummary:
+    """The first summary naming both a straggler and a hung rank (the Fleet decides when)."""
+    sub = fleet.subscribe()
+    try:
+        async with asyncio.timeout(60):
+            async for snap in sub:
+                found = summary.summarize(job, snap)
+                if {r.flag for r in found.findings} == {summary.STRAGGLER, summary.HUNG}:
+                    return found
+    finally:
+        sub.close()
+    raise AssertionError("unreachable")
