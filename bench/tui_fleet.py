@@ -6,7 +6,7 @@ Usage: .venv/bin/python bench/tui_fleet.py [--pods 50] [--seconds 60] [--rounds 
 Each mode runs in a fresh child process, one after the other, in the same invocation:
   * baseline ("screen not mounted"): the gpuctl app, headless, with everything but the
     fleet screen: the worker subscribed to the Fleet, FleetUpdated messages, the
-    sparkline history and the toast rules; a blank screen instead of the fleet screen.
+    sparkline history (toasts come from events, none here); a blank screen instead of the fleet screen.
   * ui ("fleet screen"): the same, with the fleet screen mounted and drawing.
 The Fleet is `tests.support.fake_fleet.TickingFleet`: N pods, each publishing a new
 sample once per second, staggered evenly, with GPU temperatures and utilization, step,
