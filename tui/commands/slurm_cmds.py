@@ -20,13 +20,17 @@ from tui.commands.common import EXIT_USAGE, complain, run_async
 EXIT_FAILED = 1
 
 
-async def _on_login(config: Any, pod: Any, action: Any) -> int:
+async def _on_login(config: Any, pod: Any, action: Any, *, lend: bool = True) -> int:
+    """Run `action(fleet, transport)` on the login node's link (`lend=False`: the
+    action borrows for itself and gets None), Slurm's and SSH's failures said in words."""
     from sessions.errors import SshFailure
     from sessions.fleet.facade import Fleet
     from sessions.slurm.jobs import SlurmError
 
     try:
         async with Fleet.for_command(config, [pod.name]) as fleet:
+            if not lend:
+                return int(await action(fleet, None))
             async with fleet.borrow(pod.name) as transport:
                 return int(await action(fleet, transport))
     except (SshFailure, SlurmError) as exc:
@@ -120,21 +124,32 @@ def kill(args: argparse.Namespace, config: Any, pod: Any) -> int:
 
 
 def logs(args: argparse.Namespace, config: Any, pod: Any) -> int:
-    """The job's StdOut through the same byte-exact follow as a session's log."""
+    """The job's StdOut, byte for byte (and followed), through the pod's one link."""
+    from tui.terminal_text import LogBytes, visible
 
-    async def find_path(fleet: Any, transport: Any) -> int:
-        found = await _find(transport, pod, args.session, config.defaults.command_timeout)
-        paths.extend(j.stdout for j in found if j.stdout)
+    out = sys.stdout.buffer
+    cleaner = LogBytes() if sys.stdout.isatty() else None  # pod bytes are not trusted with a terminal
+
+    def notice(message: str) -> None:
+        print(f"gpuctl: {visible(message)}", file=sys.stderr, flush=True)
+
+    async def action(fleet: Any, _: None) -> int:
+        async with fleet.borrow(pod.name) as transport:
+            found = [j for j in await _find(transport, pod, args.session, config.defaults.command_timeout)
+                     if j.stdout]
+        if len(found) != 1:
+            complain(f"{'no job' if not found else 'more than one job'} {args.session!r} on {pod.name} "
+                     "with a StdOut (name it by its id)")
+            return EXIT_FAILED
+        async for chunk in fleet.logs(pod.name, found[0].stdout, lines=args.lines, follow=args.follow,
+                                      on_notice=notice):
+            out.write(cleaner.feed(chunk) if cleaner else chunk)
+            out.flush()
         return 0
 
-    paths: list[str] = []
-    code = run_async(lambda: _on_login(config, pod, find_path))
-    if code:
-        return code
-    if len(paths) != 1:
-        complain(f"{'no job' if not paths else 'more than one job'} {args.session!r} on {pod.name} "
-                 "with a StdOut (name it by its id)")
-        return EXIT_FAILED
-    from tui.commands.logs_cmds import _logs_async
-
-    return run_async(lambda: _logs_async(config, pod, paths[0], args.lines, args.follow))
+    try:
+        return run_async(lambda: _on_login(config, pod, action, lend=False))
+    finally:
+        if cleaner:
+            out.write(cleaner.flush())
+            out.flush()
