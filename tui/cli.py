@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "tui.commands.provider_cmds",
     "tui.commands.demo_cmd",
     "tui.commands.checkpoint_cmds",
+    "tui.commands.upload_cmd",
     "tui.commands.check_cmd",
     "tui.commands.doctor_cmd",
     "tui.commands.watch_cmd",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from backends.transfer import FetchJob, FetchStats, FileProgress, LocalHasher, ProgressFn
+    from backends.upload_transfer import SendJob, SendProgress
 
 
 class TransportUnsupported(Exception):
@@ -81,6 +82,17 @@ class Fetcher(Protocol):
         ...
 
 
+class Sender(Protocol):
+    """Sends local files' ranges into `.part` files on the pod
+    (`backends.upload_transfer`); what `Transport.sender` returns."""
+
+    kind: str
+
+    def chunk_for(self, size: int) -> int: ...
+
+    async def send_all(self, jobs: "Sequence[SendJob]", progress: "SendProgress | None" = None) -> int: ...
+
+
 @runtime_checkable
 class Transport(Protocol):
     """A way to run things on one pod (see the module docstring).
@@ -119,6 +131,12 @@ class Transport(Protocol):
         """How this transport moves files here (`backends.transfer`). Raises
         `TransportUnsupported` for a method it cannot carry, `ValueError` for an
         unknown one."""
+        ...
+
+    def sender(self) -> "Sender":
+        """How this transport moves local files into `.part`s on the pod
+        (`backends.upload_transfer`): parallel exec channels, or one PTY shell.
+        Raises `TransportUnsupported` where there is nothing to upload to."""
         ...
 
     def beside(self) -> AbstractAsyncContextManager["Transport"]:

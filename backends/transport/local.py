@@ -16,7 +16,7 @@ from backends.transport.base import CommandResult, TransportUnsupported, read_fi
 
 if TYPE_CHECKING:
     from backends.agent import AgentChannel
-    from backends.transport.base import Fetcher
+    from backends.transport.base import Fetcher, Sender
 
 _CHUNK = 64 * 1024
 
@@ -85,6 +85,9 @@ class LocalTransport:
     def fetcher(self, *, method: str = "auto") -> "Fetcher":
         raise TransportUnsupported("the pod is this machine (host: local): its files are already here; "
                                    "copy them with cp if you want them elsewhere")
+
+    def sender(self) -> "Sender":
+        raise TransportUnsupported("the pod is this machine (host: local): copy files with cp")
 
     @asynccontextmanager
     async def beside(self) -> AsyncIterator["LocalTransport"]:

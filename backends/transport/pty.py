@@ -21,6 +21,7 @@ from backends.transport.base import CommandResult, TransportUnsupported, read_ra
 if TYPE_CHECKING:
     from backends.agent import AgentChannel
     from backends.transfer import PtyFetcher
+    from backends.upload_transfer import PtySender
 
 PTY = "pty"
 
@@ -75,6 +76,12 @@ class PtyTransport:
             raise TransportUnsupported("the pod is reached through a shell-only proxy: its files come through "
                                        f"the shell (method pty), not {method}")
         return PtyFetcher(self.shell)
+
+    def sender(self) -> "PtySender":
+        """Ranges one at a time as base64 through this shell (slower; it works)."""
+        from backends.upload_transfer import PtySender
+
+        return PtySender(self.shell)
 
     @asynccontextmanager
     async def beside(self) -> AsyncIterator["PtyTransport"]:

@@ -19,6 +19,7 @@ from backends.transport.base import CommandResult, read_file_by_command, write_c
 if TYPE_CHECKING:
     from backends.agent import AgentChannel
     from backends.transfer import Fetcher
+    from backends.upload_transfer import ParallelSender
 
 _CHUNK = 64 * 1024
 
@@ -108,6 +109,11 @@ class SshTransport:
         from backends.transfer import Fetcher
 
         return Fetcher(self.conn, method=method, ssh_argv=self._ssh_argv)
+
+    def sender(self) -> "ParallelSender":
+        from backends.upload_transfer import ParallelSender
+
+        return ParallelSender(self.conn)
 
     @asynccontextmanager
     async def beside(self) -> AsyncIterator["SshTransport"]:

@@ -1,0 +1,486 @@
+"""Local files to a pod: parallel byte ranges into a `.part` on the pod, resumable,
+each range checked on both ends; the pod-side commands that go with them.
+
+The mirror of `backends.parallel_transfer`, for the other direction:
+
+* **The pod side** is one python3 script (`_POD_SCRIPT`, several modes), so every
+  path goes in hex-encoded (a name may hold any byte) and nothing is interpolated:
+  `start` opens a file's `.part` (never through a symlink, never outside the upload's
+  root once symlinks are resolved), keeps the ranges its `.ranges` record lists whose
+  CRC-32 still matches the bytes there, and says which; `serve` writes framed ranges
+  (`OFFSET LENGTH HEXPART` + the bytes) where they belong and answers each with its
+  CRC-32 once written and recorded; `put` does one range whose bytes come on stdin
+  (through a PTY shell, as base64); `finish` renames a verified `.part` into place
+  (never over an existing file unless forced) and drops its record.
+* **Over exec channels** (`ParallelSender`) up to `MAX_CHANNELS` channels of the one
+  connection each run `serve`; ranges of every file go out from one queue, `DEPTH`
+  outstanding per channel, so on a far link many windows are in flight at once.
+* **Through a PTY shell** (RunPod's proxy, `PtySender`) one range at a time as a
+  heredoc of base64 lines into `put`: the proxy carries a terminal's text and one
+  shell runs one command. It works, slower (about a third more bytes, one round trip
+  per range); the callers say so.
+
+Each range's CRC-32 is computed here as it is read and on the pod as it is written:
+a range whose two CRCs differ is sent again. The whole file's SHA-256 on both ends
+and the rename are the caller's (`sessions.checkpoints.upload`), so a copy is only
+ever put in place once proven.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import os
+import shlex
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import asyncssh
+
+from backends.parallel_transfer import DEPTH, MAX_CHANNELS, PACKET, chunk_for
+from backends.ssh import FailureKind, SshFailure, command_bytes
+from backends.transfer import TransferFailed, _lost
+
+if TYPE_CHECKING:
+    from backends.transport.base import CommandResult, Transport
+    from backends.transport.pty_shell import PtyShell
+
+SendProgress = Callable[[int, int, int], None]
+"""`progress(job_index, done_bytes, size)`; `done` counts ranges the pod already held."""
+
+PTY_CHUNK = 1024 * 1024
+"""Range size through a PTY shell: one command (1.4 MB of base64 lines) per range."""
+
+_READ = 1024 * 1024
+
+_POD_SCRIPT = r"""import binascii, json, os, sys, zlib
+def P(h):
+    return os.path.expanduser(binascii.unhexlify(h))
+def side(part):
+    return part + b".ranges"
+def crc_of(fd, off, n):
+    c = 0
+    while n > 0:
+        b = os.pread(fd, min(n, 4194304), off)
+        if not b:
+            return None
+        c = zlib.crc32(b, c)
+        off += len(b)
+        n -= len(b)
+    return c
+def opened(part):
+    fd = os.open(part, os.O_RDWR | os.O_NOFOLLOW)
+    if not os.path.isfile(part):
+        sys.stderr.write("%s: not a regular file\n" % os.fsdecode(part))
+        sys.exit(6)
+    return fd
+def write_range(fd, part, off, data):
+    n = 0
+    while n < len(data):
+        n += os.pwrite(fd, data[n:], off + n)
+    c = zlib.crc32(data)
+    with open(side(part), "ab") as r:
+        r.write(b"%d %d\n" % (off, c))
+    return c
+mode = sys.argv[1]
+if mode == "start":
+    root = P(sys.argv[2])
+    real_root = os.path.realpath(root)
+    old = os.umask(0)
+    os.umask(old)
+    out = []
+    words = sys.stdin.buffer.read().split()
+    for i in range(len(words) // 3):
+        part, size, chunk = P(words[3 * i]), int(words[3 * i + 1]), int(words[3 * i + 2])
+        os.makedirs(os.path.dirname(part) or b".", exist_ok=True)
+        real_dir = os.path.realpath(os.path.dirname(part) or b".")
+        if real_dir != real_root and not real_dir.startswith(real_root.rstrip(b"/") + b"/"):
+            sys.stderr.write("%s leads outside %s (a symlink on the pod)\n" % (os.fsdecode(part), os.fsdecode(root)))
+            sys.exit(7)
+        if os.path.islink(part) or os.path.islink(side(part)):
+            sys.stderr.write("refusing to write through the symlink %s\n" % os.fsdecode(part))
+            sys.exit(7)
+        fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~old)
+        keep = {}
+        try:
+            lines = open(side(part), "rb").read().split(b"\n")
+            head = json.loads(lines[0])
+            if head.get("size") == size and head.get("chunk") == chunk:
+                for rec in lines[1:-1]:
+                    try:
+                        off, c = (int(x) for x in rec.split())
+                    except ValueError:
+                        continue
+                    if off % chunk == 0 and 0 <= off < size and crc_of(fd, off, min(chunk, size - off)) == c:
+                        keep[off] = c
+        except (OSError, ValueError, IndexError, AttributeError):
+            pass
+        if not keep:
+            os.ftruncate(fd, 0)
+        with open(side(part) + b".tmp", "wb") as r:
+            r.write(json.dumps({"version": 1, "size": size, "chunk": chunk}).encode() + b"\n")
+            r.write(b"".join(b"%d %d\n" % kv for kv in sorted(keep.items())))
+        os.replace(side(part) + b".tmp", side(part))
+        os.ftruncate(fd, size)
+        os.close(fd)
+        out += ["%d %d %d\n" % (i, off, c) for off, c in sorted(keep.items())]
+    sys.stdout.write("".join(out) + "started\n")
+elif mode == "serve":
+    fds = {}
+    inp = sys.stdin.buffer
+    while True:
+        line = inp.readline()
+        if not line:
+            break
+        off, n, hexpart = line.split()
+        off, n, part = int(off), int(n), P(hexpart)
+        fd = fds.get(part)
+        if fd is None:
+            fd = fds[part] = opened(part)
+        data = inp.read(n)
+        if len(data) != n:
+            sys.exit(5)
+        c = write_range(fd, part, off, data)
+        sys.stdout.write("%d %d\n" % (off, c))
+        sys.stdout.flush()
+elif mode == "put":
+    part, off = P(sys.argv[2]), int(sys.argv[3])
+    data = sys.stdin.buffer.read()
+    fd = opened(part)
+    sys.stdout.write("%d %d\n" % (off, write_range(fd, part, off, data)))
+elif mode == "finish":
+    part, final, force = P(sys.argv[2]), P(sys.argv[3]), sys.argv[4] == "1"
+    if os.path.isfile(part) and not os.path.islink(part):
+        fd = os.open(part, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    try:
+        os.unlink(side(part))
+    except FileNotFoundError:
+        pass
+    if os.path.lexists(final) and not force:
+        sys.stderr.write("%s already exists on the pod\n" % os.fsdecode(final))
+        sys.exit(6)
+    if force and os.path.isdir(final) and not os.path.islink(final) and os.path.isdir(part):
+        aside = final + b".old-%d" % os.getpid()
+        os.rename(final, aside)
+        os.rename(part, final)
+        import shutil
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(part, final)
+    d = os.open(os.path.dirname(final) or b".", os.O_RDONLY)
+    os.fsync(d)
+    os.close(d)
+    sys.stdout.write("done\n")
+elif mode == "kind":
+    for h in sys.argv[2:]:
+        p = P(h)
+        sys.stdout.write("dir\n" if os.path.isdir(p) else "file\n" if os.path.lexists(p) else "none\n")
+elif mode == "mkdir":
+    p = P(sys.argv[2])
+    if os.path.islink(p):
+        sys.stderr.write("refusing to write through the symlink %s\n" % os.fsdecode(p))
+        sys.exit(7)
+    os.makedirs(p, exist_ok=True)
+elif mode in ("drop", "unrecord"):
+    for h in sys.stdin.buffer.read().split():
+        p = P(h)
+        for q in ((p, side(p)) if mode == "drop" else (side(p),)):
+            try:
+                os.unlink(q)
+            except OSError:
+                pass
+"""
+
+
+def pod_command(mode: str, *args: str | int) -> str:
+    """`python3 -c _POD_SCRIPT MODE ARGS...` (paths pass through `hexpath`)."""
+    words = " ".join(shlex.quote(str(a)) for a in args)
+    return (f"command -v python3 >/dev/null 2>&1 || {{ echo 'no python3 on the pod' >&2; exit 127; }}; "
+            f"exec python3 -c {shlex.quote(_POD_SCRIPT)} {mode} {words}")
+
+
+def hexpath(path: str) -> str:
+    """A pod path as the script takes it (hex of its bytes; `~/` expands there)."""
+    return os.fsencode(path).hex()
+
+
+def with_lines(command: str, lines: Sequence[str]) -> str:
+    """`command` reading `lines` on stdin from a heredoc: many paths in short lines
+    (a terminal takes at most 4095 characters a line, a command line has a limit too)."""
+    end = f"GPUCTL_LINES_{os.urandom(6).hex()}"
+    return f"{command} <<'{end}'\n" + "".join(f"{line}\n" for line in lines) + end
+
+
+def parse_started(stdout: str, count: int) -> list[dict[int, int]]:
+    """`start`'s answer: per job, the ranges the pod kept {offset: crc}; ValueError
+    without its closing word (cut short)."""
+    lines = stdout.strip().splitlines()
+    if not lines or lines[-1].strip() != "started":
+        raise ValueError("the pod did not open the upload's .part files")
+    kept: list[dict[int, int]] = [{} for _ in range(count)]
+    for line in lines[:-1]:
+        i, off, crc = (int(x) for x in line.split())
+        kept[i][off] = crc
+    return kept
+
+
+@dataclass
+class SendJob:
+    """One file to send: `local_path` (`size` bytes) into the pod's `part` (a path as
+    the pod names it), in ranges of `chunk` bytes; `kept` are ranges the pod already
+    holds (`start`'s answer)."""
+
+    local_path: Path
+    part: str
+    size: int
+    chunk: int
+    kept: dict[int, int] = field(default_factory=dict)
+
+    def missing(self) -> list[tuple[int, int]]:
+        return [(off, min(self.chunk, self.size - off)) for off in range(0, self.size, self.chunk)
+                if off not in self.kept]
+
+
+@dataclass
+class _Sent:
+    job_index: int
+    offset: int
+    length: int
+    crc: int
+    acked: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class _Progress:
+    def __init__(self, jobs: Sequence[SendJob], progress: SendProgress | None):
+        self.done = [sum(min(j.chunk, j.size - off) for off in j.kept) for j in jobs]
+        self.jobs = jobs
+        self.progress = progress
+
+    def add(self, i: int, n: int) -> None:
+        self.done[i] += n
+        if self.progress is not None:
+            self.progress(i, self.done[i], self.jobs[i].size)
+
+    def start(self) -> None:
+        if self.progress is not None:
+            for i, job in enumerate(self.jobs):
+                self.progress(i, self.done[i], job.size)
+
+
+def _read_range(fd: int, off: int, n: int) -> tuple[list[bytes], int]:
+    """The bytes of a local range, in `_READ` pieces, and their CRC-32."""
+    pieces, crc, end = [], 0, off + n
+    while off < end:
+        block = os.pread(fd, min(_READ, end - off), off)
+        if not block:
+            raise TransferFailed("local", "a local file got shorter while it was uploaded")
+        crc = zlib.crc32(block, crc)
+        pieces.append(block)
+        off += len(block)
+    return pieces, crc
+
+
+class ParallelSender:
+    """Sends ranges over exec channels of one connection (see the module docstring)."""
+
+    kind = "parallel"
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, channels: int = MAX_CHANNELS):
+        self.conn = conn
+        self.channels = channels
+
+    @staticmethod
+    def chunk_for(size: int) -> int:
+        return chunk_for(size)
+
+    async def send_all(self, jobs: Sequence[SendJob], progress: SendProgress | None = None) -> int:
+        """Send every job's missing ranges; bytes sent. Raises `TransferFailed`."""
+        meter = _Progress(jobs, progress)
+        meter.start()
+        queue = collections.deque((i, off, n) for i, job in enumerate(jobs) for off, n in job.missing())
+        if not queue:
+            return 0
+        fds = [os.open(job.local_path, os.O_RDONLY) for job in jobs]
+        sent = [0]
+        try:
+            count = max(1, min(self.channels, len(queue)))
+            opened = await asyncio.gather(*(self._open() for _ in range(count)), return_exceptions=True)
+            procs = [p for p in opened if not isinstance(p, BaseException)]
+            if not procs:
+                failed = next(p for p in opened if isinstance(p, BaseException))
+                raise failed
+            workers = [asyncio.ensure_future(self._worker(p, jobs, fds, queue, meter, sent)) for p in procs]
+            try:
+                done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+                for w in done:
+                    if w.exception() is not None:
+                        raise w.exception()  # type: ignore[misc]
+            finally:
+                for w in workers:
+                    w.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                for p in procs:
+                    p.close()
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return sent[0]
+
+    async def _open(self) -> asyncssh.SSHClientProcess:
+        try:
+            return await self.conn.create_process(command_bytes(pod_command("serve")), encoding=None,
+                                                  max_pktsize=PACKET)
+        except (asyncssh.Error, OSError) as exc:
+            raise _lost("the upload", exc) from exc
+
+    async def _worker(self, proc: asyncssh.SSHClientProcess, jobs: Sequence[SendJob], fds: list[int],
+                      queue: collections.deque[tuple[int, int, int]], meter: _Progress, sent: list[int]) -> None:
+        asked: collections.deque[_Sent] = collections.deque()  # in order, until counted here
+        unanswered: collections.deque[_Sent] = collections.deque()  # in order, until the pod answers
+
+        async def acks() -> None:
+            while True:
+                line = await proc.stdout.readline()
+                if not line:
+                    return
+                off, crc = (int(x) for x in line.split())
+                rec = unanswered.popleft()
+                if rec.offset != off:
+                    raise TransferFailed("remote", "the pod answered out of order")
+                rec.acked.set_result(crc)
+
+        reader = asyncio.ensure_future(acks())
+        try:
+            retries = 0
+            while queue or asked:
+                while queue and len(asked) < DEPTH:
+                    i, off, n = queue.popleft()
+                    pieces, crc = await asyncio.to_thread(_read_range, fds[i], off, n)
+                    rec = _Sent(i, off, n, crc)
+                    asked.append(rec)
+                    unanswered.append(rec)
+                    proc.stdin.write(f"{off} {n} {hexpath(jobs[i].part)}\n".encode())
+                    for piece in pieces:
+                        proc.stdin.write(piece)
+                        await proc.stdin.drain()
+                rec = asked[0]
+                await asyncio.wait((rec.acked, reader), return_when=asyncio.FIRST_COMPLETED)
+                if not rec.acked.done():
+                    if reader.done() and reader.exception() is not None:
+                        raise reader.exception()  # type: ignore[misc]
+                    raise await self._why(proc, jobs[rec.job_index])
+                asked.popleft()
+                if rec.acked.result() != rec.crc:  # damaged on the way or on the pod's disk: again
+                    retries += 1
+                    if retries > 3:
+                        raise TransferFailed("remote", f"{jobs[rec.job_index].part}: a range kept arriving damaged")
+                    queue.appendleft((rec.job_index, rec.offset, rec.length))
+                    continue
+                meter.add(rec.job_index, rec.length)
+                sent[0] += rec.length
+            proc.stdin.write_eof()
+        except (asyncssh.Error, OSError) as exc:
+            if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+                raise TransferFailed("local", f"cannot read a local file: {exc.strerror or exc}") from exc
+            raise _lost("the upload", exc) from exc
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    @staticmethod
+    async def _why(proc: asyncssh.SSHClientProcess, job: SendJob) -> TransferFailed:
+        try:
+            await asyncio.wait_for(proc.wait_closed(), 5)
+        except (asyncio.TimeoutError, asyncssh.Error, OSError):
+            pass
+        status = proc.exit_status
+        err = b""
+        try:
+            err = await asyncio.wait_for(proc.stderr.read(), 1) or b""
+        except (asyncio.TimeoutError, asyncssh.Error, OSError):
+            pass
+        words = err.decode(errors="replace").strip().splitlines() if isinstance(err, bytes) else []
+        if status is None:
+            return TransferFailed("lost", f"connection lost while uploading {job.local_path}")
+        why = words[-1] if words else f"exit status {status}"
+        return TransferFailed("remote", f"cannot write {job.part} on the pod: {why}")
+
+
+class PtySender:
+    """Sends ranges one at a time through a PTY shell (see the module docstring)."""
+
+    kind = "pty"
+
+    def __init__(self, shell: "PtyShell"):
+        self.shell = shell
+
+    @staticmethod
+    def chunk_for(size: int) -> int:
+        return PTY_CHUNK
+
+    async def send_all(self, jobs: Sequence[SendJob], progress: SendProgress | None = None) -> int:
+        meter = _Progress(jobs, progress)
+        meter.start()
+        sent = 0
+        for i, job in enumerate(jobs):
+            fd = os.open(job.local_path, os.O_RDONLY)
+            try:
+                for off, n in job.missing():
+                    pieces, crc = _read_range(fd, off, n)
+                    for _ in range(3):
+                        answer = await self._put(job, off, b"".join(pieces))
+                        if answer == crc:
+                            break
+                    else:
+                        raise TransferFailed("remote", f"{job.part}: a range kept arriving damaged")
+                    meter.add(i, n)
+                    sent += n
+            finally:
+                os.close(fd)
+        return sent
+
+    async def _put(self, job: SendJob, off: int, data: bytes) -> int:
+        encoded = base64.b64encode(data).decode("ascii")
+        body = "\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
+        end = f"GPUCTL_UP_{os.urandom(6).hex()}"
+        command = f"base64 -d <<'{end}' | {{ {pod_command('put', hexpath(job.part), off)}; }}\n{body}\n{end}"
+        try:
+            result = await self.shell.run(command, timeout=120)
+        except SshFailure as exc:
+            kind = "remote" if exc.kind == FailureKind.COMMAND else "lost"
+            raise TransferFailed(kind, f"uploading {job.local_path}: {exc.message}") from None
+        if not result.ok:
+            raise TransferFailed("remote", f"cannot write {job.part} on the pod: {pod_words(result)}")
+        try:
+            _, crc = result.stdout.strip().splitlines()[-1].split()
+            return int(crc)
+        except (ValueError, IndexError):
+            raise TransferFailed("remote", f"the pod did not confirm a range of {job.part}") from None
+
+
+async def run_pod(transport: "Transport", mode: str, *args: str | int, stdin_lines: Sequence[str] = (),
+                  timeout: float = 120.0) -> str:
+    """Run one mode of the pod script through any transport (`stdin_lines` fed from a
+    heredoc); its stdout, or `TransferFailed("remote")` with the pod's words."""
+    command = pod_command(mode, *args)
+    if stdin_lines:
+        command = with_lines(command, stdin_lines)
+    try:
+        result = await transport.run(command, timeout=timeout)
+    except SshFailure as exc:
+        raise TransferFailed("lost" if exc.kind != FailureKind.COMMAND else "remote", exc.message) from None
+    if not result.ok:
+        raise TransferFailed("remote", pod_words(result))
+    return result.stdout
+
+
+def pod_words(result: "CommandResult") -> str:
+    """The pod's last words about a failed command: stderr's last line (stdout's
+    through a PTY shell, where the two are one stream), or the exit status."""
+    lines = [x for x in (result.stderr or result.stdout).strip().splitlines() if x.strip()]
+    return lines[-1] if lines else f"exit status {result.exit_status}"

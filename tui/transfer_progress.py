@@ -1,0 +1,75 @@
+"""Progress of a transfer on stderr: a rich bar with rate and ETA on a terminal, plain
+lines otherwise (a log, a pipe, CI), for `gpuctl upload` (and any transfer command).
+
+Lives in `tui/`: rich is a front-end library, and `sessions` only calls back with
+`progress(done_bytes, total_bytes)`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable
+
+ProgressFn = Callable[[int, int], None]
+
+
+class PlainProgress:
+    """Progress as lines (not a terminal): one every 10 % or 10 s, whichever first,
+    and the last one at 100 %."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.started = time.monotonic()
+        self.first: int | None = None
+        self.last_pct = -10
+        self.last_t = self.started
+        self.last_done = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        from tui import humanize
+
+        now = time.monotonic()
+        if self.first is None:
+            self.first = done
+        pct = int(done * 100 / total) if total else 100
+        if done == self.last_done or (pct < self.last_pct + 10 and now - self.last_t < 10 and done < total):
+            return
+        self.last_pct, self.last_t, self.last_done = pct, now, done
+        moved = done - self.first
+        rate = moved / (now - self.started) if now > self.started else 0.0
+        print(f"{self.label}: {humanize.size(done)}/{humanize.size(total)} ({pct}%) "
+              f"{rate / 1e6:.0f} MB/s", file=sys.stderr, flush=True)
+
+
+class TransferProgress:
+    """`with TransferProgress(label) as progress:` then call `progress(done, total)`."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self._bar = None
+        self._task = None
+        self._plain: PlainProgress | None = None
+
+    def __enter__(self) -> ProgressFn:
+        if not sys.stderr.isatty():
+            self._plain = PlainProgress(self.label)
+            return self._plain
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                       TimeRemainingColumn(), console=Console(file=sys.stderr), transient=True)
+        task = bar.add_task(self.label, total=None)
+        self._bar = bar
+        bar.start()
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return progress
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
