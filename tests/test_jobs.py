@@ -135,3 +135,16 @@ async def _until_named(fleet: Fleet, job) -> summary.JobSummary:
     finally:
         sub.close()
     raise AssertionError("unreachable")
+
+
+def test_status_json_lists_the_job_as_one_unit(sshd, tmp_path, capsys):
+    from tui.cli import main
+
+    trust(sshd)
+    pods = [sshd.pod_entry(f"n{i}", sessions=[{"name": "train", "command": COMMAND}]) for i in range(2)]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"pods": pods, "jobs": [_job("pair", ["n0", "n1"])]}, sort_keys=False))
+    assert main(["--config", str(path), "status", "--json"]) == 0
+    (job,) = json.loads(capsys.readouterr().out)["jobs"]
+    assert (job["kind"], job["name"], job["nodes"], job["nodes_online"], job["gpus"]) == ("job", "pair", 2, 2, 4)
+    assert [r["pod"] for r in job["ranks"]] == ["n0", "n1"] and job["findings"] == []

@@ -55,7 +55,7 @@ async def run_status(config: Config, *, as_json: bool, watch: bool, interval: fl
     async with Fleet(config, pod_names) as fleet:
         snapshot = await fleet.wait_settled(timeout=_settle_timeout(config))
         if not watch:
-            jobs = await slurm_jobs(fleet) if as_json else None
+            jobs = await status_jobs(fleet, snapshot) if as_json else None
             print_snapshot(snapshot, as_json=as_json, out=out, config=config, jobs=jobs)
             return exit_code(snapshot)
         try:
@@ -63,13 +63,28 @@ async def run_status(config: Config, *, as_json: bool, watch: bool, interval: fl
                 await _watch_live(fleet, interval, out)
             else:
                 while True:
-                    print_snapshot(fleet.snapshot(), as_json=as_json, out=out, config=config)
+                    current = fleet.snapshot()
+                    jobs = await status_jobs(fleet, current) if as_json else None
+                    print_snapshot(current, as_json=as_json, out=out, config=config, jobs=jobs)
                     if not as_json:
                         out.write("\n")
                     await asyncio.sleep(interval)
         except asyncio.CancelledError:
             pass
         return exit_code(fleet.snapshot())
+
+
+async def status_jobs(fleet: Fleet, snapshot: FleetSnapshot) -> list[dict] | None:
+    """`jobs` of `status --json`: each `jobs:` entry as one unit (`kind: job`), then the
+    Slurm jobs of `kind: slurm` pods (`kind: slurm`); None when the config has neither."""
+    from sessions.jobs.summary import summarize
+
+    configured = [summarize(job, snapshot).to_json() for job in fleet.config.jobs
+                  if any(p in fleet.links for p in job.pods)]
+    slurm = await slurm_jobs(fleet)
+    if not fleet.config.jobs and slurm is None:
+        return None
+    return configured + (slurm or [])
 
 
 async def slurm_jobs(fleet: Fleet) -> list[dict] | None:
