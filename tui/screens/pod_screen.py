@@ -149,6 +149,7 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
         self.query_one(GpuPanel).show(pod, lambda i: history.gpu(pod.name, i))
         self.query_one(SessionsPanel).show(pod, lambda s: history.loss(pod.name, s))
         self._follow_log()
+        self.query_one(LogPane).set_stale(f"pod {pod.state}: last lines" if pod.stale else None)
         self._draw_checkpoints()
         self.refresh_actions()
 

@@ -28,6 +28,7 @@ class LogPane(Vertical):
         self.show_pod = False
         """Name the pod in the title (the full-screen log has no pod header)."""
         self._pod: str | None = None
+        self._stale: str | None = None
 
     def compose(self) -> ComposeResult:
         self._view = LogView()
@@ -98,16 +99,26 @@ class LogPane(Vertical):
     def _older(self, _event: Input.Submitted) -> None:
         self.view.step_match(-1)
 
+    def set_stale(self, note: str | None) -> None:
+        """`note` ('pod stopped: last lines') while the pod is not online, so the title
+        does not say "following" over a log nothing can follow; None when it is."""
+        if note != self._stale:
+            self._stale = note
+            self._title()
+
     @on(LogView.StatusChanged)
     def _title(self) -> None:
-        self.border_title = log_title(self.view, self.session, self._pod if self.show_pod else None)
+        self.border_title = log_title(self.view, self.session, self._pod if self.show_pod else None, self._stale)
 
 
-def log_title(view: LogView, session: str | None, pod: str | None = None) -> str:
-    """'Log · pretrain · paused at line 120/5,000 (3 new lines, End: follow) · no wrap'."""
+def log_title(view: LogView, session: str | None, pod: str | None = None, stale: str | None = None) -> str:
+    """'Log · pretrain · paused at line 120/5,000 (3 new lines, End: follow) · no wrap';
+    `stale` replaces "following" while the pod is not online."""
     where = f"{pod} / {session}" if pod else session
     parts = [f"Log · {where}" if session else "Log · no session selected"]
-    if view.follow:
+    if view.follow and stale:
+        parts.append(stale)
+    elif view.follow:
         parts.append("following")
     else:
         at, kept = view.position
