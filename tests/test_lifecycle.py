@@ -92,3 +92,53 @@ def test_a_pod_that_is_not_online_keeps_its_values_as_last_known_and_no_session_
 
     never_seen = PodSnapshot("b", "h", state=OFFLINE)
     assert not never_seen.stale and never_seen.age_s(T) is None  # nothing shown, nothing stale
+
+
+def test_gpuctl_status_dims_a_stale_pods_samples_never_hot_and_says_how_old():
+    import time
+
+    from rich.console import Console
+
+    from sessions.snapshot import FleetSnapshot
+    from tui.status_table import problems, rich_renderable
+
+    arrived = time.time() - 630
+    pod = settle(PodSnapshot("a100x4", "h", state=OFFLINE, sampled_at=arrived, received_at=arrived,
+                             gpus=(GpuSample(0, "NVIDIA A100", temp_c=91.0),), price_per_hour=2.0, spend_usd=1.5),
+                 None, OwnAction(PodState.STOPPED, arrived + 60))
+    fleet = FleetSnapshot((pod,))
+    assert problems(fleet, now=arrived + 630) == [
+        (pod, "stopped: stopped by gpuctl (values shown are last known, from 10m ago)")]
+    console = Console(width=160, force_terminal=True, color_system="truecolor", record=True)
+    console.print(rich_renderable(fleet))
+    out = console.export_text(styles=True)
+    assert "\x1b[2;3m91°C" in out and "\x1b[1;31m91°C" not in out  # dimmed, not hot: nobody sees it now
+    assert "\x1b[2;3m1.50" not in out  # spend is the ledger's, live
+    assert "values shown are last known, from 10m ago" in out
+
+
+def test_the_fleet_row_dims_a_stale_pod_says_its_age_and_sorts_it_after_live_ones():
+    from tui import fleet_rows
+
+    def gpu_pod(name, temp, state=ONLINE):
+        return PodSnapshot(name, "h", state=state, sampled_at=T, received_at=T,
+                           gpus=(GpuSample(0, "NVIDIA A100", temp_c=temp, util_pct=90.0),),
+                           sessions=(SessionSnapshot("sft", SessionState.RUNNING, configured=True,
+                                                     progress=Progress(step=10, total=100, rate=1.0, eta_s=90.0)),))
+
+    hot_stale = settle(gpu_pod("stopped", 91.0, OFFLINE), None, OwnAction(PodState.STOPPED, T))
+    live, cool = gpu_pod("live", 70.0), gpu_pod("cool", 40.0)
+    unknown = PodSnapshot("new", "h", state=PodState.CONNECTING)
+    pods = [unknown, hot_stale, cool, live]
+    for sort in ("temp", "util", "eta"):
+        names = [p.name for p in fleet_rows.ordered(pods, sort)]
+        assert names.index("stopped") > max(names.index("live"), names.index("cool")), (sort, names)
+        reverse = [p.name for p in fleet_rows.ordered(pods, sort, reverse=True)]
+        assert reverse.index("stopped") > max(reverse.index("live"), reverse.index("cool")), (sort, reverse)
+    assert [p.name for p in fleet_rows.ordered(pods, "temp")] == ["live", "cool", "stopped", "new"]
+
+    cells = fleet_rows.pod_cells(hot_stale, hot_c=80.0, now=T + 630)
+    assert {tone for key in fleet_rows.STALE_COLUMNS for _, tone in cells[key]} == {"stale"}  # 91 °C is not "hot"
+    assert cells["eta"] == (("10m ago", "stale"),) and cells["state"][0] == ("stopped", "stopped")
+    assert cells["session"][0] == ("sft", "stale")
+    assert fleet_rows.detail_line(hot_stale)[0].startswith("stopped: stopped: stopped by gpuctl · values shown are from")

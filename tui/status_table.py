@@ -189,8 +189,8 @@ def rich_renderable(fleet: FleetSnapshot, config=None) -> RenderableType:
             styled = [Text(visible(c)) for c in cells]
             styled[0].stylize("bold")
             styled[1].stylize(STATE_STYLE.get(pod.state, ""))
-            if pod.stale:  # not online: last known values, dimmed, never in live colours
-                for cell in styled[2:]:
+            if pod.stale:  # not online: last known samples dimmed, never in live colours (price and spend are live)
+                for cell in styled[2:COLUMNS.index("$/H")]:
                     cell.stylize("dim italic")
                 table.add_row(*styled)
                 continue
