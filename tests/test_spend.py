@@ -117,3 +117,13 @@ def test_the_pod_header_says_which_clock_the_spend_counts_from():
     pod = PodSnapshot("h100x8", "h", state="online", price_per_hour=23.92, spend_usd=0.0, uptime_s=3552.0,
                       spend_from="provider")
     assert "spent $0.00 (from provider start) · up 59m12s" in pod_header(pod)
+
+
+def test_a_ledger_kept_from_the_machines_uptime_carries_on_from_first_seen(tmp_path):
+    """Spend no longer counts from the machine's boot (in a container, the host's): a
+    ledger written before keeps its dollars and counts on from when gpuctl sees it."""
+    book = SpendBook(tmp_path / "s.json")
+    old = book.record("p", 3.6, T0 - 3000, "uptime", now=T0).total                  # written by an older gpuctl
+    again = book.record("p", 3.6, None, "first_seen", now=T0 + 10)
+    assert (again.source, again.since, again.banked) == ("first_seen", T0 + 10, old)
+    assert book.record("p", 3.6, None, "first_seen", now=T0 + 1010).total == round(old + 1.0, 4)
