@@ -109,12 +109,11 @@ def test_kill_confirmation(snap_compare, tmp_path, size):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_teardown_confirmation_asks_for_the_pod_name(snap_compare, tmp_path, size, monkeypatch):
-    from sessions.checkpoints import teardown_guard
-
     async def unsafe(pod):  # the real guard would try to reach the example pod over SSH
         return False, "session train's newest checkpoint checkpoint-1200 has no verified local copy"
 
-    monkeypatch.setattr(teardown_guard, "guard_for", lambda config, **_: unsafe)
+    # The TUI asks the Fleet for the guard (`Fleet.guard_for`, over the pod's link).
+    monkeypatch.setattr(StaticFleet, "guard_for", lambda self, steps=None: unsafe, raising=False)
 
     async def typed_half(pilot) -> None:
         for _ in range(50):

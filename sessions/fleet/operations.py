@@ -84,7 +84,7 @@ class Operations:
         through this Fleet's links: its listing and hashing borrow the pod's connection."""
         from sessions.checkpoints import teardown_guard
 
-        return teardown_guard.guard_for(self.config, steps, borrow=self.borrow)
+        return teardown_guard.guard_for(self.config, steps=steps, borrow=self.borrow)
 
     async def teardown_check(self, pod_name: str, steps: Mapping[str, int] | None = None) -> tuple[bool, str]:
         """(ok, what is known) for tearing the pod down: see `teardown_guard.check`."""
