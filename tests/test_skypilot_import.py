@@ -63,8 +63,11 @@ def test_import_writes_one_pod_per_node_that_status_reaches(isolated_home, sshd,
     assert main(["--config", str(config), "pods", "import", "skypilot", "--write"]) == 0
     text = config.read_text()
     assert text.startswith("# mine\n") and "stop and teardown act on the whole cluster" in text
-    pods = {p.name: p for p in load_config(locate_config(str(config))).pods}
+    loaded = load_config(locate_config(str(config)))
+    pods = {p.name: p for p in loaded.pods}
     assert set(pods) == {"keep", "solo", "train", "train-worker1"}
+    # The two-node cluster is one job, head first; the one-node cluster is not a job.
+    assert [(j.name, j.pods, j.session) for j in loaded.jobs] == [("train", ("train", "train-worker1"), None)]
     assert (pods["train-worker1"].host, pods["train-worker1"].host_key) == ("train-worker1", "accept-new")
     assert (pods["train-worker1"].provider.type, pods["train-worker1"].provider.id) == ("skypilot", "train")
     capsys.readouterr()
@@ -72,13 +75,16 @@ def test_import_writes_one_pod_per_node_that_status_reaches(isolated_home, sshd,
     assert main(["--config", str(config), "pods", "import", "skypilot", "--write"]) == 0
     assert "nothing to import" in capsys.readouterr().out and config.read_text() == text
 
-    # The imported pods answer, through the ProxyCommand, with their keys recorded.
+    # The imported pods answer, through the ProxyCommand, with their keys recorded; the
+    # cluster is listed as one job of two nodes.
     config.write_text(text.replace("  - name: keep\n    host: 192.0.2.1\n", ""))
     jump_before = sshd_nopython.log_text().count("Accepted publickey")
     main(["--config", str(config), "status", "--json"])
     doc = json.loads(capsys.readouterr().out)
     states = {p["name"]: p["state"] for p in doc["pods"]}
     assert states == {"solo": "online", "train": "online", "train-worker1": "online"}, doc
+    (job,) = doc["jobs"]
+    assert (job["name"], job["nodes"], job["nodes_online"]) == ("train", 2, 2)
     # solo connects to the jump sshd directly; train and its worker through it.
     assert sshd_nopython.log_text().count("Accepted publickey") - jump_before == 3
 

@@ -243,7 +243,8 @@ class JobConfig:
     Attributes:
         name: unique job name.
         pods: pod names, rank 0 first.
-        session: the session (configured on every one of those pods) each rank runs.
+        session: the session (configured on every one of those pods) each rank runs;
+            None groups the nodes only (an imported cluster), with nothing to launch.
         master_addr: where rank 0 listens (None: rank 0's SSH host name).
         master_port: the rendezvous port (None: 29500, torchrun's default).
         line: 1-based line of the entry in the config file.

@@ -443,7 +443,6 @@ def _job(ck: Checker, node: Node, field: str, seen: dict[str, int]) -> Any:
     _unique(ck, node, values, prefix, seen, "job")
     ok = _required(ck, node, prefix, "name", values, "a unique name for the job")
     ok = _required(ck, node, prefix, "pods", values, "its pods in rank order, e.g. pods: [node0, node1]") and ok
-    ok = _required(ck, node, prefix, "session", values, "the session each of its pods runs") and ok
     return JobConfig(**values, line=yl.line_of(node)) if ok else INVALID
 
 
@@ -468,6 +467,8 @@ def check_jobs(ck: Checker, root: Node, built: tuple[JobConfig, ...], pod_list: 
                 close = suggest(name, tuple(by_name))
                 ck.problem(where, join(field, "pods"), f"no pod {name!r}" + (f"; did you mean {close!r}?" if close else ""))
                 continue
+            if job.session is None:
+                continue  # nodes grouped only (an imported cluster): nothing to launch yet
             session = next((s for s in pod.sessions if s.name == job.session), None)
             if session is None or not session.command:
                 ck.problem(where, join(field, "session"),

@@ -25,6 +25,10 @@ from sessions.link import pods as pod_settings
 from sessions.tmux import control as session_control
 
 DEFAULT_MASTER_PORT = 29500
+
+
+class JobError(Exception):
+    """The job cannot do that (the message says why)."""
 Borrow = Callable[[str], AbstractAsyncContextManager[Transport]]
 
 
@@ -50,10 +54,12 @@ async def launch(job: JobConfig, config: Config, borrow: Borrow) -> list[Any]:
     Stops at the first rank that fails (the error says which pod), leaving the ranks
     already started running: the caller decides whether to kill them.
     """
+    if job.session is None:
+        raise JobError(f"job {job.name!r} names no session to launch (add session: to its entry)")
     results = []
     for rank, pod_name in enumerate(job.pods):
         pod = config.pod(pod_name)
-        session = pod.session(job.session or "")
+        session = pod.session(job.session)
         assert session.command is not None  # config check refused a job session without one
         filled = replace(session, command=shell_template.fill(session.command, rank_values(job, config, rank)))
         async with borrow(pod_name) as transport:
@@ -63,8 +69,10 @@ async def launch(job: JobConfig, config: Config, borrow: Borrow) -> list[Any]:
 
 async def kill(job: JobConfig, borrow: Borrow) -> list[Any]:
     """Kill the job's session on every pod (last rank first); idempotent per pod."""
+    if job.session is None:
+        raise JobError(f"job {job.name!r} names no session to kill")
     results = []
     for pod_name in reversed(job.pods):
         async with borrow(pod_name) as transport:
-            results.append(await session_control.kill(transport, job.session or "", pod_name=pod_name))
+            results.append(await session_control.kill(transport, job.session, pod_name=pod_name))
     return results

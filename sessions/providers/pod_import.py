@@ -131,19 +131,19 @@ def plan(config: Config | None, provider_type: str, instances: list[InstanceInfo
 # --- editing the file -----------------------------------------------------------------
 
 
-def _pods_node(root: object) -> tuple[ScalarNode, Node] | None:
+def _pods_node(root: object, name: str = "pods") -> tuple[ScalarNode, Node] | None:
     if not isinstance(root, MappingNode):
         return None
     for key, value in root.value:
-        if isinstance(key, ScalarNode) and key.value == "pods":
+        if isinstance(key, ScalarNode) and key.value == name:
             return key, value
     return None
 
 
-def list_indent(text: str) -> int:
-    """Column of the `-` of the existing pod entries (2 when there are none)."""
+def list_indent(text: str, name: str = "pods") -> int:
+    """Column of the `-` of the existing entries of list `name` (2 when there are none)."""
     root = yl.compose(text) if text.strip() else None
-    found = _pods_node(root)
+    found = _pods_node(root, name)
     if found and isinstance(found[1], SequenceNode) and found[1].value and not found[1].flow_style:
         line = text.splitlines()[found[1].value[0].start_mark.line]
         stripped = line.lstrip()
@@ -152,25 +152,26 @@ def list_indent(text: str) -> int:
     return 2
 
 
-def insert_pods(text: str, entries: str) -> str:
-    """`text` with `entries` (block YAML, already indented) appended to its `pods:` list.
+def insert_pods(text: str, entries: str, name: str = "pods") -> str:
+    """`text` with `entries` (block YAML, already indented) appended to its `pods:` list
+    (or the top-level list `name`, e.g. `jobs`).
 
     Raises:
-        ImportError_: `pods:` is a non-empty flow list (`[a, b]`) or not a list.
+        ImportError_: the list is a non-empty flow list (`[a, b]`) or not a list.
     """
     if text and not text.endswith("\n"):
         text += "\n"
     root = yl.compose(text) if text.strip() else None
-    found = _pods_node(root)
+    found = _pods_node(root, name)
     if found is None:
-        return text + "pods:\n" + entries
+        return text + f"{name}:\n" + entries
     key, node = found
     lines = text.splitlines(keepends=True)
     if isinstance(node, SequenceNode) and not node.flow_style and node.value:
         last = node.value[-1]
         end = last.end_mark
         last_line = end.line if end.column > 0 else end.line - 1
-        dash = list_indent(text)
+        dash = list_indent(text, name)
         # Trailing blank lines and comments at the list's own level belong after it.
         while last_line > last.start_mark.line:
             stripped = lines[last_line].strip()
@@ -196,9 +197,9 @@ def insert_pods(text: str, entries: str) -> str:
             rest = rest[1:]
         return head + comment + "\n" + entries + rest
     if isinstance(node, SequenceNode):
-        raise ImportError_("'pods:' is written as a [flow, list]; write it as a block list "
+        raise ImportError_(f"'{name}:' is written as a [flow, list]; write it as a block list "
                            "(one '- name: ...' per line) so gpuctl can append to it")
-    raise ImportError_("'pods:' is not a list; fix the config first (gpuctl config check)")
+    raise ImportError_(f"'{name}:' is not a list; fix the config first (gpuctl config check)")
 
 
 def write_config(path: Path, new_text: str) -> None:

@@ -12,7 +12,9 @@ So no `sky` call is needed: each node becomes a pod whose `host:` is its alias, 
 rewrite the address; the alias stays). Entries name provider `skypilot` with the
 cluster as id, so `gpuctl stop`/`teardown` run `sky stop`/`sky down` on the cluster.
 Host keys follow gpuctl's policy: the entries say `host_key: accept-new` (record on
-first connect, refuse a changed key), never SkyPilot's "no checking".
+first connect, refuse a changed key), never SkyPilot's "no checking". A cluster of
+several nodes also becomes a `jobs:` entry (its nodes in rank order, head first), so
+it is shown as one unit; it names no session until the user adds one.
 """
 
 from __future__ import annotations
@@ -129,3 +131,28 @@ def plan(config: Config | None, clusters: list[list[SkyNode]], *, indent: int = 
             taken.add(name)
             result.added.append(NewPod(name, info, entry_text(name, node, len(nodes), indent)))
     return result
+
+
+def job_entries(config: Config | None, clusters: list[list[SkyNode]], plan: ImportPlan, *,
+                indent: int = 2) -> str:
+    """`jobs:` entries (YAML text) for each multi-node cluster whose nodes are all pods
+    after this import and that no job names yet."""
+    pods = config.pods if config else ()
+    pod_for = {p.host: p.name for p in pods}
+    pod_for.update({new.info.ssh_host: new.name for new in plan.added if new.info.ssh_host})
+    taken = {j.name for j in (config.jobs if config else ())}
+    grouped = {tuple(j.pods) for j in (config.jobs if config else ())}
+    pad = " " * indent
+    text = ""
+    for nodes in clusters:
+        names = [pod_for.get(n.alias) for n in nodes]
+        if len(nodes) < 2 or None in names or tuple(names) in grouped:
+            continue
+        name, n = nodes[0].cluster, 2
+        while name in taken:
+            name, n = f"{nodes[0].cluster}-{n}", n + 1
+        taken.add(name)
+        text += (f"{pad}# SkyPilot cluster {nodes[0].cluster}: add session: (run on every node) to launch it as one job\n"
+                 f"{pad}- name: {scalar(name)}\n"
+                 f"{pad}  pods: [{', '.join(scalar(x) for x in names)}]\n")
+    return text

@@ -252,8 +252,9 @@ async def _import_async(args: argparse.Namespace, config: Any, path: Any, entry:
             complain(f"no SkyPilot clusters: {skypilot_import.generated_dir()} holds no SSH entries "
                      "(SkyPilot writes them while a cluster is up: sky status)")
             return 0
-        return _write_plan(args, path, text, "skypilot", sum(len(c) for c in clusters),
-                           skypilot_import.plan(config, clusters, indent=pod_import.list_indent(text)))
+        sky_plan = skypilot_import.plan(config, clusters, indent=pod_import.list_indent(text))
+        jobs_text = skypilot_import.job_entries(config, clusters, sky_plan, indent=pod_import.list_indent(text, "jobs"))
+        return _write_plan(args, path, text, "skypilot", sum(len(c) for c in clusters), sky_plan, jobs_text)
     try:
         provider = provider_ops.build_provider(entry)
     except provider_ops.ProviderSetupError as exc:
@@ -276,13 +277,15 @@ async def _import_async(args: argparse.Namespace, config: Any, path: Any, entry:
     return _write_plan(args, path, text, entry.type, len(instances), plan)
 
 
-def _write_plan(args: argparse.Namespace, path: Any, text: str, kind: str, count: int, plan: Any) -> int:
-    """Print or write an import plan (`--write`), saying what was skipped and why."""
+def _write_plan(args: argparse.Namespace, path: Any, text: str, kind: str, count: int, plan: Any,
+                jobs_text: str = "") -> int:
+    """Print or write an import plan (`--write`), saying what was skipped and why;
+    `jobs_text`: `jobs:` entries that group the new pods (a multi-node cluster)."""
     from sessions.providers import pod_import
 
     for info, why in plan.skipped:
         complain(f"skipped {kind} {info.id}{f' ({info.name})' if info.name else ''}: {why}")
-    if not plan.added:
+    if not plan.added and not jobs_text:
         print(f"nothing to import from {kind}: {count} instance(s), none new and running")
         return 0
     entries = "".join(p.text for p in plan.added)
@@ -291,9 +294,14 @@ def _write_plan(args: argparse.Namespace, path: Any, text: str, kind: str, count
     if not args.write:
         print(f"# would add {len(plan.added)} pod(s) to {path} (run again with --write to add them):")
         sys.stdout.write(entries)
+        if jobs_text:
+            print("# and under jobs:")
+            sys.stdout.write(jobs_text)
         return 0
     try:
-        new_text = pod_import.insert_pods(text, entries)
+        new_text = pod_import.insert_pods(text, entries) if entries else text
+        if jobs_text:
+            new_text = pod_import.insert_pods(new_text, jobs_text, "jobs")
         pod_import.write_config(path, new_text)
     except pod_import.ImportError_ as exc:
         complain(f"{path}: {exc}")
@@ -303,4 +311,6 @@ def _write_plan(args: argparse.Namespace, path: Any, text: str, kind: str, count
         return EXIT_FAILED
     names = ", ".join(p.name for p in plan.added)
     print(f"added {len(plan.added)} pod(s) to {path}: {names}")
+    if jobs_text:
+        print(f"grouped the nodes of each multi-node cluster as a job under jobs: in {path}")
     return 0
