@@ -142,3 +142,14 @@ def test_the_fleet_row_dims_a_stale_pod_says_its_age_and_sorts_it_after_live_one
     assert cells["eta"] == (("10m ago", "stale"),) and cells["state"][0] == ("stopped", "stopped")
     assert cells["session"][0] == ("sft", "stale")
     assert fleet_rows.detail_line(hot_stale)[0].startswith("stopped: stopped: stopped by gpuctl · values shown are from")
+
+
+def test_a_pod_gpuctl_stopped_that_ssh_reaches_again_gets_a_fresh_poll_not_one_per_sample():
+    from sessions.providers.lifecycle import wants_poll
+
+    stop = OwnAction(PodState.STOPPED, T)
+    assert wants_poll(ONLINE, view(InstanceState.RUNNING, at=T - 60), stop, now=T + 1)  # older than the stop
+    assert not wants_poll(ONLINE, view(InstanceState.STOPPED, at=T + 5), stop, now=T + 6)  # asked since, recently
+    assert wants_poll(ONLINE, view(InstanceState.STOPPED, at=T + 5), stop, now=T + 30)
+    assert not wants_poll(OFFLINE, None, stop, now=T + 30)  # down, as a stopped pod is
+    assert not wants_poll(ONLINE, None, None, now=T + 30)  # nothing of gpuctl's to check

@@ -137,9 +137,11 @@ class Fleet(Operations):
     def _settled(self, snapshot: PodSnapshot) -> PodSnapshot:
         """The monitor's snapshot as every view shows it: the state decided once
         (`lifecycle.settle`), then price and projection, then spend from the ledger."""
+        view, own = self.providers.views.get(snapshot.name), self._own.get(snapshot.name)
+        if lifecycle.wants_poll(snapshot.state, view, own):
+            self.providers.poll_now()  # SSH answers a pod gpuctl stopped: started again? ask now
         return self._with_spend(self.providers.apply(lifecycle.settle(
-            snapshot, self.providers.views.get(snapshot.name), self._own.get(snapshot.name),
-            self._monitors[snapshot.name].pod)))
+            snapshot, view, own, self._monitors[snapshot.name].pod)))
 
     def _on_update(self, snapshot: PodSnapshot) -> None:
         snapshot = self._settled(snapshot)

@@ -58,6 +58,23 @@ _ENDED = {InstanceState.STOPPED: PodState.STOPPED, InstanceState.STOPPING: PodSt
           InstanceState.TERMINATED: PodState.TERMINATED, InstanceState.TERMINATING: PodState.TERMINATED}
 
 
+RECHECK_AFTER_S = 10.0
+"""How stale the provider's word may be before a pod gpuctl stopped, which SSH reaches
+again, gets a fresh poll (`wants_poll`): soon enough that a restart from the console
+shows, rarely enough not to hammer the API while the link drains."""
+
+
+def wants_poll(connection: str, view: ProviderView | None, action: OwnAction | None,
+               now: float | None = None) -> bool:
+    """Whether to ask the provider now: SSH reaches a pod whose last word is gpuctl's own
+    stop or teardown (rule 1 holds it `stopped` until a newer answer says it runs), and
+    the provider's answer is over `RECHECK_AFTER_S` old."""
+    if action is None or connection != PodState.ONLINE:
+        return False
+    now = time.time() if now is None else now
+    return view is None or view.polled_at < max(action.at, now - RECHECK_AFTER_S)
+
+
 def own_action(result: Any, now: float | None = None) -> OwnAction | None:
     """The `OwnAction` a `provider_ops.ActionResult` stands for: a stop or teardown the
     provider confirmed (`done`, or `already` stopped/gone; a `type: ssh` teardown is its
