@@ -33,6 +33,9 @@ How:
 Local safety is the sequential writer's (`backends.transfer._open_part`): never
 through a symlink, one writer per `.part` (flock), the user's umask, a full disk
 named as such.
+
+(Past 400 lines: the pod's range server, the channel that answers it and the local
+bookkeeping are one protocol, easier to check side by side than across files.)
 """
 
 from __future__ import annotations

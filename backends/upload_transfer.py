@@ -24,6 +24,9 @@ Each range's CRC-32 is computed here as it is read and on the pod as it is writt
 a range whose two CRCs differ is sent again. The whole file's SHA-256 on both ends
 and the rename are the caller's (`sessions.checkpoints.upload`), so a copy is only
 ever put in place once proven.
+
+(Past 400 lines: the pod script is a third of it, and it is the other half of the
+framing the senders speak; they are checked together.)
 """
 
 from __future__ import annotations
@@ -131,6 +134,7 @@ if mode == "start":
 elif mode == "serve":
     fds = {}
     inp = sys.stdin.buffer
+    buf = bytearray(0)
     while True:
         line = inp.readline()
         if not line:
@@ -140,10 +144,16 @@ elif mode == "serve":
         fd = fds.get(part)
         if fd is None:
             fd = fds[part] = opened(part)
-        data = inp.read(n)
-        if len(data) != n:
-            sys.exit(5)
-        c = write_range(fd, part, off, data)
+        if len(buf) < n:
+            buf = bytearray(n)
+        view = memoryview(buf)[:n]
+        got = 0
+        while got < n:
+            k = inp.readinto(view[got:])
+            if not k:
+                sys.exit(5)
+            got += k
+        c = write_range(fd, part, off, view)
         sys.stdout.write("%d %d\n" % (off, c))
         sys.stdout.flush()
 elif mode == "put":

@@ -20,6 +20,11 @@ local path (alternating, so a slow patch of the shared machine hits all of them)
                   the link and the cipher allow gpuctl, without the proof.
   scp             OpenSSH scp, default settings (the baseline for ratios).
   rsync           rsync -e ssh.
+  gpuctl-up       the other way: sessions.checkpoints.upload.upload, exactly what `gpuctl
+                  upload` runs (parallel ranges into a `.part` on the pod, SHA-256 on both
+                  ends, rename on the pod); its ratio is to scp-up.
+  scp-up          scp of the same file up to the pod (the upload baseline).
+  rsync-up        rsync -e ssh up.
 
 --rtt-ms N puts a relay (`tests/support/delay_relay.py`, a process of its own) between
 every client and the pod's sshd, delaying every chunk by N/2 ms in each direction: every
@@ -64,7 +69,9 @@ sys.path.insert(0, str(ROOT))
 from tests.support.delay_relay import DelayRelay  # noqa: E402
 from tests.support.sshd import SshdServer  # noqa: E402
 
-METHODS = ("gpuctl", "gpuctl-ssh", "gpuctl-stream", "gpuctl-sftp", "transfer-only", "scp", "rsync")
+METHODS = ("gpuctl", "gpuctl-ssh", "gpuctl-stream", "gpuctl-sftp", "transfer-only", "scp", "rsync",
+           "gpuctl-up", "scp-up", "rsync-up")
+UP_METHODS = ("gpuctl-up", "scp-up", "rsync-up")
 
 
 def busy_seconds() -> float:
@@ -233,6 +240,38 @@ class Bench:
                         str(dest / "step_1000.pt")], check=True)
         return self.size
 
+    def up_source(self) -> Path:
+        """The file every upload method sends (made once, beside the local copies)."""
+        source = self.local_root / "source" / "data.bin"
+        if not source.exists():
+            source.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.remote, source)
+        return source
+
+    def up_dest(self, method: str) -> Path:
+        dest = self.pod_dir / f"up-{method}"
+        remove(dest)
+        dest.mkdir(parents=True)
+        return dest
+
+    async def gpuctl_up(self, dest: Path) -> int:
+        from sessions.checkpoints.upload import upload
+
+        result = await upload(self.config, "bench", self.up_source(), str(dest))
+        self.used.setdefault("gpuctl-up", set()).add(result.method)
+        return result.transferred
+
+    def scp_up(self, dest: Path) -> int:
+        subprocess.run(["scp", "-q", *self.ssh_options(), str(self.up_source()),
+                        f"{self.server.destination}:{dest}/data.bin"], check=True)
+        return self.size
+
+    def rsync_up(self, dest: Path) -> int:
+        ssh = shlex.join(["ssh", *self.ssh_options()])
+        subprocess.run(["rsync", "-q", "-e", ssh, str(self.up_source()), f"{self.server.destination}:{dest}/"],
+                       check=True)
+        return self.size
+
     def rsync(self, dest: Path) -> int:
         ssh = shlex.join(["ssh", *self.ssh_options()])
         subprocess.run(["rsync", "-q", "-e", ssh, f"{self.server.destination}:{self.remote}",
@@ -241,7 +280,9 @@ class Bench:
 
     async def run(self, method: str) -> tuple[float, tuple[float, float, float], int]:
         """(seconds, CPU seconds (this process, its children, the pod), bytes moved)."""
-        dest = self.fresh_dest(method)
+        if method in UP_METHODS:
+            self.up_source()  # made before the clock starts
+        dest = self.up_dest(method) if method in UP_METHODS else self.fresh_dest(method)
         assert self.server.pid is not None
         pod0 = settled_tree_seconds(self.server.pid)
         here0, t0 = here_seconds(), time.perf_counter()
@@ -257,11 +298,17 @@ class Bench:
             moved = await self.transfer_only(dest)
         elif method == "scp":
             moved = self.scp(dest)
+        elif method == "gpuctl-up":
+            moved = await self.gpuctl_up(dest)
+        elif method == "scp-up":
+            moved = self.scp_up(dest)
+        elif method == "rsync-up":
+            moved = self.rsync_up(dest)
         else:
             moved = self.rsync(dest)
         elapsed = time.perf_counter() - t0
         cpu = cpu_since(here0, pod0, self.server.pid)
-        copy = next(p for p in dest.rglob("step_1000.pt"))
+        copy = next(p for p in dest.rglob("data.bin" if method in UP_METHODS else "step_1000.pt"))
         if copy.stat().st_size != self.size:
             raise SystemExit(f"{method}: wrong size {copy.stat().st_size}")
         remove(dest)
@@ -296,11 +343,13 @@ async def main_async(args: argparse.Namespace) -> None:
     size = parse_size(args.size) if args.size else args.size_mib * 1024 * 1024
     gib = size / (1 << 30)
     methods = [m for m in (args.methods.split(",") if args.methods else METHODS)
-               if m != "rsync" or shutil.which("rsync")]
+               if m not in ("rsync", "rsync-up") or shutil.which("rsync")]
     unknown = sorted(set(methods) - set(METHODS))
-    if unknown or "scp" not in methods:
-        raise SystemExit(f"--methods: pick from {', '.join(METHODS)}, scp included (the baseline); "
-                         f"unknown: {', '.join(unknown) or 'none'}")
+    downs = [m for m in methods if m not in UP_METHODS]
+    ups = [m for m in methods if m in UP_METHODS]
+    if unknown or (downs and "scp" not in methods) or (ups and "scp-up" not in methods):
+        raise SystemExit(f"--methods: pick from {', '.join(METHODS)}, scp included (the baseline) for "
+                         f"downloads and scp-up for uploads; unknown: {', '.join(unknown) or 'none'}")
     print(f"machine before: {machine_load()}")
     with tempfile.TemporaryDirectory(prefix="gpuctl-bench-dl-") as tmp:
         work = Path(tmp)
@@ -340,11 +389,13 @@ async def main_async(args: argparse.Namespace) -> None:
     print("CPU s/GiB: python = this process (asyncssh, the local hash thread), kids = the processes it ran\n"
           "(ssh, scp, rsync), pod = the sshd serving the run and what it ran (cat, the pod's hash,\n"
           "sftp-server). Medians.")
+    print("(uploads: ratio to scp-up)")
     print(f"{'method':13s} {'median MB/s':>11s} {'ratio to scp':>13s} {'python':>7s} {'kids':>5s} {'pod':>5s} "
           f"{'sum':>5s} {'relay':>5s}")
     for method in methods:
         secs = [e for e, _, _ in runs[method]]
-        ratios = [scp_e / e for (e, _, _), (scp_e, _, _) in zip(runs[method], runs["scp"])]
+        base = runs["scp-up" if method in UP_METHODS else "scp"]
+        ratios = [scp_e / e for (e, _, _), (scp_e, _, _) in zip(runs[method], base)]
         own, kids, pod = (statistics.median(c[i] for _, c, _ in runs[method]) / gib for i in range(3))
         print(f"{method:13s} {size / statistics.median(secs) / 1e6:11.0f} {statistics.median(ratios):12.2f}x "
               f"{own:7.2f} {kids:5.2f} {pod:5.2f} {own + kids + pod:5.2f} "
