@@ -179,3 +179,36 @@ async def test_the_tui_row_says_stopped_then_terminated_with_its_values_dimmed(s
             await pilot.press(*"p", "enter")
             await until(lambda: row()[1]["state"][0] == ("terminated", "terminated"), "the row saying terminated")
             assert json.dumps(fleet_json(app.snapshot)["pods"][0]["state"]) == '"terminated"'
+
+
+HEADLESS = {  # the provider's answer about an instance that is down -> the state `status --json` shows
+    "runpod stopped": ("runpod", lambda: FakeRunPod({"pod1": runpod_pod("pod1", "EXITED")}), "pod1", "stopped"),
+    "runpod gone": ("runpod", lambda: FakeRunPod({}), "pod1", "terminated"),
+    "vastai stopped": ("vastai", lambda: FakeVast({"4242": vast_instance(4242, "exited", intended="stopped")}),
+                       "4242", "stopped"),
+    "vastai bid outbid": ("vastai", lambda: FakeVast({"4242": vast_instance(4242, "exited", is_bid=True)}),
+                          "4242", "preempted"),
+    "lambda terminated": ("lambda", lambda: FakeLambda({"lam-1": lambda_instance("lam-1", "terminated")}),
+                          "lam-1", "terminated"),
+}
+
+
+@pytest.mark.parametrize("case", list(HEADLESS))
+def test_status_json_says_what_the_provider_says_of_a_pod_ssh_cannot_reach(case, tmp_path, monkeypatch, capsys,
+                                                                           refused_port):
+    """A stop or teardown made elsewhere (`gpuctl stop` in another shell, the console):
+    one `status --json` asks the provider once and says the lifecycle's word."""
+    from tui.cli import main
+
+    kind, make, ident, state = HEADLESS[case]
+    monkeypatch.setenv("TEST_PROVIDER_KEY", KEY)
+    with ProviderServer(make()) as server:
+        provider = {"type": kind, "id": ident, "api_url": server.url, "api_key_env": "TEST_PROVIDER_KEY"}
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump({"pods": [{"name": "p", "host": "127.0.0.1", "port": refused_port,
+                                                  "connect_timeout": 2, "provider": provider}]}))
+        code = main(["--config", str(path), "status", "--json"])
+    pod = json.loads(capsys.readouterr().out)["pods"][0]
+    assert code == 1  # not online
+    assert (pod["state"], pod["error_kind"]) == (state, state)
+    assert pod["stale"] is False and pod["gpus"] == []  # never seen: nothing to show as last known
