@@ -68,7 +68,8 @@ def test_stragglers_and_hung_ranks_are_named(rates, stalled, flags):
     s = summary.summarize(config_job, FleetSnapshot(pods=pods))
     assert {r.rank: r.flag for r in s.findings} == flags
     assert (s.nodes_online, s.gpus, s.step_skew, s.spend_usd) == (4, 32, 30, 6.0)
-    assert s.pace == min(r for r in rates if r is not None)
+    moving = [r for i, r in enumerate(rates) if r is not None and i not in stalled]
+    assert s.pace == (0.0 if summary.HUNG in flags.values() else min(moving))
     assert all(f["pod"] == f"n{f['rank']}" and f["gpus"] == 8 for f in s.to_json()["findings"])
 
 
@@ -104,13 +105,15 @@ async def test_three_ranks_launched_in_order_straggler_and_hung_named(sshd, sshd
 
                 found = await _until_named(fleet, job)
                 assert {r.rank: r.flag for r in found.findings} == {1: summary.STRAGGLER, 2: summary.HUNG}
-                assert found.slowest_rank == 1 and found.nodes_online == 3 and found.gpus == 6
+                assert (found.slowest_rank, found.pace) == (2, 0.0), "a hung rank holds the job"
+                assert found.nodes_online == 3 and found.gpus == 6
+                assert found.ranks[1].rate < summary.STRAGGLER_RATIO * found.ranks[0].rate
                 doc = found.to_json()
                 assert json.loads(json.dumps(doc))["findings"][1] == {"rank": 2, "pod": "node2",
                                                                        "flag": "hung rank", "gpus": 2}
             finally:
                 killed = await actions.kill(job, fleet.borrow)
-        assert [k.existed for k in killed] == [True, True, True]
+        assert [(pod, k.existed) for pod, k in killed] == [("node2", True), ("node1", True), ("node0", True)]
 
 
 async def _first_line(fleet: Fleet, pod: str, log_path: str) -> str:
@@ -148,3 +151,54 @@ def test_status_json_lists_the_job_as_one_unit(sshd, tmp_path, capsys):
     (job,) = json.loads(capsys.readouterr().out)["jobs"]
     assert (job["kind"], job["name"], job["nodes"], job["nodes_online"], job["gpus"]) == ("job", "pair", 2, 2, 4)
     assert [r["pod"] for r in job["ranks"]] == ["n0", "n1"] and job["findings"] == []
+
+
+def test_teardown_of_a_job_waits_for_the_guard_on_every_node(sshd, tmp_path, capsys, monkeypatch):
+    from tests.support.provider_server import KEY, FakeRunPod, ProviderServer, runpod_pod
+    from tui.cli import main
+
+    monkeypatch.setenv("RUNPOD_API_KEY", KEY)
+    trust(sshd)
+    fake = FakeRunPod({f"pod{i}": runpod_pod(f"pod{i}") for i in range(3)}, settle=0)
+    with ProviderServer(fake) as server:
+        pods = []
+        for i in range(3):
+            workdir = tmp_path / f"node{i}"
+            (workdir / "ckpt").mkdir(parents=True)
+            pods.append(sshd.pod_entry(f"n{i}", sessions=[{"name": "train", "command": COMMAND, "workdir": str(workdir),
+                                                           "checkpoints": ["ckpt/*.pt"]}],
+                                       provider={"type": "runpod", "id": f"pod{i}", "api_url": server.url}))
+        (tmp_path / "node2" / "ckpt" / "step_5.pt").write_bytes(b"weights")  # never downloaded
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump({"pods": pods, "jobs": [_job("trio", ["n0", "n1", "n2"])]}, sort_keys=False))
+        assert main(["--config", str(path), "jobs", "teardown", "trio", "--yes"]) == 1
+        err = capsys.readouterr().err
+        assert "not tearing down job 'trio': n2:" in err and "n0:" not in err
+        assert [r for r in server.requests if r.method == "DELETE"] == [], "no node goes while one is refused"
+
+        (tmp_path / "node2" / "ckpt" / "step_5.pt").unlink()
+        assert main(["--config", str(path), "jobs", "teardown", "trio", "--yes"]) == 0
+        assert "job 'trio' torn down: n0, n1, n2" in capsys.readouterr().out
+        assert [r.path for r in server.requests if r.method == "DELETE"] == ["/v2/pods/pod0", "/v2/pods/pod1",
+                                                                           "/v2/pods/pod2"]
+
+
+def test_cli_launch_and_kill_a_job(sshd, sshd_fresh, tmp_path, capsys):
+    from tui.cli import main
+
+    for server in (sshd, sshd_fresh):
+        trust(server)
+        (Path(server.session_env["HOME"]) / "trainer.py").write_text(TRAINER)
+    pods = [s.pod_entry(f"m{i}", sessions=[{"name": "train", "command": COMMAND, "workdir": s.session_env["HOME"]}])
+            for i, s in enumerate((sshd, sshd_fresh))]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"pods": pods, "jobs": [_job("duo", ["m0", "m1"])]}, sort_keys=False))
+    try:
+        assert main(["--config", str(path), "jobs", "launch", "duo"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert [line.split(" (log")[0] for line in out] == ["rank 0: launched 'train' on m0",
+                                                           "rank 1: launched 'train' on m1"]
+    finally:
+        assert main(["--config", str(path), "jobs", "kill", "duo", "--yes"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["killed 'train' on m1", "killed 'train' on m0"]
+    assert main(["--config", str(path), "jobs", "kill", "duo"]) == 2, "no terminal, no --yes: refused"

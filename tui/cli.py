@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "tui.commands.check_cmd",
     "tui.commands.doctor_cmd",
     "tui.commands.watch_cmd",
+    "tui.commands.jobs_cmds",
 )
 
 

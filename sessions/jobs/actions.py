@@ -13,7 +13,7 @@ module opens no connection of its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
@@ -67,12 +67,35 @@ async def launch(job: JobConfig, config: Config, borrow: Borrow) -> list[Any]:
     return results
 
 
-async def kill(job: JobConfig, borrow: Borrow) -> list[Any]:
-    """Kill the job's session on every pod (last rank first); idempotent per pod."""
+async def kill(job: JobConfig, borrow: Borrow) -> list[tuple[str, Any]]:
+    """Kill the job's session on every pod (last rank first); idempotent per pod.
+    Returns (pod, `KillResult`) per pod, in that order."""
     if job.session is None:
         raise JobError(f"job {job.name!r} names no session to kill")
     results = []
     for pod_name in reversed(job.pods):
         async with borrow(pod_name) as transport:
-            results.append(await session_control.kill(transport, job.session, pod_name=pod_name))
+            results.append((pod_name, await session_control.kill(transport, job.session, pod_name=pod_name)))
     return results
+
+
+Check = Callable[[str], Awaitable[tuple[bool, str]]]
+Terminate = Callable[[str], Awaitable[Any]]
+
+
+async def teardown(job: JobConfig, check: Check, terminate: Terminate) -> list[Any]:
+    """Terminate every node of the job, only once the checkpoint guard passed on all.
+
+    `check(pod)` is `Fleet.teardown_check` ((ok, what is known) per pod); `terminate(pod)`
+    ends one pod's instance with the guard already satisfied. A job is torn down whole
+    or not at all: one node whose newest checkpoint has no verified local copy keeps
+    every node (its peers' state is useless without its shard).
+
+    Raises:
+        JobError: which nodes the guard refused, and why, before anything is terminated.
+    """
+    verdicts = [(pod, *await check(pod)) for pod in job.pods]
+    refused = [f"{pod}: {why}" for pod, ok, why in verdicts if not ok]
+    if refused:
+        raise JobError(f"not tearing down job {job.name!r}: " + "; ".join(refused))
+    return [await terminate(pod) for pod in job.pods]

@@ -1,7 +1,7 @@
 """A job as one unit, read from the pods' snapshots (pure: no I/O, no clock of its own).
 
 A job runs as fast as its slowest rank and ends when its last rank does, so its pace
-is the lowest step rate among its ranks, its ETA the longest, and its loss rank 0's
+is the lowest step rate among its ranks (0 while one is hung), its ETA the longest, and its loss rank 0's
 (the one most trainers log). Two things a per-pod view hides are named:
 
 * **straggler**: a rank whose step rate is under `STRAGGLER_RATIO` (0.8) of the ranks'
@@ -56,7 +56,8 @@ class JobSummary:
     session: str | None
     ranks: tuple[RankView, ...]
     pace: float | None
-    """Steps per second of the slowest rank that reports a rate."""
+    """Steps per second of the slowest rank that reports a rate; 0 while a rank is hung
+    (a real job waits for it at the next collective)."""
     step_skew: int | None
     """Steps between the furthest and the furthest-behind rank."""
     loss: float | None
@@ -125,13 +126,14 @@ def summarize(job: JobConfig, fleet: FleetSnapshot) -> JobSummary:
         flag = _flag(view, median, others_moving)
         flagged.append(view if flag is None else replace(view, flag=flag))
     steps = [r.step for r in flagged if r.step is not None]
-    with_rate = [r for r in flagged if r.rate is not None]
-    slowest = min(with_rate, key=lambda r: r.rate or 0.0) if with_rate else None
+    hung = [r for r in flagged if r.flag == HUNG]
+    with_rate = [r for r in flagged if r.rate is not None and not r.stalled]
+    slowest = hung[0] if hung else (min(with_rate, key=lambda r: r.rate or 0.0) if with_rate else None)
     etas = [r.eta_s for r in flagged if r.eta_s is not None]
     spends = [p.spend_usd for p in (by_name.get(n) for n in job.pods) if p is not None and p.spend_usd is not None]
     return JobSummary(
         name=job.name, session=job.session, ranks=tuple(flagged),
-        pace=slowest.rate if slowest else None,
+        pace=0.0 if hung else (slowest.rate if slowest else None),
         step_skew=(max(steps) - min(steps)) if len(steps) >= 2 else None,
         loss=flagged[0].loss if flagged else None,
         eta_s=max(etas) if etas else None,

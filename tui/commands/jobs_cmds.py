@@ -1,0 +1,192 @@
+"""`gpuctl jobs [--json]`, `gpuctl jobs launch|kill|teardown JOB`: a `jobs:` entry as one unit.
+
+`jobs` prints each job's row (nodes online, GPUs, pace = its slowest rank, step skew,
+loss from rank 0, ETA, spend) and names stragglers and hung ranks with their pod;
+exit 1 when one is named or a node is not online. `launch` starts the job's session on
+every pod in rank order with the rendezvous placeholders filled; `kill` ends it on
+every pod; `teardown` checks the checkpoint guard on every node first and terminates
+them all (through their providers) only when every node passes. `kill` and `teardown`
+ask first on a terminal; without one they need `--yes`. Exit status 2 for usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from tui.commands.common import EXIT_USAGE, complain, load_config_or_explain, run_async
+
+EXIT_FAILED = 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    jobs = sub.add_parser("jobs", help="multi-node jobs (config jobs:) as one unit")
+    jobs.add_argument("--json", action="store_true", help="print JSON")
+    jobs.set_defaults(handler=_list)
+    verbs = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
+    for verb, text in (("launch", "start the job's session on every node, rank 0 first"),
+                       ("kill", "kill the job's session on every node (asks first)"),
+                       ("teardown", "terminate every node's instance, once the checkpoint guard passes on all")):
+        p = verbs.add_parser(verb, help=text)
+        p.add_argument("job", metavar="JOB")
+        if verb != "launch":
+            p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+        if verb == "teardown":
+            p.add_argument("--force", action="store_true", help="skip the checkpoint guard")
+        p.set_defaults(handler=globals()[f"_{verb}"])
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    config = load_config_or_explain(args)
+    if config is None:
+        return None
+    job = next((j for j in config.jobs if j.name == args.job), None)
+    if job is None:
+        names = ", ".join(j.name for j in config.jobs) or "none configured (add a jobs: block)"
+        complain(f"no job {args.job!r} in {config.path}; jobs: {names}")
+        return None
+    return config, job
+
+
+def _confirm(args: argparse.Namespace, question: str) -> bool | None:
+    """True to go on, False when the answer was no, None when no one can be asked."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        complain(f"{question.rstrip('?')}: not without confirmation; pass --yes")
+        return None
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+async def _on_fleet(config: Any, pods: list[str], action: Any, *, follow: bool = False) -> int:
+    from sessions.errors import GpuctlError
+    from sessions.fleet.facade import Fleet
+    from sessions.jobs.actions import JobError
+    from sessions.tmux.control import SessionError
+
+    try:
+        fleet = Fleet(config, pods) if follow else Fleet.for_command(config, pods)
+        async with fleet:
+            return int(await action(fleet))
+    except (JobError, SessionError, *GpuctlError) as exc:
+        complain(getattr(exc, "message", None) or str(exc))
+        return EXIT_FAILED
+
+
+def _list(args: argparse.Namespace) -> int:
+    config = load_config_or_explain(args)
+    if config is None:
+        return EXIT_USAGE
+    if not config.jobs:
+        complain(f"no jobs in {config.path}: add a jobs: block (name, pods in rank order, session)")
+        return EXIT_USAGE
+    pods = list(dict.fromkeys(p for j in config.jobs for p in j.pods))
+
+    async def action(fleet: Any) -> int:
+        from sessions.jobs.summary import summarize
+
+        snapshot = await fleet.wait_settled(timeout=config.defaults.connect_timeout + config.defaults.command_timeout + 5)
+        summaries = [summarize(job, snapshot) for job in config.jobs]
+        if args.json:
+            print(json.dumps({"jobs": [s.to_json() for s in summaries]}))
+        else:
+            for s in summaries:
+                print(_row(s))
+                for r in s.findings:
+                    print(f"  {r.flag}: rank {r.rank} on {r.pod} ({r.gpus} GPUs), step {r.step}, "
+                          f"{_rate(r.rate)}")
+        bad = any(s.findings or s.nodes_online < len(s.ranks) for s in summaries)
+        return EXIT_FAILED if bad else 0
+
+    return run_async(lambda: _on_fleet(config, pods, action, follow=True))
+
+
+def _rate(rate: float | None) -> str:
+    return "no rate yet" if rate is None else f"{rate:.3g} steps/s"
+
+
+def _row(s: Any) -> str:
+    from tui.humanize import duration
+
+    eta = duration(s.eta_s) if s.eta_s is not None else "-"
+    loss = f"{s.loss:.4g}" if s.loss is not None else "-"
+    spend = f"${s.spend_usd:.2f}" if s.spend_usd is not None else "-"
+    skew = s.step_skew if s.step_skew is not None else "-"
+    return (f"{s.name}: {s.nodes_online}/{len(s.ranks)} nodes, {s.gpus} GPUs, pace {_rate(s.pace)}, "
+            f"skew {skew} steps, loss {loss}, eta {eta}, spend {spend}")
+
+
+def _launch(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return EXIT_USAGE
+    config, job = loaded
+    if config.read_only:
+        complain(f"{config.path} sets read_only: true, so gpuctl jobs launch does not change pods")
+        return EXIT_USAGE
+
+    async def action(fleet: Any) -> int:
+        from sessions.jobs import actions
+
+        for rank, result in enumerate(await actions.launch(job, config, fleet.borrow)):
+            print(f"rank {rank}: launched {result.name!r} on {result.pod} (log {result.log_path})")
+        return 0
+
+    return run_async(lambda: _on_fleet(config, list(job.pods), action))
+
+
+def _kill(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return EXIT_USAGE
+    config, job = loaded
+    if config.read_only:
+        complain(f"{config.path} sets read_only: true, so gpuctl jobs kill does not change pods")
+        return EXIT_USAGE
+    answer = _confirm(args, f"Kill {job.session!r} on every node of job {job.name!r} ({', '.join(job.pods)})?")
+    if not answer:
+        return EXIT_USAGE if answer is None else EXIT_FAILED
+
+    async def action(fleet: Any) -> int:
+        from sessions.jobs import actions
+
+        for pod, result in await actions.kill(job, fleet.borrow):
+            print(f"{'killed' if result.existed else 'nothing to kill:'} {job.session!r} on {pod}")
+        return 0
+
+    return run_async(lambda: _on_fleet(config, list(job.pods), action))
+
+
+def _teardown(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return EXIT_USAGE
+    config, job = loaded
+    if config.read_only:
+        complain(f"{config.path} sets read_only: true, so gpuctl jobs teardown does not change pods")
+        return EXIT_USAGE
+    missing = [p for p in job.pods if config.pod(p).provider is None]
+    if missing:
+        complain(f"job {job.name!r}: {', '.join(missing)} has no provider: entry to tear down through")
+        return EXIT_USAGE
+    answer = _confirm(args, f"Tear down every node of job {job.name!r} ({', '.join(job.pods)})?")
+    if not answer:
+        return EXIT_USAGE if answer is None else EXIT_FAILED
+
+    async def action(fleet: Any) -> int:
+        from sessions.jobs import actions
+
+        async def check(pod: str) -> tuple[bool, str]:
+            return (True, "not checked (--force)") if args.force else await fleet.teardown_check(pod)
+
+        async def terminate(pod: str) -> Any:
+            return await fleet.teardown_instance(pod, force=True)
+
+        await actions.teardown(job, check, terminate)
+        print(f"job {job.name!r} torn down: {', '.join(job.pods)}")
+        return 0
+
+    return run_async(lambda: _on_fleet(config, list(job.pods), action))
