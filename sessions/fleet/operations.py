@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sessions.checkpoints.download import DownloadResult, ProgressFn
     from sessions.checkpoints.listing import Checkpoint
     from sessions.checkpoints.resume import ResumeResult
+    from sessions.checkpoints.upload import UploadResult
     from sessions.config.loader import Config
     from sessions.events import EventStream
     from sessions.preflight import CheckResult
@@ -69,6 +70,15 @@ class Operations:
         if not result.skipped:
             self.events.publish(downloaded_event(result))
         return result
+
+    async def upload(self, pod_name: str, local_path: Any, remote_path: str | None = None, *, force: bool = False,
+                     progress: ProgressFn | None = None) -> UploadResult:
+        """Upload a file or folder to the pod, verified (`sessions.checkpoints.upload`)."""
+        from sessions.checkpoints.upload import upload
+
+        async with self.borrow(pod_name) as transport:
+            return await upload(self.config, pod_name, local_path, remote_path, force=force, progress=progress,
+                                runner=transport)
 
     async def resume(self, pod_name: str, session: str, *, restart: bool = False) -> ResumeResult:
         """Relaunch the session from its newest complete checkpoint (`sessions.checkpoints.resume`)."""

@@ -42,14 +42,16 @@ def _upload(args: argparse.Namespace) -> int:
 
 
 async def _upload_async(config: Any, pod: Any, local: str, remote: str | None, force: bool) -> int:
-    from sessions.checkpoints.upload import UploadError, upload
+    from sessions.checkpoints.upload import UploadError
     from sessions.errors import SshFailure
+    from sessions.fleet.facade import Fleet
     from tui import humanize
     from tui.transfer_progress import TransferProgress
 
     try:
         with TransferProgress(f"{pod.name} <- {local}") as progress:
-            result = await upload(config, pod, local, remote, force=force, progress=progress)
+            async with Fleet.for_command(config, [pod.name]) as fleet:  # the call the TUI would make
+                result = await fleet.upload(pod.name, local, remote, force=force, progress=progress)
     except UploadError as exc:
         complain(exc.message)
         return exc.exit_code
