@@ -27,7 +27,7 @@ from backends.parallel_transfer import chunk_for
 from backends.transfer import FetchJob, TransferFailed
 from sessions.checkpoints import index
 from sessions.checkpoints import download as dl
-from sessions.link.pod_access import open_runner
+from sessions.link.pod_link import open_transport
 from tests.support.files import age_tree, put
 from tests.test_download import MB, DropAt, Pod, tree_bytes
 from tests.test_transfer_hardening import small_disk  # noqa: F401 - a fixture
@@ -141,7 +141,7 @@ async def test_a_damaged_range_is_found_and_only_it_fetched_again(pod, tmp_path)
     data = os.urandom(32 * MB)
     put(pod.workdir / "step_9.pt", data)
     drop = DropAt(16 * MB)
-    async with open_runner(pod.config.pod("p"), pod.config.defaults) as runner:
+    async with open_transport(pod.config.pod("p"), pod.config.defaults) as runner:
         drop.runner = runner
         with pytest.raises(dl.TransferInterrupted, match="run the same command again to resume"):
             await pod.download(progress=drop, runner=runner, method="parallel")
@@ -166,7 +166,7 @@ async def test_a_sequential_method_resumes_a_ranged_part_at_its_landed_prefix(po
     data = os.urandom(24 * MB)
     put(pod.workdir / "step_3.pt", data)
     drop = DropAt(12 * MB)
-    async with open_runner(pod.config.pod("p"), pod.config.defaults) as runner:
+    async with open_transport(pod.config.pod("p"), pod.config.defaults) as runner:
         drop.runner = runner
         with pytest.raises(dl.TransferInterrupted):
             await pod.download(progress=drop, runner=runner, method="parallel")
@@ -189,7 +189,7 @@ async def test_without_python3_on_the_pod_auto_goes_file_by_file(sshd_nopython, 
     data = os.urandom(2 * MB)
     remote = put(pod.workdir / "step_1.pt", data)
     jobs = [FetchJob(str(remote), tmp_path / "here" / "a.part", len(data))]
-    async with open_runner(pod.config.pod("p"), pod.config.defaults) as runner:
+    async with open_transport(pod.config.pod("p"), pod.config.defaults) as runner:
         async with runner.fetcher() as fetcher:
             [stats] = await fetcher.fetch_all(jobs)
         assert stats.method == "sftp" and (tmp_path / "here" / "a.part").read_bytes() == data

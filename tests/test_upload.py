@@ -144,9 +144,9 @@ async def test_a_damaged_range_on_the_pod_is_sent_again(pod, tmp_path):
     data = os.urandom(24 * MB)
     local = put(tmp_path / "here" / "big.bin", data)
     drop = DropAt(12 * MB)
-    from sessions.link.pod_access import open_runner
+    from sessions.link.pod_link import open_transport
 
-    async with open_runner(pod.config.pod("p"), pod.config.defaults) as runner:
+    async with open_transport(pod.config.pod("p"), pod.config.defaults) as runner:
         drop.runner = runner
         with pytest.raises(up.UploadError, match="run the same command again to resume"):
             await up.upload(pod.config, "p", local, progress=drop, runner=runner)
