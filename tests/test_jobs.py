@@ -202,3 +202,16 @@ def test_cli_launch_and_kill_a_job(sshd, sshd_fresh, tmp_path, capsys):
         assert main(["--config", str(path), "jobs", "kill", "duo", "--yes"]) == 0
     assert capsys.readouterr().out.splitlines() == ["killed 'train' on m1", "killed 'train' on m0"]
     assert main(["--config", str(path), "jobs", "kill", "duo"]) == 2, "no terminal, no --yes: refused"
+
+
+def test_jobs_command_prints_the_row_and_json(sshd, tmp_path, capsys):
+    from tui.cli import main
+
+    trust(sshd)
+    pods = [sshd.pod_entry(f"n{i}", sessions=[{"name": "train", "command": COMMAND}]) for i in range(2)]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"pods": pods, "jobs": [_job("pair", ["n0", "n1"])]}, sort_keys=False))
+    assert main(["--config", str(path), "jobs"]) == 0
+    assert capsys.readouterr().out.startswith("pair: 2/2 nodes, 4 GPUs, pace ")
+    assert main(["--config", str(path), "jobs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["jobs"][0]["nodes_online"] == 2
