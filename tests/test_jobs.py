@@ -28,7 +28,8 @@ pytestmark = [pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux"), pytest.m
 TRAINER = """\
 import os, sys, time
 rank, nnodes, master = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-print("rank=%d nnodes=%d master=%s" % (rank, nnodes, master), flush=True)
+print("rank=%d nnodes=%d master=%s%s" % (rank, nnodes, master, "".join(" " + a for a in sys.argv[4:])),
+      flush=True)
 pause = {0: 0.05, 1: 0.25}.get(rank, 0.05)
 for step in range(1, 100001):
     print("step %d/100000 loss %.4f" % (step, 2.0 / step ** 0.5), flush=True)
@@ -39,8 +40,8 @@ for step in range(1, 100001):
 COMMAND = "python3 -u trainer.py {rank} {nnodes} {master_addr}:{master_port}"
 
 
-def _job(name: str, pods: list[str]) -> dict:
-    return {"name": name, "pods": pods, "session": "train", "master_port": 29511}
+def _job(name: str, pods: list[str], session: str = "train") -> dict:
+    return {"name": name, "pods": pods, "session": session, "master_port": 29511}
 
 
 def _pod(name: str, state: str, step: int | None, rate: float | None, *, stalled: bool = False,
@@ -215,3 +216,57 @@ def test_jobs_command_prints_the_row_and_json(sshd, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("pair: 2/2 nodes, 4 GPUs, pace ")
     assert main(["--config", str(path), "jobs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["jobs"][0]["nodes_online"] == 2
+
+
+def test_cli_resume_a_job_from_rank_0s_newest_checkpoint(sshd, sshd_fresh, tmp_path, capsys):
+    from tui.cli import main
+
+    homes = []
+    for server in (sshd, sshd_fresh):
+        trust(server)
+        home = Path(server.session_env["HOME"])
+        (home / "trainer.py").write_text(TRAINER)
+        (home / "tune-ckpt").mkdir(exist_ok=True)
+        homes.append(home)
+    import os
+    import time
+
+    (homes[0] / "tune-ckpt" / "step_000010.pt").write_bytes(b"rank 0 weights")
+    (homes[1] / "tune-ckpt" / "step_000020.pt").write_bytes(b"rank 1 is ahead: not what rank 0 has")
+    for home in homes:  # written a minute ago: complete, not "being written"
+        for f in (home / "tune-ckpt").iterdir():
+            os.utime(f, (time.time() - 60, time.time() - 60))
+    session = {"name": "tune", "command": COMMAND, "resume": COMMAND + " --from {checkpoint}",
+               "checkpoints": ["tune-ckpt/*.pt"]}
+    pods = [s.pod_entry(f"m{i}", sessions=[{**session, "workdir": str(homes[i])}])
+            for i, s in enumerate((sshd, sshd_fresh))]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"pods": pods, "jobs": [_job("duo", ["m0", "m1"], "tune")]}, sort_keys=False))
+    cli = ["--config", str(path), "jobs"]
+    try:
+        assert main([*cli, "resume", "duo"]) == 0
+        out = capsys.readouterr().out
+        ckpt = str(homes[0] / "tune-ckpt" / "step_000010.pt")
+        assert out.startswith(f"job 'duo' resumed from {ckpt} (newest complete on rank 0)")
+        for rank, server in enumerate((sshd, sshd_fresh)):
+            log = out.split(f"rank {rank}: relaunched 'tune' on m{rank} (log ")[1].split(")")[0]
+            first = _wait_line(server, log)
+            assert first == f"rank={rank} nnodes=2 master=127.0.0.1:29511 --from {ckpt}"
+        assert main([*cli, "resume", "duo"]) == 1
+        assert "job 'duo' still runs on m0, m1" in capsys.readouterr().err
+    finally:
+        assert main([*cli, "kill", "duo", "--yes"]) == 0
+
+
+def _wait_line(server, log: str) -> str:
+    import subprocess
+    import time
+
+    path = log.replace("~", server.session_env["HOME"], 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done = subprocess.run(["head", "-n", "1", path], capture_output=True, text=True)
+        if done.stdout.strip():
+            return done.stdout.strip()
+        time.sleep(0.2)
+    raise AssertionError(f"nothing in {path}")

@@ -477,6 +477,10 @@ def check_jobs(ck: Checker, root: Node, built: tuple[JobConfig, ...], pod_list: 
             why = shell_template.check(session.command, JOB_PLACEHOLDERS)
             if why:
                 ck.problem(where, join(field, "session"), f"the command of {name!r}'s {job.session!r}: {why}")
+            why = session.resume and shell_template.check(
+                session.resume, (*shell_template.RESUME_PLACEHOLDERS, *JOB_PLACEHOLDERS))
+            if why:
+                ck.problem(where, join(field, "session"), f"the resume: of {name!r}'s {job.session!r}: {why}")
 
 
 def build_config(root: Node | None, path: Path) -> Config:

@@ -99,3 +99,49 @@ async def teardown(job: JobConfig, check: Check, terminate: Terminate) -> list[A
     if refused:
         raise JobError(f"not tearing down job {job.name!r}: " + "; ".join(refused))
     return [await terminate(pod) for pod in job.pods]
+
+
+async def resume(job: JobConfig, config: Config, borrow: Borrow, *, restart: bool = False) -> tuple[Any, list[Any]]:
+    """Relaunch every rank from the newest checkpoint complete on rank 0.
+
+    Rank 0 decides (its listing's newest complete checkpoint, `newest_complete`), since
+    a job restarts from a step every rank reached and rank 0 writes last in most
+    trainers. Each rank runs its session's `resume:` template with `{checkpoint}` (rank
+    0's path: the checkpoint of a multi-node job sits on a filesystem the nodes share)
+    and the rank placeholders filled through the environment. Nothing is launched
+    while any rank still runs, unless `restart`, which kills them first.
+
+    Returns:
+        (the checkpoint, each rank's `LaunchResult`).
+
+    Raises:
+        JobError: no session, or no complete checkpoint on rank 0, or a rank running.
+    """
+    from sessions.checkpoints.listing import list_checkpoints, newest_complete
+    from sessions.checkpoints.resume import resumable
+
+    if job.session is None:
+        raise JobError(f"job {job.name!r} names no session to resume")
+    cfgs = [resumable(config.pod(p), job.session) for p in job.pods]  # every rank has a resume: template
+    rank0 = config.pod(job.pods[0])
+    async with borrow(rank0.name) as transport:
+        chosen = newest_complete(await list_checkpoints(transport, rank0, cfgs[0], settle=0))
+    if chosen is None:
+        raise JobError(f"no complete checkpoint on rank 0 ({rank0.name}) to resume job {job.name!r} from")
+    running = []
+    for pod_name in job.pods:
+        async with borrow(pod_name) as transport:
+            if (await session_control.session_state(transport, job.session, pod_name=pod_name)).running:
+                running.append(pod_name)
+    if running and not restart:
+        raise JobError(f"job {job.name!r} still runs on {', '.join(running)}; not resuming over it "
+                       "(restart kills it first)")
+    if running:
+        await kill(job, borrow)
+    launched = []
+    for rank, (pod_name, cfg) in enumerate(zip(job.pods, cfgs)):
+        values = {"checkpoint": chosen.path, **rank_values(job, config, rank)}
+        command = shell_template.fill(cfg.resume or "", values)
+        async with borrow(pod_name) as transport:
+            launched.append(await session_control.launch(transport, config.pod(pod_name), replace(cfg, command=command)))
+    return chosen, launched

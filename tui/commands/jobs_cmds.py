@@ -1,9 +1,10 @@
-"""`gpuctl jobs [--json]`, `gpuctl jobs launch|kill|teardown JOB`: a `jobs:` entry as one unit.
+"""`gpuctl jobs [--json]`, `gpuctl jobs launch|resume|kill|teardown JOB`: a `jobs:` entry as one unit.
 
 `jobs` prints each job's row (nodes online, GPUs, pace = its slowest rank, step skew,
 loss from rank 0, ETA, spend) and names stragglers and hung ranks with their pod;
 exit 1 when one is named or a node is not online. `launch` starts the job's session on
-every pod in rank order with the rendezvous placeholders filled; `kill` ends it on
+every pod in rank order with the rendezvous placeholders filled; `resume` relaunches
+every rank from the newest checkpoint complete on rank 0; `kill` ends it on
 every pod; `teardown` checks the checkpoint guard on every node first and terminates
 them all (through their providers) only when every node passes. `kill` and `teardown`
 ask first on a terminal; without one they need `--yes`. Exit status 2 for usage.
@@ -27,12 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     jobs.set_defaults(handler=_list)
     verbs = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
     for verb, text in (("launch", "start the job's session on every node, rank 0 first"),
+                       ("resume", "relaunch every node from the newest checkpoint complete on rank 0"),
                        ("kill", "kill the job's session on every node (asks first)"),
                        ("teardown", "terminate every node's instance, once the checkpoint guard passes on all")):
         p = verbs.add_parser(verb, help=text)
         p.add_argument("job", metavar="JOB")
-        if verb != "launch":
+        if verb in ("kill", "teardown"):
             p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+        if verb == "resume":
+            p.add_argument("--restart", action="store_true", help="kill the job first where it still runs")
         if verb == "teardown":
             p.add_argument("--force", action="store_true", help="skip the checkpoint guard")
         p.set_defaults(handler=globals()[f"_{verb}"])
@@ -133,6 +137,27 @@ def _launch(args: argparse.Namespace) -> int:
 
         for rank, result in enumerate(await actions.launch(job, config, fleet.borrow)):
             print(f"rank {rank}: launched {result.name!r} on {result.pod} (log {result.log_path})")
+        return 0
+
+    return run_async(lambda: _on_fleet(config, list(job.pods), action))
+
+
+def _resume(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return EXIT_USAGE
+    config, job = loaded
+    if config.read_only:
+        complain(f"{config.path} sets read_only: true, so gpuctl jobs resume does not change pods")
+        return EXIT_USAGE
+
+    async def action(fleet: Any) -> int:
+        from sessions.jobs import actions
+
+        chosen, launched = await actions.resume(job, config, fleet.borrow, restart=args.restart)
+        print(f"job {job.name!r} resumed from {chosen.path} (newest complete on rank 0)")
+        for rank, result in enumerate(launched):
+            print(f"rank {rank}: relaunched {result.name!r} on {result.pod} (log {result.log_path})")
         return 0
 
     return run_async(lambda: _on_fleet(config, list(job.pods), action))
