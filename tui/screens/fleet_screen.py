@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from sessions.snapshot import FleetSnapshot
-from tui import fleet_rows
+from tui import fleet_rows, job_rows
 from tui.actions import Target
 from tui.bindings import FLEET, POD_ACTIONS
 from tui.screens.pod_actions import PodActionsMixin
@@ -44,6 +44,9 @@ class FleetScreen(PodActionsMixin, Screen):
         from textual.widgets import Input
 
         yield Static(id="fleet-header")
+        jobs = Static(id="fleet-jobs")  # one line per jobs: entry (tui/job_rows.py); hidden without
+        jobs.display = False
+        yield jobs
         yield FleetTable(id="fleet-table")
         yield Static(id="fleet-detail")
         # Mounted now and hidden, not on `/`, and `/` is a priority binding (run by the app
@@ -95,8 +98,20 @@ class FleetScreen(PodActionsMixin, Screen):
         if read_only:
             header = "READ-ONLY · " + header
         set_text(self.query_one("#fleet-header", Static), header)
+        self._jobs(snapshot)
         self._detail()
         self.refresh_actions()
+
+    def _jobs(self, snapshot: FleetSnapshot) -> None:
+        """The jobs' lines above the table, when the config has jobs."""
+        config = self.app.config  # type: ignore[attr-defined]
+        box = self.query_one("#fleet-jobs", Static)
+        jobs = config.jobs if config is not None else ()
+        box.display = bool(jobs)
+        if jobs:
+            text, flagged = job_rows.jobs_text(jobs, snapshot)
+            box.set_class(flagged, "-findings")
+            set_text(box, text)
 
     def _detail(self) -> None:
         name = self.table.selected_pod

@@ -1,0 +1,60 @@
+"""The fleet screen's job lines (tui/job_rows.py): pure text, then drawn by the app.
+
+The Pilot test uses the fixed-data Fleet stand-in (tests/support/fake_fleet.py), as the
+layout tests do: what is checked is what the screen draws from a snapshot; the
+readings themselves are tested against real pods in tests/test_jobs.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from sessions.config.loader import parse_config
+from sessions.snapshot import FleetSnapshot, PodSnapshot, SessionSnapshot
+from tests.support.fake_fleet import StaticFleet, gpus, progress
+from tui import job_rows
+from tui.app import make_app
+
+
+def _config(tmp_path: Path, jobs: bool = True):
+    pods = [{"name": n, "host": f"10.0.0.{i}", "sessions": [{"name": "train", "command": "python train.py"}]}
+            for i, n in enumerate(("a", "b", "c"))]
+    doc = {"pods": pods, **({"jobs": [{"name": "pair", "pods": ["a", "b", "c"], "session": "train"}]} if jobs else {})}
+    return parse_config(yaml.safe_dump(doc, sort_keys=False), tmp_path / "config.yaml")
+
+
+def _snapshot() -> FleetSnapshot:
+    def pod(name: str, step: int, rate: float) -> PodSnapshot:
+        return PodSnapshot(name=name, host=name, state="online", sampled_at=1.0, transport="agent",
+                           gpu_status="ok", spend_usd=2.5, gpus=gpus(2, "NVIDIA A100", (50,), (90,)),
+                           sessions=(SessionSnapshot("train", state="running", configured=True,
+                                                     progress=progress(step, 5000, rate, 1.5 + step / 1e4)),))
+    return FleetSnapshot((pod("a", 1200, 2.0), pod("b", 1100, 1.0), pod("c", 1210, 2.1)))
+
+
+def test_job_line_and_its_straggler(tmp_path):
+    text, flagged = job_rows.jobs_text(_config(tmp_path).jobs, _snapshot())
+    assert flagged
+    assert text.splitlines() == [
+        "job pair  3/3 nodes · 6 GPUs · pace 1/s · skew 110 · loss 1.62 · ETA 1h05m · $7.50",
+        "  straggler: rank 1 on b (2 GPUs)",
+    ]
+
+
+async def test_fleet_screen_draws_the_job_above_its_pods(tmp_path):
+    for with_jobs in (True, False):
+        fleet = StaticFleet(_snapshot())
+        app = make_app(_config(tmp_path, with_jobs), fleet_factory=lambda _config, f=fleet: f,
+                       state_file=tmp_path / "tui.json", ui_interval=0)
+        async with app.run_test(size=(120, 30)) as pilot:
+            for _ in range(100):
+                await pilot.pause()
+                if app.snapshot.pods:
+                    break
+            await pilot.pause()
+            box = app.screen.query_one("#fleet-jobs")
+            assert box.display is with_jobs
+            if with_jobs:
+                assert "job pair  3/3 nodes" in str(box.render()) and box.has_class("-findings")
