@@ -18,8 +18,22 @@ one run, side by side:
   ``tmux_refresh_s: 0``, which lists tmux every tick (the agent before that cache);
 * ``old agent`` (optional, ``--old-ref``, default the commit before loop mode): that
   commit's agent, which exec'd nvidia-smi and ``tmux list-sessions`` every tick;
+* GPU health (issue 17), loop mode, no tmux server, a run of ``--health-ticks`` ticks
+  taken from one twice as long (so the first reads at start-up cancel out, and the
+  difference holds the rare reads at their rate): no health reads
+  (``health_interval_s: 0``) against the default cadence counted in ticks of 1 s (the
+  health fields every 30 ticks from a second resident ``nvidia-smi -l`` loop; remapped
+  rows and compute apps, two execs, every 600; ``dmesg`` for Xid lines every 300) and
+  against all of it every tick; the ratio "default vs none" is printed (goal: under
+  1.25x). The stand-in ``dmesg`` is python, far dearer than the real C one;
 * baseline: one ``sh -c 'nvidia-smi --query-gpu=...'`` per tick, what an exec-per-poll
   monitor costs the pod before its SSH session costs (see bench/fleet_poll.py for those).
+
+Start-up is printed first: the CPU of a start plus one sample (python, unpacking the
+agent, compiling and importing its modules), median of ``--start-runs`` fresh
+processes, and the command's size, for this tree's agent (the ``backends/pod_agent``
+package bundled at send time) and, when ``--old-ref`` still had it, that commit's
+one-file ``backends/agent_script.py`` (``--old-ref 9aebe52``: the last one-file agent).
 
 nvidia-smi is a stand-in, chosen to flatter the exec modes: for exec it is a ``#!/bin/sh``
 script echoing a fixed CSV line (cheaper per exec than any real nvidia-smi, which loads
@@ -49,6 +63,7 @@ sys.path.insert(0, str(ROOT))
 
 from backends import agent_command  # noqa: E402
 from backends.pod_agent.nvidia_smi import NVIDIA_SMI_QUERY_ARGS  # noqa: E402
+from backends.sim_dmesg import install_wrapper as install_dmesg  # noqa: E402
 from backends.sim_nvidia_smi import install_wrapper  # noqa: E402
 
 FAST_NVIDIA_SMI = """#!/bin/sh
@@ -128,6 +143,7 @@ class Pod:
         smi.write_text(FAST_NVIDIA_SMI)
         smi.chmod(0o755)
         install_wrapper(str(self.loop_bin))
+        install_dmesg(str(self.loop_bin))  # the health reads' kernel log (a clean boot log)
         self.python = root / "python3"
         # -S: no site-packages, so a pynvml in this venv cannot take over on a GPU machine.
         self.python.write_text("#!/bin/sh\nexec %s -S \"$@\"\n" % shlex.quote(sys.executable))
@@ -196,6 +212,8 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.1, help="agent interval in seconds (default 0.1)")
     parser.add_argument("--old-ref", default=OLD_REF, help="git ref of an older agent to compare ('' to skip)")
     parser.add_argument("--start-runs", type=int, default=9, help="fresh starts timed per agent (default 9)")
+    parser.add_argument("--health-ticks", type=int, default=1200,
+                        help="ticks measured for the GPU health rows (default 1200)")
     parser.add_argument("--driver", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.driver:
@@ -221,11 +239,23 @@ def main() -> None:
                 modes = [("exec per tick", False, {}), ("loop mode", True, {})]
                 if server:
                     modes.append(("loop mode, tmux listed every tick", True, {"tmux_refresh_s": 0}))
+                else:
+                    tick = args.interval
+                    modes += [("loop mode, no health reads", True, {"health_interval_s": 0}),
+                              ("loop mode, health at its cadence in 1 s ticks", True,
+                               {"health_interval_s": 30 * tick, "health_slow_interval_s": 600 * tick,
+                                "kernel_log_interval_s": 300 * tick}),
+                              ("loop mode, every health read every tick", True,
+                               {"health_interval_s": tick, "health_slow_interval_s": tick,
+                                "kernel_log_interval_s": tick})]
                 for label, loop, extra in modes:
                     options = dict(base, gpu_loop=loop, **extra)
                     command = agent_command.build_agent_command(options, python=str(pod.python))
                     spec = {"command": command, "env": pod.env(loop), "interval": args.interval}
-                    ms, errors = per_tick_ms(spec, short, long)
+                    if "health" in label:  # two long runs: the agent's first reads cancel out too
+                        ms, errors = per_tick_ms(spec, 3 + args.health_ticks, 3 + 2 * args.health_ticks)
+                    else:
+                        ms, errors = per_tick_ms(spec, short, long)
                     rows.append(("agent, %s, %s" % (label, where), ms, errors))
                 old = old_agent_command(args.old_ref, base, str(pod.python)) if args.old_ref else None
                 if old is not None:
@@ -246,6 +276,13 @@ def main() -> None:
         print("%-58s %9.3f %11.2fx" % (label, ms, ms / baseline))
         if errors:
             print("    (gpu errors seen: %s)" % "; ".join(str(e) for e in errors))
+    by_label = {label: ms for label, ms, _ in rows}
+    with_health = by_label.get("agent, loop mode, health at its cadence in 1 s ticks, no tmux server")
+    without = by_label.get("agent, loop mode, no health reads, no tmux server")
+    if with_health and without:
+        print("GPU health at its default cadence (fields every 30 ticks, remapped rows + compute apps every 600, "
+              "kernel log every 300): %.2fx the CPU per tick of the agent without health reads (goal: under 1.25x)"
+              % (with_health / without))
 
 
 if __name__ == "__main__":
