@@ -135,8 +135,11 @@ def test_missing_python_is_a_plain_message():
         parse_health_output(1, "", "Traceback (most recent call last):\nValueError: boom")
 
 
-def test_agent_sends_health_every_n_ticks_from_a_thread(tmp_path, monkeypatch):
-    """The agent's sample carries ``health`` once a read finished, every N ticks only."""
+def test_agent_sends_health_from_its_thread(tmp_path, monkeypatch):
+    """The agent's samples carry ``health`` once a reading finished: the health fields
+    from a resident nvidia-smi loop, remapped rows and compute apps, and the Xid lines."""
+    import time
+
     from backends.pod_agent.sample import AgentState, collect_sample
 
     bin_dir = tmp_path / "bin"
@@ -144,24 +147,31 @@ def test_agent_sends_health_every_n_ticks_from_a_thread(tmp_path, monkeypatch):
     sim.install_wrapper(str(bin_dir))
     sim_dmesg.install_wrapper(str(bin_dir))
     state_path = tmp_path / "state.json"
-    state = _state(**{"ecc.errors.uncorrected.volatile.total": 2})
+    state = _state(**{"ecc.errors.uncorrected.volatile.total": 2, "remapped_rows.failure": "Yes"})
     state["kernel_log"] = {"lines": [XID79]}
     state_path.write_text(json.dumps(state))
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.setenv(sim.STATE_ENV, str(state_path))
     agent = AgentState(disk_path=str(tmp_path), tmux=False, use_nvml=False, gpu_loop=False,
-                       health_every=3, kernel_log_every=6)
+                       health_interval_s=0.2, health_slow_interval_s=60, kernel_log_interval_s=60)
+    readings = []
     try:
-        samples = []
-        for _ in range(7):
-            samples.append(collect_sample(agent))
-            if agent.health._thread is not None:
-                agent.health._thread.join(30)  # so the next sample has the finished read
+        deadline = time.monotonic() + 60  # a safety net for a broken reader, not a measurement
+        while len(readings) < 3 and time.monotonic() < deadline:
+            sample = collect_sample(agent)
+            if "health" in sample:
+                readings.append(sample["health"])
+            time.sleep(0.05)
+        loop = agent.health._loop
+        assert loop is not None and loop.proc.poll() is None  # resident, not an exec per reading
     finally:
         agent.close()
-    carried = [s["seq"] for s in samples if "health" in s]
-    assert carried == [1, 4]  # read on ticks 0 and 3 (every 3), sent with the next sample
-    first, second = samples[1]["health"], samples[4]["health"]
-    assert first["gpus"][0]["ecc.errors.uncorrected.volatile.total"] == 2
-    assert first["kernel_log"]["events"][0]["xid"] == 79  # tick 0: the kernel log too
-    assert second["kernel_log"] is None  # tick 3: GPU fields only (kernel log every 6)
+    assert loop.proc.poll() is not None  # closing the agent stops it
+    assert len(readings) == 3
+    for reading in readings:
+        (gpu,) = reading["gpus"]
+        assert gpu["ecc.errors.uncorrected.volatile.total"] == 2
+        assert gpu["remapped_rows.failure"] is True  # read once, reused between slow reads
+    assert [r["kernel_log"] is None for r in readings] == [False, True, True], readings
+    assert readings[0]["kernel_log"]["events"][0]["xid"] == 79
+    assert readings[1]["kernel_log"] is None and readings[2]["kernel_log"] is None  # every 60 s only

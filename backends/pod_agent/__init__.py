@@ -47,9 +47,10 @@ Options (the one JSON argument): ``interval`` (s), ``disk_path``, ``tmux`` (bool
 ``gpu_loop`` (bool, default true: one resident ``nvidia-smi -lms`` instead of an exec per
 tick), ``gpu_loop_retry_s`` (first wait before loop mode is retried after a failure) and
 ``tmux_refresh_s`` (the longest an unchanged tmux listing is reused; 0: list every tick),
-``health_every`` and ``kernel_log_every`` (ticks between GPU health reads and kernel-log
-reads for Xid lines, default 30 and 120, 0: never; read in a thread, sent as the next
-sample's ``health`` key, see ``health.read_health``).
+``health_interval_s`` (GPU health fields from a resident nvidia-smi loop, default 30,
+0: never), ``health_slow_interval_s`` (remapped rows and compute apps, two execs, default
+600) and ``kernel_log_interval_s`` (Xid lines, one exec, default 300, 0: never); read in a
+thread and sent once as the next sample's ``health`` key (``health.HealthPoller``).
 
 Cost per tick is the point of the design: an exec of nvidia-smi costs NVML's start every
 time (tens of ms on a GPU box), so nvidia-smi stays resident in loop mode; tmux is exec'd

@@ -147,31 +147,28 @@ def query_smi(smi, option, fields, timeout=SMI_TIMEOUT_S):
         ``(rows, refused, error)``: rows keyed by the asked names (new spelling),
         the fields the driver did not know, and a message when nvidia-smi failed.
     """
+    rows, refused, error, _ = _query(smi, option, fields, timeout)
+    return rows, refused, error
+
+
+def _query(smi, option, fields, timeout):
+    """``query_smi`` plus the field names as finally asked (old spelling included)."""
     asked = list(fields)
     refused = []
     while asked:
         rc, out, err = _run([smi, "%s=%s" % (option, ",".join(asked)), "--format=csv,noheader,nounits"], timeout)
         if rc == 0:
-            rows = parse_rows(out, asked)
-            for row in rows:
-                for name in list(row):
-                    if name.startswith(THROTTLE_PREFIX):
-                        row[EVENT_PREFIX + name[len(THROTTLE_PREFIX):]] = row.pop(name)
-                na = row["not_available"]
-                for name in list(na):
-                    if name.startswith(THROTTLE_PREFIX):
-                        na[EVENT_PREFIX + name[len(THROTTLE_PREFIX):]] = na.pop(name)
-            return rows, refused, None
+            return [_event_names(row) for row in parse_rows(out, asked)], refused, None, asked
         match = _REFUSED.search(out + err)
         if match is None or match.group(1) not in asked:
-            return [], refused, _first_line(out, err) or "nvidia-smi exit status %d" % rc
+            return [], refused, _first_line(out, err) or "nvidia-smi exit status %d" % rc, asked
         name = match.group(1)
         if name.startswith(EVENT_PREFIX):  # driver < 535: the old spelling of every reason
             asked = [THROTTLE_PREFIX + f[len(EVENT_PREFIX):] if f.startswith(EVENT_PREFIX) else f for f in asked]
         else:
             refused.append(name)
             asked.remove(name)
-    return [], refused, None
+    return [], refused, None, asked
 
 
 def pid_alive(pid):
@@ -193,43 +190,68 @@ def _attach(gpus, rows, key):
             key(gpu, row)
 
 
-def read_gpus_smi(smi, timeout=SMI_TIMEOUT_S):
-    """Every GPU's health through nvidia-smi (three execs). See ``read_health``."""
-    rows, refused, error = query_smi(smi, "--query-gpu", HEALTH_FIELDS, timeout)
-    if error is not None:
-        return [], error
+def _event_names(row):
+    """Rename ``clocks_throttle_reasons.*`` (old drivers) to ``clocks_event_reasons.*``."""
+    for table in (row, row["not_available"]):
+        for name in list(table):
+            if name.startswith(THROTTLE_PREFIX):
+                table[EVENT_PREFIX + name[len(THROTTLE_PREFIX):]] = table.pop(name)
+    return row
+
+
+def _gpu_rows(rows, refused):
+    """``--query-gpu`` rows as GPUs: refused fields marked, no processes yet."""
     gpus = []
     for row in rows:
+        row.pop("count", None)
         for name in refused:
             row[name] = None
             row["not_available"][name] = "not a field this driver knows"
         row["compute_apps"] = []
         gpus.append(row)
-    remap, remap_refused, remap_error = query_smi(smi, "--query-remapped-rows", REMAP_FIELDS, timeout)
+    return gpus
 
-    def add_remap(gpu, row):
-        gpu["not_available"].update(row.pop("not_available"))
-        gpu.update(row)
 
-    _attach(gpus, remap, add_remap)
+def read_slow(smi, timeout=SMI_TIMEOUT_S):
+    """Remapped rows and compute apps (two execs): ``{uuid: fields}``, ``{uuid: [apps]}``.
+
+    A failed query gives ``{None: why}`` in its table, which ``add_slow`` reports as not
+    available on every GPU.
+    """
+    remap, _, remap_error = query_smi(smi, "--query-remapped-rows", REMAP_FIELDS, timeout)
+    remaps = {None: remap_error} if remap_error else {row.pop("gpu_uuid", None): row for row in remap}
+    apps_rows, _, apps_error = query_smi(smi, "--query-compute-apps", APP_FIELDS, timeout)
+    apps = {None: apps_error} if apps_error else {}
+    for row in apps_rows if not apps_error else ():
+        apps.setdefault(row.get("gpu_uuid"), []).append({"pid": row.get("pid"), "used_mib": row.get("used_memory")})
+    return remaps, apps
+
+
+def add_slow(gpus, slow):
+    """Put ``read_slow``'s tables on the GPUs; each app's pid is looked at now."""
+    remaps, apps = slow
     for gpu in gpus:
+        row = remaps.get(gpu.get("uuid"))
         for name in REMAP_FIELDS[1:]:
-            if name not in gpu:
-                gpu[name] = None
-                gpu["not_available"][name] = remap_error or "not reported"
-    apps, _, apps_error = query_smi(smi, "--query-compute-apps", APP_FIELDS, timeout)
-
-    def add_app(gpu, row):
-        pid = row.get("pid")
-        gpu["compute_apps"].append({"pid": pid, "used_mib": row.get("used_memory"),
-                                    "alive": pid_alive(pid) if isinstance(pid, int) else None})
-
-    _attach(gpus, apps, add_app)
-    if apps_error is not None:
-        for gpu in gpus:
+            gpu[name] = row.get(name) if row else None
+            if row is None or name in row["not_available"]:
+                gpu["not_available"][name] = (row["not_available"][name] if row else
+                                              remaps.get(None) or "not reported")
+        if None in apps:
             gpu["compute_apps"] = None
-            gpu["not_available"]["compute_apps"] = apps_error
-    return gpus, None
+            gpu["not_available"]["compute_apps"] = apps[None]
+            continue
+        gpu["compute_apps"] = [dict(app, alive=pid_alive(app["pid"]) if isinstance(app["pid"], int) else None)
+                               for app in apps.get(gpu.get("uuid"), ())]
+    return gpus
+
+
+def read_gpus_smi(smi, timeout=SMI_TIMEOUT_S):
+    """Every GPU's health through nvidia-smi (three execs). See ``read_health``."""
+    rows, refused, error = query_smi(smi, "--query-gpu", HEALTH_FIELDS, timeout)
+    if error is not None:
+        return [], error
+    return add_slow(_gpu_rows(rows, refused), read_slow(smi, timeout)), None
 
 
 def read_gpus_nvml(nvml):
@@ -412,42 +434,142 @@ def read_health(use_nvml=True, smi=None, kernel_log=True, kmsg_path=KMSG_PATH, n
     return result
 
 
-class HealthPoller:
-    """Reads health in a background thread every ``every`` ticks; the kernel log every
-    ``kernel_every`` ticks (a multiple of ``every``; 0: never). At most one read runs.
+class SmiHealthLoop:
+    """One resident ``nvidia-smi --query-gpu=HEALTH,count -l N``, read in the poller's thread.
 
-    ``tick(seq)`` is called once per tick; ``take()`` returns a finished reading once
-    (then None until the next one), which the sample carries under ``health``.
+    An exec of nvidia-smi pays NVML's start (tens of ms on a GPU box); resident, it pays
+    it once and then re-queries by itself every ``seconds``. The fields are probed once
+    with an exec (``_query``: an old driver's spelling, refused fields dropped).
     """
 
-    def __init__(self, every=30, kernel_every=120, use_nvml=True):
-        self.every = max(0, int(every))
-        self.kernel_every = max(0, int(kernel_every))
+    def __init__(self, smi, seconds, timeout=SMI_TIMEOUT_S):
+        rows, self.refused, self.error, self.asked = _query(smi, "--query-gpu", HEALTH_FIELDS, timeout)
+        self.proc = None
+        self.first = _gpu_rows(rows, self.refused) if self.error is None else []
+        if self.error is None:
+            whole = seconds >= 1 and seconds == int(seconds)
+            period = ["-l", str(int(seconds))] if whole else ["-lms", str(max(1, int(round(seconds * 1000))))]
+            self.proc = subprocess.Popen(
+                [smi, "--query-gpu=%s,count" % ",".join(self.asked), "--format=csv,noheader,nounits"] + period,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, close_fds=True)
+
+    def next_batch(self):
+        """Block until the next complete batch; ``(gpus, None)`` or ``([], why it ended)``."""
+        if self.first:
+            first, self.first = self.first, []
+            return first, None
+        rows, expected, said = [], None, ""
+        for raw in iter(self.proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            parsed = parse_rows(line, self.asked + ["count"])
+            if not parsed:
+                said = said or line.strip()
+                continue
+            row = _event_names(parsed[0])
+            expected = expected or row.get("count")
+            rows.append(row)
+            if isinstance(expected, int) and len(rows) >= expected:
+                return _gpu_rows(rows, self.refused), None
+        self.close()
+        return [], said or "nvidia-smi's health loop ended"
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.terminate()
+                self.proc.wait(1.0)
+            except Exception:
+                self.proc.kill()
+        if self.proc is not None:
+            self.proc.stdout.close()
+
+
+class HealthPoller:
+    """GPU health in a background thread, so no health read ever delays the agent's tick.
+
+    Cadences, in seconds (the options' defaults are in ``main``):
+
+    * ``every_s``: the ``--query-gpu`` health fields (ECC, retired pages, clock event
+      reasons, PCIe link, persistence), from one resident nvidia-smi loop (no exec per
+      read), or pynvml in-process;
+    * ``slow_every_s``: remapped rows and compute apps, two nvidia-smi execs (no loop
+      mode exists for them); the last answer is reused in between, pids looked at anew;
+    * ``kernel_every_s``: the kernel log for Xid lines (one ``dmesg`` exec).
+
+    ``take()`` returns a reading once it is newer than the last one taken, else None.
+    """
+
+    def __init__(self, every_s=30.0, slow_every_s=600.0, kernel_every_s=300.0, use_nvml=True):
+        self.every_s = max(0.0, float(every_s))
+        self.slow_every_s = max(self.every_s, float(slow_every_s))
+        self.kernel_every_s = max(self.every_s, float(kernel_every_s)) if kernel_every_s else 0.0
         self.use_nvml = use_nvml
         self._thread = None
         self._done = None
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._loop = None
 
-    def tick(self, seq):
-        if not self.every or seq % self.every or (self._thread is not None and self._thread.is_alive()):
-            return
-        kernel = bool(self.kernel_every) and seq % self.kernel_every == 0
-        self._thread = threading.Thread(target=self._read, args=(kernel,), name="gpuctl-health", daemon=True)
-        self._thread.start()
-
-    def _read(self, kernel):
-        try:
-            reading = read_health(use_nvml=self.use_nvml, kernel_log=kernel)
-        except Exception as exc:  # the reader must never take the agent down
-            reading = {"time": time.time(), "source": None, "gpus": [], "kernel_log": None,
-                       "error": "health reader failed: %s: %s" % (type(exc).__name__, exc)}
-        with self._lock:
-            self._done = reading
+    def tick(self, seq=None):
+        """Start the reading thread on the first tick (nothing to do after that)."""
+        if self.every_s and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="gpuctl-health", daemon=True)
+            self._thread.start()
 
     def take(self):
         with self._lock:
             reading, self._done = self._done, None
         return reading
+
+    def close(self):
+        self._stop.set()
+        if self._loop is not None:
+            self._loop.close()
+
+    def _publish(self, reading):
+        with self._lock:
+            if self._done is not None and reading["kernel_log"] is None:
+                reading["kernel_log"] = self._done["kernel_log"]  # not taken yet: keep its Xid lines
+            self._done = reading
+
+    def _run(self):
+        try:
+            self._read_forever()
+        except Exception as exc:  # the reader must never take the agent down
+            self._publish({"time": time.time(), "source": None, "gpus": [], "kernel_log": None,
+                           "error": "health reader failed: %s: %s" % (type(exc).__name__, exc)})
+
+    def _read_forever(self):
+        nvml = open_nvml() if self.use_nvml else None
+        slow = None
+        slow_at = kernel_at = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            reading = {"time": time.time(), "source": None, "error": None, "gpus": [], "kernel_log": None}
+            if nvml is not None:
+                reading["gpus"], reading["source"] = read_gpus_nvml(nvml), "pynvml"
+            else:
+                smi = shutil.which("nvidia-smi")
+                if smi is None:
+                    reading["error"] = "nvidia-smi: command not found (no NVIDIA driver on this pod)"
+                else:
+                    if self._loop is None:
+                        self._loop = SmiHealthLoop(smi, self.every_s)
+                    gpus, why = self._loop.next_batch() if self._loop.error is None else ([], self._loop.error)
+                    if why is not None:
+                        self._loop.close()
+                        self._loop = None
+                        reading["error"] = why
+                    elif slow is None or now >= slow_at:
+                        slow, slow_at = read_slow(smi), now + self.slow_every_s
+                    if gpus:
+                        reading["gpus"] = add_slow(gpus, slow)
+                    reading["source"] = "nvidia-smi"
+            if self.kernel_every_s and now >= kernel_at:
+                reading["kernel_log"], kernel_at = read_kernel_log(), now + self.kernel_every_s
+            self._publish(reading)
+            if nvml is not None or reading["error"] is not None:
+                self._stop.wait(self.every_s)  # the loop paces itself; these do not
 
 
 def main(argv=None):

@@ -49,10 +49,11 @@ def main(argv):
         notices.append("gpu_loop_retry_s must be a positive number; using %g" % NVIDIA_SMI_LOOP_RETRY_S)
         retry = NVIDIA_SMI_LOOP_RETRY_S
     every = {}
-    for name, default in (("health_every", 30), ("kernel_log_every", 120)):
+    for name, default in (("health_interval_s", 30.0), ("health_slow_interval_s", 600.0),
+                          ("kernel_log_interval_s", 300.0)):
         value = options.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            notices.append("%s must be a whole number of ticks >= 0; using %d" % (name, default))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            notices.append("%s must be a number of seconds >= 0; using %g" % (name, default))
             value = default
         every[name] = value
     state = AgentState(

@@ -22,8 +22,8 @@ def make_sample(seq, t, gpu, gpu_source, disk, load, uptime_s, tmux, health=None
     Args:
         gpu: ``(gpu_status, gpu_error, gpus)``.
         tmux: ``(tmux_status, tmux_error, sessions)``.
-        health: a finished ``health.read_health`` reading, sent under ``health`` only in
-            the sample after it finished (every ``health_every`` ticks), else absent.
+        health: a finished health reading (``health.HealthPoller``), sent under ``health``
+            once, in the first sample after it finished, else absent.
     """
     sample = {
         "kind": "sample", "v": AGENT_PROTOCOL_VERSION, "t": t, "seq": seq,
@@ -49,26 +49,30 @@ class AgentState:
             keeps it current through ``self.gpu.set_interval``.
         gpu_loop_retry_s: first wait before loop mode is retried after a failure.
         tmux_refresh_s: the longest an unchanged tmux listing is reused.
-        health_every: read GPU health (ECC, remapped rows, clocks, PCIe, compute apps:
-            three nvidia-smi execs) every N ticks, in a thread; 0: never.
-        kernel_log_every: read the kernel log for Xid lines every N ticks (one more
-            exec, on a tick that also reads health); 0: never.
+        health_interval_s: seconds between GPU health readings (a resident nvidia-smi
+            loop, or pynvml), read in a thread; 0: never.
+        health_slow_interval_s: seconds between reads of remapped rows and compute apps
+            (two nvidia-smi execs).
+        kernel_log_interval_s: seconds between kernel log reads for Xid lines (an exec);
+            0: never.
     """
 
     def __init__(self, disk_path="~", tmux=True, use_nvml=True,
                  nvidia_smi_timeout=NVIDIA_SMI_TIMEOUT_S, gpu_loop=True, interval=1.0,
                  gpu_loop_retry_s=NVIDIA_SMI_LOOP_RETRY_S, tmux_refresh_s=TMUX_REFRESH_S,
-                 health_every=30, kernel_log_every=120):
+                 health_interval_s=30.0, health_slow_interval_s=600.0, kernel_log_interval_s=300.0):
         self.disk_path = os.path.abspath(os.path.expanduser(disk_path or "~"))
         self.tmux_enabled = bool(tmux)
         self.gpu = GpuReader(use_nvml=use_nvml, timeout=nvidia_smi_timeout, loop=gpu_loop,
                              interval=interval, loop_retry_s=gpu_loop_retry_s)
         self.tmux = TmuxReader(refresh_s=tmux_refresh_s)
-        self.health = HealthPoller(health_every, kernel_log_every, use_nvml=use_nvml)
+        self.health = HealthPoller(health_interval_s, health_slow_interval_s, kernel_log_interval_s,
+                                   use_nvml=use_nvml)
         self.seq = 0
 
     def close(self):
         self.gpu.close()
+        self.health.close()
 
 
 def _guarded(read, failed):
