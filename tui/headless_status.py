@@ -102,7 +102,8 @@ async def slurm_jobs(fleet: Fleet) -> list[dict] | None:
         try:
             async with fleet.borrow(pod.name) as transport:
                 listed = await slurm.list_jobs(transport, pod, timeout=timeout)
-                views = [await slurm.view(transport, job, pod, timeout=timeout) for job in listed]
+                # Each job's log tail and srun probes run side by side (channels of one connection).
+                views = await asyncio.gather(*(slurm.view(transport, job, pod, timeout=timeout) for job in listed))
         except (SshFailure, slurm.SlurmError) as exc:
             print(f"gpuctl: {pod.name}: cannot list Slurm jobs: {getattr(exc, 'message', exc)}", file=sys.stderr)
             return []
