@@ -144,7 +144,7 @@ for line in sys.stdin.buffer:
 """
 
 
-async def round_trip(conn: asyncssh.SSHClientConnection, tries: int = 3) -> float | None:
+async def round_trip(conn: asyncssh.SSHClientConnection, tries: int = 5) -> float | None:
     """The link's round trip in seconds: the fastest of `tries` keepalive requests
     (answered by sshd itself, no process started on the pod, so a busy pod does not
     read as a far one); None when it cannot be measured."""

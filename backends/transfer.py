@@ -96,9 +96,9 @@ PARALLEL (`backends.parallel_transfer`) moves whole checkpoints (`fetch_all`); a
 STREAM_MIN_SIZE = 32 * 1024 * 1024
 """Files at least this big go over an exec stream; smaller ones over SFTP."""
 
-NEAR_RTT_S = 0.003
+NEAR_RTT_S = 0.005
 """Below this round trip "auto" streams a big file through the OpenSSH client; above
-it, parallel ranges (one channel's 2 MiB window over 3 ms is still ~700 MB/s)."""
+it, parallel ranges (one channel's 2 MiB window over 5 ms is still ~400 MB/s)."""
 
 STREAM_WINDOW = 8 * 1024 * 1024
 """Receive window of a stream channel (bytes the pod may send before we acknowledge)."""

@@ -186,8 +186,12 @@ async def test_a_killed_gpuctl_download_leaves_no_ssh_child_and_a_rerun_resumes(
     ssh.write_text(f'#!/bin/sh\nkill -STOP $$\nexec {shutil.which("ssh")} "$@"\n')
     ssh.chmod(0o755)
     env = {**os.environ, "PATH": f"{wrappers}{os.pathsep}{os.environ['PATH']}"}
-    gpuctl = subprocess.Popen([sys.executable, "-m", "tui.cli", "--config", str(pod.config_path),
-                               "download", "p", "train"], env=env, cwd=tmp_path,
+    # The OpenSSH method by name: "auto" takes it only on a near link, and a busy machine
+    # can make loopback look far (backends.transfer.NEAR_RTT_S).
+    code = ("import asyncio; from sessions.config.loader import load_config; "
+            "from sessions.checkpoints.download import download_checkpoint; "
+            f"asyncio.run(download_checkpoint(load_config({str(pod.config_path)!r}), 'p', 'train', method='ssh'))")
+    gpuctl = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=tmp_path,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     child = None
     try:
