@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the parser costs ~15 ms to import; the TUI's first frame needs none of it
+    from sessions.health.checks import HealthCheck
+    from sessions.health.report import HealthReport
     from sessions.progress.tracker import Progress
     from sessions.checkpoints.listing import Checkpoint
     from sessions.progress.trackers import TrackerReading
@@ -165,6 +167,9 @@ class PodSnapshot:
         provider_state: what the provider says (`running`, `stopped`, ...), or None.
         provider_error: why the provider could not be asked (a note: the pod's
             state still comes from SSH), or None.
+        health: the newest GPU health reading (`sessions.health.report`), kept until the
+            next one (the agent sends one every ~30 s), or None before the first.
+        health_checks: the doctor's verdicts on `health` (`sessions.health.checks`).
     """
 
     name: str
@@ -191,6 +196,8 @@ class PodSnapshot:
     spend_since: float | None = None
     spend_from: str | None = None
     received_at: float | None = None
+    health: HealthReport | None = None
+    health_checks: tuple[HealthCheck, ...] = ()
 
     @property
     def stale(self) -> bool:
@@ -229,8 +236,16 @@ def apply_sample(pod: PodSnapshot, sample: dict[str, Any], received_at: float | 
         else None
     )
     load = sample.get("load")
+    health: dict[str, Any] = {}
+    if isinstance(sample.get("health"), dict):  # only in the sample after a health read
+        from sessions.health.checks import evaluate
+        from sessions.health.report import parse_report
+
+        report = parse_report(sample["health"])
+        health = {"health": report, "health_checks": tuple(evaluate(report))}
     return _replace(
         pod,
+        **health,
         sampled_at=sample.get("t"),
         gpu_status=sample.get("gpu_status"),
         gpu_error=sample.get("gpu_error"),

@@ -131,7 +131,7 @@ def test_every_key_in_a_session_entry(tmp_path: Path) -> None:
     ("auto_resume: off", Policies(auto_resume=ResumeLayer(enabled=False))),
     ("auto_resume: {max_restarts: 0, enabled: false}", Policies(auto_resume=ResumeLayer(False, 0))),
     ("auto_resume: {backoff_s: 0}", Policies(auto_resume=ResumeLayer(True, None, 0.0))),
-    ("alerts: off", Policies(alerts=AlertLayer(False, False, False, False, False, False))),
+    ("alerts: off", Policies(alerts=AlertLayer(False, False, False, False, False, False, False))),
     ("alerts: {gpu_temp_c: off, nan_loss: false}", Policies(alerts=AlertLayer(gpu_temp_c=False, nan_loss=False))),
     ("budget: off", Policies(budget=BudgetLayer(enabled=False))),
     ("budget: {max_usd: 9.5}", Policies(budget=BudgetLayer(enabled=True, max_usd=9.5))),

@@ -295,9 +295,10 @@ def describe_policies(layer: Policies) -> str:
         units = {"gpu_temp_c": "°C", "disk_used_pct": "%", "stall_minutes": "min", "loss_spike": "x",
                  "gpu_idle_minutes": "min"}
         written = [(name, getattr(alerts, name)) for name in
-                ("gpu_temp_c", "disk_used_pct", "stall_minutes", "loss_spike", "nan_loss", "gpu_idle_minutes")
+                ("gpu_temp_c", "disk_used_pct", "stall_minutes", "loss_spike", "nan_loss", "gpu_idle_minutes",
+                 "gpu_health")
                 if getattr(alerts, name) is not None]
-        if written and all(value is False for _, value in written) and len(written) == 6:
+        if written and all(value is False for _, value in written) and len(written) == 7:
             parts.append("alerts off")
         elif written:
             shown = [f"{name} {'on' if value is True else _limit(value, units.get(name, ''))}"

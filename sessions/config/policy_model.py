@@ -36,6 +36,7 @@ class AlertLayer:
     loss_spike: float | bool | None = None
     nan_loss: bool | None = None
     gpu_idle_minutes: float | bool | None = None
+    gpu_health: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class Alerts:
     loss_spike: float | None = 3.0
     nan_loss: bool = True
     gpu_idle_minutes: float | None = 10.0
+    gpu_health: bool = True
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ def _merge_block(result: Any, layers: list[Any]) -> Any:
             value = getattr(layer, f.name)
             if value is None or f.name == "enabled":
                 continue
-            values[f.name] = None if value is False and f.name != "nan_loss" else value
+            values[f.name] = None if value is False and f.name not in ("nan_loss", "gpu_health") else value
     return type(result)(**values)
 
 

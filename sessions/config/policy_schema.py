@@ -217,6 +217,7 @@ ALERT_FIELDS: dict[str, Validator] = {
                              1.0, True),
     "nan_loss": boolean,
     "gpu_idle_minutes": _threshold("a number of minutes greater than 0", 0, True),
+    "gpu_health": boolean,
 }
 ALERT_KEYS: tuple[str, ...] = tuple(ALERT_FIELDS)
 _ALERT_ALIASES = {

@@ -28,6 +28,10 @@ The rules:
   clock starts when the log tracker first sees a step: it cannot know how long a step
   stood still before.
 * `nan_loss`: the session's loss is NaN or ±inf; ends when a finite loss shows again.
+* `gpu_health`: a GPU failing (a failing Xid, uncorrected ECC errors, a failed row
+  remap, a hardware slowdown under load for minutes), judged on the pod's newest health
+  reading by `sessions.health.alerting` (which holds the rule and its hysteresis);
+  `index` is the GPU; ends when the condition has been gone a while.
 * `loss_spike`: the newest loss is over factor x the median of the previous (up to)
   20 loss observations, judged once 5 are known; ends when a later observation falls
   back to factor x median or under. An observation is recorded when the step changes
@@ -55,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from sessions.events import EventKind, WatchEvent
+from sessions.health.alerting import GpuHealthRule
 from sessions.config.policy_model import Alerts
 from sessions.snapshot import PodSnapshot, PodState, SessionSnapshot, SessionState
 
@@ -75,6 +80,7 @@ LABELS = {
     "stall_minutes": "stall",
     "nan_loss": "NaN loss",
     "loss_spike": "loss spike",
+    "gpu_health": "GPU health",
 }
 """Each alert's name in plain words, for messages."""
 
@@ -143,6 +149,7 @@ class AlertTracker:
         self._active: dict[AlertKey, ActiveAlert] = {}
         self._idle_since: dict[str, float] = {}
         self._losses: dict[tuple[str, str], _LossHistory] = {}
+        self._health = GpuHealthRule()
 
     # ------------------------------------------------------------------ queries
 
@@ -206,6 +213,7 @@ class AlertTracker:
         self._gpu_temps(pod, pod_alerts.gpu_temp_c, out, now)
         self._disk(pod, pod_alerts.disk_used_pct, out, now)
         self._idle(pod, pod_alerts.gpu_idle_minutes, out, now)
+        self._gpu_health(pod, pod_alerts.gpu_health, out, now)
         for snap in pod.sessions:
             thresholds = alerts_of(snap.name)
             self._stalled(pod.name, snap, thresholds.stall_minutes, out, now)
@@ -251,6 +259,16 @@ class AlertTracker:
                         f"(threshold {_num(threshold)} %).")
         elif key in self._active and used < threshold - DISK_HYSTERESIS_PCT:
             out.append(self._clear(key, f"Disk down to {_num(used)} % full."))
+
+    def _gpu_health(self, pod: PodSnapshot, on: bool, out: list[WatchEvent], now: float) -> None:
+        if not on or pod.health is None:
+            return
+        for index, reason in self._health.conditions(pod.name, pod.health, pod.health_checks, now).items():
+            key: AlertKey = (pod.name, None, "gpu_health", index)
+            if reason is not None and key not in self._active:
+                self._raise(out, key, now, reason, True, f"GPU {index}: {reason}.")
+            elif reason is None and key in self._active:
+                out.append(self._clear(key, f"GPU {index} is healthy again."))
 
     def _idle(self, pod: PodSnapshot, minutes: float | None,
               out: list[WatchEvent], now: float) -> None:
@@ -435,7 +453,7 @@ def _enabled(thresholds: Alerts, name: str) -> bool:
 def _label(key: AlertKey) -> str:
     label = LABELS[key[2]]
     if key[3] is not None:
-        return f"GPU {key[3]} temperature"
+        return f"GPU {key[3]} " + ("health" if key[2] == "gpu_health" else "temperature")
     return label[0].upper() + label[1:]
 
 
