@@ -17,7 +17,8 @@ How:
   back to the sequential methods (`NoRangeServer`).
 * **One queue of ranges for every file** of a checkpoint (file order, then offset):
   the files of a folder move concurrently, a big file as `chunk_for` ranges spread
-  over `MAX_CHANNELS` channels (fewer when there are fewer ranges). Channels get a
+  over `channels_for(round trip)` channels (at most `MAX_CHANNELS`, fewer when there
+  are fewer ranges). Channels get a
   large window and 256 KiB packets: asyncssh's cost is per packet, and 8x fewer of
   them was 1.5x less client CPU per GiB here.
 * **Written where they belong** (`pwrite` at the range's offset) into a `.part`
@@ -43,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import fcntl
+import math
 import os
 import shlex
 import time
@@ -77,6 +79,9 @@ DEPTH = 2
 
 WINDOW = 8 * 1024 * 1024
 """Receive window per channel (asyncssh's default is 2 MiB)."""
+
+TARGET_RATE = 1e9
+"""Bytes/s the channels together should be able to carry whatever the round trip."""
 
 PACKET = 256 * 1024
 """Largest SSH packet a channel accepts (asyncssh's default is 32 KiB)."""
@@ -161,6 +166,15 @@ async def round_trip(conn: asyncssh.SSHClientConnection, tries: int = 5) -> floa
         took = time.perf_counter() - started
         best = took if best is None else min(best, took)
     return best
+
+
+def channels_for(rtt: float | None) -> int:
+    """Channels for a link with round trip `rtt` (None: unknown): enough windows in
+    flight for `TARGET_RATE` (8 MiB each per round trip), between 2 and
+    `MAX_CHANNELS`; each one more is a process on the pod and work for its sshd."""
+    if rtt is None:
+        return MAX_CHANNELS
+    return max(2, min(MAX_CHANNELS, math.ceil(TARGET_RATE * rtt / WINDOW)))
 
 
 def range_server_command() -> str:

@@ -752,36 +752,31 @@ class Fetcher:
         """Bring every job's file into its `.part`, resuming; stats with `sha256` per job.
 
         "auto" and "parallel" move them as parallel byte ranges over channels of this
-        connection (`backends.parallel_transfer`), falling back to one file after
-        another (`fetch`) on a pod without python3; a forced sequential method goes
-        file by file.
+        connection (`backends.parallel_transfer`, as many as the round trip needs),
+        falling back to one file after another (`fetch`) on a pod without python3; a
+        forced sequential method goes file by file. "auto" also goes file by file for
+        a big file on a near link (round trip under `NEAR_RTT_S`, a LAN or this
+        machine) with an OpenSSH client to stream it: one channel's window is no limit
+        there, and the OpenSSH client moves a GiB for about half the CPU of channels
+        through asyncssh (`bench/download.py`), CPU being what caps the speed.
 
         Raises:
             TransferFailed: as `fetch`.
         """
-        if self.method == PARALLEL or (self.method == "auto" and not await self._near(jobs)):
-            from backends.parallel_transfer import NoRangeServer, ParallelFetch
+        from backends.parallel_transfer import NoRangeServer, ParallelFetch, channels_for, round_trip
 
+        rtt = await round_trip(self.conn) if self.method in ("auto", PARALLEL) else None
+        near = rtt is not None and rtt < NEAR_RTT_S and self.ssh_argv is not None and any(
+            j.size >= STREAM_MIN_SIZE for j in jobs)
+        if self.method == PARALLEL or (self.method == "auto" and not near):
             try:
-                return await ParallelFetch(self.conn, jobs, progress=progress, sync=self.sync).run()
+                return await ParallelFetch(self.conn, jobs, progress=progress, sync=self.sync,
+                                           channels=channels_for(rtt)).run()
             except NoRangeServer:
                 if self.method == PARALLEL:
                     raise TransferFailed("remote", "the pod has no python3 to serve parallel ranges; "
                                                    "use another method") from None
         return await fetch_each(self, jobs, progress)
-
-    async def _near(self, jobs: Sequence[FetchJob]) -> bool:
-        """Whether "auto" should go file by file: a big file, an OpenSSH client to
-        stream it, and a pod so near (round trip under `NEAR_RTT_S`, a LAN or this
-        machine) that one channel's window is no limit. There the OpenSSH client
-        moves a GiB for about half the CPU of parallel channels through asyncssh
-        (`bench/download.py`), and CPU is what caps the speed."""
-        if self.ssh_argv is None or not any(j.size >= STREAM_MIN_SIZE for j in jobs):
-            return False
-        from backends.parallel_transfer import round_trip
-
-        rtt = await round_trip(self.conn)
-        return rtt is not None and rtt < NEAR_RTT_S
 
     async def _openssh(self, remote_path: str, writer: PartWriter, argv: list[str]) -> str | None:
         """`cat` the file through the OpenSSH client, its stdout the `.part` file itself.
