@@ -199,6 +199,12 @@ def test_cli_launch_and_kill_a_job(sshd, sshd_fresh, tmp_path, capsys):
         out = capsys.readouterr().out.splitlines()
         assert [line.split(" (log")[0] for line in out] == ["rank 0: launched 'train' on m0",
                                                            "rank 1: launched 'train' on m1"]
+        for rank, server in enumerate((sshd, sshd_fresh)):
+            _wait_line(server, out[rank].split(" (log ")[1].rstrip(")"))
+        assert main(["--config", str(path), "jobs", "logs", "duo", "-n", "1"]) == 0
+        merged = capsys.readouterr().out.splitlines()
+        assert [line.split("] ")[0] for line in merged] == ["[rank 0", "[rank 1"]
+        assert all(" step " in line or "nnodes=2" in line for line in merged), merged
     finally:
         assert main(["--config", str(path), "jobs", "kill", "duo", "--yes"]) == 0
     assert capsys.readouterr().out.splitlines() == ["killed 'train' on m1", "killed 'train' on m0"]

@@ -1,10 +1,11 @@
-"""`gpuctl jobs [--json]`, `gpuctl jobs launch|resume|kill|teardown JOB`: a `jobs:` entry as one unit.
+"""`gpuctl jobs [--json]`, `gpuctl jobs launch|resume|logs|kill|teardown JOB`: a `jobs:` entry as one unit.
 
 `jobs` prints each job's row (nodes online, GPUs, pace = its slowest rank, step skew,
 loss from rank 0, ETA, spend) and names stragglers and hung ranks with their pod;
 exit 1 when one is named or a node is not online. `launch` starts the job's session on
 every pod in rank order with the rendezvous placeholders filled; `resume` relaunches
-every rank from the newest checkpoint complete on rank 0; `kill` ends it on
+every rank from the newest checkpoint complete on rank 0; `logs` merges the ranks' logs,
+each line prefixed `[rank N]`; `kill` ends it on
 every pod; `teardown` checks the checkpoint guard on every node first and terminates
 them all (through their providers) only when every node passes. `kill` and `teardown`
 ask first on a terminal; without one they need `--yes`. Exit status 2 for usage.
@@ -27,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     jobs.add_argument("--json", action="store_true", help="print JSON")
     jobs.set_defaults(handler=_list)
     verbs = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
+    logs = verbs.add_parser("logs", help="the ranks' logs merged, each line prefixed [rank N] (-f: follow)")
+    logs.add_argument("job", metavar="JOB")
+    logs.add_argument("-n", "--lines", type=int, default=20, metavar="N", help="last N lines of each rank (default 20)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines, as they come")
+    logs.add_argument("--rank", type=int, metavar="R", help="only this rank's log")
+    logs.set_defaults(handler=_logs)
     for verb, text in (("launch", "start the job's session on every node, rank 0 first"),
                        ("resume", "relaunch every node from the newest checkpoint complete on rank 0"),
                        ("kill", "kill the job's session on every node (asks first)"),
@@ -215,3 +222,57 @@ def _teardown(args: argparse.Namespace) -> int:
         return 0
 
     return run_async(lambda: _on_fleet(config, list(job.pods), action))
+
+
+def _logs(args: argparse.Namespace) -> int:
+    """Every rank's session log, line by line with its rank in front: the merged view a
+    multi-node run needs to see which rank said what (or `--rank R` alone)."""
+    loaded = _load(args)
+    if loaded is None:
+        return EXIT_USAGE
+    config, job = loaded
+    if job.session is None:
+        complain(f"job {job.name!r} names no session: nothing to read")
+        return EXIT_USAGE
+    ranks = list(enumerate(job.pods))
+    if args.rank is not None:
+        if not 0 <= args.rank < len(ranks):
+            complain(f"job {job.name!r} has ranks 0..{len(ranks) - 1}")
+            return EXIT_USAGE
+        ranks = [ranks[args.rank]]
+    from sessions.tmux.logs import log_path_for
+    from tui.terminal_text import LogBytes, visible
+
+    out = sys.stdout.buffer
+    cleaners = {rank: LogBytes() for rank, _ in ranks} if sys.stdout.isatty() else None
+
+    def emit(rank: int, line: bytes) -> None:
+        body = cleaners[rank].feed(line + b"\n") + cleaners[rank].flush() if cleaners else line + b"\n"
+        out.write(b"[rank %d] " % rank + body)
+        out.flush()
+
+    async def action(fleet: Any) -> int:
+        import asyncio
+
+        async def one(rank: int, pod: str) -> None:
+            path = log_path_for(config.pod(pod).session(job.session))
+            rest = b""
+
+            def notice(message: str) -> None:
+                print(f"gpuctl: rank {rank} ({pod}): {visible(message)}", file=sys.stderr, flush=True)
+
+            async for chunk in fleet.logs(pod, path, lines=args.lines, follow=args.follow, on_notice=notice):
+                *lines, rest = (rest + chunk).split(b"\n")
+                for line in lines:
+                    emit(rank, line)
+            if rest:
+                emit(rank, rest)
+
+        if args.follow:
+            await asyncio.gather(*(one(rank, pod) for rank, pod in ranks))
+        else:
+            for rank, pod in ranks:  # a snapshot: rank by rank, in order
+                await one(rank, pod)
+        return 0
+
+    return run_async(lambda: _on_fleet(config, [pod for _, pod in ranks], action))
