@@ -76,3 +76,17 @@ def test_real_torchrun_tee_capture_is_split_by_rank(kind):
     assert {r: q.step for r, q in p.ranks} == {r: t["final_step"] for r, t in truth.ranks.items()}
     assert {r: q.loss for r, q in p.ranks} == {r: pytest.approx(t["logged_loss"], abs=1e-4)
                                               for r, t in truth.ranks.items()}
+
+
+def test_the_pod_screens_row_names_the_slowest_rank_and_each_ranks_step():
+    from sessions.snapshot import SessionSnapshot, SessionState
+    from tui.widgets.sessions_panel import numbers_text
+
+    two = parse_log(interleave(lines("[rank0]:", range(1, 41)), lines("[rank1]:", range(1, 81, 2))))
+    row = SessionSnapshot(name="ddp", state=SessionState.RUNNING, progress=two)
+    assert numbers_text(row).startswith("   40/100") and " · slowest rank 0 (0: 40, 1: 79)" in numbers_text(row)
+    eight = parse_log("".join(line for r in range(8) for line in lines(f"[rank{r}]:", range(1, 30 + r))))
+    row = SessionSnapshot(name="ddp", state=SessionState.RUNNING, progress=eight)
+    assert " · slowest rank 0 of 8, steps 29–36" in numbers_text(row)
+    alone = SessionSnapshot(name="one", state=SessionState.RUNNING, progress=parse_log("".join(lines("", range(1, 9)))))
+    assert "rank" not in numbers_text(alone)

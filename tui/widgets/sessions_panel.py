@@ -1,5 +1,6 @@
 """The pod's training sessions: one line each with a progress bar, step, rate, ETA,
-loss and a loss curve; up/down select the session the log and the actions follow."""
+loss and a loss curve (and, for a log split by rank, the slowest rank and each rank's
+step); up/down select the session the log and the actions follow."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Static
 
+from sessions.progress.tracker import Progress
 from sessions.snapshot import PodSnapshot, SessionSnapshot, SessionState
 from tui import humanize
 from tui.sessions_table import rate_text, step_text
@@ -59,7 +61,24 @@ def numbers_text(s: SessionSnapshot) -> str:
     parts.append(f"ETA {humanize.duration(p.eta_s)}".ljust(10) if p.eta_s is not None else " " * 10)
     if p.loss is not None:
         parts.append(f"loss {p.loss:.4g}")
-    return " ".join(parts) + sources_text(s)
+    return " ".join(parts) + ranks_text(p) + sources_text(s)
+
+
+RANKS_LISTED = 4
+"""Up to this many ranks, each one's step is listed; past it, the spread of steps."""
+
+
+def ranks_text(p: Progress) -> str:
+    """For a log split by rank prefixes: which rank sets the pace (the figures shown are
+    its own) and each rank's step: ' · slowest rank 1 (0: 1250, 1: 1200)', or with many
+    ranks ' · slowest rank 5 of 8, steps 1190–1250'; '' for a log of one rank."""
+    if not p.ranks or p.slowest_rank is None:
+        return ""
+    steps = [(r, q.step) for r, q in p.ranks if q.step is not None]
+    if len(p.ranks) <= RANKS_LISTED:
+        return f" · slowest rank {p.slowest_rank} (" + ", ".join(f"{r}: {n}" for r, n in steps) + ")"
+    low, high = min(n for _, n in steps), max(n for _, n in steps)
+    return f" · slowest rank {p.slowest_rank} of {len(p.ranks)}, steps {low}–{high}"
 
 
 def sources_text(s: SessionSnapshot) -> str:
