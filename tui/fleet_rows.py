@@ -143,16 +143,23 @@ def session_span(session: SessionSnapshot | None, width: int = 12) -> Span:
     return (name + suffix, tone)
 
 
+HEALTH_GLYPH = "✗"
+"""Marks a pod with a GPU failing a doctor check (`sessions.health`); the pod screen says why."""
+
+
 def gpus_cell(pod: PodSnapshot, hot_c: float | None = None) -> Cell:
-    """'2×A100    52°  96%': model, hottest temperature (toned against `hot_c`, the pod's
-    alert threshold; None: the default), mean utilization."""
+    """'2×A100    52°  96%': model (with a ✗, all in the failed tone, when a GPU fails a
+    health check: the pod screen says which and why), hottest
+    temperature (toned against `hot_c`, the pod's alert threshold; None: the default),
+    mean utilization."""
     if not pod.gpus:
         return ((gpu_model(pod), "muted"),)
     temp, util = hottest(pod), mean_util(pod)
     model = gpu_model(pod)
-    model = model if len(model) <= 8 else model[:7] + "…"
-    return ((f"{model:<8}", ""), (f"{humanize.number(temp, '°'):>4}", temp_tone(temp, hot_c)),
-            (f"{humanize.number(util, '%'):>5}", ""))
+    model = model if len(model) <= 7 else model[:6] + "…"
+    failing = any(check.status == "fail" and check.gpu is not None for check in pod.health_checks)
+    return ((f"{model:<7}{HEALTH_GLYPH if failing else ' '}", "failed" if failing else ""),
+            (f"{humanize.number(temp, '°'):>4}", temp_tone(temp, hot_c)), (f"{humanize.number(util, '%'):>5}", ""))
 
 
 def compact_count(n: int) -> str:

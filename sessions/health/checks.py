@@ -239,14 +239,19 @@ def worst(checks: list[HealthCheck]) -> str:
     return FAIL if FAIL in statuses else WARN if WARN in statuses else PASS
 
 
-def gpu_status(checks: list[HealthCheck]) -> dict[int, tuple[str, str]]:
-    """GPU index -> (worst status, the reason of its worst check), for marks in the TUI."""
-    out: dict[int, tuple[str, str]] = {}
+def worst_by_gpu(checks: list[HealthCheck] | tuple[HealthCheck, ...]) -> dict[int, HealthCheck]:
+    """GPU index -> its worst check (the first of equals, in `CHECKS` order), for marks."""
+    out: dict[int, HealthCheck] = {}
     rank = {PASS: 0, WARN: 1, FAIL: 2}
     for check in checks:
         if check.gpu is None:
             continue
         current = out.get(check.gpu)
-        if current is None or rank[check.status] > rank[current[0]]:
-            out[check.gpu] = (check.status, check.reason)
+        if current is None or rank[check.status] > rank[current.status]:
+            out[check.gpu] = check
     return out
+
+
+def gpu_status(checks: list[HealthCheck] | tuple[HealthCheck, ...]) -> dict[int, tuple[str, str]]:
+    """GPU index -> (worst status, the reason of its worst check)."""
+    return {index: (check.status, check.reason) for index, check in worst_by_gpu(checks).items()}
