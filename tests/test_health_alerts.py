@@ -3,11 +3,14 @@ lasts, cleared after it has been gone a while; a brief hardware slowdown does no
 
 from __future__ import annotations
 
+import pytest
+
 from sessions.config.policy_model import Alerts
 from sessions.events import EventKind
 from sessions.health.alerting import CLEAR_AFTER_S, SLOWDOWN_FOR_S
 from sessions.snapshot import PodSnapshot, PodState, apply_sample
 from sessions.watch.alerts import AlertTracker
+from tests.test_doctor_cmd import faulty_pod  # noqa: F401  (a fixture: the sshd pod with GPU faults)
 from tests.test_health_checks import HEALTHY, XID79
 
 
@@ -78,3 +81,33 @@ def test_turned_off_in_policy_no_alert_and_one_in_force_is_cleared():
     off = Alerts(gpu_health=False)
     assert run(tracker, bad, 1.0, off) == [(EventKind.ALERT_CLEARED, "GPU 0 health alert turned off.")]
     assert run(tracker, bad, 2.0, off) == []
+
+
+@pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")
+async def test_the_fleet_shows_the_agents_health_reading_and_the_watch_alert(faulty_pod, tmp_path, isolated_home):
+    """End to end: the agent on the sshd pod reads health (resident nvidia-smi loop, the
+    simulated dmesg), the snapshot carries it, and the alert path raises gpu_health."""
+    import asyncio
+
+    import yaml
+
+    from sessions.config.loader import parse_config
+    from sessions.fleet.facade import Fleet
+    from tests.support.pinning import trust
+
+    trust(faulty_pod)
+    config = parse_config(yaml.safe_dump({"pods": [faulty_pod.pod_entry("p")]}), tmp_path / "c.yaml")
+    async with Fleet(config) as fleet:
+        sub = fleet.subscribe()
+        try:
+            async with asyncio.timeout(60):
+                async for snap in sub:
+                    pod = snap.pod("p")
+                    if pod.health is not None and pod.health.kernel_log is not None:
+                        break
+        finally:
+            sub.close()
+    assert [g.index for g in pod.health.gpus] == [0, 1]
+    events = AlertTracker().update(pod, Alerts(), lambda name: Alerts(), 0.0)
+    assert [(e.kind, e.message) for e in events if e.extra.get("alert") == "gpu_health"] == [
+        (EventKind.ALERT, "GPU 1: Xid 79: the GPU fell off the bus.")]
