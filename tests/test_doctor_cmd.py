@@ -3,6 +3,7 @@ dmesg on its PATH, the health reader shipped over SSH as the agent is."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -21,8 +22,8 @@ HEALTH = {k: v for k, v in sim.DEFAULT_STATE["gpus"][0].items()
           if k not in ("index", "uuid", "name", "pci.bus_id") and not k.startswith(("temperature", "memory", "power"))}
 
 
-@pytest.fixture
-def faulty_pod(sshd):
+@contextlib.contextmanager
+def gpu_faults(sshd):
     """The session pod with health fields: GPU 0 healthy and idle with a down-trained
     link, GPU 1 busy at x4 of x16 with 2 uncorrected ECC errors and a dead pid holding
     VRAM, and an Xid 79 for GPU 1 in the kernel log. Put back afterwards."""
@@ -43,6 +44,12 @@ def faulty_pod(sshd):
         for path in installed:
             os.unlink(path)
         sshd.set_gpus(DEFAULT_GPUS)
+
+
+@pytest.fixture
+def faulty_pod(sshd):
+    with gpu_faults(sshd) as pod:
+        yield pod
 
 
 def doctor(tmp_path: Path, sshd, capsys, *args: str) -> tuple[int, str, str]:

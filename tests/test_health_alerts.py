@@ -10,7 +10,7 @@ from sessions.events import EventKind
 from sessions.health.alerting import CLEAR_AFTER_S, SLOWDOWN_FOR_S
 from sessions.snapshot import PodSnapshot, PodState, apply_sample
 from sessions.watch.alerts import AlertTracker
-from tests.test_doctor_cmd import faulty_pod  # noqa: F401  (a fixture: the sshd pod with GPU faults)
+from tests.test_doctor_cmd import gpu_faults
 from tests.test_health_checks import HEALTHY, XID79
 
 
@@ -81,6 +81,12 @@ def test_turned_off_in_policy_no_alert_and_one_in_force_is_cleared():
     off = Alerts(gpu_health=False)
     assert run(tracker, bad, 1.0, off) == [(EventKind.ALERT_CLEARED, "GPU 0 health alert turned off.")]
     assert run(tracker, bad, 2.0, off) == []
+
+
+@pytest.fixture
+def faulty_pod(sshd):
+    with gpu_faults(sshd) as pod:
+        yield pod
 
 
 @pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux")
