@@ -58,3 +58,29 @@ async def test_fleet_screen_draws_the_job_above_its_pods(tmp_path):
             assert box.display is with_jobs
             if with_jobs:
                 assert "job pair  3/3 nodes" in str(box.render()) and box.has_class("-findings")
+
+
+async def test_J_opens_the_job_screen_with_every_node_side_by_side(tmp_path):
+    from tui.screens.job_screen import JobScreen
+
+    fleet = StaticFleet(_snapshot())
+    app = make_app(_config(tmp_path), fleet_factory=lambda _config: fleet, state_file=tmp_path / "tui.json",
+                   ui_interval=0)
+    async with app.run_test(size=(160, 40)) as pilot:
+        for _ in range(100):
+            await pilot.pause()
+            if app.snapshot.pods:
+                break
+        await pilot.press("J")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, JobScreen) and screen.job.name == "pair"
+        ranks = str(screen.query_one("#job-ranks").render()).splitlines()
+        assert ranks[1] == "rank 1  b  running  step 1100  1/s  loss 1.61  ETA 1h05m  ← straggler"
+        panels = [screen.query_one(f"#job-gpus-{i}") for i in range(3)]
+        assert [p.border_title for p in panels] == ["rank 0 · a", "rank 1 · b", "rank 2 · c"]
+        await pilot.pause()
+        assert all(len(p.query("GpuRow")) == 2 for p in panels)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, JobScreen)

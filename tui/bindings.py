@@ -32,6 +32,13 @@ FLEET: list[Binding] = [
     Binding("o", "sort", "Sort", id="fleet.sort",
             tooltip="Sort by the next key: config order, name, state, hottest GPU, utilization, ETA, $/h"),
     Binding("O", "reverse_sort", "Reverse", id="fleet.reverse", show=False, tooltip="Reverse the sort"),
+    Binding("J", "open_job", "Job", id="fleet.open_job", show=False,
+            tooltip="Open the job of the highlighted pod: its ranks, their GPUs side by side, stragglers"),
+]
+
+JOB: list[Binding] = [
+    HELP,
+    Binding("escape", "back", "Back", id="job.back", tooltip="Back to the fleet"),
 ]
 
 POD_ACTIONS: list[Binding] = [
@@ -103,6 +110,7 @@ GROUPS: tuple[tuple[str, list[Binding]], ...] = (
     ("Fleet screen", FLEET[1:]),
     ("Pod actions (fleet screen: the highlighted pod; pod screen: the selected session)", POD_ACTIONS),
     ("Pod screen", POD_SCREEN),
+    ("Job screen", JOB[1:]),
     ("Full-screen log", LOG[1:]),
     ("Confirmation dialogs", DIALOG),
 )

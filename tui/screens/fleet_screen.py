@@ -146,6 +146,17 @@ class FleetScreen(PodActionsMixin, Screen):
         if name is not None:
             self.app.push_screen(PodScreen(name))
 
+    def action_open_job(self) -> None:
+        from tui.screens.job_screen import JobScreen
+
+        name = self.table.selected_pod
+        config = self.app.config  # type: ignore[attr-defined]
+        jobs = [j for j in (config.jobs if config is not None else ()) if name in j.pods]
+        if jobs:
+            self.app.push_screen(JobScreen(jobs[0]))
+        elif name is not None:
+            self.notify(f"{name} is in no job (config jobs:)", severity="warning")
+
     @on(FleetTable.Selected)
     def _selected(self) -> None:
         self.action_open_pod()
