@@ -187,6 +187,9 @@ class FleetScreen(PodActionsMixin, Screen):
         if action == "filter":  # a priority key: once the filter has the focus, `/` is text
             box = self._filter_box()
             return not (box is not None and box.display and self.focused is box)
+        if action == "open_job":  # offered (palette) only where the config has jobs
+            config = self.app.config  # type: ignore[attr-defined]
+            return bool(config is not None and config.jobs)
         if action == "clear_filter":
             box = self._filter_box()
             return bool(self.table.filter_text) or bool(box is not None and box.display)
