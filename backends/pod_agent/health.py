@@ -388,6 +388,90 @@ def read_kernel_log(kmsg_path=KMSG_PATH, timeout=KERNEL_LOG_TIMEOUT_S):
             "reason": "the kernel log cannot be read here (" + "; ".join(said) + ")"}
 
 
+def _proc_stat(pid):
+    """``(state, ppid, cpu ticks)`` from ``/proc/PID/stat``, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    rest = text[text.rfind(")") + 2:].split()  # the name in parentheses may hold spaces
+    try:
+        return rest[0], int(rest[1]), int(rest[11]) + int(rest[12])
+    except (IndexError, ValueError):
+        return None
+
+
+def _proc_text(pid, name):
+    try:
+        with open("/proc/%d/%s" % (pid, name), "rb") as handle:
+            return handle.read(4096).replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+
+
+def read_processes(root_pid, window_s=1.0):
+    """The process ``root_pid`` and everything under it, each with what it is doing.
+
+    Two looks at ``/proc`` ``window_s`` apart give each process's CPU use over the window;
+    ``state`` is the kernel's letter (R running, S sleeping, D waiting on disk or network,
+    Z zombie, T stopped) and ``wchan`` where in the kernel it sleeps.
+
+    Returns:
+        ``{"root_alive": bool, "processes": [{"pid", "ppid", "state", "cpu_pct", "wchan",
+        "args"}...]}`` (root first, then by pid); empty when ``/proc`` cannot be read.
+    """
+    def tree():
+        parents = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                stat = _proc_stat(int(name))
+                if stat is not None:
+                    parents[int(name)] = stat
+        found, todo = [], [root_pid]
+        while todo:
+            pid = todo.pop()
+            if pid in parents and pid not in found:
+                found.append(pid)
+                todo.extend(child for child, stat in parents.items() if stat[1] == pid)
+        return {pid: parents[pid] for pid in found}
+
+    try:
+        first = tree()
+        time.sleep(window_s)
+        second = tree()
+    except OSError:
+        return {"root_alive": pid_alive(root_pid), "processes": []}
+    ticks = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+    out = []
+    for pid in sorted(second, key=lambda p: (p != root_pid, p)):
+        state, ppid, cpu = second[pid]
+        before = first.get(pid)
+        cpu_pct = None if before is None else round(100.0 * (cpu - before[2]) / ticks / window_s, 1)
+        out.append({"pid": pid, "ppid": ppid, "state": state, "cpu_pct": cpu_pct,
+                    "wchan": _proc_text(pid, "wchan"), "args": _proc_text(pid, "cmdline") or ""})
+    return {"root_alive": root_pid in second, "processes": out}
+
+
+def py_spy_dump(pids, timeout=20.0):
+    """``py-spy dump`` of each python process, or why there is none.
+
+    Returns:
+        ``{"installed": bool, "dumps": {pid: text}, "error": None or the first failure}``.
+    """
+    tool = shutil.which("py-spy")
+    if tool is None:
+        return {"installed": False, "dumps": {}, "error": "py-spy is not installed on the pod (pip install py-spy)"}
+    dumps, error = {}, None
+    for pid in pids:
+        rc, out, err = _run([tool, "dump", "--pid", str(pid)], timeout)
+        if rc == 0:
+            dumps[str(pid)] = out
+        elif error is None:
+            error = "py-spy dump --pid %d: %s" % (pid, _first_line(err, out) or "exit status %d" % rc)
+    return {"installed": True, "dumps": dumps, "error": error}
+
+
 def open_nvml():
     """An initialised pynvml module, or None when the pod has none or NVML will not start."""
     try:
@@ -399,7 +483,7 @@ def open_nvml():
         return None
 
 
-def read_health(use_nvml=True, smi=None, kernel_log=True, kmsg_path=KMSG_PATH, nvml=None):
+def read_health(use_nvml=True, smi=None, kernel_log=True, kmsg_path=KMSG_PATH, nvml=None, stall_pid=None):
     """Every GPU's health and the Xid events, as one JSON-ready dict.
 
     Args:
@@ -409,6 +493,8 @@ def read_health(use_nvml=True, smi=None, kernel_log=True, kmsg_path=KMSG_PATH, n
             less often than the GPU fields).
         kmsg_path: the last kernel log source tried.
         nvml: an already initialised pynvml (the agent keeps one open).
+        stall_pid: a session's pane process: add what it and its children are doing
+            (``processes``, ``read_processes``) and a ``py_spy`` dump of its python ones.
 
     Returns:
         ``{"time": epoch, "source": "pynvml"|"nvidia-smi"|None, "error": None or why no
@@ -431,6 +517,11 @@ def read_health(use_nvml=True, smi=None, kernel_log=True, kmsg_path=KMSG_PATH, n
             result["source"] = "nvidia-smi"
     if kernel_log:
         result["kernel_log"] = read_kernel_log(kmsg_path)
+    if stall_pid is not None:
+        result["processes"] = read_processes(int(stall_pid))
+        pythons = [p["pid"] for p in result["processes"]["processes"]
+                   if "python" in os.path.basename(p["args"].split(" ")[0] if p["args"] else "")]
+        result["py_spy"] = py_spy_dump(pythons) if pythons else None
     return result
 
 
@@ -577,7 +668,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     options = json.loads(argv[0]) if argv else {}
     report = read_health(use_nvml=options.get("nvml", True), kernel_log=options.get("kernel_log", True),
-                         kmsg_path=options.get("kmsg", KMSG_PATH))
+                         kmsg_path=options.get("kmsg", KMSG_PATH), stall_pid=options.get("stall_pid"))
     sys.stdout.write(json.dumps(report, sort_keys=True) + "\n")
     return 0
 
