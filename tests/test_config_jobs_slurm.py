@@ -76,3 +76,13 @@ def test_a_job_command_where_a_rank_value_could_run_as_code_is_refused():
         parse_config(text, Path("c.yaml"))
     assert "jobs[0] (j).session: the command of 'n1''s 'train'" in str(caught.value)
     assert "$GPUCTL_RANK" in str(caught.value)
+
+
+def test_config_check_says_what_it_understood():
+    from sessions.config.loader import describe_config
+
+    text = PODS + "  - name: c\n    host: l\n    kind: slurm\n    slurm: {script: ~/t.sbatch, price_per_gpu_hour: 2}\n" \
+        + "jobs:\n  - name: j\n    pods: [n0, n1]\n    session: train\n"
+    described = describe_config(parse_config(text, Path("c.yaml")))
+    assert "  slurm       login node; script ~/t.sbatch; $2.00/h per GPU; your jobs\n" in described
+    assert described.endswith("1 job:\n\nj  (line 13): ranks 0=n0, 1=n1; session train\n")

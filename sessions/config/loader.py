@@ -375,6 +375,13 @@ def _describe_pod(pod: PodConfig, defaults: Defaults) -> list[str]:
         rows.append(("provider", text))
     if pod.policies is not None:
         rows.append(("policies", describe_policies(pod.policies)))
+    if pod.is_slurm:
+        sl = pod.slurm
+        parts = [f"script {sl.script}" if sl and sl.script else "no script (launch needs slurm.script)",
+                 f"{_price(sl.price_per_gpu_hour)} per GPU" if sl and sl.price_per_gpu_hour is not None else None,
+                 "every user's jobs" if sl and sl.all_users else "your jobs",
+                 f"checkpoints {', '.join(sl.checkpoints)}" if sl and sl.checkpoints else None]
+        rows.append(("slurm", "login node; " + "; ".join(p for p in parts if p)))
     lines = [f"{pod.name}  (line {pod.line})" if pod.line else pod.name]
     lines += [f"  {label:<11} {value}" for label, value in rows]
     if pod.sessions:
@@ -432,4 +439,10 @@ def describe_config(config: Config) -> str:
     lines += ["", f"{count} pod{'s' if count != 1 else ''}:"]
     for pod in config.pods:
         lines += [""] + _describe_pod(pod, d)
+    if config.jobs:
+        lines += ["", f"{len(config.jobs)} job{'s' if len(config.jobs) != 1 else ''}:", ""]
+        for job in config.jobs:
+            ranks = ", ".join(f"{i}={p}" for i, p in enumerate(job.pods))
+            session = f"session {job.session}" if job.session else "no session (nodes grouped only)"
+            lines.append(f"{job.name}  (line {job.line}): ranks {ranks}; {session}")
     return "\n".join(lines) + "\n"
