@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,35 @@ def test_doctor_table_warnings_only_exit_zero(faulty_pod, tmp_path, capsys, isol
     assert "0    persistence    warn    persistence mode is off" in out
     assert "next steps:\n  GPU 0 persistence: sudo nvidia-smi -pm 1, or ask the provider\n" in out
     assert lines[-1] == "pod 'a100': 2 GPUs read through nvidia-smi; 0 failed, 1 warnings"
+
+
+def pod_tmux(server, *args: str) -> None:
+    command = " ".join(shlex.quote(a) for a in ("tmux", *args))
+    subprocess.run(server.ssh_argv(command), check=True, env={**os.environ, **server.session_env}, timeout=30)
+
+
+@needs_pod
+def test_doctor_says_why_a_session_stopped(sshd, tmp_path, capsys, isolated_home):
+    """A run that sleeps with idle GPUs is idle; one spinning on the CPU is hung, and the
+    pod without py-spy says how to get its stacks."""
+    trust(sshd)
+    sshd.set_gpus([{**gpu, "utilization.gpu": 0} for gpu in DEFAULT_GPUS])
+    try:
+        pod_tmux(sshd, "new-session", "-d", "-s", "napping", "sleep 600")
+        pod_tmux(sshd, "new-session", "-d", "-s", "spinning", "python3 -c 'while True: pass'")
+        code, out, err = doctor(tmp_path, sshd, capsys, "--json", "--session", "napping")
+        stall = json.loads(out)["stall"]
+        assert stall["kind"] == "idle", err
+        assert "sleep 600: sleeping" in stall["evidence"][0]
+        assert stall["evidence"][-1] == "GPU utilization 0 %, 0 %"
+        code, out, _ = doctor(tmp_path, sshd, capsys, "--session", "spinning")
+        assert "session 'spinning': hung\n" in out
+        assert "  the process runs on the CPU while the step does not move\n" in out
+        assert out.rstrip().endswith("py-spy is not installed on the pod (pip install py-spy)")
+        code, _, err = doctor(tmp_path, sshd, capsys, "--session", "nope")
+        assert code == 2 and "has no tmux session 'nope'" in err
+    finally:
+        for name in ("napping", "spinning"):
+            subprocess.run(sshd.ssh_argv(f"tmux kill-session -t ={name}"), env={**os.environ, **sshd.session_env},
+                           capture_output=True, timeout=30)
+        sshd.set_gpus(DEFAULT_GPUS)

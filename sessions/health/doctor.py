@@ -14,6 +14,7 @@ from backends.health_command import HEALTH_TIMEOUT_S, HealthUnreadable, build_he
 from backends.transport import Transport
 from sessions.health.checks import CHECKS, HealthCheck, evaluate, worst
 from sessions.health.report import HealthReport, parse_report
+from sessions.health.stall import StallDiagnosis, diagnose
 
 __all__ = ["DoctorResult", "HealthUnreadable", "as_preflight", "run_doctor"]
 
@@ -24,6 +25,7 @@ class DoctorResult:
 
     report: HealthReport
     checks: tuple[HealthCheck, ...]
+    stall: StallDiagnosis | None = None
 
     @property
     def status(self) -> str:
@@ -41,24 +43,33 @@ class DoctorResult:
             "kernel_log": None if log is None else {"readable": log.readable, "source": log.source,
                                                     "reason": log.reason},
             "checks": [check.to_json() for check in self.checks],
+            "stall": None if self.stall is None else self.stall.to_json(),
         }
 
 
-async def read_health(runner: Transport, *, timeout: float = HEALTH_TIMEOUT_S) -> HealthReport:
-    """Run the health reader on the pod and parse its report.
+async def read_health(runner: Transport, *, timeout: float = HEALTH_TIMEOUT_S,
+                      stall_pid: int | None = None) -> HealthReport:
+    """Run the health reader on the pod and parse its report (with `stall_pid`, what that
+    process and its children are doing, and their py-spy dump).
 
     Raises:
         HealthUnreadable: no python3 on the pod, or the reader failed (plain message).
         backends.ssh.SshFailure: the pod could not be reached or did not answer in time.
     """
-    result = await runner.run(build_health_command(), timeout=timeout)
+    options = {} if stall_pid is None else {"stall_pid": stall_pid}
+    result = await runner.run(build_health_command(options), timeout=timeout)
     return parse_report(parse_health_output(result.exit_status, result.stdout, result.stderr))
 
 
-async def run_doctor(runner: Transport, *, timeout: float = HEALTH_TIMEOUT_S) -> DoctorResult:
-    """Read and judge (see `read_health` for what it raises)."""
-    report = await read_health(runner, timeout=timeout)
-    return DoctorResult(report, tuple(evaluate(report)))
+async def run_doctor(runner: Transport, *, timeout: float = HEALTH_TIMEOUT_S,
+                     stall_pid: int | None = None) -> DoctorResult:
+    """Read and judge (see `read_health` for what it raises); with `stall_pid` (a session's
+    pane process), also say why its step may have stopped (`sessions.health.stall`)."""
+    report = await read_health(runner, timeout=timeout, stall_pid=stall_pid)
+    stall = None
+    if stall_pid is not None:
+        stall = diagnose(report.processes, [g.get("utilization.gpu") for g in report.gpus], report.py_spy)
+    return DoctorResult(report, tuple(evaluate(report)), stall)
 
 
 def as_preflight(checks: tuple[HealthCheck, ...] | list[HealthCheck]) -> list[tuple[str, str, str, str]]:

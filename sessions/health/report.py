@@ -75,6 +75,8 @@ class HealthReport:
     error: str | None
     gpus: tuple[GpuHealth, ...]
     kernel_log: KernelLog | None
+    processes: Mapping[str, Any] | None = None
+    py_spy: Mapping[str, Any] | None = None
 
     def gpu_for_bus(self, bus: str) -> GpuHealth | None:
         """The GPU at a kernel-log PCI address (``0000:3b:00``), if this pod has it."""
@@ -126,5 +128,8 @@ def _kernel_log(raw: Any) -> KernelLog | None:
 def parse_report(raw: Mapping[str, Any]) -> HealthReport:
     """A `HealthReport` from the reader's JSON (unknown keys ignored, odd values None)."""
     gpus = tuple(_gpu(g) for g in raw.get("gpus") or () if isinstance(g, Mapping))
+    processes, py_spy = raw.get("processes"), raw.get("py_spy")
     return HealthReport(time=_float(raw.get("time")), source=_str(raw.get("source")),
-                        error=_str(raw.get("error")), gpus=gpus, kernel_log=_kernel_log(raw.get("kernel_log")))
+                        error=_str(raw.get("error")), gpus=gpus, kernel_log=_kernel_log(raw.get("kernel_log")),
+                        processes=processes if isinstance(processes, Mapping) else None,
+                        py_spy=py_spy if isinstance(py_spy, Mapping) else None)

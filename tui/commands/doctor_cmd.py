@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                            "zombie VRAM (pass/warn/fail, with the next step)")
     doctor.add_argument("pod", metavar="POD")
     doctor.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    doctor.add_argument("--session", metavar="NAME",
+                        help="also say why this session's step may have stopped: hung, idle or dead, with the "
+                             "evidence (its processes, the GPUs, a py-spy dump when py-spy is on the pod)")
     doctor.set_defaults(handler=_doctor)
 
 
@@ -45,8 +48,19 @@ async def _doctor_async(config: Any, pod: Any, args: argparse.Namespace) -> int:
 
     try:
         async with Fleet.for_command(config, [pod.name]) as fleet:
+            pid = None
+            if args.session is not None:
+                state = await fleet.session_state(pod.name, args.session)
+                if not state.exists:
+                    complain(f"pod {pod.name!r} has no tmux session {args.session!r}")
+                    return EXIT_USAGE
+                pid = state.pid if state.running else None
+                if pid is None:
+                    complain(f"session {args.session!r} is not running: its command exited"
+                             + (f" with status {state.exit_status}" if state.exit_status is not None else ""))
+                    return EXIT_FAILED
             async with fleet.borrow(pod.name) as transport:
-                result = await run_doctor(transport)
+                result = await run_doctor(transport, stall_pid=pid)
     except SshFailure as exc:
         complain(f"pod {pod.name!r}: {exc.message}")
         return EXIT_FAILED
@@ -57,7 +71,20 @@ async def _doctor_async(config: Any, pod: Any, args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(pod.name)))
     else:
         sys.stdout.write(render_plain(result, pod.name))
+        if result.stall is not None:
+            sys.stdout.write(render_stall(result.stall, args.session))
     return EXIT_FAILED if result.status == "fail" else 0
+
+
+def render_stall(stall: Any, session: str) -> str:
+    """'session 'train': hung' and the evidence, then the py-spy dump (or why there is none)."""
+    from tui.terminal_text import visible
+
+    lines = ["", f"session {session!r}: {stall.kind or 'no stall kind fits'}"]
+    lines += [f"  {visible(line)}" for line in stall.evidence]
+    if stall.py_spy:
+        lines += ["", *(visible(line) for line in stall.py_spy.splitlines())]
+    return "\n".join(lines) + "\n"
 
 
 def render_plain(result: Any, pod_name: str) -> str:
