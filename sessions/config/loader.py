@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import platformdirs
 
 from sessions.config import yaml_lines
+from sessions.config.bounded_read import NotRegularFile, TooBig, read_bounded
 from sessions.config.model import (
     DEFAULT_HOST_KEY,
     HOST_KEY_POLICIES,
@@ -144,40 +144,21 @@ def load_config(path: str | os.PathLike[str] | ConfigLocation) -> Config:
 
 
 def _read_bounded(file: Path) -> bytes:
-    """The file's bytes, refusing what is not a regular file or is over `MAX_CONFIG_BYTES`.
-
-    Opened without blocking and checked on the open descriptor (not by a `stat` before
-    it, which a rename could outrun): opening a FIFO for reading would wait for a
-    writer forever, and `/dev/zero` or `/dev/urandom` never end, so "read it all" would
-    hang or eat all memory. A symlink to a regular file is fine (dotfile managers
-    link configs).
+    """The file's bytes (`bounded_read.read_bounded`: a regular file, at most
+    `MAX_CONFIG_BYTES`), its refusals as the config's own problems.
 
     Raises:
         IsADirectoryError: a directory.
         ConfigError: not a regular file, or too big (the message gives the size).
         OSError: what opening or reading raised.
     """
-    fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError
-        if not stat.S_ISREG(info.st_mode):
-            raise _file_problem(file, f"is {_file_kind(info.st_mode)}, not a regular file; "
-                                      "name the YAML file itself")
-        data = fh.read(MAX_CONFIG_BYTES + 1)
-    if len(data) > MAX_CONFIG_BYTES:
-        size = max(info.st_size, len(data))
-        raise _file_problem(file, f"config is {size:,} bytes; gpuctl reads at most "
-                                  f"{MAX_CONFIG_BYTES // 2**20} MiB ({MAX_CONFIG_BYTES:,} bytes)")
-    return data
-
-
-def _file_kind(mode: int) -> str:
-    """What a non-regular file is, in words ("a named pipe")."""
-    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-    return next((word for test, word in kinds if test(mode)), "something other than a file")
+    try:
+        return read_bounded(file, MAX_CONFIG_BYTES)
+    except NotRegularFile as exc:
+        raise _file_problem(file, f"is {exc.kind}, not a regular file; name the YAML file itself") from None
+    except TooBig as exc:
+        raise _file_problem(file, f"config is {exc.size:,} bytes; gpuctl reads at most "
+                                  f"{MAX_CONFIG_BYTES // 2**20} MiB ({MAX_CONFIG_BYTES:,} bytes)") from None
 
 
 def _guess_source(path: Path, environ: Mapping[str, str]) -> ConfigLocation:
