@@ -5,13 +5,14 @@ The mirror of `backends.parallel_transfer`, for the other direction:
 
 * **The pod side** is one python3 script (`_POD_SCRIPT`, several modes), so every
   path goes in hex-encoded (a name may hold any byte) and nothing is interpolated:
-  `start` opens a file's `.part` (never through a symlink, never outside the upload's
-  root once symlinks are resolved), keeps the ranges its `.ranges` record lists whose
+  `start` makes the upload's root and opens each file's `.part` in it (never through
+  a symlink, never outside the root once symlinks are resolved), keeps the ranges its `.ranges` record lists whose
   CRC-32 still matches the bytes there, and says which; `serve` writes framed ranges
   (`OFFSET LENGTH HEXPART` + the bytes) where they belong and answers each with its
   CRC-32 once written and recorded; `put` does one range whose bytes come on stdin
   (through a PTY shell, as base64); `finish` renames a verified `.part` into place
-  (never over an existing file unless forced) and drops its record.
+  (never over an existing file unless forced) and drops the records; `kind` says
+  what is at some paths; `drop` deletes `.part` files that failed verification.
 * **Over exec channels** (`ParallelSender`) up to `MAX_CHANNELS` channels of the one
   connection each run `serve`; ranges of every file go out from one queue, `DEPTH`
   outstanding per channel, so on a far link many windows are in flight at once.
@@ -91,6 +92,10 @@ def write_range(fd, part, off, data):
 mode = sys.argv[1]
 if mode == "start":
     root = P(sys.argv[2])
+    if os.path.islink(root) and sys.argv[3] == "1":
+        sys.stderr.write("refusing to write through the symlink %s\n" % os.fsdecode(root))
+        sys.exit(7)
+    os.makedirs(root, exist_ok=True)
     real_root = os.path.realpath(root)
     old = os.umask(0)
     os.umask(old)
@@ -163,6 +168,11 @@ elif mode == "put":
     sys.stdout.write("%d %d\n" % (off, write_range(fd, part, off, data)))
 elif mode == "finish":
     part, final, force = P(sys.argv[2]), P(sys.argv[3]), sys.argv[4] == "1"
+    for h in sys.stdin.buffer.read().split():  # a folder's files: their records go
+        try:
+            os.unlink(side(P(h)))
+        except OSError:
+            pass
     if os.path.isfile(part) and not os.path.islink(part):
         fd = os.open(part, os.O_RDONLY)
         os.fsync(fd)
@@ -190,16 +200,10 @@ elif mode == "kind":
     for h in sys.argv[2:]:
         p = P(h)
         sys.stdout.write("dir\n" if os.path.isdir(p) else "file\n" if os.path.lexists(p) else "none\n")
-elif mode == "mkdir":
-    p = P(sys.argv[2])
-    if os.path.islink(p):
-        sys.stderr.write("refusing to write through the symlink %s\n" % os.fsdecode(p))
-        sys.exit(7)
-    os.makedirs(p, exist_ok=True)
-elif mode in ("drop", "unrecord"):
+elif mode == "drop":
     for h in sys.stdin.buffer.read().split():
         p = P(h)
-        for q in ((p, side(p)) if mode == "drop" else (side(p),)):
+        for q in (p, side(p)):
             try:
                 os.unlink(q)
             except OSError:
@@ -477,9 +481,7 @@ async def run_pod(transport: "Transport", mode: str, *args: str | int, stdin_lin
                   timeout: float = 120.0) -> str:
     """Run one mode of the pod script through any transport (`stdin_lines` fed from a
     heredoc); its stdout, or `TransferFailed("remote")` with the pod's words."""
-    command = pod_command(mode, *args)
-    if stdin_lines:
-        command = with_lines(command, stdin_lines)
+    command = with_lines(pod_command(mode, *args), stdin_lines)  # stdin always ends (no lines: at once)
     try:
         result = await transport.run(command, timeout=timeout)
     except SshFailure as exc:

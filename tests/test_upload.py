@@ -78,6 +78,9 @@ async def test_a_folder_goes_up_identical_under_its_own_name(pod, tmp_path):
     # A new name where nothing is: the folder is renamed to it.
     again = await send(pod, src, str(dest / "copy"))
     assert tree_bytes(dest / "copy") == files and again.remote_path == str(dest / "copy")
+    (tmp_path / "nothing").mkdir()  # an empty folder is a folder there too
+    empty = await send(pod, tmp_path / "nothing", str(dest))
+    assert (empty.files, list((dest / "nothing").iterdir())) == (0, [])
 
 
 def test_traversal_is_refused(pod, tmp_path, capsys):

@@ -187,10 +187,10 @@ async def _upload(pod: PodConfig, local: Path, files: list[tuple[str, Path]], re
     except TransportUnsupported as exc:
         raise UploadRefused(f"pod {pod.name!r}: {exc}") from None
     name = local.resolve().name if local.name in ("", ".", "..") else local.name
-    try:
-        [remote_kind] = (await run_pod(runner, "kind", hexpath(remote))).split()
-        target = posixpath.join(remote, name) if remote_kind == "dir" else remote.rstrip("/")
-        [target_kind] = (await run_pod(runner, "kind", hexpath(target))).split()
+    inside = posixpath.join(remote, name)
+    try:  # what REMOTE_PATH is, and what is at REMOTE_PATH/name, in one round trip
+        remote_kind, inside_kind = (await run_pod(runner, "kind", hexpath(remote), hexpath(inside))).split()
+        target, target_kind = (inside, inside_kind) if remote_kind == "dir" else (remote.rstrip("/"), remote_kind)
     except TransferFailed as exc:
         raise UploadError(f"pod {pod.name!r}: cannot look at {remote}: {exc.message}") from None
     except ValueError:
@@ -207,13 +207,11 @@ async def _upload(pod: PodConfig, local: Path, files: list[tuple[str, Path]], re
     total = sum(j.size for j in jobs)
     local_hashes = asyncio.ensure_future(asyncio.to_thread(lambda: [sha256_file(p) for _, p in files]))
     try:
-        if folder:  # the .part folder first: `start` checks every file stays under it
-            await run_pod(runner, "mkdir", hexpath(part))
-        if jobs:
-            kept = parse_started(await run_pod(runner, "start", hexpath(root), stdin_lines=[
-                f"{hexpath(j.part)} {j.size} {j.chunk}" for j in jobs]), len(jobs))
-            for job, have in zip(jobs, kept):
-                job.kept = have
+        # The root (a folder's .part folder) first: every file must stay under it.
+        kept = parse_started(await run_pod(runner, "start", hexpath(root), "1" if folder else "0", stdin_lines=[
+            f"{hexpath(j.part)} {j.size} {j.chunk}" for j in jobs]), len(jobs))
+        for job, have in zip(jobs, kept):
+            job.kept = have
         resumed = sum(min(j.chunk, j.size - off) for j in jobs for off in j.kept)
         meter = _Meter(progress, total, len(jobs))
         sent = await sender.send_all(jobs, meter.file)
@@ -223,9 +221,8 @@ async def _upload(pod: PodConfig, local: Path, files: list[tuple[str, Path]], re
             raise UploadError(f"{local} changed while it was uploaded; run the same command again once it "
                               "stays still")
         await _verify(runner, pod, root, folder, jobs, digests, total)
-        if folder:
-            await run_pod(runner, "unrecord", stdin_lines=[hexpath(j.part) for j in jobs])
-        await run_pod(runner, "finish", hexpath(part), hexpath(target), "1" if force else "0")
+        await run_pod(runner, "finish", hexpath(part), hexpath(target), "1" if force else "0",
+                      stdin_lines=[hexpath(j.part) for j in jobs] if folder else ())
     except TransferFailed as exc:
         hint = "; run the same command again to resume" if exc.kind in ("lost", "local") else ""
         raise UploadError(f"upload of {local} to pod {pod.name!r} stopped: {exc.message}{hint}") from None
