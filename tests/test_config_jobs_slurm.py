@@ -86,3 +86,30 @@ def test_config_check_says_what_it_understood():
     described = describe_config(parse_config(text, Path("c.yaml")))
     assert "  slurm       login node; script ~/t.sbatch; $2.00/h per GPU; your jobs\n" in described
     assert described.endswith("1 job:\n\nj  (line 13): ranks 0=n0, 1=n1; session train\n")
+
+
+def test_a_jobs_pods_from_a_deepspeed_or_mpi_hostfile(tmp_path):
+    (tmp_path / "hostfile").write_text("# DeepSpeed\nn1 slots=8\n\nh0:8   # MPICH style, by host\n")
+    text = PODS + "jobs:\n  - name: j\n    hostfile: hostfile\n    session: train\n"
+    config = parse_config(text, tmp_path / "c.yaml")
+    assert config.jobs[0].pods == ("n1", "n0") and config.jobs[0].hostfile == "hostfile"
+
+
+@pytest.mark.parametrize("hostfile, expected", [
+    (None, "jobs[0] (j).hostfile: hostfile {dir}/hostfile does not exist"),
+    ("# nothing\n", "jobs[0] (j).hostfile: hostfile {dir}/hostfile lists no host"),
+    ("n0 slots=1\nworker-9 slots=8\n", "jobs[0] (j).hostfile: hostfile:2: no pod is named 'worker-9'"),
+])
+def test_hostfile_problems_say_where(tmp_path, hostfile, expected):
+    if hostfile is not None:
+        (tmp_path / "hostfile").write_text(hostfile)
+    text = PODS + "jobs:\n  - name: j\n    hostfile: hostfile\n    session: train\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "c.yaml")
+    assert f"c.yaml:9:5: {expected.format(dir=tmp_path)}" in str(caught.value), str(caught.value)
+
+
+def test_pods_and_hostfile_together_are_refused(tmp_path):
+    text = PODS + "jobs:\n  - name: j\n    pods: [n0]\n    hostfile: hostfile\n    session: train\n"
+    with pytest.raises(ConfigError, match="give either pods: or hostfile:, not both"):
+        parse_config(text, tmp_path / "c.yaml")

@@ -425,5 +425,6 @@ def describe_config(config: Config) -> str:
         for job in config.jobs:
             ranks = ", ".join(f"{i}={p}" for i, p in enumerate(job.pods))
             session = f"session {job.session}" if job.session else "no session (nodes grouped only)"
-            lines.append(f"{job.name}  (line {job.line}): ranks {ranks}; {session}")
+            source = f" (from hostfile {job.hostfile})" if job.hostfile else ""
+            lines.append(f"{job.name}  (line {job.line}): ranks {ranks}{source}; {session}")
     return "\n".join(lines) + "\n"

@@ -242,7 +242,7 @@ class JobConfig:
 
     Attributes:
         name: unique job name.
-        pods: pod names, rank 0 first.
+        pods: pod names, rank 0 first (given, or read from `hostfile`).
         session: the session (configured on every one of those pods) each rank runs;
             None groups the nodes only (an imported cluster), with nothing to launch.
         master_addr: where rank 0 listens (None: rank 0's SSH host name).
@@ -255,6 +255,8 @@ class JobConfig:
     session: str | None = None
     master_addr: str | None = None
     master_port: int | None = None
+    hostfile: str | None = None
+    """A DeepSpeed/MPI hostfile the pods came from (rank order by line), or None."""
     line: int | None = None
 
 

@@ -139,6 +139,7 @@ DEFAULTS_FIELDS: dict[str, Validator] = {
 }
 JOB_FIELDS: dict[str, Validator] = {
     "name": pod_name, "pods": texts, "session": session_name, "master_addr": host, "master_port": port,
+    "hostfile": nonempty,
 }
 TOP_FIELDS: dict[str, Validator] = {
     "defaults": lambda ck, n, f: defaults(ck, n, f),
@@ -442,12 +443,40 @@ def _job(ck: Checker, node: Node, field: str, seen: dict[str, int]) -> Any:
         return INVALID
     _unique(ck, node, values, prefix, seen, "job")
     ok = _required(ck, node, prefix, "name", values, "a unique name for the job")
-    ok = _required(ck, node, prefix, "pods", values, "its pods in rank order, e.g. pods: [node0, node1]") and ok
+    if "pods" in values and "hostfile" in values:
+        ck.problem(node, prefix, "give either pods: or hostfile:, not both (the hostfile says the pods)")
+        ok = False
+    elif "hostfile" not in values:
+        ok = _required(ck, node, prefix, "pods", values, "its pods in rank order, e.g. pods: [node0, node1]") and ok
     return JobConfig(**values, line=yl.line_of(node)) if ok else INVALID
 
 
 def jobs(ck: Checker, node: Node, field: str) -> Any:
     return _entries_list(ck, node, field, "jobs", "job", _job)
+
+
+def _jobs_from_hostfiles(ck: Checker, root: Node, built: tuple[JobConfig, ...], pod_list: tuple[PodConfig, ...],
+                         path: Path) -> tuple[JobConfig, ...]:
+    """Each job given a `hostfile:` with its pods read from it (sessions/config/hostfile.py)."""
+    from dataclasses import replace
+
+    from sessions.config import hostfile
+
+    entry = next((e for e in yl.mapping_entries(root)[0] if e.key == "jobs"), None)  # type: ignore[arg-type]
+    nodes = {_peek_name(n): n for n in entry.value.value} if entry and isinstance(entry.value, SequenceNode) else {}
+    out = []
+    for i, job in enumerate(built):
+        if job.hostfile is None:
+            out.append(job)
+            continue
+        where = nodes.get(job.name)
+        field = join(f"jobs[{i}] ({job.name})", "hostfile")
+        hosts, why = hostfile.read_hostfile(job.hostfile, path)
+        names, problems = hostfile.pods_for(hosts, pod_list, job.hostfile)
+        for problem in ([why] if why else problems):
+            ck.problem(where, field, problem)
+        out.append(replace(job, pods=tuple(names)))
+    return tuple(out)
 
 
 def check_jobs(ck: Checker, root: Node, built: tuple[JobConfig, ...], pod_list: tuple[PodConfig, ...]) -> None:
@@ -509,6 +538,7 @@ def build_config(root: Node | None, path: Path) -> Config:
     if values is not None:
         policy_schema.check_layers(ck, values.get("policies"), values.get("pods"))
         if values.get("jobs"):
+            values["jobs"] = _jobs_from_hostfiles(ck, root, values["jobs"], values.get("pods") or (), path)
             check_jobs(ck, root, values["jobs"], values.get("pods") or ())
     if ck.problems or values is None:
         raise ConfigError(ck.sorted_problems(), hint)
