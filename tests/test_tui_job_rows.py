@@ -63,7 +63,8 @@ async def test_fleet_screen_draws_the_job_above_its_pods(tmp_path):
 async def test_J_opens_the_job_screen_with_every_node_side_by_side(tmp_path):
     from tui.screens.job_screen import JobScreen
 
-    fleet = StaticFleet(_snapshot())
+    fleet = StaticFleet(_snapshot(), logs={("a", "train"): "step 1/5000 loss 2.0\nstep 2/5000 loss 1.9\n",
+                                           ("b", "train"): " 10%|#    | 1/10\r 20%|##   | 2/10\n"})
     app = make_app(_config(tmp_path), fleet_factory=lambda _config: fleet, state_file=tmp_path / "tui.json",
                    ui_interval=0)
     async with app.run_test(size=(160, 40)) as pilot:
@@ -81,6 +82,15 @@ async def test_J_opens_the_job_screen_with_every_node_side_by_side(tmp_path):
         assert [p.border_title for p in panels] == ["rank 0 · a", "rank 1 · b", "rank 2 · c"]
         await pilot.pause()
         assert all(len(p.query("GpuRow")) == 2 for p in panels)
+        log = screen.query_one("#job-log")
+        assert [log.render_line(y).text.rstrip() for y in range(3)] == [
+            "[rank 0] step 1/5000 loss 2.0", "[rank 0] step 2/5000 loss 1.9", "[rank 1]  20%|##   | 2/10"]
+        # A new line on rank 2 arrives through the Fleet's log listeners, prefixed.
+        for listener in list(fleet.listeners[("c", "train")]):
+            listener({"data": "step 7/5000 loss 1.5\n"})
+        await pilot.pause()
+        assert log.render_line(3).text.rstrip() == "[rank 2] step 7/5000 loss 1.5"
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, JobScreen)
+        assert not any(fleet.listeners[("a", "train")]), "the feed stops with the screen"

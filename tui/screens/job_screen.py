@@ -1,4 +1,5 @@
-"""A job's screen: the job line, one line per rank, and every node's GPUs side by side.
+"""A job's screen: the job line, one line per rank, every node's GPUs side by side, and
+the ranks' logs merged (`tui/job_log.py`).
 
 What a multi-node run needs at a glance: which rank is slow or stuck (named, with its
 pod), and the GPUs of every node next to each other, so an idle or hot node stands out.
@@ -19,9 +20,11 @@ from themes.palettes import POD_STYLESHEET
 from tui import job_rows
 from tui.bindings import JOB
 from tui.humanize import duration
+from tui.job_log import JobLogFeed
 from tui.screens.opaque import OpaqueScreen
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.key_bar import KeyBar
+from tui.widgets.log_view import LogView
 from tui.widgets.text import set_text
 
 
@@ -49,8 +52,9 @@ class JobScreen(OpaqueScreen):
     JobScreen #job-header { height: auto; padding: 0 1; text-style: bold; }
     JobScreen #job-header.-findings { color: $warning; }
     JobScreen #job-ranks { height: auto; padding: 0 1; }
-    JobScreen #job-nodes { height: 1fr; }
-    JobScreen #job-nodes GpuPanel { width: 1fr; border: round $panel-lighten-2; }
+    JobScreen #job-nodes { height: auto; max-height: 12; }
+    JobScreen #job-nodes GpuPanel { width: 1fr; height: auto; border: round $panel-lighten-2; }
+    JobScreen #job-log { height: 1fr; min-height: 4; border-top: solid $panel-lighten-2; }
     """
 
     def __init__(self, job: JobConfig) -> None:
@@ -58,6 +62,7 @@ class JobScreen(OpaqueScreen):
         self.job = job
         self.snapshot = FleetSnapshot()
         self._composed = False
+        self._feed: JobLogFeed | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="job-header")
@@ -67,11 +72,24 @@ class JobScreen(OpaqueScreen):
                 panel = GpuPanel(id=f"job-gpus-{rank}")
                 panel.border_title = f"rank {rank} · {pod}"
                 yield panel
+        log = LogView(id="job-log")
+        log.border_title = "log: every rank, merged"
+        yield log
         yield KeyBar()
 
     def on_mount(self) -> None:
         self._composed = True
+        fleet = getattr(self.app, "fleet", None)
+        if self.job.session and fleet is not None:
+            view = self.query_one("#job-log", LogView)
+            self._feed = JobLogFeed(fleet, self.job, view)
+            view.feed = self._feed
+            view.append(self._feed.start())
         self.show(self.app.snapshot)  # type: ignore[attr-defined]
+
+    def on_unmount(self) -> None:
+        if self._feed is not None:
+            self._feed.stop()
 
     def show(self, snapshot: FleetSnapshot) -> None:
         self.snapshot = snapshot
