@@ -11,6 +11,7 @@ Import it only from the demo command; it loads asyncssh's server side.
 from __future__ import annotations
 
 from backends.demo.demo import MAX_PODS, Demo, DemoError, require_tmux
+from backends.demo.gpu_sim import FAULTS
 from backends.demo.thread import DemoThread
 
-__all__ = ["MAX_PODS", "Demo", "DemoError", "DemoThread", "require_tmux"]
+__all__ = ["FAULTS", "MAX_PODS", "Demo", "DemoError", "DemoThread", "require_tmux"]

@@ -129,12 +129,16 @@ class Demo:
         interval: gpuctl's telemetry interval for the demo pods, in seconds.
         tmp_parent: where the temp dir goes (default: the system temp dir).
         notify: called with a sentence for a person when something happens to a pod.
+        fault: a GPU fault (`gpu_sim.FAULTS`) shown on the first pod's GPU 1, so a
+            newcomer sees what `gpuctl doctor`, the TUI and `watch` say about it.
     """
 
     def __init__(self, *, pods: int = 3, preempt_after: float | None = 180.0, outage: float = 90.0,
                  pace: float = 1.0, checkpoint_mb: float | None = None, interval: float = 1.0,
-                 tmp_parent: str | os.PathLike[str] | None = None, notify: Callable[[str], None] | None = None):
+                 tmp_parent: str | os.PathLike[str] | None = None, notify: Callable[[str], None] | None = None,
+                 fault: str | None = None):
         self.specs = pod_specs(pods)
+        self.fault = fault
         self.stable_wrapper, self.stable_wrapper_shown = stable_wrapper_path()
         """`~/.cache/gpuctl/gpuctl-demo`: the same path for every demo, so the README and
         the TUI's help can name it (the real wrapper lives in the demo's temp dir).
@@ -260,7 +264,8 @@ class Demo:
         sandbox = Sandbox(spec.name, where, self.root, socket_dir)
         sandbox.create()
         shutil.copyfile(TRAINER, sandbox.workspace / "train.py")
-        gpus = PodGpus(spec.name, spec.gpu_model, spec.gpu_count, sandbox.gpu_state, sandbox.heartbeat)
+        fault = self.fault if spec is self.specs[0] else None
+        gpus = PodGpus(spec.name, spec.gpu_model, spec.gpu_count, sandbox.gpu_state, sandbox.heartbeat, fault)
         self._simulator.add(gpus)
         host_key = asyncssh.generate_private_key("ssh-ed25519", comment=f"gpuctl-demo-{spec.name}")
         server = PodSshServer(sandbox, host_key, client_public, self.user)

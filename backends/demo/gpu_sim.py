@@ -98,6 +98,43 @@ def read_heartbeat(path: Path, now: float) -> str | None:
     return phase if phase in PHASE_LOAD else "train"
 
 
+FAULTS = ("ecc", "xid", "pcie", "remap", "slowdown", "zombie")
+"""GPU faults `gpuctl demo --fault` injects on one GPU of the first pod (issue 17)."""
+
+HEALTHY = {
+    "persistence_mode": "Enabled", "ecc.mode.current": "Enabled",
+    "ecc.errors.corrected.volatile.total": 0, "ecc.errors.uncorrected.volatile.total": 0,
+    "ecc.errors.corrected.aggregate.total": 0, "ecc.errors.uncorrected.aggregate.total": 0,
+    "retired_pages.pending": "[N/A]", "remapped_rows.correctable": 0, "remapped_rows.uncorrectable": 0,
+    "remapped_rows.pending": "No", "remapped_rows.failure": "No",
+    "pcie.link.gen.current": 4, "pcie.link.gen.max": 4, "pcie.link.width.current": 16, "pcie.link.width.max": 16,
+    "clocks_event_reasons.hw_slowdown": "Not Active", "clocks_event_reasons.hw_thermal_slowdown": "Not Active",
+    "clocks_event_reasons.hw_power_brake_slowdown": "Not Active",
+    "clocks_event_reasons.sw_thermal_slowdown": "Not Active", "clocks_event_reasons.sw_power_cap": "Not Active",
+    "clocks_event_reasons.gpu_idle": "Not Active", "compute_apps": [],
+}
+"""The health fields of a sound GPU, in nvidia-smi's words (`backends/sim_nvidia_smi.py`)."""
+
+
+def _fault(kind: str, gpu: dict, state: dict) -> None:
+    """Break one GPU's state (and the pod's kernel log) the way `kind` shows on a real pod."""
+    if kind == "ecc":
+        gpu.update({"ecc.errors.uncorrected.volatile.total": 2, "ecc.errors.uncorrected.aggregate.total": 2})
+    elif kind == "xid":
+        domain, bus, rest = gpu["pci.bus_id"].split(":")
+        pci = "%s:%s:%s" % (domain[-4:], bus.lower(), rest.split(".")[0])
+        state["kernel_log"] = {"lines": [
+            "NVRM: Xid (PCI:%s): 79, pid=4242, GPU has fallen off the bus." % pci]}
+    elif kind == "pcie":
+        gpu.update({"pcie.link.width.current": 4})
+    elif kind == "remap":
+        gpu.update({"remapped_rows.uncorrectable": 3, "remapped_rows.failure": "Yes"})
+    elif kind == "slowdown":
+        gpu.update({"clocks_event_reasons.hw_slowdown": "Active"})
+    elif kind == "zombie":
+        gpu.update({"compute_apps": [{"pid": 4194301, "used_memory": 7242, "process_name": "python"}]})
+
+
 def _approach(value: float, target: float, dt: float, tau: float) -> float:
     """First-order lag: move toward `target` with time constant `tau` seconds."""
     return target + (value - target) * math.exp(-dt / tau) if tau > 0 else target
@@ -112,10 +149,13 @@ class PodGpus:
         count: how many cards.
         state_path: the file sim_nvidia_smi reads (``$GPUCTL_SIM_GPU_STATE``).
         heartbeat_path: the file the trainer touches.
+        fault: one of `FAULTS` to show on this pod's GPU 1 (GPU 0 on a single-GPU pod).
     """
 
-    def __init__(self, pod: str, model: str, count: int, state_path: Path, heartbeat_path: Path):
+    def __init__(self, pod: str, model: str, count: int, state_path: Path, heartbeat_path: Path,
+                 fault: str | None = None):
         self.pod = pod
+        self.fault = fault
         self.model = MODELS[model]
         self.count = count
         self.state_path = Path(state_path)
@@ -187,8 +227,12 @@ class PodGpus:
                 "memory.total": m.memory_mib,
                 "power.draw": round(gpu.power, 2),
                 "power.limit": m.power_limit_w,
+                **json.loads(json.dumps(HEALTHY)),
             })
-        return {"driver_version": DRIVER_VERSION, "cuda_version": CUDA_VERSION, "fail": None, "gpus": gpus}
+        state = {"driver_version": DRIVER_VERSION, "cuda_version": CUDA_VERSION, "fail": None, "gpus": gpus}
+        if self.fault and gpus:
+            _fault(self.fault, gpus[1 if len(gpus) > 1 else 0], state)
+        return state
 
     def _write(self, state: dict) -> None:
         tmp = self.state_path.with_name(f".{self.state_path.name}.tmp")

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backends.demo.watchdog import MARKER, marked_pids
+from backends.sim_dmesg import install_wrapper as install_dmesg
 from backends.sim_nvidia_smi import STATE_ENV, install_wrapper
 
 SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -125,6 +126,7 @@ class Sandbox:
             path.mkdir(parents=True, exist_ok=True)
         self.tmux_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         install_wrapper(str(self.bin), python)
+        install_dmesg(str(self.bin), python)  # the pod's kernel log: Xid lines for `--fault xid`
         for name in ("python3", "python"):
             wrapper = self.bin / name
             wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(python)} "$@"\n')

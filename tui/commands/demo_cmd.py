@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="how long a preempted spot pod stays away (default 90)")
     demo.add_argument("--interval", type=float, default=3.0, metavar="S",
                       help="seconds between prints in headless mode (default 3)")
+    demo.add_argument("--fault", metavar="KIND",
+                      help="show a failing GPU on the first pod: ecc, xid, pcie, remap, slowdown or zombie "
+                           "(see it in the TUI, `gpuctl doctor` and `watch`)")
     # For tests and impatient demos: faster training, smaller checkpoints.
     demo.add_argument("--pace", type=float, default=1.0, help=argparse.SUPPRESS)
     demo.add_argument("--checkpoint-mb", type=float, default=None, help=argparse.SUPPRESS)
@@ -86,7 +89,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sessions.demo import MAX_PODS, Demo, DemoError, DemoThread, require_tmux
+    from sessions.demo import FAULTS, MAX_PODS, Demo, DemoError, DemoThread, require_tmux
 
     try:
         require_tmux()
@@ -96,11 +99,14 @@ def _demo(args: argparse.Namespace) -> int:
     if not 1 <= args.pods <= MAX_PODS:
         _err(f"--pods must be between 1 and {MAX_PODS}")
         return EXIT_USAGE
+    if args.fault is not None and args.fault not in FAULTS:
+        _err(f"--fault must be one of {', '.join(FAULTS)}, not {args.fault!r}")
+        return EXIT_USAGE
     if args.config:
         _err("--config is ignored: the demo writes a config of its own for its pods")
     notices = _Notices()
     demo = Demo(pods=args.pods, preempt_after=args.preempt_after or None, outage=args.outage, pace=args.pace,
-                checkpoint_mb=args.checkpoint_mb, notify=notices)
+                checkpoint_mb=args.checkpoint_mb, notify=notices, fault=args.fault)
     runner = DemoThread(demo)
     saved_env = dict(os.environ)
     handlers = _install_signal_handlers()

@@ -1,0 +1,67 @@
+"""`gpuctl demo --fault KIND`: each fault, written by the demo's GPU simulator, reaches the
+doctor's verdict through the simulated nvidia-smi and dmesg and the real health reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from backends import sim_dmesg
+from backends import sim_nvidia_smi as sim
+from backends.demo.gpu_sim import FAULTS, PodGpus
+from backends.health_command import build_health_command, parse_health_output
+from sessions.health.checks import evaluate
+from sessions.health.report import parse_report
+from tui.cli import main
+
+EXPECTED = {
+    "ecc": ("ecc", "fail", "2 uncorrected ECC errors: results may be wrong"),
+    "xid": ("xid", "fail", "Xid 79: the GPU fell off the bus"),
+    "pcie": ("pcie", "fail", "PCIe x4 of x16 under load: transfers to this GPU are 4x slower"),
+    "remap": ("remapped-rows", "fail", "remapping a bad memory row failed: memory errors can no longer be repaired"),
+    "slowdown": ("clocks", "warn", "clocks held down by hw_slowdown (half speed or less)"),
+    "zombie": ("zombie-vram", "warn", "7242 MiB held by pid 4194301, which no longer exists on the pod"),
+}
+
+
+def verdicts(tmp_path, fault):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sim.install_wrapper(str(bin_dir))
+    sim_dmesg.install_wrapper(str(bin_dir))
+    heartbeat = tmp_path / "heartbeat"  # the trainer (this process) is stepping: the GPUs are under load
+    heartbeat.write_text(json.dumps({"pid": os.getpid(), "phase": "train", "t": time.time()}))
+    gpus = PodGpus("demo-a100", "a100-80gb", 4, tmp_path / "gpus.json", heartbeat, fault)
+    for second in range(30):
+        gpus.tick(1000.0 + second)  # let utilization climb to the training load
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", sim.STATE_ENV: str(tmp_path / "gpus.json")}
+    done = subprocess.run(["sh", "-c", build_health_command({"nvml": False, "kmsg": str(tmp_path / "none")},
+                                                           python=sys.executable)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    return evaluate(parse_report(parse_health_output(done.returncode, done.stdout, done.stderr)))
+
+
+def test_the_cli_knows_the_same_faults():
+    assert set(EXPECTED) == set(FAULTS)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_each_fault_shows_on_gpu_1_of_the_first_pod(tmp_path, fault):
+    checks = verdicts(tmp_path, fault)
+    bad = [(c.gpu, c.check, c.status, c.reason) for c in checks if c.status != "pass"]
+    name, status, reason = EXPECTED[fault]
+    assert bad == [(1, name, status, reason)]
+
+
+def test_a_demo_without_fault_is_healthy(tmp_path):
+    assert {c.status for c in verdicts(tmp_path, None)} == {"pass"}
+
+
+def test_an_unknown_fault_is_a_usage_error(capsys):
+    assert main(["demo", "--fault", "gremlins"]) == 2
+    assert "--fault must be one of ecc, xid, pcie, remap, slowdown, zombie, not 'gremlins'" in capsys.readouterr().err
