@@ -104,3 +104,14 @@ def test_lightnings_reset_redraw_under_the_old_epoch_is_not_a_restart():
     text += bar.format(e=0, p=0, n=0, el=0) + "".join(bar.format(e=1, p=n * 2, n=n, el=n // 5) for n in range(41))
     p = parse_log(text)
     assert (p.step, p.rate, p.rate_unit) == (80, pytest.approx(80 / 25, rel=0.02), "derived")
+
+
+def test_a_bar_after_other_brackets_or_drawn_up_to_its_count_is_read():
+    """The meter is looked for at the word before each ` [` (formats.tqdm_meter), not
+    only the first: a logger's `[time] [INFO]` comes first; a custom `bar_format` may
+    draw the bar right up to its count (`|9/20 [`)."""
+    p = parse_log("[2024-05-01 10:00:00] [INFO] train:  45%|####5 | 9/20 [00:01<00:01,  8.12it/s, loss=0.3]\n")
+    assert (p.step, p.total, p.loss) == (9, 20, 0.3)
+    p = parse_log("train:  45%|####5|9/20 [00:01<00:01,  8.12it/s, loss=0.3]\n")
+    assert (p.step, p.total, p.loss) == (9, 20, 0.3)
+    assert parse_log("[a] [b] [c] nothing here [d]\n").step is None

@@ -287,7 +287,7 @@ class BarReader:
 
     def _on_keras(self, km: re.Match[str], now: float | None) -> None:
         rest = km["rest"]
-        per = pf.KERAS_PER_STEP_RE.search(rest)
+        per = pf.KERAS_PER_STEP_RE.search(rest) if "/step" in rest else None
         if per is None and "ETA" not in rest and " - " not in rest:
             return  # some other `a/b ...` line
         total = int(km["total"])

@@ -60,6 +60,30 @@ before the match is the description plus percentage and bar. A line that ends
 without its `]` was cut to the terminal's width (tqdm drops what does not fit: an
 80-column Lightning bar loses the end of its postfix)."""
 
+def tqdm_meter(line: str, i: int) -> re.Match[str] | None:
+    """The tqdm meter in `line`, whose first ` [` is at `i` (`line.find(" [")`).
+
+    A meter's `n/total unit` is the word right before a ` [` (no space inside it), so
+    `TQDM_RE` is tried at that word for each ` [` in turn, and inside the word only
+    where a run of digits starts (a bar drawn up to its count, `|9/20 [`): what
+    `TQDM_RE.search` would find, for one attempt per ` [` instead of one per character
+    (a Keras `[====>...] - ETA` line or a logger's `[INFO] [file.py:12]` cost a search
+    of the whole line before)."""
+    match = TQDM_RE.match
+    while i >= 0:
+        j = line.rfind(" ", 0, i) + 1
+        while j < i:
+            m = match(line, j)
+            if m is not None:
+                return m
+            while j < i and "0" <= line[j] <= "9":  # past this run of digits...
+                j += 1
+            while j < i and not "0" <= line[j] <= "9":  # ...to the next one
+                j += 1
+        i = line.find(" [", i + 1)
+    return None
+
+
 TRAIN_RATE_UNITS = frozenset(
     f"{a}/{b}"
     for unit in ("it", "step", "steps", "batch", "batches", "iter")
@@ -265,6 +289,24 @@ def step_match(low: str) -> re.Match[str] | None:
     return best
 
 
+TOKEN_RATE_WORDS = ("tok/s", "toks/s", "token/s", "tokens/s")
+"""How `TOKENS_AFTER_RE` ends: a value before one of these is a token rate."""
+
+
+def tokens_after(low: str) -> re.Match[str] | None:
+    """`TOKENS_AFTER_RE` (`518,823 tok/s`) near an occurrence of `tok` that starts a
+    token rate: Megatron's `consumed tokens: 314572` is not one, and a regex search
+    before it cost more than the rest of that long line."""
+    i = low.find("tok")
+    while i >= 0:
+        if low.startswith(TOKEN_RATE_WORDS, i):
+            m = TOKENS_AFTER_RE.search(low, i - 24 if i > 24 else 0, i + 15)
+            if m is not None:
+                return m
+        i = low.find("tok", i + 1)
+    return None
+
+
 Metrics = tuple[float | None, float | None, float | None, tuple[str, str] | None, float | None]
 """(loss, lr, tokens/s, rate as printed, epoch), None where a line does not say."""
 
@@ -281,7 +323,7 @@ def line_metrics(low: str) -> Metrics:
             lr = to_float(m["v"])
     if "tok" in low or "tps" in low or "wps" in low:
         m = key_match(low, "tok", TOKENS_AT_RE) or key_match(low, "tps", TOKENS_AT_RE) \
-            or key_match(low, "wps", TOKENS_AT_RE) or search_near(TOKENS_AFTER_RE, low, "tok", 24, 12)
+            or key_match(low, "wps", TOKENS_AT_RE) or tokens_after(low)
         if m is not None:
             tokens = to_float(m["v"])
             if tokens is not None and m["k"]:
@@ -329,8 +371,9 @@ STEP_TIME_KEYS = ("step_time", "dt", "iter_time", "time_per_step", "time/step")
 
 
 def dict_items(line: str) -> dict[str, str]:
-    """The flat `key: value` pairs of a dict-like line (JSON or a Python repr)."""
-    return {m["k"]: m["v"] for m in DICT_ITEM_RE.finditer(line)}
+    """The flat `key: value` pairs of a dict-like line (JSON or a Python repr); `findall`
+    gives them as `(key, value)` pairs without a match object each."""
+    return dict(DICT_ITEM_RE.findall(line))
 
 
 def first(d: dict[str, Any], keys: tuple[str, ...]) -> Any:

@@ -17,6 +17,11 @@ from sessions.progress import formats as pf
 from sessions.progress.rate import PaceClock
 
 
+DICT_FIGURES = ((pf.LOSS_KEYS, "_loss"), (pf.LR_KEYS, "_lr"), (pf.TOKENS_KEYS, "_tokens"),
+                (pf.EPOCH_KEYS, "_epoch"))
+"""Which keys of a metrics dict give which figure (the first of them present)."""
+
+
 class LineReader:
     """The line half of `ProgressTracker` (see there for the state it shares)."""
 
@@ -126,13 +131,15 @@ class LineReader:
             self._on_loss_line(line, now)  # a dict quoted inside prose: read as plain text
             return
         items = pf.dict_items(line)
-        values = {attr: pf.to_float(pf.first(items, keys)) for keys, attr in (
-            (pf.LOSS_KEYS, "_loss"), (pf.LR_KEYS, "_lr"), (pf.TOKENS_KEYS, "_tokens"),
-            (pf.EPOCH_KEYS, "_epoch"))}
+        first, to_float = pf.first, pf.to_float
+        found: dict[str, float] = {}
+        for keys, attr in DICT_FIGURES:
+            v = to_float(first(items, keys))
+            if v is not None:
+                found[attr] = v
         # The Trainer's closing summary (run averages); `include_num_input_tokens_seen`
         # puts train_runtime in every step's dict too, beside its loss.
         summary = "train_steps_per_second" in items or ("train_runtime" in items and "loss" not in items)
-        found = {k: v for k, v in values.items() if v is not None}
         if not found and not summary and pf.to_float(items.get("eval_loss")) is None:
             return  # a config dump or some other dict
         self._materialize_post()

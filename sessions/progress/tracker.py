@@ -257,13 +257,19 @@ class ProgressTracker(BarReader, LineReader):
         data = self._pending + text if self._pending else text
         if not data:
             return
-        data = pf.strip_controls(data)
         lines = data.splitlines()
         if lines and data[-1] not in "\r\n":
             pending = lines.pop()
             self._pending = pending[-MAX_PENDING:]
         else:
             pending = self._pending = ""
+        if "\x1b" in data:
+            # Escapes go line by line, only from lines that have one: a log of plain
+            # lines with a coloured one here and there pays for those alone (no escape
+            # sequence holds a line break, so splitting first cuts none in two).
+            strip = pf.strip_controls
+            lines = [strip(line) if "\x1b" in line else line for line in lines]
+            pending = strip(pending)
         self._lines(lines, now)
         if pending:
             # The newest bar state usually sits unterminated until the next redraw;
@@ -304,7 +310,7 @@ class ProgressTracker(BarReader, LineReader):
     def _lines(self, lines: list[str], now: float | None) -> None:
         # The hot loop: most lines of a busy log are tqdm redraws, so those cost one
         # substring test and one regex; everything else one literal-only prefilter.
-        tqdm_search, tqdm_match = pf.TQDM_RE.search, pf.TQDM_RE.match
+        tqdm_match, tqdm_meter = pf.TQDM_RE.match, pf.tqdm_meter
         pre_search = pf.PREFILTER_RE.search
         kinds = pf.PREFILTER_KIND
         user = self._user.search if self._user is not None else None
@@ -317,10 +323,10 @@ class ProgressTracker(BarReader, LineReader):
             i = line.find(" [")
             if i >= 0:
                 # A bar's `n/total unit` is the word right before its ` [`: try there
-                # first, one regex attempt; else search (a ` [` earlier in the line).
+                # first, one regex attempt; else the word before each later ` [`.
                 m = tqdm_match(line, line.rfind(" ", 0, i) + 1)
                 if m is None:
-                    m = tqdm_search(line, i - 40 if i > 40 else 0)
+                    m = tqdm_meter(line, i)
                 if m is not None:
                     self._on_tqdm(line, m, now)
                     if line[-1] != "]" and m.end() < len(line) and not line[m.end():].isspace():
@@ -393,7 +399,7 @@ class ProgressTracker(BarReader, LineReader):
         for tracker in (self._ranks or {}).values():
             tracker._finish()
         if self._pending:
-            self._lines([self._pending], None)
+            self._lines([pf.strip_controls(self._pending)], None)
             self._pending = ""
         return self.progress()
 
