@@ -2,8 +2,9 @@
 
 Producers publish each event once to the Fleet's `EventStream` (`Fleet.events`): the
 Watcher (connection changes, preemption, session exits, alerts, checkpoints found,
-downloaded and pruned, resumes, budget actions) and the TUI's own actions (a
-download a person started). Consumers subscribe, and none derives its own news from
+downloaded and pruned, auto-resumes, budget actions) and the Fleet's own operations,
+where each is performed whoever asked (a download, launch, kill, resume, stop or
+teardown: `sessions.fleet.news`). Consumers subscribe, and none derives its own news from
 snapshots: `gpuctl watch` prints each event as one line (JSON with `--json`: `ts`,
 `pod`, `session`, `kind`, `message`, then the kind's own keys; readable otherwise),
 the notifiers (`sessions.watch.notify`) deliver them, the TUI toasts them
@@ -33,6 +34,11 @@ class EventKind:
     ALERT_CLEARED = "alert_cleared"        # extra: alert
     BUDGET_ACTION = "budget_action"        # extra: action, spend_usd, max_usd, result
     CHECKPOINT_PRUNED = "checkpoint_pruned"  # extra: checkpoint, local_path (keep_local deleted the copy)
+    # What a pod operation did, told by the Fleet that performed it (sessions/fleet/news.py),
+    # whichever front end asked; a person's resume is `resumed` with attempt/max_restarts None.
+    SESSION_LAUNCHED = "session_launched"  # extra: command, log_path, replaced
+    SESSION_KILLED = "session_killed"      # extra: existed, was_running, exit_status
+    PROVIDER_ACTION = "provider_action"    # extra: action (stop|teardown), outcome, state, kept, gone
 
 
 ALL_KINDS: tuple[str, ...] = tuple(v for k, v in vars(EventKind).items() if k.isupper())

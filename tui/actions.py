@@ -16,7 +16,11 @@ saved is not called safe) through the Fleet's provider calls, a pod without
 checkpoint list, the app stays usable) and resume (`r`: `sessions.checkpoints.resume`, confirmed
 when it would restart a running session); the checkpoint listing the pod screen shows.
 Each is a Fleet call (`sessions.fleet.facade`, `sessions.fleet.operations`), the same
-the headless commands make, over the pod's live link.
+the headless commands make, over the pod's live link. What an action did is told by
+the Fleet on its event stream (`session_launched`, `session_killed`, `resumed`,
+`provider_action`, `checkpoint_downloaded`) and toasted from there (`tui.event_toasts`),
+so the toast, the notify targets and `gpuctl watch` say the same; this module toasts
+only what is no event: refusals, cancellations, "asking..." and failures.
 
 Past 400 lines on purpose: the issue asks for every action's wiring in one module,
 and each flow is short but has its own question and its own failure sentences.
@@ -247,9 +251,7 @@ class Actions:
         if how == "resume":
             await self._resume(Target(pod, session), running=False)
             return
-        result = await fleet.launch(pod, session)
-        replaced = " (replacing its exited run)" if result.replaced else ""
-        self.app.notify(f"Launched session {session!r}{replaced}. Log: {result.log_path}", title=pod)
+        await fleet.launch(pod, session)  # told as `session_launched`: tui.event_toasts words it
 
     async def _launch_how(self, pod: str, session: str) -> str | None:
         """"scratch", "resume", or None (cancelled). Launching runs the session's
@@ -360,11 +362,7 @@ class Actions:
         fleet = self._fleet()
         if fleet is None:
             return
-        result = await fleet.kill(target.pod, session.name)
-        if result.existed:
-            self.app.notify(f"Killed session {session.name!r}.", title=target.pod)
-        else:
-            self.app.notify(f"Session {session.name!r} had already ended.", title=target.pod)
+        await fleet.kill(target.pod, session.name)  # told as `session_killed`: tui.event_toasts words it
 
     # -- attach --------------------------------------------------------------------
 
@@ -491,9 +489,8 @@ class Actions:
             if not await self.app.push_screen_wait(ConfirmDialog("Restart from checkpoint?", question, "Restart")):
                 self.app.notify(f"Session {target.session!r} was left running.", title=target.pod)
                 return
-        result = await self._operations().resume(target.pod, target.session or "", restart=running)
-        self.app.notify(f"Resumed {target.session!r} from {result.checkpoint.name}: {result.command}",
-                        title=target.pod, timeout=15)
+        # Told as `resumed` by the Fleet, as auto-resume's is: tui.event_toasts words it.
+        await self._operations().resume(target.pod, target.session or "", restart=running)
 
     async def list_checkpoints(self, target: Target) -> list[Any]:
         """The session's checkpoints, newest first, each marked when a verified copy
@@ -553,8 +550,9 @@ class Actions:
         self.app.notify(f"Asking {pod.provider.type} to stop the pod; this can take minutes.", title=pod_name)
         fleet = self._fleet()
         if fleet is not None:
-            # Confirming after reading the checkpoint warning is the TUI's --force.
-            self._provider_result(await fleet.stop_instance(pod_name, force=not ok, guard=guard))
+            # Confirming after reading the checkpoint warning is the TUI's --force. The result is
+            # told as `provider_action` by the Fleet: tui.event_toasts words it.
+            await fleet.stop_instance(pod_name, force=not ok, guard=guard)
 
     def trained_steps(self, pod_name: str) -> dict[str, int]:
         """Session -> the step its log last showed: the guard's evidence that a session
@@ -590,14 +588,6 @@ class Actions:
         self.app.notify(f"Asking {pod.provider.type} to terminate the pod; this can take minutes.", title=pod_name)
         fleet = self._fleet()
         if fleet is not None:
-            # Typing the name after reading the checkpoint warning is the TUI's --force.
-            self._provider_result(await fleet.teardown_instance(pod_name, force=not ok, guard=guard))
-
-    def _provider_result(self, result: Any) -> None:
-        lines = [result.message[:1].upper() + result.message[1:] + "."]
-        if result.kept:
-            lines.append(f"Kept: {result.kept}")
-        if result.gone and result.outcome != "timeout":
-            lines.append(f"Gone: {result.gone}")
-        severity = "warning" if result.outcome == "timeout" else "information"
-        self.app.notify("\n".join(lines), title=result.pod, severity=severity, timeout=15)  # type: ignore[arg-type]
+            # Typing the name after reading the checkpoint warning is the TUI's --force
+            # (told as `provider_action`, like a stop).
+            await fleet.teardown_instance(pod_name, force=not ok, guard=guard)

@@ -10,8 +10,10 @@ What a toast adds to the event is how a person watching the screen wants it said
 
 * only news: the first connection is not ("Connection restored." only after an
   outage, "Connection lost" only from online), nor a session that ended because it
-  was killed (the kill says so itself), nor a checkpoint found or pruned (the
-  checkpoint pane shows both);
+  was killed (the kill's own `session_killed` says so), nor a checkpoint found or
+  pruned (the checkpoint pane shows both);
+* a pod operation (launch, kill, resume, stop, teardown, download) is told by the
+  Fleet that performed it, so its toast is worded here too, whoever pressed the key;
 * a short form where the event's sentence is long (a download's paths);
 * `Cooldown`: a value hovering around its threshold, raised and cleared and raised
   again, toasts once a minute at most; connection news and exits are never held back.
@@ -66,7 +68,7 @@ def toast_for(event: WatchEvent) -> Toast | None:
     if kind == EventKind.DISCONNECTED:
         if event.after in ("stopped", "terminated"):  # not a fault to retry: the provider (or gpuctl) ended it
             if event.message.endswith("by gpuctl"):
-                return None  # the stop or teardown action toasts its own result
+                return None  # its `provider_action` event toasts the result
             why = event.message.strip().rstrip(". ")
             return Toast(f"{pod}:conn", pod, f"{why[:1].upper()}{why[1:]}.", "warning")
         if event.before != "online":
@@ -88,12 +90,38 @@ def toast_for(event: WatchEvent) -> Toast | None:
             return Toast(key, where, event.message, "warning", 10.0, quiet_s=ALERT_QUIET_S)
         return Toast(key, where, event.message, routine=True, quiet_s=ALERT_QUIET_S)
     if kind == EventKind.RESUMED:
+        if event.extra.get("attempt") is None:  # asked for (`r`, `n`, gpuctl resume): not auto-resume's
+            named = str(event.extra.get("checkpoint") or "").rstrip("/").rsplit("/", 1)[-1]
+            return Toast(f"{pod}:{event.session}:resumed", pod,
+                         f"Resumed {event.session!r} from {named}: {event.extra.get('command')}", timeout=15.0)
         return Toast(f"{pod}:{event.session}:resumed", where, event.message, timeout=8.0)
+    if kind == EventKind.SESSION_LAUNCHED:
+        replaced = " (replacing its exited run)" if event.extra.get("replaced") else ""
+        return Toast(f"{pod}:{event.session}:launched", pod,
+                     f"Launched session {event.session!r}{replaced}. Log: {event.extra.get('log_path')}")
+    if kind == EventKind.SESSION_KILLED:
+        said = "Killed session {!r}." if event.extra.get("existed") else "Session {!r} had already ended."
+        return Toast(f"{pod}:{event.session}:killed", pod, said.format(event.session))
+    if kind == EventKind.PROVIDER_ACTION:
+        return provider_toast(event)
     if kind == EventKind.CHECKPOINT_DOWNLOADED:
         return Toast(f"{pod}:{event.session}:downloaded", where, event.message, routine=True, brief=brief(event))
     if kind == EventKind.BUDGET_ACTION:
         return Toast(f"{pod}:budget", where, event.message, "error", 30.0)
     return None
+
+
+def provider_toast(event: WatchEvent) -> Toast:
+    """A stop's or teardown's result: the provider's sentence, then what is kept and
+    what is gone (not said for a timeout: the provider has not confirmed it yet)."""
+    x = event.extra
+    lines = [event.message[:1].upper() + event.message[1:] + "."]
+    if x.get("kept"):
+        lines.append(f"Kept: {x['kept']}")
+    if x.get("gone") and x.get("outcome") != "timeout":
+        lines.append(f"Gone: {x['gone']}")
+    severity = "warning" if x.get("outcome") == "timeout" else "information"
+    return Toast(f"{event.pod}:provider", event.pod, "\n".join(lines), severity, 15.0)
 
 
 def sentence(headline: str, reason: str | None) -> str:

@@ -79,8 +79,8 @@ class Fleet(Operations):
         self._cached: FleetSnapshot | None = None
         self._subscriptions: set[Subscription] = set()
         self._tasks: list[asyncio.Task] = []
-        # The one stream of domain events (sessions/events.py): the Watcher and the TUI's
-        # actions publish; watch's output, notify targets, toasts and the checkpoint pane listen.
+        # The one stream of domain events (sessions/events.py): the Watcher and this Fleet's
+        # operations publish; watch's output, notify targets, toasts and the checkpoint pane listen.
         self.events = EventStream()
 
     @classmethod
@@ -196,22 +196,28 @@ class Fleet(Operations):
         return self.link(pod_name).borrow()
 
     async def launch(self, pod_name: str, session_name: str):
-        """Launch a configured session in tmux (see `session_control.launch`)."""
+        """Launch a configured session in tmux (see `session_control.launch`), told on
+        the event stream as `session_launched` (`sessions.fleet.news`)."""
+        from sessions.fleet.news import launched_event
         from sessions.tmux import control as session_control
 
         pod = self.pod_config(pod_name)
         async with self.borrow(pod_name) as transport:
             result = await session_control.launch(transport, pod, session_name)
         self.refresh(pod_name)
+        self.events.publish(launched_event(pod_name, result, pod.session(session_name).command))
         return result
 
     async def kill(self, pod_name: str, session_name: str):
-        """Kill a tmux session; callers confirm first (this does not ask)."""
+        """Kill a tmux session; callers confirm first (this does not ask). Told on the
+        event stream as `session_killed`."""
+        from sessions.fleet.news import killed_event
         from sessions.tmux import control as session_control
 
         async with self.borrow(pod_name) as transport:
             result = await session_control.kill(transport, session_name, pod_name=pod_name)
         self.refresh(pod_name)
+        self.events.publish(killed_event(pod_name, result))
         return result
 
     def attach_argv(self, pod_name: str, session_name: str, *, inside_tmux: bool = False) -> list[str]:
@@ -273,11 +279,15 @@ class Fleet(Operations):
 
     def _own_action(self, pod_name: str, result):
         """Show a stop or teardown the provider confirmed at once, not a poll later
-        (`lifecycle.OwnAction`); returns `result`."""
+        (`lifecycle.OwnAction`), and tell it on the event stream (`provider_action`,
+        the budget's stops too); returns `result`."""
+        from sessions.fleet.news import provider_event
+
         own = lifecycle.own_action(result)
         if own is not None and pod_name in self._monitors:
             self._own[pod_name] = own
             self._on_update(self._monitors[pod_name].snapshot)
+        self.events.publish(provider_event(result))
         return result
 
     def set_interval(self, seconds: float, pod_name: str | None = None) -> None:

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 
 class Operations:
-    """Pod operations over the pod's link; needs `config`, `events`, `borrow`, `link` and `refresh`."""
+    """Pod operations over the pod's link; needs `config`, `events`, `borrow`, `link` and `refresh`.
+    Each operation that changes something tells the fleet's event stream once it is done."""
 
     config: Config
     events: EventStream
@@ -81,12 +82,15 @@ class Operations:
                                 runner=transport)
 
     async def resume(self, pod_name: str, session: str, *, restart: bool = False) -> ResumeResult:
-        """Relaunch the session from its newest complete checkpoint (`sessions.checkpoints.resume`)."""
+        """Relaunch the session from its newest complete checkpoint (`sessions.checkpoints.resume`),
+        told on the event stream as `resumed` (`sessions.fleet.news`)."""
         from sessions.checkpoints.resume import resume
+        from sessions.fleet.news import resumed_event
 
         async with self.borrow(pod_name) as transport:
             result = await resume(transport, self.config.pod(pod_name), session, restart=restart)
         self.refresh(pod_name)
+        self.events.publish(resumed_event(pod_name, session, result))
         return result
 
     def guard_for(self, steps: Mapping[str, int] | None = None) -> Callable[[Any], Any]:
