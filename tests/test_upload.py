@@ -22,7 +22,7 @@ import pytest
 from backends import range_state
 from sessions.checkpoints import upload as up
 from tests.support.files import put
-from tests.test_download import MB, DropAt, Pod, tree_bytes
+from tests.test_download import MB, DropAt, Pod, fake_ssh, tree_bytes
 from tests.test_download_proxied import EVERY_BYTE, ProxiedPod
 from tests.support.shell_only_sshd import ShellOnlyServer
 
@@ -160,10 +160,30 @@ async def test_a_damaged_range_on_the_pod_is_sent_again(pod, tmp_path):
     with open(part, "r+b") as fh:
         fh.seek(victim + 5)
         fh.write(b"\x00\xff")
-    landed = sum(state.length(off) for off in state.done)
     result = await send(pod, local)
+    # Kept, the damaged range would have failed the file's SHA-256; the rest was kept
+    # (ranges still in flight at the drop may have landed since the record was read).
     assert (pod.workdir / "big.bin").read_bytes() == data
-    assert result.transferred == len(data) - landed + state.length(victim)
+    assert result.resumed_from > 0 and result.resumed_from + result.transferred == len(data)
+    assert result.transferred >= state.length(victim)
+
+
+@pytest.mark.requires_tools("ssh")
+@pytest.mark.parametrize("ssh_works", [True, False])
+async def test_on_a_near_link_a_big_file_goes_through_the_openssh_client(pod, tmp_path, monkeypatch, ssh_works):
+    """Near (forced here: a busy machine can make loopback look far), a big file goes
+    through the OpenSSH client; when that client fails, the channels carry it all."""
+    import backends.upload_transfer as upload_transfer
+
+    monkeypatch.setattr(upload_transfer, "NEAR_RTT_S", 60.0)
+    marker = tmp_path / "ssh-ran"
+    body = f'echo ran >> "{marker}"\n' + ('exec "$REAL_SSH" "$@"' if ssh_works else "exit 255")
+    fake_ssh(tmp_path, monkeypatch, body)
+    data = os.urandom(33 * MB)
+    local = put(tmp_path / "here" / "w.bin", data)
+    result = await send(pod, local)
+    assert marker.exists() and (pod.workdir / "w.bin").read_bytes() == data and no_leftovers(pod.workdir)
+    assert result.transferred == len(data)
 
 
 # ------------------------------------------------------------- RunPod's proxy

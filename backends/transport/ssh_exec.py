@@ -113,7 +113,7 @@ class SshTransport:
     def sender(self) -> "ParallelSender":
         from backends.upload_transfer import ParallelSender
 
-        return ParallelSender(self.conn)
+        return ParallelSender(self.conn, ssh_argv=self._ssh_argv)
 
     @asynccontextmanager
     async def beside(self) -> AsyncIterator["SshTransport"]:
