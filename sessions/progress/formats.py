@@ -60,26 +60,26 @@ before the match is the description plus percentage and bar. A line that ends
 without its `]` was cut to the terminal's width (tqdm drops what does not fit: an
 80-column Lightning bar loses the end of its postfix)."""
 
+COUNT_WORD_RE = _rx(r"\d+(?:/(?:\d+|\?))?[A-Za-z]*$")
+"""A tqdm meter's `n/total unit` at the end of the text before a ` [` (searched with
+that ` [` as the end)."""
+
+
 def tqdm_meter(line: str, i: int) -> re.Match[str] | None:
     """The tqdm meter in `line`, whose first ` [` is at `i` (`line.find(" [")`).
 
-    A meter's `n/total unit` is the word right before a ` [` (no space inside it), so
-    `TQDM_RE` is tried at that word for each ` [` in turn, and inside the word only
-    where a run of digits starts (a bar drawn up to its count, `|9/20 [`): what
-    `TQDM_RE.search` would find, for one attempt per ` [` instead of one per character
-    (a Keras `[====>...] - ETA` line or a logger's `[INFO] [file.py:12]` cost a search
-    of the whole line before)."""
-    match = TQDM_RE.match
+    A meter's `n/total unit` ends right at a ` [` and holds no space, so for each ` [`
+    in turn the word before it is searched for where such a count starts
+    (`COUNT_WORD_RE`, a bar drawn up to its count: `|9/20 [`) and `TQDM_RE` is tried
+    there once: what `TQDM_RE.search` would find, for one attempt per ` [` instead of
+    one per character (a Keras `[====>...] - ETA` line or a logger's `[INFO]
+    [file.py:12]` cost a search of the whole line before)."""
     while i >= 0:
-        j = line.rfind(" ", 0, i) + 1
-        while j < i:
-            m = match(line, j)
+        w = COUNT_WORD_RE.search(line, line.rfind(" ", 0, i) + 1, i)
+        if w is not None:
+            m = TQDM_RE.match(line, w.start())
             if m is not None:
                 return m
-            while j < i and "0" <= line[j] <= "9":  # past this run of digits...
-                j += 1
-            while j < i and not "0" <= line[j] <= "9":  # ...to the next one
-                j += 1
         i = line.find(" [", i + 1)
     return None
 
