@@ -76,6 +76,18 @@ def test_the_eta_counts_down_between_lines_but_not_below_the_steps_left():
     assert clock.eta(400, now=t + 1e6) == pytest.approx((400 - n) * 0.5, rel=0.01)
 
 
+def test_a_followed_log_reads_an_eta_that_counts_down_at_the_time_asked():
+    from sessions.progress.tracker import ProgressTracker
+
+    tracker = ProgressTracker()
+    for n in range(1, 41):  # a step line every 2 s, 100 steps in all
+        tracker.feed(f"step {n}/100 | loss 0.5\n", now=2.0 * n)
+    at_line = tracker.progress().eta_s
+    assert at_line == pytest.approx(120.0)
+    assert tracker.progress(now=81.5).eta_s == pytest.approx(118.5)  # 1.5 s after the last line
+    assert tracker.progress(now=500.0).eta_s == pytest.approx(118.0)  # a stop: held, not eaten
+
+
 def test_memory_is_bounded_on_a_long_run():
     clock = PaceClock(0.0, 0)
     for t, n in _run(20000, 0.1, 10, 2.0):

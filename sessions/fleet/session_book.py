@@ -221,7 +221,7 @@ class SessionBook:
         tmux = self._tmux.get(name)
         config = self._configured.get(name)
         log = self._logs.get(name)
-        progress = log.tracker.progress() if log else None
+        progress = log.tracker.progress(now) if log else None  # the ETA counts down between lines
         if progress is not None and not progress.format:
             progress = None
         readings = self._trackers.get(name, ())
