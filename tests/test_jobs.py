@@ -145,9 +145,11 @@ def test_status_json_lists_the_job_as_one_unit(sshd, tmp_path, capsys):
     from tui.cli import main
 
     trust(sshd)
-    pods = [sshd.pod_entry(f"n{i}", sessions=[{"name": "train", "command": COMMAND}]) for i in range(2)]
+    # A session name no other test uses on the shared pod: no log of theirs is read here.
+    pods = [sshd.pod_entry(f"n{i}", sessions=[{"name": "pair-status", "command": COMMAND}]) for i in range(2)]
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"pods": pods, "jobs": [_job("pair", ["n0", "n1"])]}, sort_keys=False))
+    path.write_text(yaml.safe_dump({"pods": pods, "jobs": [_job("pair", ["n0", "n1"], "pair-status")]},
+                                   sort_keys=False))
     assert main(["--config", str(path), "status", "--json"]) == 0
     (job,) = json.loads(capsys.readouterr().out)["jobs"]
     assert (job["kind"], job["name"], job["nodes"], job["nodes_online"], job["gpus"]) == ("job", "pair", 2, 2, 4)
@@ -215,9 +217,10 @@ def test_jobs_command_prints_the_row_and_json(sshd, tmp_path, capsys):
     from tui.cli import main
 
     trust(sshd)
-    pods = [sshd.pod_entry(f"n{i}", sessions=[{"name": "train", "command": COMMAND}]) for i in range(2)]
+    pods = [sshd.pod_entry(f"n{i}", sessions=[{"name": "pair-list", "command": COMMAND}]) for i in range(2)]
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"pods": pods, "jobs": [_job("pair", ["n0", "n1"])]}, sort_keys=False))
+    path.write_text(yaml.safe_dump({"pods": pods, "jobs": [_job("pair", ["n0", "n1"], "pair-list")]},
+                                   sort_keys=False))
     assert main(["--config", str(path), "jobs"]) == 0
     assert capsys.readouterr().out.startswith("pair: 2/2 nodes, 4 GPUs, pace ")
     assert main(["--config", str(path), "jobs", "--json"]) == 0
