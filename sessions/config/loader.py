@@ -268,7 +268,8 @@ def describe_policies(layer: Policies) -> str:
             parts.append("auto_resume off")
         else:
             extra = [f"max {resume.max_restarts} restart{'s' if resume.max_restarts != 1 else ''}" if resume.max_restarts is not None else "",
-                     f"backoff {resume.backoff_s:g}s" if resume.backoff_s is not None else ""]
+                     f"backoff {resume.backoff_s:g}s" if resume.backoff_s is not None else "",
+                     f"on hang {resume.on_hang_minutes:g} min" if resume.on_hang_minutes not in (None, False) else ""]
             extra = [e for e in extra if e]
             parts.append("auto_resume on" + (f" ({', '.join(extra)})" if extra else ""))
     alerts = layer.alerts

@@ -47,6 +47,7 @@ class ResumeLayer:
     enabled: bool | None = None
     max_restarts: int | None = None
     backoff_s: float | None = None
+    on_hang_minutes: float | bool | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,9 @@ class AutoResume:
     enabled: bool = False
     max_restarts: int = 5
     backoff_s: float = 60.0
+    on_hang_minutes: float | None = None
+    """Restart a session diagnosed `hung` (`sessions.health.stall`) after its step has
+    been frozen this long; None (the default): never restart a running session."""
 
 
 @dataclass(frozen=True)
@@ -209,7 +213,7 @@ def effective(*layers: Policies | None) -> EffectivePolicies:
         if r is not None and r.enabled is not None:
             enabled = r.enabled
     resume = _merge_block(AutoResume(), resume_layers)
-    values["auto_resume"] = AutoResume(enabled, resume.max_restarts, resume.backoff_s)
+    values["auto_resume"] = AutoResume(enabled, resume.max_restarts, resume.backoff_s, resume.on_hang_minutes)
 
     budget = _merge_block(Budget(), budget_layers)
     for b in budget_layers:

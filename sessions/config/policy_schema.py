@@ -9,7 +9,7 @@ What a block may say (the data it becomes is `sessions.config.policy_model`):
 
     auto_download: newest | all | off
     keep_local: 3 | off                 # off (or false): keep every local copy
-    auto_resume: on | off | {max_restarts: 5, backoff_s: 60, enabled: true}
+    auto_resume: on | off | {max_restarts: 5, backoff_s: 60, enabled: true, on_hang_minutes: 30}
     alerts: off | on | {gpu_temp_c: 85, disk_used_pct: 90, stall_minutes: 15,
                         loss_spike: 3.0, nan_loss: true, gpu_idle_minutes: 10}
     budget: off | {max_usd: 120, action: stop | teardown | alert, grace_minutes: 15}
@@ -174,7 +174,15 @@ def _backoff(ck: Checker, node: Node, field: str) -> Any:
     return number(ck, node, field, what="a number of seconds, 0 or more", integer=False, low=0, above=False)
 
 
-RESUME_FIELDS: dict[str, Validator] = {"max_restarts": _restarts, "backoff_s": _backoff, "enabled": boolean}
+def _hang_minutes(ck: Checker, node: Node, field: str) -> Any:
+    if is_off(node):
+        return False
+    return number(ck, node, field, what="a number of minutes greater than 0, or off", integer=False, low=0,
+                  above=True)
+
+
+RESUME_FIELDS: dict[str, Validator] = {"max_restarts": _restarts, "backoff_s": _backoff, "enabled": boolean,
+                                       "on_hang_minutes": _hang_minutes}
 _RESUME_ALIASES = {"restarts": "max_restarts", "retries": "max_restarts", "max_retries": "max_restarts",
                    "backoff": "backoff_s", "delay": "backoff_s", "wait": "backoff_s", "on": "enabled"}
 
@@ -460,7 +468,7 @@ _POLICY_ALIASES = {
 # A nested block's key written one level too high: say where it goes.
 _NESTED_HOME: dict[str, str] = {
     **{key: "alerts" for key in ALERT_FIELDS}, **{key: "budget" for key in BUDGET_FIELDS},
-    "max_restarts": "auto_resume", "backoff_s": "auto_resume",
+    "max_restarts": "auto_resume", "backoff_s": "auto_resume", "on_hang_minutes": "auto_resume",
 }
 
 

@@ -7,7 +7,8 @@ GPUs, and the run's own rates. The kinds (issue 17):
 * `dead`: no program runs under the pane any more (only its shell, or nothing): the
   training process is gone but the pane remains;
 * `hung`: the step is frozen while the process is alive and either burns CPU
-  (`BUSY_CPU_PCT`: a spinning loop, a deadlock on a spin lock, an NCCL wait polling) or
+  (`BUSY_CPU_PCT`, or running at the moment it is looked at: a spinning loop, a
+  deadlock on a spin lock, an NCCL wait polling) or
   one GPU is pinned while the others are idle (a collective waiting for a peer), or the
   GPUs sit idle while the process is running on the CPU;
 * `idle`: the GPUs are idle and every process sleeps (``S``) or waits on disk or network
@@ -26,8 +27,9 @@ from typing import Any, Mapping, Sequence
 
 from sessions.tmux.pane_process import is_shell
 
-BUSY_CPU_PCT = 50.0
-"""A process using this much of a core counts as running."""
+BUSY_CPU_PCT = 25.0
+"""A process using this much of a core counts as running: a spinning loop gets far more
+on an idle machine, but a loaded pod shares its cores, and a sleeping one uses ~0."""
 IDLE_GPU_PCT = 5.0
 PINNED_GPU_PCT = 95.0
 SLOW_FRACTION = 0.3
@@ -97,7 +99,7 @@ def diagnose(processes: Mapping[str, Any] | None, gpu_utils: Sequence[float | No
         return StallDiagnosis("dead", ("no program runs under the pane any more, only its shell: "
                                        "the training process is gone",))
     evidence = []
-    busy = [p for p in procs if (p.get("cpu_pct") or 0) >= BUSY_CPU_PCT]
+    busy = [p for p in procs if (p.get("cpu_pct") or 0) >= BUSY_CPU_PCT or p.get("state") == "R"]
     for p in procs[:4]:
         state = str(p.get("state") or "?")
         where = f" in {p['wchan']}" if p.get("wchan") and p.get("wchan") != "0" else ""

@@ -13,7 +13,10 @@ does not release them:
   relaunching will not fix it. Watch raises an alert and leaves it to a person.
 
 Triggers: the session exits with a non-zero status, or the pod comes back after a
-preemption or outage and a session that was running before is gone. A session that
+preemption or outage and a session that was running before is gone, or (only with
+`on_hang_minutes` set) a running session whose step has been frozen that long is
+diagnosed `hung` (`sessions.health.stall`: alive, burning CPU or waiting on a pinned
+GPU): it is reported with the evidence, killed, and restarted through the same brakes. A session that
 ends with status 0 finished; one killed by hand while its pod stayed up was meant
 to stop. Neither is resumed. A session lost before its first checkpoint is started
 again from the beginning with its `command` (that counts as a restart too).
@@ -22,6 +25,7 @@ again from the beginning with its `command` (that counts as a restart too).
 from __future__ import annotations
 
 import asyncio
+import time
 
 from backends.ssh import SshFailure
 from sessions.checkpoints import resume as resume_mod
@@ -31,6 +35,8 @@ from sessions.snapshot import SessionSnapshot, SessionState
 from sessions.watch.context import WatchContext
 
 MAX_BACKOFF_S = 3600.0
+HANG_RECHECK_S = 300.0
+"""A frozen session not found `hung` is looked at again after this long (one exec each)."""
 
 
 class AutoResume:
@@ -41,6 +47,8 @@ class AutoResume:
         self._pending: dict[tuple[str, str], asyncio.Task] = {}
         self._first_step: dict[tuple[str, str], int] = {}
         """(pod, session) -> the first step seen since its last restart."""
+        self._hang_checked: dict[tuple[str, str], float] = {}
+        self._hang_tasks: dict[tuple[str, str], asyncio.Task] = {}
         self.stale: dict[tuple[str, str], tuple] = {}
         """(pod, session) -> (created, pid) of the exited pane a restart replaced: until
         the agent lists the new pane, snapshots still show the old one, which must not
@@ -99,6 +107,56 @@ class AutoResume:
         key = (pod, session_name)
         self._pending[key] = task
         task.add_done_callback(lambda _t: self._pending.pop(key, None))
+
+    def consider_hang(self, pod: str, session: SessionSnapshot, now: float | None = None) -> None:
+        """A running session frozen for `on_hang_minutes`: diagnose it in a task (see the
+        module docstring); at most once per `HANG_RECHECK_S` per session."""
+        policy = self.ctx.policies(pod, session.name).auto_resume
+        minutes = policy.on_hang_minutes
+        now = time.time() if now is None else now
+        if (not policy.enabled or not minutes or session.state != SessionState.RUNNING or not session.stalled
+                or session.stuck_since is None or now - session.stuck_since < minutes * 60 or session.pid is None):
+            return
+        key = (pod, session.name)
+        if key in self._pending or key in self._hang_tasks or not self.ctx.may_act(pod):
+            return
+        if now - self._hang_checked.get(key, float("-inf")) < HANG_RECHECK_S:
+            return
+        self._hang_checked[key] = now
+        task = asyncio.create_task(self._restart_if_hung(pod, session.name, session.pid, minutes),
+                                   name=f"gpuctl-hang-{pod}-{session.name}")
+        self._hang_tasks[key] = task
+        task.add_done_callback(lambda _t: self._hang_tasks.pop(key, None))
+
+    async def _restart_if_hung(self, pod: str, session: str, pid: int, minutes: float) -> None:
+        from sessions.health.doctor import HealthUnreadable, run_doctor
+
+        try:
+            async with self.ctx.fleet.borrow(pod) as runner:
+                result = await run_doctor(runner, stall_pid=pid)
+        except (SshFailure, HealthUnreadable, OSError, asyncio.TimeoutError):
+            return  # unknown is not hung: look again after HANG_RECHECK_S
+        stall = result.stall
+        if stall is None or stall.kind != "hung":
+            return
+        self.ctx.say(EventKind.ALERT, pod, f"hung: its step has not moved for {minutes:g} min; "
+                     + "; ".join(stall.evidence) + "; restarting it from its newest checkpoint", session,
+                     alert="hung", value=stall.kind, threshold=minutes, evidence=list(stall.evidence),
+                     py_spy=stall.py_spy)
+        try:
+            async with self.ctx.lock(pod):
+                async with self.ctx.fleet.borrow(pod) as runner:
+                    await sc.kill(runner, session, pod_name=pod)
+        except (SshFailure, sc.SessionError, OSError, asyncio.TimeoutError):
+            return
+        self.ctx.fleet.refresh(pod)
+        for _ in range(100):  # until the snapshots stop showing the killed run as running
+            snap = self.ctx.pod(pod)
+            current = next((s for s in snap.sessions if s.name == session), None) if snap else None
+            if current is None or current.state != SessionState.RUNNING:
+                break
+            await asyncio.sleep(0.1)
+        self.consider(pod, session, f"a hang of {minutes:g} min")
 
     def _give_up(self, pod: str, session: str, why: str, message: str) -> None:
         restarts = self.ctx.state.restarts_of(pod, session)
@@ -167,7 +225,7 @@ class AutoResume:
                 attempt=restarts.count, max_restarts=policy.max_restarts, command=command, reason=reason)
 
     async def aclose(self) -> None:
-        tasks = list(self._pending.values())
+        tasks = list(self._pending.values()) + list(self._hang_tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

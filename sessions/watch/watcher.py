@@ -68,6 +68,10 @@ class Watcher:
         if state.alerts:
             self.alerts.load_state(state.alerts)
         self._interrupted: set[str] = set()  # pods that went down since their sessions last ran
+        self._killed: dict[tuple[str, str], int | None] = {}
+        """(pod, session) -> the pane pid a Fleet kill ended: its `session_killed` told it,
+        so the session's end is not told again as `session_exited`."""
+        self._unheard = self.events.subscribe(self._hear)
         self._alerts_saved = 0.0
 
     def set_actions(self, pod: str, enabled: bool) -> None:
@@ -145,8 +149,15 @@ class Watcher:
             last = state.sessions.get(key)
             if s.state == SessionState.RUNNING:
                 self.resume.note_progress(pod.name, s)
+                self.resume.consider_hang(pod.name, s)
+            killed = (pod.name, s.name) in self._killed
+            if killed and (s.state != SessionState.RUNNING or s.pid != self._killed[(pod.name, s.name)]):
+                del self._killed[(pod.name, s.name)]  # seen ended, or already a new pane
             if last == SessionState.RUNNING and s.state != SessionState.RUNNING:
-                self._exited(pod, s, came_back)
+                if killed:
+                    self.downloads.poke(pod.name, s.name)  # told by the kill; its last checkpoint may be new
+                else:
+                    self._exited(pod, s, came_back)
             if last != s.state:
                 state.sessions[key] = s.state
                 changed = True
@@ -170,6 +181,14 @@ class Watcher:
             self.resume.consider(pod.name, s.name, f"exit status {s.exit_status}")
         elif came_back and s.state != SessionState.RUNNING:
             self.resume.consider(pod.name, s.name, "the pod came back after a preemption or outage")
+
+    def _hear(self, event: WatchEvent) -> None:
+        """A kill the Fleet performed (`session_killed`, `sessions.fleet.news`): the
+        session's end is that event's news, not an exit to tell or to resume."""
+        if event.kind == EventKind.SESSION_KILLED and event.session is not None and event.extra.get("existed"):
+            snap = self.ctx.pod(event.pod)
+            pane = next((s for s in snap.sessions if s.name == event.session), None) if snap else None
+            self._killed[(event.pod, event.session)] = pane.pid if pane is not None else None
 
     # -- alerts --------------------------------------------------------------------
 
@@ -201,4 +220,5 @@ class Watcher:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        self._unheard()
 
