@@ -162,10 +162,12 @@ elif mode == "serve":
         sys.stdout.write("%d %d\n" % (off, c))
         sys.stdout.flush()
 elif mode == "stream":
+    import hashlib
     part, off, size, chunk = P(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     fd = opened(part)
     inp = sys.stdin.buffer
     buf = bytearray(chunk)
+    whole = hashlib.sha256() if off == 0 else None
     while off < size:
         n = min(chunk, size - off)
         view = memoryview(buf)[:n]
@@ -177,7 +179,11 @@ elif mode == "stream":
             got += k
         sys.stdout.write("%d %d\n" % (off, write_range(fd, part, off, view)))
         sys.stdout.flush()
+        if whole is not None:
+            whole.update(view)
         off += n
+    if whole is not None:
+        sys.stdout.write("sha256 %s\n" % whole.hexdigest())
 elif mode == "put":
     part, off = P(sys.argv[2]), int(sys.argv[3])
     data = sys.stdin.buffer.read()
@@ -271,6 +277,9 @@ class SendJob:
     size: int
     chunk: int
     kept: dict[int, int] = field(default_factory=dict)
+    pod_sha256: str | None = None
+    """The pod's SHA-256 of the whole `.part`, when the sender got it on the way (a
+    file streamed whole through the OpenSSH client); else the caller asks the pod."""
 
     def missing(self) -> list[tuple[int, int]]:
         return [(off, min(self.chunk, self.size - off)) for off in range(0, self.size, self.chunk)
@@ -375,17 +384,25 @@ class ParallelSender:
                    pod_command("stream", hexpath(job.part), start, job.size, job.chunk)]
         fd = os.open(job.local_path, os.O_RDONLY)
         answered: dict[int, int] = {}
+        local: dict[int, asyncio.Future] = {}  # this side's CRC of each answered range, read meanwhile
+        digest = None
         try:
             os.lseek(fd, start, os.SEEK_SET)
             async with child_procs.tied(*command, stdin=fd, stdout=asyncio.subprocess.PIPE,
                                         stderr=asyncio.subprocess.DEVNULL) as proc:
                 assert proc.stdout is not None
                 async for line in proc.stdout:
+                    words = line.split()
+                    if len(words) == 2 and words[0] == b"sha256":
+                        digest = words[1].decode()
+                        continue
                     try:
-                        off, crc = (int(x) for x in line.split())
+                        off, crc = (int(x) for x in words)
                     except ValueError:
                         continue
                     answered[off] = crc
+                    local[off] = asyncio.ensure_future(asyncio.to_thread(
+                        _read_range, job.local_path, off, min(job.chunk, job.size - off)))
                     if off not in job.kept:
                         meter.add(index, min(job.chunk, job.size - off))
                 await proc.wait()
@@ -396,7 +413,7 @@ class ParallelSender:
         sent = 0
         for off, crc in answered.items():
             n = min(job.chunk, job.size - off)
-            _, here = await asyncio.to_thread(_read_range, job.local_path, off, n)
+            _, here = await local[off]
             if here == crc:
                 if off not in job.kept:
                     sent += n
@@ -406,6 +423,8 @@ class ParallelSender:
                 meter.add(index, -n)
             else:
                 meter.add(index, -n)
+        if digest is not None and proc.returncode == 0 and not job.missing():
+            job.pod_sha256 = digest
         return sent
 
     async def _parallel(self, jobs: Sequence[SendJob], meter: _Progress) -> int:

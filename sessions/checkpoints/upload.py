@@ -17,7 +17,8 @@ and the same engine as downloads (`backends.upload_transfer`):
    The pod keeps a record of the ranges it holds, so a rerun after any interruption
    sends only the rest; each range's CRC-32 is compared on both ends.
 4. **Verify**: SHA-256 of every file here (in a thread, while sending) and on the pod
-   once it is all there; a local file changed meanwhile is refused. A mismatch drops
+   (as it is written when a file streams whole through the OpenSSH client, else once
+   it is all there); a local file changed meanwhile is refused. A mismatch drops
    the bad file's `.part` and says so.
 5. **Rename** into place on the pod (atomic; a folder by renaming its `.part` folder).
 """
@@ -242,15 +243,17 @@ async def _verify(runner: Runner, pod: PodConfig, root: str, folder: bool, jobs:
     """The pod's SHA-256 of every `.part` against the local files'; a file that differs
     loses its `.part` (and record) and the upload fails saying which."""
     rels = [posixpath.relpath(j.part, root) for j in jobs] if folder else [posixpath.basename(jobs[0].part)]
-    if not rels:
-        return
-    result = await runner.run(sha256_command(root, rels), timeout=120 + total / HASH_RATE)
-    try:
-        if not result.ok:
-            raise ValueError(f"the pod could not hash it: {pod_words(result)}")
-        remote = parse_sha256(result.stdout, len(rels))
-    except ValueError as exc:
-        raise UploadError(f"cannot verify the upload on pod {pod.name!r}: {exc}") from None
+    ask = [rel for job, rel in zip(jobs, rels) if job.pod_sha256 is None]  # not hashed on the way
+    hashed: dict[str, str] = {}
+    if ask:
+        result = await runner.run(sha256_command(root, ask), timeout=120 + total / HASH_RATE)
+        try:
+            if not result.ok:
+                raise ValueError(f"the pod could not hash it: {pod_words(result)}")
+            hashed = dict(zip(ask, parse_sha256(result.stdout, len(ask))))
+        except ValueError as exc:
+            raise UploadError(f"cannot verify the upload on pod {pod.name!r}: {exc}") from None
+    remote = [job.pod_sha256 or hashed[rel] for job, rel in zip(jobs, rels)]
     bad = [(job, rel) for job, rel, here, there in zip(jobs, rels, digests, remote) if here != there]
     if bad:
         await run_pod(runner, "drop", stdin_lines=[hexpath(job.part) for job, _ in bad])
