@@ -22,7 +22,7 @@ from pathlib import Path
 
 from backends.pod_agent.protocol import AGENT_PROTOCOL_VERSION
 
-__all__ = ["AGENT_PROTOCOL_VERSION", "agent_payload", "agent_source", "agent_sources", "build_agent_command"]
+__all__ = ["AGENT_PROTOCOL_VERSION", "agent_payload", "agent_program", "agent_source", "agent_sources", "build_agent_command"]
 
 PACKAGE_DIR = Path(__file__).with_name("pod_agent")
 #: The package's name on the pod, where it is not inside ``backends``.
@@ -103,6 +103,13 @@ def agent_payload() -> str:
     return base64.b64encode(packed).decode("ascii")
 
 
+def agent_program() -> str:
+    """The agent as one line of Python (the bootstrap around the payload): what `-c`
+    runs, or what `python3 -u -` reads on stdin where the command line cannot carry it
+    (a Slurm job step: `srun ... python3 -u -`, see `sessions/slurm/commands.py`)."""
+    return _BOOTSTRAP.format(payload=agent_payload())
+
+
 def build_agent_command(options: dict, python: str = "python3") -> str:
     """Return the command line that runs the agent on a pod.
 
@@ -114,6 +121,6 @@ def build_agent_command(options: dict, python: str = "python3") -> str:
     Returns:
         ``python3 -u -c '<bootstrap>' '<json options>'``, every part shell-quoted.
     """
-    code = _BOOTSTRAP.format(payload=agent_payload())
+    code = agent_program()
     argument = json.dumps(options, separators=(",", ":"), sort_keys=True)
     return " ".join(shlex.quote(part) for part in (python, "-u", "-c", code, argument))

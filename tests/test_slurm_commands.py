@@ -104,11 +104,23 @@ def test_sbatch_command_quotes_and_passes_the_checkpoint_in_the_environment(tmp_
     assert echoed.stdout == f"/ck/$(x) 'q'.pt|--job-name=a b|{tmp_path}/my job.sbatch|"
 
 
-def test_gpu_probe_command_runs_the_probe_and_its_answer_parses(tmp_path):
-    # Without srun: the same pipe into python3 -u - (what srun runs on the node).
-    command = sc.srun_gpu_command("5", "n1")
-    assert command.startswith("printf '%s' ") and "srun --jobid=5 --overlap -w n1 -N1 -n1 python3 -u -" in command
-    local = command.replace("srun --jobid=5 --overlap -w n1 -N1 -n1 ", "")
-    probe = sc.parse_gpu_probe(_sh(local, tmp_path).stdout)
-    assert probe is not None and probe["rc"] == 127 and "nvidia-smi" in probe["stderr"]
-    assert sc.parse_gpu_probe("srun: error: Unable to create step\n") is None
+def test_the_agent_step_reads_gpus_and_ends_with_its_stdin(tmp_path):
+    # Without srun: the same pipe into python3 -u - (what srun runs on the node), with
+    # the simulated nvidia-smi on PATH.
+    import sys
+
+    command = sc.srun_agent_command("5", "n1")
+    step = "srun --jobid=5 --overlap -w n1 -N1 -n1 python3 -u - "
+    assert command.startswith("printf '%s\\n' ") and step in command
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    sim = Path(__file__).resolve().parent.parent / "backends" / "sim_nvidia_smi.py"
+    smi.write_text(f"#!/bin/sh\nexec {sys.executable} {sim} \"$@\"\n")
+    smi.chmod(0o755)
+    done = subprocess.run(["sh", "-c", command.replace(step, "python3 -u - ")], capture_output=True, text=True,
+                          timeout=30, cwd=tmp_path,
+                          env={"HOME": str(tmp_path), "PATH": f"{smi.parent}:/usr/local/bin:/usr/bin:/bin"})
+    sample = sc.parse_agent_sample(done.stdout)
+    assert sample is not None, done.stderr
+    assert sample["gpu_status"] == "ok" and sample["gpus"][0]["name"].startswith("NVIDIA")
+    assert sc.parse_agent_sample("srun: error: Unable to create step\n") is None

@@ -24,7 +24,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from backends.pod_agent.nvidia_smi import NVIDIA_SMI_QUERY_ARGS
+from backends.agent_command import agent_program
 
 ACTIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
 PLAIN_FORMAT = "%i|%j|%u|%T|%N|%D"
@@ -234,40 +234,30 @@ def newest_command(patterns: tuple[str, ...]) -> str:
 
 # ------------------------------------------------------------ GPUs in the allocation
 
-GPU_PROBE = """\
-import json, socket, subprocess, sys
-args = json.loads(sys.argv[1])
-try:
-    done = subprocess.run(["nvidia-smi"] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=20)
-    out = {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
-except (OSError, subprocess.SubprocessError) as exc:
-    out = {"rc": 127, "stdout": "", "stderr": "nvidia-smi: %s" % exc}
-out["host"] = socket.gethostname()
-sys.stdout.write(json.dumps(out) + "\\n")
-"""
-"""Runs inside the allocation (stdlib, python3 >= 3.6): nvidia-smi with the agent's own
-query (`NVIDIA_SMI_QUERY_ARGS`), its answer as one JSON line, parsed here by the agent's
-parser so a GPU reads the same from a pod and from a Slurm node."""
+AGENT_OPTIONS = {"tmux": False, "gpu_loop": False, "interval": 1.0, "disk_path": "~"}
+"""One reading, no tmux (a compute node runs no sessions of ours), nvidia-smi by exec."""
 
 
-def srun_gpu_command(job_id: str, node: str) -> str:
-    """The probe fed on stdin to `python3 -u -` as a step of the job on `node`:
-    `--overlap` shares the job's resources, so a full allocation does not block it, and
-    no SSH to compute nodes is needed."""
+def srun_agent_command(job_id: str, node: str) -> str:
+    """gpuctl's agent as a step of the job on `node`, its program fed on stdin to
+    `python3 -u -` (`--overlap` shares the job's resources, so a full allocation does
+    not block it; no SSH to compute nodes). The agent says hello, sends one sample, and
+    ends when its stdin does, which is at once: one reading per call."""
     srun = ["srun", f"--jobid={job_id}", "--overlap", "-w", node, "-N1", "-n1", "python3", "-u", "-",
-            json.dumps(list(NVIDIA_SMI_QUERY_ARGS))]
-    return f"printf '%s' {shlex.quote(GPU_PROBE)} | " + " ".join(shlex.quote(w) for w in srun)
+            json.dumps(AGENT_OPTIONS, separators=(",", ":"), sort_keys=True)]
+    return f"printf '%s\\n' {shlex.quote(agent_program())} | " + " ".join(shlex.quote(w) for w in srun)
 
 
-def parse_gpu_probe(text: str) -> dict[str, Any] | None:
-    """The probe's JSON line, or None when it printed none (srun failed first)."""
-    for line in reversed(text.splitlines()):
+def parse_agent_sample(text: str) -> dict[str, Any] | None:
+    """The agent's first `sample` message (JSON lines), or None when it sent none."""
+    for line in text.splitlines():
         line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                return None
-            return value if isinstance(value, dict) else None
+        if not line.startswith("{"):
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and value.get("kind") == "sample":
+            return value
     return None

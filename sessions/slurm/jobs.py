@@ -9,7 +9,8 @@ are read by a job step inside the allocation (`srun --overlap`, see `commands`).
   ones by default, with StdOut, GPUs and run time from `scontrol`.
 * `read_progress`: the job's StdOut (its last `LOG_BYTES`) through the one progress
   parser, `sessions.progress.tracker.parse_log`.
-* `read_gpus`: one sample per node of the allocation.
+* `read_gpus`: one sample per node of the allocation, from gpuctl's own agent run as a
+  job step (`srun --overlap ... python3 -u -`, its program on stdin).
 * `launch` (sbatch of the configured script), `kill` (scancel), `resume` (sbatch
   again with the newest checkpoint in `$GPUCTL_CHECKPOINT`), `cost_usd`.
 """
@@ -20,7 +21,6 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.pod_agent.nvidia_smi import classify_nvidia_smi_result
 from backends.ssh import SshFailure
 from backends.transport import Transport
 from sessions.config.model import PodConfig, SlurmConfig
@@ -156,15 +156,16 @@ async def read_gpus(transport: Transport, job: sc.SlurmJob, *, timeout: float = 
 
     async def one(node: str) -> JobGpus:
         try:
-            result = await transport.run(sc.srun_gpu_command(job.job_id, node), timeout=timeout)
+            result = await transport.run(sc.srun_agent_command(job.job_id, node), timeout=timeout)
         except SshFailure as exc:
             return JobGpus(node, "error", exc.message)
-        probe = sc.parse_gpu_probe(result.stdout)
-        if probe is None:
+        sample = sc.parse_agent_sample(result.stdout)
+        if sample is None:
             return JobGpus(node, "error", f"srun --overlap on {node}: {result.last_error_line() or 'no answer'}")
-        status, error, gpus = classify_nvidia_smi_result(int(probe.get("rc", 1)), str(probe.get("stdout", "")),
-                                                         str(probe.get("stderr", "")))
-        return JobGpus(node, status, error, tuple(GpuSample.from_agent(g) for g in gpus))
+        raw = sample.get("gpus")
+        gpus = raw if isinstance(raw, list) else []
+        return JobGpus(node, str(sample.get("gpu_status") or "error"), sample.get("gpu_error"),
+                       tuple(GpuSample.from_agent(g) for g in gpus if isinstance(g, dict)))
 
     return tuple(await asyncio.gather(*(one(n) for n in job.nodes)))
 
