@@ -72,6 +72,23 @@ async def run_doctor(runner: Transport, *, timeout: float = HEALTH_TIMEOUT_S,
     return DoctorResult(report, tuple(evaluate(report)), stall)
 
 
+async def run_burn(runner: Transport, seconds: float, gpus: int) -> list[HealthCheck]:
+    """Measure each GPU with the pod's torch for `seconds` (`sessions.health.burn`).
+
+    Raises:
+        backends.ssh.SshFailure: the pod could not be reached or the burn ran far too long.
+    """
+    from sessions.health.burn import burn_command, judge_burn, parse_burn
+
+    result = await runner.run(burn_command(seconds), timeout=seconds * max(1, gpus) + 120.0)
+    return judge_burn(parse_burn(result.stdout, result.stderr))
+
+
+def with_checks(result: DoctorResult, more: list[HealthCheck]) -> DoctorResult:
+    """The same result with more verdicts (the burn's) after its own."""
+    return DoctorResult(result.report, result.checks + tuple(more), result.stall)
+
+
 def as_preflight(checks: tuple[HealthCheck, ...] | list[HealthCheck]) -> list[tuple[str, str, str, str]]:
     """`(name, status, detail, hint)` rows for `gpuctl check`: one per check, worst GPU first.
 

@@ -30,10 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     doctor.add_argument("--session", metavar="NAME",
                         help="also say why this session's step may have stopped: hung, idle or dead, with the "
                              "evidence (its processes, the GPUs, a py-spy dump when py-spy is on the pod)")
+    doctor.add_argument("--burn", type=float, metavar="SECONDS",
+                        help="also measure each GPU for SECONDS with the pod's torch (BF16 matmul TFLOPS, memory "
+                             "GB/s) against its published figures: under 70%% is a warning")
     doctor.set_defaults(handler=_doctor)
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    if args.burn is not None and not args.burn > 0:
+        complain(f"--burn must be a number of seconds above 0, not {args.burn:g}")
+        return EXIT_USAGE
     loaded = load_pod_or_explain(args)
     if loaded is None:
         return EXIT_USAGE
@@ -44,7 +50,7 @@ def _doctor(args: argparse.Namespace) -> int:
 async def _doctor_async(config: Any, pod: Any, args: argparse.Namespace) -> int:
     from sessions.errors import SshFailure
     from sessions.fleet.facade import Fleet
-    from sessions.health.doctor import HealthUnreadable, run_doctor
+    from sessions.health.doctor import HealthUnreadable, run_burn, run_doctor, with_checks
 
     try:
         async with Fleet.for_command(config, [pod.name]) as fleet:
@@ -61,6 +67,8 @@ async def _doctor_async(config: Any, pod: Any, args: argparse.Namespace) -> int:
                     return EXIT_FAILED
             async with fleet.borrow(pod.name) as transport:
                 result = await run_doctor(transport, stall_pid=pid)
+                if args.burn is not None:
+                    result = with_checks(result, await run_burn(transport, args.burn, len(result.report.gpus)))
     except SshFailure as exc:
         complain(f"pod {pod.name!r}: {exc.message}")
         return EXIT_FAILED
