@@ -1,6 +1,7 @@
-"""auto_resume.on_hang_minutes: a running session whose step froze while its process spins
-is diagnosed hung, reported with the evidence, killed and resumed from its newest
-checkpoint; without the policy (the default) a hung run is left alone."""
+"""Stall diagnosis in watch: a new stall is diagnosed once and told (`stall_diagnosis`,
+with the evidence, in watch --json too); with auto_resume.on_hang_minutes a run whose
+step froze while its process spins is killed and resumed from its newest checkpoint;
+without the policy (the default) a hung run is left alone."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ async def test_without_the_policy_a_hung_session_is_left_alone(sshd, tmp_path, t
         await run.fleet.launch("p", "train")
         await wait_state(run, "running")
         await run.wait_for("alert", alert="stall_minutes", timeout=60)
+        told = (await run.wait_for("alert", alert="stall_diagnosis", timeout=60))[0]  # said whatever the policy
+        assert told.extra["value"] == "hung" and told.message.startswith("stalled: hung: pid ")
+        assert told.extra["evidence"][-1] == "the process runs on the CPU while the step does not move"
         await poll(lambda: any(s.stalled for s in run.fleet.snapshot().pod("p").sessions))
         assert not run.kinds("alert", alert="hung") and not run.kinds("resumed")
         assert not (work / "resumed_from").exists()

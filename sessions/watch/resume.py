@@ -16,7 +16,8 @@ Triggers: the session exits with a non-zero status, or the pod comes back after 
 preemption or outage and a session that was running before is gone, or (only with
 `on_hang_minutes` set) a running session whose step has been frozen that long is
 diagnosed `hung` (`sessions.health.stall`: alive, burning CPU or waiting on a pinned
-GPU): it is reported with the evidence, killed, and restarted through the same brakes. A session that
+GPU): it is reported with the evidence, killed, and restarted through the same brakes.
+Every new stall is diagnosed once and told (`stall_diagnosis`) whatever the policy. A session that
 ends with status 0 finished; one killed by hand while its pod stayed up was meant
 to stop. Neither is resumed. A session lost before its first checkpoint is started
 again from the beginning with its `command` (that counts as a restart too).
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from backends.ssh import SshFailure
 from sessions.checkpoints import resume as resume_mod
@@ -48,6 +50,8 @@ class AutoResume:
         self._first_step: dict[tuple[str, str], int] = {}
         """(pod, session) -> the first step seen since its last restart."""
         self._hang_checked: dict[tuple[str, str], float] = {}
+        self._told: dict[tuple[str, str], float | None] = {}
+        """(pod, session) -> the `stuck_since` of the stall last diagnosed and told."""
         self._hang_tasks: dict[tuple[str, str], asyncio.Task] = {}
         self.stale: dict[tuple[str, str], tuple] = {}
         """(pod, session) -> (created, pid) of the exited pane a restart replaced: until
@@ -109,36 +113,52 @@ class AutoResume:
         task.add_done_callback(lambda _t: self._pending.pop(key, None))
 
     def consider_hang(self, pod: str, session: SessionSnapshot, now: float | None = None) -> None:
-        """A running session frozen for `on_hang_minutes`: diagnose it in a task (see the
-        module docstring); at most once per `HANG_RECHECK_S` per session."""
-        policy = self.ctx.policies(pod, session.name).auto_resume
-        minutes = policy.on_hang_minutes
-        now = time.time() if now is None else now
-        if (not policy.enabled or not minutes or session.state != SessionState.RUNNING or not session.stalled
-                or session.stuck_since is None or now - session.stuck_since < minutes * 60 or session.pid is None):
+        """Called with every running session. A newly stalled one is diagnosed once (its
+        `stuck_since`), and the verdict told as a `stall_diagnosis` alert with the
+        evidence (hung, idle, dead, or none fits); with `on_hang_minutes`, one frozen that
+        long is diagnosed again (at most once per `HANG_RECHECK_S`) and, when hung,
+        restarted (see the module docstring). Each diagnosis is one exec on the pod."""
+        if session.state != SessionState.RUNNING or not session.stalled or session.stuck_since is None \
+                or session.pid is None:
             return
         key = (pod, session.name)
-        if key in self._pending or key in self._hang_tasks or not self.ctx.may_act(pod):
+        if key in self._pending or key in self._hang_tasks:
             return
-        if now - self._hang_checked.get(key, float("-inf")) < HANG_RECHECK_S:
+        now = time.time() if now is None else now
+        policy = self.ctx.policies(pod, session.name).auto_resume
+        minutes = policy.on_hang_minutes if policy.enabled else None
+        act = (bool(minutes) and now - session.stuck_since >= (minutes or 0) * 60 and self.ctx.may_act(pod)
+               and now - self._hang_checked.get(key, float("-inf")) >= HANG_RECHECK_S)
+        tell = self._told.get(key) != session.stuck_since
+        if not (act or tell):
             return
-        self._hang_checked[key] = now
-        task = asyncio.create_task(self._restart_if_hung(pod, session.name, session.pid, minutes),
+        self._told[key] = session.stuck_since
+        if act:
+            self._hang_checked[key] = now
+        task = asyncio.create_task(self._diagnose(pod, session.name, session.pid, minutes if act else None, tell),
                                    name=f"gpuctl-hang-{pod}-{session.name}")
         self._hang_tasks[key] = task
         task.add_done_callback(lambda _t: self._hang_tasks.pop(key, None))
 
-    async def _restart_if_hung(self, pod: str, session: str, pid: int, minutes: float) -> None:
+    async def _diagnose(self, pod: str, session: str, pid: int, restart_after: float | None, tell: bool) -> None:
         from sessions.health.doctor import HealthUnreadable, run_doctor
 
         try:
             async with self.ctx.fleet.borrow(pod) as runner:
                 result = await run_doctor(runner, stall_pid=pid)
         except (SshFailure, HealthUnreadable, OSError, asyncio.TimeoutError):
-            return  # unknown is not hung: look again after HANG_RECHECK_S
+            return  # unknown is not hung: looked at again after HANG_RECHECK_S
         stall = result.stall
-        if stall is None or stall.kind != "hung":
+        if stall is None:
             return
+        if tell:
+            self.ctx.say(EventKind.ALERT, pod, f"stalled: {stall.kind or 'no stall kind fits'}: "
+                         + "; ".join(stall.evidence), session, alert="stall_diagnosis", value=stall.kind,
+                         threshold=None, evidence=list(stall.evidence), py_spy=stall.py_spy)
+        if restart_after is not None and stall.kind == "hung":
+            await self._restart_hung(pod, session, restart_after, stall)
+
+    async def _restart_hung(self, pod: str, session: str, minutes: float, stall: Any) -> None:
         self.ctx.say(EventKind.ALERT, pod, f"hung: its step has not moved for {minutes:g} min; "
                      + "; ".join(stall.evidence) + "; restarting it from its newest checkpoint", session,
                      alert="hung", value=stall.kind, threshold=minutes, evidence=list(stall.evidence),
