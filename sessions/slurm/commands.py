@@ -62,10 +62,12 @@ class SlurmJob:
 # ----------------------------------------------------------------------- listing
 
 
-def squeue_command(*, json_output: bool) -> str:
-    """Every job the controller knows (filtered by user here: `--json` ignores `-u`)."""
+def squeue_command(*, json_output: bool, mine: bool = False) -> str:
+    """The jobs the controller knows; `mine`: the login user's only (`--me`, Slurm 20.11+).
+    Slurm 22.05's `--json` ignores filters, so callers filter by user again."""
+    me = " --me" if mine else ""
     # `-t all`: ended jobs the controller still holds too, as --json lists them.
-    return "squeue --json" if json_output else f"squeue -h -t all -o {shlex.quote(PLAIN_FORMAT)}"
+    return f"squeue --json{me}" if json_output else f"squeue -h -t all{me} -o {shlex.quote(PLAIN_FORMAT)}"
 
 
 def parse_squeue_json(text: str) -> list[SlurmJob]:

@@ -109,17 +109,19 @@ async def list_jobs(transport: Transport, pod: PodConfig, *, timeout: float = 30
         user: whose jobs; default the login user, or everyone with `all_users: true`.
         active_only: leave out jobs that ended (still in scontrol for MinJobAge).
     """
-    result = await transport.run(sc.squeue_command(json_output=True), timeout=timeout)
+    mine = user is None and not _settings(pod).all_users
+    result = await transport.run(sc.squeue_command(json_output=True, mine=mine), timeout=timeout)
     if result.ok:
         try:
             jobs = sc.parse_squeue_json(result.stdout)
         except ValueError as exc:
             raise SlurmError(f"squeue --json printed something that is not JSON ({exc})") from None
     elif sc.json_unsupported(result.stderr):
-        jobs = sc.parse_squeue_plain(await _run(transport, sc.squeue_command(json_output=False), timeout, "squeue"))
+        jobs = sc.parse_squeue_plain(await _run(transport, sc.squeue_command(json_output=False, mine=mine),
+                                                timeout, "squeue"))
     else:
         raise SlurmError(f"squeue failed on the login node: {result.last_error_line()}")
-    if user is None and not _settings(pod).all_users:
+    if mine:
         user = await login_user(transport, timeout)
     if user is not None:
         jobs = [j for j in jobs if j.user == user]
