@@ -166,22 +166,31 @@ elif mode == "stream":
     part, off, size, chunk = P(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     fd = opened(part)
     inp = sys.stdin.buffer
-    buf = bytearray(chunk)
+    buf = bytearray(1048576)
     whole = hashlib.sha256() if off == 0 else None
+    record = open(side(part), "ab")
     while off < size:
-        n = min(chunk, size - off)
-        view = memoryview(buf)[:n]
-        got = 0
-        while got < n:
-            k = inp.readinto(view[got:])
-            if not k:
+        end = min(off + chunk, size)
+        c = 0
+        at = off
+        while at < end:  # 1 MiB at a time: written, CRC'd and hashed while in the cache
+            view = memoryview(buf)[:min(1048576, end - at)]
+            got = inp.readinto(view)
+            if not got:
                 sys.exit(5)
-            got += k
-        sys.stdout.write("%d %d\n" % (off, write_range(fd, part, off, view)))
+            view = view[:got]
+            n = 0
+            while n < got:
+                n += os.pwrite(fd, view[n:], at + n)
+            c = zlib.crc32(view, c)
+            if whole is not None:
+                whole.update(view)
+            at += got
+        record.write(b"%d %d\n" % (off, c))
+        record.flush()
+        sys.stdout.write("%d %d\n" % (off, c))
         sys.stdout.flush()
-        if whole is not None:
-            whole.update(view)
-        off += n
+        off = end
     if whole is not None:
         sys.stdout.write("sha256 %s\n" % whole.hexdigest())
 elif mode == "put":
