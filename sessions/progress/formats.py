@@ -293,14 +293,23 @@ TOKEN_RATE_WORDS = ("tok/s", "toks/s", "token/s", "tokens/s")
 """How `TOKENS_AFTER_RE` ends: a value before one of these is a token rate."""
 
 
+NUMBER_CHARS = frozenset("0123456789.,_' km")
+"""What the value before a token rate (`TOKENS_AFTER_RE`, separators and suffix
+included) can be made of."""
+
+
 def tokens_after(low: str) -> re.Match[str] | None:
-    """`TOKENS_AFTER_RE` (`518,823 tok/s`) near an occurrence of `tok` that starts a
-    token rate: Megatron's `consumed tokens: 314572` is not one, and a regex search
-    before it cost more than the rest of that long line."""
+    """`TOKENS_AFTER_RE` (`518,823 tok/s`) where an occurrence of `tok` starts a token
+    rate (Megatron's `consumed tokens: 314572` is not one), searched only from where the
+    run of number characters before it starts: a search over the window before it cost
+    more than the rest of that line (a backtracking attempt at every digit)."""
     i = low.find("tok")
     while i >= 0:
         if low.startswith(TOKEN_RATE_WORDS, i):
-            m = TOKENS_AFTER_RE.search(low, i - 24 if i > 24 else 0, i + 15)
+            j = i
+            while j > 0 and low[j - 1] in NUMBER_CHARS:
+                j -= 1
+            m = TOKENS_AFTER_RE.search(low, max(j, i - 24), i + 15)
             if m is not None:
                 return m
         i = low.find("tok", i + 1)
