@@ -53,6 +53,17 @@ def test_the_ledger_banks_each_run_and_never_goes_down(tmp_path):
     assert SpendBook(path, ["other"]).ledgers == {}  # removed from the config: forgotten
 
 
+def test_a_spot_pod_back_soon_after_a_preemption_is_not_charged_for_its_outage(tmp_path):
+    # the demo's spot pod: 180 s running, preempted for 90 s, back with a new start time
+    book = SpendBook(tmp_path / "s.json")
+    book.record("p", 3.6, T0, "provider", now=T0 + 180)                       # 180 s: $0.18
+    book.record("p", 3.6, None, None, now=T0 + 200)                           # preempted
+    back = book.record("p", 3.6, T0 + 270, "provider", now=T0 + 270 + 100)   # back 270 s after its start
+    assert (back.banked, back.current, back.since) == (0.18, 0.1, T0 + 270)
+    # while it runs, the same run's start wobbling by seconds stays one run
+    assert book.record("p", 3.6, T0 + 275, "provider", now=T0 + 270 + 200).total == 0.38
+
+
 def test_first_seen_counts_from_when_gpuctl_saw_it(tmp_path):
     book = SpendBook(tmp_path / "s.json")
     assert book.record("p", 3.6, None, "first_seen", now=T0).total == 0.0

@@ -36,6 +36,9 @@ SAVE_EVERY_S = 60.0
 NEW_INTERVAL_SLACK_S = 300.0
 """How much later a start time must be to count as a new run: the provider's uptime is
 read at poll time and the agent's at sample time, so the same run's start wobbles."""
+RESTART_SLACK_S = 60.0
+"""The same, once the pod was seen not running: a spot pod preempted and back within
+`NEW_INTERVAL_SLACK_S` of its start is a new run, or its outage would be charged."""
 
 FROM_PROVIDER, FROM_UPTIME, FROM_FIRST_SEEN = "provider", "uptime", "first_seen"
 
@@ -108,7 +111,8 @@ class SpendBook:
         if ledger.since is None:
             ledger.since, ledger.source, changed = start, source, True
         elif source == ledger.source and (not ledger.open if source == FROM_FIRST_SEEN
-                                          else start > ledger.since + NEW_INTERVAL_SLACK_S):
+                                          else start > ledger.since + (RESTART_SLACK_S if not ledger.open
+                                                                       else NEW_INTERVAL_SLACK_S)):
             ledger.banked = round(ledger.banked + ledger.current, 4)
             ledger.current, ledger.since, changed = 0.0, start, True
         elif source == FROM_PROVIDER and ledger.source != FROM_PROVIDER and start < ledger.since:
