@@ -5,11 +5,13 @@ and `provider_action` on the fleet's one stream (`sessions.fleet.news`): the TUI
 each from that event (one toast, the words it always had), and a webhook `notify:`
 target, a real HTTP server on loopback, receives the same event, through the same
 router the Watcher's events take. Driven with Pilot against the real sshd pod and tmux;
-the stop talks to the local RunPod stand-in.
+the stop talks to the local RunPod stand-in. A Fleet alone (no Watcher) tells its pods'
+connection too (`sessions.fleet.connection_news`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
@@ -23,6 +25,7 @@ from sessions.checkpoints.listing import Checkpoint
 from sessions.checkpoints.resume import ResumeResult
 from sessions.config.loader import parse_config
 from sessions.events import EventKind, EventStream, WatchEvent
+from sessions.fleet.facade import Fleet
 from sessions.fleet.news import killed_event, launched_event, provider_event, resumed_event
 from sessions.providers.ops import ActionResult
 from sessions.snapshot import PodSnapshot, SessionSnapshot
@@ -279,3 +282,24 @@ async def test_a_stop_is_one_provider_action_event_toasted_once_and_posted(sshd,
             # One toast for the stop: the lifecycle's own `disconnected` (stopped by gpuctl) is not toasted.
             assert len(seen.toasted("is stopped")) == 1 and not seen.toasted("Connection lost")
             assert [m for m in seen.toasts if "Stopped" in m or "stopped" in m] == seen.toasted("is stopped")
+
+
+# -- a Fleet alone tells its pods' state changes (no Watcher needed) ------------------
+
+
+@pytestmark_tools
+@pytest.mark.usefixtures("isolated_home")
+async def test_a_fleet_without_a_watcher_tells_its_pods_connection(sshd, tmp_path):
+    """`gpuctl status --watch`, a library caller: the Fleet's own news, not the Watcher's."""
+    trust(sshd)
+    config = parse_config(yaml.safe_dump({"pods": [sshd.pod_entry("a100")]}), tmp_path / "config.yaml")
+    told: list[WatchEvent] = []
+    async with Fleet(config) as fleet:
+        fleet.events.subscribe(told.append)
+        deadline = time.monotonic() + 30
+        while not told and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    [connected] = told
+    assert (connected.kind, connected.pod, connected.before, connected.after) == ("connected", "a100", "connecting",
+                                                                                  "online")
+    assert keys(connected) == FIXED + ["transport"] and connected.message.startswith("connected over ")

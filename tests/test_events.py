@@ -1,9 +1,10 @@
 """The one event stream (sessions/events.py): every subscriber told, and the JSON lines
 `gpuctl watch --json` prints unchanged for the kinds scripts already match.
 
-The events pinned here are made by the producers themselves (the Watcher from
-snapshots, the download event builder from a `DownloadResult`), so a key added or
-dropped on the way is caught where scripts would see it.
+The events pinned here are made by the producers themselves (the Fleet's connection
+news and the Watcher from snapshots, the download event builder from a
+`DownloadResult`), so a key added or dropped on the way is caught where scripts would
+see it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 from sessions.checkpoints.download import DownloadResult
 from sessions.checkpoints.listing import Checkpoint
 from sessions.config.loader import parse_config
+from sessions.fleet.connection_news import ConnectionNews
 from sessions.events import ALL_KINDS, EventKind, EventStream, WatchEvent
 from sessions.progress.tracker import Progress
 from sessions.snapshot import PodSnapshot, SessionSnapshot
@@ -78,7 +80,9 @@ async def watched(tmp_path):
 
 
 async def test_the_watchers_json_lines_keep_their_keys(watched):
+    """Each snapshot goes to the Fleet's news and to the Watcher, as `Fleet._on_update` hands it."""
     watcher, events = watched
+    news, last = ConnectionNews(), None
     train = SessionSnapshot("train", state="running", progress=Progress(format="torchrun", step=7), configured=True)
     for snapshot in (PodSnapshot("p", "h", state="online", transport="ssh", sessions=(train,)),
                      PodSnapshot("p", "h", state="online", transport="ssh",
@@ -86,6 +90,10 @@ async def test_the_watchers_json_lines_keep_their_keys(watched):
                                                            configured=True),)),
                      PodSnapshot("p", "h", state="reconnecting", error="connection lost", error_kind="network"),
                      PodSnapshot("p", "h", state="preempted", error="preempted: gone", provider_state="exited")):
+        told = news.change(last, snapshot)
+        last = snapshot
+        if told is not None:
+            watcher.events.publish(told)
         watcher.observe(snapshot)
     by_kind = {e.kind: e for e in events}
     assert keys(by_kind["connected"]) == FIXED + ["transport"]

@@ -1,7 +1,8 @@
-"""Which toasts the TUI shows for what happened: the real Watcher turns snapshot
-changes into events on the one stream, `tui.event_toasts` words them, its `Cooldown`
-holds back repeats. Pure of Textual and SSH: the snapshots are handed to the Watcher
-as the Fleet would hand them (test_tui_pilot.py drives the same chain from real pods).
+"""Which toasts the TUI shows for what happened: the Fleet's `ConnectionNews` (a pod's
+state changes) and the real Watcher (sessions, alerts) turn snapshot changes into
+events on the one stream, `tui.event_toasts` words them, its `Cooldown` holds back
+repeats. Pure of Textual and SSH: the snapshots are handed to both as the Fleet hands
+them (test_tui_pilot.py drives the same chain from real pods).
 
 These are the toasts `tui/notify_rules.py` used to derive from snapshots on its own:
 each still appears exactly once per transition, now from the event watch prints.
@@ -17,6 +18,7 @@ import yaml
 
 from sessions.config.loader import parse_config
 from sessions.events import EventKind, EventStream, WatchEvent
+from sessions.fleet.connection_news import ConnectionNews
 from sessions.progress.tracker import Progress
 from sessions.snapshot import DiskUsage, GpuSample, PodSnapshot, SessionSnapshot
 from sessions.watch.state import open_state
@@ -36,7 +38,8 @@ def run(state="running", *, exit_status=None, step=120):
 
 
 class Screen:
-    """The chain the app runs: Watcher -> the fleet's stream -> toast -> cooldown."""
+    """The chain the app runs: the Fleet's news and the Watcher -> the fleet's stream ->
+    toast -> cooldown."""
 
     def __init__(self, tmp_path, alerts: dict | None = None) -> None:
         doc = {"policies": {"alerts": alerts or {}},
@@ -46,6 +49,8 @@ class Screen:
         self.state, _ = open_state(tmp_path / "state.json")
         self.now = 1000.0
         self.watcher = Watcher(self.fleet, self.state, start_dir=tmp_path, clock=lambda: self.now)
+        self.news = ConnectionNews(clock=lambda: self.now)
+        self.last: PodSnapshot | None = None
         self.cooldown = Cooldown()
         self.events: list[WatchEvent] = []
         self.toasts: list[Toast] = []
@@ -58,10 +63,15 @@ class Screen:
             self.toasts.append(toast)
 
     def see(self, *snapshots: PodSnapshot, after_s: float = 1.0) -> list[Toast]:
-        """Hand the Watcher each snapshot, `after_s` apart; the toasts they made."""
+        """Hand each snapshot to the news and the Watcher (as `Fleet._on_update` does),
+        `after_s` apart; the toasts they made."""
         before = len(self.toasts)
         for snapshot in snapshots:
             self.now += after_s
+            news = self.news.change(self.last, snapshot)
+            self.last = snapshot
+            if news is not None:
+                self.fleet.events.publish(news)
             self.watcher.observe(snapshot)
         return self.toasts[before:]
 

@@ -1,7 +1,9 @@
 """The headless `gpuctl watch`: run the Fleet and the Watcher, print each event.
 
-The Watcher publishes to the Fleet's event stream (`sessions.events`); this command
-subscribes its printer and the notify router to it, as the TUI subscribes its toasts.
+The Fleet (a pod's state changes, its operations) and the Watcher (session exits,
+alerts, what its policies did) publish to the Fleet's event stream (`sessions.events`);
+this command subscribes its printer and the notify router to it, as the TUI
+subscribes its toasts. A closed stdout ends the watch (the printer cancels it).
 
 One line per event on stdout (JSON with `--json`, readable otherwise), flushed at
 once so `gpuctl watch | jq` and `journalctl -f` see events as they happen. What is
@@ -44,8 +46,11 @@ async def run_watch(config: Any, *, state_path: Path, as_json: bool, pod_names: 
     router = NotifyRouter(config, on_error=lambda message: _say(f"notify: {message}"))
 
     def print_event(event: WatchEvent) -> None:
-        out.write((event.json_line() if as_json else visible(event.readable())) + "\n")
-        out.flush()
+        try:
+            out.write((event.json_line() if as_json else visible(event.readable())) + "\n")
+            out.flush()
+        except OSError:  # `gpuctl watch | head`, a closed terminal: nobody reads; end the watch
+            main.cancel()  # type: ignore[union-attr]
 
     count = len(pod_names) if pod_names else len(config.pods)
     _say(f"watching {count} pod{'s' if count != 1 else ''} from {config.path}; state in {state_path}; "

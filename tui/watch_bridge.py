@@ -10,8 +10,9 @@ headless watch already holds it, that watch does the acting: the TUI then keeps 
 state of its own in memory-only mode (a temp file), shows events and alerts, and
 pauses its actions on every pod so the two never resume the same session twice.
 
-The Watcher publishes its events to the Fleet's one stream (`sessions.events`); the
-bridge subscribes the `notify:` targets to it, like headless watch does. The app
+The Fleet and the Watcher publish their events to the Fleet's one stream
+(`sessions.events`); the bridge subscribes the `notify:` targets to it, like headless
+watch does. The app
 subscribes its toasts (`tui.event_toasts`) and the checkpoint pane to the same
 stream, so nothing is told twice and no list of who announces what is needed.
 """
@@ -51,6 +52,7 @@ class WatchBridge:
         self.shared = True
         self.watcher: Any = None
         self._router: Any = None
+        self._unsubscribe: Any = None
         self._state: Any = None
         self._temp: tempfile.TemporaryDirectory | None = None
 
@@ -72,18 +74,20 @@ class WatchBridge:
         from sessions.watch.watcher import Watcher
         from sessions.watch.notify_routing import NotifyRouter
 
-        self._state = await asyncio.to_thread(self._open_state)
+        # The notify targets are one more subscriber of the fleet's stream, like the toasts:
+        # the Fleet's news (connections, a person's launch, kill, resume, stop, download)
+        # and the Watcher's alike; subscribed first, so the first `connected` reaches them.
         self._router = NotifyRouter(self.fleet.config)
-        # The notify targets are one more subscriber of the fleet's stream: they get the
-        # Watcher's events and the app's own (a download a person started) alike.
-        self.watcher = Watcher(self.fleet, self._state, self._router.submit, start_dir=self.start_dir)
-        if not self.shared or self.paused:
-            for pod in self.fleet.config.pods:
-                self.watcher.set_actions(pod.name, False)
-        if not self.shared:
-            self.toast("A headless gpuctl watch runs for this config: it does the downloads and restarts; "
-                       "here they are paused (w turns them on per pod).", title="gpuctl watch", timeout=10.0)
+        self._unsubscribe = self.fleet.events.subscribe(self._router.submit)
         try:
+            self._state = await asyncio.to_thread(self._open_state)
+            self.watcher = Watcher(self.fleet, self._state, start_dir=self.start_dir)
+            if not self.shared or self.paused:
+                for pod in self.fleet.config.pods:
+                    self.watcher.set_actions(pod.name, False)
+            if not self.shared:
+                self.toast("A headless gpuctl watch runs for this config: it does the downloads and restarts; "
+                           "here they are paused (w turns them on per pod).", title="gpuctl watch", timeout=10.0)
             await self.watcher.run()
         finally:
             await self.close()
@@ -103,6 +107,9 @@ class WatchBridge:
     async def close(self) -> None:
         if self.watcher is not None:
             await self.watcher.aclose()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self._router is not None:
             await self._router.aclose(timeout=2.0)
             self._router = None

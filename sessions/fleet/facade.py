@@ -17,7 +17,8 @@ import asyncio
 from typing import AsyncIterator
 
 from sessions.config.loader import Config
-from sessions.events import EventStream
+from sessions.events import EventStream, WatchEvent
+from sessions.fleet.connection_news import ConnectionNews
 from sessions.fleet.monitor import PodMonitor
 from sessions.fleet.operations import Operations
 from sessions.link.pod_link import PodLink
@@ -82,6 +83,9 @@ class Fleet(Operations):
         # The one stream of domain events (sessions/events.py): the Watcher and this Fleet's
         # operations publish; watch's output, notify targets, toasts and the checkpoint pane listen.
         self.events = EventStream()
+        # Each pod state change told on it once, by the Fleet, for every front end
+        # (sessions/fleet/connection_news.py).
+        self.news = ConnectionNews()
 
     @classmethod
     def for_command(cls, config: Config, pod_names: list[str]) -> "Fleet":
@@ -145,10 +149,24 @@ class Fleet(Operations):
 
     def _on_update(self, snapshot: PodSnapshot) -> None:
         snapshot = self._settled(snapshot)
+        before = self._pods.get(snapshot.name)
         self._pods[snapshot.name] = snapshot
         self._cached = None
+        news = self.news.change(before, snapshot)
+        if news is not None:  # told before subscribers see the snapshot, as the Watcher told it
+            self._tell(news)
         for sub in self._subscriptions:
             sub._notify()
+
+    def _tell(self, event: WatchEvent) -> None:
+        """Publish what this Fleet did or saw: a consumer's failure is its own (every
+        other consumer was told; `gpuctl watch` ends itself on a closed stdout) and must
+        not reach a monitor, which would take it for a lost link, nor turn an operation
+        that was done into one reported failed."""
+        try:
+            self.events.publish(event)
+        except Exception:  # noqa: BLE001 - see the docstring
+            pass
 
     def snapshot(self) -> FleetSnapshot:
         """The newest snapshot of every pod, in config order."""
@@ -205,7 +223,7 @@ class Fleet(Operations):
         async with self.borrow(pod_name) as transport:
             result = await session_control.launch(transport, pod, session_name)
         self.refresh(pod_name)
-        self.events.publish(launched_event(pod_name, result, pod.session(session_name).command))
+        self._tell(launched_event(pod_name, result, pod.session(session_name).command))
         return result
 
     async def kill(self, pod_name: str, session_name: str):
@@ -217,7 +235,7 @@ class Fleet(Operations):
         async with self.borrow(pod_name) as transport:
             result = await session_control.kill(transport, session_name, pod_name=pod_name)
         self.refresh(pod_name)
-        self.events.publish(killed_event(pod_name, result))
+        self._tell(killed_event(pod_name, result))
         return result
 
     def attach_argv(self, pod_name: str, session_name: str, *, inside_tmux: bool = False) -> list[str]:
@@ -287,7 +305,7 @@ class Fleet(Operations):
         if own is not None and pod_name in self._monitors:
             self._own[pod_name] = own
             self._on_update(self._monitors[pod_name].snapshot)
-        self.events.publish(provider_event(result))
+        self._tell(provider_event(result))
         return result
 
     def set_interval(self, seconds: float, pod_name: str | None = None) -> None:

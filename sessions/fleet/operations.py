@@ -24,13 +24,13 @@ if TYPE_CHECKING:
     from sessions.checkpoints.resume import ResumeResult
     from sessions.checkpoints.upload import UploadResult
     from sessions.config.loader import Config
-    from sessions.events import EventStream
+    from sessions.events import EventStream, WatchEvent
     from sessions.preflight import CheckResult
     from sessions.tmux.control import SessionState
 
 
 class Operations:
-    """Pod operations over the pod's link; needs `config`, `events`, `borrow`, `link` and `refresh`.
+    """Pod operations over the pod's link; needs `config`, `events`, `_tell`, `borrow`, `link` and `refresh`.
     Each operation that changes something tells the fleet's event stream once it is done."""
 
     config: Config
@@ -42,6 +42,8 @@ class Operations:
         def refresh(self, pod_name: str | None = None) -> None: ...
 
         def link(self, pod_name: str) -> Any: ...
+
+        def _tell(self, event: WatchEvent) -> None: ...
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -69,7 +71,7 @@ class Operations:
             result = await download_checkpoint(self.config, pod_name, session, name, dest, progress,
                                                runner=transport)
         if not result.skipped:
-            self.events.publish(downloaded_event(result))
+            self._tell(downloaded_event(result))
         return result
 
     async def upload(self, pod_name: str, local_path: Any, remote_path: str | None = None, *, force: bool = False,
@@ -90,7 +92,7 @@ class Operations:
         async with self.borrow(pod_name) as transport:
             result = await resume(transport, self.config.pod(pod_name), session, restart=restart)
         self.refresh(pod_name)
-        self.events.publish(resumed_event(pod_name, session, result))
+        self._tell(resumed_event(pod_name, session, result))
         return result
 
     def guard_for(self, steps: Mapping[str, int] | None = None) -> Callable[[Any], Any]:

@@ -1,11 +1,12 @@
 """`gpuctl watch`: follow the fleet unattended, report what happens, act by policy.
 
-The Watcher subscribes to the Fleet and compares each pod's newest snapshot with the
-one before (and, for sessions, with the state file, so an exit that happened while
-watch itself was down is still noticed). What changed becomes events: `connected`,
-`disconnected`, `preempted`, `session_exited` (with the exit status and the last log
+The Watcher subscribes to the Fleet and compares each pod's sessions with the state
+file (so an exit that happened while watch itself was down is still noticed). What
+changed becomes events: `session_exited` (with the exit status and the last log
 lines), alerts; the parts it drives add `resumed`, `checkpoint_found`,
-`checkpoint_downloaded` and `budget_action`.
+`checkpoint_downloaded` and `budget_action`. A pod's own state changes (`connected`,
+`disconnected`, `preempted`) are the Fleet's news (`sessions.fleet.connection_news`),
+which the Watcher hears to know a pod came back after an interruption.
 
 Every event goes to the Fleet's one stream (`Fleet.events`, `sessions.events`), never
 to a consumer directly: the headless command subscribes its printer and the notifiers,
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sessions.events import EventKind, EventStream, WatchEvent
+from sessions.fleet.connection_news import interrupted
 from sessions.snapshot import PodSnapshot, PodState, SessionState
 from sessions.watch.budget import BudgetGuard
 from sessions.watch.context import WatchContext
@@ -31,10 +33,6 @@ LAST_LINES = 15
 """Log lines carried by a `session_exited` event: enough to see the traceback's end."""
 
 ALERT_STATE_SAVE_S = 60.0
-
-_DOWN = (PodState.RECONNECTING, PodState.OFFLINE, PodState.PREEMPTED, PodState.STOPPED, PodState.TERMINATED)
-_ENDED = (PodState.STOPPED, PodState.TERMINATED)
-"""Told even after the link had already dropped: the provider (or gpuctl) says why."""
 
 
 def last_lines(text: str, count: int = LAST_LINES) -> list[str]:
@@ -97,40 +95,12 @@ class Watcher:
         if before is pod:
             return
         self.ctx.set_pod(pod)
-        self._connection(before, pod)
         if pod.state == PodState.ONLINE:
             self._sessions(pod)
             self.downloads.ensure(pod.name)
             self.downloads.offer(before, pod)
         self._alerts(pod)
         self.budget.check(pod.name, pod.spend_usd)
-
-    # -- connection ----------------------------------------------------------------
-
-    def _connection(self, before: PodSnapshot | None, pod: PodSnapshot) -> None:
-        old = before.state if before else PodState.CONNECTING
-        new = pod.state
-        if new == old:
-            return
-        say = self.ctx.say
-        if new == PodState.ONLINE:
-            back = " (back after an outage)" if pod.name in self._interrupted else ""
-            say(EventKind.CONNECTED, pod.name, f"connected over {pod.transport or 'ssh'}{back}",
-                before=old, after=new, transport=pod.transport)
-        elif new == PodState.PREEMPTED:
-            self._interrupted.add(pod.name)
-            say(EventKind.PREEMPTED, pod.name, pod.error or "the provider took the instance back",
-                before=old, after=new, provider_state=pod.provider_state)
-        elif new in _ENDED:
-            if old == PodState.ONLINE:
-                self._interrupted.add(pod.name)
-            say(EventKind.DISCONNECTED, pod.name, pod.error or new,
-                before=old, after=new, error_kind=pod.error_kind, provider_state=pod.provider_state)
-        elif new in _DOWN and old not in _DOWN:
-            if old == PodState.ONLINE:
-                self._interrupted.add(pod.name)
-            say(EventKind.DISCONNECTED, pod.name, pod.error or "connection lost",
-                before=old, after=new, error_kind=pod.error_kind)
 
     # -- sessions ------------------------------------------------------------------
 
@@ -183,9 +153,14 @@ class Watcher:
             self.resume.consider(pod.name, s.name, "the pod came back after a preemption or outage")
 
     def _hear(self, event: WatchEvent) -> None:
-        """A kill the Fleet performed (`session_killed`, `sessions.fleet.news`): the
-        session's end is that event's news, not an exit to tell or to resume."""
-        if event.kind == EventKind.SESSION_KILLED and event.session is not None and event.extra.get("existed"):
+        """What the Fleet told that the Watcher acts on: a pod interrupted (its
+        `disconnected` or `preempted`, `sessions.fleet.connection_news`), whose sessions
+        found gone once it is back may be resumed; a kill the Fleet performed
+        (`session_killed`, `sessions.fleet.news`), whose end is that event's news, not an
+        exit to tell or to resume."""
+        if event.kind in (EventKind.DISCONNECTED, EventKind.PREEMPTED) and interrupted(event.before, event.after):
+            self._interrupted.add(event.pod)
+        elif event.kind == EventKind.SESSION_KILLED and event.session is not None and event.extra.get("existed"):
             snap = self.ctx.pod(event.pod)
             pane = next((s for s in snap.sessions if s.name == event.session), None) if snap else None
             self._killed[(event.pod, event.session)] = pane.pid if pane is not None else None
