@@ -75,11 +75,13 @@ def tqdm_meter(line: str, i: int) -> re.Match[str] | None:
     one per character (a Keras `[====>...] - ETA` line or a logger's `[INFO]
     [file.py:12]` cost a search of the whole line before)."""
     while i >= 0:
-        w = COUNT_WORD_RE.search(line, line.rfind(" ", 0, i) + 1, i)
-        if w is not None:
-            m = TQDM_RE.match(line, w.start())
-            if m is not None:
-                return m
+        c = line[i - 1] if i else " "
+        if c.isalnum() or c == "?":  # a count ends in its unit, its total or `?` (`[INFO] [` does not)
+            w = COUNT_WORD_RE.search(line, line.rfind(" ", 0, i) + 1, i)
+            if w is not None:
+                m = TQDM_RE.match(line, w.start())
+                if m is not None:
+                    return m
         i = line.find(" [", i + 1)
     return None
 
