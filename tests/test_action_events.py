@@ -12,6 +12,7 @@ connection too (`sessions.fleet.connection_news`).
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import subprocess
 import time
@@ -303,3 +304,23 @@ async def test_a_fleet_without_a_watcher_tells_its_pods_connection(sshd, tmp_pat
     assert (connected.kind, connected.pod, connected.before, connected.after) == ("connected", "a100", "connecting",
                                                                                   "online")
     assert keys(connected) == FIXED + ["transport"] and connected.message.startswith("connected over ")
+
+
+class ClosedPipe(io.StringIO):
+    """stdout after `gpuctl watch | head` has read its lines: every write fails."""
+
+    def write(self, _text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.usefixtures("isolated_home")
+async def test_watch_ends_quietly_when_nobody_reads_its_output(tmp_path, refused_port):
+    """The Fleet's news (here the pod's first `disconnected`) reaches a closed stdout:
+    watch ends with status 0, not a monitor taking the failed write for a lost link."""
+    from tui.headless_watch import run_watch
+
+    doc = {"pods": [{"name": "p", "host": "127.0.0.1", "port": refused_port, "user": "nobody"}]}
+    config = parse_config(yaml.safe_dump(doc), tmp_path / "config.yaml")
+    status = await asyncio.wait_for(run_watch(config, state_path=tmp_path / "state.json", as_json=True,
+                                              pod_names=None, start_dir=tmp_path, out=ClosedPipe()), 60)
+    assert status == 0
