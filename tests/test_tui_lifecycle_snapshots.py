@@ -78,3 +78,27 @@ def test_pod_screen_of_a_stopped_pod(snap_compare, tmp_path, size):
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(app_for(tmp_path), terminal_size=size, run_before=run_before)
+
+
+async def test_a_stale_value_is_drawn_dimmer_than_a_live_one(tmp_path):
+    """`$text-muted` is a translucent colour: a table cell must blend it over the
+    background as Textual does for a widget's text, not draw it opaque (white, brighter
+    than live text, as the stale rows were)."""
+    from rich.color import Color as RichColor
+
+    from tui.widgets.fleet_table import FleetTable
+
+    def brightness(color: RichColor | None) -> float:
+        assert color is not None
+        r, g, b = color.get_truecolor()
+        return 0.299 * r + 0.587 * g + 0.114 * b
+
+    app = app_for(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settled()(pilot)
+        table = app.screen.query_one(FleetTable)
+        live = brightness(table.rich_style.color)
+        for tone in ("stale", "stopped", "muted"):
+            assert brightness(table._tone(tone).color) < live, tone
+        under = table.background_colors[1]
+        assert table._tone("stale").color == (under + under.get_contrast_text(0.6)).rich_color
