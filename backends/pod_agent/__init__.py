@@ -49,7 +49,7 @@ tick), ``gpu_loop_retry_s`` (first wait before loop mode is retried after a fail
 ``tmux_refresh_s`` (the longest an unchanged tmux listing is reused; 0: list every tick),
 ``health_interval_s`` (GPU health fields from a resident nvidia-smi loop, default 30,
 0: never), ``health_slow_interval_s`` (remapped rows and compute apps, two execs, default
-600) and ``kernel_log_interval_s`` (Xid lines, one exec, default 300, 0: never); read in a
+1800) and ``kernel_log_interval_s`` (Xid lines, one exec, default 300, 0: never); read in a
 thread and sent once as the next sample's ``health`` key (``health.HealthPoller``).
 
 Cost per tick is the point of the design: an exec of nvidia-smi costs NVML's start every

@@ -43,6 +43,14 @@ KERNEL_LOG_TIMEOUT_S = 5.0
 MAX_XID_EVENTS = 50
 """Newest Xid lines kept: a GPU in trouble can log thousands."""
 KMSG_PATH = "/dev/kmsg"
+HEALTH_INTERVAL_S = 30.0
+"""The agent's health fields, from a resident nvidia-smi loop (cheap per reading)."""
+SLOW_INTERVAL_S = 1800.0
+"""Remapped rows and compute apps: two nvidia-smi execs (NVML's start each), and values
+that change rarely, so every half hour keeps the agent's CPU per tick near its cost
+without health (bench/agent_tick.py)."""
+KERNEL_LOG_INTERVAL_S = 300.0
+"""The kernel log for Xid lines: one ``dmesg`` exec."""
 KMSG_MAX_RECORDS = 20000
 
 CLOCK_REASONS = (
@@ -590,7 +598,8 @@ class HealthPoller:
     ``take()`` returns a reading once it is newer than the last one taken, else None.
     """
 
-    def __init__(self, every_s=30.0, slow_every_s=600.0, kernel_every_s=300.0, use_nvml=True):
+    def __init__(self, every_s=HEALTH_INTERVAL_S, slow_every_s=SLOW_INTERVAL_S, kernel_every_s=KERNEL_LOG_INTERVAL_S,
+                 use_nvml=True):
         self.every_s = max(0.0, float(every_s))
         self.slow_every_s = max(self.every_s, float(slow_every_s))
         self.kernel_every_s = max(self.every_s, float(kernel_every_s)) if kernel_every_s else 0.0

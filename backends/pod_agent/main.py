@@ -9,6 +9,7 @@ import math
 import signal
 
 from .gpus import NVIDIA_SMI_LOOP_RETRY_S
+from .health import HEALTH_INTERVAL_S, KERNEL_LOG_INTERVAL_S, SLOW_INTERVAL_S
 from .loop import Agent
 from .protocol import ChannelClosed
 from .sample import AgentState
@@ -49,8 +50,8 @@ def main(argv):
         notices.append("gpu_loop_retry_s must be a positive number; using %g" % NVIDIA_SMI_LOOP_RETRY_S)
         retry = NVIDIA_SMI_LOOP_RETRY_S
     every = {}
-    for name, default in (("health_interval_s", 30.0), ("health_slow_interval_s", 600.0),
-                          ("kernel_log_interval_s", 300.0)):
+    for name, default in (("health_interval_s", HEALTH_INTERVAL_S), ("health_slow_interval_s", SLOW_INTERVAL_S),
+                          ("kernel_log_interval_s", KERNEL_LOG_INTERVAL_S)):
         value = options.get(name, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
             notices.append("%s must be a number of seconds >= 0; using %g" % (name, default))

@@ -10,7 +10,7 @@ import sys
 import time
 
 from .gpus import GpuReader, NVIDIA_SMI_LOOP_RETRY_S, NVIDIA_SMI_TIMEOUT_S
-from .health import HealthPoller
+from .health import HEALTH_INTERVAL_S, KERNEL_LOG_INTERVAL_S, SLOW_INTERVAL_S, HealthPoller
 from .protocol import AGENT_PROTOCOL_VERSION
 from .system import read_disk, read_load, read_uptime
 from .tmux import TMUX_REFRESH_S, TmuxReader
@@ -60,7 +60,8 @@ class AgentState:
     def __init__(self, disk_path="~", tmux=True, use_nvml=True,
                  nvidia_smi_timeout=NVIDIA_SMI_TIMEOUT_S, gpu_loop=True, interval=1.0,
                  gpu_loop_retry_s=NVIDIA_SMI_LOOP_RETRY_S, tmux_refresh_s=TMUX_REFRESH_S,
-                 health_interval_s=30.0, health_slow_interval_s=600.0, kernel_log_interval_s=300.0):
+                 health_interval_s=HEALTH_INTERVAL_S, health_slow_interval_s=SLOW_INTERVAL_S,
+                 kernel_log_interval_s=KERNEL_LOG_INTERVAL_S):
         self.disk_path = os.path.abspath(os.path.expanduser(disk_path or "~"))
         self.tmux_enabled = bool(tmux)
         self.gpu = GpuReader(use_nvml=use_nvml, timeout=nvidia_smi_timeout, loop=gpu_loop,
