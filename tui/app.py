@@ -11,7 +11,7 @@ closes the app and `run_app` raises its error for the CLI to print.
 Snapshots reach the screens as `FleetUpdated` messages from the Fleet's worker; the
 app keeps the history for sparklines and hands the snapshot down to the screens, which
 draw it when visible. News (a connection lost, a session exited, an alert, a
-checkpoint downloaded or pruned) is not derived from snapshots here: the app
+checkpoint downloaded or pruned, what an action did) is not derived from snapshots here: the app
 subscribes to the Fleet's one event stream (`sessions.events`), toasts each event
 (`tui.event_toasts`) and hands it to the screens (`EventArrived`), so a toast and the
 checkpoint pane change together.
@@ -223,7 +223,7 @@ class GpuctlApp(App[int]):
         self._show(self.snapshot)
 
     def take_event(self, event: "WatchEvent") -> None:
-        """The stream's subscriber: called by whoever publishes (the Watcher, an action),
+        """The stream's subscriber: called by whoever publishes (the Fleet, the Watcher),
         so it only queues the event for the app's own message loop."""
         self.post_message(EventArrived(event))
 
