@@ -102,3 +102,22 @@ def test_without_py_spy_the_message_says_how_to_get_it(monkeypatch):
     verdict = diagnose({"root_alive": True, "processes": [{"pid": 1, "state": "R", "cpu_pct": 99.0,
                                                           "args": "python train.py"}]}, [0.0], dump)
     assert verdict.py_spy == "py-spy is not installed on the pod (pip install py-spy)"
+
+
+def test_a_run_whose_rate_falls_is_told_slow_once_and_again_after_it_recovered():
+    from sessions.health.stall import SlowWatch
+
+    watch = SlowWatch()
+    told = []
+    rates = [10.0] * 600 + [9.0, 1.0, 9.5] + [10.0] * 100  # one low reading (a save): not slow
+    rates += [2.0] * 200 + [10.0] * 300 + [2.5] * 200  # slow, recovered, slow again
+    for second, rate in enumerate(rates):
+        verdict = watch.feed(float(second), rate)
+        if verdict is not None:
+            told.append((second, verdict.kind, verdict.evidence))
+    assert [(kind, evidence) for _, kind, evidence in told] == [
+        ("slow", ("2 steps/s now against 10 steps/s before (20 %)",)),
+        ("slow", ("2.5 steps/s now against 10 steps/s before (25 %)",)),
+    ]
+    assert 703 + 60 <= told[0][0] <= 703 + 121  # after most of a two-minute window of low readings
+    assert watch.feed(9999.0, None) is None

@@ -81,6 +81,42 @@ def slow(recent_rate: float | None, usual_rate: float | None) -> StallDiagnosis 
     return None
 
 
+class SlowWatch:
+    """One session's rate over time, to tell `slow` once per slowdown (pure; feed it).
+
+    The usual rate is the median of the readings from `USUAL_WINDOW_S` back to `RECENT_S`
+    ago; the run is slow when every reading of the last `RECENT_S` is under
+    `SLOW_FRACTION` of it (one low reading is a checkpoint save or an eval, not a
+    slowdown). Told once; told again only after the rate came back over half the usual.
+    """
+
+    USUAL_WINDOW_S = 900.0
+    RECENT_S = 120.0
+
+    def __init__(self) -> None:
+        self._seen: list[tuple[float, float]] = []
+        self._told = False
+
+    def feed(self, now: float, rate: float | None) -> StallDiagnosis | None:
+        """Add a reading; returns the `slow` verdict the first time it holds, else None."""
+        if rate is None or rate <= 0:
+            return None
+        self._seen = [(t, r) for t, r in self._seen if now - t <= self.USUAL_WINDOW_S] + [(now, rate)]
+        older = sorted(r for t, r in self._seen if now - t > self.RECENT_S)
+        recent = [r for t, r in self._seen if now - t <= self.RECENT_S]
+        if not older or self._seen[0][0] > now - self.RECENT_S - 1:
+            return None
+        usual = older[len(older) // 2]
+        if self._told:
+            self._told = max(recent) < 0.5 * usual
+            return None
+        if max(recent) >= SLOW_FRACTION * usual or now - min(t for t, _ in self._seen if now - t <= self.RECENT_S) \
+                < self.RECENT_S / 2:
+            return None
+        self._told = True
+        return slow(rate, usual)
+
+
 def diagnose(processes: Mapping[str, Any] | None, gpu_utils: Sequence[float | None],
              py_spy: Mapping[str, Any] | None = None) -> StallDiagnosis:
     """Judge a frozen step from the reader's ``processes`` and the GPUs' utilization.

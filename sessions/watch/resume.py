@@ -17,7 +17,8 @@ preemption or outage and a session that was running before is gone, or (only wit
 `on_hang_minutes` set) a running session whose step has been frozen that long is
 diagnosed `hung` (`sessions.health.stall`: alive, burning CPU or waiting on a pinned
 GPU): it is reported with the evidence, killed, and restarted through the same brakes.
-Every new stall is diagnosed once and told (`stall_diagnosis`) whatever the policy. A session that
+Every new stall is diagnosed once and told (`stall_diagnosis`) whatever the policy, and
+so is a run whose rate fell under 30 % of its usual (`slow`, `sessions.health.stall.SlowWatch`). A session that
 ends with status 0 finished; one killed by hand while its pod stayed up was meant
 to stop. Neither is resumed. A session lost before its first checkpoint is started
 again from the beginning with its `command` (that counts as a restart too).
@@ -33,6 +34,7 @@ from backends.ssh import SshFailure
 from sessions.checkpoints import resume as resume_mod
 from sessions.tmux import control as sc
 from sessions.events import EventKind
+from sessions.health.stall import SlowWatch
 from sessions.snapshot import SessionSnapshot, SessionState
 from sessions.watch.context import WatchContext
 
@@ -50,6 +52,7 @@ class AutoResume:
         self._first_step: dict[tuple[str, str], int] = {}
         """(pod, session) -> the first step seen since its last restart."""
         self._hang_checked: dict[tuple[str, str], float] = {}
+        self._slow: dict[tuple[str, str], SlowWatch] = {}
         self._told: dict[tuple[str, str], float | None] = {}
         """(pod, session) -> the `stuck_since` of the stall last diagnosed and told."""
         self._hang_tasks: dict[tuple[str, str], asyncio.Task] = {}
@@ -118,13 +121,19 @@ class AutoResume:
         evidence (hung, idle, dead, or none fits); with `on_hang_minutes`, one frozen that
         long is diagnosed again (at most once per `HANG_RECHECK_S`) and, when hung,
         restarted (see the module docstring). Each diagnosis is one exec on the pod."""
-        if session.state != SessionState.RUNNING or not session.stalled or session.stuck_since is None \
-                or session.pid is None:
+        if session.state != SessionState.RUNNING:
             return
         key = (pod, session.name)
+        now = time.time() if now is None else now
+        slowed = self._slow.setdefault(key, SlowWatch()).feed(now, session.progress.rate if session.progress else None)
+        if slowed is not None:
+            self.ctx.say(EventKind.ALERT, pod, "slow: " + "; ".join(slowed.evidence), session.name,
+                         alert="stall_diagnosis", value=slowed.kind, threshold=None, evidence=list(slowed.evidence),
+                         py_spy=None)
+        if not session.stalled or session.stuck_since is None or session.pid is None:
+            return
         if key in self._pending or key in self._hang_tasks:
             return
-        now = time.time() if now is None else now
         policy = self.ctx.policies(pod, session.name).auto_resume
         minutes = policy.on_hang_minutes if policy.enabled else None
         act = (bool(minutes) and now - session.stuck_since >= (minutes or 0) * 60 and self.ctx.may_act(pod)
