@@ -37,7 +37,7 @@ from tests.support.pinning import trust
 from tests.support.provider_server import KEY, FakeRunPod, ProviderServer, Reply, runpod_pod
 from tui.actions import Target
 from tui.app import make_app
-from tui.dialogs.confirm import ConfirmDialog
+from tui.dialogs.confirm import ConfirmDialog, TypedConfirmDialog
 
 FIXED = ["ts", "pod", "session", "kind", "message"]
 ACTIONS = (EventKind.SESSION_LAUNCHED, EventKind.SESSION_KILLED, EventKind.RESUMED, EventKind.PROVIDER_ACTION)
@@ -255,7 +255,7 @@ async def test_launch_kill_and_resume_are_each_one_event_one_toast_and_one_webho
 
 @pytestmark_tools
 @pytest.mark.usefixtures("isolated_home")
-async def test_a_stop_is_one_provider_action_event_toasted_once_and_posted(sshd, tmp_path, receiver, monkeypatch):
+async def test_a_stop_and_a_teardown_are_each_one_provider_action_toasted_once_and_posted(sshd, tmp_path, receiver, monkeypatch):
     fake = FakeRunPod({"pod1": runpod_pod("pod1")}, settle=0)
     monkeypatch.setenv("TEST_PROVIDER_KEY", KEY)
     trust(sshd)
@@ -283,6 +283,18 @@ async def test_a_stop_is_one_provider_action_event_toasted_once_and_posted(sshd,
             # One toast for the stop: the lifecycle's own `disconnected` (stopped by gpuctl) is not toasted.
             assert len(seen.toasted("is stopped")) == 1 and not seen.toasted("Connection lost")
             assert [m for m in seen.toasts if "Stopped" in m or "stopped" in m] == seen.toasted("is stopped")
+
+            app.actions.teardown(Target("a100"))  # the same path: one more provider_action, one toast
+            await until(pilot, lambda: isinstance(app.screen, TypedConfirmDialog), what="the teardown dialog")
+            await pilot.press(*"a100", "enter")
+            await until(pilot, lambda: len(seen.of(EventKind.PROVIDER_ACTION)) == 2, what="the teardown's event")
+            torn = seen.of(EventKind.PROVIDER_ACTION)[1]
+            assert (torn.extra["action"], torn.extra["outcome"]) == ("teardown", "done")
+            await until(pilot, lambda: seen.toasted("is gone"), what="the teardown toast")
+            await until(pilot, lambda: len(hooked(receiver, EventKind.PROVIDER_ACTION)) == 2, what="its post")
+            await pilot.pause(0.3)
+            assert len(seen.toasted("is gone")) == 1 and same(hooked(receiver, EventKind.PROVIDER_ACTION)[1], torn)
+            assert len(seen.of(EventKind.PROVIDER_ACTION)) == 2
 
 
 # -- a Fleet alone tells its pods' state changes (no Watcher needed) ------------------
