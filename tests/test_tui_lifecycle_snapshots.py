@@ -80,25 +80,33 @@ def test_pod_screen_of_a_stopped_pod(snap_compare, tmp_path, size):
     assert snap_compare(app_for(tmp_path), terminal_size=size, run_before=run_before)
 
 
-async def test_a_stale_value_is_drawn_dimmer_than_a_live_one(tmp_path):
-    """`$text-muted` is a translucent colour: a table cell must blend it over the
-    background as Textual does for a widget's text, not draw it opaque (white, brighter
-    than live text, as the stale rows were)."""
+
+@pytest.mark.parametrize("theme", ["gpuctl-dark", "gpuctl-light"])  # high contrast dims nothing, on purpose
+async def test_a_stale_value_is_drawn_dimmer_than_a_live_one(tmp_path, theme):
+    """`$text-muted` is a translucent `auto` colour: a table cell must blend it over the
+    background as Textual does for a widget's text, not draw it opaque (white: brighter
+    than live text on the dark theme, invisible on the light one, as the stale rows were)."""
     from rich.color import Color as RichColor
 
+    from tests.test_tui_snapshots import app_for as themed_app
     from tui.widgets.fleet_table import FleetTable
+    from tui.widgets.key_bar import KeyBar
+    from tui.widgets.tones import component_style
 
-    def brightness(color: RichColor | None) -> float:
-        assert color is not None
-        r, g, b = color.get_truecolor()
-        return 0.299 * r + 0.587 * g + 0.114 * b
+    def distance(a: RichColor | None, b: tuple[int, int, int]) -> float:
+        assert a is not None
+        return sum(abs(x - y) for x, y in zip(a.get_truecolor(), b))
 
-    app = app_for(tmp_path)
+    app = themed_app(tmp_path, theme=theme)
     async with app.run_test(size=(160, 48)) as pilot:
         await settled()(pilot)
+        assert app.theme == theme
         table = app.screen.query_one(FleetTable)
-        live = brightness(table.rich_style.color)
+        under = table.background_colors[1].rgb
+        live = distance(table.rich_style.color, under)
         for tone in ("stale", "stopped", "muted"):
-            assert brightness(table._tone(tone).color) < live, tone
-        under = table.background_colors[1]
-        assert table._tone("stale").color == (under + under.get_contrast_text(0.6)).rich_color
+            assert 0 < distance(table._tone(tone).color, under) < live, tone
+        bar = app.screen.query_one(KeyBar)
+        under = bar.background_colors[1].rgb
+        off = distance(component_style(bar, "key-bar--disabled").color, under)
+        assert 0 < off < distance(component_style(bar, "key-bar--description").color, under)

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 
 from tui.bindings import FOOTER_PRIORITY
+from tui.widgets.tones import component_style
 
 _RANK = {binding_id: rank for rank, binding_id in enumerate(FOOTER_PRIORITY)}
 
@@ -54,9 +55,9 @@ class KeyBar(Widget):
             self.refresh()
 
     def render(self) -> Text:
-        key = self.get_component_rich_style("key-bar--key", partial=True)
-        desc = self.get_component_rich_style("key-bar--description", partial=True)
-        off = self.get_component_rich_style("key-bar--disabled", partial=True)
+        key = component_style(self, "key-bar--key")
+        desc = component_style(self, "key-bar--description")
+        off = component_style(self, "key-bar--disabled")  # $text-disabled: translucent
         tail = Text.assemble(("▏", off), (self._palette, key), (" Palette", desc)) if self._palette else Text()
         room = self.size.width - tail.cell_len
         pieces = [Text.assemble((key_text, key if enabled else off), (f" {description}  ", desc if enabled else off))

@@ -28,29 +28,29 @@ class ToneStyles:
             return Style()
         style = self._cache.get(tone)
         if style is None:
-            style = self._cache[tone] = self._resolve(f"tone--{tone}")
+            style = self._cache[tone] = component_style(self._widget, f"tone--{tone}")
         return style
-
-    def _resolve(self, name: str) -> Style:
-        """The component's style with its translucent or `auto` colours blended over the
-        widget's background, as Textual does for a widget's own text: a partial rich
-        style carries `$text-muted` (auto 60%) as opaque white, so a dimmed value came
-        out brighter than live text, and `$log-match` (35%) as a solid block."""
-        widget = self._widget
-        style = widget.get_component_rich_style(name, partial=True)
-        styles = widget.get_component_styles(name)
-        under = widget.background_colors[1]
-        blended: dict[str, object] = {}
-        if styles.has_rule("background") and styles.background.a < 1:
-            under = under + styles.background
-            blended["bgcolor"] = under.rich_color
-        if styles.has_rule("color"):
-            color = styles.color
-            if color.auto:
-                color = under.get_contrast_text(color.a)
-            if color.a < 1 or styles.color.auto:
-                blended["color"] = (under + color).rich_color
-        return style + Style(**blended) if blended else style  # type: ignore[arg-type]
 
     def clear(self) -> None:
         self._cache.clear()
+
+
+def component_style(widget: Widget, name: str) -> Style:
+    """A component class's style for text drawn inside one renderable, with its
+    translucent or `auto` colours blended over the widget's background, as Textual does
+    for a widget's own text. A partial rich style carries `$text-muted` (auto 60%) and
+    `$text-disabled` as opaque white, so a dimmed value came out brighter than live text
+    (and `$log-match`, 35%, as a solid block)."""
+    style = widget.get_component_rich_style(name, partial=True)
+    styles = widget.get_component_styles(name)
+    under = widget.background_colors[1]
+    blended: dict[str, object] = {}
+    if styles.has_rule("background") and styles.background.a < 1:
+        under = under + styles.background
+        blended["bgcolor"] = under.rich_color
+    if styles.has_rule("color"):
+        auto = styles.has_rule("auto_color") and styles.auto_color
+        color = under.get_contrast_text(styles.color.a) if auto else styles.color
+        if auto or color.a < 1:
+            blended["color"] = (under + color).rich_color
+    return style + Style(**blended) if blended else style  # type: ignore[arg-type]
