@@ -306,8 +306,11 @@ async def test_no_agent_is_left_running_on_the_pod_after_disconnect(sshd_fresh, 
     async with Fleet(config) as fleet:
         first = await wait_for(fleet, "p", lambda p: p.state == "online")
         await wait_for(fleet, "p", lambda p: p.sampled_at > first.sampled_at)
+        await wait_for(fleet, "p", lambda p: p.health is not None)  # the health loop has started by then
         agents = _agent_pids(sshd_fresh)
-        assert len(agents) == 2, "the agent and its resident nvidia-smi loop"
+        # The agent, its resident nvidia-smi loop and the GPU health thread's loop
+        # (backends/pod_agent/health.py): all must go with the channel.
+        assert len(agents) == 3, "the agent and its two resident nvidia-smi loops"
     deadline = asyncio.get_running_loop().time() + 10
     while any(Path(f"/proc/{pid}").exists() for pid in agents):
         assert asyncio.get_running_loop().time() < deadline, "the agent outlived its channel"
