@@ -360,7 +360,7 @@ async def _download(config: Config, pod: PodConfig, cfg: SessionConfig, name: st
         _remove(part)  # a file .part where a folder is wanted, or the reverse: stale
     outcome = await _fetch_and_verify(runner, pod, checkpoint, part, plan, progress, method, listed_stamp)
     local_bytes, files_digest, moved, resumed, methods, pod_stamp = outcome
-    _install(part, final, replace_old=ours)
+    await _install_verified(part, final, files_digest, replace_old=ours)
     entry = index.record(index.IndexEntry(
         host=host, remote_path=checkpoint.path, size=checkpoint.size, mtime=checkpoint.mtime,
         local_path=str(final.absolute()), sha256=files_digest, files=len(plan),
@@ -421,7 +421,7 @@ async def _from_local_copy(pod: PodConfig, cfg: SessionConfig, checkpoint: Check
         raise VerificationFailed(
             f"the verified copy {source} no longer holds what was verified (it changed after its check); "
             f"nothing was put at {final}; run the same command again to download it from the pod")
-    _install(part, final, replace_old=ours)
+    await _install_verified(part, final, done.sha256, replace_old=ours)
     entry = index.record(replace(done, local_path=str(final.absolute()), verified_at=0.0,
                                  local_stamp=index.local_stamp(final) or ""))
     size = done.expected_local_bytes
@@ -571,6 +571,24 @@ def _compare(checkpoint: Checkpoint, part: Path, rels: Sequence[str], remote: An
     more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
     raise VerificationFailed(f"SHA-256 mismatch for {checkpoint.name!r}: {shown}{more}. {deleted[0].upper()}{deleted[1:]}; "
                              "run the same command again to download it afresh")
+
+
+async def _install_verified(part: Path, final: Path, digest: str, *, replace_old: bool) -> None:
+    """`_install`, where another gpuctl (the TUI beside `gpuctl watch`, both
+    auto-downloading into one folder) may have fetched the same checkpoint into the same
+    `.part` and renamed it first: its copy holding these very bytes is ours too. Anything
+    else that moved the files away is said in words, not as an errno."""
+    try:
+        _install(part, final, replace_old=replace_old)
+        return
+    except OSError as exc:
+        error = exc
+    if os.path.lexists(final) and await asyncio.to_thread(local_digest, final) == digest:
+        if os.path.lexists(part):
+            _remove(part)
+        return
+    raise DownloadError(f"cannot put the verified copy at {final}: {error.strerror or error} (another gpuctl "
+                        "downloading the same checkpoint into the same folder?); run the same command again")
 
 
 def _install(part: Path, final: Path, *, replace_old: bool) -> None:
