@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -46,11 +47,14 @@ def verdicts(tmp_path, fault):
     return evaluate(parse_report(parse_health_output(done.returncode, done.stdout, done.stderr)))
 
 
+GPU_FAULTS = [fault for fault in FAULTS if fault != "hang"]
+
+
 def test_the_cli_knows_the_same_faults():
-    assert set(EXPECTED) == set(FAULTS)
+    assert set(EXPECTED) | {"hang"} == set(FAULTS)
 
 
-@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("fault", GPU_FAULTS)
 def test_each_fault_shows_on_gpu_1_of_the_first_pod(tmp_path, fault):
     checks = verdicts(tmp_path, fault)
     bad = [(c.gpu, c.check, c.status, c.reason) for c in checks if c.status != "pass"]
@@ -64,4 +68,32 @@ def test_a_demo_without_fault_is_healthy(tmp_path):
 
 def test_an_unknown_fault_is_a_usage_error(capsys):
     assert main(["demo", "--fault", "gremlins"]) == 2
-    assert "--fault must be one of ecc, xid, pcie, remap, slowdown, zombie, not 'gremlins'" in capsys.readouterr().err
+    assert "--fault must be one of ecc, xid, pcie, remap, slowdown, zombie, hang, not 'gremlins'" in (
+        capsys.readouterr().err)
+
+
+def test_the_hang_fault_freezes_the_trainer_spinning(tmp_path):
+    """--fault hang: the demo trainer stops printing and spins at its hang step, so the
+    stall diagnosis says hung."""
+    from backends.pod_agent.health import read_processes
+    from sessions.health.stall import diagnose
+
+    trainer = Path(__file__).parents[1] / "backends" / "demo" / "trainer.py"
+    argv = [sys.executable, str(trainer), "--format", "torchrun", "--total-steps", "40", "--step-time", "0.01",
+            "--checkpoint-every", "0", "--hang-at", "5", "--heartbeat", str(tmp_path / "beat")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        lines = []
+        while not lines or not lines[-1].startswith("step    4") and not lines[-1].startswith("step 4"):
+            lines.append(proc.stdout.readline())
+            assert len(lines) < 60 and lines[-1], lines  # its preamble, then steps 1-4, then nothing
+        assert sum(line.startswith("step") for line in lines) == 4, lines  # steps 1-4, then the hang
+        verdict = diagnose(read_processes(proc.pid, window_s=0.5), [0.0])
+        assert verdict.kind == "hung" and proc.poll() is None
+        import select
+
+        assert select.select([proc.stdout], [], [], 0)[0] == []  # and it printed nothing since step 4
+    finally:
+        proc.kill()
+        proc.wait()
+

@@ -74,6 +74,10 @@ TEMPLATES: tuple[PodSpec, ...] = (
 """The default pods, in order: 4xA100 (HF Trainer), 8xH100 (torchrun), 1x4090 spot (Lightning)."""
 
 
+HANG_AT_STEP = 60
+"""`--fault hang`: the first pod's run hangs on reaching this step (then resumes past it)."""
+
+
 class DemoError(Exception):
     """The demo cannot start; the message says why and what to do."""
 
@@ -305,7 +309,8 @@ class Demo:
 
     def session_command(self, spec: SessionSpec, *, resume: bool = False) -> str:
         """The shell command a session runs (with ``{checkpoint}`` for the resume template)."""
-        parts = ["python3", "train.py", "--format", spec.format, *spec.extra,
+        hang = ["--hang-at", str(HANG_AT_STEP)] if self.fault == "hang" and spec is self.specs[0].session else []
+        parts = ["python3", "train.py", "--format", spec.format, *spec.extra, *hang,
                  "--total-steps", str(spec.total_steps), "--checkpoint-every", str(spec.checkpoint_every),
                  "--checkpoint-dir", spec.checkpoint_dir, "--seed", str(spec.seed)]
         if self.pace != 1.0:
@@ -343,7 +348,9 @@ class Demo:
             # TUI and `gpuctl watch` relaunch it from the newest checkpoint, as a real
             # unattended run would be configured.
             # New checkpoints are fetched into the demo's own temp dir (removed at exit).
-            "policies": {"auto_resume": {"max_restarts": 5, "backoff_s": 5},
+            # `--fault hang`: a hung run is restarted a minute after its step froze.
+            "policies": {"auto_resume": {"max_restarts": 5, "backoff_s": 5,
+                                         **({"on_hang_minutes": 1} if self.fault == "hang" else {})},
                          "auto_download": "newest", "keep_local": 2, "checkpoint_interval_s": 20,
                          "download_dir": str(self.root / "downloads" / "{pod}" / "{session}")},
             "pods": pods,

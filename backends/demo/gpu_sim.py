@@ -98,8 +98,10 @@ def read_heartbeat(path: Path, now: float) -> str | None:
     return phase if phase in PHASE_LOAD else "train"
 
 
-FAULTS = ("ecc", "xid", "pcie", "remap", "slowdown", "zombie")
-"""GPU faults `gpuctl demo --fault` injects on one GPU of the first pod (issue 17)."""
+FAULTS = ("ecc", "xid", "pcie", "remap", "slowdown", "zombie", "hang")
+"""Faults `gpuctl demo --fault` injects on the first pod (issue 17): one of its GPUs
+(GPU 1) shows the first six; `hang` makes its training hang a little into the run
+(`backends/demo/trainer.py --hang-at`), which watch diagnoses and auto-resume restarts."""
 
 HEALTHY = {
     "persistence_mode": "Enabled", "ecc.mode.current": "Enabled",

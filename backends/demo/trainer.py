@@ -476,12 +476,22 @@ class Run:
         self.out.flush()
 
     def pause(self, step: int, factor: float = 1.0) -> None:
+        if self.args.hang_at and self.resumed is None and step >= self.args.hang_at:
+            hang()
         time.sleep(max(0.0, self.step_time * factor * self.curve.jitter(step)))
 
     def save(self, step: int, extra: dict) -> str:
         self.heartbeat.beat(step, "save")
         self.pause(step, 2.0)  # writing a checkpoint takes a moment, GPUs idle meanwhile
         return self.checkpoints.save(step, self.curve.loss(step), extra)
+
+
+def hang() -> None:
+    """`gpuctl demo --fault hang`: what a deadlocked loop looks like from outside: the
+    process spins on the CPU, prints nothing and stops its heartbeat (so the simulated
+    GPUs go idle), until it is killed. A resumed run never hangs."""
+    while True:
+        pass
 
 
 def run_hf(run: Run) -> None:
@@ -687,6 +697,8 @@ def parse_args(argv):
     parser.add_argument("--keep-last", type=int, default=None, help="checkpoints to keep (0: all)")
     parser.add_argument("--checkpoint-mb", type=float, default=None, help="size of each checkpoint")
     parser.add_argument("--nproc", type=int, default=1, help="GPUs the run says it uses")
+    parser.add_argument("--hang-at", type=int, default=None, metavar="STEP",
+                        help="hang (spin, print nothing) on reaching this step, unless resumed")
     parser.add_argument("--heartbeat", default=os.environ.get("GPUCTL_DEMO_HEARTBEAT"),
                         help="file touched while training (default $GPUCTL_DEMO_HEARTBEAT)")
     args = parser.parse_args(argv)

@@ -51,8 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--interval", type=float, default=3.0, metavar="S",
                       help="seconds between prints in headless mode (default 3)")
     demo.add_argument("--fault", metavar="KIND",
-                      help="show a failing GPU on the first pod: ecc, xid, pcie, remap, slowdown or zombie "
-                           "(see it in the TUI, `gpuctl doctor` and `watch`)")
+                      help="show a failing GPU on the first pod (ecc, xid, pcie, remap, slowdown or zombie), or a "
+                           "run that hangs (hang): see it in the TUI, `gpuctl doctor` and `watch`")
     # For tests and impatient demos: faster training, smaller checkpoints.
     demo.add_argument("--pace", type=float, default=1.0, help=argparse.SUPPRESS)
     demo.add_argument("--checkpoint-mb", type=float, default=None, help=argparse.SUPPRESS)
