@@ -74,8 +74,9 @@ TEMPLATES: tuple[PodSpec, ...] = (
 """The default pods, in order: 4xA100 (HF Trainer), 8xH100 (torchrun), 1x4090 spot (Lightning)."""
 
 
-HANG_AT_STEP = 60
-"""`--fault hang`: the first pod's run hangs on reaching this step (then resumes past it)."""
+HANG_AT_STEP = 260
+"""`--fault hang`: the first pod's run hangs on reaching this step, after its first
+checkpoint (step 200), so the restart resumes from that checkpoint and goes on."""
 
 
 class DemoError(Exception):
