@@ -62,3 +62,15 @@ async def test_pod_screen_marks_the_gpu_and_says_why():
         assert [str(row.children[0].render()) for row in rows] == ["0 H100 80GB HBM3", "1 H100 80GB HBM3"]
         assert not notes.display
 
+
+
+def test_status_json_gives_each_gpu_its_worst_health_check():
+    from tui.status_json import pod_json
+
+    doc = pod_json(pod_with({}, {"ecc.errors.uncorrected.volatile.total": 2}))
+    assert [g["health"] for g in doc["gpus"]] == [
+        {"status": "pass", "check": "xid", "reason": "no Xid errors in the kernel log", "next_step": ""},
+        {"status": "fail", "check": "ecc", "reason": "2 uncorrected ECC errors: results may be wrong",
+         "next_step": "checkpoint now and replace this pod"},
+    ]
+    assert pod_json(PodSnapshot(name="p", host="h"))["gpus"] == []

@@ -7,6 +7,9 @@ sessions, with `"stale": true` on the pod, on each GPU and on each session, besi
 `sampled_at` (the pod's clock) and `received_at` (this machine's, which the age is
 measured on). A session on such a pod has `"state": "unknown"` and `last_state`, the
 state last seen (`running`, `exited`...): gpuctl cannot tell whether it still runs.
+
+Each GPU's `health` is its worst doctor check on the agent's newest health reading
+(`sessions.health`: `status`, `check`, `reason`, `next_step`), null before the first.
 """
 
 from __future__ import annotations
@@ -28,8 +31,19 @@ def gpu_json(gpu: GpuSample, pod: PodSnapshot | None = None) -> dict[str, Any]:
         "mem_total_mib": gpu.mem_total_mib,
         "power_w": gpu.power_w,
         "power_limit_w": gpu.power_limit_w,
+        "health": _health(gpu, pod),
         **(_when(pod) if pod is not None else {}),
     }
+
+
+def _health(gpu: GpuSample, pod: PodSnapshot | None) -> dict[str, Any] | None:
+    if pod is None or not pod.health_checks:
+        return None
+    from sessions.health.checks import worst_by_gpu
+
+    check = worst_by_gpu(pod.health_checks).get(gpu.index) if gpu.index is not None else None
+    return None if check is None else {"status": check.status, "check": check.check, "reason": check.reason,
+                                       "next_step": check.next_step}
 
 
 def _when(pod: PodSnapshot) -> dict[str, Any]:
