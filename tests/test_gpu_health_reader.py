@@ -9,6 +9,7 @@ seen, and that an unreadable kernel log is said plainly.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,8 @@ def pod(tmp_path):
         state_path.write_text(json.dumps(state))
         options = {"nvml": False, "kmsg": str(tmp_path / "no-kmsg"), **(options or {})}
         env = {"PATH": f"{bin_dir}:/usr/bin:/bin", sim.STATE_ENV: str(state_path)}
+        if os.environ.get("PYTHONPATH"):  # a test's stand-in pynvml
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         done = subprocess.run(["sh", "-c", build_health_command(options, python=sys.executable)],
                               capture_output=True, text=True, env=env, timeout=60)
         return parse_health_output(done.returncode, done.stdout, done.stderr)
@@ -175,3 +178,23 @@ def test_agent_sends_health_from_its_thread(tmp_path, monkeypatch):
     assert [r["kernel_log"] is None for r in readings] == [False, True, True], readings
     assert readings[0]["kernel_log"]["events"][0]["xid"] == 79
     assert readings[1]["kernel_log"] is None and readings[2]["kernel_log"] is None  # every 60 s only
+
+
+def test_the_nvml_path_reads_the_same_fields_as_nvidia_smi(pod, tmp_path, monkeypatch):
+    """pynvml first (a stand-in answering from the same state, in NVML's units and
+    refusals): the same report as the nvidia-smi path, field by field."""
+    state = _state(**{"ecc.errors.uncorrected.volatile.total": 2, "persistence_mode": "[Not Supported]",
+                      "clocks_event_reasons.hw_slowdown": "Active", "remapped_rows.pending": "Yes",
+                      "compute_apps": [{"pid": 4194301, "used_memory": 7242}]})
+    smi = pod(state)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent / "support" / "pynvml_standin"))
+    nvml = pod(state, {"nvml": True})
+    assert (smi["source"], nvml["source"]) == ("nvidia-smi", "pynvml")
+    (a,), (b,) = smi["gpus"], nvml["gpus"]
+    for name in gpu_health.HEALTH_FIELDS[1:] + gpu_health.REMAP_FIELDS[1:]:
+        if name in ("utilization.gpu", "power.draw", "memory.used") or name.endswith("gpu_idle"):
+            continue
+        assert a[name] == b[name], name
+    assert b["persistence_mode"] is None and b["not_available"]["persistence_mode"] == "Not Supported"
+    assert b["compute_apps"] == [{"pid": 4194301, "used_mib": 7242, "alive": False}]
+    assert (b["memory.used"], b["power.draw"]) == (61234, 312.5)
