@@ -647,7 +647,11 @@ class HealthPoller:
             now = time.monotonic()
             reading = {"time": time.time(), "source": None, "error": None, "gpus": [], "kernel_log": None}
             if nvml is not None:
-                reading["gpus"], reading["source"] = read_gpus_nvml(nvml), "pynvml"
+                try:
+                    reading["gpus"], reading["source"] = read_gpus_nvml(nvml), "pynvml"
+                except Exception:
+                    nvml = None  # a broken NVML: nvidia-smi from the next reading on
+                    continue
             else:
                 smi = shutil.which("nvidia-smi")
                 if smi is None:
