@@ -57,8 +57,10 @@ import asyncssh
 
 from backends import range_state
 from backends.ssh import command_bytes
+from backends import transfer
 from backends.transfer import (
     PARALLEL,
+    Fetcher,
     FetchJob,
     FetchStats,
     FileProgress,
@@ -68,6 +70,7 @@ from backends.transfer import (
     _NO_SPACE,
     _open_part,
     _write_failed,
+    fetch_each,
 )
 
 MAX_CHANNELS = 8
@@ -248,7 +251,10 @@ class _RangeChannel(asyncssh.SSHClientSession):
         assert self._chan is not None
         path = os.fsencode(rng.file.job.remote_path).hex()
         self._queue.append(rng)
-        self._chan.write(f"{rng.offset} {rng.length} {path}\n".encode())
+        try:
+            self._chan.write(f"{rng.offset} {rng.length} {path}\n".encode())
+        except (asyncssh.Error, OSError):
+            pass  # the channel closed (no python3, a drop): `closed` and `error` say why
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
@@ -468,3 +474,38 @@ class ParallelFetch:
         if f.record is not None:  # stopped part way: the record keeps what landed
             f.record.close()
         os.close(f.fd)
+
+
+class ChannelFetcher(Fetcher):
+    """`backends.transfer.Fetcher` whose `fetch_all` moves a checkpoint as parallel
+    ranges (what `SshTransport.fetcher` gives); `fetch` and the sequential methods
+    are the base class's."""
+
+    async def fetch_all(self, jobs: Sequence[FetchJob], progress: FileProgress | None = None) -> list[FetchStats]:
+        """Bring every job's file into its `.part`, resuming; stats with `sha256` per job.
+
+        "auto" and "parallel" move them as parallel byte ranges over channels of this
+        connection (`ParallelFetch`, as many as the round trip needs),
+        falling back to one file after another (`fetch`) on a pod without python3; a
+        forced sequential method goes file by file. "auto" also goes file by file for
+        a big file on a near link (round trip under `NEAR_RTT_S`, a LAN or this
+        machine) with an OpenSSH client to stream it: one channel's window is no limit
+        there, and the OpenSSH client moves a GiB for about half the CPU of channels
+        through asyncssh (`bench/download.py`), CPU being what caps the speed.
+
+        Raises:
+            TransferFailed: as `fetch`.
+        """
+        rtt = await round_trip(self.conn) if self.method in ("auto", PARALLEL) else None
+        near = rtt is not None and rtt < transfer.NEAR_RTT_S and self.ssh_argv is not None and any(
+            j.size >= transfer.STREAM_MIN_SIZE for j in jobs)
+        if self.method == PARALLEL or (self.method == "auto" and not near):
+            try:
+                return await ParallelFetch(self.conn, jobs, progress=progress, sync=self.sync,
+                                           channels=channels_for(rtt)).run()
+            except NoRangeServer:
+                if self.method == PARALLEL:
+                    raise TransferFailed("remote", "the pod has no python3 to serve parallel ranges; "
+                                                   "use another method") from None
+        return await fetch_each(self, jobs, progress)
+

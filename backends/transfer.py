@@ -749,33 +749,9 @@ class Fetcher:
         return await _fetch_into(remote_path, part_path, size, move, hasher, progress, self.sync)
 
     async def fetch_all(self, jobs: Sequence[FetchJob], progress: FileProgress | None = None) -> list[FetchStats]:
-        """Bring every job's file into its `.part`, resuming; stats with `sha256` per job.
-
-        "auto" and "parallel" move them as parallel byte ranges over channels of this
-        connection (`backends.parallel_transfer`, as many as the round trip needs),
-        falling back to one file after another (`fetch`) on a pod without python3; a
-        forced sequential method goes file by file. "auto" also goes file by file for
-        a big file on a near link (round trip under `NEAR_RTT_S`, a LAN or this
-        machine) with an OpenSSH client to stream it: one channel's window is no limit
-        there, and the OpenSSH client moves a GiB for about half the CPU of channels
-        through asyncssh (`bench/download.py`), CPU being what caps the speed.
-
-        Raises:
-            TransferFailed: as `fetch`.
-        """
-        from backends.parallel_transfer import NoRangeServer, ParallelFetch, channels_for, round_trip
-
-        rtt = await round_trip(self.conn) if self.method in ("auto", PARALLEL) else None
-        near = rtt is not None and rtt < NEAR_RTT_S and self.ssh_argv is not None and any(
-            j.size >= STREAM_MIN_SIZE for j in jobs)
-        if self.method == PARALLEL or (self.method == "auto" and not near):
-            try:
-                return await ParallelFetch(self.conn, jobs, progress=progress, sync=self.sync,
-                                           channels=channels_for(rtt)).run()
-            except NoRangeServer:
-                if self.method == PARALLEL:
-                    raise TransferFailed("remote", "the pod has no python3 to serve parallel ranges; "
-                                                   "use another method") from None
+        """Bring every job's file into its `.part`, resuming, one after another
+        (`fetch`); stats with `sha256` per job. `backends.parallel_transfer.ChannelFetcher`
+        (what `SshTransport.fetcher` gives) moves them as parallel ranges instead."""
         return await fetch_each(self, jobs, progress)
 
     async def _openssh(self, remote_path: str, writer: PartWriter, argv: list[str]) -> str | None:

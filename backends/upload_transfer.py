@@ -40,17 +40,38 @@ import shlex
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import asyncssh
 
 from backends.parallel_transfer import DEPTH, MAX_CHANNELS, PACKET, chunk_for
 from backends.ssh import FailureKind, SshFailure, command_bytes
-from backends.transfer import NEAR_RTT_S, STREAM_MIN_SIZE, TransferFailed, _lost
+from backends import transfer
+from backends.transfer import TransferFailed, _lost
 
-if TYPE_CHECKING:
-    from backends.transport.base import CommandResult, Transport
-    from backends.transport.pty_shell import PtyShell
+
+
+class _Result(Protocol):
+    """What a command left (`backends.transport.base.CommandResult`)."""
+
+    @property
+    def exit_status(self) -> int: ...
+
+    @property
+    def stdout(self) -> str: ...
+
+    @property
+    def stderr(self) -> str: ...
+
+    @property
+    def ok(self) -> bool: ...
+
+
+class _Runs(Protocol):
+    """Something that runs a pod command: a `Transport`, or a `PtyShell` (named by
+    shape, not imported: `backends.transport` builds senders from this module)."""
+
+    async def run(self, command: str, *, timeout: float | None = None) -> _Result: ...
 
 SendProgress = Callable[[int, int, int], None]
 """`progress(job_index, done_bytes, size)`; `done` counts ranges the pod already held."""
@@ -380,13 +401,13 @@ class ParallelSender:
         meter = _Progress(jobs, progress)
         meter.start()
         sent = 0
-        if self.ssh_argv is not None and any(j.size >= STREAM_MIN_SIZE and j.missing() for j in jobs):
+        if self.ssh_argv is not None and any(j.size >= transfer.STREAM_MIN_SIZE and j.missing() for j in jobs):
             from backends.parallel_transfer import round_trip
 
             rtt = await round_trip(self.conn)
-            if rtt is not None and rtt < NEAR_RTT_S:
+            if rtt is not None and rtt < transfer.NEAR_RTT_S:
                 for i, job in enumerate(jobs):
-                    if job.size >= STREAM_MIN_SIZE and job.missing():
+                    if job.size >= transfer.STREAM_MIN_SIZE and job.missing():
                         sent += await self._openssh(i, job, meter)
         return sent + await self._parallel(jobs, meter)
 
@@ -533,7 +554,8 @@ class ParallelSender:
         except (asyncssh.Error, OSError) as exc:
             if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
                 raise TransferFailed("local", f"cannot read a local file: {exc.strerror or exc}") from exc
-            raise _lost("the upload", exc) from exc
+            # The channel closed under a write: the pod's words (no python3...) or a drop.
+            raise await self._why(proc, jobs[asked[0].job_index if asked else 0]) from exc
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -562,7 +584,7 @@ class PtySender:
 
     kind = "pty"
 
-    def __init__(self, shell: "PtyShell"):
+    def __init__(self, shell: _Runs):
         self.shell = shell
 
     @staticmethod
@@ -609,7 +631,7 @@ class PtySender:
             raise TransferFailed("remote", f"the pod did not confirm a range of {job.part}") from None
 
 
-async def run_pod(transport: "Transport", mode: str, *args: str | int, stdin_lines: Sequence[str] = (),
+async def run_pod(transport: _Runs, mode: str, *args: str | int, stdin_lines: Sequence[str] = (),
                   timeout: float = 120.0) -> str:
     """Run one mode of the pod script through any transport (`stdin_lines` fed from a
     heredoc); its stdout, or `TransferFailed("remote")` with the pod's words."""
@@ -623,7 +645,7 @@ async def run_pod(transport: "Transport", mode: str, *args: str | int, stdin_lin
     return result.stdout
 
 
-def pod_words(result: "CommandResult") -> str:
+def pod_words(result: _Result) -> str:
     """The pod's last words about a failed command: stderr's last line (stdout's
     through a PTY shell, where the two are one stream), or the exit status."""
     lines = [x for x in (result.stderr or result.stdout).strip().splitlines() if x.strip()]

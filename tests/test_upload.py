@@ -173,9 +173,9 @@ async def test_a_damaged_range_on_the_pod_is_sent_again(pod, tmp_path):
 async def test_on_a_near_link_a_big_file_goes_through_the_openssh_client(pod, tmp_path, monkeypatch, ssh_works):
     """Near (forced here: a busy machine can make loopback look far), a big file goes
     through the OpenSSH client; when that client fails, the channels carry it all."""
-    import backends.upload_transfer as upload_transfer
+    import backends.transfer as transfer
 
-    monkeypatch.setattr(upload_transfer, "NEAR_RTT_S", 60.0)
+    monkeypatch.setattr(transfer, "NEAR_RTT_S", 60.0)
     marker = tmp_path / "ssh-ran"
     body = f'echo ran >> "{marker}"\n' + ('exec "$REAL_SSH" "$@"' if ssh_works else "exit 255")
     fake_ssh(tmp_path, monkeypatch, body)
@@ -211,3 +211,10 @@ async def test_through_a_shell_only_proxy_a_file_and_a_folder_go_up(proxied, tmp
     assert tree_bytes(proxied.workdir / "ds") == files and no_leftovers(proxied.workdir)
     with pytest.raises(up.UploadRefused, match="already exists"):
         await up.upload(proxied.config, "p", local)
+
+
+async def test_a_pod_without_python3_is_told_plainly(sshd_nopython, tmp_path):
+    pod = Pod(sshd_nopython, tmp_path)
+    local = put(tmp_path / "here" / "x.bin", b"x")
+    with pytest.raises(up.UploadError, match="no python3 on the pod"):
+        await send(pod, local)

@@ -106,9 +106,9 @@ class SshTransport:
             raise SshFailure(FailureKind.COMMAND, f"could not write {path}: {why}")
 
     def fetcher(self, *, method: str = "auto") -> "Fetcher":
-        from backends.transfer import Fetcher
+        from backends.parallel_transfer import ChannelFetcher
 
-        return Fetcher(self.conn, method=method, ssh_argv=self._ssh_argv)
+        return ChannelFetcher(self.conn, method=method, ssh_argv=self._ssh_argv)
 
     def sender(self) -> "ParallelSender":
         from backends.upload_transfer import ParallelSender
