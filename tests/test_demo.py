@@ -262,8 +262,14 @@ def test_a_pod_count_out_of_range_is_a_usage_error(capsys):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """Three pods at 20x pace, no automatic preemption; torn down and checked at the end."""
-    d = Demo(pods=3, preempt_after=None, outage=1.0, pace=FAST, checkpoint_mb=0.2, interval=0.5,
-             tmp_parent=tmp_path_factory.mktemp("demo"))
+    with pytest.MonkeyPatch.context() as mp:
+        # A module fixture runs before the autouse per-test XDG dirs: without its own cache
+        # dir the demo rewrote the real ~/.cache/gpuctl/gpuctl-demo, and a demo the person
+        # running the tests had open answered "no demo is running" once this one ended.
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("demo-cache")))
+        d = Demo(pods=3, preempt_after=None, outage=1.0, pace=FAST, checkpoint_mb=0.2, interval=0.5,
+                 tmp_parent=tmp_path_factory.mktemp("demo"))
+    assert not str(d.stable_wrapper).startswith(os.path.expanduser("~/.cache"))
     runner = DemoThread(d)
     runner.start()
     with pytest.MonkeyPatch.context() as mp:
