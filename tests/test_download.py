@@ -429,6 +429,7 @@ def test_download_command_output_and_exit_codes(pod, tmp_path, capsys):
     assert captured.out.rstrip().endswith(f"sha256 verified -> {tmp_path / 'out' / 'step_3.pt'}")
     lines = captured.err.splitlines()  # plain progress lines: stderr is not a terminal
     assert lines[-1].startswith("p/train: 1.0M/1.0M (100%)") and len(lines) == len(set(lines))
+    assert "p/train: step_3.pt (1.0M) landed" in lines  # and a line per file
     assert (tmp_path / "out" / "step_3.pt").read_bytes() == data
     assert pod.cli("download", "p", "train", "--dest", "out") == 0
     assert "already downloaded and verified" in capsys.readouterr().out

@@ -59,7 +59,9 @@ def test_a_big_file_goes_up_in_parallel_identical_and_is_never_overwritten(pod, 
     assert "already exists on pod 'p'; pass --force" in capsys.readouterr().err
     local.write_bytes(data[::-1])
     assert pod.cli("upload", "p", str(local), "--force") == 0
-    assert "sha256 verified -> p:" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "sha256 verified -> p:" in captured.out
+    assert f"p <- {local}: train.bin (40M) landed" in captured.err.splitlines()  # a plain line per file
     assert remote.read_bytes() == data[::-1] and no_leftovers(pod.workdir)
 
 

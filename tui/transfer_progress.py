@@ -1,5 +1,6 @@
 """Progress of a transfer on stderr: a rich bar with rate and ETA on a terminal, plain
-lines otherwise (a log, a pipe, CI), for `gpuctl upload` (and any transfer command).
+lines otherwise (a log, a pipe, CI: every 10 % or 10 s, and a line per file as it
+lands), for `gpuctl download` and `gpuctl upload`.
 
 Lives in `tui/`: rich is a front-end library, and `sessions` only calls back with
 `progress(done_bytes, total_bytes)`.
@@ -40,6 +41,13 @@ class PlainProgress:
         rate = moved / (now - self.started) if now > self.started else 0.0
         print(f"{self.label}: {humanize.size(done)}/{humanize.size(total)} ({pct}%) "
               f"{rate / 1e6:.0f} MB/s", file=sys.stderr, flush=True)
+
+    def file_landed(self, name: str, size: int) -> None:
+        """One line per file of a checkpoint or folder, once all of it is here."""
+        from tui import humanize
+        from tui.terminal_text import visible
+
+        print(visible(f"{self.label}: {name} ({humanize.size(size)}) landed"), file=sys.stderr, flush=True)
 
 
 class TransferProgress:

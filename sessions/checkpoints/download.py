@@ -230,21 +230,28 @@ class _Progress:
     """Adds up per-file progress (files move concurrently) and calls the user's
     callback at most every 0.1 s, plus once when a file's last byte is written (so
     the caller sees each file land, and the last byte of all before the verification
-    ends)."""
+    ends). A callback with a `file_landed(name, size)` method also hears each file
+    once all of it is here (a plain line per file where there is no progress bar)."""
 
-    def __init__(self, callback: ProgressFn | None, total: int, files: int = 1):
+    def __init__(self, callback: ProgressFn | None, total: int, names: Sequence[str] = ("",)):
         self.callback = callback
         self.total = total
-        self._done = [0] * files
+        self.names = list(names)
+        self._done = [0] * len(self.names)
         self._whole = 0
         self._last = 0.0
         self._landed = -1
+        self._told: set[int] = set()
 
     def file(self, index: int, done: int, size: int) -> None:
         if self.callback is None:
             return
         self._whole += done - self._done[index]
         self._done[index] = done
+        landed = getattr(self.callback, "file_landed", None)
+        if done == size and index not in self._told and landed is not None:
+            self._told.add(index)
+            landed(self.names[index], size)
         now = time.monotonic()
         whole = self._whole
         if now - self._last >= PROGRESS_INTERVAL_S or (done == size and whole != self._landed):
@@ -471,7 +478,7 @@ async def _fetch_and_verify(runner: Runner, pod: PodConfig, checkpoint: Checkpoi
         remote_hash = asyncio.ensure_future(_pod_hash(
             runner, bracketed_command(sha256_command(hash_root, hash_files), checkpoint.path),
             timeout=120 + total / HASH_RATE))
-    meter = _Progress(progress, total, len(plan))
+    meter = _Progress(progress, total, [f.rel or checkpoint.name for f, _, _ in plan])
     local_digests: list[str] = []
     moved = resumed = 0
     methods: list[str] = []

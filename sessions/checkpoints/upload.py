@@ -214,7 +214,7 @@ async def _upload(pod: PodConfig, local: Path, files: list[tuple[str, Path]], re
         for job, have in zip(jobs, kept):
             job.kept = have
         resumed = sum(min(j.chunk, j.size - off) for j in jobs for off in j.kept)
-        meter = _Meter(progress, total, len(jobs))
+        meter = _Meter(progress, total, [rel or name for rel, _ in files])
         sent = await sender.send_all(jobs, meter.file)
         meter.final()
         digests = await local_hashes
@@ -264,18 +264,25 @@ async def _verify(runner: Runner, pod: PodConfig, root: str, folder: bool, jobs:
 
 class _Meter:
     """Adds up per-file progress for the caller's `progress(done, total)`, at most
-    every 0.1 s and once at the end."""
+    every 0.1 s and once at the end; a callback with `file_landed(name, size)` hears
+    each file once the pod holds all of it."""
 
-    def __init__(self, callback: ProgressFn | None, total: int, files: int):
+    def __init__(self, callback: ProgressFn | None, total: int, names: list[str]):
         self.callback = callback
         self.total = total
-        self._done = [0] * files
+        self.names = names
+        self._done = [0] * len(names)
         self._whole = 0
         self._last = 0.0
+        self._told: set[int] = set()
 
     def file(self, index: int, done: int, size: int) -> None:
         self._whole += done - self._done[index]
         self._done[index] = done
+        landed = getattr(self.callback, "file_landed", None)  # a line per file, where there is no bar
+        if done == size and index not in self._told and landed is not None:
+            self._told.add(index)
+            landed(self.names[index], size)
         now = time.monotonic()
         if self.callback is not None and now - self._last >= 0.1:
             self._last = now

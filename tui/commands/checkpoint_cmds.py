@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, run_async
@@ -134,33 +133,6 @@ def render_checkpoints(found: list[Any]) -> str:
 # ---------------------------------------------------------------------- download
 
 
-class _PlainProgress:
-    """Progress as lines (not a terminal): one every 10 % or 10 s, whichever first."""
-
-    def __init__(self, label: str):
-        self.label = label
-        self.started = time.monotonic()
-        self.first: int | None = None
-        self.last_pct = -10
-        self.last_t = self.started
-        self.last_done = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        from tui import humanize
-
-        now = time.monotonic()
-        if self.first is None:
-            self.first = done
-        pct = int(done * 100 / total) if total else 100
-        if done == self.last_done or (pct < self.last_pct + 10 and now - self.last_t < 10 and done < total):
-            return
-        self.last_pct, self.last_t, self.last_done = pct, now, done
-        moved = done - self.first
-        rate = moved / (now - self.started) if now > self.started else 0.0
-        print(f"{self.label}: {humanize.size(done)}/{humanize.size(total)} ({pct}%) "
-              f"{rate / 1e6:.0f} MB/s", file=sys.stderr, flush=True)
-
-
 def _download(args: argparse.Namespace) -> int:
     loaded = _load_checkpoint_session(args)
     if loaded is None:
@@ -175,27 +147,13 @@ async def _download_async(config: Any, pod: Any, session: Any, name: str | None,
     from sessions.checkpoints.download import DownloadError
     from sessions.fleet.facade import Fleet
     from tui import humanize
+    from tui.transfer_progress import TransferProgress
 
     label = f"{pod.name}/{session.name}"
-    bar = None
-    if sys.stderr.isatty():
-        from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
-
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                       TimeRemainingColumn(), console=Console(file=sys.stderr), transient=True)
-        task = bar.add_task(label, total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        bar.start()
-    else:
-        progress = _PlainProgress(label)
     try:
-        async with Fleet.for_command(config, [pod.name]) as fleet:
-            result = await fleet.download(pod.name, session.name, name, dest, progress)
+        with TransferProgress(label) as progress:  # a rich bar on a terminal, plain lines otherwise
+            async with Fleet.for_command(config, [pod.name]) as fleet:
+                result = await fleet.download(pod.name, session.name, name, dest, progress)
     except DownloadError as exc:
         complain(exc.message)
         return exc.exit_code
@@ -205,9 +163,6 @@ async def _download_async(config: Any, pod: Any, session: Any, name: str | None,
     except SshFailure as exc:
         complain(f"pod {pod.name!r}: {exc.message}")
         return EXIT_FAILED
-    finally:
-        if bar is not None:
-            bar.stop()
     cp = result.checkpoint
     if result.skipped:
         print(visible(f"{cp.name}: already downloaded and verified at {result.local_path}"))
