@@ -121,3 +121,17 @@ def test_a_run_whose_rate_falls_is_told_slow_once_and_again_after_it_recovered()
     ]
     assert 703 + 60 <= told[0][0] <= 703 + 121  # after most of a two-minute window of low readings
     assert watch.feed(9999.0, None) is None
+
+
+def test_ncclras_output_is_attached_when_the_pod_has_it(tmp_path, monkeypatch, spawn):
+    """NCCL >= 2.24's RAS client, when on PATH and answering, goes with the verdict verbatim."""
+    from backends.pod_agent.health import ncclras_dump
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert ncclras_dump() is None  # not installed
+    tool = tmp_path / "ncclras"
+    tool.write_text("#!/bin/sh\necho 'RAS: 1 job, 2 ranks; rank 1 missing from a collective'\n")
+    tool.chmod(0o755)
+    assert ncclras_dump() == "RAS: 1 job, 2 ranks; rank 1 missing from a collective\n"
+    tool.write_text("#!/bin/sh\necho 'Failed to connect to the NCCL RAS service' >&2; exit 1\n")
+    assert ncclras_dump() is None  # no NCCL job with RAS here: nothing attached

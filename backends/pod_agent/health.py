@@ -480,6 +480,16 @@ def py_spy_dump(pids, timeout=20.0):
     return {"installed": True, "dumps": dumps, "error": error}
 
 
+def ncclras_dump(timeout=10.0):
+    """What NCCL's RAS client (``ncclras``, NCCL >= 2.24) says about the job's collectives,
+    or None when the pod has no ``ncclras`` or it does not answer (no NCCL job with RAS)."""
+    tool = shutil.which("ncclras")
+    if tool is None:
+        return None
+    rc, out, err = _run([tool], timeout)
+    return out if rc == 0 and out.strip() else None
+
+
 def open_nvml():
     """An initialised pynvml module, or None when the pod has none or NVML will not start."""
     try:
@@ -530,6 +540,7 @@ def read_health(use_nvml=True, smi=None, kernel_log=True, kmsg_path=KMSG_PATH, n
         pythons = [p["pid"] for p in result["processes"]["processes"]
                    if "python" in os.path.basename(p["args"].split(" ")[0] if p["args"] else "")]
         result["py_spy"] = py_spy_dump(pythons) if pythons else None
+        result["ncclras"] = ncclras_dump()
     return result
 
 

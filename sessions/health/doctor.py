@@ -8,7 +8,7 @@ worst GPU's status, so the pre-flight table stays short on an 8-GPU pod.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backends.health_command import HEALTH_TIMEOUT_S, HealthUnreadable, build_health_command, parse_health_output
 from backends.transport import Transport
@@ -69,6 +69,8 @@ async def run_doctor(runner: Transport, *, timeout: float = HEALTH_TIMEOUT_S,
     stall = None
     if stall_pid is not None:
         stall = diagnose(report.processes, [g.get("utilization.gpu") for g in report.gpus], report.py_spy)
+        if report.ncclras:
+            stall = replace(stall, ncclras=report.ncclras)
     return DoctorResult(report, tuple(evaluate(report)), stall)
 
 

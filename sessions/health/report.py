@@ -77,6 +77,7 @@ class HealthReport:
     kernel_log: KernelLog | None
     processes: Mapping[str, Any] | None = None
     py_spy: Mapping[str, Any] | None = None
+    ncclras: str | None = None
 
     def gpu_for_bus(self, bus: str) -> GpuHealth | None:
         """The GPU at a kernel-log PCI address (``0000:3b:00``), if this pod has it."""
@@ -132,4 +133,4 @@ def parse_report(raw: Mapping[str, Any]) -> HealthReport:
     return HealthReport(time=_float(raw.get("time")), source=_str(raw.get("source")),
                         error=_str(raw.get("error")), gpus=gpus, kernel_log=_kernel_log(raw.get("kernel_log")),
                         processes=processes if isinstance(processes, Mapping) else None,
-                        py_spy=py_spy if isinstance(py_spy, Mapping) else None)
+                        py_spy=py_spy if isinstance(py_spy, Mapping) else None, ncclras=_str(raw.get("ncclras")))

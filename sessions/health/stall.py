@@ -41,14 +41,16 @@ WAITING = {"S": "sleeping", "D": "waiting on disk or network", "T": "stopped", "
 @dataclass(frozen=True)
 class StallDiagnosis:
     """The verdict: `kind` (None when none fits), each piece of evidence in plain words,
-    and the `py-spy dump` of the python processes (or why there is none)."""
+    the `py-spy dump` of the python processes (or why there is none), and what NCCL's
+    `ncclras` said when the pod has it and it answered."""
 
     kind: str | None
     evidence: tuple[str, ...]
     py_spy: str | None = None
+    ncclras: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "evidence": list(self.evidence), "py_spy": self.py_spy}
+        return {"kind": self.kind, "evidence": list(self.evidence), "py_spy": self.py_spy, "ncclras": self.ncclras}
 
 
 def _program(args: str) -> str:

@@ -92,6 +92,8 @@ def render_stall(stall: Any, session: str) -> str:
     lines += [f"  {visible(line)}" for line in stall.evidence]
     if stall.py_spy:
         lines += ["", *(visible(line) for line in stall.py_spy.splitlines())]
+    if stall.ncclras:
+        lines += ["", "--- ncclras", *(visible(line) for line in stall.ncclras.splitlines())]
     return "\n".join(lines) + "\n"
 
 
