@@ -163,7 +163,7 @@ class AutoResume:
         if tell:
             self.ctx.say(EventKind.ALERT, pod, f"stalled: {stall.kind or 'no stall kind fits'}: "
                          + "; ".join(stall.evidence), session, alert="stall_diagnosis", value=stall.kind,
-                         threshold=None, evidence=list(stall.evidence), py_spy=stall.py_spy)
+                         threshold=None, evidence=list(stall.evidence), py_spy=stall.py_spy, ncclras=stall.ncclras)
         if restart_after is not None and stall.kind == "hung":
             await self._restart_hung(pod, session, restart_after, stall)
 
