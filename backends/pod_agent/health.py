@@ -25,6 +25,10 @@ The result is plain JSON (``read_health``); ``sessions/health`` judges it. The a
 reads it every ``health_every`` ticks in a thread (``HealthPoller``), so a hung
 nvidia-smi or dmesg never delays a tick; ``gpuctl doctor`` runs this file alone
 (``backends/health_command.py``), so it imports nothing from its package.
+
+Past 400 lines on purpose: that one file is what ``gpuctl doctor`` sends, so the field
+readers, the kernel log, the process view for stall diagnosis and the agent's poller
+(which shares their parsers) stay together.
 """
 
 from __future__ import annotations
