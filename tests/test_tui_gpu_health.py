@@ -74,3 +74,24 @@ def test_status_json_gives_each_gpu_its_worst_health_check():
          "next_step": "checkpoint now and replace this pod"},
     ]
     assert pod_json(PodSnapshot(name="p", host="h"))["gpus"] == []
+
+
+def test_a_stalled_session_row_says_what_watch_diagnosed():
+    from sessions.events import EventKind, WatchEvent
+    from sessions.snapshot import SessionSnapshot
+    from tui.stall_notes import SLOW_SHOWN_S, StallNotes
+    from tui.widgets.sessions_panel import state_word
+
+    notes = StallNotes()
+    notes.take(WatchEvent(EventKind.ALERT, "p", "stalled: hung: ...", session="train",
+                          extra={"alert": "stall_diagnosis", "value": "hung"}), now=100.0)
+    notes.take(WatchEvent(EventKind.ALERT, "p", "GPU 0: ...", extra={"alert": "gpu_health", "value": "x"}), now=100.0)
+    stalled = SessionSnapshot("train", state="running", configured=True, stalled=True)
+    moving = SessionSnapshot("train", state="running", configured=True)
+    assert state_word(stalled, notes.word("p", "train", True)) == "hung"
+    assert state_word(moving, notes.word("p", "train", False)) == "running"  # moving again: no stall word
+    assert state_word(stalled, notes.word("p", "other", True)) == "stalled"  # nothing diagnosed yet
+    notes.take(WatchEvent(EventKind.ALERT, "p", "slow: ...", session="train",
+                          extra={"alert": "stall_diagnosis", "value": "slow"}), now=200.0)
+    assert state_word(moving, notes.word("p", "train", False, now=250.0)) == "slow"
+    assert state_word(moving, notes.word("p", "train", False, now=200.0 + SLOW_SHOWN_S)) == "running"

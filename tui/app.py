@@ -42,6 +42,7 @@ from tui.actions import Actions, AttachRunner
 from tui.messages import DownloadsChanged, EventArrived, FleetUpdated
 from tui.notices import Notice, NoticeLog, tidy
 from tui.sparkline_history import History
+from tui.stall_notes import StallNotes
 
 if TYPE_CHECKING:
     from sessions.config.loader import Config
@@ -97,6 +98,7 @@ class GpuctlApp(App[int]):
         self.snapshot = FleetSnapshot()
         self.history = History()
         self.actions = Actions(self, read_only=read_only, attach_runner=attach_runner)
+        self.stall_notes = StallNotes()  # why a session stalled, as watch diagnosed it (pod screen rows)
         self.ui_interval = ui_interval
         self._read_only_flag = read_only
         self._fleet_factory = fleet_factory
@@ -239,6 +241,7 @@ class GpuctlApp(App[int]):
             self.notify(toast.message, title=toast.title, severity=toast.severity, timeout=toast.timeout,
                         routine=toast.routine, brief=toast.brief)
         self.actions.take_event(event)
+        self.stall_notes.take(event)
         for screen in self.screen_stack:
             take = getattr(screen, "take_event", None)
             if take is not None:

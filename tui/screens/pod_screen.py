@@ -147,7 +147,9 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
         header.set_class(pod.state in ("stopped", "terminated"), "-muted")
         header.set_class(pod.state == "reconnecting", "-reconnecting")
         self.query_one(GpuPanel).show(pod, lambda i: history.gpu(pod.name, i))
-        self.query_one(SessionsPanel).show(pod, lambda s: history.loss(pod.name, s))
+        notes = getattr(self.app, "stall_notes", None)  # what watch diagnosed (tui/stall_notes.py)
+        self.query_one(SessionsPanel).show(pod, lambda s: history.loss(pod.name, s),
+                                           (lambda s, stalled: notes.word(pod.name, s, stalled)) if notes else None)
         self._follow_log()
         self.query_one(LogPane).set_stale(f"pod {pod.state}: last lines" if pod.stale else None)
         self._draw_checkpoints()

@@ -33,9 +33,11 @@ def session_tone(s: SessionSnapshot) -> str:
     return "-running" if s.state == SessionState.RUNNING else "-muted"
 
 
-def state_word(s: SessionSnapshot) -> str:
+def state_word(s: SessionSnapshot, stall: str | None = None) -> str:
     """The session's state in the fewest words: running, stalled, exited 1, not running;
-    on a pod that is not online, what it was last seen as ('was running')."""
+    on a pod that is not online, what it was last seen as ('was running'). `stall`: what
+    watch diagnosed (`tui.stall_notes`): hung, idle or dead in place of stalled, slow in
+    place of running."""
     if s.stale:
         if s.last_state in (None, SessionState.ABSENT):
             return "not running" if s.last_state else "unknown"
@@ -43,9 +45,9 @@ def state_word(s: SessionSnapshot) -> str:
     if s.state == SessionState.EXITED:
         return f"exited {s.exit_status}" if s.exit_status is not None else "exited"
     if s.stalled:
-        return "stalled"
+        return stall or "stalled"
     if s.state == SessionState.RUNNING:
-        return "running" if s.configured else "adopted"
+        return stall or ("running" if s.configured else "adopted")
     return "not running"
 
 
@@ -105,12 +107,12 @@ class SessionRow(Horizontal):
         yield Static(classes="session-numbers")
         yield Spark(classes="session-loss")
 
-    def show(self, s: SessionSnapshot, selected: bool, losses: Sequence[float]) -> None:
+    def show(self, s: SessionSnapshot, selected: bool, losses: Sequence[float], stall: str | None = None) -> None:
         name, state, bar, numbers, spark = self.children
         self.set_class(selected, "-selected")
         set_text(name, f"{'▶' if selected else ' '} {s.name}")
-        set_text(state, state_word(s))
-        tone = session_tone(s)
+        set_text(state, state_word(s, stall))
+        tone = "-stalled" if stall == "slow" and not s.stale else session_tone(s)
         self.set_class(s.stale, "-stale")
         for cls in ("-exited", "-failed", "-stalled", "-running", "-muted", "-stale"):
             state.set_class(cls == tone, cls)
@@ -139,9 +141,13 @@ class SessionsPanel(VerticalScroll):
         self.selected: str | None = None
         self._names: tuple[str, ...] = ()
         self._last: tuple[PodSnapshot, Callable[[str], Sequence[float]]] | None = None
+        self._stall: Callable[[str, bool], str | None] | None = None
 
-    def show(self, pod: PodSnapshot, losses: Callable[[str], Sequence[float]]) -> None:
-        """Show the pod's sessions; `losses(name)` gives a session's loss series."""
+    def show(self, pod: PodSnapshot, losses: Callable[[str], Sequence[float]],
+             stall: Callable[[str, bool], str | None] | None = None) -> None:
+        """Show the pod's sessions; `losses(name)` gives a session's loss series and
+        `stall(name, stalled)` what watch diagnosed about it (`tui.stall_notes`)."""
+        self._stall = stall
         self._last = (pod, losses)
         names = tuple(s.name for s in pod.sessions)
         if self.selected not in names:
@@ -157,7 +163,7 @@ class SessionsPanel(VerticalScroll):
             self.call_after_refresh(self._redraw)
             return
         for row, s in zip(self.query_children(SessionRow), pod.sessions):
-            row.show(s, s.name == self.selected, losses(s.name))
+            row.show(s, s.name == self.selected, losses(s.name), stall(s.name, s.stalled) if stall else None)
 
     def move(self, step: int) -> None:
         """Select the next (+1) or previous (-1) session."""
@@ -175,5 +181,6 @@ class SessionsPanel(VerticalScroll):
     def _redraw(self) -> None:
         if self._last is not None:
             pod, losses = self._last
+            stall = self._stall
             for row, s in zip(self.query_children(SessionRow), pod.sessions):
-                row.show(s, s.name == self.selected, losses(s.name))
+                row.show(s, s.name == self.selected, losses(s.name), stall(s.name, s.stalled) if stall else None)
