@@ -465,7 +465,11 @@ def read_processes(root_pid, window_s=1.0):
     return {"root_alive": root_pid in second, "processes": out}
 
 
-def py_spy_dump(pids, timeout=20.0):
+PY_SPY_MAX = 4
+"""Python processes of a session dumped at most (the oldest first: the main one)."""
+
+
+def py_spy_dump(pids, timeout=10.0):
     """``py-spy dump`` of each python process, or why there is none.
 
     Returns:
@@ -543,7 +547,8 @@ def read_health(use_nvml=True, smi=None, kernel_log=True, kmsg_path=KMSG_PATH, n
         result["processes"] = read_processes(int(stall_pid))
         pythons = [p["pid"] for p in result["processes"]["processes"]
                    if "python" in os.path.basename(p["args"].split(" ")[0] if p["args"] else "")]
-        result["py_spy"] = py_spy_dump(pythons) if pythons else None
+        # The first few: a DataLoader's workers are python too, and each dump takes seconds.
+        result["py_spy"] = py_spy_dump(pythons[:PY_SPY_MAX]) if pythons else None
         result["ncclras"] = ncclras_dump()
     return result
 

@@ -57,7 +57,8 @@ async def read_health(runner: Transport, *, timeout: float = HEALTH_TIMEOUT_S,
         backends.ssh.SshFailure: the pod could not be reached or did not answer in time.
     """
     options = {} if stall_pid is None else {"stall_pid": stall_pid}
-    result = await runner.run(build_health_command(options), timeout=timeout)
+    # A session's view adds a second of /proc, up to four py-spy dumps and ncclras.
+    result = await runner.run(build_health_command(options), timeout=timeout + (60.0 if stall_pid else 0.0))
     return parse_report(parse_health_output(result.exit_status, result.stdout, result.stderr))
 
 
