@@ -432,7 +432,9 @@ def test_download_command_output_and_exit_codes(pod, tmp_path, capsys):
     assert "p/train: step_3.pt (1.0M) landed" in lines  # and a line per file
     assert (tmp_path / "out" / "step_3.pt").read_bytes() == data
     assert pod.cli("download", "p", "train", "--dest", "out") == 0
-    assert "already downloaded and verified" in capsys.readouterr().out
+    again = capsys.readouterr()
+    assert "already downloaded and verified" in again.out
+    assert "MB/s" not in again.err  # nothing moved: no "0 MB/s"
     assert pod.cli("download", "p", "nope") == 2
     assert pod.cli("download", "p", "train", "step_99.pt") == 2
     assert "no checkpoint 'step_99.pt'" in capsys.readouterr().err

@@ -39,8 +39,10 @@ class PlainProgress:
         self.last_pct, self.last_t, self.last_done = pct, now, done
         moved = done - self.first
         rate = moved / (now - self.started) if now > self.started else 0.0
-        print(f"{self.label}: {humanize.size(done)}/{humanize.size(total)} ({pct}%) "
-              f"{rate / 1e6:.0f} MB/s", file=sys.stderr, flush=True)
+        # No rate before a byte moved, nor for a copy already here or hard-linked ("0 MB/s").
+        speed = f" {rate / 1e6:.0f} MB/s" if moved > 0 else ""
+        print(f"{self.label}: {humanize.size(done)}/{humanize.size(total)} ({pct}%){speed}",
+              file=sys.stderr, flush=True)
 
     def file_landed(self, name: str, size: int) -> None:
         """One line per file of a checkpoint or folder, once all of it is here."""
