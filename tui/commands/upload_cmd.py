@@ -27,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     upload.add_argument("pod", metavar="POD")
     upload.add_argument("local_path", metavar="LOCAL_PATH", help="a file or a folder here")
     upload.add_argument("remote_path", metavar="REMOTE_PATH", nargs="?",
-                        help="a folder on the pod to put it in, or its new name "
-                             "(default: the first session's workdir)")
+                        help="a folder on the pod to put it in, or its new name; a relative path "
+                             "starts at your home on the pod, as with scp (default: the first "
+                             "session's workdir)")
     upload.add_argument("--force", action="store_true", help="replace what is already there on the pod")
     upload.set_defaults(handler=_upload)
 
