@@ -51,6 +51,7 @@ class Screen:
         self.watcher = Watcher(self.fleet, self.state, start_dir=tmp_path, clock=lambda: self.now)
         self.news = ConnectionNews(clock=lambda: self.now)
         self.last: PodSnapshot | None = None
+        self.acting: str | None = None  # the stop/teardown gpuctl has in flight (Fleet._acting)
         self.cooldown = Cooldown()
         self.events: list[WatchEvent] = []
         self.toasts: list[Toast] = []
@@ -68,7 +69,7 @@ class Screen:
         before = len(self.toasts)
         for snapshot in snapshots:
             self.now += after_s
-            news = self.news.change(self.last, snapshot)
+            news = self.news.change(self.last, snapshot, self.acting)
             self.last = snapshot
             if news is not None:
                 self.fleet.events.publish(news)
@@ -122,6 +123,23 @@ async def test_a_stop_or_teardown_is_told_as_such_even_after_the_link_dropped(sc
     gone = one(screen.see(pod("terminated", error="terminated: runpod no longer knows the instance")))
     assert (gone.message, gone.severity) == ("Terminated: runpod no longer knows the instance.", "warning")
     assert (screen.events[-1].before, screen.events[-1].after) == ("offline", "terminated")
+
+
+@pytest.mark.parametrize(("action", "doing"), [("stop", "stopping"), ("teardown", "tearing down")])
+async def test_the_link_dropping_under_gpuctls_own_stop_is_not_a_lost_connection(screen, action, doing):
+    """QA (issue 12): `s` put "Connection lost. Retrying." in the history a second before
+    "Pod 'a100x4' is stopped.": the link drops while the provider is still stopping it."""
+    screen.see(pod("connecting"), pod())
+    screen.acting = action
+    assert screen.see(pod("reconnecting", error="connection lost")) == []
+    told = screen.events[-1]
+    assert (told.kind, told.message, told.extra["action"]) == ("disconnected", f"{doing}: gpuctl is {doing} the instance",
+                                                               action)
+    screen.acting = None
+    assert screen.see(pod("stopped", error="stopped: stopped by gpuctl")) == []
+    # the same drop with no action of gpuctl's in flight is an outage
+    screen.see(pod())
+    assert one(screen.see(pod("reconnecting", error="timeout"))).message == "Connection lost: timeout. Retrying."
 
 
 async def test_connecting_for_the_first_time_is_not_news(screen):

@@ -71,6 +71,8 @@ def toast_for(event: WatchEvent) -> Toast | None:
                 return None  # its `provider_action` event toasts the result
             why = event.message.strip().rstrip(". ")
             return Toast(f"{pod}:conn", pod, f"{why[:1].upper()}{why[1:]}.", "warning")
+        if event.extra.get("action"):
+            return None  # gpuctl's own stop/teardown dropped the link: its `provider_action` toasts the result
         if event.before != "online":
             return None  # still connecting: the fleet row says so; an outage is news
         return Toast(f"{pod}:conn", pod, f"{sentence('Connection lost', event.message)} Retrying.", "error")

@@ -41,9 +41,12 @@ class ConnectionNews:
         self._clock = clock
         self._interrupted: set[str] = set()  # pods down since an interruption, until back online
 
-    def change(self, before: PodSnapshot | None, pod: PodSnapshot) -> WatchEvent | None:
+    def change(self, before: PodSnapshot | None, pod: PodSnapshot, acting: str | None = None) -> WatchEvent | None:
         """The event for `before` -> `pod` (None: no state change, or none worth telling:
-        a pod already down going down another way)."""
+        a pod already down going down another way). `acting`: the stop or teardown
+        gpuctl has in flight on the pod ("stop", "teardown"; `Fleet.stop_instance`):
+        its link dropping then is that action, told as such (`"action"` key), never as
+        a lost connection to retry."""
         old = before.state if before else PodState.CONNECTING
         new = pod.state
         if new == old:
@@ -62,6 +65,10 @@ class ConnectionNews:
             return self._event(EventKind.DISCONNECTED, pod, pod.error or new, old,
                                error_kind=pod.error_kind, provider_state=pod.provider_state)
         if new in _DOWN and old not in _DOWN:
+            if acting is not None:
+                doing = "stopping" if acting == "stop" else "tearing down"
+                return self._event(EventKind.DISCONNECTED, pod, f"{doing}: gpuctl is {doing} the instance", old,
+                                   error_kind=pod.error_kind, action=acting)
             return self._event(EventKind.DISCONNECTED, pod, pod.error or "connection lost", old,
                                error_kind=pod.error_kind)
         return None

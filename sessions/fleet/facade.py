@@ -76,6 +76,8 @@ class Fleet(Operations):
         self.spend = SpendBook(default_path(config.path), [p.name for p in config.pods])
         # gpuctl's own stops and teardowns, shown at once (sessions/providers/lifecycle.py)
         self._own: dict[str, lifecycle.OwnAction] = {}
+        # the stop or teardown gpuctl has in flight per pod: its link dropping is that, not an outage
+        self._acting: dict[str, str] = {}
         self._pods: dict[str, PodSnapshot] = {name: self._settled(m.snapshot) for name, m in self._monitors.items()}
         self._cached: FleetSnapshot | None = None
         self._subscriptions: set[Subscription] = set()
@@ -152,7 +154,7 @@ class Fleet(Operations):
         before = self._pods.get(snapshot.name)
         self._pods[snapshot.name] = snapshot
         self._cached = None
-        news = self.news.change(before, snapshot)
+        news = self.news.change(before, snapshot, self._acting.get(snapshot.name))
         if news is not None:  # told before subscribers see the snapshot, as the Watcher told it
             self._tell(news)
         for sub in self._subscriptions:
@@ -275,11 +277,13 @@ class Fleet(Operations):
         `force`). `options`: `provider_ops.stop`'s (timeout, api_timeout...)."""
         from sessions.providers import ops as provider_ops
 
+        self._acting[pod_name] = "stop"
         try:
             return self._own_action(pod_name, await provider_ops.stop(
                 self.config, self.pod_config(pod_name), force=force, guard=guard or self.guard_for(),
                 progress=progress, **options))
         finally:
+            self._acting.pop(pod_name, None)
             self.providers.poll_now()
 
     async def teardown_instance(self, pod_name: str, *, force: bool = False, guard=None, progress=None, **options):
@@ -288,11 +292,13 @@ class Fleet(Operations):
         the pod's link too. `options`: `provider_ops.teardown`'s."""
         from sessions.providers import ops as provider_ops
 
+        self._acting[pod_name] = "teardown"
         try:
             return self._own_action(pod_name, await provider_ops.teardown(
                 self.config, self.pod_config(pod_name), force=force, guard=guard or self.guard_for(),
                 progress=progress, borrow=self.borrow, **options))
         finally:
+            self._acting.pop(pod_name, None)
             self.providers.poll_now()
 
     def _own_action(self, pod_name: str, result):
