@@ -130,6 +130,19 @@ a terminal inside a training session can stop it with one Ctrl-C; so does turnin
 the policies, which restart sessions and stop instances (read-only keeps them paused)."""
 
 
+JOB_KEYS: frozenset[str] = frozenset({"fleet.open_job", "job.back"})
+"""Binding ids that only mean something where the config has `jobs:`."""
+
+
+def applies(binding: Binding, config: object | None) -> bool:
+    """Whether `binding` can do anything under `config`: the job keys only where it has
+    jobs. The fleet screen's `check_action` (which hides `J`) and the help screen ask
+    here, so `?` never lists a key the screen would hide."""
+    if binding.id in JOB_KEYS:
+        return bool(getattr(config, "jobs", None))
+    return True
+
+
 def binding_ids() -> set[str]:
     return {b.id for _, group in GROUPS for b in group if b.id}
 

@@ -14,11 +14,13 @@ from textual.widgets import Static
 from sessions.snapshot import FleetSnapshot
 from tui import fleet_rows, job_rows
 from tui.actions import Target
-from tui.bindings import FLEET, POD_ACTIONS
+from tui.bindings import FLEET, POD_ACTIONS, applies
 from tui.screens.pod_actions import PodActionsMixin
 from tui.widgets.fleet_table import FleetTable
 from tui.widgets.key_bar import KeyBar
 from tui.widgets.text import set_text
+
+_OPEN_JOB = next(b for b in FLEET if b.action == "open_job")
 
 if TYPE_CHECKING:
     from textual.widgets import Input
@@ -187,9 +189,8 @@ class FleetScreen(PodActionsMixin, Screen):
         if action == "filter":  # a priority key: once the filter has the focus, `/` is text
             box = self._filter_box()
             return not (box is not None and box.display and self.focused is box)
-        if action == "open_job":  # offered (palette) only where the config has jobs
-            config = self.app.config  # type: ignore[attr-defined]
-            return bool(config is not None and config.jobs)
+        if action == "open_job":  # offered (palette, help) only where the config has jobs
+            return applies(_OPEN_JOB, self.app.config)  # type: ignore[attr-defined]
         if action == "clear_filter":
             box = self._filter_box()
             return bool(self.table.filter_text) or bool(box is not None and box.display)

@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from themes.palettes import DIALOG_STYLESHEET
-from tui.bindings import GROUPS, MUTATING
+from tui.bindings import GROUPS, MUTATING, applies
 
 
 class HelpScreen(ModalScreen[None]):
@@ -32,7 +32,13 @@ class HelpScreen(ModalScreen[None]):
         table = Table.grid(padding=(0, 2))
         table.add_column(justify="right", no_wrap=True)
         table.add_column()
-        for title, bindings in GROUPS:
+        config = getattr(app, "config", None)
+        for title, group in GROUPS:
+            # Keys that cannot apply to this config (J without `jobs:`) are left out, as
+            # the key line and the palette leave them out.
+            bindings = [b for b in group if applies(b, config)]
+            if not bindings:
+                continue
             table.add_row("", Text(title, style="bold underline"))
             for binding in bindings:
                 keys = keymap.get(binding.id or "", binding.key)
