@@ -41,6 +41,9 @@ class EventKind:
     PROVIDER_ACTION = "provider_action"    # extra: action (stop|teardown), outcome, state, kept, gone
 
 
+POD_STATE_KINDS = (EventKind.CONNECTED, EventKind.DISCONNECTED, EventKind.PREEMPTED)
+"""Kinds that are a pod's state change: their JSON carries the new state as `state`."""
+
 ALL_KINDS: tuple[str, ...] = tuple(v for k, v in vars(EventKind).items() if k.isupper())
 
 
@@ -59,7 +62,9 @@ class WatchEvent:
             pod states for `connected`/`disconnected`/`preempted`, session states for
             `session_exited`. For consumers in this process (a toast says "restored"
             only after an outage, "exited" only for an exit, not a kill); kept out of
-            the JSON line, so scripts see the keys they always saw.
+            the JSON line, so scripts see the keys they always saw, except that a pod
+            state change adds `after` as `"state"` (last, a key of its own), the
+            same word `gpuctl status` shows.
     """
 
     kind: str
@@ -77,6 +82,8 @@ class WatchEvent:
                                "kind": self.kind, "message": self.message}
         for key, value in self.extra.items():
             out.setdefault(key, value)
+        if self.kind in POD_STATE_KINDS and self.after is not None:
+            out.setdefault("state", self.after)  # the lifecycle's word, as status says it
         return out
 
     def json_line(self) -> str:

@@ -315,7 +315,8 @@ async def test_a_fleet_without_a_watcher_tells_its_pods_connection(sshd, tmp_pat
     [connected] = told
     assert (connected.kind, connected.pod, connected.before, connected.after) == ("connected", "a100", "connecting",
                                                                                   "online")
-    assert keys(connected) == FIXED + ["transport"] and connected.message.startswith("connected over ")
+    assert keys(connected) == FIXED + ["transport", "state"] and connected.message.startswith("connected over ")
+    assert connected.to_json()["state"] == "online"
 
 
 class ClosedPipe(io.StringIO):

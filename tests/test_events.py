@@ -96,10 +96,13 @@ async def test_the_watchers_json_lines_keep_their_keys(watched):
             watcher.events.publish(told)
         watcher.observe(snapshot)
     by_kind = {e.kind: e for e in events}
-    assert keys(by_kind["connected"]) == FIXED + ["transport"]
+    assert keys(by_kind["connected"]) == FIXED + ["transport", "state"]
     assert keys(by_kind["session_exited"]) == FIXED + ["exit_status", "last_lines", "step"]
-    assert keys(by_kind["disconnected"]) == FIXED + ["error_kind"]
-    assert keys(by_kind["preempted"]) == FIXED + ["provider_state"]
+    assert keys(by_kind["disconnected"]) == FIXED + ["error_kind", "state"]
+    assert keys(by_kind["preempted"]) == FIXED + ["provider_state", "state"]
+    # the pod's state word, as `gpuctl status` says it (QA of issue 12: it was missing)
+    assert [by_kind[k].to_json()["state"] for k in ("connected", "disconnected", "preempted")] == [
+        "online", "reconnecting", "preempted"]
     exited = by_kind["session_exited"].to_json()
     assert (exited["exit_status"], exited["last_lines"], exited["message"]) == (
         2, ["Traceback", "boom"], "session exited with status 2")
