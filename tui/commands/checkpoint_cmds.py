@@ -19,7 +19,7 @@ import json
 import sys
 from typing import Any
 
-from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, run_async
+from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, refuse_read_only, run_async
 from tui.terminal_text import visible
 
 EXIT_FAILED = 1
@@ -187,8 +187,7 @@ def _resume(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     config, pod = loaded
-    if config.read_only:
-        complain(f"{config.path} sets read_only: true, so gpuctl resume does not change pods")
+    if refuse_read_only(config, "resume"):
         return EXIT_USAGE
     if pod.is_slurm:  # a login node: SESSION names a job (tui/commands/slurm_cmds.py)
         from tui.commands import slurm_cmds

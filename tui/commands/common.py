@@ -50,6 +50,17 @@ def load_pod_or_explain(args: argparse.Namespace) -> tuple[Any, Any] | None:
     return None if pod is None else (config, pod)
 
 
+def refuse_read_only(config: Any, verb: str) -> bool:
+    """Say so (and return True) when the config sets `read_only: true`: `gpuctl VERB`
+    changes pods, which such a config rules out (a usage error, found before connecting).
+
+    The one wording of that refusal for every headless command that changes a pod.
+    """
+    if config.read_only:
+        complain(f"{config.path} sets read_only: true, so gpuctl {verb} does not change pods")
+    return bool(config.read_only)
+
+
 def run_async(make_coro: Callable) -> int:
     """Run a command's coroutine; Ctrl-C ends it quietly with status 130."""
     try:

@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-from tui.commands.common import EXIT_USAGE, complain, load_config_or_explain, run_async
+from tui.commands.common import EXIT_USAGE, complain, load_config_or_explain, refuse_read_only, run_async
 
 EXIT_FAILED = 1
 
@@ -59,6 +59,15 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any] | None:
         complain(f"no job {args.job!r} in {config.path}; jobs: {names}")
         return None
     return config, job
+
+
+def _load_to_change(args: argparse.Namespace, verb: str) -> tuple[Any, Any] | None:
+    """`_load`, refused (None, after saying why) where the config is read-only:
+    `gpuctl jobs VERB` changes every node of the job."""
+    loaded = _load(args)
+    if loaded is None or refuse_read_only(loaded[0], f"jobs {verb}"):
+        return None
+    return loaded
 
 
 def _confirm(args: argparse.Namespace, question: str) -> bool | None:
@@ -131,13 +140,10 @@ def _row(s: Any) -> str:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    loaded = _load(args)
+    loaded = _load_to_change(args, "launch")
     if loaded is None:
         return EXIT_USAGE
     config, job = loaded
-    if config.read_only:
-        complain(f"{config.path} sets read_only: true, so gpuctl jobs launch does not change pods")
-        return EXIT_USAGE
 
     async def action(fleet: Any) -> int:
         from sessions.jobs import actions
@@ -150,13 +156,10 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    loaded = _load(args)
+    loaded = _load_to_change(args, "resume")
     if loaded is None:
         return EXIT_USAGE
     config, job = loaded
-    if config.read_only:
-        complain(f"{config.path} sets read_only: true, so gpuctl jobs resume does not change pods")
-        return EXIT_USAGE
 
     async def action(fleet: Any) -> int:
         from sessions.jobs import actions
@@ -171,13 +174,10 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _kill(args: argparse.Namespace) -> int:
-    loaded = _load(args)
+    loaded = _load_to_change(args, "kill")
     if loaded is None:
         return EXIT_USAGE
     config, job = loaded
-    if config.read_only:
-        complain(f"{config.path} sets read_only: true, so gpuctl jobs kill does not change pods")
-        return EXIT_USAGE
     answer = _confirm(args, f"Kill {job.session!r} on every node of job {job.name!r} ({', '.join(job.pods)})?")
     if not answer:
         return EXIT_USAGE if answer is None else EXIT_FAILED
@@ -193,13 +193,10 @@ def _kill(args: argparse.Namespace) -> int:
 
 
 def _teardown(args: argparse.Namespace) -> int:
-    loaded = _load(args)
+    loaded = _load_to_change(args, "teardown")
     if loaded is None:
         return EXIT_USAGE
     config, job = loaded
-    if config.read_only:
-        complain(f"{config.path} sets read_only: true, so gpuctl jobs teardown does not change pods")
-        return EXIT_USAGE
     missing = [p for p in job.pods if config.pod(p).provider is None]
     if missing:
         complain(f"job {job.name!r}: {', '.join(missing)} has no provider: entry to tear down through")

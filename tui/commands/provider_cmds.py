@@ -18,7 +18,7 @@ import argparse
 import sys
 from typing import Any
 
-from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, run_async
+from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, refuse_read_only, run_async
 
 EXIT_FAILED = 1
 
@@ -84,8 +84,7 @@ def _prepare(args: argparse.Namespace, verb: str) -> tuple[Any, Any, Any] | int:
     if loaded is None:
         return EXIT_USAGE
     config, pod = loaded
-    if config.read_only:
-        complain(f"{config.path} sets read_only: true, so gpuctl {verb} does not change pods")
+    if refuse_read_only(config, verb):
         return EXIT_USAGE
     from sessions.providers import ops as provider_ops
 

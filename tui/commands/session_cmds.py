@@ -17,7 +17,7 @@ import subprocess
 import sys
 from typing import Any, Awaitable, Callable, Sequence
 
-from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, run_async
+from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, refuse_read_only, run_async
 
 EXIT_FAILED = 1
 
@@ -39,12 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     kill.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     kill.set_defaults(handler=_kill)
 
-
-
-def _refuse_read_only(config: Any, verb: str) -> bool:
-    if config.read_only:
-        complain(f"{config.path} sets read_only: true, so gpuctl {verb} does not change pods")
-    return bool(config.read_only)
 
 
 def name_refused(pod: Any, name: str) -> bool:
@@ -86,8 +80,8 @@ def _launch(args: argparse.Namespace) -> int:
     if pod.is_slurm:  # a login node: SESSION names a job (tui/commands/slurm_cmds.py)
         from tui.commands import slurm_cmds
 
-        return EXIT_USAGE if _refuse_read_only(config, "launch") else slurm_cmds.launch(args, config, pod)
-    if _refuse_read_only(config, "launch"):
+        return EXIT_USAGE if refuse_read_only(config, "launch") else slurm_cmds.launch(args, config, pod)
+    if refuse_read_only(config, "launch"):
         return EXIT_USAGE
     from sessions.tmux import control as sc
 
@@ -133,8 +127,8 @@ def _kill(args: argparse.Namespace) -> int:
     if pod.is_slurm:  # a login node: SESSION names a job (tui/commands/slurm_cmds.py)
         from tui.commands import slurm_cmds
 
-        return EXIT_USAGE if _refuse_read_only(config, "kill") else slurm_cmds.kill(args, config, pod)
-    if _refuse_read_only(config, "kill") or name_refused(pod, args.session):
+        return EXIT_USAGE if refuse_read_only(config, "kill") else slurm_cmds.kill(args, config, pod)
+    if refuse_read_only(config, "kill") or name_refused(pod, args.session):
         return EXIT_USAGE
     if not args.yes and not sys.stdin.isatty():
         complain(f"not killing session {args.session!r} on pod {pod.name!r} without confirmation: "
