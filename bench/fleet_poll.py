@@ -1,6 +1,7 @@
 """How much does following N pods at 1 Hz cost, against a bare exec-per-poll loop?
 
 Usage: .venv/bin/python bench/fleet_poll.py [--pods 10,50,200] [--seconds 20]
+       .venv/bin/python bench/fleet_poll.py --job 16x8 --pods 100 --seconds 30   (issue 18)
 
 For each N, in one run and against the same loopback OpenSSH sshd:
   * gpuctl: one process running `sessions.Fleet` over N pods (one persistent agent
@@ -17,6 +18,17 @@ keeps resident as it would the real tool), so the figures measure transport and 
 overhead rather than a fake's start-up.
 Targets (foundation issue): 200 pods under 15 % of one core for gpuctl, p99 age under
 1.5 s, and less pod-side CPU than the exec baseline.
+
+`--job NODESxGPUS` (issue 18, "one gpuctl process follows a 16-node x 8-GPU job plus 100
+single pods at 1 Hz"): beside the `--pods` single pods (one GPU each, as above), NODES pod
+entries grouped by a `jobs:` block, served by a second sshd whose simulated nvidia-smi
+reports GPUS GPUs (its JSON state file), with the job's session `train` running in that
+sshd's tmux and printing training progress to its `log:`, so every rank has a step, rate
+and loss. The gpuctl worker also does what the TUI's job row and `gpuctl jobs --json` do
+on every snapshot the Fleet publishes: `sessions.jobs.summary.summarize(...).to_json()`,
+inside the measured CPU. The exec baseline polls the same NODES + N pods. Goals (issue 18):
+gpuctl under 20 % of one core, p99 snapshot age under 1.5 s. Figures: docs/architecture.md,
+section 5 (bench).
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import json
 import os
 import random
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -118,46 +131,81 @@ async def _measure(ages_of, n: int, seconds: float, ready) -> dict:
             "rss_kib": rss_kib(), "samples": len(ages)}
 
 
+def _pod_entry(pod: dict, spec: dict) -> str:
+    session = (f", sessions: [{{name: {spec['job']['session']}, command: python train.py, log: {spec['job']['log']}}}]"
+               if pod.get("job") else "")
+    return (f"  - {{name: {pod['name']}, host: 127.0.0.1, port: {pod['port']}, user: {spec['user']}, "
+            f"identity: {pod['key']}, connect_timeout: 60{session}}}")
+
+
+def bench_config_text(spec: dict) -> str:
+    """The config the gpuctl worker follows: every pod, and the `jobs:` block if any."""
+    text = "pods:\n" + "\n".join(_pod_entry(p, spec) for p in spec["pods"]) + "\n"
+    job = spec.get("job")
+    if job:
+        ranks = ", ".join(p["name"] for p in spec["pods"] if p.get("job"))
+        text += f"jobs:\n  - {{name: {job['name']}, session: {job['session']}, pods: [{ranks}]}}\n"
+    return text
+
+
 async def worker_gpuctl(spec: dict) -> dict:
     from sessions.config.loader import parse_config
     from sessions.fleet.facade import Fleet
+    from sessions.jobs.summary import summarize
 
-    n = spec["n"]
-    pods = "\n".join(
-        f"  - {{name: p{i}, host: 127.0.0.1, port: {spec['port']}, user: {spec['user']}, "
-        f"identity: {spec['key']}, connect_timeout: 60}}" for i in range(n)
-    )
+    n = len(spec["pods"])
     os.environ["XDG_DATA_HOME"] = spec["data_home"]
-    config = parse_config(f"pods:\n{pods}\n", Path(spec["data_home"]) / "bench.yaml")
+    config = parse_config(bench_config_text(spec), Path(spec["data_home"]) / "bench.yaml")
     rss0 = rss_kib()
+    job_rows: dict = {"last": None, "count": 0}
+
     async with Fleet(config) as fleet:
+        async def summarize_each_snapshot():
+            # What the TUI's job row and `gpuctl jobs --json` compute, once per published snapshot.
+            async for snapshot in fleet.subscribe():
+                for job in config.jobs:
+                    job_rows["last"] = summarize(job, snapshot).to_json()
+                    job_rows["count"] += 1
+
+        summarizer = asyncio.create_task(summarize_each_snapshot())
+
+        def job_ready() -> bool:  # every rank with a step, so each summary does its full work
+            last = job_rows["last"]
+            return not config.jobs or bool(last and all(r["step"] is not None for r in last["ranks"]))
+
         async def ready():
-            while sum(p.state == "online" for p in fleet.snapshot().pods) < n:
+            while sum(p.state == "online" for p in fleet.snapshot().pods) < n or not job_ready():
                 await asyncio.sleep(0.2)
+            job_rows["count"] = 0
 
         def ages():
             now = time.time()
             return [now - p.sampled_at for p in fleet.snapshot().pods if p.sampled_at]
 
         result = await _measure(ages, n, spec["seconds"], ready)
+        summarizer.cancel()
     result["rss_per_pod_kib"] = (result["rss_kib"] - rss0) / n
+    if config.jobs:
+        last = job_rows["last"]
+        result["job"] = {"summaries": job_rows["count"], "nodes_online": last["nodes_online"], "gpus": last["gpus"],
+                         "pace": last["pace"], "step_skew": last["step_skew"]}
     return result
 
 
 async def worker_exec(spec: dict) -> dict:
     import asyncssh
 
-    n = spec["n"]
+    n = len(spec["pods"])
     last_done: dict[int, float] = {}
     rss0 = rss_kib()
     sem = asyncio.Semaphore(20)
 
-    async def open_one(i):
+    async def open_one(pod):
         async with sem:
-            return await asyncssh.connect("127.0.0.1", port=spec["port"], username=spec["user"],
-                                          client_keys=[spec["key"]], known_hosts=spec["known_hosts"])
+            return await asyncssh.connect("127.0.0.1", port=pod["port"], username=spec["user"],
+                                          client_keys=[pod["key"]], known_hosts=spec["known_hosts"])
 
-    conns = await asyncio.gather(*(open_one(i) for i in range(n)))
+    conns = await asyncio.gather(*(open_one(pod) for pod in spec["pods"]))
 
     async def poll(i, conn):
         await asyncio.sleep(random.random())
@@ -188,16 +236,19 @@ async def worker_exec(spec: dict) -> dict:
 
 # -- the driver ----------------------------------------------------------------------
 
-def run_mode(mode: str, spec: dict, sshd_pid: int) -> dict:
+def run_mode(mode: str, spec: dict, sshd_pids: list[int]) -> dict:
+    def pod_side() -> float:
+        return sum(tree_cpu(pid) for pid in sshd_pids)
+
     proc = subprocess.Popen([sys.executable, __file__, "--worker", mode, json.dumps(spec)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     pod_cpu0 = None
     result = None
     for line in proc.stdout:
         if line.startswith("WINDOW-START"):
-            pod_cpu0, t0 = tree_cpu(sshd_pid), time.monotonic()
+            pod_cpu0, t0 = pod_side(), time.monotonic()
         elif line.startswith("WINDOW-END"):
-            pod_cpu = tree_cpu(sshd_pid) - pod_cpu0
+            pod_cpu = pod_side() - pod_cpu0
             pod_pct = 100 * pod_cpu / (time.monotonic() - t0)
             proc.stdin.write("measured\n")
             proc.stdin.flush()
@@ -210,10 +261,45 @@ def run_mode(mode: str, spec: dict, sshd_pid: int) -> dict:
     return result
 
 
+def install_fast_nvidia_smi(server: SshdServer) -> None:
+    nvsmi = Path(server.bin_dir) / "nvidia-smi"
+    nvsmi.unlink(missing_ok=True)
+    nvsmi.write_text(FAST_NVIDIA_SMI.format(python=sys.executable, sim=ROOT / "backends" / "sim_nvidia_smi.py"))
+    nvsmi.chmod(0o755)
+
+
+def job_gpus(count: int) -> list[dict]:
+    """A node of `count` busy H100s in the simulator's state format."""
+    return [{"index": i, "uuid": f"GPU-00000000-0000-4000-8000-{i:012d}", "name": "NVIDIA H100 80GB HBM3",
+             "temperature.gpu": 60 + i, "utilization.gpu": 97, "memory.used": 70123, "memory.total": 81559,
+             "power.draw": 612.5, "power.limit": 700.0} for i in range(count)]
+
+
+#: The job's session on every node: a trainer printing torchrun-style progress at 5 Hz.
+TRAINER = ("i=0; while :; do i=$((i+1)); echo \"step $i/1000000 | loss 2.$((i % 97)) | lr 1e-4\" >> {log}; "
+           "sleep 0.2; done")
+
+
+def start_job_session(server: SshdServer, log: Path) -> None:
+    """The job's `train` session in the job sshd's tmux (every rank's pod shares it: one
+    machine stands in for the nodes), so each rank's agent follows a moving log."""
+    env = {**os.environ, "TMUX_TMPDIR": str(server.tmux_tmpdir)}
+    env.pop("TMUX", None)
+    subprocess.run(["tmux", "new-session", "-d", "-s", "train", TRAINER.format(log=shlex.quote(str(log)))],
+                   env=env, check=True, stdin=subprocess.DEVNULL)
+
+
+def print_row(label: str, mode: str, r: dict) -> None:
+    print(f"{label:>8} {mode:>8} {r['cpu_pct']:>12.1f} {r['rss_per_pod_kib']:>12.0f} "
+          f"{r['p50_age']:>10.2f} {r['p99_age']:>10.2f} {r['pod_cpu_pct']:>9.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pods", default="10,50,200")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--job", metavar="NODESxGPUS",
+                        help="add a job of NODES pods with GPUS GPUs each (e.g. 16x8) beside each --pods count")
     parser.add_argument("--worker", nargs=2, metavar=("MODE", "SPEC"))
     args = parser.parse_args()
     if args.worker:
@@ -225,34 +311,48 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 200 connections need more than 1024 fds
     counts = [int(x) for x in args.pods.split(",")]
+    nodes, gpus = (int(x) for x in args.job.lower().split("x")) if args.job else (0, 0)
     with tempfile.TemporaryDirectory() as tmp:
-        server = SshdServer()
-        server.start()
+        servers = [SshdServer()]
+        if nodes:
+            servers.append(SshdServer(gpus=job_gpus(gpus)))
         try:
-            nvsmi = Path(server.bin_dir) / "nvidia-smi"
-            nvsmi.unlink(missing_ok=True)
-            nvsmi.write_text(FAST_NVIDIA_SMI.format(python=sys.executable, sim=ROOT / "backends" / "sim_nvidia_smi.py"))
-            nvsmi.chmod(0o755)
+            for server in servers:
+                server.start()
+                install_fast_nvidia_smi(server)
             known = Path(tmp) / "known_hosts"
-            server.write_known_hosts(known)
+            known.write_text("".join(s.known_hosts_line() + "\n" for s in servers))
             data_home = Path(tmp) / "data"
             (data_home / "gpuctl").mkdir(parents=True)
-            server.write_known_hosts(data_home / "gpuctl" / "known_hosts")
-            print(f"{'pods':>5} {'mode':>8} {'client CPU%':>12} {'RSS/pod KiB':>12} {'p50 age s':>10} "
+            (data_home / "gpuctl" / "known_hosts").write_text(known.read_text())
+            job = None
+            if nodes:
+                log = Path(tmp) / "train.log"
+                start_job_session(servers[1], log)
+                job = {"name": "llm", "session": "train", "log": str(log)}
+            print(f"{'pods':>8} {'mode':>8} {'client CPU%':>12} {'RSS/pod KiB':>12} {'p50 age s':>10} "
                   f"{'p99 age s':>10} {'pod CPU%':>9}")
             for n in counts:
-                spec = {"n": n, "port": server.port, "user": server.user, "key": str(server.client_key),
+                pods = [{"name": f"p{i}", "port": servers[0].port, "key": str(servers[0].client_key)} for i in range(n)]
+                pods += [{"name": f"node{r}", "port": servers[-1].port, "key": str(servers[-1].client_key), "job": True}
+                         for r in range(nodes)]
+                label = f"{n}+{nodes}x{gpus}" if nodes else str(n)
+                spec = {"pods": pods, "job": job, "user": servers[0].user,
                         "known_hosts": str(known), "seconds": args.seconds, "data_home": str(data_home)}
                 rows = {}
                 for mode in ("gpuctl", "exec"):
-                    rows[mode] = r = run_mode(mode, spec, server.pid)
-                    print(f"{n:>5} {mode:>8} {r['cpu_pct']:>12.1f} {r['rss_per_pod_kib']:>12.0f} "
-                          f"{r['p50_age']:>10.2f} {r['p99_age']:>10.2f} {r['pod_cpu_pct']:>9.1f}", flush=True)
+                    rows[mode] = r = run_mode(mode, spec, [s.pid for s in servers])
+                    print_row(label, mode, r)
                 g, e = rows["gpuctl"], rows["exec"]
-                print(f"{n:>5}   ratio gpuctl/exec: client CPU {g['cpu_pct'] / e['cpu_pct']:.2f}x, "
+                if "job" in g:
+                    j = g["job"]
+                    print(f"{label:>8}   job: {j['nodes_online']}/{nodes} nodes online, {j['gpus']} GPUs, "
+                          f"{j['summaries']} summaries in the window, pace {j['pace']}, skew {j['step_skew']}")
+                print(f"{label:>8}   ratio gpuctl/exec: client CPU {g['cpu_pct'] / e['cpu_pct']:.2f}x, "
                       f"pod CPU {g['pod_cpu_pct'] / e['pod_cpu_pct']:.2f}x", flush=True)
         finally:
-            server.close()
+            for server in servers:
+                server.close()
 
 
 if __name__ == "__main__":
