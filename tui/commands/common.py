@@ -61,6 +61,13 @@ def refuse_read_only(config: Any, verb: str) -> bool:
     return bool(config.read_only)
 
 
+def ask(question: str) -> bool:
+    """Ask on the terminal; only `y`/`yes` is a yes. The question goes to stderr, so
+    stdout stays the command's data. The one `[y/N]` prompt of the headless commands."""
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
 def run_async(make_coro: Callable) -> int:
     """Run a command's coroutine; Ctrl-C ends it quietly with status 130."""
     try:

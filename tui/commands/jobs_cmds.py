@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-from tui.commands.common import EXIT_USAGE, complain, load_config_or_explain, refuse_read_only, run_async
+from tui.commands.common import EXIT_USAGE, ask, complain, load_config_or_explain, refuse_read_only, run_async
 
 EXIT_FAILED = 1
 
@@ -77,8 +77,7 @@ def _confirm(args: argparse.Namespace, question: str) -> bool | None:
     if not sys.stdin.isatty():
         complain(f"{question.rstrip('?')}: not without confirmation; pass --yes")
         return None
-    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
+    return ask(question)
 
 
 async def _on_fleet(config: Any, pods: list[str], action: Any, *, follow: bool = False) -> int:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from typing import Any, Awaitable, Callable, Sequence
 
-from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, refuse_read_only, run_async
+from tui.commands.common import EXIT_USAGE, ask, complain, load_pod_or_explain, refuse_read_only, run_async
 
 EXIT_FAILED = 1
 
@@ -112,13 +112,6 @@ def _launch(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------- kill
 
 
-def _ask(question: str) -> bool:
-    """Ask on the terminal; only `y`/`yes` is a yes. The question goes to stderr."""
-    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
-    answer = sys.stdin.readline()
-    return answer.strip().lower() in ("y", "yes")
-
-
 def _kill(args: argparse.Namespace) -> int:
     loaded = load_pod_or_explain(args)
     if loaded is None:
@@ -147,7 +140,7 @@ def _kill(args: argparse.Namespace) -> int:
             else:
                 status = state.exit_status
                 what = f"exited with status {status}" if status is not None else "exited"
-            if not _ask(f"Kill session {args.session!r} on pod {pod.name!r} ({what})?"):
+            if not ask(f"Kill session {args.session!r} on pod {pod.name!r} ({what})?"):
                 complain("not killed")
                 return EXIT_FAILED
         result = await fleet.kill(pod.name, args.session)

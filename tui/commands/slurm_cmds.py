@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Any
 
-from tui.commands.common import EXIT_USAGE, complain, run_async
+from tui.commands.common import EXIT_USAGE, ask, complain, run_async
 
 EXIT_FAILED = 1
 
@@ -110,9 +110,7 @@ def kill(args: argparse.Namespace, config: Any, pod: Any) -> int:
             complain(f"no active job {args.session!r} on {pod.name}; nothing to cancel")
             return 0
         if not args.yes:
-            print(f"scancel {', '.join(f'{j.job_id} ({j.name}, {j.state})' for j in found)} on {pod.name}? [y/N] ",
-                  end="", file=sys.stderr, flush=True)
-            if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            if not ask(f"scancel {', '.join(f'{j.job_id} ({j.name}, {j.state})' for j in found)} on {pod.name}?"):
                 complain("not cancelled")
                 return EXIT_FAILED
         for job in found:

@@ -1,9 +1,14 @@
-"""A `read_only: true` config refuses every headless command that changes a pod, in one
+"""What the headless commands that change pods say before they connect.
+
+A `read_only: true` config refuses every headless command that changes a pod, in one
 wording (`tui.commands.common.refuse_read_only`), as a usage error before connecting:
 the pod here is an unreachable address, so a command that tried to connect would say
 so instead, and exit 1."""
 
 from __future__ import annotations
+
+import io
+import sys
 
 import pytest
 
@@ -41,3 +46,32 @@ def test_a_read_only_config_refuses_each_changing_command_alike(argv, verb, tmp_
     assert main(["--config", str(path), *argv]) == 2
     err = capsys.readouterr().err
     assert err == f"gpuctl: {path} sets read_only: true, so gpuctl {verb} does not change pods\n"
+
+
+class Tty(io.StringIO):
+    """A stdin that says it is a terminal, with the user's typed answer in it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("typed, code", [("n\n", 1), ("\n", 1), ("yes\n", None)])
+def test_jobs_kill_asks_with_the_one_y_n_prompt(typed, code, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.replace("read_only: true\n", ""))
+    monkeypatch.setattr(sys, "stdin", Tty(typed))
+    status = main(["--config", str(path), "jobs", "kill", "pair"])
+    err = capsys.readouterr().err
+    assert err.startswith("Kill 'train' on every node of job 'pair' (box, box2)? [y/N] ")
+    if code is not None:
+        assert status == code
+    else:  # a yes goes on to the pods, which are unreachable here
+        assert status == 1 and "connection refused by 127.0.0.1:9" in err
+
+
+def test_jobs_kill_without_a_terminal_needs_yes(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.replace("read_only: true\n", ""))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    assert main(["--config", str(path), "jobs", "kill", "pair"]) == 2
+    assert "not without confirmation; pass --yes" in capsys.readouterr().err
