@@ -49,6 +49,19 @@ def test_reads_head_then_workers_and_ignores_other_hosts(tmp_path):
         ("train", 0, "10.0.0.1"), ("train-worker1", 1, "10.0.0.2"), ("train-worker2", 2, "10.0.0.3")]
 
 
+def test_a_file_over_the_limit_or_not_a_file_gives_no_nodes(tmp_path):
+    """Read as the config is (`bounded_read`): a named pipe answers at once instead of
+    waiting for a writer, and a file past `MAX_FILE_BYTES` is not read."""
+    import os
+
+    big = tmp_path / "big"
+    big.write_text("Host big\n  HostName 10.0.0.1\n" + "#" * skypilot_import.MAX_FILE_BYTES)
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    assert skypilot_import.read_cluster(big) == [] and skypilot_import.read_cluster(pipe) == []
+    assert [n.alias for n in skypilot_import.read_cluster(tmp_path / "missing")] == []
+
+
 def test_import_writes_one_pod_per_node_that_status_reaches(isolated_home, sshd, sshd_nopython, tmp_path, capsys):
     # A two-node cluster behind a jump host (head and worker: the same sshd here) and
     # a one-node cluster reached directly.

@@ -4,7 +4,8 @@ Opened without blocking and checked on the open descriptor (not by a `stat` befo
 it, which a rename could outrun): opening a FIFO for reading would wait for a writer
 forever, and `/dev/zero` or `/dev/urandom` never end, so "read it all" would hang or
 eat all memory. A symlink to a regular file is fine (dotfile managers link configs).
-Used for the config file itself and for the hostfiles `jobs:` entries name.
+Used for the config file itself, the hostfiles `jobs:` entries name and the SSH config
+files SkyPilot generates (`pods import skypilot`).
 """
 
 from __future__ import annotations

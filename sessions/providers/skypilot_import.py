@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backends.providers.base import InstanceInfo, InstanceState
+from sessions.config.bounded_read import read_bounded
 from sessions.config.model import Config
 from sessions.providers.pod_import import ImportPlan, NewPod, pod_name, scalar
 
@@ -53,11 +54,9 @@ def read_cluster(path: Path) -> list[SkyNode]:
     Only `Host` lines with a single plain name count (SkyPilot writes no patterns);
     a file that cannot be read or has none gives an empty list.
     """
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return []
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+    try:  # not a stat then a read: a FIFO there would hang the import (bounded_read)
+        text = read_bounded(path, MAX_FILE_BYTES).decode("utf-8", errors="replace")
+    except OSError:  # unreadable, over the limit or not a regular file
         return []
     cluster = path.name
     nodes: list[SkyNode] = []
