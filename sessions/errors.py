@@ -12,6 +12,10 @@ to reach it as a typed error it can phrase. These types are *re-exported*, not w
 * `sessions` lets them through unchanged today, so re-exporting changes no behaviour
   and no message.
 
+`PodNotRunning` is the one type sessions adds: an `SshFailure` (caught where it always
+was) whose words are the pod's lifecycle state, raised by the Fleet's `borrow` when a
+stopped, terminated or preempted pod cannot be reached (`sessions.providers.lifecycle`).
+
 `GpuctlError` is the tuple an `except` uses to catch either at once. The demo's own
 error lives with the demo's entry point (`sessions.demo`): importing it here would load
 the demo's SSH servers into every command that catches an error.
@@ -22,8 +26,23 @@ from __future__ import annotations
 from backends.providers.base import ProviderError
 from backends.ssh import SshFailure
 
-__all__ = ["GpuctlError", "ProviderError", "SshFailure"]
+__all__ = ["GpuctlError", "PodNotRunning", "ProviderError", "SshFailure"]
 
 # A tuple, not a base class: the two are raised by independent backends, and
 # `except GpuctlError:` catches the same set as a shared base would.
 GpuctlError = (SshFailure, ProviderError)
+
+
+class PodNotRunning(SshFailure):
+    """An action could not reach a pod because it is not running (stopped, terminated,
+    preempted): said as its state, never as the SSH error that followed from it
+    ("connection refused by 127.0.0.1:45197 (is sshd running...)" for a stopped pod).
+
+    Attributes:
+        state: the `PodState` (`sessions.providers.lifecycle.NOT_RUNNING`).
+        kind, message: as `SshFailure`'s (the kind the SSH failure had).
+    """
+
+    def __init__(self, kind: str, message: str, state: str) -> None:
+        super().__init__(kind, message)
+        self.state = state

@@ -563,8 +563,15 @@ class Actions:
 
     @staticmethod
     def checkpoints_line(ok: bool, note: str) -> str:
-        """The dialogs' line on whether the newest checkpoint is safe (the guard's words)."""
-        return ("Checkpoints: safe: " if ok else "Checkpoints: NOT safely downloaded: ") + f"{note}."
+        """The dialogs' line on whether the newest checkpoint is safe (the guard's words;
+        a pod not running gives no verdict on its side, only what is verified here)."""
+        from sessions.checkpoints.teardown_guard import NOT_CHECKED
+
+        if ok:
+            return f"Checkpoints: safe: {note}."
+        if note.startswith(NOT_CHECKED):
+            return f"Checkpoints: {note[:1].upper()}{note[1:]}."
+        return f"Checkpoints: NOT safely downloaded: {note}."
 
     def teardown_question(self, pod: Any, caps: Any, checkpoint_ok: bool, checkpoint_note: str) -> str:
         """What a teardown destroys, and whether the newest checkpoint is safe."""

@@ -221,12 +221,24 @@ def lookup(host: str, checkpoint: Checkpoint, path: Path | None = None,
     """The entry for this exact checkpoint version whose local copy is untouched since
     it was hashed (its stamp; an entry from before stamps: its size). Reads no pod."""
     entry = entry_for(host, checkpoint, path, entries)
-    if entry is None:
-        return None
+    return entry if entry is not None and untouched(entry) else None
+
+
+def untouched(entry: IndexEntry) -> bool:
+    """Whether the entry's local copy is as it was hashed (its stamp; an entry from
+    before stamps: its size)."""
     local = Path(entry.local_path)
     if entry.local_stamp:
-        return entry if local_stamp(local) == entry.local_stamp else None
-    return entry if local_size(local) == entry.expected_local_bytes else None
+        return local_stamp(local) == entry.local_stamp
+    return local_size(local) == entry.expected_local_bytes
+
+
+def verified_here(host: str, session: str | None = None, path: Path | None = None) -> list[IndexEntry]:
+    """The untouched verified copies of `host`'s checkpoints (of `session`), newest
+    first: what is known to be safe here while the pod cannot be asked (stopped)."""
+    found = [e for e in load(path).values()
+             if e.host == host and (session is None or e.session == session) and untouched(e)]
+    return sorted(found, key=lambda e: e.mtime, reverse=True)
 
 
 def copies_of(host: str, remote_path: str, path: Path | None = None) -> list[IndexEntry]:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from backends.runner import Runner
 from backends.ssh import SshFailure
+from sessions.errors import PodNotRunning
 from sessions.checkpoints import index as checkpoint_index
 from sessions.checkpoints import verify as checkpoint_verify
 from sessions.checkpoints.listing import (
@@ -68,6 +69,22 @@ async def _runner(config: Config, pod: PodConfig, borrow: Borrow | None) -> Asyn
         yield transport
 
 
+NOT_CHECKED = "not checked on the pod: "
+"""How a guard's description starts when the pod is not running (its checkpoints
+cannot be listed; what is verified here follows): no verdict on the pod's side, so
+the TUI's dialog says it as it is, not "NOT safely downloaded"."""
+
+
+def _verified_here(host: str, pod: PodConfig) -> str:
+    """What is verified here per session, from the index alone (reads no pod)."""
+    parts = []
+    for session in pod.sessions:
+        copies = checkpoint_index.verified_here(host, session.name)
+        parts.append(f"session {session.name}: {copies[0].remote_path.rstrip('/').rsplit('/', 1)[-1]} verified at "
+                     f"{copies[0].local_path}" if copies else f"session {session.name}: no verified copy here")
+    return "verified here: " + "; ".join(parts)
+
+
 async def check(config: Config, pod: PodConfig, steps: Mapping[str, int] | None = None, *,
                 borrow: Borrow | None = None) -> tuple[bool, str]:
     """(ok, description) for tearing down `pod`; see the module docstring.
@@ -92,6 +109,8 @@ async def check(config: Config, pod: PodConfig, steps: Mapping[str, int] | None 
                 ok, note = await _session_verdict(runner, host, session.name, found, (steps or {}).get(session.name))
                 (verified if ok else refusals).append(note)
     except SshFailure as exc:
+        if isinstance(exc, PodNotRunning):  # stopped or gone (the Fleet's borrow says so), not a network fault
+            return False, f"{NOT_CHECKED}{exc.message}; {_verified_here(host, pod)}"
         return False, f"cannot check its checkpoints: {exc.message}"
     except (CheckpointListingFailed, UnsafeName) as exc:
         return False, f"cannot check its checkpoints: {exc}"

@@ -14,9 +14,11 @@ Textual's `can_replace` messages).
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import AsyncIterator
 
 from sessions.config.loader import Config
+from sessions.errors import SshFailure
 from sessions.events import EventStream, WatchEvent
 from sessions.fleet.connection_news import ConnectionNews
 from sessions.fleet.monitor import PodMonitor
@@ -24,7 +26,7 @@ from sessions.fleet.operations import Operations
 from sessions.link.pod_link import PodLink
 from sessions.providers import lifecycle
 from sessions.providers.poller import ProviderPoller
-from sessions.snapshot import FleetSnapshot, PodSnapshot, with_state
+from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, with_state
 from sessions.providers.spend import SpendBook, default_path
 
 
@@ -209,11 +211,41 @@ class Fleet(Operations):
             self.links[pod_name] = PodLink(self.pod_config(pod_name), self.config.defaults)
         return self.links[pod_name]
 
-    def borrow(self, pod_name: str):
+    @asynccontextmanager
+    async def borrow(self, pod_name: str):
         """`async with fleet.borrow(pod) as transport:` a `backends.transport.Transport`
         for one action: channels of the pod's live connection, brought up first when it
-        is down (`PodLink.borrow`)."""
-        return self.link(pod_name).borrow()
+        is down (`PodLink.borrow`). A pod that cannot be reached because it is stopped,
+        terminated or preempted raises `lifecycle.PodNotRunning`, saying so
+        (`unreachable_because`), not the SSH error that followed from it."""
+        async with AsyncExitStack() as stack:
+            try:
+                transport = await stack.enter_async_context(self.link(pod_name).borrow())
+            except SshFailure as exc:
+                raise await self.unreachable_because(pod_name, exc) from exc
+            yield transport
+
+    async def unreachable_because(self, pod_name: str, failure: SshFailure, *, ask_within: float = 15.0
+                                  ) -> SshFailure:
+        """`failure` in the pod's lifecycle words where it is not running
+        (`lifecycle.not_running`): a followed Fleet knows the state from its settled
+        snapshot; a command's Fleet asks the provider once (at most `ask_within`
+        seconds), where the pod has one. Otherwise `failure` itself."""
+        known = self._pods.get(pod_name)
+        if known is not None:
+            return lifecycle.not_running(pod_name, failure, known.state, known.error)
+        pod = self.config.pod(pod_name)
+        if pod.provider is None or failure.kind in ("auth", "command", "host-key-unknown", "host-key-changed",
+                                                    "host-key-revoked", "host-key-algorithm"):
+            return failure  # the pod answered: its state is not why
+        if pod_name not in self.providers.views:
+            try:
+                await asyncio.wait_for(self.providers.poll_once(), ask_within)
+            except Exception:  # noqa: BLE001 - the provider could not say: the SSH failure stands
+                return failure
+        state, why = lifecycle.decide(PodState.OFFLINE, self.providers.views.get(pod_name),
+                                      self._own.get(pod_name), pod.provider.type)
+        return lifecycle.not_running(pod_name, failure, state, why)
 
     async def launch(self, pod_name: str, session_name: str):
         """Launch a configured session in tmux (see `session_control.launch`), told on
@@ -267,7 +299,8 @@ class Fleet(Operations):
     # -- provider actions (sessions/providers/ops.py; `gpuctl stop|teardown` make the same calls)
 
     def _on_provider_change(self, pod_name: str) -> None:
-        self._on_update(self._monitors[pod_name].snapshot)
+        if pod_name in self._monitors:  # a command's Fleet asks the provider without following the pod
+            self._on_update(self._monitors[pod_name].snapshot)
 
     async def stop_instance(self, pod_name: str, *, force: bool = False, guard=None, progress=None, **options):
         """Stop the pod's instance through its provider; callers confirm first.

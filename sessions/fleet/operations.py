@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sessions.checkpoints.resume import ResumeResult
     from sessions.checkpoints.upload import UploadResult
     from sessions.config.loader import Config
+    from sessions.errors import SshFailure
     from sessions.events import EventStream, WatchEvent
     from sessions.preflight import CheckResult
     from sessions.tmux.control import SessionState
@@ -44,6 +45,8 @@ class Operations:
         def link(self, pod_name: str) -> Any: ...
 
         def _tell(self, event: WatchEvent) -> None: ...
+
+        async def unreachable_because(self, pod_name: str, failure: SshFailure) -> SshFailure: ...
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -125,13 +128,18 @@ class Operations:
     async def logs(self, pod_name: str, path: str, *, lines: int, follow: bool,
                    on_notice: Callable[[str], None] = lambda _msg: None) -> AsyncIterator[bytes]:
         """A log byte for byte, last `lines` lines then (with `follow`) what is appended,
-        reconnecting through the pod's link (`sessions.tmux.log_stream`)."""
+        reconnecting through the pod's link (`sessions.tmux.log_stream`). A pod not
+        running is said as such (`unreachable_because`), as for every operation."""
+        from sessions.errors import SshFailure
         from sessions.tmux.log_stream import stream_log
 
         pod = self.config.pod(pod_name)
-        async for chunk in stream_log(pod, self.config.defaults, path, lines=lines, follow=follow,
-                                      on_notice=on_notice, link=self.link(pod_name)):
-            yield chunk
+        try:
+            async for chunk in stream_log(pod, self.config.defaults, path, lines=lines, follow=follow,
+                                          on_notice=on_notice, link=self.link(pod_name)):
+                yield chunk
+        except SshFailure as exc:
+            raise await self.unreachable_because(pod_name, exc) from exc
 
     # -- the pod itself --------------------------------------------------------------
 

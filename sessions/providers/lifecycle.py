@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from backends.providers.base import InstanceState
+from sessions.errors import PodNotRunning, SshFailure
 from sessions.config.loader import PodConfig
 from sessions.providers.poller import ProviderView
 from sessions.snapshot import PodSnapshot, PodState, SessionSnapshot, SessionState, with_state
@@ -128,6 +129,27 @@ def decide(connection: str, view: ProviderView | None, action: OwnAction | None,
     if verdict is not None and connection != PodState.ONLINE:
         return verdict, why
     return connection, None
+
+
+NOT_RUNNING = (PodState.STOPPED, PodState.TERMINATED, PodState.PREEMPTED)
+"""States in which SSH failing is the pod's lifecycle, not a network or sshd problem."""
+
+
+def not_running(pod_name: str, failure: SshFailure, state: str | None, why: str | None) -> SshFailure:
+    """`failure` reworded as the pod's lifecycle `state` (with `why`, `decide`'s reason,
+    such as "stopped: runpod says the instance is stopped"), or `failure` unchanged when
+    the state is not one of `NOT_RUNNING`. The one place an action's SSH failure on a
+    pod that is not running becomes words, for the commands and the TUI alike."""
+    if state not in NOT_RUNNING or isinstance(failure, PodNotRunning):
+        return failure
+    who = (why or "").partition(": ")[2] or why or ""  # "runpod says the instance is stopped", "torn down by gpuctl"
+    if state == PodState.STOPPED:
+        hint = "start it, then try again"
+    elif state == PodState.PREEMPTED:
+        hint = "the provider took it back: start it again (or wait for it), then try again"
+    else:
+        hint = "it is gone, with whatever was only on it"
+    return PodNotRunning(failure.kind, f"{pod_name} is {state}{f' ({who})' if who else ''}; {hint}", state)
 
 
 def settle(snapshot: PodSnapshot, view: ProviderView | None, action: OwnAction | None,
