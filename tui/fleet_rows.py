@@ -7,14 +7,13 @@ on a narrow terminal the least important ones drop first (`visible_columns`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, SessionSnapshot, SessionState
 from tui import humanize
 from tui.sessions_table import rate_text, step_text
-from tui.status_table import short_gpu_name, summary, temp_tone
+from tui.status_table import age_text, short_gpu_name, summary, temp_tone
 
 Span = tuple[str, str]
 """(text, tone); tone is "" or one of TONES."""
@@ -189,12 +188,6 @@ PAUSED_WORDS = "policies paused (w)"
 
 STALE_COLUMNS = ("gpus", "mem", "session", "step", "rate", "loss")
 """The columns a pod's samples fill: dimmed as last known when it is not online."""
-
-
-def age_text(pod: PodSnapshot, now: float | None = None) -> str:
-    """'3m ago': how old a stale pod's values are ('' when they are live or unknown)."""
-    age = pod.age_s(time.time() if now is None else now) if pod.stale else None
-    return "" if age is None else f"{humanize.age(age)} ago"
 
 
 def pod_cells(pod: PodSnapshot, paused: bool = False, hot_c: float | None = None,

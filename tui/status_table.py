@@ -145,6 +145,16 @@ def rows(pod: PodSnapshot) -> Iterable[tuple[list[str], GpuSample | None]]:
         yield [*head, *_gpu_cells(gpu), *(pod_cells if i == 0 else blank_pod)], gpu
 
 
+def age_text(pod: PodSnapshot, now: float | None = None) -> str:
+    """'3m ago': how old a stale pod's values are ('' when they are live or unknown).
+
+    The one wording of that age: the status table's problems, the fleet screen's rows
+    (`tui.fleet_rows`) and the pod screen's header.
+    """
+    age = pod.age_s(time.time() if now is None else now) if pod.stale else None
+    return "" if age is None else f"{humanize.age(age)} ago"
+
+
 def problems(fleet: FleetSnapshot, now: float | None = None) -> list[tuple[PodSnapshot, str]]:
     """(pod, message) for every pod that is not fully well, in config order; a pod that
     is not online says how old the values still shown for it are."""
@@ -152,8 +162,8 @@ def problems(fleet: FleetSnapshot, now: float | None = None) -> list[tuple[PodSn
     now = time.time() if now is None else now
     for pod in fleet.pods:
         if pod.state != PodState.ONLINE and (pod.error or pod.stale):
-            age = pod.age_s(now) if pod.stale else None
-            last = f" (values shown are last known, from {humanize.age(age)} ago)" if age is not None else ""
+            age = age_text(pod, now)
+            last = f" (values shown are last known, from {age})" if age else ""
             found.append((pod, f"{pod.error or pod.state}{last}"))
         elif pod.gpu_status == "error" and pod.gpu_error:
             found.append((pod, f"GPU: {pod.gpu_error}"))
