@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import yaml
 from rich.console import Console
 
@@ -57,3 +58,56 @@ async def test_help_lists_the_job_keys_only_where_the_config_has_jobs(tmp_path):
             assert ("Open the job of the highlighted pod" in text) is bool(jobs), text
             assert ("Job screen" in text) is bool(jobs)
             assert "Filter pods by name" in text  # the rest is still there
+
+
+async def test_a_greyed_key_says_why_once_in_one_line(tmp_path):
+    from tui.actions import NOTHING_TO_LAUNCH
+
+    app = app_for(tmp_path)  # no pod has a configured `command:`: `n` is greyed everywhere
+    async with app.run_test(size=(120, 30), notifications=True) as pilot:
+        await started(app, pilot)
+        pod = app.snapshot.pods[0].name
+        assert app.screen.check_action("launch", ()) is None  # greyed on the key line
+        await pilot.press("n", "n")
+        await pilot.pause()
+        assert [(n.title, n.message, n.severity) for n in app.notices] == [(pod, NOTHING_TO_LAUNCH, "information")]
+        from textual.widgets._toast import Toast
+
+        [toast] = app.screen.query(Toast)
+        assert toast.region.height == 1 and "…" not in str(toast.render())  # whole, not cut
+
+
+DOWNLOADED = ("Downloaded checkpoint-400 (4.2G, sha256 verified) to "
+              "/tmp/gpuctl-demo-m2uzahog/downloads/a100x4/sft/lightning_logs/version_0/checkpoints/checkpoint-400")
+NAMES = set(DOWNLOADED.replace("/", " ").split())
+
+
+@pytest.mark.parametrize("width", [30, 40, 57, 60, 90, 200])
+def test_the_history_folds_a_path_at_its_separators_never_inside_a_name(width):
+    from tui.screens.notifications_screen import fold
+
+    lines = fold(DOWNLOADED, width)
+    assert "".join(line if line.endswith("/") else line + " " for line in lines).strip() == DOWNLOADED
+    for line in lines:
+        assert len(line) <= width
+        assert set(line.replace("/", " ").split()) <= NAMES, line  # whole names only
+    assert fold("a" * 50, 20) == ["a" * 20, "a" * 20, "a" * 10]  # one name past the width: cut, nothing else can
+
+
+async def test_m_wraps_a_long_path_at_its_separators(tmp_path):
+    from textual.widgets import RichLog
+
+    app = app_for(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        app.notify(DOWNLOADED, title="a100-west / sft", routine=True)
+        await pilot.press("m")
+        await pilot.pause(0.3)
+        text = [strip.text.rstrip() for strip in app.screen.query_one(RichLog).lines]
+        from tui.screens.notifications_screen import WHERE_WIDTH
+
+        indent = len(app.notices.newest_first()[0].clock) + 1 + 8 + WHERE_WIDTH + 1  # time, severity, pod
+        message = [line[indent:] for line in text]
+        assert len(message) > 1 and "".join(m if m.endswith("/") else m + " " for m in message).strip() == DOWNLOADED
+        for line in message:
+            assert set(line.replace("/", " ").split()) <= NAMES, line

@@ -51,6 +51,10 @@ the end of what it wrote to stderr (the reason, when it failed)."""
 
 _STDERR_KEPT = 4096
 
+NOTHING_TO_LAUNCH = "Nothing to launch: no stopped session has a `command:`."
+GREYED_TOAST_S = 3.0
+"""How long a greyed key's reason shows; pressed again meanwhile, it is not repeated."""
+
 
 @dataclass(frozen=True)
 class Target:
@@ -134,6 +138,8 @@ class Actions:
         self.attach_runner = attach_runner or run_in_terminal
         self.downloads: dict[tuple[str, str], DownloadState] = {}
         """(pod, session) -> the latest download of its checkpoint started here."""
+        self._greyed_told: tuple[str, float] = ("", 0.0)
+        """The last greyed key's reason and when it was told (`greyed_key`)."""
 
     # -- what may run --------------------------------------------------------------
 
@@ -148,6 +154,28 @@ class Actions:
         if action == "launch" and not self._launch_candidates(target.pod):
             return None
         return True
+
+    def why_off(self, action: str, target: Target | None) -> str | None:
+        """Why `check` greys `action` out for `target`, in one line; None when it is not."""
+        if target is None:
+            return "No pod is selected."
+        if action in ("attach", "kill", "log", "download", "resume") and target.session is None:
+            return f"No session on {target.pod} to {action}."
+        if action == "launch" and not self._launch_candidates(target.pod):
+            return NOTHING_TO_LAUNCH
+        return None
+
+    def greyed_key(self, action: str, target: Target | None) -> None:
+        """A greyed-out key was pressed: say why in one calm line, once (pressed again
+        while that line still shows, it is not stacked)."""
+        why = self.why_off(action, target)
+        if why is None:
+            return
+        now = time.monotonic()
+        if self._greyed_told[0] == why and now - self._greyed_told[1] < GREYED_TOAST_S:
+            return
+        self._greyed_told = (why, now)
+        self.app.notify(why, title=target.pod if target else "", timeout=GREYED_TOAST_S, routine=True)
 
     def _refused(self, action: str) -> bool:
         if self.read_only and action in MUTATING:
@@ -222,8 +250,7 @@ class Actions:
             return
         candidates = self._launch_candidates(target.pod)
         if not candidates:
-            self.app.notify("Nothing to launch: no configured session with a `command:` is stopped.",
-                            title=target.pod, severity="warning")
+            self.app.notify(NOTHING_TO_LAUNCH, title=target.pod, severity="warning")
             return
         if target.session in candidates or len(candidates) == 1:
             name = target.session if target.session in candidates else candidates[0]

@@ -37,22 +37,28 @@ class PodActionsMixin:
         return True
 
     def on_key(self, event) -> None:
-        """A key whose action read-only mode hides still says why it did nothing: the
-        hidden binding is skipped silently by Textual, and a user who pressed `k` would
-        otherwise not know whether it was ignored, broken or still coming."""
+        """A key whose action is hidden (read-only) or greyed out (nothing to act on)
+        still says why it did nothing: Textual skips such a binding silently, and a user
+        who pressed `k` or `n` would otherwise not know whether it was ignored, broken
+        or still coming."""
         actions = self.app.actions  # type: ignore[attr-defined]
-        if not actions.read_only:
-            return
         # The chain, not self._bindings: it has config `keys:` applied and leaves out keys
         # a focused Input takes (typing `k` into the filter is not a refused kill).
         chain = dict(self._binding_chain)  # type: ignore[attr-defined]
         mine = chain.get(self)
         for binding in mine.key_to_bindings.get(event.key, ()) if mine is not None else ():
-            if binding.action in MUTATING:
+            if binding.action not in POD_ACTION_NAMES:
+                continue
+            if actions.read_only and binding.action in MUTATING:
                 from tui.palette import key_label
 
                 event.stop()
                 actions.refused_key(key_label(self.app, binding), binding.action)  # type: ignore[attr-defined]
+                return
+            target = self.target()
+            if actions.check(binding.action, target) is None:
+                event.stop()
+                actions.greyed_key(binding.action, target)
                 return
 
     def paused_pods(self) -> frozenset[str]:
