@@ -13,6 +13,7 @@ to render; one Table of 2,000 notices in a scrolled `Static` took a minute to op
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 from rich.text import Text
@@ -28,6 +29,26 @@ from tui.notices import Notice
 SEVERITY_WORDS = {"error": "error", "warning": "warning", "information": "info"}
 WHERE_WIDTH = 18
 """Cells for the pod (`rtx4090-spot / vit`); a longer title is cut (the toast had it whole)."""
+
+
+class _PathWrapper(textwrap.TextWrapper):
+    """Breaks at spaces, and a word too long for a line (a path) after its `/`s."""
+
+    def _split(self, text: str) -> list[str]:
+        chunks = super()._split(text)
+        return [piece for chunk in chunks
+                for piece in (_AFTER_SLASH.split(chunk) if len(chunk) > self.width else (chunk,)) if piece]
+
+
+_AFTER_SLASH = re.compile(r"(?<=/)(?=[^/])")
+
+
+def fold(line: str, width: int) -> list[str]:
+    """`line` in lines of `width`: at spaces, a long path at its separators, never
+    inside a name (`…/che` / `ckpoints/` was how the demo's download paths read). Only
+    a single name longer than the line is cut, as nothing else can show it."""
+    wrapper = _PathWrapper(width, break_on_hyphens=False)
+    return wrapper.wrap(line) or [""]
 
 
 class NotificationsScreen(ModalScreen[None]):
@@ -72,8 +93,7 @@ class NotificationsScreen(ModalScreen[None]):
         where = (notice.title or "-")[:WHERE_WIDTH]
         indent = len(notice.clock) + 1 + 8 + WHERE_WIDTH + 1
         room = max(20, width - indent)
-        lines = [chunk for line in notice.message.splitlines() or [""]
-                 for chunk in textwrap.wrap(line, room, break_on_hyphens=False) or [""]]
+        lines = [chunk for line in notice.message.splitlines() or [""] for chunk in fold(line, room)]
         row = Text.assemble((notice.clock + " ", "dim"), (f"{SEVERITY_WORDS.get(notice.severity, notice.severity):<8}", tone),
                             (f"{where:<{WHERE_WIDTH}} ", f"bold {muted}".strip()), (lines[0], muted))
         for line in lines[1:]:
