@@ -34,6 +34,8 @@ FLEET: list[Binding] = [
     Binding("O", "reverse_sort", "Reverse", id="fleet.reverse", show=False, tooltip="Reverse the sort"),
     Binding("J", "open_job", "Job", id="fleet.open_job", show=False,
             tooltip="Open the job of the highlighted pod: its ranks, their GPUs side by side, stragglers"),
+    Binding("space", "toggle_job", "Nodes", id="fleet.toggle_job", show=False,
+            tooltip="Show or fold the nodes of the highlighted job under its row"),
 ]
 
 JOB: list[Binding] = [
@@ -130,7 +132,7 @@ a terminal inside a training session can stop it with one Ctrl-C; so does turnin
 the policies, which restart sessions and stop instances (read-only keeps them paused)."""
 
 
-JOB_KEYS: frozenset[str] = frozenset({"fleet.open_job", "job.back"})
+JOB_KEYS: frozenset[str] = frozenset({"fleet.open_job", "fleet.toggle_job", "job.back"})
 """Binding ids that only mean something where the config has `jobs:`."""
 
 

@@ -1,19 +1,26 @@
-"""The fleet screen's job lines: each `jobs:` entry as one unit, above its pods' rows (pure).
+"""A job as one unit on the fleet screen: its row's cells and its line (pure).
 
-One line per job (nodes online, GPUs, pace = its slowest rank, step skew, loss from
-rank 0, ETA, spend), then one line per rank it names (straggler, hung rank) with the
-rank's pod and GPUs, since that pod is where to look next. The figures come from
-`sessions.jobs.summary`, the same reading `gpuctl jobs` and `status --json` print.
+The fleet table draws each `jobs:` entry as one row (`job_cells`: nodes online, GPUs,
+pace = its slowest rank, step skew, loss from rank 0, ETA, spend) with its nodes'
+rows folded under it (`node_mark`), and names a straggler or hung rank in the row and,
+with the rank's pod and GPUs, in the line under the table (`job_line`, `finding_line`),
+since that pod is where to look next. The figures come from `sessions.jobs.summary`,
+the same reading `gpuctl jobs` and `status --json` print.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sessions.config.model import JobConfig
-from sessions.jobs.summary import JobSummary, summarize
-from sessions.snapshot import FleetSnapshot
+from sessions.jobs.summary import HUNG, JobSummary
+from sessions.snapshot import PodSnapshot
 from tui.humanize import duration
+
+Cell = tuple[tuple[str, str], ...]
+"""As `fleet_rows.Cell`: (text, tone) spans."""
+
+EXPANDED, COLLAPSED = "▾ ", "▸ "
+"""The job row's fold mark: its nodes are shown under it, or folded away."""
 
 
 def job_line(s: JobSummary) -> str:
@@ -38,14 +45,52 @@ def finding_line(s: JobSummary) -> str:
         if s.findings else ""
 
 
-def jobs_text(jobs: Sequence[JobConfig], snapshot: FleetSnapshot) -> tuple[str, bool]:
-    """(the lines for every job, whether any names a straggler or a hung rank)."""
-    lines: list[str] = []
-    flagged = False
-    for job in jobs:
-        s = summarize(job, snapshot)
-        lines.append(job_line(s))
-        if s.findings:
-            flagged = True
-            lines.append(finding_line(s))
-    return "\n".join(lines), flagged
+def _pace(pace: float | None) -> str:
+    """As a pod row's RATE (`sessions_table.rate_text`); a hung rank holds the job at 0."""
+    if pace is None:
+        return "-"
+    if pace == 0:
+        return "0 it/s"
+    return f"{pace:.2f} it/s" if pace >= 1 else f"{1 / pace:.2f} s/it"
+
+
+def _short_flag(flag: str | None) -> str:
+    return "hung" if flag == HUNG else (flag or "")
+
+
+def job_cells(s: JobSummary, pods: Sequence[PodSnapshot], expanded: bool) -> dict[str, Cell]:
+    """The job's row in the fleet table, column by column (`fleet_rows.COLUMNS`' keys).
+
+    STATE says how many nodes are online (the warning tone when not all are), SESSION
+    names the first straggler or hung rank (else the job's session), STEP the skew,
+    RATE the pace, $/H and SPENT the nodes' sums."""
+    all_online = s.nodes_online == len(s.ranks)
+    first = s.findings[0] if s.findings else None
+    hung = any(r.flag == HUNG for r in s.ranks)
+    prices = [p.price_per_hour for p in pods if p.price_per_hour is not None]
+    return {
+        "pod": ((EXPANDED if expanded else COLLAPSED, "muted"), (s.name, "")),
+        "state": ((f"{s.nodes_online}/{len(s.ranks)} nodes", "online" if all_online else "reconnecting"),),
+        "gpus": ((f"{s.gpus} GPUs", ""),),
+        "mem": (("", ""),),
+        "session": ((f"{_short_flag(first.flag)} r{first.rank}", "stalled"),) if first
+        else ((s.session or "-", ""),),
+        "step": ((f"skew {s.step_skew}" if s.step_skew is not None else "-", ""),),
+        "rate": ((_pace(s.pace), "stalled" if hung else ""),),
+        "loss": ((f"{s.loss:.4g}" if s.loss is not None else "-", ""),),
+        "eta": ((duration(s.eta_s) if s.eta_s is not None and not hung else "-", ""),),
+        "price": ((f"{sum(prices):.2f}" if prices else "-", ""),),
+        "spent": ((f"${s.spend_usd:,.2f}" if s.spend_usd is not None else "-", ""),),
+    }
+
+
+def node_mark(last: bool) -> str:
+    """The indent before a node's name under its expanded job row."""
+    return " └ " if last else " ├ "
+
+
+def detail_text(s: JobSummary) -> tuple[str, str]:
+    """The line under the table for a highlighted job row: (text, tone)."""
+    if s.findings:
+        return finding_line(s).strip(), "failed" if any(r.flag == HUNG for r in s.findings) else "reconnecting"
+    return job_line(s), ""

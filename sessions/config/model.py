@@ -39,7 +39,7 @@ PROVIDER_TYPES: tuple[str, ...] = (
 
 KEY_BINDING_IDS: tuple[str, ...] = (
     "app.help", "app.quit", "app.palette", "app.notifications",
-    "fleet.open", "fleet.filter", "fleet.sort", "fleet.reverse", "fleet.open_job", "job.back",
+    "fleet.open", "fleet.filter", "fleet.sort", "fleet.reverse", "fleet.open_job", "fleet.toggle_job", "job.back",
     "pod.attach", "pod.launch", "pod.kill", "pod.download", "pod.resume", "pod.stop",
     "pod.teardown", "pod.log", "pod.automation", "pod.back", "pod.previous_session",
     "pod.next_session",

@@ -1,4 +1,7 @@
-"""The home screen: one row per pod, live; Enter opens a pod, `/` filters, `o` sorts."""
+"""The home screen: one row per pod, live; Enter opens a pod, `/` filters, `o` sorts.
+
+A `jobs:` entry is one row (its nodes folded under it; space unfolds them, Enter or `J`
+opens the job's screen)."""
 
 from __future__ import annotations
 
@@ -11,12 +14,14 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Static
 
+from sessions.config.model import JobConfig
+from sessions.jobs.summary import summarize
 from sessions.snapshot import FleetSnapshot
 from tui import fleet_rows, job_rows
 from tui.actions import Target
 from tui.bindings import FLEET, POD_ACTIONS, applies
 from tui.screens.pod_actions import PodActionsMixin
-from tui.widgets.fleet_table import FleetTable
+from tui.widgets.fleet_table import FleetTable, job_key
 from tui.widgets.key_bar import KeyBar
 from tui.widgets.text import set_text
 
@@ -46,9 +51,6 @@ class FleetScreen(PodActionsMixin, Screen):
         from textual.widgets import Input
 
         yield Static(id="fleet-header")
-        jobs = Static(id="fleet-jobs")  # one line per jobs: entry (tui/job_rows.py); hidden without
-        jobs.display = False
-        yield jobs
         yield FleetTable(id="fleet-table")
         yield Static(id="fleet-detail")
         # Mounted now and hidden, not on `/`, and `/` is a priority binding (run by the app
@@ -89,7 +91,7 @@ class FleetScreen(PodActionsMixin, Screen):
         except NoMatches:  # taken down (the app quitting) as an update arrived
             return
         snapshot = self._drawn = self.snapshot
-        table.show(snapshot, self.paused_pods())
+        table.show(snapshot, self.paused_pods(), self._config_jobs())
         if self.app.config is None:  # type: ignore[attr-defined]
             header = LOADING  # the app reads it after this first frame
         else:
@@ -100,26 +102,24 @@ class FleetScreen(PodActionsMixin, Screen):
         if read_only:
             header = "READ-ONLY · " + header
         set_text(self.query_one("#fleet-header", Static), header)
-        self._jobs(snapshot)
         self._detail()
         self.refresh_actions()
 
-    def _jobs(self, snapshot: FleetSnapshot) -> None:
-        """The jobs' lines above the table, when the config has jobs."""
+    def _config_jobs(self) -> tuple[JobConfig, ...]:
         config = self.app.config  # type: ignore[attr-defined]
-        box = self.query_one("#fleet-jobs", Static)
-        jobs = config.jobs if config is not None else ()
-        box.display = bool(jobs)
-        if jobs:
-            text, flagged = job_rows.jobs_text(jobs, snapshot)
-            box.set_class(flagged, "-findings")
-            set_text(box, text)
+        return tuple(config.jobs) if config is not None else ()
+
+    def _job(self, name: str | None) -> JobConfig | None:
+        return next((j for j in self._config_jobs() if j.name == name), None)
 
     def _detail(self) -> None:
         name = self.table.selected_pod
         detail = self.query_one("#fleet-detail", Static)
         text, tone = ("", "")
-        if name is not None:
+        job = self._job(self.table.selected_job)
+        if job is not None:
+            text, tone = job_rows.detail_text(summarize(job, self.snapshot))
+        elif name is not None:
             text, tone = fleet_rows.detail_line(self.snapshot.pod(name), name in self.paused_pods())
         elif self.snapshot.pods:
             text = "No pod matches the filter."
@@ -144,6 +144,9 @@ class FleetScreen(PodActionsMixin, Screen):
     def action_open_pod(self) -> None:
         from tui.screens.pod_screen import PodScreen
 
+        if self.table.selected_job is not None:
+            self.action_open_job()
+            return
         name = self.table.selected_pod
         if name is not None:
             self.app.push_screen(PodScreen(name))
@@ -152,12 +155,25 @@ class FleetScreen(PodActionsMixin, Screen):
         from tui.screens.job_screen import JobScreen
 
         name = self.table.selected_pod
-        config = self.app.config  # type: ignore[attr-defined]
-        jobs = [j for j in (config.jobs if config is not None else ()) if name in j.pods]
+        job = self._job(self.table.selected_job)
+        jobs = [job] if job is not None else [j for j in self._config_jobs() if name in j.pods]
         if jobs:
             self.app.push_screen(JobScreen(jobs[0]))
         elif name is not None:
             self.notify(f"{name} is in no job (config jobs:)", severity="warning")
+
+    def action_toggle_job(self) -> None:
+        """Fold or unfold the nodes of the highlighted job (on a node's row: its job)."""
+        table = self.table
+        job = self._job(table.selected_job)
+        if job is None:
+            name = table.selected_pod
+            job = next((j for j in self._config_jobs() if name in j.pods), None)
+        if job is None:
+            return
+        table.expanded.symmetric_difference_update({job.name})
+        self._draw()
+        table.move_cursor(table.rows.index(job_key(job.name)))  # stays on the job as its nodes fold
 
     @on(FleetTable.Selected)
     def _selected(self) -> None:
@@ -189,7 +205,7 @@ class FleetScreen(PodActionsMixin, Screen):
         if action == "filter":  # a priority key: once the filter has the focus, `/` is text
             box = self._filter_box()
             return not (box is not None and box.display and self.focused is box)
-        if action == "open_job":  # offered (palette, help) only where the config has jobs
+        if action in ("open_job", "toggle_job"):  # offered (palette, help) only where the config has jobs
             return applies(_OPEN_JOB, self.app.config)  # type: ignore[attr-defined]
         if action == "clear_filter":
             box = self._filter_box()

@@ -8,6 +8,11 @@ change, and only changed rows are repainted; rows are added, removed or re-order
 when the filter, the pod set or the sort order actually changes, so nothing flickers
 and the highlighted pod stays highlighted. The header line stays put while rows scroll.
 Columns are chosen on resize, when a different set fits (`fleet_rows.visible_columns`).
+
+A `jobs:` entry is one row of its own (`tui/job_rows.py`), first in the table, with its
+nodes' rows folded under it in rank order when expanded (`expanded`, toggled by the
+screen); a pod of a job is never also a row of its own. Rows are keyed by pod name, a
+job's by `job_key(name)`, which no pod name can equal.
 """
 
 from __future__ import annotations
@@ -22,13 +27,24 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from collections.abc import Sequence
+
+from sessions.config.model import JobConfig
+from sessions.jobs.summary import summarize
 from sessions.snapshot import FleetSnapshot
-from tui import fleet_rows
+from tui import fleet_rows, job_rows
 from tui.fleet_rows import Cell, Column
 from tui.status_table import hot_at, pod_alerts
 from tui.widgets.tones import ToneStyles
 
 PAD = fleet_rows.CELL_PADDING
+JOB_PREFIX = "\x00job:"
+"""Row keys of job rows start with it (a NUL: never in a pod's name)."""
+
+
+def job_key(name: str) -> str:
+    """The row key of the job `name`."""
+    return JOB_PREFIX + name
 
 
 class FleetTable(ScrollView, can_focus=True):
@@ -54,7 +70,7 @@ class FleetTable(ScrollView, can_focus=True):
             self.pod = pod
 
     class Selected(Message):
-        """Enter (or a click on the highlighted row) on a pod."""
+        """Enter (or a click on the highlighted row) on a pod, or a job (`job_key`)."""
 
         def __init__(self, pod: str) -> None:
             super().__init__()
@@ -69,11 +85,16 @@ class FleetTable(ScrollView, can_focus=True):
         self._fleet = FleetSnapshot()
         self._columns: list[Column] = []
         self._names: tuple[str, ...] = ()
+        self.expanded: set[str] = set()
+        """Jobs whose nodes are shown under their row (collapsed by default: the job row
+        carries the summary and names a straggler, and a 16-node job would push every
+        other pod off a 24-line terminal)."""
         self._order: list[str] = []
         self._cells: dict[str, dict[str, Cell]] = {}
         self._strips: dict[str, Strip] = {}
         self._header: Strip | None = None
         self._tone = ToneStyles(self)
+        self._jobs_width = 0
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._restyle())
@@ -81,9 +102,21 @@ class FleetTable(ScrollView, can_focus=True):
     # -- public --------------------------------------------------------------------
 
     @property
-    def selected_pod(self) -> str | None:
-        """Name of the highlighted pod, if any row is shown."""
+    def selected_key(self) -> str | None:
+        """Key of the highlighted row (a pod's name or `job_key`), if any row is shown."""
         return self._order[self.cursor] if 0 <= self.cursor < len(self._order) else None
+
+    @property
+    def selected_pod(self) -> str | None:
+        """Name of the highlighted pod (None on a job's row)."""
+        key = self.selected_key
+        return None if key is None or key.startswith(JOB_PREFIX) else key
+
+    @property
+    def selected_job(self) -> str | None:
+        """Name of the job whose row is highlighted, if it is a job's row."""
+        key = self.selected_key
+        return key[len(JOB_PREFIX):] if key is not None and key.startswith(JOB_PREFIX) else None
 
     @property
     def row_count(self) -> int:
@@ -91,7 +124,7 @@ class FleetTable(ScrollView, can_focus=True):
 
     @property
     def rows(self) -> list[str]:
-        """Pod names in display order."""
+        """Row keys in display order: pod names, and `job_key(name)` for a job's row."""
         return list(self._order)
 
     def cell_texts(self, pod: str) -> list[str]:
@@ -99,30 +132,55 @@ class FleetTable(ScrollView, can_focus=True):
         cells = self._cells[pod]
         return ["".join(part for part, _ in cells[c.key]) for c in self._columns]
 
-    def show(self, fleet: FleetSnapshot, paused: frozenset[str] = frozenset()) -> None:
+    def show(self, fleet: FleetSnapshot, paused: frozenset[str] = frozenset(),
+             jobs: Sequence[JobConfig] = ()) -> None:
         """Bring the table to `fleet`, repainting only the rows that changed; `paused`:
-        pods whose policies are paused (marked after their state)."""
+        pods whose policies are paused (marked after their state); `jobs`: the config's
+        jobs, each drawn as one row before the other pods."""
         self._fleet = fleet
-        names = tuple(p.name for p in fleet.pods)
+        names = tuple(p.name for p in fleet.pods) + tuple(job_key(j.name) for j in jobs)
         if names != self._names:  # the pod column fits the longest name
             self._names = names
+            # a job's row: its fold mark and name; its nodes: their indent and name
+            self._jobs_width = max([len(j.name) + 2 for j in jobs] + [len(n) + 3 for j in jobs for n in j.pods],
+                                   default=0)
             self._columns = self._fitting_columns()
             self._restyle()
-        selected = self.selected_pod
+        selected = self.selected_key
         pods = [p for p in fleet.pods if fleet_rows.matches(p, self.filter_text)]
-        order = [p.name for p in fleet_rows.ordered(pods, self.sort_key, self.reverse)]
-        changed: list[str] = []
         config = getattr(self.app, "config", None)
-        for pod in pods:
+        rows: dict[str, dict[str, Cell]] = {}
+
+        def pod_row(pod, mark: str = "") -> None:
             # The temperature turns hot at the pod's alert threshold: colour, toast and
             # alert read the same policy value.
-            hot_c = hot_at(pod_alerts(config, pod.name))
-            cells = fleet_rows.pod_cells(pod, pod.name in paused, hot_c)
-            if self._cells.get(pod.name) != cells:
-                self._cells[pod.name] = cells
-                self._strips.pop(pod.name, None)
-                changed.append(pod.name)
-        for gone in set(self._cells) - {p.name for p in pods}:
+            cells = fleet_rows.pod_cells(pod, pod.name in paused, hot_at(pod_alerts(config, pod.name)))
+            rows[pod.name] = {**cells, "pod": ((mark, "muted"), *cells["pod"])} if mark else cells
+
+        by_name = {p.name: p for p in pods}
+        present = {p.name for p in fleet.pods}
+        placed: set[str] = set()  # pods shown (or folded) under a job
+        for job in jobs:
+            members = [by_name[n] for n in job.pods if n in by_name and n not in placed]
+            if not members and self.filter_text.lower() not in job.name.lower():
+                continue
+            open_ = job.name in self.expanded
+            rows[job_key(job.name)] = job_rows.job_cells(
+                summarize(job, fleet), [fleet.pod(n) for n in job.pods if n in present], open_)
+            placed.update(p.name for p in members)
+            if open_:
+                for i, pod in enumerate(members):
+                    pod_row(pod, job_rows.node_mark(i == len(members) - 1))
+        for pod in fleet_rows.ordered([p for p in pods if p.name not in placed], self.sort_key, self.reverse):
+            pod_row(pod)
+        order = list(rows)
+        changed: list[str] = []
+        for key, cells in rows.items():
+            if self._cells.get(key) != cells:
+                self._cells[key] = cells
+                self._strips.pop(key, None)
+                changed.append(key)
+        for gone in set(self._cells) - set(rows):
             del self._cells[gone]
             self._strips.pop(gone, None)
         if order != self._order:
@@ -151,8 +209,8 @@ class FleetTable(ScrollView, can_focus=True):
         self._move_to(row if row >= 0 else len(self._order) - 1)
 
     def action_select(self) -> None:
-        if self.selected_pod is not None:
-            self.post_message(self.Selected(self.selected_pod))
+        if self.selected_key is not None:
+            self.post_message(self.Selected(self.selected_key))
 
     def on_click(self, event: events.Click) -> None:
         row = int(self.scroll_y) + event.y - 1
@@ -177,7 +235,7 @@ class FleetTable(ScrollView, can_focus=True):
     # -- columns and drawing -----------------------------------------------------------
 
     def _fitting_columns(self) -> list[Column]:
-        longest = max((len(p.name) for p in self._fleet.pods), default=8)
+        longest = max([len(p.name) for p in self._fleet.pods] + [self._jobs_width], default=8)
         return fleet_rows.visible_columns(self.size.width or 80, max(8, min(longest, 24)))
 
     def on_resize(self) -> None:
