@@ -31,6 +31,8 @@ BUSY_CPU_PCT = 25.0
 """A process using this much of a core counts as running: a spinning loop gets far more
 on an idle machine, but a loaded pod shares its cores, and a sleeping one uses ~0."""
 IDLE_GPU_PCT = 5.0
+"""A GPU under this utilisation counts as idle: here and in watch's idle-GPU alert
+(`sessions.watch.alerts.IDLE_UNDER_PCT` is this value), so "idle" means one thing."""
 PINNED_GPU_PCT = 95.0
 SLOW_FRACTION = 0.3
 """A rate under this fraction of the run's own recent rate is `slow`."""

@@ -60,13 +60,14 @@ from typing import Any, Callable, Mapping
 
 from sessions.events import EventKind, WatchEvent
 from sessions.health.alerting import GpuHealthRule
+from sessions.health.stall import IDLE_GPU_PCT
 from sessions.config.policy_model import Alerts
 from sessions.snapshot import PodSnapshot, PodState, SessionSnapshot, SessionState
 
 TEMP_HYSTERESIS_C = 3.0
 DISK_HYSTERESIS_PCT = 2.0
-IDLE_UNDER_PCT = 5.0
-"""A GPU under this utilisation counts as idle."""
+IDLE_UNDER_PCT = IDLE_GPU_PCT
+"""A GPU under this utilisation counts as idle (the stall verdict's own threshold)."""
 BUSY_FROM_PCT = 10.0
 """A GPU at or over this utilisation ends an idle alert."""
 SPIKE_WINDOW = 20
