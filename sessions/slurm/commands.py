@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.agent_command import agent_program
+from backends.remote_path import quote_path
 
 ACTIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
 PLAIN_FORMAT = "%i|%j|%u|%T|%N|%D"
@@ -115,7 +116,7 @@ def scontrol_job_command(job_id: str) -> str:
 
 def tail_command(path: str, max_bytes: int) -> str:
     """The last `max_bytes` of a file (a job's StdOut)."""
-    return f"tail -c {int(max_bytes)} -- {path_word(path)}"
+    return f"tail -c {int(max_bytes)} -- {quote_path(path)}"
 
 
 def parse_scontrol_jobs(text: str) -> dict[str, dict[str, str]]:
@@ -196,7 +197,7 @@ def expand_nodelist(text: str) -> tuple[str, ...]:
 def sbatch_command(script: str, args: tuple[str, ...] = (), *, checkpoint: str | None = None) -> str:
     """Submit `script`; `--parsable` prints only the id. The checkpoint goes in the job's
     environment as `GPUCTL_CHECKPOINT` (sbatch exports its own environment by default)."""
-    command = " ".join([*(shlex.quote(w) for w in ("sbatch", "--parsable", *args)), path_word(script)])
+    command = " ".join([*(shlex.quote(w) for w in ("sbatch", "--parsable", *args)), quote_path(script)])
     if checkpoint is not None:
         command = f"GPUCTL_CHECKPOINT={shlex.quote(checkpoint)} {command}"
     return command
@@ -221,11 +222,6 @@ def glob_word(pattern: str) -> str:
         head, pattern = "~/", pattern[2:]
     parts = _GLOB_CHARS.split(pattern)
     return head + "".join(p if i % 2 else (shlex.quote(p) if p else "") for i, p in enumerate(parts))
-
-
-def path_word(path: str) -> str:
-    """A path as one shell word, a leading `~/` left bare to expand."""
-    return "~/" + shlex.quote(path[2:]) if path.startswith("~/") and len(path) > 2 else shlex.quote(path)
 
 
 def newest_command(patterns: tuple[str, ...]) -> str:
