@@ -205,6 +205,19 @@ class PodSnapshot:
         not online but was sampled before (`sampled_at`, `received_at` say when)."""
         return self.state != PodState.ONLINE and (self.sampled_at is not None or bool(self.gpus or self.sessions))
 
+    @property
+    def billing_now(self) -> bool:
+        """Whether the instance is billed by the hour now, as far as gpuctl knows: not
+        stopped, torn down or preempted; where a provider answered, it says `running`;
+        without one, SSH reaches it. The one rule the `$/h` column of the TUI and
+        `status`, their `$/h` totals and the spend ledger
+        (`sessions.providers.poller.running_since`) follow."""
+        if self.state in NOT_RUNNING:
+            return False
+        if self.provider_state is not None:
+            return self.provider_state == "running"
+        return self.state == PodState.ONLINE
+
     def age_s(self, now: float) -> float | None:
         """Seconds since the values shown arrived (None: not known)."""
         return None if self.received_at is None else max(0.0, now - self.received_at)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, SessionSnapshot, SessionState
 from tui import humanize
 from tui.sessions_table import rate_text, step_text
-from tui.status_table import age_text, short_gpu_name, summary, temp_tone
+from tui.status_table import age_text, billed_price, price_text, short_gpu_name, summary, temp_tone
 
 Span = tuple[str, str]
 """(text, tone); tone is "" or one of TONES."""
@@ -222,7 +222,7 @@ def _live_cells(pod: PodSnapshot, paused: bool, hot_c: float | None) -> dict[str
         "rate": ((rate_text(live), ""),),
         "loss": ((loss, "failed" if loss in ("nan", "inf") else ""),),
         "eta": ((eta, ""),),
-        "price": ((f"{pod.price_per_hour:.2f}" if pod.price_per_hour is not None else "-", ""),),
+        "price": ((price_text(pod), ""),),
         "spent": ((f"${cost:,.2f}" if cost is not None else "-", ""),),
     }
 
@@ -274,7 +274,7 @@ SORTS: dict[str, tuple[str, Callable[[PodSnapshot], object], bool]] = {
     "temp": ("hottest GPU", hottest, True),
     "util": ("utilization", mean_util, True),
     "eta": ("ETA", _eta, False),
-    "price": ("$/h", lambda p: p.price_per_hour, True),
+    "price": ("$/h", billed_price, True),
 }
 SORT_ORDER = tuple(SORTS)
 SAMPLED_SORTS = frozenset({"temp", "util", "eta"})

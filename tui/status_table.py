@@ -113,12 +113,24 @@ def short_gpu_name(name: str | None) -> str:
     return name
 
 
+def billed_price(pod: PodSnapshot) -> float | None:
+    """The pod's $/h where it is billed now (`PodSnapshot.billing_now`), else None: a
+    stopped or torn-down pod's price is no cost, in the rows as in the `$/h` total."""
+    return pod.price_per_hour if pod.billing_now else None
+
+
+def price_text(pod: PodSnapshot) -> str:
+    """The `$/h` cell: '7.56', or '-' where nothing is billed now."""
+    price = billed_price(pod)
+    return f"{price:.2f}" if price is not None else "-"
+
+
 def _pod_cells(pod: PodSnapshot) -> list[str]:
     disk = "-"
     if pod.disk and pod.disk.total_bytes:
         disk = f"{humanize.size(pod.disk.used_bytes)}/{humanize.size(pod.disk.total_bytes)}"
     load = f"{pod.load[0]:.2f}" if pod.load else "-"
-    price = f"{pod.price_per_hour:.2f}" if pod.price_per_hour is not None else "-"
+    price = price_text(pod)
     spent = f"{pod.spend_usd:.2f}" if pod.spend_usd is not None else "-"
     return [disk, load, humanize.duration(pod.uptime_s), price, spent]
 
@@ -174,7 +186,7 @@ def summary(fleet: FleetSnapshot) -> str:
     """'2/3 pods online · 10 GPUs · $4.87/h': the first thing the eye should find."""
     online = [p for p in fleet.pods if p.state == PodState.ONLINE]
     gpus = sum(len(p.gpus) for p in online)
-    prices = [p.price_per_hour for p in online if p.price_per_hour is not None]
+    prices = [price for price in map(billed_price, fleet.pods) if price is not None]
     parts = [f"{len(online)}/{len(fleet.pods)} pods online", f"{gpus} GPU{'s' if gpus != 1 else ''}"]
     if prices:
         parts.append(f"${sum(prices):.2f}/h")
