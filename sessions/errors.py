@@ -39,7 +39,7 @@ class PodNotRunning(SshFailure):
     ("connection refused by 127.0.0.1:45197 (is sshd running...)" for a stopped pod).
 
     Attributes:
-        state: the `PodState` (`sessions.providers.lifecycle.NOT_RUNNING`).
+        state: the `PodState` (`sessions.snapshot.NOT_RUNNING`).
         kind, message: as `SshFailure`'s (the kind the SSH failure had).
     """
 

@@ -39,7 +39,7 @@ from backends.providers.base import InstanceState
 from sessions.errors import PodNotRunning, SshFailure
 from sessions.config.loader import PodConfig
 from sessions.providers.poller import ProviderView
-from sessions.snapshot import PodSnapshot, PodState, SessionSnapshot, SessionState, with_state
+from sessions.snapshot import NOT_RUNNING, PodSnapshot, PodState, SessionSnapshot, SessionState, with_state
 
 
 @dataclass(frozen=True)
@@ -129,10 +129,6 @@ def decide(connection: str, view: ProviderView | None, action: OwnAction | None,
     if verdict is not None and connection != PodState.ONLINE:
         return verdict, why
     return connection, None
-
-
-NOT_RUNNING = (PodState.STOPPED, PodState.TERMINATED, PodState.PREEMPTED)
-"""States in which SSH failing is the pod's lifecycle, not a network or sshd problem."""
 
 
 def not_running(pod_name: str, failure: SshFailure, state: str | None, why: str | None) -> SshFailure:
