@@ -82,6 +82,23 @@ def test_one_rank_alone_is_never_a_straggler():
     assert s.findings == () and s.nodes_online == 0 and s.step_skew is None
 
 
+def test_summary_is_read_again_when_a_rank_changes_not_another_pod():
+    """The summary is kept per job with its ranks' snapshots (the Fleet publishes one per
+    pod's news): another pod's news gives the same summary, a rank's news a new one."""
+    config = parse_config(yaml.safe_dump({
+        "pods": [{"name": n, "host": n, "sessions": [{"name": "train", "command": "run"}]} for n in ("n0", "n1", "x")],
+        "jobs": [_job("two", ["n0", "n1"])]}), Path("c.yaml"))
+    job = config.jobs[0]
+    n0, n1 = _pod("n0", PodState.ONLINE, 100, 2.0), _pod("n1", PodState.ONLINE, 100, 2.0)
+    first = summary.summarize(job, FleetSnapshot(pods=(n0, n1, _pod("x", PodState.ONLINE, 5, 1.0))))
+    other_news = summary.summarize(job, FleetSnapshot(pods=(n0, n1, _pod("x", PodState.ONLINE, 6, 1.0))))
+    assert other_news is first
+    slow = summary.summarize(job, FleetSnapshot(pods=(n0, _pod("n1", PodState.ONLINE, 90, 1.0))))
+    assert (slow.pace, slow.step_skew, slow.ranks[1].flag) == (1.0, 10, summary.STRAGGLER)
+    gone = summary.summarize(job, FleetSnapshot(pods=(n0,)))
+    assert (gone.nodes_online, gone.ranks[1].online) == (1, False)
+
+
 async def test_three_ranks_launched_in_order_straggler_and_hung_named(sshd, sshd_fresh, tmp_path_factory, tmp_path):
     with SshdServer(env={"HOME": str(tmp_path_factory.mktemp("pod-home"))}) as third:
         servers = [sshd, sshd_fresh, third]

@@ -10,6 +10,12 @@ is the lowest step rate among its ranks (0 while one is hung), its ETA the longe
   the one stall threshold `policies.alerts.stall_minutes`) while another rank's did not.
 
 Each finding carries the rank's pod and its GPUs, as the user's next step is to look there.
+
+`summarize` runs on every snapshot the Fleet publishes (the TUI's job row), and most of
+those are another pod's news: a job's summary is kept with the pod snapshots it was read
+from and given again while they are the same objects (snapshots are frozen, each change
+a new one), so following a 16-node job beside 100 pods costs a lookup per snapshot
+rather than a summary (bench/fleet_poll.py --job).
 """
 
 from __future__ import annotations
@@ -114,10 +120,28 @@ def _flag(view: RankView, median_rate: float | None, others_moving: bool) -> str
     return None
 
 
+#: job -> (the rank pods' snapshots it was read from, its summary); see the module doc.
+_LAST: dict[JobConfig, tuple[tuple[PodSnapshot | None, ...], JobSummary]] = {}
+_LAST_MAX = 256
+"""More jobs than any config holds; past it (configs reloaded many times) start over."""
+
+
 def summarize(job: JobConfig, fleet: FleetSnapshot) -> JobSummary:
     """The job as one unit from the latest snapshot of each of its pods."""
     by_name = {p.name: p for p in fleet.pods}
-    ranks = [_rank(i, name, by_name.get(name), job.session) for i, name in enumerate(job.pods)]
+    pods = tuple(by_name.get(name) for name in job.pods)
+    last = _LAST.get(job)
+    if last is not None and len(last[0]) == len(pods) and all(a is b for a, b in zip(last[0], pods)):
+        return last[1]
+    summary = _summarize(job, pods)
+    if len(_LAST) >= _LAST_MAX:
+        _LAST.clear()
+    _LAST[job] = (pods, summary)
+    return summary
+
+
+def _summarize(job: JobConfig, pods: tuple[PodSnapshot | None, ...]) -> JobSummary:
+    ranks = [_rank(i, name, pod, job.session) for i, (name, pod) in enumerate(zip(job.pods, pods))]
     rates = [r.rate for r in ranks if r.rate is not None and not r.stalled]
     median = statistics.median(rates) if len(rates) >= 2 else None
     flagged = []
@@ -130,7 +154,7 @@ def summarize(job: JobConfig, fleet: FleetSnapshot) -> JobSummary:
     with_rate = [r for r in flagged if r.rate is not None and not r.stalled]
     slowest = hung[0] if hung else (min(with_rate, key=lambda r: r.rate or 0.0) if with_rate else None)
     etas = [r.eta_s for r in flagged if r.eta_s is not None]
-    spends = [p.spend_usd for p in (by_name.get(n) for n in job.pods) if p is not None and p.spend_usd is not None]
+    spends = [p.spend_usd for p in pods if p is not None and p.spend_usd is not None]
     return JobSummary(
         name=job.name, session=job.session, ranks=tuple(flagged),
         pace=0.0 if hung else (slowest.rate if slowest else None),
