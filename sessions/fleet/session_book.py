@@ -63,6 +63,7 @@ class SessionBook:
         self._trackers_asked: set[str] = set()
         self._checkpoints: dict[str, tuple[Checkpoint, ...]] = {}
         self._checkpoints_asked: set[str] = set()
+        self._stall_minutes: dict[str, float | None] = {}
         for session in pod.sessions:
             self._ensure_log(session.name)
 
@@ -217,6 +218,13 @@ class SessionBook:
         names = list(self._configured) + sorted(n for n in self._tmux if n not in self._configured)
         return tuple(self._snapshot(name, now) for name in names)
 
+    def _stall_minutes_of(self, name: str, config: SessionConfig | None) -> float | None:
+        """The session's stall threshold, merged once: its policy layers are config, fixed
+        for the book's life, and the merge ran on every view (each pod's every sample)."""
+        if name not in self._stall_minutes:
+            self._stall_minutes[name] = policies_for(self._top, self._pod, config).alerts.stall_minutes
+        return self._stall_minutes[name]
+
     def _snapshot(self, name: str, now: float) -> SessionSnapshot:
         tmux = self._tmux.get(name)
         config = self._configured.get(name)
@@ -233,7 +241,7 @@ class SessionBook:
             state = SessionState.EXITED if tmux.get("state") == "exited" else SessionState.RUNNING
         # One stall threshold: the alerts policy in force for the session, which the
         # stall alert reads too (`policies_for` folds the old `stall_minutes` key in).
-        minutes = policies_for(self._top, self._pod, config).alerts.stall_minutes
+        minutes = self._stall_minutes_of(name, config)
         stuck_since = (log.tracker.stuck_since(now, 60.0 * minutes)
                        if state == SessionState.RUNNING and log and minutes is not None else None)
         return SessionSnapshot(
