@@ -509,6 +509,17 @@ def open_nvml():
         return None
 
 
+NO_SMI = "nvidia-smi: command not found (no NVIDIA driver on this pod)"
+"""A reading's ``error`` where neither NVML nor nvidia-smi is there: one wording for
+``gpuctl doctor``'s one-shot read and the agent's poller."""
+
+
+def blank_reading():
+    """A reading before anything was read: the keys ``read_health`` and the agent's
+    ``HealthPoller`` both fill (one shape for ``sessions/health/report.py`` to parse)."""
+    return {"time": time.time(), "source": None, "error": None, "gpus": [], "kernel_log": None}
+
+
 def read_health(use_nvml=True, smi=None, kernel_log=True, kmsg_path=KMSG_PATH, nvml=None, stall_pid=None):
     """Every GPU's health and the Xid events, as one JSON-ready dict.
 
@@ -527,7 +538,7 @@ def read_health(use_nvml=True, smi=None, kernel_log=True, kmsg_path=KMSG_PATH, n
         GPU could be read, "gpus": [per GPU: nvidia-smi field names -> value or None,
         "not_available", "compute_apps"], "kernel_log": read_kernel_log() or None}``.
     """
-    result = {"time": time.time(), "source": None, "error": None, "gpus": [], "kernel_log": None}
+    result = blank_reading()
     nvml = nvml if nvml is not None else (open_nvml() if use_nvml else None)
     if nvml is not None:
         try:
@@ -537,7 +548,7 @@ def read_health(use_nvml=True, smi=None, kernel_log=True, kmsg_path=KMSG_PATH, n
     if nvml is None:
         path = smi or shutil.which("nvidia-smi")
         if path is None:
-            result["error"] = "nvidia-smi: command not found (no NVIDIA driver on this pod)"
+            result["error"] = NO_SMI
         else:
             result["gpus"], result["error"] = read_gpus_smi(path)
             result["source"] = "nvidia-smi"
@@ -656,8 +667,7 @@ class HealthPoller:
         try:
             self._read_forever()
         except Exception as exc:  # the reader must never take the agent down
-            self._publish({"time": time.time(), "source": None, "gpus": [], "kernel_log": None,
-                           "error": "health reader failed: %s: %s" % (type(exc).__name__, exc)})
+            self._publish(dict(blank_reading(), error="health reader failed: %s: %s" % (type(exc).__name__, exc)))
 
     def _read_forever(self):
         nvml = open_nvml() if self.use_nvml else None
@@ -665,7 +675,7 @@ class HealthPoller:
         slow_at = kernel_at = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
-            reading = {"time": time.time(), "source": None, "error": None, "gpus": [], "kernel_log": None}
+            reading = blank_reading()
             if nvml is not None:
                 try:
                     reading["gpus"], reading["source"] = read_gpus_nvml(nvml), "pynvml"
@@ -675,7 +685,7 @@ class HealthPoller:
             else:
                 smi = shutil.which("nvidia-smi")
                 if smi is None:
-                    reading["error"] = "nvidia-smi: command not found (no NVIDIA driver on this pod)"
+                    reading["error"] = NO_SMI
                 else:
                     if self._loop is None:
                         self._loop = SmiHealthLoop(smi, self.every_s)
