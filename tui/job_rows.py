@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from sessions.jobs.summary import HUNG, JobSummary
 from sessions.snapshot import PodSnapshot
 from tui.humanize import duration
+from tui.sessions_table import per_step_text
 
 Cell = tuple[tuple[str, str], ...]
 """As `fleet_rows.Cell`: (text, tone) spans."""
@@ -51,7 +52,7 @@ def _pace(pace: float | None) -> str:
         return "-"
     if pace == 0:
         return "0 it/s"
-    return f"{pace:.2f} it/s" if pace >= 1 else f"{1 / pace:.2f} s/it"
+    return per_step_text(pace)
 
 
 def _short_flag(flag: str | None) -> str:

@@ -23,11 +23,13 @@ def step_text(progress: Progress | None) -> str:
 
 def rate_text(progress: Progress | None) -> str:
     """Steps per second, or seconds per step when slower than one a second."""
-    if progress is None or not progress.rate:
-        return "-"
-    if progress.rate >= 1:
-        return f"{progress.rate:.2f} it/s"
-    return f"{1 / progress.rate:.2f} s/it"
+    return "-" if progress is None or not progress.rate else per_step_text(progress.rate)
+
+
+def per_step_text(rate: float) -> str:
+    """A rate above 0 as the RATE column words it: `2.31 it/s`, or `4.00 s/it` under one
+    a second (a session's rate here, a job's pace in `tui.job_rows`)."""
+    return f"{rate:.2f} it/s" if rate >= 1 else f"{1 / rate:.2f} s/it"
 
 
 def state_text(session: SessionSnapshot) -> str:
