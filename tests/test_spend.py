@@ -138,3 +138,34 @@ def test_a_ledger_kept_from_the_machines_uptime_carries_on_from_first_seen(tmp_p
     again = book.record("p", 3.6, None, "first_seen", now=T0 + 10)
     assert (again.source, again.since, again.banked) == ("first_seen", T0 + 10, old)
     assert book.record("p", 3.6, None, "first_seen", now=T0 + 1010).total == round(old + 1.0, 4)
+
+
+def test_gpuctls_own_stop_ends_the_run_whichever_process_counted_it(tmp_path):
+    """QA (issue 12, item 5): a `gpuctl watch` beside the TUI saw the stopped pod only
+    reconnecting (its provider poll not yet due) and kept counting; the ledger keeps the
+    largest figure, so the spend depended on which process counted it. gpuctl's stop
+    request (`provider_ops.ended_by_gpuctl_at`) ends the run for both."""
+    path, stop = tmp_path / "spend.json", T0 + 600
+    tui, watch = SpendBook(path), SpendBook(path)
+    tui.record("p", 3.6, T0, "provider", now=T0 + 500)
+    watch.record("p", 3.6, T0, "provider", now=T0 + 500)
+    # the TUI stops it at T0+600; watch still sees it reconnecting, the provider running
+    assert tui.record("p", 3.6, T0, "provider", now=T0 + 610, until=stop).total == 0.6
+    assert watch.record("p", 3.6, T0, "provider", now=T0 + 900).total == 0.9  # before the record
+    watch.flush()
+    assert watch.record("p", 3.6, T0, "provider", now=T0 + 1200, until=stop).total == 0.6
+    watch.flush()
+    tui.flush()  # the file's larger uncapped figure does not win over the stop
+    assert tui.record("p", 3.6, None, None, now=T0 + 1300, until=stop).total == 0.6
+    assert SpendBook(path, ["p"]).ledgers["p"].total == 0.6  # what a restarted gpuctl shows
+    # a later run (started from the console) counts again, on top
+    again = tui.record("p", 3.6, T0 + 3600, "provider", now=T0 + 4600, until=stop)
+    assert (again.banked, again.current, again.until) == (0.6, 1.0, None)
+
+
+def test_a_stop_that_never_happened_does_not_cap_the_run(tmp_path):
+    """The stop timed out and the instance runs on: its record is forgotten when the
+    provider is seen running (`provider_ops.is_preempted`), and the run counts on."""
+    book = SpendBook(tmp_path / "s.json")
+    assert book.record("p", 3.6, T0, "provider", now=T0 + 700, until=T0 + 600).total == 0.6
+    assert book.record("p", 3.6, T0, "provider", now=T0 + 1000).total == 1.0

@@ -253,6 +253,42 @@ def forget_stop(entry: ProviderConfig) -> None:
         _write_stops(stops)
 
 
+_TEARDOWN = "#teardown"
+"""A teardown's record: the stop key with this suffix (not a stop, for `stopped_by_gpuctl`)."""
+
+
+def record_teardown(entry: ProviderConfig, when: float | None = None) -> None:
+    """Remember when gpuctl asked for the instance's teardown: its spend ends there,
+    or at gpuctl's stop before it (kept: a stopped instance did not run until then)."""
+    stops = _read_stops()
+    stops[_stop_key(entry) + _TEARDOWN] = when if when is not None else time.time()
+    _write_stops(stops)
+
+
+_ended_cache: tuple[tuple[Path, int], dict[str, float]] | None = None
+
+
+def ended_by_gpuctl_at(entry: ProviderConfig | None) -> float | None:
+    """When gpuctl asked to stop or tear down this instance (its last such request),
+    or None: where the spend ledger ends a running interval, whichever gpuctl process
+    counts it (`gpuctl watch` beside the TUI saw the pod only "reconnecting"). Read
+    again only when the file changed (it is asked on every sample)."""
+    global _ended_cache
+    if entry is None or not entry.id:
+        return None
+    path = stops_path()
+    try:
+        seen = (path, path.stat().st_mtime_ns)
+    except OSError:
+        return None
+    if _ended_cache is None or _ended_cache[0] != seen:
+        _ended_cache = (seen, _read_stops())
+    stops = _ended_cache[1]
+    # a stop still recorded was not followed by a run (seen running, it is forgotten):
+    # the instance stopped costing then, even if torn down later
+    return stops.get(_stop_key(entry), stops.get(_stop_key(entry) + _TEARDOWN))
+
+
 def stopped_by_gpuctl(entry: ProviderConfig) -> bool:
     """True when gpuctl's last action on the instance was a stop."""
     return _stop_key(entry) in _read_stops()
@@ -418,7 +454,7 @@ async def teardown(config: Config, pod: PodConfig, *, force: bool = False, guard
             forget_stop(entry)
             return ActionResult(pod.name, "teardown", "already", InstanceState.TERMINATED, guard_note,
                                 caps.teardown_destroys, f"pod {pod.name!r} is already gone")
-        forget_stop(entry)
+        record_teardown(entry)  # its spend ends now, or at gpuctl's stop before (`ended_by_gpuctl_at`)
         if not caps.can_query:
             return ActionResult(pod.name, "teardown", "done", None, guard_note, caps.teardown_destroys,
                                 f"pod {pod.name!r}: power-off sent; the machine is going down")

@@ -11,6 +11,10 @@ container is the host's and so not when the pod was rented); a start clearly
 later than the recorded one (same source) means the instance ran again, so the old
 interval is banked first. A pod that is not running keeps its total: stopped,
 preempted and torn-down pods still show what they cost until removed from the config.
+gpuctl's own stop or teardown ends the interval at the moment it was asked for
+(`until`, from `provider_ops`' record): the one figure lower than what was counted,
+so a `gpuctl watch` that kept counting while it saw the pod reconnecting cannot leave
+a stopped pod's spend depending on which process counted it.
 
 One small JSON file per config file under the platform state dir, written with
 `checkpoint_index.write_json_atomic` under its lock: at once when an interval opens or
@@ -60,6 +64,10 @@ class Ledger:
         source: where `since` came from (`provider`, `uptime`, `first_seen`).
         open: the pod was running at the last sample (a `first_seen` interval that
             closed cannot be told apart from a new one, so it is banked on reopening).
+        until: when gpuctl asked to stop or tear down the instance, ending the
+            current interval there (`record`'s `until`); None while it runs.
+        price: $/h the current interval was counted at (a stopped instance's price
+            from the provider may read 0, so ending the interval later uses this).
     """
 
     banked: float = 0.0
@@ -67,10 +75,24 @@ class Ledger:
     since: float | None = None
     source: str | None = None
     open: bool = False
+    until: float | None = None
+    price: float | None = None
 
     @property
     def total(self) -> float:
         return round(self.banked + self.current, 4)
+
+
+def _cap(ledger: Ledger, price: float | None, until: float | None) -> bool:
+    """End the ledger's current interval at `until` (gpuctl's stop or teardown) when
+    that falls in it: its figure becomes price x (until - since), lower than what a
+    process that kept counting had reached. Whether anything changed."""
+    price = ledger.price if ledger.price is not None else price
+    if until is None or price is None or ledger.since is None or until < ledger.since or ledger.until == until:
+        return False
+    ledger.until = until
+    ledger.current = round(price * (until - ledger.since) / 3600.0, 4)
+    return True
 
 
 class SpendBook:
@@ -94,13 +116,16 @@ class SpendBook:
             self.ledgers = {n: lg for n, lg in self.ledgers.items() if n in self._keep}
 
     def record(self, pod: str, price: float | None, since: float | None, source: str | None,
-               now: float | None = None) -> Ledger | None:
+               now: float | None = None, until: float | None = None) -> Ledger | None:
         """Account one sample: `since`/`source` describe the running interval, or are
-        None when the pod is not running. Returns the ledger (None: never any spend)."""
+        None when the pod is not running. `until`: when gpuctl asked to stop or tear
+        down the instance (`provider_ops.ended_by_gpuctl_at`), which ends the current
+        interval there whoever counted it, even a process that kept counting while it
+        saw the pod only reconnecting. Returns the ledger (None: never any spend)."""
         now = self._clock() if now is None else now
         ledger = self.ledgers.get(pod)
         if source is None or price is None:  # not running (or no price): nothing accrues
-            if ledger is not None and ledger.open:
+            if ledger is not None and (_cap(ledger, price, until) or ledger.open):
                 ledger.open = False
                 self._save(now, force=True)
             return ledger
@@ -124,7 +149,12 @@ class SpendBook:
             ledger.open, changed = True, True
         running_since = ledger.since
         assert running_since is not None  # set above on a ledger's first sample
-        ledger.current = max(ledger.current, round(price * max(0.0, now - running_since) / 3600.0, 4))
+        if ledger.until is not None and (until is None or ledger.until < running_since):
+            ledger.until, changed = None, True  # a new run since gpuctl's stop, or the stop did not happen
+        ledger.price = price
+        changed = _cap(ledger, price, until) or changed
+        end = now if ledger.until is None else min(now, ledger.until)
+        ledger.current = max(ledger.current, round(price * max(0.0, end - running_since) / 3600.0, 4))
         self._save(now, force=changed)
         return ledger
 
@@ -137,7 +167,12 @@ class SpendBook:
         figure since this one read the file: keep the larger, so the file never goes down."""
         for name, item in SpendBook(self.path, self._keep, clock=self._clock).ledgers.items():
             mine = self.ledgers.get(name)
-            if mine is None or item.total > mine.total:
+            if mine is None:
+                self.ledgers[name] = item
+            elif mine.since == item.since and (mine.until is None) != (item.until is None):
+                if item.until is not None:  # the same run, ended by gpuctl's stop: that figure is the truth
+                    self.ledgers[name] = item
+            elif item.total > mine.total:
                 self.ledgers[name] = item
 
     def _save(self, now: float, *, force: bool) -> None:
