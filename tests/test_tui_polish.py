@@ -18,8 +18,9 @@ from tests.support.fake_fleet import StaticFleet, demo_snapshot
 from tui.app import make_app
 
 
-def app_for(tmp_path, **top):
-    pods = [{"name": p.name, "host": "192.0.2.1"} for p in demo_snapshot().pods]
+def app_for(tmp_path, sessions=None, **top):
+    pods = [{"name": p.name, "host": "192.0.2.1", **({"sessions": sessions[p.name]} if p.name in (sessions or {}) else {})}
+            for p in demo_snapshot().pods]
     config = parse_config(yaml.safe_dump({"pods": pods, **top}, sort_keys=False), tmp_path / "config.yaml")
     fleet = StaticFleet(demo_snapshot())
     return make_app(config, fleet_factory=lambda _config: fleet, state_file=tmp_path / "tui.json", ui_interval=0)
@@ -111,3 +112,50 @@ async def test_m_wraps_a_long_path_at_its_separators(tmp_path):
         assert len(message) > 1 and "".join(m if m.endswith("/") else m + " " for m in message).strip() == DOWNLOADED
         for line in message:
             assert set(line.replace("/", " ").split()) <= NAMES, line
+
+
+def test_an_age_tick_repaints_only_the_cells_that_changed():
+    from tui.widgets.checkpoint_list import changed_cells
+
+    before = ("checkpoint-1000   step 1000    4.2G   16m40s ago  not downloaded", "")
+    after = ("checkpoint-1000   step 1000    4.2G   16m41s ago  not downloaded", "")
+    assert changed_cells(before, after, 3, 80) == (before[0].index("40s") + 1, 3, 1, 1)  # the one digit
+    longer = ("checkpoint-1000   step 1000    4.2G  1h00m00s ago  not downloaded", "")
+    region = changed_cells(after, longer, 0, 80)
+    assert region.x == after[0].index(" 16m") and region.right == len(longer[0])
+    assert changed_cells(after, (after[0], "ok"), 2, 80) == (0, 2, 80, 1)  # a new tone: the whole line
+
+
+async def test_checkpoint_ages_count_on_between_listings(tmp_path, monkeypatch):
+    from sessions.checkpoints.listing import Checkpoint
+    from tui.screens.pod_screen import PodScreen
+    from tui.widgets.checkpoint_list import CheckpointList
+
+    now = [100.0]
+    monkeypatch.setattr(PodScreen, "clock", staticmethod(lambda: now[0]))
+    listed = []
+
+    async def listing(target):
+        listed.append(target)
+        return [Checkpoint("checkpoint-1000", "/workspace/checkpoint-1000", "dir", 1000, 2**30, 9992.0,
+                           files=3, listed_at=10000.0)]
+
+    first = demo_snapshot().pods[0]
+    app = app_for(tmp_path, sessions={first.name: [{"name": s.name, "command": "python train.py"}
+                                                   for s in first.sessions]})
+    app.actions.list_checkpoints = listing
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(app, pilot)
+        await pilot.press("enter")
+        for _ in range(50):
+            await pilot.pause()
+            if "ago" in str(app.screen.query_one(CheckpointList).render()):
+                break
+        pane = app.screen.query_one(CheckpointList)
+        assert "8s ago" in str(pane.render())
+        painted = []
+        monkeypatch.setattr(pane, "refresh", lambda *regions, **kw: painted.extend(regions or ["all"]))
+        now[0] += 12  # twelve seconds later, no new listing
+        app.screen._tick_ages()
+        assert "20s ago" in str(pane.render()) and len(listed) == 1
+        assert len(painted) == 1 and painted[0] != "all" and painted[0].width <= 3  # "8s" -> "20s"

@@ -45,6 +45,14 @@ def runpod_key(monkeypatch):
     monkeypatch.setenv("GPUCTL_TEST_RUNPOD_KEY", "not-used")
 
 
+@pytest.fixture(autouse=True)
+def still_ages(monkeypatch):
+    """Checkpoint ages count on each second on the pod screen: held still for the SVG."""
+    from tui.screens.pod_screen import PodScreen
+
+    monkeypatch.setattr(PodScreen, "clock", staticmethod(lambda: 0.0))
+
+
 def app_for(tmp_path, **top):
     snapshot = demo_snapshot()
     fleet = StaticFleet(snapshot, logs={("a100-west", "train"): DEMO_LOG})

@@ -55,11 +55,13 @@ class DownloadState:
 
 
 def checkpoint_lines(listing: Sequence[Any] | None, download: DownloadState | None, *, error: str | None = None,
-                     limit: int = 8, globs: Sequence[str] = ()) -> list[tuple[str, str]]:
+                     limit: int = 8, globs: Sequence[str] = (), since: float = 0.0) -> list[tuple[str, str]]:
     """(text, tone) lines: the download in progress or its outcome, then the
     checkpoints newest first, each with step, size, age, state and local copy.
     `globs`: the session's configured `checkpoints:`, named while none matches yet
-    (a run that has not saved yet is the usual case, not a config problem)."""
+    (a run that has not saved yet is the usual case, not a config problem).
+    `since`: seconds since the listing, added to each age (taken at the listing's
+    time, on the pod's clock), so ages keep counting between listings."""
     lines: list[tuple[str, str]] = []
     if download is not None:
         what = download.name or "the newest checkpoint"
@@ -84,7 +86,8 @@ def checkpoint_lines(listing: Sequence[Any] | None, download: DownloadState | No
     for c in shown:
         name = c.name + ("/" if c.kind == "dir" else "")
         step = f"step {c.step}" if c.step is not None else "no step"
-        age = humanize.duration(c.age_s) + " ago" if getattr(c, "age_s", None) is not None else ""
+        age_s = getattr(c, "age_s", None)
+        age = humanize.duration(age_s + max(0.0, since)) + " ago" if age_s is not None else ""
         if download is not None and download.state == RUNNING and download.name == c.name:
             local, tone = f"downloading {download.progress_text()}", "running"
         elif c.verified_local:

@@ -84,6 +84,9 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
 
     BINDINGS = [HELP, *POD_ACTIONS, *POD_SCREEN]
 
+    clock = staticmethod(time.monotonic)
+    """What checkpoint ages count on with (snapshot tests hold it still)."""
+
     def __init__(self, pod_name: str) -> None:
         super().__init__()
         self.pod_name = pod_name
@@ -95,6 +98,8 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
         self._news: list[WatchEvent] | None = None
         """Checkpoint events that arrived while a listing ran (None: none is running):
         applied to its result, which may have read the index before them."""
+        self._listed = self.clock()
+        """When the shown listing arrived: its ages count on from then (`_tick_ages`)."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="pod-header")
@@ -111,6 +116,7 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
         self.query_one(CheckpointList).border_title = "Checkpoints"
         self.show(self.app.snapshot)  # type: ignore[attr-defined]
         self.set_interval(CHECKPOINT_REFRESH_S, self.refresh_checkpoints)
+        self.set_interval(1.0, self._tick_ages)
 
     # -- data ------------------------------------------------------------------------
 
@@ -190,6 +196,7 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
                 for event in news:
                     found = marked(found, event)
                 self._checkpoints = (session, found, None)
+                self._listed = self.clock()
             except Exception as exc:  # noqa: BLE001 - the list says why, the screen stays
                 self._checkpoints = (session, None, f"Could not list checkpoints: {error_text(exc)}")
             finally:
@@ -220,9 +227,15 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
         if session != selected:
             listing, why = None, None
         download = self.app.actions.downloads.get((self.pod_name, selected)) if selected else None  # type: ignore[attr-defined]
-        lines = (checkpoint_lines(listing, download, error=why, globs=self._globs(selected)) if selected
+        since = self.clock() - self._listed
+        lines = (checkpoint_lines(listing, download, error=why, globs=self._globs(selected), since=since) if selected
                  else [("No session selected.", "muted")])
         self.query_one(CheckpointList).show(lines)
+
+    def _tick_ages(self) -> None:
+        """Each second: the listed checkpoints' ages count on (only changed cells repaint)."""
+        if self.is_active and self._checkpoints[1]:
+            self._draw_checkpoints()
 
     def _globs(self, session: str) -> tuple[str, ...]:
         """The session's configured `checkpoints:` globs (none when unset or not in config)."""
