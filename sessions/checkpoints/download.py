@@ -30,6 +30,10 @@ The policy around `backends.transfer` (which only moves bytes):
 5. **Record** the verified copy in the index, with both stamps (so the next check
    hashes again only what changed).
 
+One download per local target at a time (`sessions.checkpoints.target_lock`): a second
+gpuctl wanting the same checkpoint in the same place waits for the first, then finds
+its verified copy in the index at step 2 instead of fetching it again.
+
 A local file or folder already at the destination that gpuctl did not put there is
 never overwritten; one that gpuctl downloaded from an older version of the same
 checkpoint (`best.pt` rewritten) is replaced once the new copy is verified.
@@ -53,7 +57,7 @@ from backends.runner import Runner
 from backends.ssh import SshFailure
 from backends.transfer import FetchJob, TransferFailed, parse_sha256, sha256_command
 from backends.transport import TransportUnsupported
-from sessions.checkpoints import index
+from sessions.checkpoints import index, target_lock
 from sessions.checkpoints.verify import (HASH_RATE, bracketed_command, confirm, local_digest, manifest_digest,
                                          split_bracketed)
 from sessions.checkpoints.listing import (
@@ -335,12 +339,20 @@ async def _download(config: Config, pod: PodConfig, cfg: SessionConfig, name: st
                     explicit_dest: bool = False) -> DownloadResult:
     started = time.monotonic()
     checkpoint = await _pick(runner, pod, cfg, name)
-    host = index.host_identity(pod, config.defaults)
     try:
         final = local_target(dest, checkpoint.name)
     except UnsafeName as exc:
         raise UnsafeCheckpoint(str(exc)) from None
-    done = index.entry_for(host, checkpoint)
+    async with target_lock.hold(final):  # another gpuctl on it: wait, then adopt its copy from the index
+        return await _download_locked(pod, cfg, checkpoint, final, progress, runner, method, explicit_dest,
+                                      index.host_identity(pod, config.defaults), started)
+
+
+async def _download_locked(pod: PodConfig, cfg: SessionConfig, checkpoint: Checkpoint, final: Path,
+                           progress: ProgressFn | None, runner: Runner, method: str, explicit_dest: bool,
+                           host: str, started: float) -> DownloadResult:
+    """Steps 2-5 of the module docstring, with `final`'s lock held."""
+    done = index.entry_for(host, checkpoint, at=final)
     if done is not None:
         done, _ = await confirm(runner, checkpoint, done)
     elsewhere = done is not None and explicit_dest and not _same_file(Path(done.local_path), final)
@@ -399,8 +411,9 @@ async def _from_local_copy(pod: PodConfig, cfg: SessionConfig, checkpoint: Check
     elsewhere) without asking the pod for its bytes again: hard links (else copies)
     into `.part`, hashed, renamed, recorded.
 
-    The index keeps one copy per checkpoint version, so the entry moves to the new
-    copy (the one the user asked for last); the old copy stays on disk untouched.
+    The new copy is recorded as an `extra` entry beside the old one's (see
+    `sessions.checkpoints.index`): the download folder's copy stays recorded and
+    managed by `keep_local`, and pruning it leaves this one recorded.
     """
     source = Path(done.local_path)
     if os.path.lexists(part):
@@ -429,7 +442,7 @@ async def _from_local_copy(pod: PodConfig, cfg: SessionConfig, checkpoint: Check
             f"the verified copy {source} no longer holds what was verified (it changed after its check); "
             f"nothing was put at {final}; run the same command again to download it from the pod")
     await _install_verified(part, final, done.sha256, replace_old=ours)
-    entry = index.record(replace(done, local_path=str(final.absolute()), verified_at=0.0,
+    entry = index.record(replace(done, local_path=str(final.absolute()), verified_at=0.0, extra=True,
                                  local_stamp=index.local_stamp(final) or ""))
     size = done.expected_local_bytes
     if progress is not None:

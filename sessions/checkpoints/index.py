@@ -15,6 +15,13 @@ That is what the teardown guard and "already downloaded" ask. `lookup` is the ch
 view (listings, the TUI, auto-download's "is there work"): the local copy must still
 have its recorded stamp, so a touched copy reads as unverified until it is re-hashed.
 
+One version may have several copies: the download folder's (the one auto-download
+and `keep_local` manage) and copies a person asked for with `gpuctl download --dest`
+(hard-linked from the verified one). The first copy recorded holds the plain key; a
+further copy is an `extra` entry, keyed by its local path too, so neither replaces
+the other: `keep_local` pruning the folder's copy leaves the person's copy recorded
+(and `entry_for` then answers with it).
+
 Writes are atomic (temp file + `os.replace`) under an advisory lock, so two gpuctl
 processes finishing downloads at once do not lose each other's entries.
 """
@@ -62,6 +69,8 @@ class IndexEntry:
         pod_stamp: `checkpoint_verify.stamp_command`'s stamp of the pod's checkpoint
             when its hash was last taken ("": unknown, hash again).
         local_stamp: `local_stamp` of the copy when it was last hashed ("": unknown).
+        extra: a further copy of a version already recorded elsewhere (an explicit
+            `--dest`), keyed by its local path too (see the module docstring).
     """
 
     host: str
@@ -77,6 +86,7 @@ class IndexEntry:
     session: str = ""
     pod_stamp: str = ""
     local_stamp: str = ""
+    extra: bool = False
 
     @property
     def expected_local_bytes(self) -> int:
@@ -84,7 +94,8 @@ class IndexEntry:
 
     @property
     def key(self) -> str:
-        return entry_key(self.host, self.remote_path, self.size, self.mtime)
+        return entry_key(self.host, self.remote_path, self.size, self.mtime,
+                         self.local_path if self.extra else None)
 
 
 def index_path() -> Path:
@@ -92,9 +103,11 @@ def index_path() -> Path:
     return data_dir() / INDEX_NAME
 
 
-def entry_key(host: str, remote_path: str, size: int, mtime: float) -> str:
-    """The JSON key of an entry: unambiguous whatever characters the path holds."""
-    return json.dumps([host, remote_path, int(size), float(mtime)])
+def entry_key(host: str, remote_path: str, size: int, mtime: float, local_path: str | None = None) -> str:
+    """The JSON key of an entry: unambiguous whatever characters the path holds (an
+    `extra` copy's also names its local path)."""
+    fields: list[object] = [host, remote_path, int(size), float(mtime)]
+    return json.dumps(fields if local_path is None else [*fields, local_path])
 
 
 def host_identity(pod: PodConfig, defaults: Defaults) -> str:
@@ -208,20 +221,32 @@ def local_stamp(path: Path) -> str | None:
     return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def entry_for(host: str, checkpoint: Checkpoint, path: Path | None = None,
-              entries: dict[str, IndexEntry] | None = None) -> IndexEntry | None:
-    """The entry recorded for this exact checkpoint version, whatever its copy holds now
-    (`checkpoint_verify.confirm` decides that)."""
+def versions_of(host: str, checkpoint: Checkpoint, path: Path | None = None,
+                entries: dict[str, IndexEntry] | None = None) -> list[IndexEntry]:
+    """Every recorded copy of this exact checkpoint version, the plain-keyed one first."""
     entries = load(path) if entries is None else entries
-    return entries.get(entry_key(host, checkpoint.path, checkpoint.size, checkpoint.mtime))
+    same = [e for e in entries.values() if e.host == host and e.remote_path == checkpoint.path
+            and e.size == int(checkpoint.size) and e.mtime == float(checkpoint.mtime)]
+    return sorted(same, key=lambda e: (e.extra, e.local_path))
+
+
+def entry_for(host: str, checkpoint: Checkpoint, path: Path | None = None,
+              entries: dict[str, IndexEntry] | None = None, *, at: Path | None = None) -> IndexEntry | None:
+    """The entry recorded for this exact checkpoint version, whatever its copy holds now
+    (`checkpoint_verify.confirm` decides that): the copy at `at` when there is one,
+    else the plain-keyed copy, else an extra one (the first was pruned)."""
+    copies = versions_of(host, checkpoint, path, entries)
+    if at is not None:
+        here = os.path.realpath(at)
+        copies.sort(key=lambda e: os.path.realpath(e.local_path) != here)
+    return copies[0] if copies else None
 
 
 def lookup(host: str, checkpoint: Checkpoint, path: Path | None = None,
            entries: dict[str, IndexEntry] | None = None) -> IndexEntry | None:
-    """The entry for this exact checkpoint version whose local copy is untouched since
+    """An entry for this exact checkpoint version whose local copy is untouched since
     it was hashed (its stamp; an entry from before stamps: its size). Reads no pod."""
-    entry = entry_for(host, checkpoint, path, entries)
-    return entry if entry is not None and untouched(entry) else None
+    return next((e for e in versions_of(host, checkpoint, path, entries) if untouched(e)), None)
 
 
 def untouched(entry: IndexEntry) -> bool:
