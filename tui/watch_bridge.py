@@ -5,8 +5,9 @@ The app runs one `sessions.watch.watcher.Watcher` over its Fleet, so the config'
 watches, exactly as they do headless. `w` pauses or resumes a pod's *actions*
 (downloads, restarts, budget stop); alerts and events keep flowing either way.
 
-Its state file is the one `gpuctl watch` would use from the same directory. When a
-headless watch already holds it, that watch does the acting: the TUI then keeps a
+Its state file is the one `gpuctl watch` would use on the same config
+(`sessions.watch.state.default_state_path`: the start directory counts only where it
+decides where downloads go). When a headless watch already holds it, that watch does the acting: the TUI then keeps a
 state of its own in memory-only mode (a temp file), shows events and alerts, and
 pauses its actions on every pod so the two never resume the same session twice.
 
@@ -59,7 +60,7 @@ class WatchBridge:
     def _open_state(self) -> Any:
         from sessions.watch.state import StateLocked, default_state_path, open_state
 
-        path = self.state_path or default_state_path(self.fleet.config.path, self.start_dir)
+        path = self.state_path or default_state_path(self.fleet.config.path, self.start_dir, self.fleet.config)
         try:
             state, _note = open_state(path)
             return state

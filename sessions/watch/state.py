@@ -27,6 +27,9 @@ from typing import Any
 
 import platformdirs
 
+from sessions.config.model import Config
+from sessions.config.policy_model import policies_for
+
 _VERSION = 1
 
 
@@ -34,12 +37,27 @@ class StateLocked(Exception):
     """Another `gpuctl watch` holds this state file."""
 
 
-def default_state_path(config_path: Path, start_dir: Path) -> Path:
-    """One state file per (config file, start directory): the same pair that decides
-    which pods are watched and where downloads go."""
-    key = f"{Path(config_path).resolve()}\0{Path(start_dir).resolve()}"
+def default_state_path(config_path: Path, start_dir: Path, config: Config | None = None) -> Path:
+    """One state file per config file, and per start directory only where that
+    directory decides where downloads go (a relative `download_dir`, the default).
+
+    The TUI and `gpuctl watch` both call this, so on the same config they find the same
+    file and its lock lets one of them act. Keyed by the start directory regardless,
+    the demo's TUI and a `gpuctl watch` started in another terminal (its download_dir
+    is absolute) each had a state of their own, and both downloaded and resumed.
+    `config`: the loaded config (None: assume the start dir matters, as before).
+    """
+    key = str(Path(config_path).resolve())
+    if config is None or _downloads_follow_start_dir(config):
+        key += f"\0{Path(start_dir).resolve()}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return platformdirs.user_state_path("gpuctl") / "watch" / f"{digest}.json"
+
+
+def _downloads_follow_start_dir(config: Config) -> bool:
+    """Whether any session's `download_dir` is relative (rooted at the start dir)."""
+    return any(not Path(policies_for(config, pod, session).download_dir).expanduser().is_absolute()
+               for pod in config.pods for session in pod.sessions)
 
 
 def session_key(pod: str, session: str) -> str:

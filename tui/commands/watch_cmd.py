@@ -32,6 +32,6 @@ def _watch(args: argparse.Namespace) -> int:
     from tui.headless_watch import run_watch
 
     start_dir = Path.cwd()
-    state_path = args.state or default_state_path(config.path, start_dir)
+    state_path = args.state or default_state_path(config.path, start_dir, config)
     return run_async(lambda: run_watch(config, state_path=state_path, as_json=args.json,
                                        pod_names=args.pods or None, start_dir=start_dir))
