@@ -7,8 +7,8 @@ watches, exactly as they do headless. `w` pauses or resumes a pod's *actions*
 
 Its state file is the one `gpuctl watch` would use on the same config
 (`sessions.watch.state.default_state_path`: the start directory counts only where it
-decides where downloads go). When a headless watch already holds it, that watch does the acting: the TUI then keeps a
-state of its own in memory-only mode (a temp file), shows events and alerts, and
+decides where downloads go). When a headless watch already holds it, that watch does
+the acting: the TUI then keeps a state of its own in memory-only mode (a temp file), shows events and alerts, and
 pauses its actions on every pod so the two never resume the same session twice.
 
 The Fleet and the Watcher publish their events to the Fleet's one stream
