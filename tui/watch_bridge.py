@@ -8,8 +8,10 @@ watches, exactly as they do headless. `w` pauses or resumes a pod's *actions*
 Its state file is the one `gpuctl watch` would use on the same config
 (`sessions.watch.state.default_state_path`: the start directory counts only where it
 decides where downloads go). When a headless watch already holds it, that watch does
-the acting: the TUI then keeps a state of its own in memory-only mode (a temp file), shows events and alerts, and
-pauses its actions on every pod so the two never resume the same session twice.
+the acting: the TUI then keeps a state of its own in memory-only mode (a temp file),
+shows events and alerts, and pauses its actions on every pod so the two never resume
+the same session twice (`w` may turn a pod's on: `sessions.checkpoints.target_lock`
+still keeps the two from fetching one checkpoint twice).
 
 The Fleet and the Watcher publish their events to the Fleet's one stream
 (`sessions.events`); the bridge subscribes the `notify:` targets to it, like headless
