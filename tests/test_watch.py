@@ -436,7 +436,10 @@ async def test_a_session_lost_when_the_pod_went_down_is_resumed_when_it_comes_ba
         exited = (await run.wait_for("session_exited"))[0]
         assert "pod restarted" in exited.message
         resumed = (await run.wait_for("resumed"))[0]
-        assert resumed.extra["checkpoint"] == str(newest) and "came back" in resumed.extra["reason"]
+        assert resumed.extra["checkpoint"] == str(newest)
+        # Which it was, in one clause: the link dropped (no provider said "preempted").
+        assert resumed.extra["reason"] == "the pod came back from an outage"
+        assert resumed.message == "restarted from step_500.pt after the pod came back from an outage (attempt 1 of 2)"
         await poll(lambda: (work / "resumed_from").exists())
 
 
@@ -480,3 +483,29 @@ async def test_a_checkpoint_rotated_away_mid_download_is_no_failure_and_the_next
         done = await run.wait_for("checkpoint_downloaded")
         assert done[0].extra["name"] == "step_200.pt"
         assert not run.kinds("alert", alert="download_failed")
+
+
+@pytest.mark.parametrize("told, was", [
+    ([("disconnected", "online", "reconnecting")], "an outage"),
+    ([("preempted", "online", "preempted")], "a preemption"),
+    ([("disconnected", "online", "reconnecting"), ("preempted", "reconnecting", "preempted")], "a preemption"),
+])
+def test_the_auto_resume_reason_says_whether_the_pod_was_preempted_or_went_down(tmp_path, told, was):
+    from sessions.events import EventKind, WatchEvent
+    from sessions.snapshot import PodSnapshot, SessionSnapshot
+    from sessions.watch.state import WatchState
+    from sessions.watch.watcher import Watcher
+
+    class Fleet:  # what the exit's event reads of a Fleet: the session's last lines
+        def recent_log(self, pod, session):
+            return ""
+
+    watcher = Watcher(Fleet(), WatchState(tmp_path / "state.json"))
+    reasons: list[str] = []
+    watcher.resume.consider = lambda pod, session, reason: reasons.append(reason)
+    watcher.ctx.state.sessions["p/train"] = "running"
+    for kind, before, after in told:  # as sessions.fleet.connection_news tells them
+        watcher._hear(WatchEvent(getattr(EventKind, kind.upper()), "p", "down", before=before, after=after))
+    gone = SessionSnapshot("train", state="absent", configured=True)
+    watcher._sessions(PodSnapshot(name="p", host="h", state="online", sessions=(gone,)))
+    assert reasons == [f"the pod came back from {was}"]

@@ -65,7 +65,9 @@ class Watcher:
         self.alerts = AlertTracker()
         if state.alerts:
             self.alerts.load_state(state.alerts)
-        self._interrupted: set[str] = set()  # pods that went down since their sessions last ran
+        self._interrupted: dict[str, str] = {}
+        """Pods that went down since their sessions last ran -> what it was, in words
+        ("a preemption", "an outage"), for the exit and the auto-resume's reason."""
         self._killed: dict[tuple[str, str], int | None] = {}
         """(pod, session) -> the pane pid a Fleet kill ended: its `session_killed` told it,
         so the session's end is not told again as `session_exited`."""
@@ -106,8 +108,7 @@ class Watcher:
 
     def _sessions(self, pod: PodSnapshot) -> None:
         state = self.ctx.state
-        came_back = pod.name in self._interrupted
-        self._interrupted.discard(pod.name)
+        came_back = self._interrupted.pop(pod.name, None)
         changed = False
         for s in pod.sessions:
             key = session_key(pod.name, s.name)
@@ -134,7 +135,7 @@ class Watcher:
         if changed:
             state.save()
 
-    def _exited(self, pod: PodSnapshot, s: Any, came_back: bool) -> None:
+    def _exited(self, pod: PodSnapshot, s: Any, came_back: str | None) -> None:
         lines = last_lines(self.ctx.fleet.recent_log(pod.name, s.name)) if s.state == SessionState.EXITED else []
         if s.state == SessionState.EXITED:
             status = "unknown status" if s.exit_status is None else f"status {s.exit_status}"
@@ -150,7 +151,7 @@ class Watcher:
         if s.state == SessionState.EXITED and s.exit_status not in (0, None):
             self.resume.consider(pod.name, s.name, f"exit status {s.exit_status}")
         elif came_back and s.state != SessionState.RUNNING:
-            self.resume.consider(pod.name, s.name, "the pod came back after a preemption or outage")
+            self.resume.consider(pod.name, s.name, f"the pod came back from {came_back}")
 
     def _hear(self, event: WatchEvent) -> None:
         """What the Fleet told that the Watcher acts on: a pod interrupted (its
@@ -159,7 +160,9 @@ class Watcher:
         (`session_killed`, `sessions.fleet.news`), whose end is that event's news, not an
         exit to tell or to resume."""
         if event.kind in (EventKind.DISCONNECTED, EventKind.PREEMPTED) and interrupted(event.before, event.after):
-            self._interrupted.add(event.pod)
+            preempted = event.kind == EventKind.PREEMPTED or event.after == PodState.PREEMPTED
+            if preempted or event.pod not in self._interrupted:  # a preemption is the news, once told
+                self._interrupted[event.pod] = "a preemption" if preempted else "an outage"
         elif event.kind == EventKind.SESSION_KILLED and event.session is not None and event.extra.get("existed"):
             snap = self.ctx.pod(event.pod)
             pane = next((s for s in snap.sessions if s.name == event.session), None) if snap else None
