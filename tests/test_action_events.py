@@ -33,6 +33,7 @@ from sessions.snapshot import PodSnapshot, SessionSnapshot
 from sessions.tmux.control import KillResult, LaunchResult
 from sessions.watch.state import open_state
 from sessions.watch.watcher import Watcher
+from tests.support.pilot_wait import until
 from tests.support.pinning import trust
 from tests.support.provider_server import KEY, FakeRunPod, ProviderServer, Reply, runpod_pod
 from tui.actions import Target
@@ -139,15 +140,6 @@ class Seen:
 
     def toasted(self, text: str) -> list[str]:
         return [t for t in self.toasts if text in t]
-
-
-async def until(pilot, predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await pilot.pause(0.05)
-        if predicate():
-            return
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def hooked(receiver: ProviderServer, kind: str) -> list[dict]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 import yaml
@@ -19,6 +18,7 @@ import yaml
 from sessions.config.loader import parse_config
 from sessions.fleet.facade import Fleet
 from sessions.providers.ops import ActionRefused
+from tests.support import pilot_wait
 from tests.support.pinning import trust
 from tests.support.provider_server import (
     KEY,
@@ -149,13 +149,8 @@ async def test_the_tui_row_says_stopped_then_terminated_with_its_values_dimmed(s
         config = config_for(sshd_fresh, tmp_path, "runpod", server.url, "pod1")
         app = make_app(config, state_file=tmp_path / "tui.json")
         async with app.run_test(size=(160, 48)) as pilot:
-            async def until(predicate, what: str, timeout: float = 30.0):
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    await pilot.pause(0.05)
-                    if predicate():
-                        return
-                raise AssertionError(f"timed out waiting for {what}")
+            async def until(predicate, what: str):
+                await pilot_wait.until(pilot, predicate, what=what)
 
             def row():
                 table = app.screen.query_one(FleetTable)

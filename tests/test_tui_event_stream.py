@@ -21,6 +21,7 @@ import yaml
 
 from sessions.config.loader import parse_config
 from sessions.events import EventKind
+from tests.support.pilot_wait import until
 from tests.support.pinning import trust
 from tui.app import make_app
 from tui.screens import pod_screen
@@ -80,15 +81,6 @@ class Seen:
 
 def line_of(pane: str, name: str) -> str:
     return next((line for line in pane.splitlines() if line.startswith(name)), "")
-
-
-async def until(pilot, predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await pilot.pause(0.05)
-        if predicate():
-            return
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def open_pod_screen(app, pilot) -> CheckpointList:

@@ -27,6 +27,7 @@ from tui.screens.log_screen import LogScreen
 from tui.screens.pod_screen import PodScreen
 from tui.widgets.fleet_table import FleetTable
 from tui.widgets.log_view import LogView
+from tests.support.pilot_wait import until
 from tests.support.pinning import trust
 
 pytestmark = [pytest.mark.requires_tools("sshd", "ssh-keygen", "tmux", "ssh"), pytest.mark.usefixtures("isolated_home")]
@@ -76,16 +77,6 @@ class Notes:
 
     def find(self, text: str) -> list[tuple[str, str]]:
         return [m for m in self.messages if text in m[0]]
-
-
-async def until(pilot, predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await pilot.pause(0.05)
-        result = predicate()
-        if result:
-            return result
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def pod_state(app, name="a100"):
