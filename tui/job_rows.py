@@ -6,6 +6,9 @@ rows folded under it (`node_mark`), and names a straggler or hung rank in the ro
 with the rank's pod and GPUs, in the line under the table (`job_line`, `finding_line`),
 since that pod is where to look next. The figures come from `sessions.jobs.summary`,
 the same reading `gpuctl jobs` and `status --json` print.
+
+A `kind: slurm` pod's running jobs (the Fleet's `slurm` poller) are rows under the
+login node's row (`slurm_cells`): Slurm's id and state, GPUs, name, progress, ETA, cost.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sessions.jobs.summary import HUNG, JobSummary
+from sessions.slurm.jobs import JobView
 from sessions.snapshot import PodSnapshot
+from tui.fleet_rows import step_span
 from tui.humanize import duration
+from tui.sessions_table import rate_text
 from tui.sessions_table import per_step_text
 
 Cell = tuple[tuple[str, str], ...]
@@ -95,3 +101,37 @@ def detail_text(s: JobSummary) -> tuple[str, str]:
     if s.findings:
         return finding_line(s).strip(), "failed" if any(r.flag == HUNG for r in s.findings) else "reconnecting"
     return job_line(s), ""
+
+
+SLURM_TONES = {"RUNNING": "online", "PENDING": "connecting", "CONFIGURING": "connecting", "COMPLETING": "muted",
+               "SUSPENDED": "stopped", "PREEMPTED": "preempted"}
+"""Slurm's JobState words in the fleet table's tones."""
+
+
+def slurm_cells(v: JobView, last: bool) -> dict[str, Cell]:
+    """A Slurm job's row under its login node's (`kind: slurm` pod) row."""
+    job, progress = v.job, v.progress
+    running = job.state == "RUNNING"
+    loss = f"{progress.loss:.4g}" if progress and progress.loss is not None else "-"
+    return {
+        "pod": ((node_mark(last), "muted"), (f"#{job.job_id}", "")),
+        "state": (((job.state or "?").lower(), SLURM_TONES.get(job.state or "", "")),),
+        "gpus": ((f"{job.gpus} GPUs" if job.gpus is not None else "-", ""),
+                 (f" {len(job.nodes)} node{'s' if len(job.nodes) != 1 else ''}" if job.nodes else "", "muted")),
+        "mem": (("", ""),),
+        "session": ((job.name or "-", ""),),
+        "step": ((step_span(progress), ""),),
+        "rate": ((rate_text(progress if running else None), ""),),
+        "loss": ((loss, "failed" if loss in ("nan", "inf") else ""),),
+        "eta": ((duration(progress.eta_s) if running and progress and progress.eta_s is not None else "-", ""),),
+        "price": (("-", ""),),
+        "spent": ((f"${v.cost_usd:,.2f}" if v.cost_usd is not None else "-", ""),),
+    }
+
+
+def slurm_detail(pod: str, v: JobView) -> str:
+    """The line under the table for a highlighted Slurm job."""
+    job = v.job
+    parts = [f"Slurm job {job.job_id} on {pod}", job.user or "", ",".join(job.nodes) or "no nodes yet",
+             f"log {job.stdout}" if job.stdout else ""]
+    return " · ".join(p for p in parts if p)

@@ -26,6 +26,7 @@ from sessions.fleet.operations import Operations
 from sessions.link.pod_link import PodLink
 from sessions.providers import lifecycle
 from sessions.providers.poller import ProviderPoller
+from sessions.slurm.poller import SlurmPoller
 from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, with_state
 from sessions.providers.spend import SpendBook, default_path
 
@@ -73,6 +74,9 @@ class Fleet(Operations):
         self.links = {p.name: PodLink(p, config.defaults) for p in selected}
         self._monitors = {p.name: PodMonitor(p, config.defaults, self._on_update, self.links[p.name], config)
                           for p in selected} if follow else {}
+        # The jobs of `kind: slurm` pods, looked at every 30 s over their links (sessions/slurm/poller.py).
+        self.slurm = SlurmPoller(selected, self.borrow, self._on_provider_change,
+                                 timeout=config.defaults.command_timeout)
         # Spend is accumulated and kept per pod (sessions/providers/spend.py), so it never goes
         # down when a pod stops or gpuctl restarts; pods dropped from the config are forgotten.
         self.spend = SpendBook(default_path(config.path), [p.name for p in config.pods])
@@ -112,6 +116,8 @@ class Fleet(Operations):
         for name, monitor in self._monitors.items():
             self._tasks.append(asyncio.create_task(monitor.run(), name=f"gpuctl-pod-{name}"))
         self._tasks.append(asyncio.create_task(self.providers.run(), name="gpuctl-providers"))
+        if self.slurm.pods:
+            self._tasks.append(asyncio.create_task(self.slurm.run(), name="gpuctl-slurm"))
 
     async def stop(self, patience: float = 0.5) -> None:
         """Cancel every monitor and wait until they have really ended.

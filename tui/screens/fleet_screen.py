@@ -16,12 +16,13 @@ from textual.widgets import Static
 
 from sessions.config.model import JobConfig
 from sessions.jobs.summary import summarize
+from sessions.slurm.jobs import JobView
 from sessions.snapshot import FleetSnapshot
 from tui import fleet_rows, job_rows
 from tui.actions import Target
 from tui.bindings import FLEET, POD_ACTIONS, applies
 from tui.screens.pod_actions import PodActionsMixin
-from tui.widgets.fleet_table import FleetTable, job_key
+from tui.widgets.fleet_table import FleetTable, job_key, slurm_key
 from tui.widgets.key_bar import KeyBar
 from tui.widgets.text import set_text
 
@@ -91,7 +92,7 @@ class FleetScreen(PodActionsMixin, Screen):
         except NoMatches:  # taken down (the app quitting) as an update arrived
             return
         snapshot = self._drawn = self.snapshot
-        table.show(snapshot, self.paused_pods(), self._config_jobs())
+        table.show(snapshot, self.paused_pods(), self._config_jobs(), self._slurm_views())
         if self.app.config is None:  # type: ignore[attr-defined]
             header = LOADING  # the app reads it after this first frame
         else:
@@ -109,6 +110,19 @@ class FleetScreen(PodActionsMixin, Screen):
         config = self.app.config  # type: ignore[attr-defined]
         return tuple(config.jobs) if config is not None else ()
 
+    def _slurm_views(self) -> dict[str, tuple[JobView, ...]]:
+        """The Fleet's last look at each `kind: slurm` pod's jobs (sessions/slurm/poller.py)."""
+        poller = getattr(self.app.fleet, "slurm", None)  # type: ignore[attr-defined]
+        return poller.views if poller is not None else {}
+
+    def _slurm_selected(self) -> tuple[str, JobView] | None:
+        key = self.table.selected_key or ""
+        for pod, views in self._slurm_views().items():
+            for view in views:
+                if key == slurm_key(pod, view.job.job_id):
+                    return pod, view
+        return None
+
     def _job(self, name: str | None) -> JobConfig | None:
         return next((j for j in self._config_jobs() if j.name == name), None)
 
@@ -117,8 +131,11 @@ class FleetScreen(PodActionsMixin, Screen):
         detail = self.query_one("#fleet-detail", Static)
         text, tone = ("", "")
         job = self._job(self.table.selected_job)
+        slurm = self._slurm_selected()
         if job is not None:
             text, tone = job_rows.detail_text(summarize(job, self.snapshot))
+        elif slurm is not None:
+            text = job_rows.slurm_detail(*slurm)
         elif name is not None:
             text, tone = fleet_rows.detail_line(self.snapshot.pod(name), name in self.paused_pods())
         elif self.snapshot.pods:

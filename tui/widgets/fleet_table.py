@@ -12,7 +12,9 @@ Columns are chosen on resize, when a different set fits (`fleet_rows.visible_col
 A `jobs:` entry is one row of its own (`tui/job_rows.py`), first in the table, with its
 nodes' rows folded under it in rank order when expanded (`expanded`, toggled by the
 screen); a pod of a job is never also a row of its own. Rows are keyed by pod name, a
-job's by `job_key(name)`, which no pod name can equal.
+job's by `job_key(name)`, which no pod name can equal. A `kind: slurm` pod's jobs
+(`slurm`: the Fleet's poller's views) are rows under the login node's row, keyed by
+`slurm_key(pod, job id)`.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sessions.config.model import JobConfig
 from sessions.jobs.summary import summarize
+from sessions.slurm.jobs import JobView
 from sessions.snapshot import FleetSnapshot
 from tui import fleet_rows, job_rows
 from tui.fleet_rows import Cell, Column
@@ -42,9 +45,17 @@ JOB_PREFIX = "\x00job:"
 """Row keys of job rows start with it (a NUL: never in a pod's name)."""
 
 
+SLURM_PREFIX = "\x00slurm:"
+
+
 def job_key(name: str) -> str:
     """The row key of the job `name`."""
     return JOB_PREFIX + name
+
+
+def slurm_key(pod: str, job_id: str) -> str:
+    """The row key of a Slurm job listed by the `kind: slurm` pod `pod`."""
+    return f"{SLURM_PREFIX}{pod}:{job_id}"
 
 
 class FleetTable(ScrollView, can_focus=True):
@@ -110,7 +121,7 @@ class FleetTable(ScrollView, can_focus=True):
     def selected_pod(self) -> str | None:
         """Name of the highlighted pod (None on a job's row)."""
         key = self.selected_key
-        return None if key is None or key.startswith(JOB_PREFIX) else key
+        return None if key is None or key.startswith("\x00") else key
 
     @property
     def selected_job(self) -> str | None:
@@ -133,10 +144,11 @@ class FleetTable(ScrollView, can_focus=True):
         return ["".join(part for part, _ in cells[c.key]) for c in self._columns]
 
     def show(self, fleet: FleetSnapshot, paused: frozenset[str] = frozenset(),
-             jobs: Sequence[JobConfig] = ()) -> None:
+             jobs: Sequence[JobConfig] = (), slurm: Mapping[str, Sequence[JobView]] | None = None) -> None:
         """Bring the table to `fleet`, repainting only the rows that changed; `paused`:
         pods whose policies are paused (marked after their state); `jobs`: the config's
-        jobs, each drawn as one row before the other pods."""
+        jobs, each drawn as one row before the other pods; `slurm`: per `kind: slurm`
+        pod, its Slurm jobs, drawn under its row."""
         self._fleet = fleet
         names = tuple(p.name for p in fleet.pods) + tuple(job_key(j.name) for j in jobs)
         if names != self._names:  # the pod column fits the longest name
@@ -173,6 +185,9 @@ class FleetTable(ScrollView, can_focus=True):
                     pod_row(pod, job_rows.node_mark(i == len(members) - 1))
         for pod in fleet_rows.ordered([p for p in pods if p.name not in placed], self.sort_key, self.reverse):
             pod_row(pod)
+            listed = (slurm or {}).get(pod.name, ())
+            for i, view in enumerate(listed):
+                rows[slurm_key(pod.name, view.job.job_id)] = job_rows.slurm_cells(view, i == len(listed) - 1)
         order = list(rows)
         changed: list[str] = []
         for key, cells in rows.items():
