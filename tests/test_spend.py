@@ -127,7 +127,7 @@ def test_the_pod_header_says_which_clock_the_spend_counts_from():
 
     pod = PodSnapshot("h100x8", "h", state="online", price_per_hour=23.92, spend_usd=0.0, uptime_s=3552.0,
                       spend_from="provider")
-    assert "spent $0.00 (from provider start) · up 59m12s" in pod_header(pod)
+    assert "spent $0.00 (from provider start) · host up 59m12s" in pod_header(pod)
 
 
 def test_a_ledger_kept_from_the_machines_uptime_carries_on_from_first_seen(tmp_path):
@@ -169,3 +169,22 @@ def test_a_stop_that_never_happened_does_not_cap_the_run(tmp_path):
     book = SpendBook(tmp_path / "s.json")
     assert book.record("p", 3.6, T0, "provider", now=T0 + 700, until=T0 + 600).total == 0.6
     assert book.record("p", 3.6, T0, "provider", now=T0 + 1000).total == 1.0
+
+
+def test_the_pod_header_gives_the_run_time_of_the_spend_and_a_stopped_pods_reason_first():
+    """QA (issue 12, item 6): 'spent $0.05 over 25s (from provider start) · up 4h05m' (the
+    host's /proc/uptime, the same in every container); a stopped pod's reason came last,
+    after the host, cut at '· stopped:' on a 160-column screen."""
+    from sessions.snapshot import PodSnapshot
+    from tui.screens.pod_screen import pod_header
+
+    running = PodSnapshot("a100x4", "root@127.0.0.1:45197", state="online", price_per_hour=7.56, spend_usd=0.05,
+                          spend_since=T0 - 25, spend_from="provider", uptime_s=14700.0)
+    said = pod_header(running, now=T0)
+    assert "spent $0.05 over 25s (from provider start)" in said and " up " not in said
+    stopped = PodSnapshot("a100x4", "root@127.0.0.1:45197", state="stopped", price_per_hour=7.56, spend_usd=0.05,
+                          spend_since=T0 - 25, spend_from="provider", uptime_s=14700.0,
+                          error="stopped: runpod says the instance is stopped (EXITED)", provider_state="stopped")
+    said = pod_header(stopped, now=T0)
+    assert said.startswith("a100x4 · stopped (runpod says the instance is stopped (EXITED)) · spent $0.05")
+    assert "/h" not in said and " up " not in said and len(said) < 160

@@ -27,6 +27,7 @@ from tui.bindings import HELP, POD_ACTIONS, POD_SCREEN
 from tui.downloads import RUNNING, checkpoint_lines
 from tui.screens.opaque import OpaqueScreen
 from tui.screens.pod_actions import PodActionsMixin
+from tui.status_table import billed_price
 from tui.widgets.checkpoint_list import CheckpointList
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.key_bar import KeyBar
@@ -42,14 +43,22 @@ SPEND_FROM_WORDS = {"provider": "from provider start", "uptime": "from boot",
 
 def pod_header(pod: PodSnapshot, paused: bool = False, now: float | None = None) -> str:
     """'a100-west · online · $1.29/h · spent $2.10 over 1h38m (from provider start) · $0.59 to
-    finish · up 1h38m · disk 23G/252G · load 7.90 · root@203.0.113.7:22', most important first:
-    a narrow terminal cuts the end. A pod that is not online says how old its values are."""
+    finish · disk 23G/252G · load 7.90 · root@203.0.113.7:22', most important first: a
+    narrow terminal cuts the end. A pod that is not online says why right after its state
+    (the lifecycle's reason: "stopped (runpod says the instance is stopped)"), then how old
+    its values are; its price only while it is billed (`status_table.billed_price`).
+
+    The instance's run time is the spend's ("over 1h38m", from the same clock); the
+    machine's own uptime is said only where no run time is known, as "host up": in a
+    container (RunPod, Vast, the demo) it is the host's boot, the same in every pod."""
     now = time.time() if now is None else now
     age = fleet_rows.age_text(pod, now)
-    parts = [pod.name, pod.state] + ([f"values from {age}"] if age else []) + (
+    why = (pod.error or "").removeprefix(f"{pod.state}: ") if pod.state != "online" else ""
+    parts = [pod.name, f"{pod.state} ({why})" if why else pod.state] + ([f"values from {age}"] if age else []) + (
         [fleet_rows.PAUSED_WORDS] if paused else [])
-    if pod.price_per_hour is not None:
-        parts.append(f"${pod.price_per_hour:.2f}/h")
+    price = billed_price(pod)
+    if price is not None:
+        parts.append(f"${price:.2f}/h")
     cost = fleet_rows.spent(pod)
     if cost is not None:
         # which clock the spend counts from and over how long, so "up 59m" (the machine's,
@@ -61,8 +70,8 @@ def pod_header(pod: PodSnapshot, paused: bool = False, now: float | None = None)
         parts.append(f"spent ${cost:,.2f}{over}" + (f" ({origin})" if origin else ""))
     if pod.projected_usd is not None:
         parts.append(f"${pod.projected_usd:,.2f} to finish")
-    if pod.uptime_s is not None:
-        parts.append(f"up {humanize.duration(pod.uptime_s)}")
+    if pod.uptime_s is not None and pod.spend_since is None and pod.state == "online":
+        parts.append(f"host up {humanize.duration(pod.uptime_s)}")
     if pod.disk and pod.disk.total_bytes:
         parts.append(f"disk {humanize.size(pod.disk.used_bytes)}/{humanize.size(pod.disk.total_bytes)}")
     if pod.load:
@@ -148,7 +157,7 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
             header = self.query_one("#pod-header", Static)
         except NoMatches:  # the screen is being taken down (Esc) as an update arrives
             return
-        set_text(header, pod_header(pod, self.pod_name in self.paused_pods()) + (f" · {pod.error}" if pod.error and pod.state != "online" else ""))
+        set_text(header, pod_header(pod, self.pod_name in self.paused_pods()))
         header.set_class(pod.state in ("offline", "preempted"), "-offline")
         header.set_class(pod.state in ("stopped", "terminated"), "-muted")
         header.set_class(pod.state == "reconnecting", "-reconnecting")
