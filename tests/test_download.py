@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from pathlib import Path
 
@@ -426,6 +427,8 @@ def test_download_command_output_and_exit_codes(pod, tmp_path, capsys):
     assert pod.cli("download", "p", "train", "--dest", "out") == 0
     captured = capsys.readouterr()
     assert captured.out.startswith("step_3.pt: 1.0M in ")
+    # the rate in the units of the size (tui.humanize), as the progress bar says it
+    assert re.match(r"step_3\.pt: 1\.0M in \d+\.\ds \(\d+(\.\d)?[BKMGTP]/s\)", captured.out), captured.out
     assert captured.out.rstrip().endswith(f"sha256 verified -> {tmp_path / 'out' / 'step_3.pt'}")
     lines = captured.err.splitlines()  # plain progress lines: stderr is not a terminal
     assert lines[-1].startswith("p/train: 1.0M/1.0M (100%)") and len(lines) == len(set(lines))
@@ -456,8 +459,11 @@ def test_an_explicit_dest_gets_the_file_from_a_verified_copy_elsewhere(pod, tmp_
     assert new.read_bytes() == data and (tmp_path / "old" / "step_4.pt").read_bytes() == data
     assert f"from the verified copy at {tmp_path / 'old' / 'step_4.pt'}" in out and str(new) in out
     assert not new.with_name("step_4.pt.part").exists()
-    [entry] = [e for e in index.load().values() if e.remote_path.endswith("step_4.pt")]
-    assert entry.local_path == str(new)  # the index follows the copy asked for last
+    copies = sorted((e for e in index.load().values() if e.remote_path.endswith("step_4.pt")),
+                    key=lambda e: e.local_path)
+    # Both copies are known: the first stays where it was (keep_local manages a download
+    # folder's), the one asked for last is an extra entry beside it.
+    assert [(e.local_path, e.extra) for e in copies] == [(str(new), True), (str(tmp_path / "old" / "step_4.pt"), False)]
     assert pod.cli("download", "p", "train", "step_4.pt", "--dest", "new") == 0
     assert "already downloaded and verified" in capsys.readouterr().out
     # A folder; a copy elsewhere that no longer holds what was verified is not used.

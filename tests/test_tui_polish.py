@@ -159,3 +159,13 @@ async def test_checkpoint_ages_count_on_between_listings(tmp_path, monkeypatch):
         app.screen._tick_ages()
         assert "20s ago" in str(pane.render()) and len(listed) == 1
         assert len(painted) == 1 and painted[0] != "all" and painted[0].width <= 3  # "8s" -> "20s"
+
+
+def test_a_transfer_rate_is_said_in_the_units_of_its_sizes():
+    from tui import humanize
+    from tui.downloads import DownloadState
+
+    assert humanize.size(300e6) == "286M" and humanize.rate(300e6) == "286M/s"
+    assert humanize.rate(512) == "512B/s" and humanize.rate(None) == "-"
+    state = DownloadState("p", "s", done=300_000_000, total=600_000_000, started=0.0)
+    assert state.progress_text(now=1.0) == "286M/572M 50% 286M/s"

@@ -45,12 +45,12 @@ class DownloadState:
         return self.done / self.total if self.total else None
 
     def progress_text(self, now: float | None = None) -> str:
-        """'1.0G/2.3G 45% 310 MB/s'."""
+        """'1.0G/2.3G 45% 296M/s'."""
         if not self.total:
             return "starting"
         pct = f"{100 * self.done / self.total:.0f}%"
         elapsed = (now if now is not None else time.monotonic()) - self.started
-        rate = f" {self.done / elapsed / 1e6:.0f} MB/s" if elapsed > 0.5 and self.done else ""
+        rate = f" {humanize.rate(self.done / elapsed)}" if elapsed > 0.5 and self.done else ""
         return f"{humanize.size(self.done)}/{humanize.size(self.total)} {pct}{rate}"
 
 

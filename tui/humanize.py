@@ -1,4 +1,8 @@
-"""Short human forms of numbers for tables: sizes, durations, percentages."""
+"""Short human forms of numbers for tables: sizes, transfer rates, durations, percentages.
+
+One formatter per kind of number, so a transfer's bar, its plain lines and its summary
+say the same amount the same way (binary units: 300e6 bytes are '286M' everywhere).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,15 @@ def size(num_bytes: float | None) -> str:
             return f"{value:.1f}{unit}" if abs(value) < 10 else f"{value:.0f}{unit}"
         value /= 1024
     return f"{value:.0f}P"  # pragma: no cover - loop always returns
+
+
+def rate(bytes_per_s: float | None) -> str:
+    """A transfer's speed in the units of `size`: 310e6 -> '296M/s'. The bar, the
+    plain lines and the summary of a transfer all say it this way (a bar in decimal MB
+    beside a summary in binary M read as two different amounts)."""
+    if bytes_per_s is None:
+        return "-"
+    return f"{size(bytes_per_s)}/s"
 
 
 def mib(value: float | None) -> str:

@@ -172,9 +172,9 @@ async def _download_async(config: Any, pod: Any, session: Any, name: str | None,
         print(visible(f"{cp.name}: {how} from the verified copy at {result.copied_from}, "
                       f"sha256 verified -> {result.local_path}"))
         return 0
-    rate = result.transferred / result.seconds / 1e6 if result.seconds > 0 else 0.0
+    rate = humanize.rate(result.transferred / result.seconds if result.seconds > 0 else 0.0)
     resumed = f", resumed after {humanize.size(result.resumed_from)}" if result.resumed_from else ""
-    print(visible(f"{cp.name}: {humanize.size(result.size)} in {result.seconds:.1f}s ({rate:.0f} MB/s{resumed}), "
+    print(visible(f"{cp.name}: {humanize.size(result.size)} in {result.seconds:.1f}s ({rate}{resumed}), "
                   f"sha256 verified -> {result.local_path}"))
     return 0
 
