@@ -70,6 +70,13 @@ class GpuSample:
             uuid=get("uuid"),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """The GPU's keys in `status --json` (`tui/status_json.py` adds health and
+        staleness) and in a Slurm job's GPUs: one shape wherever a GPU is printed."""
+        return {"index": self.index, "name": self.name, "uuid": self.uuid, "temp_c": self.temp_c,
+                "util_pct": self.util_pct, "mem_used_mib": self.mem_used_mib, "mem_total_mib": self.mem_total_mib,
+                "power_w": self.power_w, "power_limit_w": self.power_limit_w}
+
 
 @dataclass(frozen=True, slots=True)
 class DiskUsage:

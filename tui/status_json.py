@@ -22,15 +22,7 @@ from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, SessionSnap
 
 def gpu_json(gpu: GpuSample, pod: PodSnapshot | None = None) -> dict[str, Any]:
     return {
-        "index": gpu.index,
-        "name": gpu.name,
-        "uuid": gpu.uuid,
-        "temp_c": gpu.temp_c,
-        "util_pct": gpu.util_pct,
-        "mem_used_mib": gpu.mem_used_mib,
-        "mem_total_mib": gpu.mem_total_mib,
-        "power_w": gpu.power_w,
-        "power_limit_w": gpu.power_limit_w,
+        **gpu.to_json(),
         "health": _health(gpu, pod),
         **(_when(pod) if pod is not None else {}),
     }

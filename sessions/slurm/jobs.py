@@ -74,15 +74,9 @@ class JobView:
             "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 4),
             "progress": (self.progress or Progress()).to_json(),
             "gpus": [{"node": g.node, "status": g.status, "error": g.error,
-                      "gpus": [_gpu_json(s) for s in g.gpus]} for g in self.gpus],
+                      "gpus": [s.to_json() for s in g.gpus]} for g in self.gpus],
             "problems": list(self.problems),
         }
-
-
-def _gpu_json(g: GpuSample) -> dict[str, Any]:
-    return {"index": g.index, "name": g.name, "uuid": g.uuid, "temp_c": g.temp_c, "util_pct": g.util_pct,
-            "mem_used_mib": g.mem_used_mib, "mem_total_mib": g.mem_total_mib, "power_w": g.power_w,
-            "power_limit_w": g.power_limit_w}
 
 
 def _settings(pod: PodConfig) -> SlurmConfig:
