@@ -9,6 +9,7 @@ download --dest NEWDIR` moved the index entry away from the download folder's co
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import pytest
@@ -112,3 +113,20 @@ def test_the_tui_and_watch_share_a_state_file_unless_the_start_dir_decides_the_d
     relative = config("dl/{pod}")
     assert default_state_path(relative.path, here, relative) != default_state_path(relative.path, there, relative)
     assert default_state_path(relative.path, here, relative) == default_state_path(relative.path, here)
+
+
+async def test_all_with_keep_local_fetches_only_what_it_keeps_and_never_again(sshd, tmp_path):
+    """`auto_download: all` with `keep_local: 1`: the older checkpoint would be pruned as
+    soon as it landed, then (forgotten by the index) fetched again every round."""
+    work = tmp_path / "work"
+    work.mkdir()
+    checkpoint(work, "step_100.pt")
+    checkpoint(work, "step_200.pt")
+    config = config_for(sshd, tmp_path, {}, {
+        "auto_download": "all", "keep_local": 1, "checkpoint_interval_s": 0.2, "download_dir": "dl"})
+    async with Run(config, tmp_path) as run:
+        await run.wait_for("checkpoint_downloaded")
+        await asyncio.sleep(1.0)  # several more listing rounds
+        assert [e.extra["name"] for e in run.kinds("checkpoint_downloaded")] == ["step_200.pt"]
+        assert run.kinds("checkpoint_pruned") == [] and run.kinds("alert") == []
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["step_200.pt"]

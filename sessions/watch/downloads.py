@@ -12,7 +12,8 @@ resumable `.part`, sha256 on both ends, recorded in the verified index, so neith
 watch nor a person fetches it twice.
 
 * `newest`: only the newest complete checkpoint. `all`: every complete one not yet
-  copied, oldest first, the ones present when watch starts included.
+  copied, oldest first, the ones present when watch starts included (with
+  `keep_local: N`, only among the newest N: older ones would be pruned on arrival).
 * The first listing of a session watch has never seen announces only its newest
   checkpoint; later listings announce each new one (`checkpoint_found`).
 * `keep_local: N` deletes the oldest local copies *in the download folder* beyond
@@ -168,7 +169,11 @@ class AutoDownload:
             newest = newest_complete(listing)
             candidates = [newest] if newest else []
         else:
-            candidates = [c for c in reversed(listing) if c.complete]
+            complete = [c for c in listing if c.complete]  # newest first
+            keep = self.ctx.policies(pod, session).keep_local
+            # Beyond the newest `keep_local`, a copy would be pruned as soon as it landed,
+            # and fetched again the next round (the index forgot it): every round, forever.
+            candidates = list(reversed(complete if keep is None else complete[:keep]))
         host = checkpoint_index.host_identity(self.ctx.config.pod(pod), self.ctx.config.defaults)
         marked = checkpoint_index.mark_verified(candidates, host)
         return [c for c in marked if not c.verified_local]
