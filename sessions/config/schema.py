@@ -396,13 +396,23 @@ def _unique(ck: Checker, node: Node, values: dict[str, Any], field: str, seen: d
         seen[values["name"]] = yl.line_of(node)
 
 
-def _session(ck: Checker, node: Node, field: str, seen: dict[str, int]) -> Any:
+def _named_entry(ck: Checker, node: Node, field: str, seen: dict[str, int], kind: str,
+                 what: str) -> tuple[str, dict[str, Any] | None]:
+    """One entry of a list of named things (sessions, pods, jobs): its field path
+    labelled with its name (`pods[1] (a100)`), its valid values (None: not a mapping),
+    and a second use of its name flagged (`_unique`)."""
     label = _peek_name(node)
     prefix = f"{field} ({label})" if label else field
-    values = walk(ck, node, prefix, "session", "a session entry (a mapping with at least name:)")
+    values = walk(ck, node, prefix, kind, what)
+    if values is not None:
+        _unique(ck, node, values, prefix, seen, kind)
+    return prefix, values
+
+
+def _session(ck: Checker, node: Node, field: str, seen: dict[str, int]) -> Any:
+    prefix, values = _named_entry(ck, node, field, seen, "session", "a session entry (a mapping with at least name:)")
     if values is None:
         return INVALID
-    _unique(ck, node, values, prefix, seen, "session")
     if not _required(ck, node, prefix, "name", values, "a name for the session, unique in this pod"):
         return INVALID
     return SessionConfig(**values, line=yl.line_of(node))
@@ -413,12 +423,9 @@ def sessions(ck: Checker, node: Node, field: str) -> Any:
 
 
 def _pod(ck: Checker, node: Node, field: str, seen: dict[str, int]) -> Any:
-    label = _peek_name(node)
-    prefix = f"{field} ({label})" if label else field
-    values = walk(ck, node, prefix, "pod", "a pod entry (a mapping with at least name: and host:)")
+    prefix, values = _named_entry(ck, node, field, seen, "pod", "a pod entry (a mapping with at least name: and host:)")
     if values is None:
         return INVALID
-    _unique(ck, node, values, prefix, seen, "pod")
     has_name = _required(ck, node, prefix, "name", values, "a unique name for the pod, e.g. name: a100-west")
     has_host = _required(ck, node, prefix, "host", values,
                          f"an IP address, a host name, an alias from ~/.ssh/config, or {LOCAL_HOST!r}")
@@ -436,12 +443,9 @@ def pods(ck: Checker, node: Node, field: str) -> Any:
 
 
 def _job(ck: Checker, node: Node, field: str, seen: dict[str, int]) -> Any:
-    label = _peek_name(node)
-    prefix = f"{field} ({label})" if label else field
-    values = walk(ck, node, prefix, "job", "a job entry (a mapping with name:, pods: and session:)")
+    prefix, values = _named_entry(ck, node, field, seen, "job", "a job entry (a mapping with name:, pods: and session:)")
     if values is None:
         return INVALID
-    _unique(ck, node, values, prefix, seen, "job")
     ok = _required(ck, node, prefix, "name", values, "a unique name for the job")
     if "pods" in values and "hostfile" in values:
         ck.problem(node, prefix, "give either pods: or hostfile:, not both (the hostfile says the pods)")
