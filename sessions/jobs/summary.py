@@ -112,6 +112,10 @@ def _rank(rank: int, pod_name: str, pod: PodSnapshot | None, session_name: str |
         stalled=bool(session and session.stalled), gpus=len(pod.gpus) if pod is not None else 0)
 
 
+def _moving(view: RankView) -> bool:
+    return not view.stalled and view.step is not None
+
+
 def _flag(view: RankView, median_rate: float | None, others_moving: bool) -> str | None:
     if view.stalled and others_moving:
         return HUNG
@@ -145,9 +149,9 @@ def _summarize(job: JobConfig, pods: tuple[PodSnapshot | None, ...]) -> JobSumma
     rates = [r.rate for r in ranks if r.rate is not None and not r.stalled]
     median = statistics.median(rates) if len(rates) >= 2 else None
     flagged = []
+    moving = sum(_moving(r) for r in ranks)  # counted once: a rank's others are the rest (16 ranks: 16, not 256)
     for view in ranks:
-        others_moving = any(not o.stalled and o.step is not None for o in ranks if o is not view)
-        flag = _flag(view, median, others_moving)
+        flag = _flag(view, median, moving - _moving(view) > 0)
         flagged.append(view if flag is None else replace(view, flag=flag))
     steps = [r.step for r in flagged if r.step is not None]
     hung = [r for r in flagged if r.flag == HUNG]
