@@ -459,6 +459,12 @@ def jobs(ck: Checker, node: Node, field: str) -> Any:
     return _entries_list(ck, node, field, "jobs", "job", _job)
 
 
+def _job_nodes(root: Node) -> dict[str | None, Node]:
+    """Each `jobs:` entry's node by its name, for the line a later check points at."""
+    entry = next((e for e in yl.mapping_entries(root)[0] if e.key == "jobs"), None)  # type: ignore[arg-type]
+    return {_peek_name(n): n for n in entry.value.value} if entry and isinstance(entry.value, SequenceNode) else {}
+
+
 def _jobs_from_hostfiles(ck: Checker, root: Node, built: tuple[JobConfig, ...], pod_list: tuple[PodConfig, ...],
                          path: Path) -> tuple[JobConfig, ...]:
     """Each job given a `hostfile:` with its pods read from it (sessions/config/hostfile.py)."""
@@ -466,8 +472,7 @@ def _jobs_from_hostfiles(ck: Checker, root: Node, built: tuple[JobConfig, ...], 
 
     from sessions.config import hostfile
 
-    entry = next((e for e in yl.mapping_entries(root)[0] if e.key == "jobs"), None)  # type: ignore[arg-type]
-    nodes = {_peek_name(n): n for n in entry.value.value} if entry and isinstance(entry.value, SequenceNode) else {}
+    nodes = _job_nodes(root)
     out = []
     for i, job in enumerate(built):
         if job.hostfile is None:
@@ -486,8 +491,7 @@ def _jobs_from_hostfiles(ck: Checker, root: Node, built: tuple[JobConfig, ...], 
 def check_jobs(ck: Checker, root: Node, built: tuple[JobConfig, ...], pod_list: tuple[PodConfig, ...]) -> None:
     """Each job's pods exist, are distinct, and configure its session with a command
     that renders with the rank placeholders (`{rank}`, `{nnodes}`...)."""
-    entry = next((e for e in yl.mapping_entries(root)[0] if e.key == "jobs"), None)  # type: ignore[arg-type]
-    nodes = {_peek_name(n): n for n in entry.value.value} if entry and isinstance(entry.value, SequenceNode) else {}
+    nodes = _job_nodes(root)
     by_name = {p.name: p for p in pod_list}
     for i, job in enumerate(built):
         where = nodes.get(job.name)
