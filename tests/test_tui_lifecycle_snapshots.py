@@ -110,3 +110,31 @@ async def test_a_stale_value_is_drawn_dimmer_than_a_live_one(tmp_path, theme):
         under = bar.background_colors[1].rgb
         off = distance(component_style(bar, "key-bar--disabled").color, under)
         assert 0 < off < distance(component_style(bar, "key-bar--description").color, under)
+
+
+async def test_a_stopped_pods_checkpoint_pane_shows_its_verified_copies(tmp_path):
+    """QA (issue 12, item 7): the pane said only 'Pod is stopped: checkpoints are listed
+    when it is online.' though verified local copies were here: it shows them, from the
+    index (reads no pod), with that note."""
+    from sessions.checkpoints import index as checkpoint_index
+    from tui.widgets.checkpoint_list import CheckpointList
+
+    app = app_for(tmp_path)
+    pod = config(tmp_path).pod("a100-west")
+    copy = tmp_path / "step_400.pt"
+    copy.write_bytes(b"weights")
+    checkpoint_index.record(checkpoint_index.IndexEntry(
+        host=checkpoint_index.host_identity(pod, config(tmp_path).defaults),
+        remote_path="/workspace/out/step_400.pt", size=7, mtime=1.0e9, local_path=str(copy),
+        sha256="ab" * 32, pod="a100-west", session="train", local_stamp=checkpoint_index.local_stamp(copy) or ""))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settled()(pilot)
+        await pilot.press("enter")
+        for _ in range(50):
+            await pilot.pause(0.05)
+            lines = [text for text, _tone in app.screen.query_one(CheckpointList)._lines]
+            if len(lines) > 1:
+                break
+    assert lines[0] == "Pod is stopped; verified copies here (its list needs it online):"
+    assert lines[1].startswith("out/step_400.pt") and "step 400" in lines[1]
+    assert lines[1].endswith("downloaded, verified")

@@ -9,7 +9,9 @@ is deleted, a new checkpoint is listed when watch finds it.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
+from pathlib import Path
 import time
 from typing import Any
 
@@ -78,6 +80,30 @@ def pod_header(pod: PodSnapshot, paused: bool = False, now: float | None = None)
         parts.append(f"load {pod.load[0]:.2f}")
     parts.append(pod.host)  # last: the fleet screen shows it too, and it is the longest
     return " · ".join(parts)
+
+
+def verified_copies(config: Any, pod_name: str, session: str) -> list[Any]:
+    """The session's verified local copies, untouched since they were hashed, newest
+    first, as checkpoints (`verified_local`), from the index alone: what the pane can
+    show of a pod that is not running (QA of issue 12: a stopped pod's pane said only
+    that it is stopped, though verified copies were here)."""
+    from sessions.checkpoints import index as checkpoint_index
+    from sessions.checkpoints.listing import Checkpoint, step_of
+
+    try:
+        pod = config.pod(pod_name)
+        workdir = next((s.workdir for s in pod.sessions if s.name == session), None)
+        entries = checkpoint_index.verified_here(checkpoint_index.host_identity(pod, config.defaults), session)
+    except (KeyError, OSError, AttributeError):
+        return []
+    found = []
+    for e in entries:
+        top = (workdir or "").rstrip("/") + "/"
+        name = e.remote_path[len(top):] if workdir and e.remote_path.startswith(top) else e.remote_path.rsplit("/", 1)[-1]
+        kind = "dir" if e.files > 1 or Path(e.local_path).is_dir() else "file"
+        found.append(Checkpoint(name, e.remote_path, kind, step_of(name), e.size, e.mtime, verified_local=True,
+                                files=e.files))
+    return found
 
 
 CHECKPOINT_REFRESH_S = 30.0
@@ -191,7 +217,11 @@ class PodScreen(LogKeys, PodActionsMixin, OpaqueScreen):
         if target is None or session is None or pod is None:
             self._checkpoints = (session, [], None)
         elif pod.state != "online":
-            self._checkpoints = (session, None, f"Pod is {pod.state}: checkpoints are listed when it is online.")
+            # stats (and for a folder walks) each copy: off the UI's loop
+            copies = await asyncio.to_thread(verified_copies, self.app.config, self.pod_name, session)  # type: ignore[attr-defined]
+            said = (f"Pod is {pod.state}; verified copies here (its list needs it online):" if copies
+                    else f"Pod is {pod.state}: checkpoints are listed when it is online.")
+            self._checkpoints = (session, copies, said)
         elif not any(s.name == session for s in self.app.config.pod(self.pod_name).sessions):  # type: ignore[attr-defined]
             self._checkpoints = (session, None, f"Session {session!r} is not in config: no checkpoint globs to look for.")
         else:
