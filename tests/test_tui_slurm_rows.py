@@ -4,7 +4,8 @@
 loopback behind an sshd login node. A real batch job prints training progress; the
 TUI's Fleet looks at the cluster over the login node's link (sessions/slurm/poller.py)
 and the job appears as a row under the login node's row with its Slurm id, state,
-progress (a pace from its steps across looks) and name, and goes when it is cancelled.
+progress (a pace from its steps across looks) and name; `J` opens it (its node's GPUs
+through `srun --overlap`, the end of its log), and its row goes when it is cancelled.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.support.pinning import trust
 from tests.test_slurm import _script
 from tests.test_tui_pilot import until
 from tui.app import make_app
+from tui.screens.slurm_job_screen import SlurmJobScreen
 from tui.widgets.fleet_table import FleetTable, slurm_key
 
 pytestmark = [pytest.mark.requires_tools("sshd", "ssh-keygen"), pytest.mark.usefixtures("isolated_home")]
@@ -62,6 +64,18 @@ async def test_slurm_job_row_under_its_login_node(slurm_login, tmp_path):
             detail = str(app.screen.query_one("#fleet-detail").render())
             assert f"Slurm job {job_id} on cluster" in detail and f"train-{job_id}.log" in detail
             assert table.selected_pod is None, "pod actions do not apply to a Slurm job's row"
+            # J opens the job: its node's GPUs read inside the allocation, the end of its log.
+            await pilot.press("J")
+            await until(pilot, lambda: isinstance(app.screen, SlurmJobScreen), what="the Slurm job screen")
+            screen = app.screen
+            panel = screen.query_one("#slurm-gpus-0")
+            gpus = len(slurm_login.gpu_state()["gpus"])
+            await until(pilot, lambda: len(panel.query("GpuRow")) == gpus, timeout=60, what="the node's GPUs")
+            assert panel.border_title == "gpuctl-node"
+            await until(pilot, lambda: "step " in str(screen.query_one("#slurm-log").render()), what="the log")
+            assert str(screen.query_one("#slurm-header").render()).startswith(f"Slurm job {job_id} · gpuctl-train")
+            await pilot.press("escape")
+            await until(pilot, lambda: not isinstance(app.screen, SlurmJobScreen), what="back to the fleet")
             async with open_transport(pod, config.defaults) as t:
                 await jobs.kill(t, job_id)
             await until(pilot, lambda: row not in table.rows, timeout=60, what="the cancelled job's row gone")

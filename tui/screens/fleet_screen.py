@@ -161,7 +161,7 @@ class FleetScreen(PodActionsMixin, Screen):
     def action_open_pod(self) -> None:
         from tui.screens.pod_screen import PodScreen
 
-        if self.table.selected_job is not None:
+        if self.table.selected_job is not None or self._slurm_selected() is not None:
             self.action_open_job()
             return
         name = self.table.selected_pod
@@ -171,6 +171,12 @@ class FleetScreen(PodActionsMixin, Screen):
     def action_open_job(self) -> None:
         from tui.screens.job_screen import JobScreen
 
+        slurm = self._slurm_selected()
+        if slurm is not None:
+            from tui.screens.slurm_job_screen import SlurmJobScreen
+
+            self.app.push_screen(SlurmJobScreen(*slurm))
+            return
         name = self.table.selected_pod
         job = self._job(self.table.selected_job)
         jobs = [job] if job is not None else [j for j in self._config_jobs() if name in j.pods]
@@ -222,6 +228,8 @@ class FleetScreen(PodActionsMixin, Screen):
         if action == "filter":  # a priority key: once the filter has the focus, `/` is text
             box = self._filter_box()
             return not (box is not None and box.display and self.focused is box)
+        if action == "open_job" and self._slurm_selected() is not None:
+            return True  # a Slurm job's row, whatever the config's jobs:
         if action in ("open_job", "toggle_job"):  # offered (palette, help) only where the config has jobs
             return applies(_OPEN_JOB, self.app.config)  # type: ignore[attr-defined]
         if action == "clear_filter":

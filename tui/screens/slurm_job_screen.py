@@ -1,0 +1,126 @@
+"""A Slurm job's screen (`J` or Enter on its row under a `kind: slurm` pod).
+
+What the job screen of a `jobs:` entry shows, where Slurm has it: the job's line
+(id, state, name, progress, ETA, cost, from the Fleet's poller), every node's GPUs side
+by side, read once on opening by gpuctl's agent as a job step inside the allocation
+(`srun --overlap`, `sessions.slurm.jobs.read_gpus`), and the end of its StdOut. Both
+reads borrow the login node's link in a worker: the screen opens at once and says what
+failed in words. The poller does not probe GPUs on every look (each probe is a job step).
+"""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.css.query import NoMatches
+from textual.widgets import Static
+
+from sessions.errors import SshFailure
+from sessions.slurm import commands as sc
+from sessions.slurm import jobs
+from sessions.snapshot import FleetSnapshot, PodSnapshot
+from themes.palettes import POD_STYLESHEET
+from tui.bindings import JOB
+from tui.fleet_rows import step_span
+from tui.humanize import duration
+from tui.screens.opaque import OpaqueScreen
+from tui.sessions_table import rate_text
+from tui.widgets.gpu_panel import GpuPanel
+from tui.widgets.key_bar import KeyBar
+from tui.widgets.text import set_text
+
+LOG_TAIL_BYTES = 8192
+"""How much of the job's StdOut end the screen shows."""
+
+
+def header_line(pod: str, v: jobs.JobView) -> str:
+    """`Slurm job 12 · gpuctl-train · running on cluster · step 366/100000 · 3.2 it/s · ETA 8h · $0.10`."""
+    job, p = v.job, v.progress
+    parts = [f"Slurm job {job.job_id}", job.name or "-", f"{(job.state or '?').lower()} on {pod}"]
+    if p is not None and p.step is not None:
+        parts.append(f"step {step_span(p)}")
+    if p is not None and p.rate:
+        parts.append(rate_text(p))
+    if p is not None and p.eta_s is not None:
+        parts.append(f"ETA {duration(p.eta_s)}")
+    if v.cost_usd is not None:
+        parts.append(f"${v.cost_usd:,.2f}")
+    return " · ".join(parts)
+
+
+class SlurmJobScreen(OpaqueScreen):
+    """Follows one Slurm job of one login node through the Fleet's poller (`show`)."""
+
+    CSS_PATH = str(POD_STYLESHEET)  # the GPU rows look as on the pod screen
+    BINDINGS = JOB
+
+    DEFAULT_CSS = """
+    SlurmJobScreen #slurm-header { height: auto; padding: 0 1; text-style: bold; }
+    SlurmJobScreen #slurm-nodes { height: auto; max-height: 12; }
+    SlurmJobScreen #slurm-nodes GpuPanel { width: 1fr; height: auto; border: round $panel-lighten-2; }
+    SlurmJobScreen #slurm-log { height: 1fr; min-height: 4; border-top: solid $panel-lighten-2; padding: 0 1; }
+    """
+
+    def __init__(self, pod: str, view: jobs.JobView) -> None:
+        super().__init__()
+        self.pod = pod
+        self.view = view
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="slurm-header")
+        with Horizontal(id="slurm-nodes"):
+            for i, node in enumerate(self.view.job.nodes):
+                panel = GpuPanel(id=f"slurm-gpus-{i}")
+                panel.border_title = f"{node} · reading GPUs (srun --overlap)…"
+                yield panel
+        yield Static(id="slurm-log")
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        set_text(self.query_one("#slurm-header", Static), header_line(self.pod, self.view))
+        set_text(self.query_one("#slurm-log", Static), "reading the log…")
+        self._read()
+
+    def show(self, _snapshot: FleetSnapshot) -> None:
+        """A new snapshot: the poller may have a newer look at the job."""
+        poller = getattr(getattr(self.app, "fleet", None), "slurm", None)
+        found = [v for v in (poller.views.get(self.pod, ()) if poller is not None else ())
+                 if v.job.job_id == self.view.job.job_id]
+        if found:
+            self.view = found[0]
+        try:
+            set_text(self.query_one("#slurm-header", Static), header_line(self.pod, self.view))
+        except NoMatches:  # not composed yet, or taken down
+            pass
+
+    @work(exclusive=True, group="slurm-job", exit_on_error=False)
+    async def _read(self) -> None:
+        fleet = self.app.fleet  # type: ignore[attr-defined]
+        job = self.view.job
+        try:
+            async with fleet.borrow(self.pod) as transport:
+                readings = await jobs.read_gpus(transport, job)
+                tail = await transport.run(sc.tail_command(job.stdout, LOG_TAIL_BYTES), timeout=30) \
+                    if job.stdout else None
+        except SshFailure as exc:
+            set_text(self.query_one("#slurm-log", Static), f"cannot reach {self.pod}: {exc.message}")
+            return
+        history = self.app.history  # type: ignore[attr-defined]
+        for i, reading in enumerate(readings):
+            panel = self.query_one(f"#slurm-gpus-{i}", GpuPanel)
+            panel.border_title = reading.node if reading.status != "error" else f"{reading.node} · {reading.error}"
+            node = PodSnapshot(name=reading.node, host=reading.node, state="online", gpus=reading.gpus,
+                               gpu_status=reading.status, gpu_error=reading.error)
+            panel.show(node, lambda g, n=reading.node: history.gpu(n, g))
+        if tail is None:
+            text = "no StdOut path in scontrol"
+        elif tail.ok:
+            lines = tail.stdout.replace("\r", "\n").splitlines()
+            text = "\n".join(lines[-40:]) or "(empty)"
+        else:
+            text = f"cannot read {job.stdout}: {tail.last_error_line()}"
+        set_text(self.query_one("#slurm-log", Static), text)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
