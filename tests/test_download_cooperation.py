@@ -85,6 +85,7 @@ async def test_a_dest_copy_is_kept_while_keep_local_prunes_the_download_folder(s
         assert (copied.local_path, copied.method, copied.copied_from) == (mine, "link", managed)
         both = entries_of("step_100.pt")
         assert [(e.local_path, e.extra) for e in both] == [(str(managed), False), (str(mine), True)]
+        assert all(index.untouched(e) for e in both), "the link moved the source's ctime: its stamp follows"
         again = await download_checkpoint(config, "p", "train", "step_100.pt", dest=tmp_path / "mine")
         assert again.skipped and again.local_path == mine
 

@@ -444,6 +444,8 @@ async def _from_local_copy(pod: PodConfig, cfg: SessionConfig, checkpoint: Check
     await _install_verified(part, final, done.sha256, replace_old=ours)
     entry = index.record(replace(done, local_path=str(final.absolute()), verified_at=0.0, extra=True,
                                  local_stamp=index.local_stamp(final) or ""))
+    if how == "link":  # the source's files gained a link (their ctime moved); they were just hashed
+        index.record(replace(done, local_stamp=index.local_stamp(source) or ""))
     size = done.expected_local_bytes
     if progress is not None:
         progress(size, size)
