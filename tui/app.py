@@ -65,7 +65,7 @@ ConfigLoader = Callable[[], "Config"]
 def _real_fleet(config: "Config") -> Any:
     from sessions.fleet.facade import Fleet
 
-    return Fleet(config)
+    return Fleet(config, slurm_jobs=True)  # Slurm pods' jobs as rows under their login node
 
 
 def _initial_snapshot(config: "Config") -> FleetSnapshot:

@@ -60,9 +60,12 @@ class Fleet(Operations):
 
     Use as `async with Fleet(config) as fleet:`; the monitors stop and the links close
     on exit. `follow=False` (`for_command`): no monitors, no provider polling, links only.
+    `slurm_jobs`: also look at the jobs of `kind: slurm` pods every 30 s (`self.slurm`), for
+    the TUI; `status --json` reads them once itself, and `watch` has no use for them.
     """
 
-    def __init__(self, config: Config, pod_names: list[str] | None = None, *, follow: bool = True):
+    def __init__(self, config: Config, pod_names: list[str] | None = None, *, follow: bool = True,
+                 slurm_jobs: bool = False):
         self.config = config
         self.follows = follow
         selected = [p for p in config.pods if pod_names is None or p.name in pod_names]
@@ -75,7 +78,7 @@ class Fleet(Operations):
         self._monitors = {p.name: PodMonitor(p, config.defaults, self._on_update, self.links[p.name], config)
                           for p in selected} if follow else {}
         # The jobs of `kind: slurm` pods, looked at every 30 s over their links (sessions/slurm/poller.py).
-        self.slurm = SlurmPoller(selected, self.borrow, self._on_provider_change,
+        self.slurm = SlurmPoller(selected if slurm_jobs else [], self.borrow, self._on_provider_change,
                                  timeout=config.defaults.command_timeout)
         # Spend is accumulated and kept per pod (sessions/providers/spend.py), so it never goes
         # down when a pod stops or gpuctl restarts; pods dropped from the config are forgotten.
