@@ -96,11 +96,16 @@ def agent_source() -> str:
     return "SOURCES = %r\n%s" % (agent_sources(), _RUNNER)
 
 
+def pack(source: str) -> str:
+    """Python source zlib-compressed then base64-encoded (ASCII, no quotes): what the
+    bootstraps here and in `backends/health_command.py` decode on the pod."""
+    return base64.b64encode(zlib.compress(source.encode("utf-8"), 9)).decode("ascii")
+
+
 @functools.lru_cache(maxsize=1)
 def agent_payload() -> str:
-    """The agent's program, zlib-compressed then base64-encoded (ASCII, no quotes)."""
-    packed = zlib.compress(agent_source().encode("utf-8"), 9)
-    return base64.b64encode(packed).decode("ascii")
+    """The agent's program, packed (`pack`)."""
+    return pack(agent_source())
 
 
 def agent_program() -> str:

@@ -11,13 +11,13 @@ pod types commands into a terminal that takes lines of at most 4095 bytes
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import shlex
-import zlib
 from pathlib import Path
 from typing import Any
+
+from backends.agent_command import pack
 
 _READER_PATH = Path(__file__).with_name("pod_agent") / "health.py"
 _BOOTSTRAP = "import base64,sys,zlib;exec(zlib.decompress(base64.b64decode(sys.stdin.read())))"
@@ -28,8 +28,7 @@ HEALTH_TIMEOUT_S = 45.0
 
 @functools.lru_cache(maxsize=1)
 def _payload() -> str:
-    source = _READER_PATH.read_text(encoding="utf-8")
-    return base64.b64encode(zlib.compress(source.encode("utf-8"), 9)).decode("ascii")
+    return pack(_READER_PATH.read_text(encoding="utf-8"))
 
 
 def build_health_command(options: dict[str, Any] | None = None, python: str = "python3") -> str:
