@@ -98,6 +98,7 @@ async def test_a_dest_copy_is_kept_while_keep_local_prunes_the_download_folder(s
         assert [(e.local_path, e.extra) for e in entries_of("step_100.pt")] == [(str(mine), True)]
         assert [e.local_path for e in entries_of("step_200.pt")] == [str(tmp_path / "dl" / "step_200.pt")]
         kept = entries_of("step_100.pt")[0]
+        assert index.untouched(kept), "unlinking the pruned copy moved only the ctime of the kept one"
         version = Checkpoint("step_100.pt", kept.remote_path, "file", 100, kept.size, kept.mtime)
         assert index.entry_for(kept.host, version) == kept, "the version is still known to be here"
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from backends.ssh import SshFailure
@@ -233,6 +234,12 @@ def prune(ctx: WatchContext, pod: str, session: str, keep: int) -> list[Path]:
             if e.host == host and folder in Path(e.local_path).resolve().parents]
     ours.sort(key=lambda e: (e.mtime, e.verified_at), reverse=True)
     doomed = ours[keep:]
+    # A person's --dest copy hard-linked from a doomed one: unlinking moves its ctime, not
+    # its bytes; its stamp is refreshed below when it was as hashed before (else it would
+    # read as touched, and be re-hashed whole, for nothing).
+    gone = {(e.host, e.remote_path, e.size, e.mtime) for e in doomed}
+    linked = [e for e in checkpoint_index.load().values()
+              if e.extra and (e.host, e.remote_path, e.size, e.mtime) in gone and checkpoint_index.untouched(e)]
     removed = []
     for entry in doomed:
         path = Path(entry.local_path)
@@ -243,6 +250,9 @@ def prune(ctx: WatchContext, pod: str, session: str, keep: int) -> list[Path]:
         removed.append(path)
     if doomed:
         checkpoint_index.forget([e.key for e in doomed])
+    for entry in linked:
+        if entry not in doomed:
+            checkpoint_index.record(replace(entry, local_stamp=checkpoint_index.local_stamp(Path(entry.local_path)) or ""))
     for entry in doomed:
         ctx.emit(pruned_event(pod, session, entry, keep, ctx.clock()))
     return removed
