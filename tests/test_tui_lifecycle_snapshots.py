@@ -138,3 +138,27 @@ async def test_a_stopped_pods_checkpoint_pane_shows_its_verified_copies(tmp_path
     assert lines[0] == "Pod is stopped; verified copies here (its list needs it online):"
     assert lines[1].startswith("out/step_400.pt") and "step 400" in lines[1]
     assert lines[1].endswith("downloaded, verified")
+
+
+async def test_a_stale_pods_meters_are_dimmed_like_its_values(tmp_path):
+    """QA (issue 12, item 8): the pod screen's GPU and session meters stayed in the live
+    accent colour on a stopped pod. A stale row's meters are dimmed; a live pod's are not."""
+    from tui.screens.pod_screen import PodScreen
+    from tui.widgets.meter import Meter
+
+    app = app_for(tmp_path)
+    fills: dict[str, set] = {}
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settled()(pilot)
+        for pod in app.snapshot.pods:
+            if not pod.gpus or pod.state not in ("online", "stopped"):
+                continue
+            await app.push_screen(PodScreen(pod.name))
+            await pilot.pause(0.2)
+            fills[pod.state] = {m.get_component_rich_style("meter--fill").color for m in app.screen.query(Meter)
+                                if m.fraction}
+            app.pop_screen()
+            await pilot.pause(0.1)
+    assert fills["online"] and fills["stopped"]
+    assert not fills["online"] & fills["stopped"]  # no stale meter in a live colour
+    assert len(fills["stopped"]) == 1  # GPUs and sessions alike, one dimmed colour

@@ -9,7 +9,11 @@ from textual.widget import Widget
 
 
 class Meter(Widget):
-    """`fraction` in 0..1, or None for unknown (drawn as a dotted line)."""
+    """`fraction` in 0..1, or None for unknown (drawn as a dotted line).
+
+    Last known values (inside a GpuRow or SessionRow marked `-stale`: the pod is not
+    online) are dimmed like the text beside them, never in the live accent colour: a
+    rule in themes/pod.tcss, since this DEFAULT_CSS is scoped to the Meter itself."""
 
     COMPONENT_CLASSES = {"meter--fill", "meter--empty"}
     DEFAULT_CSS = """
