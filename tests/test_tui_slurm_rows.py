@@ -82,3 +82,17 @@ async def test_slurm_job_row_under_its_login_node(slurm_login, tmp_path):
     finally:
         async with open_transport(pod, config.defaults) as t:
             await t.run(f"scancel {job_id}")
+
+
+async def test_a_login_node_without_a_cluster_says_so_under_the_table(sshd, tmp_path):
+    """The plain sshd pod has Slurm's tools but no cluster behind them (no SLURM_CONF):
+    squeue fails there, and the pod's line under the table says so in Slurm's words."""
+    trust(sshd)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"pods": [sshd.pod_entry("nocluster", kind="slurm")]}, sort_keys=False))
+    app = make_app(parse_config(path.read_text(), path), state_file=tmp_path / "tui.json")
+    async with app.run_test(size=(160, 30)) as pilot:
+        detail = app.screen.query_one("#fleet-detail")
+        await until(pilot, lambda: "Slurm jobs:" in str(detail.render()), timeout=60, what="the poller's failure")
+        assert detail.has_class("-reconnecting")
+        assert app.screen.query_one(FleetTable).rows == ["nocluster"]

@@ -138,6 +138,10 @@ class FleetScreen(PodActionsMixin, Screen):
             text = job_rows.slurm_detail(*slurm)
         elif name is not None:
             text, tone = fleet_rows.detail_line(self.snapshot.pod(name), name in self.paused_pods())
+            poller = getattr(self.app.fleet, "slurm", None)  # type: ignore[attr-defined]
+            error = poller.errors.get(name) if poller is not None else None
+            if error and not tone:  # a login node that answers SSH but not squeue says so
+                text, tone = f"{text} · Slurm jobs: {error}", "reconnecting"
         elif self.snapshot.pods:
             text = "No pod matches the filter."
         for cls in ("-failed", "-reconnecting"):
