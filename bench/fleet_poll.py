@@ -29,9 +29,9 @@ on every snapshot the Fleet publishes: `sessions.jobs.summary.summarize(...).to_
 inside the measured CPU. The exec baseline polls the same NODES + N pods. Goals (issue 18):
 gpuctl under 20 % of one core, p99 snapshot age under 1.5 s. Measured (2026-12-06, the 2-core
 dev box shared with other work, load 10-14), reproduced with
-`.venv/bin/python bench/fleet_poll.py --job 16x8 --pods 100 --seconds 30`: gpuctl 18.3 % and
-17.1 % of one core, p99 age 1.04 s and 1.00 s, in two runs (the exec loop 30.9 % and 27.8 %);
-19.4 % before the job summary was kept per job's rank snapshots. Also in docs/architecture.md,
+`.venv/bin/python bench/fleet_poll.py --job 16x8 --pods 100 --seconds 30`: gpuctl 18.3, 17.1,
+17.4 and 17.8 % of one core, p99 age 1.04, 1.00, 0.99 and 0.99 s, in four runs (the exec loop
+30.9, 27.8, 22.7 and 21.6 %); 19.4 % before the job summary was kept per job's rank snapshots. Also in docs/architecture.md,
 section 5 (bench).
 """
 
