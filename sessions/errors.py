@@ -40,9 +40,16 @@ class PodNotRunning(SshFailure):
 
     Attributes:
         state: the `PodState` (`sessions.snapshot.NOT_RUNNING`).
+        why: who says so ("runpod says the instance is stopped", "stopped by gpuctl"), or "".
         kind, message: as `SshFailure`'s (the kind the SSH failure had).
     """
 
-    def __init__(self, kind: str, message: str, state: str) -> None:
+    def __init__(self, kind: str, message: str, state: str, why: str = "") -> None:
         super().__init__(kind, message)
         self.state = state
+        self.why = why
+
+    @property
+    def said(self) -> str:
+        """'stopped (runpod says the instance is stopped)': the state and who says so."""
+        return f"{self.state} ({self.why})" if self.why else self.state

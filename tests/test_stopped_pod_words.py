@@ -44,7 +44,8 @@ async def test_a_stopped_pods_actions_say_it_is_stopped_not_connection_refused(s
     assert said == "p is stopped (runpod says the instance is stopped (EXITED)); start it, then try again", said
     assert (logs.value.message, listing.value.state) == (said, "stopped")
     # the teardown dialog: the pod's state and what is verified here, no verdict on the pod's side
-    assert not ok and note == (f"{NOT_CHECKED}{said}; verified here: session train: ckpt-400.pt verified at {copy}")
+    assert not ok and note == (f"{NOT_CHECKED}it is stopped (runpod says the instance is stopped (EXITED)); "
+                               f"verified here: session train: ckpt-400.pt at {copy}")
 
 
 async def test_a_running_pod_that_refuses_keeps_its_ssh_error(sshd_fresh, tmp_path, monkeypatch):

@@ -80,8 +80,8 @@ def _verified_here(host: str, pod: PodConfig) -> str:
     parts = []
     for session in pod.sessions:
         copies = checkpoint_index.verified_here(host, session.name)
-        parts.append(f"session {session.name}: {copies[0].remote_path.rstrip('/').rsplit('/', 1)[-1]} verified at "
-                     f"{copies[0].local_path}" if copies else f"session {session.name}: no verified copy here")
+        parts.append(f"session {session.name}: {copies[0].remote_path.rstrip('/').rsplit('/', 1)[-1]} at "
+                     f"{copies[0].local_path}" if copies else f"session {session.name}: none")
     return "verified here: " + "; ".join(parts)
 
 
@@ -110,7 +110,7 @@ async def check(config: Config, pod: PodConfig, steps: Mapping[str, int] | None 
                 (verified if ok else refusals).append(note)
     except SshFailure as exc:
         if isinstance(exc, PodNotRunning):  # stopped or gone (the Fleet's borrow says so), not a network fault
-            return False, f"{NOT_CHECKED}{exc.message}; {_verified_here(host, pod)}"
+            return False, f"{NOT_CHECKED}it is {exc.said}; {_verified_here(host, pod)}"
         return False, f"cannot check its checkpoints: {exc.message}"
     except (CheckpointListingFailed, UnsafeName) as exc:
         return False, f"cannot check its checkpoints: {exc}"

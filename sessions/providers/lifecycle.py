@@ -145,7 +145,7 @@ def not_running(pod_name: str, failure: SshFailure, state: str | None, why: str 
         hint = "the provider took it back: start it again (or wait for it), then try again"
     else:
         hint = "it is gone, with whatever was only on it"
-    return PodNotRunning(failure.kind, f"{pod_name} is {state}{f' ({who})' if who else ''}; {hint}", state)
+    return PodNotRunning(failure.kind, f"{pod_name} is {state}{f' ({who})' if who else ''}; {hint}", state, who)
 
 
 def settle(snapshot: PodSnapshot, view: ProviderView | None, action: OwnAction | None,
