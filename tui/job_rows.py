@@ -14,14 +14,17 @@ login node's row (`slurm_cells`): Slurm's id and state, GPUs, name, progress, ET
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sessions.jobs.summary import HUNG, JobSummary
-from sessions.slurm.jobs import JobView
 from sessions.snapshot import PodSnapshot
 from tui.fleet_rows import step_span
 from tui.humanize import duration
 from tui.sessions_table import rate_text
 from tui.sessions_table import per_step_text
+
+if TYPE_CHECKING:  # sessions.slurm.jobs imports asyncssh: not before the first frame
+    from sessions.slurm.jobs import JobView
 
 Cell = tuple[tuple[str, str], ...]
 """As `fleet_rows.Cell`: (text, tone) spans."""

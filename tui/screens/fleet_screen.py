@@ -16,7 +16,6 @@ from textual.widgets import Static
 
 from sessions.config.model import JobConfig
 from sessions.jobs.summary import summarize
-from sessions.slurm.jobs import JobView
 from sessions.snapshot import FleetSnapshot
 from tui import fleet_rows, job_rows
 from tui.actions import Target
@@ -28,7 +27,8 @@ from tui.widgets.text import set_text
 
 _OPEN_JOB = next(b for b in FLEET if b.action == "open_job")
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # sessions.slurm.jobs imports asyncssh: not before the first frame
+    from sessions.slurm.jobs import JobView
     from textual.widgets import Input
 
 

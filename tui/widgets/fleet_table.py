@@ -19,6 +19,9 @@ job's by `job_key(name)`, which no pod name can equal. A `kind: slurm` pod's job
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -29,16 +32,16 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from collections.abc import Mapping, Sequence
-
 from sessions.config.model import JobConfig
 from sessions.jobs.summary import summarize
-from sessions.slurm.jobs import JobView
 from sessions.snapshot import FleetSnapshot
 from tui import fleet_rows, job_rows
 from tui.fleet_rows import Cell, Column
 from tui.status_table import hot_at, pod_alerts
 from tui.widgets.tones import ToneStyles
+
+if TYPE_CHECKING:  # sessions.slurm.jobs imports asyncssh: not before the first frame
+    from sessions.slurm.jobs import JobView
 
 PAD = fleet_rows.CELL_PADDING
 JOB_PREFIX = "\x00job:"
