@@ -488,14 +488,10 @@ async def test_a_proxied_pod_is_checked_through_its_shell(gpu_pod_here, tmp_path
 
 
 def test_status_is_coloured_on_a_terminal_only(monkeypatch):
-    import io
     import sys
 
+    from tests.support.tty import Tty
     from tui.commands import check_cmd
-
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
 
     results = [pf.CheckResult("gpus", PASS, "1 × GPU, memory [N/A]"),
                pf.CheckResult("shm", WARN, "/dev/shm 0.1 GiB", "docker run --shm-size=16g"),

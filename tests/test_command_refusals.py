@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from tests.support.tty import Tty
 from tui.cli import main
 
 CONFIG = """\
@@ -46,13 +47,6 @@ def test_a_read_only_config_refuses_each_changing_command_alike(argv, verb, tmp_
     assert main(["--config", str(path), *argv]) == 2
     err = capsys.readouterr().err
     assert err == f"gpuctl: {path} sets read_only: true, so gpuctl {verb} does not change pods\n"
-
-
-class Tty(io.StringIO):
-    """A stdin that says it is a terminal, with the user's typed answer in it."""
-
-    def isatty(self) -> bool:
-        return True
 
 
 @pytest.mark.parametrize("typed, code", [("n\n", 1), ("\n", 1), ("yes\n", None)])

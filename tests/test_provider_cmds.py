@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 
 import pytest
@@ -18,14 +17,8 @@ from tests.support.provider_server import (
     runpod_pod,
     vast_instance,
 )
+from tests.support.tty import Tty
 from tui.cli import main
-
-
-class Tty(io.StringIO):
-    """A stdin that says it is a terminal, with the user's typed answer in it."""
-
-    def isatty(self) -> bool:
-        return True
 
 
 @pytest.fixture(autouse=True)

@@ -32,6 +32,7 @@ from sessions.config.loader import parse_config
 from sessions.link.pod_link import open_transport
 from sessions.tmux.commands import parse_capture
 from tests.support.sshd import SshdServer
+from tests.support.tty import Tty
 from tui.cli import main
 from tests.support.pinning import trust
 
@@ -251,11 +252,6 @@ async def test_adopt_a_session_made_by_plain_tmux(pod, pod_home, tmp_path, clean
 # ----------------------------------------------------------------------- kill
 
 
-class _Tty(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
 def test_kill_asks_refuses_without_a_terminal_and_is_idempotent(pod, tmp_path, cleanup, capsys, monkeypatch):
     trust(pod)
     config = write_config(tmp_path, [pod.pod_entry("p", sessions=[{"name": "k", "command": "sleep 300"}])])
@@ -267,13 +263,13 @@ def test_kill_asks_refuses_without_a_terminal_and_is_idempotent(pod, tmp_path, c
     assert cli(config, "kill", "p", "k") == 2
     assert "pass --yes to kill without a prompt" in capsys.readouterr().err
 
-    monkeypatch.setattr(sys, "stdin", _Tty("n\n"))
+    monkeypatch.setattr(sys, "stdin", Tty("n\n"))
     assert cli(config, "kill", "p", "k") == 1
     err = capsys.readouterr().err
     assert "Kill session 'k' on pod 'p' (running: sleep 300)? [y/N]" in err and "not killed" in err
     assert pane(pod, "k", "#{pane_dead}") == "0"
 
-    monkeypatch.setattr(sys, "stdin", _Tty("y\n"))
+    monkeypatch.setattr(sys, "stdin", Tty("y\n"))
     assert cli(config, "kill", "p", "k") == 0
     assert "killed session 'k' on pod 'p'" in capsys.readouterr().out
     assert pod_tmux(pod, "has-session", "-t", "=k").returncode != 0
