@@ -7,6 +7,7 @@ on a narrow terminal the least important ones drop first (`visible_columns`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -237,8 +238,11 @@ def detail_line(pod: PodSnapshot, paused: bool = False) -> Span:
     if pod.gpu_status == "error" and pod.gpu_error:
         return (f"{pod.name}: GPU: {pod.gpu_error}", "failed")
     parts = [pod.name, pod.host]
-    if pod.uptime_s is not None:
-        parts.append(f"up {humanize.duration(pod.uptime_s)}")
+    if pod.spend_since is not None and pod.spend_from == "provider":
+        # the instance's run time, from the clock its spend counts on (sessions/providers/spend.py)
+        parts.append(f"up {humanize.duration(max(0.0, time.time() - pod.spend_since))}")
+    elif pod.uptime_s is not None:  # the machine's: in a container, the host's boot
+        parts.append(f"host up {humanize.duration(pod.uptime_s)}")
     if pod.disk and pod.disk.used_pct is not None:
         parts.append(f"disk {pod.disk.used_pct:.0f}%")
     if paused:
