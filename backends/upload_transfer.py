@@ -358,15 +358,9 @@ class _Progress:
                 self.progress(i, self.done[i], job.size)
 
 
-def _read_range(fd: int | Path, off: int, n: int) -> tuple[list[bytes], int]:
-    """The bytes of a local range (of an open file, or of a path), in `_READ` pieces,
-    and their CRC-32."""
-    if isinstance(fd, Path):
-        opened = os.open(fd, os.O_RDONLY)
-        try:
-            return _read_range(opened, off, n)
-        finally:
-            os.close(opened)
+def _read_range(fd: int, off: int, n: int) -> tuple[list[bytes], int]:
+    """The bytes of a local range of an open file, in `_READ` pieces, and their CRC-32
+    (a PTY shell's `put` takes a range whole)."""
     pieces, crc, end = [], 0, off + n
     while off < end:
         block = os.pread(fd, min(_READ, end - off), off)
@@ -376,6 +370,23 @@ def _read_range(fd: int | Path, off: int, n: int) -> tuple[list[bytes], int]:
         pieces.append(block)
         off += len(block)
     return pieces, crc
+
+
+def _range_crc(path: Path, off: int, n: int) -> int:
+    """The CRC-32 of a local range, read a MiB at a time and let go: checking what the
+    pod answered for a whole streamed file must not hold the file in memory."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        crc, end = 0, off + n
+        while off < end:
+            block = os.pread(fd, min(_READ, end - off), off)
+            if not block:
+                raise TransferFailed("local", "a local file got shorter while it was uploaded")
+            crc = zlib.crc32(block, crc)
+            off += len(block)
+        return crc
+    finally:
+        os.close(fd)
 
 
 class ParallelSender:
@@ -448,7 +459,7 @@ class ParallelSender:
                         continue
                     answered[off] = crc
                     local[off] = asyncio.ensure_future(asyncio.to_thread(
-                        _read_range, job.local_path, off, min(job.chunk, job.size - off)))
+                        _range_crc, job.local_path, off, min(job.chunk, job.size - off)))
                     if off not in job.kept:
                         meter.add(index, min(job.chunk, job.size - off))
                 await proc.wait()
@@ -459,7 +470,7 @@ class ParallelSender:
         sent = 0
         for off, crc in answered.items():
             n = min(job.chunk, job.size - off)
-            _, here = await local[off]
+            here = await local[off]
             if here == crc:
                 if off not in job.kept:
                     sent += n
@@ -532,13 +543,18 @@ class ParallelSender:
             while queue or asked:
                 while queue and len(asked) < DEPTH:
                     i, off, n = queue.popleft()
-                    pieces, crc = await asyncio.to_thread(_read_range, fds[i], off, n)
-                    rec = _Sent(i, off, n, crc)
+                    rec = _Sent(i, off, n, 0)
                     asked.append(rec)
                     unanswered.append(rec)
                     proc.stdin.write(f"{off} {n} {hexpath(jobs[i].part)}\n".encode())
-                    for piece in pieces:
-                        proc.stdin.write(piece)
+                    at, end = off, off + n
+                    while at < end:  # a MiB read, CRC'd and sent at a time, not a whole range held
+                        block = await asyncio.to_thread(os.pread, fds[i], min(_READ, end - at), at)
+                        if not block:
+                            raise TransferFailed("local", "a local file got shorter while it was uploaded")
+                        rec.crc = zlib.crc32(block, rec.crc)
+                        proc.stdin.write(block)
+                        at += len(block)
                         await proc.stdin.drain()
                 rec = asked[0]
                 await asyncio.wait((rec.acked, reader), return_when=asyncio.FIRST_COMPLETED)
