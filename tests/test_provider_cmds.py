@@ -192,7 +192,9 @@ def test_teardown_refuses_while_checkpoints_cannot_be_checked(tmp_path, runpod, 
     assert main(["--config", str(path), "teardown", "box", "--yes"]) == 1
     err = capsys.readouterr().err
     assert "not tearing down pod 'box': cannot check its checkpoints" in err and "--force" in err
-    assert server.requests == []
+    # The provider is only asked whether the pod runs (so a stopped pod is said to be
+    # stopped, not unreachable); nothing is deleted or stopped.
+    assert [(r.method, r.path) for r in server.requests] == [("GET", "/v2/pods/pod1")]
 
 
 def test_teardown_force_yes_deletes_and_is_idempotent(tmp_path, runpod, capsys, caplog):
