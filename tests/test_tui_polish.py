@@ -169,3 +169,20 @@ def test_a_transfer_rate_is_said_in_the_units_of_its_sizes():
     assert humanize.rate(512) == "512B/s" and humanize.rate(None) == "-"
     state = DownloadState("p", "s", done=300_000_000, total=600_000_000, started=0.0)
     assert state.progress_text(now=1.0) == "286M/572M 50% 286M/s"
+
+
+def test_the_transfer_bar_says_amount_and_speed_as_the_summary_does():
+    from rich.progress import Progress
+
+    from tui.transfer_progress import amount_columns
+
+    clock = [0.0]
+    amount, speed = amount_columns()
+    bar = Progress(amount, speed, console=Console(file=io.StringIO()), get_time=lambda: clock[0])
+    task = bar.add_task("p <- data", total=600_000_000)
+    for second in (1, 2, 3):
+        clock[0] = float(second)
+        bar.update(task, completed=100_000_000 * second)
+    state = bar.tasks[0]
+    assert str(amount.render(state)) == "286M/572M"  # rich's own column said "300.0/600.0 MB"
+    assert str(speed.render(state)) == "95M/s"  # 100e6 bytes a second

@@ -39,8 +39,8 @@ class PlainProgress:
         self.last_pct, self.last_t, self.last_done = pct, now, done
         moved = done - self.first
         rate = moved / (now - self.started) if now > self.started else 0.0
-        # No rate before a byte moved, nor for a copy already here or hard-linked ("0 MB/s").
-        speed = f" {rate / 1e6:.0f} MB/s" if moved > 0 else ""
+        # No rate before a byte moved, nor for a copy already here or hard-linked ("0B/s").
+        speed = f" {humanize.rate(rate)}" if moved > 0 else ""
         print(f"{self.label}: {humanize.size(done)}/{humanize.size(total)} ({pct}%){speed}",
               file=sys.stderr, flush=True)
 
@@ -50,6 +50,27 @@ class PlainProgress:
         from tui.terminal_text import visible
 
         print(visible(f"{self.label}: {name} ({humanize.size(size)}) landed"), file=sys.stderr, flush=True)
+
+
+def amount_columns() -> tuple:
+    """The bar's amount ('286M/572M') and speed ('286M/s') columns, in `tui.humanize`'s
+    units: rich's own DownloadColumn said '300.0/600.0 MB' above a summary of '286M'."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    from tui import humanize
+
+    class Amount(ProgressColumn):
+        def render(self, task) -> Text:  # type: ignore[no-untyped-def]
+            total = f"/{humanize.size(task.total)}" if task.total is not None else ""
+            return Text(humanize.size(task.completed) + total, style="progress.download")
+
+    class Speed(ProgressColumn):
+        def render(self, task) -> Text:  # type: ignore[no-untyped-def]
+            speed = task.finished_speed or task.speed
+            return Text(humanize.rate(speed) if speed is not None else "?", style="progress.data.speed")
+
+    return Amount(), Speed()
 
 
 class TransferProgress:
@@ -66,11 +87,10 @@ class TransferProgress:
             self._plain = PlainProgress(self.label)
             return self._plain
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                       TimeRemainingColumn(), console=Console(file=sys.stderr), transient=True)
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), *amount_columns(), TimeRemainingColumn(),
+                       console=Console(file=sys.stderr), transient=True)
         task = bar.add_task(self.label, total=None)
         self._bar = bar
         bar.start()

@@ -62,9 +62,9 @@ async def _upload_async(config: Any, pod: Any, local: str, remote: str | None, f
     if result.method == "pty":
         print(f"gpuctl: pod {pod.name!r} is reached through a shell-only proxy: the upload went through "
               "its shell, one range at a time (slower than a direct SSH pod)", file=sys.stderr)
-    rate = result.transferred / result.seconds / 1e6 if result.seconds > 0 else 0.0
+    rate = humanize.rate(result.transferred / result.seconds if result.seconds > 0 else 0.0)
     resumed = f", resumed after {humanize.size(result.resumed_from)}" if result.resumed_from else ""
     files = f"{result.files} files, " if result.files != 1 else ""
     print(visible(f"{result.local_path}: {files}{humanize.size(result.size)} in {result.seconds:.1f}s "
-                  f"({rate:.0f} MB/s{resumed}), sha256 verified -> {pod.name}:{result.remote_path}"))
+                  f"({rate}{resumed}), sha256 verified -> {pod.name}:{result.remote_path}"))
     return 0
