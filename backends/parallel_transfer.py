@@ -51,7 +51,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Awaitable, Callable, Sequence, TypeVar
 
 import asyncssh
 
@@ -96,6 +96,34 @@ _MARK = 1024 * 1024
 
 class NoRangeServer(Exception):
     """The pod cannot run the range server (no python3): use a sequential method."""
+
+
+
+_T = TypeVar("_T")
+
+def opened_or_raise(opened: list[_T | BaseException]) -> list[_T]:
+    """The channels that opened (from `gather(..., return_exceptions=True)`); when none
+    did, the first failure is raised: some channels are enough, none is an error."""
+    ok = [o for o in opened if not isinstance(o, BaseException)]
+    if not ok:
+        raise next(o for o in opened if isinstance(o, BaseException))
+    return ok
+
+
+async def run_until_first_failure(jobs: Sequence[Awaitable[object]]) -> None:
+    """Run the channel workers together (downloads and uploads alike): the first one
+    that fails cancels the others, which are waited for, and its error is raised."""
+    workers = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+        for w in done:
+            error = w.exception()
+            if error is not None:
+                raise error
+    finally:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
 
 
 def chunk_for(size: int) -> int:
@@ -374,22 +402,11 @@ class ParallelFetch:
 
     async def _move(self, pending: collections.deque[tuple[_File, int, int]]) -> None:
         count = max(1, min(self.channels, len(pending)))
-        opened = await asyncio.gather(*(self._channel() for _ in range(count)), return_exceptions=True)
-        channels = [c for c in opened if isinstance(c, tuple)]
-        if not channels:
-            for c in opened:
-                if isinstance(c, BaseException):
-                    raise c
-        workers = [asyncio.ensure_future(self._worker(chan, session, pending)) for chan, session in channels]
+        channels = opened_or_raise(
+            await asyncio.gather(*(self._channel() for _ in range(count)), return_exceptions=True))
         try:
-            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-            for w in done:
-                if w.exception() is not None:
-                    raise w.exception()  # type: ignore[misc]
+            await run_until_first_failure([self._worker(chan, session, pending) for chan, session in channels])
         finally:
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
             for chan, _ in channels:
                 chan.close()
 

@@ -44,7 +44,8 @@ from typing import Callable, Protocol, Sequence
 
 import asyncssh
 
-from backends.parallel_transfer import DEPTH, MAX_CHANNELS, PACKET, chunk_for
+from backends.parallel_transfer import (DEPTH, MAX_CHANNELS, PACKET, chunk_for, opened_or_raise,
+                                        run_until_first_failure)
 from backends.ssh import FailureKind, SshFailure, command_bytes
 from backends import transfer
 from backends.transfer import TransferFailed, _lost
@@ -492,21 +493,11 @@ class ParallelSender:
         sent = [0]
         try:
             count = max(1, min(self.channels, len(queue)))
-            opened = await asyncio.gather(*(self._open() for _ in range(count)), return_exceptions=True)
-            procs = [p for p in opened if not isinstance(p, BaseException)]
-            if not procs:
-                failed = next(p for p in opened if isinstance(p, BaseException))
-                raise failed
-            workers = [asyncio.ensure_future(self._worker(p, jobs, fds, queue, meter, sent)) for p in procs]
+            procs = opened_or_raise(
+                await asyncio.gather(*(self._open() for _ in range(count)), return_exceptions=True))
             try:
-                done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-                for w in done:
-                    if w.exception() is not None:
-                        raise w.exception()  # type: ignore[misc]
+                await run_until_first_failure([self._worker(p, jobs, fds, queue, meter, sent) for p in procs])
             finally:
-                for w in workers:
-                    w.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
                 for p in procs:
                     p.close()
         finally:

@@ -85,8 +85,8 @@ PROGRESS_INTERVAL_S = 0.1
 """The caller's progress callback hears at most this often (and always at the end)."""
 
 
-class DownloadError(Exception):
-    """A download that did not happen or did not verify; `str()` says why.
+class TransferError(Exception):
+    """A transfer (download or upload) that did not happen or did not verify; `str()` says why.
 
     Attributes:
         exit_code: 1 for the pod, the link or the copy; 2 for what the user asked.
@@ -97,6 +97,10 @@ class DownloadError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+class DownloadError(TransferError):
+    """A download that did not happen or did not verify."""
 
 
 class DownloadUsageError(DownloadError):

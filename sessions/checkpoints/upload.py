@@ -38,6 +38,7 @@ from backends.ssh import SshFailure
 from backends.transfer import TransferFailed, parse_sha256, sha256_command, sha256_file
 from backends.transport import TransportUnsupported
 from backends.upload_transfer import SendJob, hexpath, parse_started, pod_words, run_pod
+from sessions.checkpoints.download import TransferError
 from sessions.checkpoints.verify import HASH_RATE
 from sessions.config.model import Config, PodConfig
 from sessions.link import pods
@@ -48,18 +49,8 @@ ProgressFn = Callable[[int, int], None]
 PART_SUFFIX = ".part"
 
 
-class UploadError(Exception):
-    """An upload that did not happen or did not verify; `str()` says why.
-
-    Attributes:
-        exit_code: 1 for the pod, the link or the copy; 2 for what the user asked.
-    """
-
-    exit_code = 1
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+class UploadError(TransferError):
+    """An upload that did not happen or did not verify."""
 
 
 class UploadRefused(UploadError):
