@@ -103,6 +103,24 @@ def opened(part):
         sys.stderr.write("%s: not a regular file\n" % os.fsdecode(part))
         sys.exit(6)
     return fd
+def land(fd, inp, buf, off, end, whole=None):
+    # one range from stdin, a MiB at a time: written, CRC'd (and hashed) while in the cache
+    c = 0
+    at = off
+    while at < end:
+        view = memoryview(buf)[:min(1048576, end - at)]
+        got = inp.readinto(view)
+        if not got:
+            sys.exit(5)
+        view = view[:got]
+        k = 0
+        while k < got:
+            k += os.pwrite(fd, view[k:], at + k)
+        c = zlib.crc32(view, c)
+        if whole is not None:
+            whole.update(view)
+        at += got
+    return c
 def write_range(fd, part, off, data):
     n = 0
     while n < len(data):
@@ -182,19 +200,7 @@ elif mode == "serve":
                 records.pop(oldest).close()
             fd = fds[part] = opened(part)
             records[part] = open(side(part), "ab")
-        c = 0
-        at = off
-        while at < end:  # 1 MiB at a time: written and CRC'd while in the cache
-            view = memoryview(buf)[:min(1048576, end - at)]
-            got = inp.readinto(view)
-            if not got:
-                sys.exit(5)
-            view = view[:got]
-            k = 0
-            while k < got:
-                k += os.pwrite(fd, view[k:], at + k)
-            c = zlib.crc32(view, c)
-            at += got
+        c = land(fd, inp, buf, off, end)
         records[part].write(b"%d %d\n" % (off, c))
         records[part].flush()
         sys.stdout.write("%d %d\n" % (off, c))
@@ -209,21 +215,7 @@ elif mode == "stream":
     record = open(side(part), "ab")
     while off < size:
         end = min(off + chunk, size)
-        c = 0
-        at = off
-        while at < end:  # 1 MiB at a time: written, CRC'd and hashed while in the cache
-            view = memoryview(buf)[:min(1048576, end - at)]
-            got = inp.readinto(view)
-            if not got:
-                sys.exit(5)
-            view = view[:got]
-            n = 0
-            while n < got:
-                n += os.pwrite(fd, view[n:], at + n)
-            c = zlib.crc32(view, c)
-            if whole is not None:
-                whole.update(view)
-            at += got
+        c = land(fd, inp, buf, off, end, whole)
         record.write(b"%d %d\n" % (off, c))
         record.flush()
         sys.stdout.write("%d %d\n" % (off, c))
