@@ -36,6 +36,7 @@ jobs:
     (["resume", "box", "train"], "resume"),
     (["stop", "box", "--yes"], "stop"),
     (["teardown", "box", "--yes"], "teardown"),
+    (["upload", "box", "."], "upload"),
     (["jobs", "launch", "pair"], "jobs launch"),
     (["jobs", "resume", "pair"], "jobs resume"),
     (["jobs", "kill", "pair", "--yes"], "jobs kill"),

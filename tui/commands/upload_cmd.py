@@ -16,7 +16,7 @@ import argparse
 import sys
 from typing import Any
 
-from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, run_async
+from tui.commands.common import EXIT_USAGE, complain, load_pod_or_explain, refuse_read_only, run_async
 from tui.terminal_text import visible
 
 EXIT_FAILED = 1
@@ -39,6 +39,8 @@ def _upload(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     config, pod = loaded
+    if refuse_read_only(config, "upload"):
+        return EXIT_USAGE
     return run_async(lambda: _upload_async(config, pod, args.local_path, args.remote_path, args.force))
 
 
