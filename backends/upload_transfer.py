@@ -44,6 +44,8 @@ from typing import Callable, Protocol, Sequence
 
 import asyncssh
 
+from backends.openssh_mux import MuxProcess, MuxUnavailable, OpensshMux
+from backends import parallel_transfer
 from backends.parallel_transfer import (DEPTH, MAX_CHANNELS, PACKET, chunk_for, opened_or_raise,
                                         run_until_first_failure)
 from backends.ssh import FailureKind, SshFailure, command_bytes
@@ -382,6 +384,10 @@ def _range_crc(path: Path, off: int, n: int) -> int:
         os.close(fd)
 
 
+_Process = asyncssh.SSHClientProcess | MuxProcess
+"""A channel running the pod's writer: asyncssh's, or a session of the OpenSSH master."""
+
+
 class ParallelSender:
     """Sends ranges over exec channels of one connection (see the module docstring).
 
@@ -410,14 +416,21 @@ class ParallelSender:
         meter = _Progress(jobs, progress)
         meter.start()
         sent = 0
-        if self.ssh_argv is not None and any(j.size >= transfer.STREAM_MIN_SIZE and j.missing() for j in jobs):
-            from backends.parallel_transfer import round_trip
-
-            rtt = await round_trip(self.conn)
+        big_file = any(j.size >= transfer.STREAM_MIN_SIZE and j.missing() for j in jobs)
+        much = sum(n for job in jobs for _, n in job.missing()) >= parallel_transfer.MUX_MIN_BYTES
+        if self.ssh_argv is not None and (big_file or much):
+            rtt = await parallel_transfer.round_trip(self.conn)
             if rtt is not None and rtt < transfer.NEAR_RTT_S:
                 for i, job in enumerate(jobs):
                     if job.size >= transfer.STREAM_MIN_SIZE and job.missing():
                         sent += await self._openssh(i, job, meter)
+            elif much:
+                try:
+                    async with OpensshMux(self.ssh_argv, transfer._OPENSSH_OPTIONS) as mux:
+                        self.kind = parallel_transfer.PARALLEL_SSH
+                        return sent + await self._parallel(jobs, meter, mux)
+                except MuxUnavailable:
+                    pass  # no OpenSSH master (a key only asyncssh can use...): asyncssh's channels
         return sent + await self._parallel(jobs, meter)
 
     async def _openssh(self, index: int, job: SendJob, meter: _Progress) -> int:
@@ -477,7 +490,7 @@ class ParallelSender:
             job.pod_sha256 = digest
         return sent
 
-    async def _parallel(self, jobs: Sequence[SendJob], meter: _Progress) -> int:
+    async def _parallel(self, jobs: Sequence[SendJob], meter: _Progress, mux: OpensshMux | None = None) -> int:
         queue = collections.deque((i, off, n) for i, job in enumerate(jobs) for off, n in job.missing())
         if not queue:
             return 0
@@ -485,8 +498,9 @@ class ParallelSender:
         sent = [0]
         try:
             count = max(1, min(self.channels, len(queue)))
-            procs = opened_or_raise(
-                await asyncio.gather(*(self._open() for _ in range(count)), return_exceptions=True))
+            opened: list[_Process | BaseException] = await asyncio.gather(
+                *(self._open(mux) for _ in range(count)), return_exceptions=True)
+            procs: list[_Process] = opened_or_raise(opened)
             try:
                 await run_until_first_failure([self._worker(p, jobs, fds, queue, meter, sent) for p in procs])
             finally:
@@ -497,14 +511,19 @@ class ParallelSender:
                 os.close(fd)
         return sent[0]
 
-    async def _open(self) -> asyncssh.SSHClientProcess:
+    async def _open(self, mux: OpensshMux | None) -> _Process:
+        """A channel running the pod's `serve`: a session of the OpenSSH master when
+        there is one (`backends.openssh_mux`, a third of the CPU per GiB), else one of
+        asyncssh's."""
         try:
+            if mux is not None:
+                return await mux.open(pod_command("serve"))
             return await self.conn.create_process(command_bytes(pod_command("serve")), encoding=None,
                                                   max_pktsize=PACKET)
         except (asyncssh.Error, OSError) as exc:
             raise _lost("the upload", exc) from exc
 
-    async def _worker(self, proc: asyncssh.SSHClientProcess, jobs: Sequence[SendJob], fds: list[int],
+    async def _worker(self, proc: _Process, jobs: Sequence[SendJob], fds: list[int],
                       queue: collections.deque[tuple[int, int, int]], meter: _Progress, sent: list[int]) -> None:
         asked: collections.deque[_Sent] = collections.deque()  # in order, until counted here
         unanswered: collections.deque[_Sent] = collections.deque()  # in order, until the pod answers
@@ -565,7 +584,7 @@ class ParallelSender:
             await asyncio.gather(reader, return_exceptions=True)
 
     @staticmethod
-    async def _why(proc: asyncssh.SSHClientProcess, job: SendJob) -> TransferFailed:
+    async def _why(proc: _Process, job: SendJob) -> TransferFailed:
         try:
             await asyncio.wait_for(proc.wait_closed(), 5)
         except (asyncio.TimeoutError, asyncssh.Error, OSError):

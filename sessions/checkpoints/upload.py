@@ -73,7 +73,8 @@ class UploadResult:
         transferred: bytes sent by this call.
         resumed_from: bytes the pod already held from an interrupted run.
         seconds: wall time.
-        method: "parallel" (exec channels) or "pty" (through a shell-only proxy).
+        method: "parallel" (exec channels), "parallel-ssh" (sessions of an OpenSSH master,
+            a big upload on a far link) or "pty" (through a shell-only proxy).
         replaced: something was at `remote_path` before (`force`).
     """
 
