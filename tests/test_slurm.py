@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
+from sessions.checkpoints.listing import step_of
 from sessions.config.loader import parse_config
 from sessions.link.pod_link import open_transport
 from sessions.slurm import commands as sc
@@ -136,9 +139,10 @@ async def test_job_listed_followed_probed_killed_and_resumed(cluster_pod, slurm_
         assert job_id not in [j.job_id for j in await jobs.list_jobs(t, pod)]
 
         newest = await jobs.newest_checkpoint(t, pod)
-        assert newest is not None
+        assert newest is not None and newest.complete and newest.step
         new_id, checkpoint = await jobs.resume(t, pod)
-        assert checkpoint == newest and new_id != job_id
+        # Judged again a moment later: the last file may have left its "just written" second.
+        assert step_of(checkpoint) >= newest.step and new_id != job_id
 
         async def resumed_log():
             job = await jobs.job(t, new_id)
@@ -158,11 +162,54 @@ async def test_job_listed_followed_probed_killed_and_resumed(cluster_pod, slurm_
 async def test_no_checkpoint_refuses_to_resume_in_words(cluster_pod):
     config, _, _ = cluster_pod
     pod = config.pods[0]
-    pod = type(pod)(**{**pod.__dict__, "slurm": type(pod.slurm)(script="~/train.sbatch",
-                                                                 checkpoints=("~/nothing/*.pt",))})
+
+    def globs(*patterns: str):
+        return replace(pod, slurm=replace(pod.slurm, checkpoints=patterns))
+
     async with open_transport(pod, config.defaults) as t:
-        with pytest.raises(jobs.SlurmError, match="nothing matches ~/nothing"):
-            await jobs.resume(t, pod)
+        with pytest.raises(jobs.SlurmError, match="nothing matches ~/nomatch_"):
+            await jobs.resume(t, globs("~/nomatch_*.pt"))
+        with pytest.raises(jobs.SlurmError, match="cannot enter its workdir '~/nothing'"):
+            await jobs.resume(t, globs("~/nothing/*.pt"))
+
+
+ECHO_SCRIPT = "#!/bin/bash\n#SBATCH -J gpuctl-echo\n#SBATCH -o {log}\necho \"from $GPUCTL_CHECKPOINT\"\n"
+
+
+async def test_resume_never_picks_a_checkpoint_still_being_written(cluster_pod, tmp_path):
+    """The one rule a pod's checkpoints are judged by: the newest folder lacks the
+    Trainer's last file (`trainer_state.json`), so it is still being written and the
+    job resumes from the one before it (`ls -td` took the newest by mtime). The
+    checkpoints sit behind a linked folder, as a home's `ckpt -> /scratch/...` does."""
+    config, _, home = cluster_pod
+    scratch = home / "scratch-hf"
+    for step, done in ((10, True), (20, False)):
+        folder = scratch / f"checkpoint-{step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.safetensors").write_bytes(b"w" * 64)
+        if done:
+            (folder / "trainer_state.json").write_text("{}")
+        stamp = time.time() - 600 + step  # both well past the listing's "just written" window
+        for path in (*folder.iterdir(), folder):
+            os.utime(path, (stamp, stamp))
+    link = home / "hf"
+    if not link.is_symlink():
+        link.symlink_to(scratch)
+    log = home / f"echo-{os.getpid()}.log"
+    (home / "echo.sbatch").write_text(ECHO_SCRIPT.format(log=log))
+    pod = config.pods[0]
+    pod = replace(pod, slurm=replace(pod.slurm, script="~/echo.sbatch", checkpoints=("~/hf/checkpoint-*",)))
+    async with open_transport(pod, config.defaults) as t:
+        job_id, checkpoint = await jobs.resume(t, pod)
+        try:
+            assert checkpoint == str((scratch / "checkpoint-10").resolve())
+
+            async def printed():
+                return log.is_file() and log.read_text().strip()
+
+            assert await _until("the resumed job to print its checkpoint", printed) == f"from {checkpoint}"
+        finally:
+            await t.run(sc.scancel_command(job_id))  # it may have ended already
 
 
 def _wait_sync(what: str, probe, timeout: float = 60.0):

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from sessions.checkpoints.listing import judge, listing_command, parse_listing
 from sessions.slurm import commands as sc
+from sessions.slurm import jobs
 
 # `scontrol show job -o` for a job named "train x=1" writing to a path with a space.
 SCONTROL_LINE = (
@@ -82,14 +84,29 @@ def _sh(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           env={"HOME": str(cwd), "PATH": "/usr/bin:/bin"})
 
 
+@pytest.mark.parametrize("patterns, roots", [
+    (("~/ckpt/step_*.pt",), {"~/ckpt": ("step_*.pt",)}),
+    (("/scratch/me/*.pt", "/scratch/me/best.pt"), {"/scratch/me": ("*.pt", "best.pt")}),
+    (("/*.pt",), {"/": ("*.pt",)}),
+    (("step_*.pt",), {None: ("step_*.pt",)}),
+    (("~/runs/*/ckpt/step_*.pt", "out/checkpoint-[0-9]*"), {"~/runs": ("*/ckpt/step_*.pt",),
+                                                            "out": ("checkpoint-[0-9]*",)}),
+])
+def test_checkpoint_globs_become_the_listings_folder_and_relative_globs(patterns, roots):
+    assert jobs.listing_roots(patterns) == roots
+
+
 def test_globs_expand_and_nothing_else_in_them_runs(tmp_path):
+    """`slurm.checkpoints` reach the pod only through the checkpoint listing's command."""
     (tmp_path / "ck dir").mkdir()
     for name in ("step_1.pt", "step_2.pt"):
         (tmp_path / "ck dir" / name).write_text(name)
-    newest = tmp_path / "ck dir" / "step_2.pt"
-    newest.touch()
     evil = "~/ck dir/$(touch pwned)`touch pwned2`;touch pwned3 step_*.pt"
-    assert _sh(sc.newest_command(("~/ck dir/step_*.pt", evil)), tmp_path).stdout.strip() == str(newest)
+    names = []
+    for folder, globs in jobs.listing_roots(("~/ck dir/step_*.pt", evil)).items():
+        done = _sh(listing_command(folder, globs), tmp_path)
+        names += [c.name for c in judge(parse_listing(done.stdout))]
+    assert names == ["step_2.pt", "step_1.pt"]
     assert not any((tmp_path / n).exists() for n in ("pwned", "pwned2", "pwned3"))
 
 

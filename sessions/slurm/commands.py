@@ -1,8 +1,9 @@
 """Every Slurm command gpuctl sends to a login node, and the parsers of their answers.
 
-One place to audit: each argument goes through `shlex.quote` (a glob's wildcards are
-the only bare characters, see `glob_word`), and values a job gets from gpuctl (the
-checkpoint to resume from) travel in its environment, never in the command text.
+One place to audit: each argument goes through `shlex.quote`, and values a job gets
+from gpuctl (the checkpoint to resume from) travel in its environment, never in the
+command text. Checkpoints are not listed here: `slurm.checkpoints` goes through the
+one checkpoint listing (`sessions.checkpoints.listing`, see `jobs.newest_checkpoint`).
 
 Which command says what (checked against Slurm 22.05, Debian 12's `slurm-wlm`):
 
@@ -30,7 +31,6 @@ from backends.remote_path import quote_path
 ACTIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
 PLAIN_FORMAT = "%i|%j|%u|%T|%N|%D"
 _SCONTROL_KEY = re.compile(r"(?:^|\s)([A-Z][A-Za-z0-9_:/]*)=")  # keys are CamelCase
-_GLOB_CHARS = re.compile(r"([*?]|\[[^\]/]*\])")
 
 
 @dataclass(frozen=True)
@@ -212,22 +212,6 @@ def parse_sbatch(text: str) -> str | None:
 
 def scancel_command(job_id: str) -> str:
     return f"scancel {shlex.quote(job_id)}"
-
-
-def glob_word(pattern: str) -> str:
-    """A glob as one shell word: every character quoted but the wildcards (and a
-    leading `~/`), so the shell expands it and nothing else in it runs."""
-    head = ""
-    if pattern.startswith("~/"):
-        head, pattern = "~/", pattern[2:]
-    parts = _GLOB_CHARS.split(pattern)
-    return head + "".join(p if i % 2 else (shlex.quote(p) if p else "") for i, p in enumerate(parts))
-
-
-def newest_command(patterns: tuple[str, ...]) -> str:
-    """The newest existing file matching any pattern, by mtime (one line), or nothing."""
-    words = " ".join(glob_word(p) for p in patterns)
-    return f"ls -td -- {words} 2>/dev/null | head -n 1"
 
 
 # ------------------------------------------------------------ GPUs in the allocation

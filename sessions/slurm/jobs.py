@@ -12,7 +12,8 @@ are read by a job step inside the allocation (`srun --overlap`, see `commands`).
 * `read_gpus`: one sample per node of the allocation, from gpuctl's own agent run as a
   job step (`srun --overlap ... python3 -u -`, its program on stdin).
 * `launch` (sbatch of the configured script), `kill` (scancel), `resume` (sbatch
-  again with the newest checkpoint in `$GPUCTL_CHECKPOINT`), `cost_usd`.
+  again with the newest complete checkpoint in `$GPUCTL_CHECKPOINT`, judged by the
+  checkpoint listing's one rule, as a pod session's resume is), `cost_usd`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from typing import Any
 
 from backends.ssh import SshFailure
 from backends.transport import Transport
-from sessions.config.model import PodConfig, SlurmConfig
+from sessions.checkpoints.listing import (
+    Checkpoint,
+    CheckpointListingFailed,
+    UnsafeName,
+    list_checkpoints,
+    newest_complete,
+    sort_newest_first,
+)
+from sessions.config.model import PodConfig, SessionConfig, SlurmConfig
 from sessions.progress.tracker import Progress, parse_log
 from sessions.slurm import commands as sc
 from sessions.snapshot import GpuSample
@@ -210,28 +219,65 @@ async def kill(transport: Transport, job_id: str, *, timeout: float = 30.0) -> N
     await _run(transport, sc.scancel_command(job_id), timeout, f"scancel {job_id}")
 
 
-async def newest_checkpoint(transport: Transport, pod: PodConfig, *, timeout: float = 30.0) -> str | None:
-    """The newest file matching `slurm.checkpoints` on the cluster, or None."""
+def listing_roots(patterns: tuple[str, ...]) -> dict[str | None, tuple[str, ...]]:
+    """`slurm.checkpoints` globs as {folder: globs relative to it}, the shape the one
+    checkpoint listing (`sessions.checkpoints.listing`) takes: a pod session's workdir
+    and its relative `checkpoints:`.
+
+    Each glob is cut before its first part holding a wildcard (`~/ckpt/step_*.pt` is
+    `step_*.pt` under `~/ckpt`; a glob without one is its file under its folder), so the
+    listing enters the folder itself: a `~/ckpt` that links to `/scratch` is listed
+    where it leads, not refused as leaving the home. A relative glob is under the home
+    (None), as `pod_dir` reads it.
+    """
+    roots: dict[str | None, list[str]] = {}
+    for pattern in patterns:
+        parts = pattern.split("/")
+        cut = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts) - 1)
+        head, rest = "/".join(parts[:cut]), "/".join(parts[cut:])
+        folder = head or ("/" if pattern.startswith("/") else None)  # `/*.pt`: the root; `*.pt`: the home
+        roots.setdefault(folder, []).append(rest)
+    return {folder: tuple(globs) for folder, globs in roots.items()}
+
+
+async def newest_checkpoint(transport: Transport, pod: PodConfig, *, timeout: float = 30.0) -> Checkpoint | None:
+    """The newest complete checkpoint matching `slurm.checkpoints` on the cluster, or None.
+
+    Judged by the one rule a pod session's checkpoints are judged by
+    (`sessions.checkpoints.listing`: step-named ones newest by step, and one still being
+    written, changing between two listings, modified just now or lacking its marker,
+    never chosen), so a resume never starts from a half-written file.
+
+    Raises:
+        SlurmError: the cluster could not list one of the folders, in the listing's words.
+    """
     patterns = _settings(pod).checkpoints
     if not patterns:
         return None
-    result = await transport.run(sc.newest_command(patterns), timeout=timeout)
-    line = result.stdout.strip().splitlines()
-    return line[0] if line else None
+
+    async def under(folder: str | None, globs: tuple[str, ...]) -> list[Checkpoint]:
+        where = SessionConfig(name=", ".join(patterns), workdir=folder, checkpoints=globs)
+        return await list_checkpoints(transport, pod, where, timeout=timeout)
+
+    try:
+        found = await asyncio.gather(*(under(f, g) for f, g in listing_roots(patterns).items()))
+    except (CheckpointListingFailed, UnsafeName) as exc:
+        raise SlurmError(f"cannot list checkpoints on {pod.name}: {exc}") from None
+    return newest_complete(sort_newest_first(c for listed in found for c in listed))
 
 
 async def resume(transport: Transport, pod: PodConfig, *, timeout: float = 30.0) -> tuple[str, str]:
-    """Submit the script again from the newest checkpoint; returns (job id, checkpoint).
+    """Submit the script again from the newest complete checkpoint; returns (job id, its path).
 
     Raises:
-        SlurmError: no checkpoint matches (a resume from nothing would start over).
+        SlurmError: no complete checkpoint matches (a resume from nothing would start over).
     """
     checkpoint = await newest_checkpoint(transport, pod, timeout=timeout)
     if checkpoint is None:
         patterns = ", ".join(_settings(pod).checkpoints) or "(none configured: set slurm.checkpoints)"
-        raise SlurmError(f"no checkpoint to resume from on {pod.name}: nothing matches {patterns}")
-    return await launch(transport, pod, checkpoint=checkpoint, timeout=timeout), checkpoint
+        raise SlurmError(f"no complete checkpoint to resume from on {pod.name}: nothing matches {patterns}")
+    return await launch(transport, pod, checkpoint=checkpoint.path, timeout=timeout), checkpoint.path
 
 
 __all__ = ["JobGpus", "JobView", "SlurmError", "cost_usd", "job", "kill", "launch", "list_jobs",
-           "newest_checkpoint", "read_gpus", "read_progress", "resume", "view"]
+           "listing_roots", "newest_checkpoint", "read_gpus", "read_progress", "resume", "view"]
