@@ -3,12 +3,16 @@
 What the job screen of a `jobs:` entry shows, where Slurm has it: the job's line
 (id, state, name, progress, ETA, cost, from the Fleet's poller), every node's GPUs side
 by side, read once on opening by gpuctl's agent as a job step inside the allocation
-(`srun --overlap`, `sessions.slurm.jobs.read_gpus`), and the end of its StdOut. Both
-reads borrow the login node's link in a worker: the screen opens at once and says what
-failed in words. The poller does not probe GPUs on every look (each probe is a job step).
+(`srun --overlap`, `sessions.slurm.jobs.read_gpus`), and its StdOut followed as it grows
+by the one byte-for-byte follower `gpuctl logs -f` uses (`Fleet.logs`: `tail -F` on the
+login node, resumed at the exact byte after a drop). Both run in workers over the login
+node's link: the screen opens at once and says what failed in words. The poller does
+not probe GPUs on every look (each probe is a job step).
 """
 
 from __future__ import annotations
+
+import codecs
 
 from textual import work
 from textual.app import ComposeResult
@@ -17,7 +21,6 @@ from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from sessions.errors import SshFailure
-from sessions.slurm import commands as sc
 from sessions.slurm import jobs
 from sessions.snapshot import FleetSnapshot, PodSnapshot
 from themes.palettes import POD_STYLESHEET
@@ -28,10 +31,11 @@ from tui.screens.opaque import OpaqueScreen
 from tui.sessions_table import rate_text
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.key_bar import KeyBar
+from tui.widgets.log_view import LogView
 from tui.widgets.text import set_text
 
-LOG_TAIL_BYTES = 8192
-"""How much of the job's StdOut end the screen shows."""
+LOG_TAIL_LINES = 200
+"""How many of the StdOut's last lines the screen starts with, before following it."""
 
 
 def header_line(pod: str, v: jobs.JobView) -> str:
@@ -59,7 +63,7 @@ class SlurmJobScreen(OpaqueScreen):
     SlurmJobScreen #slurm-header { height: auto; padding: 0 1; text-style: bold; }
     SlurmJobScreen #slurm-nodes { height: auto; max-height: 12; }
     SlurmJobScreen #slurm-nodes GpuPanel { width: 1fr; height: auto; border: round $panel-lighten-2; }
-    SlurmJobScreen #slurm-log { height: 1fr; min-height: 4; border-top: solid $panel-lighten-2; padding: 0 1; }
+    SlurmJobScreen #slurm-log { height: 1fr; min-height: 4; border-top: solid $panel-lighten-2; }
     """
 
     def __init__(self, pod: str, view: jobs.JobView) -> None:
@@ -74,13 +78,15 @@ class SlurmJobScreen(OpaqueScreen):
                 panel = GpuPanel(id=f"slurm-gpus-{i}")
                 panel.border_title = f"{node} · reading GPUs (srun --overlap)…"
                 yield panel
-        yield Static(id="slurm-log")
+        log = LogView(id="slurm-log")
+        log.border_title = f"log: {self.view.job.stdout or 'no StdOut path in scontrol'}"
+        yield log
         yield KeyBar()
 
     def on_mount(self) -> None:
         set_text(self.query_one("#slurm-header", Static), header_line(self.pod, self.view))
-        set_text(self.query_one("#slurm-log", Static), "reading the log…")
         self._read()
+        self._follow()
 
     def show(self, _snapshot: FleetSnapshot) -> None:
         """A new snapshot: the poller may have a newer look at the job."""
@@ -96,15 +102,14 @@ class SlurmJobScreen(OpaqueScreen):
 
     @work(exclusive=True, group="slurm-job", exit_on_error=False)
     async def _read(self) -> None:
+        """Every node's GPUs, once: each reading is a job step in the user's accounting."""
         fleet = self.app.fleet  # type: ignore[attr-defined]
-        job = self.view.job
         try:
             async with fleet.borrow(self.pod) as transport:
-                readings = await jobs.read_gpus(transport, job)
-                tail = await transport.run(sc.tail_command(job.stdout, LOG_TAIL_BYTES), timeout=30) \
-                    if job.stdout else None
+                readings = await jobs.read_gpus(transport, self.view.job)
         except SshFailure as exc:
-            set_text(self.query_one("#slurm-log", Static), f"cannot reach {self.pod}: {exc.message}")
+            for i, node in enumerate(self.view.job.nodes):
+                self.query_one(f"#slurm-gpus-{i}", GpuPanel).border_title = f"{node} · {exc.message}"
             return
         history = self.app.history  # type: ignore[attr-defined]
         for i, reading in enumerate(readings):
@@ -113,14 +118,28 @@ class SlurmJobScreen(OpaqueScreen):
             node = PodSnapshot(name=reading.node, host=reading.node, state="online", gpus=reading.gpus,
                                gpu_status=reading.status, gpu_error=reading.error)
             panel.show(node, lambda g, n=reading.node: history.gpu(n, g))
-        if tail is None:
-            text = "no StdOut path in scontrol"
-        elif tail.ok:
-            lines = tail.stdout.replace("\r", "\n").splitlines()
-            text = "\n".join(lines[-40:]) or "(empty)"
-        else:
-            text = f"cannot read {job.stdout}: {tail.last_error_line()}"
-        set_text(self.query_one("#slurm-log", Static), text)
+
+    @work(exclusive=True, group="slurm-log", exit_on_error=False)
+    async def _follow(self) -> None:
+        """The job's StdOut, its last lines then every byte appended, until the screen
+        goes (Textual cancels a screen's workers as it is taken down)."""
+        fleet = self.app.fleet  # type: ignore[attr-defined]
+        view = self.query_one("#slurm-log", LogView)
+        path = self.view.job.stdout
+        if not path:
+            return
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a chunk may end mid-character
+
+        def notice(message: str) -> None:
+            view.border_subtitle = message
+
+        try:
+            async for chunk in fleet.logs(self.pod, path, lines=LOG_TAIL_LINES, follow=True, on_notice=notice):
+                if view.border_subtitle:
+                    view.border_subtitle = ""  # bytes again: a notice about a drop is past
+                view.append(decoder.decode(chunk))
+        except SshFailure as exc:
+            view.border_subtitle = f"cannot follow the log: {exc.message}"
 
     def action_back(self) -> None:
         self.app.pop_screen()

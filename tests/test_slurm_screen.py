@@ -1,0 +1,68 @@
+"""The Slurm job screen follows the job's StdOut as it grows (issue 18 leftovers).
+
+A real batch job on the single-host Slurm (tests/support/slurm.py) prints a step every
+50 ms; the screen, opened on it, must go on showing steps past those its first read
+could have seen: the log is followed through `Fleet.logs` (the follower `gpuctl logs
+-f` uses), not read once. What is checked is the screen's own text, as drawn.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sessions.config.loader import parse_config
+from sessions.link.pod_link import open_transport
+from sessions.slurm import jobs
+from tests.support.pinning import trust
+from tests.test_slurm import _script, _until
+from tests.test_tui_pilot import until
+from tui.app import make_app
+from tui.screens.slurm_job_screen import SlurmJobScreen
+
+pytestmark = [pytest.mark.requires_tools("sshd", "ssh-keygen"), pytest.mark.usefixtures("isolated_home")]
+
+STEP = re.compile(r"step (\d+)/100000")
+
+
+def screen_steps(app) -> list[int]:
+    """Every `step N/100000` the screen draws now in its log's rows (not the header's)."""
+    log = app.screen.query_one("#slurm-log").region
+    rows = app.screen._compositor.render_strips()[log.y:log.bottom]
+    return [int(n) for n in STEP.findall("\n".join("".join(seg.text for seg in strip) for strip in rows))]
+
+
+async def test_the_job_screen_follows_the_log_as_it_grows(slurm_login, tmp_path):
+    home = Path(slurm_login.session_env["HOME"])
+    _script(home)
+    trust(slurm_login)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"pods": [slurm_login.pod_entry("cluster", kind="slurm", slurm={
+        "script": "~/train.sbatch"})]}, sort_keys=False))
+    config = parse_config(path.read_text(), path)
+    pod = config.pods[0]
+    async with open_transport(pod, config.defaults) as t:
+        job_id = await jobs.launch(t, pod)
+        try:
+            async def running():
+                job = await jobs.job(t, job_id)
+                return job if job and job.state == "RUNNING" and job.stdout else None
+
+            job = await _until("the job to run", running)
+            app = make_app(config, state_file=tmp_path / "tui.json")
+            async with app.run_test(size=(120, 40)) as pilot:
+                await until(pilot, lambda: app.fleet is not None, what="the Fleet")
+                app.push_screen(SlurmJobScreen("cluster", jobs.JobView(job)))
+                await until(pilot, lambda: isinstance(app.screen, SlurmJobScreen) and screen_steps(app),
+                            timeout=60, what="the log's first steps on the screen")
+                first = max(screen_steps(app))
+                # Steps the job printed after the screen had shown its first ones.
+                await until(pilot, lambda: max(screen_steps(app) or [0]) > first + 20, timeout=60,
+                            what="steps printed later, followed onto the screen")
+                shown = screen_steps(app)
+                assert shown == sorted(shown) and len(set(shown)) == len(shown), "in order, each once"
+        finally:
+            await t.run(f"scancel {job_id}")
