@@ -13,7 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import select
 import shlex
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -253,3 +257,35 @@ def test_cli_verbs_on_a_slurm_pod(cluster_pod, slurm_cluster, capsys):
     assert main([*cli, "kill", "cluster", new_id, "--yes"]) == 0
     assert main([*cli, "kill", "cluster", new_id, "--yes"]) == 0
     assert "nothing to cancel" in capsys.readouterr().err
+
+
+def test_logs_follow_of_a_slurm_job_keeps_printing(cluster_pod, slurm_cluster):
+    """`gpuctl logs POD JOB -f` follows the job's StdOut through the same follower as a
+    tmux session's log (`Fleet.logs`): steps printed after it started keep coming."""
+    _, path, home = cluster_pod
+    out = slurm_cluster.run("sbatch", "--parsable", str(home / "train.sbatch"), check=True).stdout
+    job_id = sc.parse_sbatch(out)
+    log = home / f"train-{job_id}.log"
+    proc = None
+    try:
+        _wait_sync("a step in the log", lambda: log.is_file() and "step " in log.read_text())
+        at_start = int(re.findall(r"step (\d+)/", log.read_text())[-1])
+        proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "--config", str(path), "logs", "cluster",
+                                 str(job_id), "-n", "1", "-f"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout = proc.stdout
+        assert stdout is not None
+        seen = [0]
+
+        def later_steps() -> bool:
+            if select.select([stdout], [], [], 0.5)[0]:
+                seen.extend(int(n) for n in re.findall(rb"step (\d+)/", stdout.readline()))
+            return seen[-1] > at_start + 20 or proc.poll() is not None
+
+        _wait_sync("steps printed after the follow began", later_steps)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert seen[1:] == list(range(seen[1], seen[-1] + 1)), "every line, in order"
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+        slurm_cluster.run("scancel", str(job_id), check=False)
