@@ -41,7 +41,7 @@ def _snapshot() -> FleetSnapshot:
 
 def test_job_line_and_its_straggler(tmp_path):
     s = summarize(_config(tmp_path).jobs[0], _snapshot())
-    assert job_rows.job_line(s) == "job pair  3/3 nodes · 6 GPUs · pace 1/s · skew 110 · loss 1.62 · ETA 1h05m · $7.50"
+    assert job_rows.job_line(s) == "job pair  3/3 nodes · 6 GPUs · pace 1.00 it/s · skew 110 · loss 1.62 · ETA 1h05m · $7.50"
     assert job_rows.finding_line(s) == "  straggler: rank 1 on b (2 GPUs)"
     assert job_rows.detail_text(s) == ("straggler: rank 1 on b (2 GPUs)", "reconnecting")
 
@@ -148,7 +148,7 @@ async def test_J_opens_the_job_screen_with_every_node_side_by_side(tmp_path):
         screen = app.screen
         assert isinstance(screen, JobScreen) and screen.job.name == "pair"
         ranks = str(screen.query_one("#job-ranks").render()).splitlines()
-        assert ranks[1] == "rank 1  b  running  step 1100  1/s  loss 1.61  ETA 1h05m  ← straggler"
+        assert ranks[1] == "rank 1  b  running  step 1100  1.00 it/s  loss 1.61  ETA 1h05m  ← straggler"
         panels = [screen.query_one(f"#job-gpus-{i}") for i in range(3)]
         assert [p.border_title for p in panels] == ["rank 0 · a", "rank 1 · b", "rank 2 · c"]
         await pilot.pause()

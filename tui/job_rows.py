@@ -2,10 +2,12 @@
 
 The fleet table draws each `jobs:` entry as one row (`job_cells`: nodes online, GPUs,
 pace = its slowest rank, step skew, loss from rank 0, ETA, spend) with its nodes'
-rows folded under it (`node_mark`), and names a straggler or hung rank in the row and,
-with the rank's pod and GPUs, in the line under the table (`job_line`, `finding_line`),
-since that pod is where to look next. The figures come from `sessions.jobs.summary`,
-the same reading `gpuctl jobs` and `status --json` print.
+rows folded under it (`node_mark`), and names a straggler, hung rank or rank not
+running in the row and, with the rank's pod and GPUs, in the line under the table
+(`job_line`, `finding_line`), since that pod is where to look next. The figures come
+from `sessions.jobs.summary`, the same reading `gpuctl jobs` and `status --json` print,
+and are worded here for all of them (`pace_text`, `finding_text`). The row sorts among
+the pods' by its own value for the table's sort key (`sort_value`).
 
 A `kind: slurm` pod's running jobs (the Fleet's `slurm` poller) are rows under the
 login node's row (`slurm_cells`): Slurm's id and state, GPUs, name, progress, ETA, cost.
@@ -16,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sessions.jobs.summary import HUNG, JobSummary
+from sessions.jobs.summary import HUNG, NOT_RUNNING, STRAGGLER, JobSummary, RankView
 from sessions.snapshot import PodSnapshot
+from tui import fleet_rows
 from tui.fleet_rows import step_span
 from tui.humanize import duration
-from tui.sessions_table import rate_text
-from tui.sessions_table import per_step_text
+from tui.sessions_table import per_step_text, rate_text
+from tui.status_table import billed_price
 
 if TYPE_CHECKING:  # sessions.slurm.jobs imports asyncssh: not before the first frame
     from sessions.slurm.jobs import JobView
@@ -33,30 +36,10 @@ EXPANDED, COLLAPSED = "▾ ", "▸ "
 """The job row's fold mark: its nodes are shown under it, or folded away."""
 
 
-def job_line(s: JobSummary) -> str:
-    """`llm  3/3 nodes · 24 GPUs · pace 2.31/s · skew 40 · loss 1.234 · ETA 2h05m · $41.20`."""
-    parts = [f"{s.nodes_online}/{len(s.ranks)} nodes", f"{s.gpus} GPUs"]
-    if s.pace is not None:
-        parts.append(f"pace {s.pace:.3g}/s")
-    if s.step_skew is not None:
-        parts.append(f"skew {s.step_skew}")
-    if s.loss is not None:
-        parts.append(f"loss {s.loss:.4g}")
-    if s.eta_s is not None and not any(r.flag == "hung rank" for r in s.ranks):
-        parts.append(f"ETA {duration(s.eta_s)}")
-    if s.spend_usd is not None:
-        parts.append(f"${s.spend_usd:.2f}")
-    return f"job {s.name}  " + " · ".join(parts)
-
-
-def finding_line(s: JobSummary) -> str:
-    """`  straggler: rank 1 on node1 (8 GPUs) · hung rank: rank 2 on node2 (8 GPUs)`, or ""."""
-    return "  " + " · ".join(f"{r.flag}: rank {r.rank} on {r.pod} ({r.gpus} GPUs)" for r in s.findings) \
-        if s.findings else ""
-
-
-def _pace(pace: float | None) -> str:
-    """As a pod row's RATE (`sessions_table.rate_text`); a hung rank holds the job at 0."""
+def pace_text(pace: float | None) -> str:
+    """A job's pace (or one rank's rate) in a pod's RATE words (`sessions_table.per_step_text`:
+    `2.31 it/s`, `4.00 s/it`), wherever it is shown: the fleet row, the job line, the
+    job screen's ranks and `gpuctl jobs`. A hung rank holds the job at `0 it/s`."""
     if pace is None:
         return "-"
     if pace == 0:
@@ -64,32 +47,96 @@ def _pace(pace: float | None) -> str:
     return per_step_text(pace)
 
 
-def _short_flag(flag: str | None) -> str:
-    return "hung" if flag == HUNG else (flag or "")
+def job_line(s: JobSummary) -> str:
+    """`llm  3/3 nodes · 24 GPUs · pace 2.31 it/s · skew 40 · loss 1.234 · ETA 2h05m · $41.20`."""
+    parts = [f"{s.nodes_online}/{len(s.ranks)} nodes", f"{s.gpus} GPUs"]
+    if s.pace is not None:
+        parts.append(f"pace {pace_text(s.pace)}")
+    if s.step_skew is not None:
+        parts.append(f"skew {s.step_skew}")
+    if s.loss is not None:
+        parts.append(f"loss {s.loss:.4g}")
+    if s.eta_s is not None:
+        parts.append(f"ETA {duration(s.eta_s)}")
+    if s.spend_usd is not None:
+        parts.append(f"${s.spend_usd:.2f}")
+    return f"job {s.name}  " + " · ".join(parts)
+
+
+def finding_text(r: RankView) -> str:
+    """`hung rank: rank 2 on node2 (8 GPUs)`; a rank not running says its session's state
+    (`not running (exited): ...`), as that is what to look at on its pod."""
+    flag = f"{r.flag} ({r.session_state})" if r.flag == NOT_RUNNING and r.session_state else r.flag
+    return f"{flag}: rank {r.rank} on {r.pod} ({r.gpus} GPUs)"
+
+
+def finding_line(s: JobSummary) -> str:
+    """`  straggler: rank 1 on node1 (8 GPUs) · hung rank: rank 2 on node2 (8 GPUs)`, or ""."""
+    return "  " + " · ".join(finding_text(r) for r in s.findings) if s.findings else ""
+
+
+def _short_flag(r: RankView) -> str:
+    """The SESSION cell's word for a finding (12 columns): `hung`, `straggler`, `exited`..."""
+    if r.flag == HUNG:
+        return "hung"
+    if r.flag == NOT_RUNNING:
+        return r.session_state or "stopped"
+    return r.flag or ""
+
+
+def price(pods: Sequence[PodSnapshot]) -> float | None:
+    """The job's $/h: its nodes' summed where each is billed now (`status_table.billed_price`,
+    as a pod's $/H cell), None when none is."""
+    prices = [p for p in (billed_price(pod) for pod in pods) if p is not None]
+    return sum(prices) if prices else None
+
+
+def sort_value(sort: str, s: JobSummary, pods: Sequence[PodSnapshot]) -> object:
+    """The job's own value for the fleet table's sort key (`fleet_rows.SORTS`), so its row
+    sorts among the pods': its name, its worst node's state, its hottest GPU, the mean
+    utilization of all its GPUs, its ETA, its $/h summed. None sorts last."""
+    if sort == "name":
+        return s.name.lower()
+    if sort == "eta":
+        return s.eta_s
+    if sort == "price":
+        return price(pods)
+    if sort == "util":
+        utils = [g.util_pct for p in pods for g in p.gpus if g.util_pct is not None]
+        return sum(utils) / len(utils) if utils else None
+    value = fleet_rows.SORTS[sort][1]
+    values = [v for v in (value(p) for p in pods) if v is not None]
+    if not values:
+        return None
+    return min(values) if sort == "state" else max(values)  # type: ignore[type-var]
+
+
+def _finding_tone(s: JobSummary) -> str:
+    """A hung rank or one not running stops the job (failed); a straggler slows it."""
+    return "reconnecting" if all(r.flag == STRAGGLER for r in s.findings) else "failed"
 
 
 def job_cells(s: JobSummary, pods: Sequence[PodSnapshot], expanded: bool) -> dict[str, Cell]:
     """The job's row in the fleet table, column by column (`fleet_rows.COLUMNS`' keys).
 
     STATE says how many nodes are online (the warning tone when not all are), SESSION
-    names the first straggler or hung rank (else the job's session), STEP the skew,
-    RATE the pace, $/H and SPENT the nodes' sums."""
+    names the first straggler, hung rank or rank not running (else the job's session),
+    STEP the skew, RATE the pace, $/H and SPENT the nodes' sums."""
     all_online = s.nodes_online == len(s.ranks)
     first = s.findings[0] if s.findings else None
-    hung = any(r.flag == HUNG for r in s.ranks)
-    prices = [p.price_per_hour for p in pods if p.price_per_hour is not None]
+    per_hour = price(pods)
     return {
         "pod": ((EXPANDED if expanded else COLLAPSED, "muted"), (s.name, "")),
         "state": ((f"{s.nodes_online}/{len(s.ranks)} nodes", "online" if all_online else "reconnecting"),),
         "gpus": ((f"{s.gpus} GPUs", ""),),
         "mem": (("", ""),),
-        "session": ((f"{_short_flag(first.flag)} r{first.rank}", "stalled"),) if first
+        "session": ((f"{_short_flag(first)} r{first.rank}", "stalled"),) if first
         else ((s.session or "-", ""),),
         "step": ((f"skew {s.step_skew}" if s.step_skew is not None else "-", ""),),
-        "rate": ((_pace(s.pace), "stalled" if hung else ""),),
+        "rate": ((pace_text(s.pace), "stalled" if s.hung else ""),),
         "loss": ((f"{s.loss:.4g}" if s.loss is not None else "-", ""),),
-        "eta": ((duration(s.eta_s) if s.eta_s is not None and not hung else "-", ""),),
-        "price": ((f"{sum(prices):.2f}" if prices else "-", ""),),
+        "eta": ((duration(s.eta_s) if s.eta_s is not None else "-", ""),),
+        "price": ((f"{per_hour:.2f}" if per_hour is not None else "-", ""),),
         "spent": ((f"${s.spend_usd:,.2f}" if s.spend_usd is not None else "-", ""),),
     }
 
@@ -102,7 +149,7 @@ def node_mark(last: bool) -> str:
 def detail_text(s: JobSummary) -> tuple[str, str]:
     """The line under the table for a highlighted job row: (text, tone)."""
     if s.findings:
-        return finding_line(s).strip(), "failed" if any(r.flag == HUNG for r in s.findings) else "reconnecting"
+        return finding_line(s).strip(), _finding_tone(s)
     return job_line(s), ""
 
 

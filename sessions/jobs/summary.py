@@ -1,13 +1,21 @@
 """A job as one unit, read from the pods' snapshots (pure: no I/O, no clock of its own).
 
 A job runs as fast as its slowest rank and ends when its last rank does, so its pace
-is the lowest step rate among its ranks (0 while one is hung), its ETA the longest, and its loss rank 0's
-(the one most trainers log). Two things a per-pod view hides are named:
+is the lowest step rate among its running ranks (0 while one is hung), its ETA the
+longest, and its loss rank 0's (the one most trainers log). A rank whose session is not
+running (exited, absent, or `unknown` on a pod that is not online) has no pace: its last
+known rate would pass for the job's, so it is left out of pace, ETA and the median and
+named instead. While a rank is hung the job has no ETA: it finishes when the rank comes
+back, which no rate says, so `eta_s` is None for every view (the fleet row, the job
+screen, `gpuctl jobs`, `status --json`) rather than each deciding. Three things a
+per-pod view hides are named:
 
 * **straggler**: a rank whose step rate is under `STRAGGLER_RATIO` (0.8) of the ranks'
   median: the whole job waits for it at every collective;
 * **hung rank**: a rank whose log stopped moving (the session's `stalled` flag, from
-  the one stall threshold `policies.alerts.stall_minutes`) while another rank's did not.
+  the one stall threshold `policies.alerts.stall_minutes`) while another rank's did not;
+* **not running**: a rank whose session is not running while another rank's is (the
+  others will wait for it at the next collective, or are already stuck there).
 
 Each finding carries the rank's pod and its GPUs, as the user's next step is to look there.
 
@@ -25,11 +33,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sessions.config.model import JobConfig
-from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, SessionSnapshot
+from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, SessionSnapshot, SessionState
 
 STRAGGLER_RATIO = 0.8
 STRAGGLER = "straggler"
 HUNG = "hung rank"
+NOT_RUNNING = "not running"
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,12 @@ class RankView:
     stalled: bool = False
     gpus: int = 0
     flag: str | None = None
-    """None, `STRAGGLER` or `HUNG`."""
+    """None, `STRAGGLER`, `HUNG` or `NOT_RUNNING`."""
+
+    @property
+    def running(self) -> bool:
+        """Its session runs now (a session on a pod that is not online is `unknown`)."""
+        return self.session_state == SessionState.RUNNING
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("rank", "pod", "online", "session_state", "step", "rate", "loss",
@@ -62,12 +76,13 @@ class JobSummary:
     session: str | None
     ranks: tuple[RankView, ...]
     pace: float | None
-    """Steps per second of the slowest rank that reports a rate; 0 while a rank is hung
-    (a real job waits for it at the next collective)."""
+    """Steps per second of the slowest running rank that reports a rate; 0 while a rank
+    is hung (a real job waits for it at the next collective)."""
     step_skew: int | None
     """Steps between the furthest and the furthest-behind rank."""
     loss: float | None
     eta_s: float | None
+    """The longest ETA among the running ranks; None while a rank is hung (see the module doc)."""
     spend_usd: float | None
     slowest_rank: int | None
 
@@ -81,8 +96,13 @@ class JobSummary:
 
     @property
     def findings(self) -> tuple[RankView, ...]:
-        """The ranks named straggler or hung, in rank order."""
+        """The ranks named straggler, hung or not running, in rank order."""
         return tuple(r for r in self.ranks if r.flag)
+
+    @property
+    def hung(self) -> bool:
+        """A rank is hung: the job is not moving (pace 0, no ETA)."""
+        return any(r.flag == HUNG for r in self.ranks)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,13 +133,21 @@ def _rank(rank: int, pod_name: str, pod: PodSnapshot | None, session_name: str |
 
 
 def _moving(view: RankView) -> bool:
-    return not view.stalled and view.step is not None
+    return view.running and not view.stalled and view.step is not None
+
+
+def _paced(view: RankView) -> bool:
+    """The rank's rate is the job's now: running, not hung, with a rate."""
+    return view.running and not view.stalled and view.rate is not None
 
 
 def _flag(view: RankView, median_rate: float | None, others_moving: bool) -> str | None:
+    if not view.running:
+        # None: nothing seen of the session yet (the pod still connecting), not a finding
+        return NOT_RUNNING if view.session_state is not None and others_moving else None
     if view.stalled and others_moving:
         return HUNG
-    if median_rate and view.rate is not None and not view.stalled and view.rate < STRAGGLER_RATIO * median_rate:
+    if median_rate and view.rate is not None and _paced(view) and view.rate < STRAGGLER_RATIO * median_rate:
         return STRAGGLER
     return None
 
@@ -146,7 +174,7 @@ def summarize(job: JobConfig, fleet: FleetSnapshot) -> JobSummary:
 
 def _summarize(job: JobConfig, pods: tuple[PodSnapshot | None, ...]) -> JobSummary:
     ranks = [_rank(i, name, pod, job.session) for i, (name, pod) in enumerate(zip(job.pods, pods))]
-    rates = [r.rate for r in ranks if r.rate is not None and not r.stalled]
+    rates = [r.rate for r in ranks if r.rate is not None and _paced(r)]
     median = statistics.median(rates) if len(rates) >= 2 else None
     flagged = []
     moving = sum(_moving(r) for r in ranks)  # counted once: a rank's others are the rest (16 ranks: 16, not 256)
@@ -155,16 +183,16 @@ def _summarize(job: JobConfig, pods: tuple[PodSnapshot | None, ...]) -> JobSumma
         flagged.append(view if flag is None else replace(view, flag=flag))
     steps = [r.step for r in flagged if r.step is not None]
     hung = [r for r in flagged if r.flag == HUNG]
-    with_rate = [r for r in flagged if r.rate is not None and not r.stalled]
+    with_rate = [r for r in flagged if _paced(r)]
     slowest = hung[0] if hung else (min(with_rate, key=lambda r: r.rate or 0.0) if with_rate else None)
-    etas = [r.eta_s for r in flagged if r.eta_s is not None]
+    etas = [r.eta_s for r in flagged if r.running and r.eta_s is not None]
     spends = [p.spend_usd for p in pods if p is not None and p.spend_usd is not None]
     return JobSummary(
         name=job.name, session=job.session, ranks=tuple(flagged),
         pace=0.0 if hung else (slowest.rate if slowest else None),
         step_skew=(max(steps) - min(steps)) if len(steps) >= 2 else None,
         loss=flagged[0].loss if flagged else None,
-        eta_s=max(etas) if etas else None,
+        eta_s=max(etas) if etas and not hung else None,
         spend_usd=round(sum(spends), 4) if spends else None,
         slowest_rank=slowest.rank if slowest else None,
     )

@@ -1,8 +1,8 @@
 """`gpuctl jobs [--json]`, `gpuctl jobs launch|resume|logs|kill|teardown JOB`: a `jobs:` entry as one unit.
 
-`jobs` prints each job's row (nodes online, GPUs, pace = its slowest rank, step skew,
-loss from rank 0, ETA, spend) and names stragglers and hung ranks with their pod;
-exit 1 when one is named or a node is not online. `launch` starts the job's session on
+`jobs` prints each job's row (nodes online, GPUs, pace = its slowest running rank, step
+skew, loss from rank 0, ETA, spend), in the fleet row's words (`tui.job_rows`), and names
+stragglers, hung ranks and ranks not running with their pod; exit 1 when one is named or a node is not online. `launch` starts the job's session on
 every pod in rank order with the rendezvous placeholders filled; `resume` relaunches
 every rank from the newest checkpoint complete on rank 0; `logs` merges the ranks' logs,
 each line prefixed `[rank N]`; `kill` ends it on
@@ -112,29 +112,30 @@ def _list(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"jobs": [s.to_json() for s in summaries]}))
         else:
+            from tui.job_rows import finding_text, pace_text
+
             for s in summaries:
                 print(_row(s))
-                for r in s.findings:
-                    print(f"  {r.flag}: rank {r.rank} on {r.pod} ({r.gpus} GPUs), step {r.step}, "
-                          f"{_rate(r.rate)}")
+                for r in s.findings:  # a rank not running has no rate now, only its last step
+                    rate = "" if not r.running else f", {'no rate yet' if r.rate is None else pace_text(r.rate)}"
+                    print(f"  {finding_text(r)}, step {r.step if r.step is not None else '-'}{rate}")
         bad = any(s.findings or s.nodes_online < len(s.ranks) for s in summaries)
         return EXIT_FAILED if bad else 0
 
     return run_async(lambda: _on_fleet(config, pods, action, follow=True))
 
 
-def _rate(rate: float | None) -> str:
-    return "no rate yet" if rate is None else f"{rate:.3g} steps/s"
-
-
 def _row(s: Any) -> str:
+    """One job's line; its pace and ETA as the fleet row has them (`tui.job_rows`,
+    `JobSummary.eta_s`: none while a rank is hung)."""
     from tui.humanize import duration
+    from tui.job_rows import pace_text
 
     eta = duration(s.eta_s) if s.eta_s is not None else "-"
     loss = f"{s.loss:.4g}" if s.loss is not None else "-"
     spend = f"${s.spend_usd:.2f}" if s.spend_usd is not None else "-"
     skew = s.step_skew if s.step_skew is not None else "-"
-    return (f"{s.name}: {s.nodes_online}/{len(s.ranks)} nodes, {s.gpus} GPUs, pace {_rate(s.pace)}, "
+    return (f"{s.name}: {s.nodes_online}/{len(s.ranks)} nodes, {s.gpus} GPUs, pace {pace_text(s.pace)}, "
             f"skew {skew} steps, loss {loss}, eta {eta}, spend {spend}")
 
 

@@ -29,12 +29,12 @@ from tui.widgets.text import set_text
 
 
 def rank_line(r: RankView) -> str:
-    """`rank 1  node1  running  step 1100  1.0/s  loss 1.61  ETA 1h05m  ← straggler`."""
+    """`rank 1  node1  running  step 1100  1.00 it/s  loss 1.61  ETA 1h05m  ← straggler`."""
     parts = [f"rank {r.rank}", r.pod, r.session_state or ("online" if r.online else "not online")]
     if r.step is not None:
         parts.append(f"step {r.step}")
     if r.rate is not None:
-        parts.append(f"{r.rate:.3g}/s")
+        parts.append(job_rows.pace_text(r.rate))
     if r.loss is not None:
         parts.append(f"loss {r.loss:.4g}")
     if r.eta_s is not None:
