@@ -159,3 +159,33 @@ async def test_kill_9_mid_transfer_leaves_no_ssh_and_the_rerun_finishes(pod, tmp
     assert not mux_dirs(child.pid)  # ...until the next transfer swept it
     assert result.local_path.read_bytes() == data and result.resumed_from > 0
     assert result.resumed_from + result.transferred == len(data)
+
+
+@pytest.fixture
+def two_session_pod(tmp_path_factory, tmp_path, monkeypatch):
+    """A pod whose sshd allows two sessions per connection (`MaxSessions 2`), asked for
+    eight (as a link of 70 ms and more would)."""
+    from tests.conftest import _server
+
+    monkeypatch.setattr(parallel_transfer, "channels_for", lambda rtt: parallel_transfer.MAX_CHANNELS)
+    servers = _server(tmp_path_factory, extra_config=["MaxSessions 2"])
+    server = next(servers)
+    try:
+        yield Pod(server, tmp_path)
+    finally:
+        servers.close()
+
+
+async def test_sessions_the_pod_refuses_leave_their_ranges_to_the_others(two_session_pod, tmp_path, far):
+    """A pod's sshd may allow fewer sessions per connection than the transfer opens
+    (MaxSessions): a session the master is refused is opened by its `ssh` as a
+    connection of its own (OpenSSH's own fallback; 5 channels here took 5 connections
+    in all, gpuctl's link included), so the transfer still completes, both ways."""
+    pod = two_session_pod
+    data = os.urandom(16 * MB + 3)
+    put(pod.workdir / "step_4.pt", data)
+    down = await pod.download()
+    assert (down.method, down.local_path.read_bytes() == data) == ("parallel-ssh", True)
+    local = put(tmp_path / "here" / "up.bin", data[::-1])
+    sent = await up.upload(pod.config, "p", local, None)
+    assert (sent.method, (pod.workdir / "up.bin").read_bytes() == data[::-1]) == ("parallel-ssh", True)
