@@ -19,68 +19,129 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-_READ = 256 * 1024
+_HIGH_WATER = 64 * 1024 * 1024
+"""Bytes waiting to be written on one side before the other side's reading pauses
+(a delay line holds rate x delay bytes: 200 MB/s x 25 ms is 5 MB)."""
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float) -> None:
-    """Copy `reader` to `writer`, each chunk written `delay_s` after it was read."""
-    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+class _Half(asyncio.Protocol):
+    """One socket of a relayed pair. What it reads goes to its peer's socket
+    `delay_s` later; chunks that fall due together are written together.
 
-    async def deliver() -> None:
-        while True:
-            due, data = await queue.get()
+    Written with protocols and `call_at`, not streams and a task per chunk: the relay
+    runs on the same cores as what it measures, and every method pays for it per
+    chunk (scp's many small ones most), so it should cost as little as it can."""
+
+    def __init__(self, delay_s: float):
+        self.delay_s = delay_s
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Half | None = None
+        self.pending: collections.deque[tuple[float, bytes]] = collections.deque()
+        self.timer: asyncio.TimerHandle | None = None
+        self.eof = False
+        self.ready = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=_HIGH_WATER)
+        if self.peer is None:
+            transport.pause_reading()  # nothing to send it to yet: `serve` resumes it
+        if not self.ready.done():
+            self.ready.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.peer is not None
+        self.peer.later(data)
+
+    def eof_received(self) -> bool:
+        assert self.peer is not None
+        self.peer.later(b"")
+        return True  # keep the socket open for the other direction
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.close()
+
+    def later(self, data: bytes) -> None:
+        """Write `data` to this socket `delay_s` from now (b"": then end it)."""
+        loop = asyncio.get_running_loop()
+        self.pending.append((loop.time() + self.delay_s, data))
+        if self.timer is None:
+            self.timer = loop.call_at(self.pending[0][0], self._deliver)
+
+    def _deliver(self) -> None:
+        self.timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due: list[bytes] = []
+        while self.pending and self.pending[0][0] <= now + 0.0005:
+            data = self.pending.popleft()[1]
             if not data:
+                self.eof = True
                 break
-            wait = due - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
+            due.append(data)
+        assert self.transport is not None
+        if due and not self.transport.is_closing():
+            self.transport.write(b"".join(due) if len(due) > 1 else due[0])
+        if self.eof:
+            if self.transport.can_write_eof() and not self.transport.is_closing():
+                self.transport.write_eof()
+            if self.peer is not None and self.peer.eof:  # both ways ended: done
+                self.transport.close()
+                if self.peer.transport is not None:
+                    self.peer.transport.close()
+            return
+        if self.pending:
+            self.timer = loop.call_at(self.pending[0][0], self._deliver)
 
-    sender = asyncio.ensure_future(deliver())
-    try:
-        while True:
-            data = await reader.read(_READ)
-            queue.put_nowait((time.monotonic() + delay_s, data))
-            if not data:
-                break
-        await sender
-    except (ConnectionError, OSError):
-        sender.cancel()
-    finally:
-        await asyncio.gather(sender, return_exceptions=True)
+    # Flow control: while this socket cannot take more, the peer stops reading.
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
 
 
 async def serve(listen_port: int, target_host: str, target_port: int, one_way_s: float) -> None:
     """Relay connections on 127.0.0.1:`listen_port` to the target, delayed both ways;
     prints the port actually listened on, then serves until killed."""
+    loop = asyncio.get_running_loop()
 
-    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        try:
-            server_r, server_w = await asyncio.open_connection(target_host, target_port)
-        except OSError:
-            client_w.close()
-            return
-        for w in (client_w, server_w):
-            sock = w.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            await asyncio.gather(_pipe(client_r, server_w, one_way_s), _pipe(server_r, client_w, one_way_s))
-        finally:
-            for w in (client_w, server_w):
-                w.close()
+    def accepted() -> _Half:
+        client = _Half(one_way_s)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
+        async def connect() -> None:
+            await client.ready
+            assert client.transport is not None
+            try:
+                _, server = await loop.create_connection(lambda: _Half(one_way_s), target_host, target_port)
+            except OSError:
+                client.transport.close()
+                return
+            client.peer, server.peer = server, client
+            for half in (client, server):
+                assert half.transport is not None
+                half.transport.resume_reading()
+
+        tasks.add(t := asyncio.ensure_future(connect()))
+        t.add_done_callback(tasks.discard)
+        return client
+
+    tasks: set[asyncio.Future] = set()
+    server = await loop.create_server(accepted, "127.0.0.1", listen_port)
     port = server.sockets[0].getsockname()[1]
     print(port, flush=True)
     async with server:
