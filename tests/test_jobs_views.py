@@ -19,9 +19,13 @@ from sessions.config.loader import parse_config
 from sessions.jobs import summary
 from sessions.progress.tracker import Progress
 from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, PodState, SessionSnapshot, SessionState
+from tests.support.fake_fleet import StaticFleet, gpus, progress
 from tui import job_rows
+from tui.app import make_app
 from tui.commands.jobs_cmds import _row as cli_row
+from tui.fleet_rows import SORT_ORDER
 from tui.sessions_table import per_step_text
+from tui.widgets.fleet_table import FleetTable, job_key
 
 
 def _job(n: int = 3):
@@ -100,3 +104,58 @@ def test_a_job_whose_ranks_all_ended_names_none():
     connecting = PodSnapshot(name="n1", host="n1", state=PodState.CONNECTING)
     s = summary.summarize(_job(2), FleetSnapshot(pods=(_pod("n0", 2.0), connecting)))
     assert s.findings == () and s.pace == 2.0
+
+
+# -- the fleet screen -------------------------------------------------------------------
+
+def _config(tmp_path: Path):
+    pods = [{"name": n, "host": f"10.0.0.{i}", "sessions": [{"name": "train", "command": "python train.py"}]}
+            for i, n in enumerate(("a", "b", "cheap", "dear"))]
+    doc = {"pods": pods, "jobs": [{"name": "pair", "pods": ["a", "b"], "session": "train"}]}
+    return parse_config(yaml.safe_dump(doc, sort_keys=False), tmp_path / "config.yaml")
+
+
+def _fleet() -> FleetSnapshot:
+    """The job's nodes a and b: $2/h and $3/h (5 summed), GPUs at 40% and 60% (50 mean);
+    `cheap` $4/h at 95%, `dear` $6/h at 10%: by $/h the job sorts between them, by
+    utilization after `cheap` and before `dear`, by name first."""
+    def pod(name: str, price: float, util: float) -> PodSnapshot:
+        return PodSnapshot(name=name, host=name, state="online", sampled_at=1.0, transport="agent", gpu_status="ok",
+                           price_per_hour=price, gpus=gpus(2, "NVIDIA A100", (50,), (util,)),
+                           sessions=(SessionSnapshot("train", state="running", configured=True,
+                                                     progress=progress(100, 5000, 2.0, 1.0)),))
+    return FleetSnapshot((pod("a", 2.0, 40), pod("b", 3.0, 60), pod("cheap", 4.0, 95), pod("dear", 6.0, 10)))
+
+
+async def _ready(app, pilot) -> None:
+    for _ in range(100):
+        await pilot.pause()
+        if app.snapshot.pods:
+            break
+    await pilot.pause()
+
+
+async def test_the_job_row_sorts_among_the_pods_by_its_own_value(tmp_path):
+    fleet = StaticFleet(_fleet())
+    app = make_app(_config(tmp_path), fleet_factory=lambda _config: fleet, state_file=tmp_path / "tui.json",
+                   ui_interval=0)
+    job = job_key("pair")
+    async with app.run_test(size=(160, 30)) as pilot:
+        await _ready(app, pilot)
+        table = app.screen.query_one(FleetTable)
+        assert table.rows == [job, "cheap", "dear"], "config order: the jobs first"
+        seen = {}
+        for _ in SORT_ORDER:  # o cycles through every sort key back to config order
+            await pilot.press("o")
+            await pilot.pause()
+            seen[table.sort_key] = table.rows
+        assert seen["name"] == ["cheap", "dear", job]
+        assert seen["util"] == ["cheap", job, "dear"], "the mean of the job's 4 GPUs: 50%"
+        assert seen["price"] == ["dear", job, "cheap"], "the job's $/h summed: 5.00"
+        assert table.cell_texts(job)[-2] == "5.00", "the cell shows the value it sorts by"
+        assert table.sort_key == "config"
+        for _ in range(SORT_ORDER.index("price")):
+            await pilot.press("o")
+        await pilot.press("O")
+        await pilot.pause()
+        assert table.rows == ["cheap", job, "dear"], "reversed"

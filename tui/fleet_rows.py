@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, SessionSnapshot, SessionState
 from tui import humanize
@@ -284,22 +285,32 @@ SORT_ORDER = tuple(SORTS)
 SAMPLED_SORTS = frozenset({"temp", "util", "eta"})
 """Sorts by a sampled value, where a stale pod's last known one sorts after live ones."""
 
+T = TypeVar("T")
+
 
 def ordered(pods: Sequence[PodSnapshot], sort: str, reverse: bool = False) -> list[PodSnapshot]:
     """Pods in display order: stable; whatever the direction, a stale pod's values (it
     is not online: last known) come after live ones, and unknown values last."""
+    return ordered_rows(pods, sort, reverse, SORTS[sort][1], lambda p: p.stale)
+
+
+def ordered_rows(rows: Sequence[T], sort: str, reverse: bool, value: Callable[[T], object],
+                 stale: Callable[[T], bool]) -> list[T]:
+    """`ordered` for any rows given their `value` for `sort` and whether they are
+    `stale`: the fleet table sorts a job's row among the pods' by the job's own value
+    (`tui.job_rows.sort_value`) with this one rule."""
     if sort == "config":
-        return list(reversed(pods)) if reverse else list(pods)
-    _, value, descending = SORTS[sort]
+        return list(reversed(rows)) if reverse else list(rows)
+    descending = SORTS[sort][2]
     sampled = sort in SAMPLED_SORTS
-    known = [(value(p), i, p) for i, p in enumerate(pods)]
-    live = [k for k in known if k[0] is not None and not (sampled and k[2].stale)]
-    stale = [k for k in known if k[0] is not None and sampled and k[2].stale]
+    known = [(value(r), i, r) for i, r in enumerate(rows)]
+    live = [k for k in known if k[0] is not None and not (sampled and stale(k[2]))]
+    old = [k for k in known if k[0] is not None and sampled and stale(k[2])]
     missing = [k[2] for k in known if k[0] is None]
-    for group in (live, stale):
+    for group in (live, old):
         group.sort(key=lambda k: k[1])
         group.sort(key=lambda k: k[0], reverse=descending != reverse)  # type: ignore[arg-type, return-value]
-    return [k[2] for k in live] + [k[2] for k in stale] + missing
+    return [k[2] for k in live] + [k[2] for k in old] + missing
 
 
 def header_text(fleet: FleetSnapshot, *, sort: str, reverse: bool, filter_text: str, shown: int) -> str:

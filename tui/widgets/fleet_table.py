@@ -9,7 +9,8 @@ when the filter, the pod set or the sort order actually changes, so nothing flic
 and the highlighted pod stays highlighted. The header line stays put while rows scroll.
 Columns are chosen on resize, when a different set fits (`fleet_rows.visible_columns`).
 
-A `jobs:` entry is one row of its own (`tui/job_rows.py`), first in the table, with its
+A `jobs:` entry is one row of its own (`tui/job_rows.py`), sorted among the pods' rows
+by its own value for the sort key (first in config order), with its
 nodes' rows folded under it in rank order when expanded (`expanded`, toggled by the
 screen); a pod of a job is never also a row of its own. Rows are keyed by pod name, a
 job's by `job_key(name)`, which no pod name can equal. A `kind: slurm` pod's jobs
@@ -20,6 +21,7 @@ job's by `job_key(name)`, which no pod name can equal. A `kind: slurm` pod's job
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.segment import Segment
@@ -33,8 +35,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from sessions.config.model import JobConfig
-from sessions.jobs.summary import summarize
-from sessions.snapshot import FleetSnapshot
+from sessions.jobs.summary import JobSummary, summarize
+from sessions.snapshot import FleetSnapshot, PodSnapshot
 from tui import fleet_rows, job_rows
 from tui.fleet_rows import Cell, Column
 from tui.status_table import hot_at, pod_alerts
@@ -59,6 +61,17 @@ def job_key(name: str) -> str:
 def slurm_key(pod: str, job_id: str) -> str:
     """The row key of a Slurm job listed by the `kind: slurm` pod `pod`."""
     return f"{SLURM_PREFIX}{pod}:{job_id}"
+
+
+@dataclass(frozen=True)
+class _JobRow:
+    """A job as the table places it: its summary, its nodes in the snapshot (the row's
+    figures and sort value) and those the filter keeps (shown under it when unfolded)."""
+
+    job: JobConfig
+    summary: JobSummary
+    nodes: list[PodSnapshot]
+    members: list[PodSnapshot]
 
 
 class FleetTable(ScrollView, can_focus=True):
@@ -150,7 +163,7 @@ class FleetTable(ScrollView, can_focus=True):
              jobs: Sequence[JobConfig] = (), slurm: Mapping[str, Sequence[JobView]] | None = None) -> None:
         """Bring the table to `fleet`, repainting only the rows that changed; `paused`:
         pods whose policies are paused (marked after their state); `jobs`: the config's
-        jobs, each drawn as one row before the other pods; `slurm`: per `kind: slurm`
+        jobs, each drawn as one row sorted among the other pods; `slurm`: per `kind: slurm`
         pod, its Slurm jobs, drawn under its row."""
         self._fleet = fleet
         names = tuple(p.name for p in fleet.pods) + tuple(job_key(j.name) for j in jobs)
@@ -173,24 +186,39 @@ class FleetTable(ScrollView, can_focus=True):
             rows[pod.name] = {**cells, "pod": ((mark, "muted"), *cells["pod"])} if mark else cells
 
         by_name = {p.name: p for p in pods}
-        present = {p.name for p in fleet.pods}
+        present = {p.name: p for p in fleet.pods}
         placed: set[str] = set()  # pods shown (or folded) under a job
+        # A job's row sorts among the pods' by its own value for the sort key (its $/h
+        # summed, its GPUs' mean utilization...); in config order the jobs come first.
+        shown: list[_JobRow | PodSnapshot] = []
         for job in jobs:
             members = [by_name[n] for n in job.pods if n in by_name and n not in placed]
             if not members and self.filter_text.lower() not in job.name.lower():
                 continue
-            open_ = job.name in self.expanded
-            rows[job_key(job.name)] = job_rows.job_cells(
-                summarize(job, fleet), [fleet.pod(n) for n in job.pods if n in present], open_)
             placed.update(p.name for p in members)
-            if open_:
-                for i, pod in enumerate(members):
-                    pod_row(pod, job_rows.node_mark(i == len(members) - 1))
-        for pod in fleet_rows.ordered([p for p in pods if p.name not in placed], self.sort_key, self.reverse):
-            pod_row(pod)
-            listed = (slurm or {}).get(pod.name, ())
+            shown.append(_JobRow(job, summarize(job, fleet), [present[n] for n in job.pods if n in present], members))
+        shown += [p for p in pods if p.name not in placed]
+
+        def value(row: _JobRow | PodSnapshot) -> object:
+            if isinstance(row, _JobRow):
+                return job_rows.sort_value(self.sort_key, row.summary, row.nodes)
+            return fleet_rows.SORTS[self.sort_key][1](row)
+
+        def stale(row: _JobRow | PodSnapshot) -> bool:
+            return all(p.stale for p in row.nodes) if isinstance(row, _JobRow) else row.stale
+
+        for row in fleet_rows.ordered_rows(shown, self.sort_key, self.reverse, value, stale):
+            if isinstance(row, _JobRow):
+                open_ = row.job.name in self.expanded
+                rows[job_key(row.job.name)] = job_rows.job_cells(row.summary, row.nodes, open_)
+                if open_:
+                    for i, pod in enumerate(row.members):
+                        pod_row(pod, job_rows.node_mark(i == len(row.members) - 1))
+                continue
+            pod_row(row)
+            listed = (slurm or {}).get(row.name, ())
             for i, view in enumerate(listed):
-                rows[slurm_key(pod.name, view.job.job_id)] = job_rows.slurm_cells(view, i == len(listed) - 1)
+                rows[slurm_key(row.name, view.job.job_id)] = job_rows.slurm_cells(view, i == len(listed) - 1)
         order = list(rows)
         changed: list[str] = []
         for key, cells in rows.items():
