@@ -66,3 +66,59 @@ async def test_the_job_screen_follows_the_log_as_it_grows(slurm_login, tmp_path)
                 assert shown == sorted(shown) and len(set(shown)) == len(shown), "in order, each once"
         finally:
             await t.run(f"scancel {job_id}")
+
+
+RANKED_TRAINER = """\
+import time
+for step in range(1, 100001):
+    print("[rank0]:step %d/100000 loss %.4f" % (step, 3.0 / step ** 0.5), flush=True)
+    if step % 2 == 0:  # rank 1 at half the pace: the job's pace is its
+        print("[rank1]:step %d/100000 loss %.4f" % (step // 2, 3.1 / step ** 0.5), flush=True)
+    time.sleep(0.02)
+"""
+
+
+async def test_a_ranked_log_shows_each_rank_and_names_the_slowest(slurm_login, tmp_path):
+    """A job whose StdOut carries torchrun `--tee` rank prefixes: the screen lists each
+    rank's step from the one per-rank split (`sessions.progress.ranks`), the rank the job
+    waits for first and named, and the header says it in the pod screen's words."""
+    home = Path(slurm_login.session_env["HOME"])
+    (home / "ranked.py").write_text(RANKED_TRAINER)
+    (home / "ranked.sbatch").write_text(f"#!/bin/bash\n#SBATCH -J gpuctl-ranked\n#SBATCH -o {home}/ranked-%j.log\n"
+                                        f"exec python3 -u {home}/ranked.py\n")
+    trust(slurm_login)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"pods": [slurm_login.pod_entry("cluster", kind="slurm", slurm={
+        "script": "~/ranked.sbatch"})]}, sort_keys=False))
+    config = parse_config(path.read_text(), path)
+    pod = config.pods[0]
+    async with open_transport(pod, config.defaults) as t:
+        job_id = await jobs.launch(t, pod)
+        try:
+            async def running():
+                job = await jobs.job(t, job_id)
+                return job if job and job.state == "RUNNING" else None
+
+            job = await _until("the job to run", running)
+            app = make_app(config, state_file=tmp_path / "tui.json")
+            async with app.run_test(size=(120, 40)) as pilot:
+                await until(pilot, lambda: app.fleet is not None, what="the Fleet")
+                app.fleet.slurm.interval = 0.5  # the test's own pace; 30 s in use
+                app.push_screen(SlurmJobScreen("cluster", jobs.JobView(job)))
+
+                def ranks_shown() -> list[str]:
+                    if not isinstance(app.screen, SlurmJobScreen):
+                        return []
+                    return str(app.screen.query_one("#slurm-ranks").render()).splitlines()
+
+                await until(pilot, lambda: len(ranks_shown()) == 2, timeout=60, what="both ranks on the screen")
+                slow, fast = ranks_shown()
+                assert slow.startswith("rank 1  step ") and slow.endswith("← slowest")
+                assert fast.startswith("rank 0  step ") and "slowest" not in fast
+                (seen,) = [v for v in app.fleet.slurm.views["cluster"] if v.job.job_id == job_id]
+                steps = dict((rank, q.step) for rank, q in seen.progress.ranks)
+                assert steps["1"] < steps["0"] and seen.progress.slowest_rank == "1"
+                header = str(app.screen.query_one("#slurm-header").render())
+                assert "· slowest rank 1 (0: " in header
+        finally:
+            await t.run(f"scancel {job_id}")

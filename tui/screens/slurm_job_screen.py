@@ -2,7 +2,9 @@
 
 What the job screen of a `jobs:` entry shows, where Slurm has it: the job's line
 (id, state, name, progress, ETA, cost, from the Fleet's poller), every node's GPUs side
-by side, read once on opening by gpuctl's agent as a job step inside the allocation
+by side, each rank's reading where the StdOut's lines carry rank prefixes (the one
+per-rank split, `sessions.progress.ranks`, that a pod session's log goes through), read
+once on opening by gpuctl's agent as a job step inside the allocation
 (`srun --overlap`, `sessions.slurm.jobs.read_gpus`), and its StdOut followed as it grows
 by the one byte-for-byte follower `gpuctl logs -f` uses (`Fleet.logs`: `tail -F` on the
 login node, resumed at the exact byte after a drop). Both run in workers over the login
@@ -31,11 +33,14 @@ from tui.screens.opaque import OpaqueScreen
 from tui.sessions_table import rate_text
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.key_bar import KeyBar
+from tui.widgets.sessions_panel import ranks_text
 from tui.widgets.log_view import LogView
 from tui.widgets.text import set_text
 
 LOG_TAIL_LINES = 200
 """How many of the StdOut's last lines the screen starts with, before following it."""
+RANK_LINES = 8
+"""At most this many ranks get a line of their own, the furthest behind first."""
 
 
 def header_line(pod: str, v: jobs.JobView) -> str:
@@ -50,7 +55,30 @@ def header_line(pod: str, v: jobs.JobView) -> str:
         parts.append(f"ETA {duration(p.eta_s)}")
     if v.cost_usd is not None:
         parts.append(f"${v.cost_usd:,.2f}")
-    return " · ".join(parts)
+    return " · ".join(parts) + (ranks_text(p) if p is not None else "")
+
+
+def rank_lines(v: jobs.JobView) -> str:
+    """One line per rank of a log split by rank prefixes, furthest behind first (the job
+    waits for it): `rank 1  step 120/1000  2.00 it/s  loss 1.61  ← slowest`; "" otherwise.
+    Past `RANK_LINES` ranks, the rest in one line with their spread of steps."""
+    p = v.progress
+    if p is None or not p.ranks:
+        return ""
+    order = sorted(p.ranks, key=lambda rq: (rq[1].step is None, rq[1].step or 0))
+    lines = []
+    for rank, q in order[:RANK_LINES]:
+        parts = [f"rank {rank}", f"step {step_span(q)}"]
+        if q.rate:
+            parts.append(rate_text(q))
+        if q.loss is not None:
+            parts.append(f"loss {q.loss:.4g}")
+        lines.append("  ".join(parts) + ("  ← slowest" if rank == p.slowest_rank else ""))
+    rest = [q.step for _, q in order[RANK_LINES:] if q.step is not None]
+    if len(order) > RANK_LINES:
+        spread = f", steps {min(rest)}–{max(rest)}" if rest else ""
+        lines.append(f"… {len(order) - RANK_LINES} more ranks{spread}")
+    return "\n".join(lines)
 
 
 class SlurmJobScreen(OpaqueScreen):
@@ -61,6 +89,7 @@ class SlurmJobScreen(OpaqueScreen):
 
     DEFAULT_CSS = """
     SlurmJobScreen #slurm-header { height: auto; padding: 0 1; text-style: bold; }
+    SlurmJobScreen #slurm-ranks { height: auto; padding: 0 1; }
     SlurmJobScreen #slurm-nodes { height: auto; max-height: 12; }
     SlurmJobScreen #slurm-nodes GpuPanel { width: 1fr; height: auto; border: round $panel-lighten-2; }
     SlurmJobScreen #slurm-log { height: 1fr; min-height: 4; border-top: solid $panel-lighten-2; }
@@ -73,6 +102,7 @@ class SlurmJobScreen(OpaqueScreen):
 
     def compose(self) -> ComposeResult:
         yield Static(id="slurm-header")
+        yield Static(id="slurm-ranks")
         with Horizontal(id="slurm-nodes"):
             for i, node in enumerate(self.view.job.nodes):
                 panel = GpuPanel(id=f"slurm-gpus-{i}")
@@ -84,7 +114,7 @@ class SlurmJobScreen(OpaqueScreen):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        set_text(self.query_one("#slurm-header", Static), header_line(self.pod, self.view))
+        self._draw()
         self._read()
         self._follow()
 
@@ -95,10 +125,17 @@ class SlurmJobScreen(OpaqueScreen):
                  if v.job.job_id == self.view.job.job_id]
         if found:
             self.view = found[0]
+        self._draw()
+
+    def _draw(self) -> None:
         try:
             set_text(self.query_one("#slurm-header", Static), header_line(self.pod, self.view))
+            ranks = self.query_one("#slurm-ranks", Static)
         except NoMatches:  # not composed yet, or taken down
-            pass
+            return
+        text = rank_lines(self.view)
+        set_text(ranks, text)
+        ranks.display = bool(text)
 
     @work(exclusive=True, group="slurm-job", exit_on_error=False)
     async def _read(self) -> None:
