@@ -26,6 +26,7 @@ from tui.commands.jobs_cmds import _row as cli_row
 from tui.fleet_rows import SORT_ORDER
 from tui.sessions_table import per_step_text
 from tui.widgets.fleet_table import FleetTable, job_key
+from tui.widgets.key_bar import KeyBar
 
 
 def _job(n: int = 3):
@@ -159,3 +160,30 @@ async def test_the_job_row_sorts_among_the_pods_by_its_own_value(tmp_path):
         await pilot.press("O")
         await pilot.pause()
         assert table.rows == ["cheap", job, "dear"], "reversed"
+
+
+async def test_the_key_bar_offers_the_job_keys_on_a_job_row(tmp_path):
+    fleet = StaticFleet(_fleet())
+    app = make_app(_config(tmp_path), fleet_factory=lambda _config: fleet, state_file=tmp_path / "tui.json",
+                   ui_interval=0)
+
+    def keys() -> str:
+        return str(app.screen.query_one(KeyBar).render())
+
+    async with app.run_test(size=(200, 30)) as pilot:
+        await _ready(app, pilot)
+        table = app.screen.query_one(FleetTable)
+        assert table.selected_job == "pair"
+        bar = keys()
+        assert "J Job" in bar and "space Nodes" in bar and "⏎ Open" in bar, bar
+        assert not any(word in bar for word in ("Attach", "Launch", "Kill", "Teardown", "Log")), bar
+        await pilot.press("space", "down")  # a node's row: its pod keys and its job's
+        await pilot.pause()
+        assert table.selected_pod == "a"
+        bar = keys()
+        assert "k Kill" in bar and "J Job" in bar and "space Nodes" in bar, bar
+        await pilot.press("end")  # a pod in no job: no job keys
+        await pilot.pause()
+        assert table.selected_pod == "dear"
+        bar = keys()
+        assert "k Kill" in bar and "J Job" not in bar and "Nodes" not in bar, bar

@@ -32,9 +32,10 @@ FLEET: list[Binding] = [
     Binding("o", "sort", "Sort", id="fleet.sort",
             tooltip="Sort by the next key: config order, name, state, hottest GPU, utilization, ETA, $/h"),
     Binding("O", "reverse_sort", "Reverse", id="fleet.reverse", show=False, tooltip="Reverse the sort"),
-    Binding("J", "open_job", "Job", id="fleet.open_job", show=False,
+    # Shown only on a job's row or its node's (FleetScreen.check_action hides them elsewhere)
+    Binding("J", "open_job", "Job", id="fleet.open_job",
             tooltip="Open the job of the highlighted pod: its ranks, their GPUs side by side, stragglers"),
-    Binding("space", "toggle_job", "Nodes", id="fleet.toggle_job", show=False,
+    Binding("space", "toggle_job", "Nodes", id="fleet.toggle_job",
             tooltip="Show or fold the nodes of the highlighted job under its row"),
 ]
 

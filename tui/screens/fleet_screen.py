@@ -20,7 +20,7 @@ from sessions.snapshot import FleetSnapshot
 from tui import fleet_rows, job_rows
 from tui.actions import Target
 from tui.bindings import FLEET, POD_ACTIONS, applies
-from tui.screens.pod_actions import PodActionsMixin
+from tui.screens.pod_actions import POD_ACTION_NAMES, PodActionsMixin
 from tui.widgets.fleet_table import FleetTable, job_key, slurm_key
 from tui.widgets.key_bar import KeyBar
 from tui.widgets.text import set_text
@@ -126,6 +126,14 @@ class FleetScreen(PodActionsMixin, Screen):
     def _job(self, name: str | None) -> JobConfig | None:
         return next((j for j in self._config_jobs() if j.name == name), None)
 
+    def _row_job(self) -> JobConfig | None:
+        """The job of the highlighted row: a job's row, or a node's row under it."""
+        job = self._job(self.table.selected_job)
+        if job is None:
+            name = self.table.selected_pod
+            job = next((j for j in self._config_jobs() if name in j.pods), None)
+        return job
+
     def _detail(self) -> None:
         name = self.table.selected_pod
         detail = self.query_one("#fleet-detail", Static)
@@ -155,6 +163,12 @@ class FleetScreen(PodActionsMixin, Screen):
 
     # -- targets and actions --------------------------------------------------------
 
+    def _capabilities(self) -> tuple:
+        """The mixin's, and which job's row (or node's) is highlighted: the key bar
+        offers the job keys there and no pod keys on a job's row."""
+        job = self._row_job()
+        return (self.table.selected_key, job.name if job else None, *super()._capabilities())
+
     def target(self) -> Target | None:
         name = self.table.selected_pod
         if name is None:
@@ -181,21 +195,14 @@ class FleetScreen(PodActionsMixin, Screen):
 
             self.app.push_screen(SlurmJobScreen(*slurm))
             return
-        name = self.table.selected_pod
-        job = self._job(self.table.selected_job)
-        jobs = [job] if job is not None else [j for j in self._config_jobs() if name in j.pods]
-        if jobs:
-            self.app.push_screen(JobScreen(jobs[0]))
-        elif name is not None:
-            self.notify(f"{name} is in no job (config jobs:)", severity="warning")
+        job = self._row_job()
+        if job is not None:
+            self.app.push_screen(JobScreen(job))
 
     def action_toggle_job(self) -> None:
         """Fold or unfold the nodes of the highlighted job (on a node's row: its job)."""
         table = self.table
-        job = self._job(table.selected_job)
-        if job is None:
-            name = table.selected_pod
-            job = next((j for j in self._config_jobs() if name in j.pods), None)
+        job = self._row_job()
         if job is None:
             return
         table.expanded.symmetric_difference_update({job.name})
@@ -234,8 +241,10 @@ class FleetScreen(PodActionsMixin, Screen):
             return not (box is not None and box.display and self.focused is box)
         if action == "open_job" and self._slurm_selected() is not None:
             return True  # a Slurm job's row, whatever the config's jobs:
-        if action in ("open_job", "toggle_job"):  # offered (palette, help) only where the config has jobs
-            return applies(_OPEN_JOB, self.app.config)  # type: ignore[attr-defined]
+        if action in ("open_job", "toggle_job"):  # offered (key bar, palette) on a job's row or its node's
+            return applies(_OPEN_JOB, self.app.config) and self._row_job() is not None  # type: ignore[attr-defined]
+        if action in POD_ACTION_NAMES and self.table.selected_key is not None and self.table.selected_pod is None:
+            return False  # a job's row (or a Slurm job's): no pod keys in the key bar; they act on a node's row
         if action == "clear_filter":
             box = self._filter_box()
             return bool(self.table.filter_text) or bool(box is not None and box.display)
