@@ -11,7 +11,9 @@ The mirror of `backends.parallel_transfer`, for the other direction:
   (`OFFSET LENGTH HEXPART` + the bytes) where they belong and answers each with its
   CRC-32 once written and recorded; `put` does one range whose bytes come on stdin
   (through a PTY shell, as base64); `finish` renames a verified `.part` into place
-  (never over an existing file unless forced) and drops the records; `kind` says
+  (never over an existing file unless forced) and drops the records; `follow`
+  hashes each `.part` as its landed prefix grows (its record says what landed), so
+  the pod's SHA-256 is ready with the last range; `kind` says
   what is at some paths; `drop` deletes `.part` files that failed verification.
 * **Over exec channels** (`ParallelSender`) up to `MAX_CHANNELS` channels of the one
   connection each run `serve`; ranges of every file go out from one queue, `DEPTH`
@@ -83,6 +85,10 @@ PTY_CHUNK = 1024 * 1024
 """Range size through a PTY shell: one command (1.4 MB of base64 lines) per range."""
 
 _READ = 1024 * 1024
+
+_FOLLOW_RATE = 50e6
+"""Bytes/s the pod's follower is at least expected to hash (as `HASH_RATE` for a
+checkpoint's): past that wait, the caller asks for a hash of its own."""
 
 _POD_SCRIPT = r"""import binascii, json, os, sys, zlib
 def P(h):
@@ -225,6 +231,63 @@ elif mode == "stream":
         off = end
     if whole is not None:
         sys.stdout.write("sha256 %s\n" % whole.hexdigest())
+elif mode == "follow":
+    # SHA-256 of each .part as its landed prefix grows (the `.ranges` records say what
+    # landed), so the pod's hash is ready when the last range lands, not a pass later
+    import hashlib, select
+    inp = sys.stdin.buffer
+    files = []
+    for line in iter(inp.readline, b""):
+        if line.strip() == b"go":
+            break
+        h, size, chunk = line.split()
+        files.append({"part": P(h), "size": int(size), "chunk": int(chunk), "sha": hashlib.sha256(),
+                      "hashed": 0, "prefix": 0, "landed": set(), "pos": 0, "fd": None})
+    pending = list(range(len(files)))
+    while pending:
+        moved = False
+        for i in list(pending):
+            f = files[i]
+            try:
+                with open(side(f["part"]), "rb") as r:
+                    r.seek(f["pos"])
+                    got = r.read()
+            except OSError:
+                got = b""
+            got = got[:got.rfind(b"\n") + 1]
+            if got:
+                lines = got.split(b"\n")[:-1]
+                if f["pos"] == 0:
+                    lines = lines[1:]  # the record's head
+                f["pos"] += len(got)
+                for rec in lines:
+                    try:
+                        f["landed"].add(int(rec.split()[0]))
+                    except (ValueError, IndexError):
+                        pass
+            size, chunk = f["size"], f["chunk"]
+            while f["prefix"] < size and f["prefix"] in f["landed"]:
+                f["prefix"] += min(chunk, size - f["prefix"])
+            if f["hashed"] < f["prefix"]:
+                if f["fd"] is None:
+                    f["fd"] = os.open(f["part"], os.O_RDONLY | os.O_NOFOLLOW)
+                while f["hashed"] < f["prefix"]:
+                    b = os.pread(f["fd"], min(1048576, f["prefix"] - f["hashed"]), f["hashed"])
+                    if not b:
+                        sys.exit(5)
+                    f["sha"].update(b)
+                    f["hashed"] += len(b)
+                moved = True
+            if f["hashed"] >= size:
+                if f["fd"] is not None:
+                    os.close(f["fd"])
+                sys.stdout.write("%d %s\n" % (i, f["sha"].hexdigest()))
+                sys.stdout.flush()
+                pending.remove(i)
+        if pending and not moved:
+            ready = select.select([0], [], [], 0.05)[0]
+            if ready and not os.read(0, 65536):
+                sys.exit(0)  # the client went away: nobody to tell
 elif mode == "put":
     part, off = P(sys.argv[2]), int(sys.argv[3])
     data = sys.stdin.buffer.read()
@@ -496,6 +559,7 @@ class ParallelSender:
             return 0
         fds = [os.open(job.local_path, os.O_RDONLY) for job in jobs]
         sent = [0]
+        follower = await self._follow(jobs)
         try:
             count = max(1, min(self.channels, len(queue)))
             opened: list[_Process | BaseException] = await asyncio.gather(
@@ -506,10 +570,50 @@ class ParallelSender:
             finally:
                 for p in procs:
                     p.close()
+            if follower is not None:
+                await self._followed(*follower)
         finally:
             for fd in fds:
                 os.close(fd)
+            if follower is not None:
+                follower[0].close()
         return sent[0]
+
+    async def _follow(self, jobs: Sequence[SendJob]) -> tuple[asyncssh.SSHClientProcess, list[SendJob]] | None:
+        """The pod's `follow`: each `.part` hashed as its landed prefix grows, beside the
+        channels, so the SHA-256 is there when the last range lands instead of a pass
+        over the whole upload afterwards. None when it cannot start: the caller then
+        asks the pod to hash once all landed, as before."""
+        want = [j for j in jobs if j.pod_sha256 is None]
+        if not want:
+            return None
+        try:
+            proc = await self.conn.create_process(command_bytes(pod_command("follow")), encoding=None)
+            proc.stdin.write("".join(f"{hexpath(j.part)} {j.size} {j.chunk}\n" for j in want).encode() + b"go\n")
+        except (asyncssh.Error, OSError):
+            return None
+        return proc, want
+
+    @staticmethod
+    async def _followed(proc: asyncssh.SSHClientProcess, jobs: Sequence[SendJob]) -> None:
+        """Take the follower's digests (`INDEX HEX` lines, INDEX into the jobs it was
+        given) as `pod_sha256`, waiting at most what hashing the rest would take; what
+        it does not say stays None. A digest taken on the way is checked by the caller,
+        which hashes afresh before it calls a mismatch (a range sent again after the
+        follower read it, damaged the first time, reads as one)."""
+        async def read() -> None:
+            while any(j.pod_sha256 is None for j in jobs):
+                line = await proc.stdout.readline()
+                if not line:
+                    return
+                i, digest = line.split()
+                jobs[int(i)].pod_sha256 = digest.decode()
+
+        left = sum(j.size for j in jobs if j.pod_sha256 is None)
+        try:
+            await asyncio.wait_for(read(), 30 + left / _FOLLOW_RATE)
+        except (asyncio.TimeoutError, asyncssh.Error, OSError, ValueError, IndexError):
+            return
 
     async def _open(self, mux: OpensshMux | None) -> _Process:
         """A channel running the pod's `serve`: a session of the OpenSSH master when

@@ -232,3 +232,30 @@ async def test_a_pod_without_python3_is_told_plainly(sshd_nopython, tmp_path):
     local = put(tmp_path / "here" / "x.bin", b"x")
     with pytest.raises(up.UploadError, match="no python3 on the pod"):
         await send(pod, local)
+
+
+async def test_the_pod_hashes_while_ranges_land_and_a_wrong_early_hash_is_checked_again(pod, tmp_path, monkeypatch):
+    """The pod's follower hashes each `.part` as its landed prefix grows, so no hash
+    pass runs after the transfer; a digest taken on the way that differs (as when a
+    range sent again after the follower read it) is hashed afresh, not called bad."""
+    from backends import upload_transfer
+
+    asked = []
+    real_command = up.sha256_command
+    monkeypatch.setattr(up, "sha256_command", lambda root, rels: asked.append(list(rels)) or real_command(root, rels))
+    files = {f"part-{i}.bin": os.urandom(3 * MB + i) for i in range(3)}
+    for rel, data in files.items():
+        put(tmp_path / "here" / "ds" / rel, data)
+    result = await send(pod, tmp_path / "here" / "ds")
+    assert result.method == "parallel" and tree_bytes(pod.workdir / "ds") == files
+    assert asked == []  # every digest came from the follower
+
+    real_followed = upload_transfer.ParallelSender._followed
+
+    async def one_wrong(proc, jobs):
+        await real_followed(proc, jobs)
+        jobs[1].pod_sha256 = "0" * 64
+
+    monkeypatch.setattr(upload_transfer.ParallelSender, "_followed", staticmethod(one_wrong))
+    result = await send(pod, tmp_path / "here" / "ds", force=True)
+    assert tree_bytes(pod.workdir / "ds") == files and len(asked) == 1 and len(asked[0]) == 1

@@ -235,7 +235,10 @@ async def _verify(runner: Runner, pod: PodConfig, root: str, folder: bool, jobs:
     """The pod's SHA-256 of every `.part` against the local files'; a file that differs
     loses its `.part` (and record) and the upload fails saying which."""
     rels = [posixpath.relpath(j.part, root) for j in jobs] if folder else [posixpath.basename(jobs[0].part)]
-    ask = [rel for job, rel in zip(jobs, rels) if job.pod_sha256 is None]  # not hashed on the way
+    # Not hashed on the way; or hashed on the way but differing, where a range sent
+    # again after the pod's follower read it damaged (`ParallelSender`) reads as a
+    # mismatch: those the pod hashes afresh before anything is called bad.
+    ask = [rel for job, rel, here in zip(jobs, rels, digests) if job.pod_sha256 != here]
     hashed: dict[str, str] = {}
     if ask:
         result = await runner.run(sha256_command(root, ask), timeout=120 + total / HASH_RATE)
@@ -245,7 +248,7 @@ async def _verify(runner: Runner, pod: PodConfig, root: str, folder: bool, jobs:
             hashed = dict(zip(ask, parse_sha256(result.stdout, len(ask))))
         except ValueError as exc:
             raise UploadError(f"cannot verify the upload on pod {pod.name!r}: {exc}") from None
-    remote = [job.pod_sha256 or hashed[rel] for job, rel in zip(jobs, rels)]
+    remote = [hashed.get(rel) or job.pod_sha256 for job, rel in zip(jobs, rels)]
     bad = [(job, rel) for job, rel, here, there in zip(jobs, rels, digests, remote) if here != there]
     if bad:
         await run_pod(runner, "drop", stdin_lines=[hexpath(job.part) for job, _ in bad])
