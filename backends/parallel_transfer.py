@@ -87,6 +87,10 @@ WINDOW = 8 * 1024 * 1024
 TARGET_RATE = 1e9
 """Bytes/s the channels together should be able to carry whatever the round trip."""
 
+OPENSSH_WINDOW = 2 * 1024 * 1024
+"""The receive window an OpenSSH client gives a session (its `CHAN_SES_WINDOW_DEFAULT`),
+so what each session of the OpenSSH master (`backends.openssh_mux`) keeps in flight."""
+
 PACKET = 256 * 1024
 """Largest SSH packet a channel accepts (asyncssh's default is 32 KiB)."""
 
@@ -214,13 +218,14 @@ async def round_trip(conn: asyncssh.SSHClientConnection, tries: int = 5) -> floa
 _FAR_S = 0.02
 
 
-def channels_for(rtt: float | None) -> int:
+def channels_for(rtt: float | None, window: int = WINDOW) -> int:
     """Channels for a link with round trip `rtt` (None: unknown): enough windows in
-    flight for `TARGET_RATE` (8 MiB each per round trip), between 2 and
-    `MAX_CHANNELS`; each one more is a process on the pod and work for its sshd."""
+    flight for `TARGET_RATE` (`window` bytes each per round trip: asyncssh's channels
+    get `WINDOW`, an OpenSSH client's `OPENSSH_WINDOW`), between 2 and `MAX_CHANNELS`;
+    each one more is a process on the pod and work for its sshd."""
     if rtt is None:
         return MAX_CHANNELS
-    return max(2, min(MAX_CHANNELS, math.ceil(TARGET_RATE * rtt / WINDOW)))
+    return max(2, min(MAX_CHANNELS, math.ceil(TARGET_RATE * rtt / window)))
 
 
 def range_server_command() -> str:
@@ -588,7 +593,7 @@ class ChannelFetcher(Fetcher):
                     try:
                         async with OpensshMux(self.ssh_argv, transfer._OPENSSH_OPTIONS) as mux:
                             return await ParallelFetch(self.conn, jobs, progress=progress, sync=self.sync,
-                                                       channels=channels_for(rtt), mux=mux).run()
+                                                       channels=channels_for(rtt, OPENSSH_WINDOW), mux=mux).run()
                     except MuxUnavailable:
                         pass  # no OpenSSH master (a key only asyncssh can use...): asyncssh's channels
                 return await ParallelFetch(self.conn, jobs, progress=progress, sync=self.sync,

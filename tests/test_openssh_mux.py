@@ -167,7 +167,7 @@ def two_session_pod(tmp_path_factory, tmp_path, monkeypatch):
     eight (as a link of 70 ms and more would)."""
     from tests.conftest import _server
 
-    monkeypatch.setattr(parallel_transfer, "channels_for", lambda rtt: parallel_transfer.MAX_CHANNELS)
+    monkeypatch.setattr(parallel_transfer, "channels_for", lambda rtt, window=0: parallel_transfer.MAX_CHANNELS)
     servers = _server(tmp_path_factory, extra_config=["MaxSessions 2"])
     server = next(servers)
     try:

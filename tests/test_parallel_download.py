@@ -197,3 +197,12 @@ async def test_without_python3_on_the_pod_auto_goes_file_by_file(sshd_nopython, 
         async with runner.fetcher(method="parallel") as fetcher:
             with pytest.raises(TransferFailed, match="no python3"):
                 await fetcher.fetch_all([FetchJob(str(remote), tmp_path / "here" / "b.part", len(data))])
+
+
+def test_channels_follow_the_round_trip_and_the_window_each_carries():
+    """Enough windows in flight for 1 GB/s: asyncssh's 8 MiB channels need fewer than
+    the OpenSSH master's 2 MiB sessions on the same link; never under 2 nor over 8."""
+    from backends.parallel_transfer import OPENSSH_WINDOW, channels_for
+
+    assert [channels_for(rtt) for rtt in (0.0005, 0.05, 0.07, None)] == [2, 6, 8, 8]
+    assert [channels_for(rtt, OPENSSH_WINDOW) for rtt in (0.0005, 0.005, 0.01, 0.05)] == [2, 3, 5, 8]
