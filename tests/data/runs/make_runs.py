@@ -527,17 +527,30 @@ import torch, torch.distributed as dist
 dist.init_process_group("gloo")
 rank = dist.get_rank()
 t0 = float(os.environ["RUNS_T0"])
+# RUNS_DDP_PLAN (make_runs.py sets it per scenario): seconds each rank sleeps per step
+# (a real model's pace), a rank that turns slow part way through, the time budget and
+# the noise in the target (so each rank's loss is its own rather than all 0.0000)
+plan = json.loads(os.environ.get("RUNS_DDP_PLAN") or "{}")
+sleeps = plan.get("sleep", [0.02, 0.05])  # by global rank: rank 1 is the straggler
+slow = plan.get("slow")  # {"rank": R, "after_s": S, "sleep": X}: rank R sleeps X per step from S on
+total, budget, noise = plan.get("total", 300), plan.get("budget", 4.0), plan.get("noise", 0.0)
 torch.manual_seed(rank)
 model = torch.nn.Linear(16, 1)
 opt = torch.optim.SGD(model.parameters(), lr=0.05)
 dist.barrier()
-steps, total, budget = [], 300, 4.0
+steps, slow_from = [], None
 start = time.time()
 for step in range(1, total + 1):
     x = torch.randn(8, 16)
-    loss = torch.nn.functional.mse_loss(model(x), x[:, :1])
+    target = x[:, :1] + noise * torch.randn(8, 1) if noise else x[:, :1]
+    loss = torch.nn.functional.mse_loss(model(x), target)
     loss.backward(); opt.step(); opt.zero_grad()
-    time.sleep(0.02 if rank == 0 else 0.05)  # rank 1 is the straggler
+    pause = sleeps[rank % len(sleeps)]
+    if slow and slow["rank"] == rank and time.time() - start >= slow["after_s"]:
+        if slow_from is None:
+            slow_from = round(time.time() - t0, 4)
+        pause = slow["sleep"]
+    time.sleep(pause)
     steps.append([step, round(time.time() - t0, 4), loss.item()])
     if step % 5 == 0:
         print(f"step {step}/{total} | loss {loss.item():.4f} | lr 5.00e-02", flush=True)
@@ -545,7 +558,9 @@ for step in range(1, total + 1):
         break
 last = [s for s in steps if s[0] % 5 == 0][-1]
 Path(os.environ["RUNS_TRUTH"] + f".rank{rank}").write_text(json.dumps(
-    {"total": total, "final_step": last[0], "logged_loss": round(last[2], 4), "steps": steps}))
+    {"total": total, "final_step": last[0], "logged_loss": round(last[2], 4), "steps": steps,
+     "node": int(os.environ.get("GROUP_RANK", "0")), "local_rank": int(os.environ.get("LOCAL_RANK", "0")),
+     "slow_from": slow_from}))
 dist.barrier()
 '''
 
@@ -573,6 +588,64 @@ def run_torchrun_ddp() -> None:
         truth().extra = {"ranks": {str(r): {k: v for k, v in t.items() if k != "steps"} for r, t in ranks.items()},
                          "slowest_rank": 1}
     sys.exit(rc)
+
+
+TWO_NODE_PLAN = {"sleep": [0.03, 0.032, 0.03, 0.03], "slow": {"rank": 3, "after_s": 3.0, "sleep": 0.1}, "budget": 14.0,
+                 "total": 600, "noise": 0.5}
+"""Four ranks at about one pace (rank 1 a little behind rank 0, as real ranks are: node
+0's reading is then rank 1's, and the job's loss must still be rank 0's), then global
+rank 3 (node 1's local rank 1) three times slower from 3 s into its 14 s budget. A rank's
+rate as gpuctl shows it is its whole run's pace (`rate.PaceClock.pace`), so the slow part
+is most of the run: by the end rank 3's whole-run pace is well under
+`sessions.jobs.summary.STRAGGLER_RATIO` of the median and the truth has a straggler, and
+before its slowdown it has none."""
+
+
+def run_torchrun_2node() -> None:
+    """Two real torchrun agents as the two nodes of one job (static rendezvous on
+    127.0.0.1, `--nnodes 2 --node-rank 0|1 --nproc-per-node 2`, gloo), each on its own
+    pseudo-terminal as its node's tmux pane holds it, `--tee 3`: every line gets torchrun's
+    default prefix, `[default<local rank>]:`, so both nodes print `[default0]:` and
+    `[default1]:` (global ranks 2 and 3 on node 1). The trainer is `DDP_SCRIPT` (each
+    rank on its own wall-time budget, no per-step collective, as in `torchrun_ddp`:
+    with one a straggler slows every rank alike and no step rate tells it apart) under
+    `TWO_NODE_PLAN`. Writes `NAME.node<i>.log`, `NAME.node<i>.times.json` and
+    `NAME.truth.json` (see the README) itself: it is its own capture."""
+    import socket
+
+    name = "torchrun_2node"
+    with socket.socket() as sock:  # a free port for the rendezvous store (the master's)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    tmp = tempfile.mkdtemp(prefix="runs-truth-")
+    truth_path = f"{tmp}/nodes.json"
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as d:
+        script = Path(d) / "train_ddp.py"
+        script.write_text(DDP_SCRIPT)
+        env = _env(name, t0, truth_path, True)
+        env["RUNS_DDP_PLAN"] = json.dumps(TWO_NODE_PLAN)
+        argvs = [[sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
+                  "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(port),
+                  "--tee", "3", str(script)] for node in (0, 1)]
+        outs = run_on_ptys(argvs, env, COLUMNS.get(name, 120), t0)
+    for node, (data, times, rc) in enumerate(outs):
+        if rc != 0:
+            raise SystemExit(f"{name}: node {node} exited {rc}")
+        (HERE / f"{name}.node{node}.log").write_bytes(data)
+        (HERE / f"{name}.node{node}.times.json").write_text(json.dumps(times))
+    ranks = {}
+    for rank in range(4):
+        doc = json.loads(Path(f"{truth_path}.rank{rank}").read_text())
+        doc["steps"] = [st for st in doc["steps"] if st[0] <= doc["final_step"]]  # what its log can show
+        ranks[str(rank)] = doc
+    slow = TWO_NODE_PLAN["slow"]
+    (HERE / f"{name}.truth.json").write_text(json.dumps({
+        "nnodes": 2, "nproc_per_node": 2, "total": TWO_NODE_PLAN["total"], "ranks": ranks,
+        "straggler": {"rank": slow["rank"], "node": ranks[str(slow["rank"])]["node"],
+                      "local_rank": ranks[str(slow["rank"])]["local_rank"],
+                      "slow_from": ranks[str(slow["rank"])]["slow_from"]},
+        "logged_loss": ranks["0"]["logged_loss"]}))
 
 
 # ------------------------------------------------------------------ DeepSpeed, 2 ranks
@@ -631,6 +704,9 @@ def run_deepspeed() -> None:
 
 # ------------------------------------------------------------------ capture
 
+OWN_CAPTURE = {"torchrun_2node"}
+"""Scenarios that capture themselves (several terminals at once), run in this process."""
+
 SCENARIOS = {name[len("run_"):]: fn for name, fn in globals().items() if name.startswith("run_") and callable(fn)}
 
 COLUMNS = {"lightning_tqdm_narrow": 80, "lightning_tqdm_wide": 200}
@@ -653,29 +729,46 @@ def _env(name: str, t0: float, truth_path: str, tty: bool) -> dict[str, str]:
     return env
 
 
+def run_on_ptys(argvs: list[list[str]], env: dict[str, str], cols: int,
+                t0: float) -> list[tuple[bytes, list[list[float]], int]]:
+    """Run each command on its own pseudo-terminal, all at once; return per command its
+    bytes, when each chunk arrived (`[[seconds since t0, end offset], ...]`) and its exit
+    status."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    procs, out = [], []
+    for i, argv in enumerate(argvs):
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, cols, 0, 0))
+        procs.append(subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True))
+        os.close(slave)
+        sel.register(master, selectors.EVENT_READ, i)
+        out.append(([], []))
+    sizes = [0] * len(argvs)
+    while sel.get_map():
+        for key, _ in sel.select():
+            try:
+                data = os.read(key.fd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                data = b""
+            if not data:
+                sel.unregister(key.fd)
+                os.close(key.fd)
+                continue
+            i = key.data
+            out[i][0].append(data)
+            sizes[i] += len(data)
+            out[i][1].append([round(time.time() - t0, 4), sizes[i]])
+    return [(b"".join(chunks), times, proc.wait()) for (chunks, times), proc in zip(out, procs)]
+
+
 def capture_tty(name: str, truth_path: str) -> tuple[bytes, list[list[float]]]:
     """Run on a pseudo-terminal; return its bytes and when each chunk arrived."""
-    cols = COLUMNS.get(name, 120)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, cols, 0, 0))
     t0 = time.time()
-    proc = subprocess.Popen([sys.executable, __file__, "--run", name], stdin=slave, stdout=slave,
-                            stderr=slave, env=_env(name, t0, truth_path, True), close_fds=True)
-    os.close(slave)
-    chunks, times, size = [], [], 0
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-        size += len(data)
-        times.append([round(time.time() - t0, 4), size])
-    proc.wait()
-    os.close(master)
-    return b"".join(chunks), times
+    ((data, times, _),) = run_on_ptys([[sys.executable, __file__, "--run", name]],
+                                      _env(name, t0, truth_path, True), COLUMNS.get(name, 120), t0)
+    return data, times
 
 
 def capture_file(name: str, truth_path: str) -> bytes:
@@ -692,6 +785,10 @@ def main(argv: list[str]) -> None:
         return
     for name in argv or list(SCENARIOS):
         t = time.time()
+        if name in OWN_CAPTURE:
+            SCENARIOS[name]()
+            print(f"{name}: {time.time() - t:.1f}s", file=sys.stderr)
+            continue
         tmp = tempfile.mkdtemp(prefix="runs-truth-")
         data, times = capture_tty(name, f"{tmp}/tty.json")
         (HERE / f"{name}.tty.log").write_bytes(data)
