@@ -132,6 +132,20 @@ def _rank(rank: int, pod_name: str, pod: PodSnapshot | None, session_name: str |
         stalled=bool(session and session.stalled), gpus=len(pod.gpus) if pod is not None else 0)
 
 
+def _rank0_loss(pod: PodSnapshot | None, session_name: str | None) -> float | None:
+    """The job's loss: rank 0's. Node 0's reading is its furthest-behind rank's
+    (`ProgressTracker.progress`), which on a node running several ranks under one
+    launcher (`[default1]:` lines beside `[default0]:`) need not be rank 0; the rank
+    prefixed 0 on node 0 is global rank 0 whether the prefix counts local or global
+    ranks. Without per-rank lines, or where rank 0 printed no loss, the node's reading."""
+    session = _session(pod, session_name)
+    progress = session.progress if session is not None else None
+    if progress is None:
+        return None
+    first = dict(progress.ranks).get("0") if progress.ranks else None
+    return first.loss if first is not None and first.loss is not None else progress.loss
+
+
 def _moving(view: RankView) -> bool:
     return view.running and not view.stalled and view.step is not None
 
@@ -191,7 +205,7 @@ def _summarize(job: JobConfig, pods: tuple[PodSnapshot | None, ...]) -> JobSumma
         name=job.name, session=job.session, ranks=tuple(flagged),
         pace=0.0 if hung else (slowest.rate if slowest else None),
         step_skew=(max(steps) - min(steps)) if len(steps) >= 2 else None,
-        loss=flagged[0].loss if flagged else None,
+        loss=_rank0_loss(pods[0], job.session) if pods else None,
         eta_s=max(etas) if etas and not hung else None,
         spend_usd=round(sum(spends), 4) if spends else None,
         slowest_rank=slowest.rank if slowest else None,
