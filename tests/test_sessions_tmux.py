@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -299,8 +300,9 @@ def test_attach_for_real_and_detach_back_to_the_shell(pod, tmp_path, cleanup, ca
         {"name": "att", "command": "echo ATTACH-MARKER-$((6*7)); sleep 300"}])])
     cleanup.append("att")
     assert cli(config, "launch", "p", "att") == 0
-    outer_dir = tmp_path / "outer-tmux"
-    outer_dir.mkdir(mode=0o700)
+    # Not under tmp_path: a unix socket's path has at most 107 bytes, and tmp_path is
+    # longer under pytest-xdist (.../popen-gw0/...); the socket would not bind.
+    outer_dir = Path(tempfile.mkdtemp(prefix="gpuctl-outer-"))
     env = {**os.environ, "TMUX_TMPDIR": str(outer_dir)}
     env.pop("TMUX", None)
     outer = ["tmux", "-L", "gpuctl-test-outer", "-f", "/dev/null"]
@@ -325,6 +327,7 @@ def test_attach_for_real_and_detach_back_to_the_shell(pod, tmp_path, cleanup, ca
         assert pane(pod, "att", "#{pane_dead} #{session_attached}") == "0 0", "detaching leaves it running"
     finally:
         subprocess.run([*outer, "kill-server"], env=env, capture_output=True, timeout=10)
+        shutil.rmtree(outer_dir, ignore_errors=True)
 
 
 def test_attach_to_a_missing_session_says_so(pod, tmp_path, capsys):
