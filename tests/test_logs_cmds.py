@@ -124,7 +124,7 @@ def test_progress_json_has_exactly_the_documented_keys(capsys):
     assert main(["progress", str(DATA / "hf_trainer.file.log"), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert list(doc) == ["format", "step", "total", "rate", "rate_unit", "loss", "lr", "tokens_per_s", "epoch", "eta_s",
-                         "slowest_rank", "ranks", "missing"]
+                         "slowest_rank", "ranks", "recent_rate", "missing"]
     assert doc["format"] == "hf_trainer" and doc["step"] == doc["total"] and doc["rate"] > 0
 
 

@@ -107,7 +107,7 @@ def bar(n: int, total: int, rate: str, el: str = "00:01", rem: str = "00:05") ->
 def test_to_json_has_exactly_the_contract_keys():
     assert list(Progress().to_json()) == [
         "format", "step", "total", "rate", "rate_unit", "loss", "lr", "tokens_per_s", "epoch", "eta_s",
-        "slowest_rank", "ranks"]
+        "slowest_rank", "ranks", "recent_rate"]
     assert set(Progress().to_json().values()) == {None}
 
 

@@ -163,6 +163,12 @@ MARKS_KEPT = 64
 PAUSES_KEPT = 16
 """Pauses remembered for their period and length (a run's recurring pauses repeat)."""
 
+RECENT_ADVANCES = 16
+"""How many step advances `PaceClock.recent` spans: a rank's pace now, whatever the run's
+length (a whole-run pace names a rank that halved its speed after 10 good hours only ~20 h
+later). At the agent's 0.25 s follow interval that is a few seconds of a fast log; at a
+line a minute, a quarter of an hour."""
+
 
 class PaceClock:
     """A run's pace split into steps and recurring pauses, for an ETA one can plan by.
@@ -180,7 +186,7 @@ class PaceClock:
     it); memory is bounded whatever the run's length.
     """
 
-    __slots__ = ("first", "last", "_per", "_gaps", "pauses", "pause_s", "_marks")
+    __slots__ = ("first", "last", "_per", "_gaps", "pauses", "pause_s", "_marks", "_recent")
 
     def __init__(self, t: float, step: int) -> None:
         self.first = self.last = (t, step)
@@ -190,6 +196,8 @@ class PaceClock:
         self.pause_s = 0.0  # every pause's excess, all run long
         # (time, step, pause_s then), spread over the run: where its later half began
         self._marks: deque[tuple[float, int, float]] = deque([(t, step, 0.0)], maxlen=MARKS_KEPT)
+        # the latest advances (time, step, the pause excess of the interval ending there)
+        self._recent: deque[tuple[float, int, float]] = deque([(t, step, 0.0)], maxlen=RECENT_ADVANCES + 1)
 
     def add(self, t: float, step: int) -> None:
         """The step reached `step` at time `t` (a point that does not advance is ignored)."""
@@ -206,9 +214,36 @@ class PaceClock:
             if excess > PAUSE_MIN_S and excess > PAUSE_FACTOR * usual:
                 self.pauses.append((s0, step, excess))
                 self.pause_s += excess
+                self._recent.append((t, step, excess))
                 return
         self._per.append(dt / ds)
         self._gaps.append(dt)
+        self._recent.append((t, step, 0.0))
+
+    def recent(self) -> float | None:
+        """Steps per second over the last RECENT_ADVANCES advances, their pauses left out:
+        how fast the run goes now (a straggler is judged by it; `pace` stays the rate
+        shown and the ETA's, which must count the pauses ahead). None until the window
+        spans PACE_MIN_STEPS and PACE_MIN_SPAN_S of work.
+
+        A pause is one long interval among ordinary ones (an evaluation, a save); when
+        the latest PAUSE_BASIS intervals or more all read as pauses, the run itself went
+        that slow (the usual time per step was learnt before it slowed past
+        PAUSE_FACTOR), so they count as work: a rank turned five times slower is slow,
+        not pausing for ever.
+        """
+        pts = self._recent
+        (t0, s0, _), (t1, s1, _) = pts[0], pts[-1]
+        excess = [e for _, _, e in pts][1:]
+        trailing = len(excess)
+        while trailing and excess[trailing - 1] > 0:
+            trailing -= 1
+        if len(excess) - trailing >= PAUSE_BASIS:
+            excess = excess[:trailing]
+        work = t1 - t0 - sum(excess)
+        if s1 - s0 < PACE_MIN_STEPS or work < PACE_MIN_SPAN_S:
+            return None
+        return (s1 - s0) / work
 
     def _work(self) -> float:
         """Seconds per step outside pauses over the later half of the run seen: recent

@@ -82,6 +82,10 @@ class Progress:
             SkyPilot, OpenMPI), the rank whose reading this is: the one furthest
             behind, since a job ends when its last rank does. None otherwise.
         ranks: each rank's own reading, `(rank, Progress)` in rank order, or None.
+        recent_rate: steps per second over the latest few advances, pauses left out
+            (`PaceClock.recent`), when the log is followed live: how fast it goes now,
+            what a job's straggler is judged by, where `rate` is the whole run's pace
+            (the ETA's). None for a whole file.
     """
 
     format: str | None = None
@@ -96,6 +100,7 @@ class Progress:
     eta_s: float | None = None
     slowest_rank: str | None = None
     ranks: tuple[tuple[str, Progress], ...] | None = None
+    recent_rate: float | None = None
 
     def __post_init__(self) -> None:
         # `Progress(**p.to_json())` must give `p` back (readers merge readings that
@@ -491,7 +496,7 @@ class ProgressTracker(BarReader, LineReader):
             left = clock.eta(total, now) if clock is not None and pace else None
             eta = left if left is not None else max(total - step, 0) / rate
         return Progress(fmt, step, total, rate, unit, self._loss, self._lr, self._tokens,
-                        self._epoch, eta)
+                        self._epoch, eta, recent_rate=clock.recent() if clock is not None else None)
 
     def _clock(self, fam: str | None) -> PaceClock | None:
         """The run's pace and pauses by arrival times, when it is followed live."""
