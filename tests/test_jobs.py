@@ -128,7 +128,8 @@ async def test_three_ranks_launched_in_order_straggler_and_hung_named(sshd, sshd
                 assert found.ranks[1].rate < summary.STRAGGLER_RATIO * found.ranks[0].rate
                 doc = found.to_json()
                 assert json.loads(json.dumps(doc))["findings"][1] == {"rank": 2, "pod": "node2",
-                                                                       "flag": "hung rank", "gpus": 2}
+                                                                       "flag": "hung rank", "gpus": 2,
+                                                                       "local_rank": None, "global_rank": None}
             finally:
                 killed = await actions.kill(job, fleet.borrow)
         assert [(pod, k.existed) for pod, k in killed] == [("node2", True), ("node1", True), ("node0", True)]

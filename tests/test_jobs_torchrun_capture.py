@@ -12,8 +12,10 @@ messages, batched at the agent's follow interval and stamped with their arrival 
 (what the monitor does with a live pod's log), the pod snapshots are built from the
 book's view, and `sessions.jobs.summary` reads the job from them, as the Fleet does. It
 is checked against the truth: each rank's last step, the job's pace (the slowest rank's
-rate), the straggler's node and its local rank, and the loss from rank 0; and before
-the slowdown, that no rank is named.
+rate), the straggler's node and its local rank, and the loss from rank 0; and, followed
+look by look, that the straggler is named soon after its recorded slowdown (by its rate
+now, `Progress.recent_rate`), no rank before it, and in the words that say which rank it
+is (torchrun's prefix counts ranks per node).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sessions.config.loader import parse_config
 from sessions.fleet.session_book import SessionBook
 from sessions.jobs import summary
 from sessions.snapshot import FleetSnapshot, GpuSample, PodSnapshot, PodState
+from tui.job_rows import finding_text, rank_tag
 
 RUNS = Path(__file__).resolve().parent / "data" / "runs"
 NAME = "torchrun_2node"
@@ -67,6 +70,37 @@ def _looks(node: int) -> list[tuple[float, str]]:
         else:
             looks.append((at, text))
     return looks
+
+
+NAMED_WITHIN_S = 2.0
+"""How soon after its recorded slowdown rank 3 must be named: four of its lines once slow
+(one every 0.5 s). The rule before (each node's whole-run rate against the nodes' median)
+named it 3.6 s after, about as long as the run had gone well (3 s); the recent window
+still spans most of those 3 s here, so the case of 10 good hours is tests/test_jobs.py's."""
+
+
+def _timeline():
+    """`(time, summary)` at each of the agent's looks at either node, both nodes' books fed
+    look by look as the monitor feeds them (one replay, not one per look)."""
+    config = _config()
+    books = []
+    for pod in config.pods:
+        book = SessionBook(pod, config)
+        book.on_tmux([{"name": "train", "state": "running"}])
+        books.append(book)
+    looks = [_looks(n) for n in range(len(NODES))]
+    fed, offsets = [0] * len(NODES), [0] * len(NODES)
+    for now in sorted({at for node in looks for at, _ in node}):
+        for n, book in enumerate(books):
+            while fed[n] < len(looks[n]) and looks[n][fed[n]][0] <= now:
+                at, text = looks[n][fed[n]]
+                offsets[n] += len(text.encode())
+                book.on_log({"id": "train", "data": text, "offset": offsets[n]}, at)
+                fed[n] += 1
+        pods = tuple(PodSnapshot(name=pod.name, host=pod.name, state=PodState.ONLINE,
+                                 gpus=tuple(GpuSample(index=i, name="cpu") for i in range(PER_NODE)),
+                                 sessions=book.view(now)) for pod, book in zip(config.pods, books))
+        yield now, summary.summarize(config.jobs[0], FleetSnapshot(pods=pods))
 
 
 def _replay(until: float) -> tuple[summary.JobSummary, tuple[PodSnapshot, ...]]:
@@ -135,6 +169,17 @@ def test_the_job_read_from_both_nodes_matches_the_truth():
     straggler = TRUTH["straggler"]
     assert [(f.rank, f.pod, f.flag, f.gpus) for f in s.findings] == [
         (straggler["node"], NODES[straggler["node"]], summary.STRAGGLER, PER_NODE)]
+    # named as torchrun numbers it: local rank 1 on node1, rank 3 of the job (both nodes show ranks 0, 1)
+    (found,) = s.findings
+    assert (found.local_rank, found.global_rank) == (straggler["local_rank"], straggler["rank"])
+    assert finding_text(found) == f"straggler: node1 local rank 1 (rank 3, {PER_NODE} GPUs)"
+    assert rank_tag(found) == "r3"
+    assert s.to_json()["findings"] == [{"rank": 1, "pod": "node1", "flag": summary.STRAGGLER, "gpus": PER_NODE,
+                                        "local_rank": 1, "global_rank": 3}]
+    # its rate now is the slow part's (10 steps/s), where its whole-run rate still counts the fast start
+    slow_steps = [(st, t) for st, t, _ in TRUTH["ranks"]["3"]["steps"] if t >= straggler["slow_from"]]
+    slow_rate = (slow_steps[-1][0] - slow_steps[0][0]) / (slow_steps[-1][1] - slow_steps[0][1])
+    assert found.recent_rate == pytest.approx(slow_rate, rel=0.2) and found.rate > 1.2 * slow_rate
     local = progress_of[straggler["node"]].slowest_rank  # torchrun's prefix counts local ranks
     assert local == str(straggler["local_rank"]) and straggler["node"] * PER_NODE + int(local) == straggler["rank"]
     assert s.slowest_rank == straggler["node"]
@@ -156,3 +201,14 @@ def test_no_rank_is_named_before_the_slowdown():
     assert s.findings == ()
     assert s.pace == pytest.approx(min(_node_rates(slow_from)), rel=RATE_TOLERANCE)
 
+
+
+def test_the_straggler_is_named_soon_after_it_slowed_and_no_rank_before():
+    slow_from = TRUTH["straggler"]["slow_from"]
+    timeline = list(_timeline())
+    named = [t for t, s in timeline if s.findings]
+    assert named, "never named"
+    assert slow_from < named[0] <= slow_from + NAMED_WITHIN_S, named[0] - slow_from
+    # from then on to the end of the run: rank 3 alone, every look
+    assert [(f.rank, f.flag, f.local_rank, f.global_rank) for t, s in timeline if t >= named[0]
+            for f in s.findings] == [(1, summary.STRAGGLER, 1, 3)] * sum(t >= named[0] for t, _ in timeline)

@@ -65,9 +65,32 @@ def job_line(s: JobSummary) -> str:
 
 def finding_text(r: RankView) -> str:
     """`hung rank: rank 2 on node2 (8 GPUs)`; a rank not running says its session's state
-    (`not running (exited): ...`), as that is what to look at on its pod."""
+    (`not running (exited): ...`), as that is what to look at on its pod.
+
+    Where the node's log has per-rank lines (several ranks under one launcher), the rank
+    is named on its node, as torchrun's prefix counts it: `straggler: node1 local rank 1
+    (rank 3, 2 GPUs)`, the job-wide rank only where `summary` knows it (`RankView.global_rank`),
+    `straggler: node1 rank 3 (...)` where the prefixes count job-wide ranks. A hung node
+    or one not running is named as the node, whose rank is the config's node index:
+    `hung rank: node1, node 1 of the job (2 ranks, 2 GPUs)`."""
     flag = f"{r.flag} ({r.session_state})" if r.flag == NOT_RUNNING and r.session_state else r.flag
+    if r.local_rank is not None:
+        whole = f"rank {r.global_rank}, " if r.global_rank is not None else ""
+        return f"{flag}: {r.pod} local rank {r.local_rank} ({whole}{r.gpus} GPUs)"
+    if r.global_rank is not None:
+        return f"{flag}: {r.pod} rank {r.global_rank} ({r.gpus} GPUs)"
+    if r.local_ranks:
+        return f"{flag}: {r.pod}, node {r.rank} of the job ({r.local_ranks} ranks, {r.gpus} GPUs)"
     return f"{flag}: rank {r.rank} on {r.pod} ({r.gpus} GPUs)"
+
+
+def rank_tag(r: RankView) -> str:
+    """The rank in the SESSION cell's few columns: `r3` (the job-wide rank where known,
+    else the node's index where the node runs one rank), `n1` (a node of several ranks,
+    which one named in the line under the table)."""
+    if r.global_rank is not None:
+        return f"r{r.global_rank}"
+    return f"n{r.rank}" if r.local_ranks else f"r{r.rank}"
 
 
 def finding_line(s: JobSummary) -> str:
@@ -130,7 +153,7 @@ def job_cells(s: JobSummary, pods: Sequence[PodSnapshot], expanded: bool) -> dic
         "state": ((f"{s.nodes_online}/{len(s.ranks)} nodes", "online" if all_online else "reconnecting"),),
         "gpus": ((f"{s.gpus} GPUs", ""),),
         "mem": (("", ""),),
-        "session": ((f"{_short_flag(first)} r{first.rank}", "stalled"),) if first
+        "session": ((f"{_short_flag(first)} {rank_tag(first)}", "stalled"),) if first
         else ((s.session or "-", ""),),
         "step": ((f"skew {s.step_skew}" if s.step_skew is not None else "-", ""),),
         "rate": ((pace_text(s.pace), "stalled" if s.hung else ""),),

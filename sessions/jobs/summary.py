@@ -10,14 +10,25 @@ back, which no rate says, so `eta_s` is None for every view (the fleet row, the 
 screen, `gpuctl jobs`, `status --json`) rather than each deciding. Three things a
 per-pod view hides are named:
 
-* **straggler**: a rank whose step rate is under `STRAGGLER_RATIO` (0.8) of the ranks'
-  median: the whole job waits for it at every collective;
+* **straggler**: a rank whose step rate now is under `STRAGGLER_RATIO` (0.8) of the
+  ranks' median: the whole job waits for it at every collective. "Now" is the recent
+  rate (`Progress.recent_rate`: the last few advances, pauses for evaluation or saving
+  left out), not the whole run's pace the job's pace and ETA use: a rank that halves its
+  speed after 10 good hours is named within minutes, not ~20 h later. Where a node's log
+  carries per-rank lines (torchrun `--tee`: several ranks under one launcher), each of
+  its ranks is compared with every other rank of the job, and the finding names the one;
 * **hung rank**: a rank whose log stopped moving (the session's `stalled` flag, from
   the one stall threshold `policies.alerts.stall_minutes`) while another rank's did not;
 * **not running**: a rank whose session is not running while another rank's is (the
   others will wait for it at the next collective, or are already stuck there).
 
 Each finding carries the rank's pod and its GPUs, as the user's next step is to look there.
+A job's `pods:` are its nodes (`RankView.rank` is the node's index, torchrun's node rank);
+the rank a per-rank line names is found by `_numbering`: torchrun prefixes a worker's
+LOCAL rank (`[default1]:` on every node), so a straggler is `local_rank` 1 on its node, and
+its `global_rank` (node index x ranks per node + local rank) is given only when every node
+shows the same ranks 0..n-1; where the nodes' rank sets are disjoint the prefix already
+counts global ranks (OpenMPI), and otherwise the global rank is not known (None).
 
 `summarize` runs on every snapshot the Fleet publishes (the TUI's job row), and most of
 those are another pod's news: a job's summary is kept with the pod snapshots it was read
@@ -33,6 +44,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sessions.config.model import JobConfig
+from sessions.progress.tracker import Progress
 from sessions.snapshot import FleetSnapshot, PodSnapshot, PodState, SessionSnapshot, SessionState
 
 STRAGGLER_RATIO = 0.8
@@ -57,6 +69,16 @@ class RankView:
     gpus: int = 0
     flag: str | None = None
     """None, `STRAGGLER`, `HUNG` or `NOT_RUNNING`."""
+    recent_rate: float | None = None
+    """The rate a straggler is judged by: `Progress.recent_rate` where known, else `rate`;
+    where the node's log has per-rank lines, that of its slowest rank now."""
+    local_ranks: int = 0
+    """How many ranks the node's log has per-rank lines for (0: none seen)."""
+    local_rank: int | None = None
+    """Which of them `recent_rate` is: the one a straggler finding names. None for a node
+    named hung or not running (the finding is the node's: which rank froze no line says)."""
+    global_rank: int | None = None
+    """That rank's number in the whole job, where the prefixes tell it (see the module doc)."""
 
     @property
     def running(self) -> bool:
@@ -65,7 +87,8 @@ class RankView:
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("rank", "pod", "online", "session_state", "step", "rate", "loss",
-                                              "eta_s", "stalled", "gpus", "flag")}
+                                              "eta_s", "stalled", "gpus", "flag", "recent_rate", "local_ranks",
+                                              "local_rank", "global_rank")}
 
 
 @dataclass(frozen=True)
@@ -111,7 +134,8 @@ class JobSummary:
             "pace": self.pace, "step_skew": self.step_skew, "loss": self.loss, "eta_s": self.eta_s,
             "spend_usd": self.spend_usd, "slowest_rank": self.slowest_rank,
             "ranks": [r.to_json() for r in self.ranks],
-            "findings": [{"rank": r.rank, "pod": r.pod, "flag": r.flag, "gpus": r.gpus} for r in self.findings],
+            "findings": [{"rank": r.rank, "pod": r.pod, "flag": r.flag, "gpus": r.gpus, "local_rank": r.local_rank,
+                          "global_rank": r.global_rank} for r in self.findings],
         }
 
 
@@ -121,15 +145,70 @@ def _session(pod: PodSnapshot | None, name: str | None) -> SessionSnapshot | Non
     return next((s for s in pod.sessions if s.name == name), None)
 
 
+def _progress(pod: PodSnapshot | None, name: str | None) -> Progress | None:
+    session = _session(pod, name)
+    return session.progress if session is not None else None
+
+
+def _now(p: Progress) -> float | None:
+    """The rate a straggler is judged by: the recent one, else (a reading not followed
+    live, a window not yet filled) the run's."""
+    return p.recent_rate if p.recent_rate is not None else p.rate
+
+
+def _units(progress: Progress | None) -> list[tuple[int | None, float]]:
+    """`(local rank or None, rate now)` of each rank the node's log shows that has a rate:
+    one per rank where lines carry rank prefixes, else the node's one reading."""
+    if progress is None:
+        return []
+    if progress.ranks:
+        return [(int(r), rate) for r, p in progress.ranks if r.isdigit() and (rate := _now(p)) is not None]
+    rate = _now(progress)
+    return [(None, rate)] if rate is not None else []
+
+
 def _rank(rank: int, pod_name: str, pod: PodSnapshot | None, session_name: str | None) -> RankView:
     session = _session(pod, session_name)
     progress = session.progress if session is not None else None
+    units = _units(progress)
+    local, now = min(units, key=lambda u: u[1]) if units else (None, None)
     return RankView(
         rank=rank, pod=pod_name, online=pod is not None and pod.state == PodState.ONLINE,
         session_state=session.state if session is not None else None,
         step=progress.step if progress else None, rate=progress.rate if progress else None,
         loss=progress.loss if progress else None, eta_s=progress.eta_s if progress else None,
-        stalled=bool(session and session.stalled), gpus=len(pod.gpus) if pod is not None else 0)
+        stalled=bool(session and session.stalled), gpus=len(pod.gpus) if pod is not None else 0,
+        recent_rate=now, local_ranks=len(progress.ranks) if progress and progress.ranks else 0, local_rank=local)
+
+
+def _numbering(pods: tuple[PodSnapshot | None, ...], session_name: str | None) -> str | None:
+    """How the nodes' rank prefixes count: `local` (every node shows the same ranks
+    0..n-1: torchrun's `[defaultN]`), `global` (two or more nodes, rank sets disjoint:
+    OpenMPI's `[job,rank]`), else None (a node without per-rank lines yet, or sets that
+    overlap unequally: the global rank is not known)."""
+    sets = []
+    for pod in pods:
+        progress = _progress(pod, session_name)
+        if progress is None or not progress.ranks:
+            return None
+        sets.append(frozenset(r for r, _ in progress.ranks))
+    if not sets:
+        return None
+    if all(s == sets[0] for s in sets) and sets[0] == {str(i) for i in range(len(sets[0]))}:
+        return "local"
+    if len(sets) >= 2 and sum(map(len, sets)) == len(frozenset().union(*sets)):
+        return "global"
+    return None
+
+
+def _global(view: RankView, numbering: str | None) -> RankView:
+    """The view with its rank's number in the whole job, and `local_rank` only where the
+    prefix counts local ranks."""
+    if view.local_rank is None or numbering is None:
+        return view
+    if numbering == "global":
+        return replace(view, global_rank=view.local_rank, local_rank=None)
+    return replace(view, global_rank=view.rank * view.local_ranks + view.local_rank)
 
 
 def _rank0_loss(pod: PodSnapshot | None, session_name: str | None) -> float | None:
@@ -161,7 +240,8 @@ def _flag(view: RankView, median_rate: float | None, others_moving: bool) -> str
         return NOT_RUNNING if view.session_state is not None and others_moving else None
     if view.stalled and others_moving:
         return HUNG
-    if median_rate and view.rate is not None and _paced(view) and view.rate < STRAGGLER_RATIO * median_rate:
+    if (median_rate and view.recent_rate is not None and view.running and not view.stalled
+            and view.recent_rate < STRAGGLER_RATIO * median_rate):
         return STRAGGLER
     return None
 
@@ -188,12 +268,16 @@ def summarize(job: JobConfig, fleet: FleetSnapshot) -> JobSummary:
 
 def _summarize(job: JobConfig, pods: tuple[PodSnapshot | None, ...]) -> JobSummary:
     ranks = [_rank(i, name, pod, job.session) for i, (name, pod) in enumerate(zip(job.pods, pods))]
-    rates = [r.rate for r in ranks if r.rate is not None and _paced(r)]
+    # every rank's rate now, each rank of a node with per-rank lines on its own
+    rates = [rate for r, pod in zip(ranks, pods) if r.running and not r.stalled
+             for _, rate in _units(_progress(pod, job.session))]
     median = statistics.median(rates) if len(rates) >= 2 else None
+    numbering = _numbering(pods, job.session)
     flagged = []
     moving = sum(_moving(r) for r in ranks)  # counted once: a rank's others are the rest (16 ranks: 16, not 256)
     for view in ranks:
         flag = _flag(view, median, moving - _moving(view) > 0)
+        view = _global(view, numbering) if flag in (None, STRAGGLER) else replace(view, local_rank=None)
         flagged.append(view if flag is None else replace(view, flag=flag))
     steps = [r.step for r in flagged if r.step is not None]
     hung = [r for r in flagged if r.flag == HUNG]

@@ -105,7 +105,7 @@ def _list(args: argparse.Namespace) -> int:
     pods = list(dict.fromkeys(p for j in config.jobs for p in j.pods))
 
     async def action(fleet: Any) -> int:
-        from sessions.jobs.summary import summarize
+        from sessions.jobs.summary import STRAGGLER, summarize
 
         snapshot = await fleet.wait_settled(timeout=config.defaults.connect_timeout + config.defaults.command_timeout + 5)
         summaries = [summarize(job, snapshot) for job in config.jobs]
@@ -117,7 +117,10 @@ def _list(args: argparse.Namespace) -> int:
             for s in summaries:
                 print(_row(s))
                 for r in s.findings:  # a rank not running has no rate now, only its last step
-                    rate = "" if not r.running else f", {'no rate yet' if r.rate is None else pace_text(r.rate)}"
+                    # a straggler is judged by its rate now (RankView.recent_rate), not the run's
+                    now = r.recent_rate if r.flag == STRAGGLER else r.rate
+                    rate = "" if not r.running else f", {'no rate yet' if now is None else pace_text(now)}"
+                    rate += " now" if r.flag == STRAGGLER and now is not None else ""
                     print(f"  {finding_text(r)}, step {r.step if r.step is not None else '-'}{rate}")
         bad = any(s.findings or s.nodes_online < len(s.ranks) for s in summaries)
         return EXIT_FAILED if bad else 0
