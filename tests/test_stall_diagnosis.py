@@ -135,3 +135,30 @@ def test_ncclras_output_is_attached_when_the_pod_has_it(tmp_path, monkeypatch, s
     assert ncclras_dump() == "RAS: 1 job, 2 ranks; rank 1 missing from a collective\n"
     tool.write_text("#!/bin/sh\necho 'Failed to connect to the NCCL RAS service' >&2; exit 1\n")
     assert ncclras_dump() is None  # no NCCL job with RAS here: nothing attached
+
+
+def test_a_long_run_that_halves_is_told_slow_by_its_recent_rate(tmp_path):
+    """After ten hours at 10 steps/s, a run at 2 moves its whole-run average by a few
+    per cent an hour: the watch judges the rate now (`Progress.rate_now`, the recent
+    window), so `slow` comes within minutes, not a day later."""
+    from sessions.progress.tracker import Progress
+    from sessions.snapshot import SessionSnapshot, SessionState
+    from sessions.watch.context import WatchContext
+    from sessions.watch.resume import AutoResume
+    from sessions.watch.state import WatchState
+
+    told = []
+    auto = AutoResume(WatchContext(fleet=None, state=WatchState(tmp_path / "state.json"), emit=told.append,
+                                    start_dir=tmp_path))
+    hours = 10 * 3600.0
+    steps = 10 * hours
+    for second in range(0, 900):
+        now = hours + second
+        recent = 10.0 if second < 300 else 2.0
+        steps += recent
+        whole = steps / now
+        session = SessionSnapshot("train", SessionState.RUNNING, pid=7,
+                                  progress=Progress(step=int(steps), rate=whole, recent_rate=recent))
+        auto.consider_hang("p", session, now=now)
+    assert [e.message for e in told] == ["slow: 2 steps/s now against 10 steps/s before (20 %)"]
+    assert Progress(rate=3.0).rate_now == 3.0 and Progress(rate=3.0, recent_rate=1.0).rate_now == 1.0

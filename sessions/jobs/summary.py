@@ -150,20 +150,14 @@ def _progress(pod: PodSnapshot | None, name: str | None) -> Progress | None:
     return session.progress if session is not None else None
 
 
-def _now(p: Progress) -> float | None:
-    """The rate a straggler is judged by: the recent one, else (a reading not followed
-    live, a window not yet filled) the run's."""
-    return p.recent_rate if p.recent_rate is not None else p.rate
-
-
 def _units(progress: Progress | None) -> list[tuple[int | None, float]]:
     """`(local rank or None, rate now)` of each rank the node's log shows that has a rate:
     one per rank where lines carry rank prefixes, else the node's one reading."""
     if progress is None:
         return []
     if progress.ranks:
-        return [(int(r), rate) for r, p in progress.ranks if r.isdigit() and (rate := _now(p)) is not None]
-    rate = _now(progress)
+        return [(int(r), rate) for r, p in progress.ranks if r.isdigit() and (rate := p.rate_now) is not None]
+    rate = progress.rate_now
     return [(None, rate)] if rate is not None else []
 
 

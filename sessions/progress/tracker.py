@@ -109,6 +109,13 @@ class Progress:
             object.__setattr__(self, "ranks", tuple(
                 (str(r), Progress(**v) if isinstance(v, dict) else v) for r, v in self.ranks.items()))
 
+    @property
+    def rate_now(self) -> float | None:
+        """The rate a slowdown is judged by (a straggler, a `slow` run): the recent one,
+        else (a reading not followed live, a window not yet filled) the run's. After
+        hours at one speed the run's average barely moves when the speed halves."""
+        return self.recent_rate if self.recent_rate is not None else self.rate
+
     def to_json(self) -> dict[str, Any]:
         """The `gpuctl progress --json` object: one key per field, None as null;
         `ranks` as `{rank: reading}` (each reading without ranks of its own)."""

@@ -125,7 +125,7 @@ class AutoResume:
             return
         key = (pod, session.name)
         now = time.time() if now is None else now
-        slowed = self._slow.setdefault(key, SlowWatch()).feed(now, session.progress.rate if session.progress else None)
+        slowed = self._slow.setdefault(key, SlowWatch()).feed(now, session.progress.rate_now if session.progress else None)
         if slowed is not None:
             self.ctx.say(EventKind.ALERT, pod, "slow: " + "; ".join(slowed.evidence), session.name,
                          alert="stall_diagnosis", value=slowed.kind, threshold=None, evidence=list(slowed.evidence),
