@@ -8,8 +8,9 @@ OpenSSH sshd on loopback. Each round runs every method once, in turn, into a fre
 local path (alternating, so a slow patch of the shared machine hits all of them):
 
   gpuctl          sessions.checkpoints.download.download_checkpoint, exactly what `gpuctl download`
-                  runs: connect, list, transfer (auto: parallel byte ranges over
-                  channels of the one connection, `backends.parallel_transfer`), the
+                  runs: connect, list, transfer (auto: parallel byte ranges,
+                  `backends.parallel_transfer`; on a far link for 64 MiB and more as
+                  sessions of one OpenSSH master, `backends.openssh_mux`), the
                   pod's SHA-256 beside the transfer, the local SHA-256 as data lands,
                   fsync, re-stat on the pod, rename, index. Verification included.
   gpuctl-ssh      the same, with the OpenSSH client streaming the file forced (one channel
@@ -21,8 +22,9 @@ local path (alternating, so a slow patch of the shared machine hits all of them)
   scp             OpenSSH scp, default settings (the baseline for ratios).
   rsync           rsync -e ssh.
   gpuctl-up       the other way: sessions.checkpoints.upload.upload, exactly what `gpuctl
-                  upload` runs (parallel ranges into a `.part` on the pod, SHA-256 on both
-                  ends, rename on the pod); its ratio is to scp-up.
+                  upload` runs (parallel ranges into a `.part` on the pod, the same OpenSSH
+                  master on a far link, SHA-256 on both ends, rename on the pod); its
+                  ratio is to scp-up.
   scp-up          scp of the same file up to the pod (the upload baseline).
   rsync-up        rsync -e ssh up.
 
