@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -150,12 +149,6 @@ def same(posted: dict, event: WatchEvent) -> bool:
     return {k: v for k, v in posted.items() if k != "text"} == event.to_json() and posted["text"] == event.readable()
 
 
-def pod_tmux(server, *args: str) -> subprocess.CompletedProcess:
-    command = " ".join(__import__("shlex").quote(a) for a in ("tmux", *args))
-    return subprocess.run(server.ssh_argv(command), env={**os.environ, **server.session_env},
-                          capture_output=True, text=True)
-
-
 @pytest.fixture
 def receiver():
     with ProviderServer(fake=lambda rec: Reply(200, "ok")) as srv:
@@ -165,8 +158,7 @@ def receiver():
 @pytest.fixture
 def clean_tmux(sshd):
     yield
-    for name in ("train", "eval"):
-        pod_tmux(sshd, "kill-session", "-t", f"={name}")
+    sshd.kill_tmux_sessions("train", "eval")
 
 
 def aged_checkpoint(work: Path) -> Path:

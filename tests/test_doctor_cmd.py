@@ -127,7 +127,5 @@ def test_doctor_says_why_a_session_stopped(sshd, tmp_path, capsys, isolated_home
         code, _, err = doctor(tmp_path, sshd, capsys, "--session", "nope")
         assert code == 2 and "has no tmux session 'nope'" in err
     finally:
-        for name in ("napping", "spinning"):
-            subprocess.run(sshd.ssh_argv(f"tmux kill-session -t ={name}"), env={**os.environ, **sshd.session_env},
-                           capture_output=True, timeout=30)
+        sshd.kill_tmux_sessions("napping", "spinning")
         sshd.set_gpus(DEFAULT_GPUS)

@@ -82,7 +82,7 @@ async def test_a_running_session_whose_step_stops_is_stalled(sshd, tmp_path):
             stalled = await session_where(fleet, "train", lambda s: s.stalled)
             assert stalled.progress.step == 2
     finally:
-        pod_tmux(sshd, "kill-session", "-t", "=train")
+        sshd.kill_tmux_sessions("train")
 
 
 async def test_a_session_started_by_hand_is_adopted_and_its_output_followed(sshd, tmp_path):
@@ -97,7 +97,7 @@ async def test_a_session_started_by_hand_is_adopted_and_its_output_followed(sshd
             later = await session_where(fleet, "byhand", lambda s: s.progress.step > adopted.progress.step + 2)
             assert later.progress.format == "torchrun"
     finally:
-        pod_tmux(sshd, "kill-session", "-t", "=byhand")
+        sshd.kill_tmux_sessions("byhand")
 
 
 async def test_fleet_actions_launch_and_kill_show_up_in_snapshots(tmp_path):

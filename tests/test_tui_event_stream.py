@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -178,8 +177,7 @@ async def test_a_hot_gpu_and_a_session_exit_are_told_once_each(sshd, tmp_path):
     finally:
         sshd.set_gpus(gpus)
         seen.close()
-        subprocess.run(sshd.ssh_argv("tmux kill-session -t =crash"), env={**os.environ, **sshd.session_env},
-                       capture_output=True, timeout=30)
+        sshd.kill_tmux_sessions("crash")
 
 
 async def test_a_connection_lost_and_restored_is_told_once_each(sshd_fresh, tmp_path):

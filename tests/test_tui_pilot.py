@@ -58,8 +58,7 @@ def pod_tmux(server, *args: str) -> subprocess.CompletedProcess:
 def clean_tmux(sshd):
     """The shared pod must not keep this test's tmux sessions."""
     yield
-    for name in ("train", "eval"):
-        pod_tmux(sshd, "kill-session", "-t", f"={name}")
+    sshd.kill_tmux_sessions("train", "eval")
 
 
 class Notes:
@@ -179,8 +178,7 @@ async def test_launch_picks_among_several_stopped_sessions(sshd, tmp_path, clean
         await pilot.press("n")
         await pilot.pause(0.3)
         assert not isinstance(app.screen, PickDialog)  # nothing left to launch
-        pod_tmux(sshd, "kill-session", "-t", "=train")
-        pod_tmux(sshd, "kill-session", "-t", "=eval")
+        sshd.kill_tmux_sessions("train", "eval")
         app.fleet.refresh("a100")
         await until(pilot, lambda: session(app, "eval").state == "absent" and session(app, "train").state == "absent",
                     what="both gone")

@@ -619,3 +619,16 @@ class SshdServer:
         # point tmux at the user's own server.
         env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
         return {**env, "TMUX_TMPDIR": str(self.tmux_tmpdir)}
+
+    def kill_tmux_sessions(self, *names: str) -> None:
+        """End these tmux sessions on the pod, where they exist (a test's cleanup).
+
+        Through a local ``tmux`` on the pod's socket (`tmux_env`), not over ssh: the
+        result is the same and it costs milliseconds instead of an ssh login (~0.3 s
+        a call here, paid in the teardown of many tests). Starting a session still
+        goes over ssh, where it gets the pod's environment.
+        """
+        tmux = find_tool("tmux") or "tmux"
+        for name in names:
+            subprocess.run([tmux, "kill-session", "-t", f"={name}"], env=self.tmux_env(),
+                           capture_output=True, timeout=30, check=False)
