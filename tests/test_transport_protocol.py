@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+from pathlib import Path
 
 import asyncssh
 import pytest
@@ -64,6 +65,27 @@ async def test_run_times_out_as_an_ssh_failure(transport):
     with pytest.raises(SshFailure) as caught:
         await transport.run("sleep 5", timeout=0.5)
     assert caught.value.kind in (FailureKind.TIMEOUT, FailureKind.LOST)
+
+
+async def test_a_local_timeout_ends_what_the_command_started(tmp_path):
+    """`host: local`: a command that times out is ended with what it started (its
+    process group), so a child holding the pipes neither outlives it nor keeps the
+    caller waiting past the limit (a `sleep 300` child kept `run` for its 300 s)."""
+    pid_file = tmp_path / "pid"
+    with pytest.raises(SshFailure) as caught:
+        await LocalTransport().run(f"sleep 300 & echo $! > {shlex.quote(str(pid_file))}; wait", timeout=0.5)
+    assert caught.value.kind == FailureKind.TIMEOUT
+    pid = int(pid_file.read_text())
+    for _ in range(100):  # the kernel delivers SIGKILL to the group; init reaps the orphan
+        try:
+            state = (Path("/proc") / str(pid) / "stat").read_text().split(") ")[-1][0]
+        except FileNotFoundError:
+            break
+        if state == "Z":
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the command's child still runs")
 
 
 async def test_a_non_utf8_name_survives_the_round_trip(transport, tmp_path):

@@ -11,6 +11,7 @@ import asyncio
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator
 
+from backends.child_procs import kill_group
 from backends.ssh import REMOTE_ENCODING, REMOTE_ERRORS, FailureKind, SshFailure
 from backends.transport.base import CommandResult, TransportUnsupported, read_file_by_command, write_command
 
@@ -31,19 +32,22 @@ class LocalTransport:
 
     async def _communicate(self, command: str, data: bytes | None, timeout: float | None) -> tuple[int, bytes, bytes]:
         limit = timeout or self._timeout
+        # Its own process group: a timeout ends what the command started too (a `sleep`
+        # left holding the pipes kept `communicate` waiting past the limit).
         proc = await asyncio.create_subprocess_exec(
             "sh", "-c", command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             stdin=asyncio.subprocess.DEVNULL if data is None else asyncio.subprocess.PIPE,
+            start_new_session=True,
         )
         try:
             out, err = await asyncio.wait_for(proc.communicate(data), limit)
         except (asyncio.TimeoutError, TimeoutError):
-            proc.kill()
+            kill_group(proc)
             await proc.wait()
             raise SshFailure(FailureKind.TIMEOUT, f"local command timed out after {limit:g}s") from None
         except BaseException:
             if proc.returncode is None:
-                proc.kill()
+                kill_group(proc)
                 await proc.wait()
             raise
         return proc.returncode or 0, out, err
@@ -55,7 +59,7 @@ class LocalTransport:
     async def stream(self, command: str) -> AsyncGenerator[bytes, None]:
         proc = await asyncio.create_subprocess_exec(
             "sh", "-c", command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+            stderr=asyncio.subprocess.PIPE, start_new_session=True)
         assert proc.stdout is not None and proc.stderr is not None
         try:
             while chunk := await proc.stdout.read(_CHUNK):
@@ -67,7 +71,7 @@ class LocalTransport:
                 raise SshFailure(FailureKind.COMMAND, lines[-1] if lines else f"exit status {status}")
         finally:
             if proc.returncode is None:
-                proc.kill()
+                kill_group(proc)
                 await proc.wait()
 
     async def read_file(self, path: str, offset: int = 0, length: int | None = None, *,
