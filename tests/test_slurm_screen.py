@@ -35,15 +35,20 @@ def screen_steps(app) -> list[int]:
     return [int(n) for n in STEP.findall("\n".join("".join(seg.text for seg in strip) for strip in rows))]
 
 
-async def test_the_job_screen_follows_the_log_as_it_grows(slurm_login, tmp_path):
-    home = Path(slurm_login.session_env["HOME"])
-    _script(home)
+def _cluster(slurm_login, tmp_path: Path, script: str):
+    """A config whose one pod is the Slurm login node submitting `script`; (config, pod)."""
     trust(slurm_login)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"pods": [slurm_login.pod_entry("cluster", kind="slurm", slurm={
-        "script": "~/train.sbatch"})]}, sort_keys=False))
+        "script": script})]}, sort_keys=False))
     config = parse_config(path.read_text(), path)
-    pod = config.pods[0]
+    return config, config.pods[0]
+
+
+async def test_the_job_screen_follows_the_log_as_it_grows(slurm_login, tmp_path):
+    home = Path(slurm_login.session_env["HOME"])
+    _script(home)
+    config, pod = _cluster(slurm_login, tmp_path, "~/train.sbatch")
     async with open_transport(pod, config.defaults) as t:
         job_id = await jobs.launch(t, pod)
         try:
@@ -86,12 +91,7 @@ async def test_a_ranked_log_shows_each_rank_and_names_the_slowest(slurm_login, t
     (home / "ranked.py").write_text(RANKED_TRAINER)
     (home / "ranked.sbatch").write_text(f"#!/bin/bash\n#SBATCH -J gpuctl-ranked\n#SBATCH -o {home}/ranked-%j.log\n"
                                         f"exec python3 -u {home}/ranked.py\n")
-    trust(slurm_login)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"pods": [slurm_login.pod_entry("cluster", kind="slurm", slurm={
-        "script": "~/ranked.sbatch"})]}, sort_keys=False))
-    config = parse_config(path.read_text(), path)
-    pod = config.pods[0]
+    config, pod = _cluster(slurm_login, tmp_path, "~/ranked.sbatch")
     async with open_transport(pod, config.defaults) as t:
         job_id = await jobs.launch(t, pod)
         try:
