@@ -211,8 +211,7 @@ def _rank0_loss(pod: PodSnapshot | None, session_name: str | None) -> float | No
     launcher (`[default1]:` lines beside `[default0]:`) need not be rank 0; the rank
     prefixed 0 on node 0 is global rank 0 whether the prefix counts local or global
     ranks. Without per-rank lines, or where rank 0 printed no loss, the node's reading."""
-    session = _session(pod, session_name)
-    progress = session.progress if session is not None else None
+    progress = _progress(pod, session_name)
     if progress is None:
         return None
     first = dict(progress.ranks).get("0") if progress.ranks else None
