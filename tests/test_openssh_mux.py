@@ -27,6 +27,7 @@ from sessions.checkpoints import upload as up
 from tests.support.files import age_tree, put
 from tests.test_download import MB, Pod, fake_ssh, tree_bytes
 from tests.test_pod_link import accepted
+from tests.support.procs import end
 
 pytestmark = pytest.mark.requires_tools("ssh")
 
@@ -147,9 +148,7 @@ async def test_kill_9_mid_transfer_leaves_no_ssh_and_the_rerun_finishes(pod, tmp
         child.send_signal(signal.SIGKILL)
         child.communicate()
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
+        end(child)
     deadline = time.monotonic() + 10  # the kernel's SIGKILL to the children (PR_SET_PDEATHSIG)
     while ssh_children_of(child.pid) and time.monotonic() < deadline:
         await asyncio.sleep(0.02)

@@ -31,6 +31,7 @@ from sessions.link.pod_link import open_transport
 from tests.support.files import age_tree, put
 from tests.test_download import MB, DropAt, Pod, tree_bytes
 from tests.test_transfer_hardening import small_disk  # noqa: F401 - a fixture
+from tests.support.procs import end
 
 
 @pytest.fixture(autouse=True)
@@ -125,9 +126,7 @@ async def test_kill_9_at_random_points_then_resume_ends_identical(pod, tmp_path)
                 child.send_signal(signal.SIGKILL)
             child.communicate()
         finally:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
+            end(child)
         assert not (tmp_path / "checkpoints" / "p" / "train" / "step_7.pt").exists(), "finished before the kill"
         kept.append(len(recorded(part)))
     assert kept == sorted(kept) and kept[-1] > 0  # every run kept what the ones before it fetched

@@ -45,6 +45,15 @@ def _cluster(slurm_login, tmp_path: Path, script: str):
     return config, config.pods[0]
 
 
+async def _running(t, job_id: str):
+    """The job once Slurm runs it and knows its StdOut path (the screen follows that file)."""
+    async def running():
+        job = await jobs.job(t, job_id)
+        return job if job and job.state == "RUNNING" and job.stdout else None
+
+    return await _until("the job to run", running)
+
+
 async def test_the_job_screen_follows_the_log_as_it_grows(slurm_login, tmp_path):
     home = Path(slurm_login.session_env["HOME"])
     _script(home)
@@ -52,11 +61,7 @@ async def test_the_job_screen_follows_the_log_as_it_grows(slurm_login, tmp_path)
     async with open_transport(pod, config.defaults) as t:
         job_id = await jobs.launch(t, pod)
         try:
-            async def running():
-                job = await jobs.job(t, job_id)
-                return job if job and job.state == "RUNNING" and job.stdout else None
-
-            job = await _until("the job to run", running)
+            job = await _running(t, job_id)
             app = make_app(config, state_file=tmp_path / "tui.json")
             async with app.run_test(size=(120, 40)) as pilot:
                 await until(pilot, lambda: app.fleet is not None, what="the Fleet")
@@ -95,11 +100,7 @@ async def test_a_ranked_log_shows_each_rank_and_names_the_slowest(slurm_login, t
     async with open_transport(pod, config.defaults) as t:
         job_id = await jobs.launch(t, pod)
         try:
-            async def running():
-                job = await jobs.job(t, job_id)
-                return job if job and job.state == "RUNNING" else None
-
-            job = await _until("the job to run", running)
+            job = await _running(t, job_id)
             app = make_app(config, state_file=tmp_path / "tui.json")
             async with app.run_test(size=(120, 40)) as pilot:
                 await until(pilot, lambda: app.fleet is not None, what="the Fleet")

@@ -26,6 +26,7 @@ from tests.support.files import put
 from tests.test_download import MB, DropAt, Pod, fake_ssh, tree_bytes
 from tests.test_download_proxied import EVERY_BYTE, ProxiedPod
 from tests.support.shell_only_sshd import ShellOnlyServer
+from tests.support.procs import end
 
 
 @pytest.fixture(autouse=True)
@@ -135,9 +136,7 @@ async def test_kill_9_then_resume_sends_only_the_rest(pod, tmp_path):
             child.send_signal(signal.SIGKILL)
             child.communicate()
         finally:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
+            end(child)
         assert not (pod.workdir / "big.bin").exists(), "finished before the kill"
     kept = _recorded(part)
     assert kept > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterable
 
 
@@ -55,3 +56,11 @@ def alive(pid: int) -> bool:
         return True
     tail = _stat_tail(pid)
     return tail is not None and tail[:1] != b"Z"
+
+
+def end(child: "subprocess.Popen[bytes]") -> None:
+    """A test's cleanup of a child it may have killed already: SIGKILL and reap it if it
+    still runs (reaped once: a second `communicate` on closed pipes raises)."""
+    if child.poll() is None:
+        child.kill()
+        child.communicate()
